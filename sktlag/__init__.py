@@ -1,0 +1,12 @@
+"""sktlag: streamflow prediction with a Topologically Layer Adaptive Growing LSTM.
+
+The estimator :class:`TLAGRegressor` grows the depth of an LSTM while it trains and
+behaves like any scikit-learn regressor.
+"""
+
+from .estimator import PRESETS, TLAGRegressor
+from .model import GrowingLSTM
+
+__version__ = "0.1.0"
+
+__all__ = ["PRESETS", "GrowingLSTM", "TLAGRegressor", "__version__"]

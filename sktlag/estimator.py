@@ -1,0 +1,622 @@
+"""`TLAGRegressor`: a depth-growing LSTM regressor that behaves like any scikit-learn regressor.
+
+The estimator validates its input, cuts the series into windows, and trains a skorch
+``NeuralNet`` around :class:`sktlag.model.GrowingLSTM` with the growth callbacks of
+:mod:`sktlag.callbacks`. The fitted net is kept as ``net_``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from skorch import NeuralNet
+from skorch.helper import predefined_split
+
+from .callbacks import ArchitectureCheckpoint, PlateauDetector, TopologicalGrowth, ValidationNSE
+from .losses import MaskedMSELoss, masked_mse
+from .model import GrowingLSTM
+from .windows import (
+    WindowDataset,
+    chronological_split,
+    collate_windows,
+    padded_series,
+    window_ends,
+)
+
+__all__ = ["PRESETS", "TLAGRegressor"]
+
+# History keys that would only clutter the epoch table.
+_QUIET_HISTORY_KEYS = ["valid_nse_best", "plateau", "growth_stopped"]
+
+#: Named hyperparameter sets. ``"research"`` is the original research code's setting
+#: (heavier: expect hours on a laptop CPU); ``"fast"`` is for smoke tests and examples.
+PRESETS: dict[str, dict] = {
+    "research": {
+        "hidden_size": 128,
+        "initial_num_layers": 3,
+        "max_layers": 10,
+        "dropout": 0.2,
+        "lr": 1e-4,
+        "patience": 150,
+        "moving_avg_window": 10,
+        "max_epochs_per_layer": 500,
+        "max_epochs": 5000,
+        "lookback": 30,
+        "batch_size": 64,
+    },
+    "fast": {
+        "hidden_size": 8,
+        "max_layers": 3,
+        "max_epochs": 12,
+        "max_epochs_per_layer": 4,
+        "patience": 2,
+        "moving_avg_window": 2,
+        "lookback": 7,
+        "derivative_samples": 64,
+        "num_power_iterations": 20,
+    },
+}
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    if n is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _first_bad(values: np.ndarray, test) -> tuple[int, int, int] | None:
+    bad = test(values)
+    if not bad.any():
+        return None
+    rows, cols = np.nonzero(bad.reshape(len(values), -1))
+    return int(rows[0]), int(cols[0]), int(bad.sum())
+
+
+def _check_finite(values: np.ndarray, what: str, columns: list[str] | None, allow_nan=False):
+    """Raise a ValueError naming the first NaN/inf cell by row and column."""
+    checks = [("inf", np.isinf)] if allow_nan else [("NaN", np.isnan), ("inf", np.isinf)]
+    for label, test in checks:
+        found = _first_bad(values, test)
+        if found is None:
+            continue
+        row, col, count = found
+        name = repr(columns[col]) if columns is not None else str(col)
+        raise ValueError(
+            f"{what} contains {label} at row {row}, column {name} ({count} {label} value(s) "
+            f"in total); remove or impute them before fitting (e.g. SimpleImputer in a "
+            f"Pipeline), they are never filled silently"
+        )
+
+
+def _check_numeric_frame(X, what: str) -> None:
+    if isinstance(X, pd.DataFrame):
+        bad = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+        if bad:
+            raise TypeError(
+                f"{what} has non-numeric columns {bad} (dtypes "
+                f"{[str(X[c].dtype) for c in bad]}); convert or drop them"
+            )
+
+
+class TLAGRegressor(RegressorMixin, BaseEstimator):
+    """Topologically Layer Adaptive Growing LSTM regressor for time series (e.g. streamflow).
+
+    The network starts with ``initial_num_layers`` LSTM layers. Each architecture trains
+    until the moving average of the validation NSE stops improving; then a topological
+    derivative is computed for every position where a residual LSTM layer could be
+    inserted, and the layer goes where it is largest, if it exceeds
+    ``topo_derivative_threshold`` and the depth is below ``max_layers``. Otherwise
+    growth and training end. The fitted model is the best validation state of the whole
+    run.
+
+    Parameters
+    ----------
+    hidden_size : int, default=32
+        Width of every LSTM layer.
+    initial_num_layers : int, default=1
+        Depth at the start of training.
+    max_layers : int, default=4
+        Largest depth growth may reach.
+    dropout : float, default=0.0
+        Dropout on the input of every layer after the first (``dropout_between_layers``
+        in the research code).
+    lookback : int, default=60
+        Rows (days) in every input window: the prediction for row ``t`` reads rows
+        ``t - lookback + 1 .. t``.
+    lr : float, default=2e-3
+        Adam learning rate (``learning_rate`` in the research code).
+    batch_size : int, default=128
+        Windows per training batch.
+    max_epochs : int, default=120
+        Epochs over all architectures together.
+    max_epochs_per_layer : int, default=40
+        Epochs one architecture may train before a growth decision is forced.
+    patience : int, default=8
+        Epochs without improvement of the moving-average validation NSE that end an
+        architecture's training.
+    moving_avg_window : int, default=5
+        Epochs in the moving average of the validation NSE.
+    topo_derivative_threshold : float, default=1e-3
+        A layer is inserted only where the topological derivative exceeds this value;
+        ``inf`` disables growth (a fixed-depth LSTM).
+    num_power_iterations : int, default=40
+        Budget of Hessian-vector products per candidate position for the eigen-solver.
+    eigensolver : {"lanczos", "power"}, default="lanczos"
+        Lanczos (full reorthogonalization) or power iteration shifted to find the
+        largest algebraic eigenvalue.
+    init_scale : float, default=0.1
+        First scale tried by the backtracking search for the new layer's parameters.
+    min_init_scale : float, default=1e-4
+        Smallest scale tried; if even that raises the loss too much, the layer starts at
+        zero (function-preserving).
+    backtracking_tolerance : float, default=0.0
+        A scale is accepted when the sample loss with the new layer is at most
+        ``(1 + backtracking_tolerance)`` times the loss without it.
+    derivative_samples : int, default=256
+        Training windows (a fixed random sample) the derivatives are computed on.
+    validation_fraction : float, default=0.2
+        The last fraction of the training windows validates (chronological split, with
+        a gap of ``lookback - 1`` windows so that no window is in both parts).
+    missing_target : {"raise", "mask"}, default="raise"
+        ``"raise"``: NaN in ``y`` is an error. ``"mask"``: NaN targets are left out of
+        the loss, the validation NSE and the growth decisions.
+    warm_start : bool, default=False
+        If True, ``fit`` continues training (and growth) from the fitted network.
+    n_threads : int or None, default=None
+        Torch CPU threads during ``fit`` and ``predict``; None leaves torch's setting.
+    device : str, default="cpu"
+        Torch device, e.g. ``"cuda"``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weights, batch order and the derivative sample. With the same value on
+        the CPU, fits give identical predictions.
+    verbose : int, default=0
+        0 silent; 1 prints the epoch table and the growth decisions.
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+        The trained net (its ``module_`` is the best architecture of the run).
+    module_ : GrowingLSTM
+        The fitted network.
+    n_layers_ : int
+        Depth of the fitted network.
+    growth_history_ : list of dict
+        One entry per architecture tried: depth, epochs, best validation NSE.
+    derivative_history_ : pandas.DataFrame
+        One row per growth decision: epoch, depth, derivative of every position,
+        chosen position, scale, backtracking steps, HVPs used, seconds.
+    history_ : skorch.History
+        Per-epoch records (``train_loss``, ``valid_loss``, ``valid_nse``,
+        ``valid_nse_ma``, ``n_layers``, ``layer_added`` ...).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Defined when ``X`` has string column names.
+    n_outputs_ : int
+    target_mean_, target_scale_ : ndarray of shape (n_outputs,)
+        Target standardization, fitted on the training rows.
+    padding_values_ : ndarray of shape (n_features,)
+        Input values used in front of the series at ``predict`` (per-feature means of
+        the training input), where rows have no ``lookback - 1`` predecessors.
+    n_masked_targets_ : int
+        Target values left out because they were NaN (``missing_target="mask"``).
+    fit_time_ : float
+        Seconds spent in the last ``fit``.
+
+    Notes
+    -----
+    Rows are time-ordered. ``predict`` returns one value per row: the first
+    ``lookback - 1`` rows have incomplete history, which is padded with
+    ``padding_values_``; their predictions are less reliable.
+    ``score`` is R^2, which on a discharge series is the Nash-Sutcliffe efficiency.
+    """
+
+    _parameter_constraints: dict = {
+        "hidden_size": [Interval(Integral, 1, None, closed="left")],
+        "initial_num_layers": [Interval(Integral, 1, None, closed="left")],
+        "max_layers": [Interval(Integral, 1, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "lookback": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs_per_layer": [Interval(Integral, 1, None, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "moving_avg_window": [Interval(Integral, 1, None, closed="left")],
+        "topo_derivative_threshold": [Interval(Real, None, None, closed="both")],
+        "num_power_iterations": [Interval(Integral, 2, None, closed="left")],
+        "eigensolver": [StrOptions({"lanczos", "power"})],
+        "init_scale": [Interval(Real, 0, None, closed="neither")],
+        "min_init_scale": [Interval(Real, 0, None, closed="neither")],
+        "backtracking_tolerance": [Interval(Real, 0, None, closed="left")],
+        "derivative_samples": [Interval(Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "missing_target": [StrOptions({"raise", "mask"})],
+        "warm_start": ["boolean"],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        hidden_size=32,
+        initial_num_layers=1,
+        max_layers=4,
+        dropout=0.0,
+        lookback=60,
+        lr=2e-3,
+        batch_size=128,
+        max_epochs=120,
+        max_epochs_per_layer=40,
+        patience=8,
+        moving_avg_window=5,
+        topo_derivative_threshold=1e-3,
+        num_power_iterations=40,
+        eigensolver="lanczos",
+        init_scale=0.1,
+        min_init_scale=1e-4,
+        backtracking_tolerance=0.0,
+        derivative_samples=256,
+        validation_fraction=0.2,
+        missing_target="raise",
+        warm_start=False,
+        n_threads=None,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+    ):
+        self.hidden_size = hidden_size
+        self.initial_num_layers = initial_num_layers
+        self.max_layers = max_layers
+        self.dropout = dropout
+        self.lookback = lookback
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.max_epochs_per_layer = max_epochs_per_layer
+        self.patience = patience
+        self.moving_avg_window = moving_avg_window
+        self.topo_derivative_threshold = topo_derivative_threshold
+        self.num_power_iterations = num_power_iterations
+        self.eigensolver = eigensolver
+        self.init_scale = init_scale
+        self.min_init_scale = min_init_scale
+        self.backtracking_tolerance = backtracking_tolerance
+        self.derivative_samples = derivative_samples
+        self.validation_fraction = validation_fraction
+        self.missing_target = missing_target
+        self.warm_start = warm_start
+        self.n_threads = n_threads
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ validation
+    def _validate_X(self, X, *, reset: bool) -> np.ndarray:
+        _check_numeric_frame(X, "X")
+        columns = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
+        X = validate_data(
+            self, X, reset=reset, dtype=[np.float32, np.float64],
+            ensure_all_finite=False, ensure_min_samples=1,
+        )
+        _check_finite(X, "X", columns)
+        return X
+
+    def _validate_y(self, y, n_rows: int) -> np.ndarray:
+        _check_numeric_frame(y, "y")
+        columns = list(map(str, y.columns)) if isinstance(y, pd.DataFrame) else None
+        y = check_array(
+            y, ensure_2d=False, dtype=np.float64, ensure_all_finite=False,
+            input_name="y", ensure_min_samples=1,
+        )
+        if y.ndim not in (1, 2):
+            raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
+        if len(y) != n_rows:
+            raise ValueError(
+                f"X and y must have the same number of rows, got {n_rows} and {len(y)}"
+            )
+        _check_finite(y, "y", columns, allow_nan=self.missing_target == "mask")
+        return y
+
+    def _check_hyperparameters(self) -> None:
+        if self.initial_num_layers > self.max_layers:
+            raise ValueError(
+                f"initial_num_layers={self.initial_num_layers} exceeds "
+                f"max_layers={self.max_layers}"
+            )
+        if self.min_init_scale > self.init_scale:
+            raise ValueError(
+                f"min_init_scale={self.min_init_scale} exceeds init_scale={self.init_scale}"
+            )
+
+    def _minimum_rows(self, groups) -> int:
+        n_groups = 1 if groups is None else len(pd.unique(np.asarray(groups)))
+        n = self.lookback
+        while True:
+            windows = n - self.lookback + 1
+            n_valid = math.ceil(self.validation_fraction * windows)
+            if n_valid >= 2 and windows - n_valid - (self.lookback - 1) >= 2:
+                return n * n_groups
+            n += 1
+
+    # ------------------------------------------------------------------ fitting
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, groups=None):
+        """Grow and train the network on a time-ordered series.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_rows, n_features)
+            Inputs by time step (rows in time order).
+        y : array-like of shape (n_rows,) or (n_rows, n_outputs)
+            Targets by time step (e.g. discharge at one or several gauges).
+        groups : array-like of shape (n_rows,), optional
+            Series labels (e.g. basins), each a contiguous block of rows. Windows never
+            cross from one group to the next; every group is split chronologically.
+
+        Returns
+        -------
+        self : TLAGRegressor
+        """
+        start = time.perf_counter()
+        self._check_hyperparameters()
+        continuing = self.warm_start and hasattr(self, "net_")
+        X_frame = X if isinstance(X, pd.DataFrame) else None
+        X = self._validate_X(X, reset=not continuing)
+        y = self._validate_y(y, len(X))
+        y2 = y.reshape(len(y), -1)
+        if continuing and y2.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {y2.shape[1]} outputs, the fitted model predicts {self.n_outputs_}"
+            )
+        groups = None if groups is None else np.asarray(groups)
+        minimum = self._minimum_rows(groups)
+        if len(X) < minimum:
+            raise ValueError(
+                f"X has {len(X)} rows; with lookback={self.lookback} and "
+                f"validation_fraction={self.validation_fraction} at least {minimum} rows are "
+                "needed (a training and a validation part of full windows)"
+            )
+
+        ends = window_ends(len(X), self.lookback, groups)
+        observed = ~np.isnan(y2[ends]).all(axis=1)
+        self.n_masked_targets_ = int(np.isnan(y2).sum())
+        ends = ends[observed]
+        train_ends, valid_ends = chronological_split(
+            ends, self.validation_fraction, self.lookback, groups
+        )
+        if len(train_ends) < 2 or len(valid_ends) < 2:
+            raise ValueError(
+                f"only {len(train_ends)} training and {len(valid_ends)} validation windows "
+                "have an observed target; more rows with observed targets are needed"
+            )
+
+        if not continuing:
+            self.n_outputs_ = y2.shape[1]
+            train_targets = y2[train_ends]
+            self.target_mean_ = np.nanmean(train_targets, axis=0)
+            scale = np.nanstd(train_targets, axis=0)
+            self.target_scale_ = np.where(scale > 0, scale, 1.0)
+            self.padding_values_ = X.mean(axis=0)
+            self._y_ndim = y.ndim
+        self._store_warmup(X, X_frame, groups)
+
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        X_t = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        y_t = torch.from_numpy(((y2 - self.target_mean_) / self.target_scale_).astype(np.float32))
+        train_set = WindowDataset(X_t, y_t, train_ends, self.lookback)
+        valid_set = WindowDataset(X_t, y_t, valid_ends, self.lookback)
+        sample_rows = np.sort(
+            np.random.default_rng(seed).choice(
+                len(train_set), min(self.derivative_samples, len(train_set)), replace=False
+            )
+        )
+
+        def derivative_sample():
+            Xs, ys = train_set.__getitems__(sample_rows)
+            return Xs.to(self.device), ys.to(self.device)
+
+        with _torch_threads(self.n_threads):
+            torch.manual_seed(seed)
+            if continuing:
+                self._continue_net(train_set, valid_set, derivative_sample, seed)
+            else:
+                self.net_ = self._build_net(X.shape[1], valid_set, derivative_sample, seed)
+                self.net_.fit(train_set, y=None)
+
+        self.module_ = self.net_.module_
+        self.n_layers_ = self.module_.num_layers
+        self.history_ = self.net_.history
+        self._collect_histories()
+        self.fit_time_ = time.perf_counter() - start
+        return self
+
+    def _callbacks(self, derivative_sample, seed: int) -> list:
+        checkpoint = ArchitectureCheckpoint()
+        plateau = PlateauDetector(
+            patience=self.patience,
+            moving_avg_window=self.moving_avg_window,
+            max_epochs_per_layer=self.max_epochs_per_layer,
+        )
+        growth = TopologicalGrowth(
+            sample=derivative_sample,
+            checkpoint=checkpoint,
+            plateau=plateau,
+            loss_fn=masked_mse,
+            grow_kwargs={
+                "threshold": float(self.topo_derivative_threshold),
+                "max_layers": self.max_layers,
+                "method": self.eigensolver,
+                "max_hvp": self.num_power_iterations,
+                "init_scale": self.init_scale,
+                "min_scale": self.min_init_scale,
+                "tolerance": self.backtracking_tolerance,
+                "seed": seed,
+            },
+            sink=print if self.verbose else None,
+        )
+        return [
+            ("valid_nse", ValidationNSE()),
+            ("checkpoint", checkpoint),
+            ("plateau", plateau),
+            ("growth", growth),
+        ]
+
+    def _build_net(self, n_features: int, valid_set, derivative_sample, seed: int) -> NeuralNet:
+        return NeuralNet(
+            module=GrowingLSTM,
+            module__n_features=n_features,
+            module__hidden_size=self.hidden_size,
+            module__num_layers=self.initial_num_layers,
+            module__n_outputs=self.n_outputs_,
+            module__dropout=self.dropout,
+            criterion=MaskedMSELoss,
+            optimizer=torch.optim.Adam,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            train_split=predefined_split(valid_set),
+            iterator_train__shuffle=True,
+            iterator_train__collate_fn=collate_windows,
+            iterator_valid__collate_fn=collate_windows,
+            callbacks=self._callbacks(derivative_sample, seed),
+            callbacks__print_log__keys_ignored=_QUIET_HISTORY_KEYS,
+            device=self.device,
+            verbose=int(self.verbose),
+        )
+
+    def _continue_net(self, train_set, valid_set, derivative_sample, seed: int) -> None:
+        net = self.net_
+        net.set_params(
+            train_split=predefined_split(valid_set),
+            callbacks=self._callbacks(derivative_sample, seed),
+            max_epochs=self.max_epochs,
+            lr=self.lr,
+            verbose=int(self.verbose),
+        )
+        net.initialize_callbacks()
+        net.partial_fit(train_set, y=None)
+
+    def _collect_histories(self) -> None:
+        history = self.net_.history
+        growth = dict(self.net_.callbacks_)["growth"]
+        architectures = []
+        for row in history:
+            depth = row.get("n_layers")
+            if depth is None:
+                continue
+            if not architectures or architectures[-1]["n_layers"] != depth:
+                architectures.append(
+                    {"n_layers": depth, "first_epoch": row["epoch"], "last_epoch": row["epoch"],
+                     "best_valid_nse": -np.inf, "best_epoch": None}
+                )
+            arch = architectures[-1]
+            arch["last_epoch"] = row["epoch"]
+            nse = row.get("valid_nse", -np.inf)
+            if nse > arch["best_valid_nse"]:
+                arch["best_valid_nse"], arch["best_epoch"] = float(nse), row["epoch"]
+        self.growth_history_ = architectures
+        rows = []
+        for d in growth.decisions_:
+            row = {k: v for k, v in d.items() if k != "derivatives"}
+            for position, value in enumerate(d["derivatives"], start=1):
+                row[f"derivative_{position}"] = value
+            rows.append(row)
+        self.derivative_history_ = pd.DataFrame(rows)
+
+    def _store_warmup(self, X: np.ndarray, X_frame, groups) -> None:
+        # The last lookback - 1 rows seen in fit: predict() can use them as real history
+        # for a DataFrame whose index continues the training index.
+        pad = self.lookback - 1
+        self._warmup_rows = X[len(X) - pad :].copy() if pad > 0 else X[:0].copy()
+        self._warmup_index = None
+        if X_frame is not None and groups is None and len(X_frame.index) >= 2:
+            self._warmup_index = X_frame.index
+
+    # ------------------------------------------------------------------ prediction
+    def _history_for(self, X_original) -> np.ndarray | None:
+        index = getattr(self, "_warmup_index", None)
+        if index is None or not isinstance(X_original, pd.DataFrame) or len(X_original) == 0:
+            return None
+        step = index[-1] - index[-2]
+        try:
+            follows = X_original.index[0] == index[-1] + step
+        except TypeError:
+            return None
+        return self._warmup_rows if bool(follows) else None
+
+    def predict(self, X, groups=None):
+        """Predict targets for every row of a time-ordered series.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_rows, n_features)
+        groups : array-like of shape (n_rows,), optional
+            Series labels as in :meth:`fit`; windows do not cross groups.
+
+        Returns
+        -------
+        y : ndarray of shape (n_rows,) or (n_rows, n_outputs)
+            In the units of the ``y`` given to ``fit``.
+
+        Notes
+        -----
+        A row without ``lookback - 1`` predecessors in ``X`` reads padding values. When
+        ``X`` is a DataFrame whose index directly continues the index of the frame
+        given to ``fit`` (a test fold after its training fold), the last rows seen in
+        ``fit`` serve as real history instead.
+        """
+        check_is_fitted(self, "net_")
+        X_original = X
+        X = self._validate_X(X, reset=False)
+        history = self._history_for(X_original) if groups is None else None
+        series, ends = padded_series(
+            X, self.lookback, self.padding_values_,
+            None if groups is None else np.asarray(groups), history,
+        )
+        dataset = WindowDataset(
+            torch.from_numpy(np.ascontiguousarray(series, dtype=np.float32)), None, ends,
+            self.lookback,
+        )
+        module = self.net_.module_
+        device = next(module.parameters()).device
+        chunk = max(self.batch_size, 1024)
+        out = []
+        was_training = module.training
+        module.eval()
+        try:
+            with _torch_threads(self.n_threads), torch.inference_mode():
+                for first in range(0, len(dataset), chunk):
+                    Xb, _ = dataset.__getitems__(range(first, min(first + chunk, len(dataset))))
+                    out.append(module(Xb.to(device)).double().cpu().numpy())
+        finally:
+            module.train(was_training)
+        pred = np.concatenate(out) if out else np.empty((0, self.n_outputs_))
+        pred = pred * self.target_scale_ + self.target_mean_
+        return pred.ravel() if self._y_ndim == 1 else pred
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        tags.input_tags.allow_nan = False
+        return tags

@@ -1,0 +1,45 @@
+"""Shared fixtures: small synthetic series and fast estimator settings."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# Tiny network, few epochs: every fit in the suite takes a second or two.
+FAST = dict(
+    hidden_size=6,
+    lookback=5,
+    max_epochs=8,
+    max_epochs_per_layer=3,
+    patience=2,
+    moving_avg_window=2,
+    batch_size=32,
+    derivative_samples=32,
+    num_power_iterations=12,
+    max_layers=3,
+    lr=1e-2,
+)
+
+
+def make_series(n_rows=240, n_features=3, n_outputs=1, seed=0):
+    """A rainfall-runoff-like toy series: y is a smoothed, lagged response to X."""
+    rng = np.random.default_rng(seed)
+    X = rng.gamma(0.6, 2.0, size=(n_rows, n_features))
+    kernel = np.exp(-np.arange(6) / 2.0)
+    response = np.stack(
+        [np.convolve(X[:, k % n_features], kernel)[:n_rows] for k in range(n_outputs)], axis=1
+    )
+    y = response + 0.05 * rng.standard_normal((n_rows, n_outputs))
+    return X, (y[:, 0] if n_outputs == 1 else y)
+
+
+@pytest.fixture
+def series():
+    return make_series()
+
+
+@pytest.fixture
+def fast_params():
+    return dict(FAST)

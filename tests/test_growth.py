@@ -1,0 +1,227 @@
+"""The growth math on tiny float64 models, against dense truth."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sktlag.growth import (
+    backtracking_scale,
+    choose_sign,
+    grow,
+    hamiltonian,
+    hessian_vector_product,
+    layer_outputs_and_adjoints,
+    lstm_parameter_count,
+    top_eigenpair,
+    topological_derivatives,
+    unflatten_lstm_parameters,
+)
+from sktlag.losses import masked_mse
+from sktlag.model import GrowingLSTM
+
+
+def _problem(hidden=4, batch=5, steps=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(batch, steps, hidden, generator=g, dtype=torch.float64)
+    a = 0.1 * torch.randn(batch, steps, hidden, generator=g, dtype=torch.float64)
+    n = lstm_parameter_count(hidden)
+    f = lambda theta: hamiltonian(theta, h, a)  # noqa: E731
+    return f, n
+
+
+def _dense_hessian(f, n):
+    zero = torch.zeros(n, dtype=torch.float64)
+    return torch.autograd.functional.hessian(f, zero, vectorize=True).numpy()
+
+
+def test_parameter_count_matches_nn_lstm():
+    for hidden in (1, 4, 8):
+        lstm = torch.nn.LSTM(hidden, hidden)
+        assert lstm_parameter_count(hidden) == sum(p.numel() for p in lstm.parameters())
+    assert lstm_parameter_count(8) == 576
+
+
+def test_unflatten_order_matches_nn_lstm():
+    theta = torch.arange(lstm_parameter_count(2), dtype=torch.float64)
+    params = unflatten_lstm_parameters(theta, 2)
+    lstm = torch.nn.LSTM(2, 2)
+    assert [k for k, _ in lstm.named_parameters()] == list(params)
+    assert all(params[k].shape == p.shape for k, p in lstm.named_parameters())
+    with pytest.raises(ValueError, match="entries"):
+        unflatten_lstm_parameters(theta[:-1], 2)
+
+
+def test_layer_output_is_zero_at_zero_but_gradient_is_not():
+    f, n = _problem()
+    zero = torch.zeros(n, dtype=torch.float64)
+    assert f(zero).item() == 0.0
+    op = hessian_vector_product(f, zero)
+    assert torch.linalg.norm(op.gradient) > 0
+
+
+def test_hvp_matches_finite_differences_of_gradients():
+    f, n = _problem(hidden=3)
+    theta0 = 0.05 * torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    op = hessian_vector_product(f, theta0)
+    v = torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    eps = 1e-5
+
+    def grad_at(x):
+        x = x.clone().requires_grad_(True)
+        return torch.autograd.grad(f(x), x)[0]
+
+    fd = (grad_at(theta0 + eps * v) - grad_at(theta0 - eps * v)) / (2 * eps)
+    hv = op(v)
+    rel = torch.linalg.norm(hv - fd) / torch.linalg.norm(fd)
+    assert rel < 1e-4
+    assert op.calls == 1
+
+
+def test_hessian_spectrum_is_symmetric_about_zero():
+    f, n = _problem(hidden=3)
+    values = np.linalg.eigvalsh(_dense_hessian(f, n))
+    np.testing.assert_allclose(np.sort(values), np.sort(-values), atol=1e-10)
+
+
+@pytest.mark.parametrize("hidden", [2, 4, 8])
+def test_lanczos_matches_dense_top_eigenpair(hidden):
+    f, n = _problem(hidden=hidden, seed=hidden)
+    dense = _dense_hessian(f, n)
+    truth = np.linalg.eigvalsh(dense)[-1]
+    op = hessian_vector_product(f, torch.zeros(n, dtype=torch.float64))
+    res = top_eigenpair(op, n, method="lanczos", max_hvp=120, tol=1e-10)
+    assert abs(res.value - truth) <= 1e-6 * abs(truth)
+    assert res.n_hvp <= 120 and res.n_hvp == op.calls
+    assert np.isclose(np.linalg.norm(res.vector), 1.0)
+    assert np.linalg.norm(dense @ res.vector - res.value * res.vector) < 1e-4
+
+
+def test_power_iteration_finds_the_largest_algebraic_not_largest_magnitude():
+    f, n = _problem(hidden=3, seed=7)
+    truth = np.linalg.eigvalsh(_dense_hessian(f, n))[-1]
+    op = hessian_vector_product(f, torch.zeros(n, dtype=torch.float64))
+    res = top_eigenpair(op, n, method="power", max_hvp=3000, tol=1e-12)
+    assert res.value > 0
+    assert abs(res.value - truth) <= 1e-3 * abs(truth)
+    assert res.n_hvp <= 3000
+
+
+def test_eigen_solver_budget_is_never_exceeded():
+    f, n = _problem(hidden=8)
+    op = hessian_vector_product(f, torch.zeros(n, dtype=torch.float64))
+    for method in ("lanczos", "power"):
+        before = op.calls
+        res = top_eigenpair(op, n, method=method, max_hvp=7, tol=0.0)
+        assert res.n_hvp == op.calls - before <= 7
+    with pytest.raises(ValueError, match="method"):
+        top_eigenpair(op, n, method="qr")
+
+
+def test_zero_operator_gives_zero():
+    res = top_eigenpair(lambda v: torch.zeros_like(v), 10, method="lanczos", max_hvp=5)
+    assert res.value == 0.0
+
+
+def test_choose_sign_makes_first_order_change_non_positive():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        g, phi = rng.standard_normal(6), rng.standard_normal(6)
+        s = choose_sign(g, phi)
+        # first-order loss change of theta0 = eps * s * phi is -grad H . theta0
+        assert -(g @ (0.1 * s * phi)) <= 0
+    assert choose_sign(np.zeros(3), np.ones(3)) == 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    losses=st.lists(st.floats(0, 10, allow_nan=False), min_size=1, max_size=20),
+    base=st.floats(0.01, 5),
+    tol=st.floats(0, 0.5),
+)
+def test_backtracking_never_accepts_a_scale_that_breaks_its_rule(losses, base, tol):
+    tried = []
+
+    def loss_at(scale):
+        tried.append(scale)
+        return losses[min(len(tried) - 1, len(losses) - 1)]
+
+    scale, steps, loss = backtracking_scale(
+        loss_at, base, init_scale=1.0, min_scale=1e-3, tolerance=tol
+    )
+    assert steps == len(tried)
+    assert all(s >= 1e-3 for s in tried)
+    assert tried == [1.0 / 2**i for i in range(len(tried))]
+    if scale > 0:
+        assert loss <= (1 + tol) * base and scale == tried[-1]
+    else:
+        assert loss == base and all(
+            losses[min(i, len(losses) - 1)] > (1 + tol) * base for i in range(len(tried))
+        )
+
+
+def test_backtracking_rejects_nan_losses():
+    scale, steps, _ = backtracking_scale(
+        lambda s: float("nan"), 1.0, init_scale=1.0, min_scale=0.25, tolerance=0.0
+    )
+    assert scale == 0.0 and steps == 3
+
+
+def _tiny_network(seed=0, layers=2):
+    torch.manual_seed(seed)
+    m = GrowingLSTM(n_features=2, hidden_size=3, num_layers=layers, n_outputs=1).double()
+    X = torch.randn(16, 5, 2, dtype=torch.float64)
+    y = torch.randn(16, 1, dtype=torch.float64)
+    return m, X, y
+
+
+def test_adjoints_match_a_perturbation_of_the_hidden_sequence():
+    m, X, y = _tiny_network()
+    hidden, adjoints, loss = layer_outputs_and_adjoints(m, X, y, masked_mse)
+    assert len(hidden) == len(adjoints) == 2 and m.training
+    # Directional derivative of the loss wrt layer-1 output, by adding delta inside layer 1.
+    delta = 1e-6 * torch.randn_like(hidden[0])
+    layer = m.layers[0]
+    original = layer.forward
+    layer.forward = lambda x, d=None: original(x, d) + delta
+    m.eval()
+    with torch.no_grad():
+        perturbed = float(masked_mse(m(X), y))
+    layer.forward = original
+    assert np.isclose(perturbed - loss, float((adjoints[0] * delta).sum()), rtol=1e-4)
+
+
+def test_derivatives_cover_every_position_and_equal_dense_truth():
+    m, X, y = _tiny_network(layers=2)
+    found, loss = topological_derivatives(m, X, y, masked_mse, max_hvp=200)
+    assert [d.position for d in found] == [1, 2]
+    hidden, adjoints, _ = layer_outputs_and_adjoints(m, X, y, masked_mse)
+    n = lstm_parameter_count(3)
+    for d, h, a in zip(found, hidden, adjoints, strict=True):
+        truth = np.linalg.eigvalsh(_dense_hessian(lambda t, h=h, a=a: hamiltonian(t, h, a), n))
+        assert np.isclose(d.derivative, truth[-1], rtol=1e-6)
+
+
+def test_grow_inserts_where_largest_and_never_raises_the_sample_loss():
+    m, X, y = _tiny_network(layers=2)
+    m.eval()
+    with torch.no_grad():
+        before = float(masked_mse(m(X), y))
+    decision = grow(m, X, y, masked_mse, threshold=-np.inf, max_layers=5, max_hvp=60,
+                    init_scale=1.0, min_scale=1e-3, tolerance=0.0)
+    assert decision.inserted and m.num_layers == 3
+    assert decision.position == 1 + int(np.argmax(decision.derivatives))
+    with torch.no_grad():
+        after = float(masked_mse(m(X), y))
+    assert after <= before + 1e-12
+    assert np.isclose(after, decision.loss_after)
+    assert decision.sign in (-1.0, 1.0) and 0 <= decision.scale <= 1.0
+
+
+def test_grow_respects_threshold_and_max_layers():
+    m, X, y = _tiny_network(layers=2)
+    decision = grow(m, X, y, masked_mse, threshold=np.inf, max_layers=5)
+    assert not decision.inserted and m.num_layers == 2 and "threshold" in decision.reason
+    decision = grow(m, X, y, masked_mse, threshold=-np.inf, max_layers=2)
+    assert not decision.inserted and decision.reason == "max_layers reached"
