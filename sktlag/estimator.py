@@ -321,6 +321,10 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         return X
 
     def _validate_y(self, y, n_rows: int) -> np.ndarray:
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
         _check_numeric_frame(y, "y")
         columns = list(map(str, y.columns)) if isinstance(y, pd.DataFrame) else None
         y = check_array(
@@ -391,7 +395,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         minimum = self._minimum_rows(groups)
         if len(X) < minimum:
             raise ValueError(
-                f"X has {len(X)} rows; with lookback={self.lookback} and "
+                f"X has {len(X)} rows (n_samples = {len(X)}); with lookback={self.lookback} and "
                 f"validation_fraction={self.validation_fraction} at least {minimum} rows are "
                 "needed (a training and a validation part of full windows)"
             )
@@ -443,6 +447,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
                 self.net_ = self._build_net(X.shape[1], valid_set, derivative_sample, seed)
                 self.net_.fit(train_set, y=None)
 
+        self._release_training_data()
         self.module_ = self.net_.module_
         self.n_layers_ = self.module_.num_layers
         self.history_ = self.net_.history
@@ -515,6 +520,15 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         )
         net.initialize_callbacks()
         net.partial_fit(train_set, y=None)
+
+    def _release_training_data(self) -> None:
+        # The split and the derivative sample reference the training series; a fitted
+        # estimator (and its pickle) should not carry it around.
+        self.net_.train_split = None
+        dict(self.net_.callbacks_)["growth"].sample = None
+        for _, cb in self.net_.callbacks:
+            if isinstance(cb, TopologicalGrowth):
+                cb.sample = None
 
     def _collect_histories(self) -> None:
         history = self.net_.history
