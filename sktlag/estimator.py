@@ -331,8 +331,6 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
             y, ensure_2d=False, dtype=np.float64, ensure_all_finite=False,
             input_name="y", ensure_min_samples=1,
         )
-        if y.ndim not in (1, 2):
-            raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}")
         if len(y) != n_rows:
             raise ValueError(
                 f"X and y must have the same number of rows, got {n_rows} and {len(y)}"

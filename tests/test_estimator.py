@@ -1,0 +1,305 @@
+"""TLAGRegressor: growth behaviour, scikit-learn composition, persistence, bad input."""
+
+import subprocess
+import sys
+import textwrap
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, TimeSeriesSplit, cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sktlag import PRESETS, TLAGRegressor
+
+from .conftest import FAST, make_series
+
+
+def _depth_task(n=600, seed=0):
+    # The target composes lagged inputs nonlinearly: a 4-unit single LSTM layer
+    # underfits it, so depth helps.
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 2))
+    y = np.tanh(2 * np.roll(X[:, 0], 2) * np.roll(X[:, 1], 1)) + 0.5 * np.roll(X[:, 0], 3) ** 2
+    return X, y
+
+
+# ---------------------------------------------------------------- growth behaviour
+def test_threshold_inf_never_grows(series, fast_params):
+    X, y = series
+    est = TLAGRegressor(**fast_params, topo_derivative_threshold=np.inf, random_state=0)
+    est.fit(X, y)
+    assert est.n_layers_ == 1
+    assert not est.derivative_history_["inserted"].any()
+    assert set(est.history_[:, "n_layers"]) == {1}
+    assert "threshold" in est.derivative_history_["reason"].iloc[-1]
+
+
+def test_max_layers_is_respected(series, fast_params):
+    X, y = series
+    params = {**fast_params, "max_epochs": 30, "max_layers": 2}
+    est = TLAGRegressor(**params, topo_derivative_threshold=-np.inf, random_state=0).fit(X, y)
+    assert max(est.history_[:, "n_layers"]) == 2
+    assert est.derivative_history_["inserted"].sum() == 1
+    assert est.derivative_history_["reason"].iloc[-1] == "max_layers reached"
+    assert est.n_layers_ <= 2
+
+
+def test_grows_from_one_layer_on_a_task_that_needs_depth():
+    X, y = _depth_task()
+    params = {**FAST, "hidden_size": 4, "max_epochs": 40, "max_epochs_per_layer": 10,
+              "patience": 3, "max_layers": 3}
+    est = TLAGRegressor(**params, topo_derivative_threshold=0.0, random_state=0).fit(X, y)
+    arch = est.growth_history_
+    assert arch[0]["n_layers"] == 1 and len(arch) >= 2
+    inserted = est.derivative_history_[est.derivative_history_["inserted"]]
+    assert len(inserted) >= 1 and (inserted["backtracking_steps"] >= 1).all()
+    # Growth is function-preserving and starts from the best weights: the deeper
+    # architectures do not validate worse than the one-layer network did.
+    assert max(a["best_valid_nse"] for a in arch[1:]) >= arch[0]["best_valid_nse"]
+    # The fitted model is the best validation state of the whole run.
+    best = max(arch, key=lambda a: a["best_valid_nse"])
+    assert est.n_layers_ == best["n_layers"]
+
+
+def test_history_records_growth(series, fast_params):
+    X, y = series
+    est = TLAGRegressor(**fast_params, topo_derivative_threshold=-np.inf, random_state=0)
+    est.fit(X, y)
+    rows = est.history_
+    assert all("valid_nse" in r and "n_layers" in r and "valid_nse_ma" in r for r in rows)
+    added = [r["layer_added"] for r in rows if "layer_added" in r]
+    assert len(added) == est.derivative_history_["inserted"].sum() >= 1
+    columns = set(est.derivative_history_.columns)
+    assert {"epoch", "n_layers_before", "position", "scale", "backtracking_steps", "n_hvp",
+            "seconds", "derivative_1"} <= columns
+    assert est.fit_time_ > 0
+
+
+def test_best_state_of_the_run_is_returned(series, fast_params):
+    X, y = series
+    est = TLAGRegressor(**fast_params, topo_derivative_threshold=-np.inf, random_state=1)
+    est.fit(X, y)
+    best_epoch = max(est.history_, key=lambda r: r["valid_nse"])
+    assert est.n_layers_ == best_epoch["n_layers"]
+
+
+# ---------------------------------------------------------------- sklearn composition
+def test_pipeline_and_dataframe_feature_names(fast_params):
+    X, y = make_series(n_features=3)
+    frame = pd.DataFrame(X, columns=["p_a", "p_b", "t_a"])
+    pipe = Pipeline([("scale", StandardScaler()), ("tlag", TLAGRegressor(**fast_params,
+                                                                          random_state=0))])
+    pipe.fit(frame, y)
+    pred = pipe.predict(frame)
+    assert pred.shape == (len(y),) and np.isfinite(pred).all()
+    est = TLAGRegressor(**fast_params, random_state=0).fit(frame, y)
+    assert list(est.feature_names_in_) == ["p_a", "p_b", "t_a"]
+    with pytest.raises(ValueError, match="feature names"):
+        est.predict(frame.rename(columns={"p_a": "other"}))
+    with pytest.raises(ValueError, match="features"):
+        est.predict(X[:, :2])
+
+
+def test_useful_fit_and_score_is_nse(fast_params):
+    X, y = make_series(n_rows=400)
+    est = TLAGRegressor(**{**fast_params, "max_epochs": 25}, random_state=0).fit(X, y)
+    pred = est.predict(X)
+    nse = 1 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2)
+    assert np.isclose(est.score(X, y), nse)
+    assert nse > 0.5
+
+
+def test_multi_output(fast_params):
+    X, y = make_series(n_outputs=2)
+    est = TLAGRegressor(**fast_params, random_state=0).fit(X, y)
+    assert est.predict(X).shape == (len(y), 2)
+    assert est.n_outputs_ == 2
+
+
+def test_targets_are_returned_in_user_units(fast_params):
+    X, y = make_series()
+    est = TLAGRegressor(**{**fast_params, "max_epochs": 15}, random_state=0)
+    pred = est.fit(X, 1000.0 * y + 5000.0).predict(X)
+    assert abs(pred.mean() - (1000 * y.mean() + 5000)) < 0.2 * 1000 * y.std()
+
+
+def test_cross_val_score_with_time_series_split(fast_params):
+    X, y = make_series(n_rows=300)
+    scores = cross_val_score(
+        TLAGRegressor(**fast_params, random_state=0), X, y, cv=TimeSeriesSplit(n_splits=2)
+    )
+    assert scores.shape == (2,) and np.isfinite(scores).all()
+
+
+def test_grid_search_over_threshold_in_parallel(fast_params):
+    X, y = make_series(n_rows=300)
+    search = GridSearchCV(
+        TLAGRegressor(**fast_params, random_state=0),
+        {"topo_derivative_threshold": [-np.inf, np.inf]},
+        cv=TimeSeriesSplit(n_splits=2),
+        n_jobs=2,
+    )
+    search.fit(X, y)
+    assert search.best_params_["topo_derivative_threshold"] in (-np.inf, np.inf)
+    assert search.best_estimator_.n_layers_ >= 1
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+def test_clone_is_unfitted_with_initial_depth(series, fast_params):
+    X, y = series
+    est = TLAGRegressor(**fast_params, topo_derivative_threshold=-np.inf, random_state=0)
+    est.fit(X, y)
+    copy = clone(est)
+    assert copy.get_params() == est.get_params()
+    assert not hasattr(copy, "net_") and copy.initial_num_layers == 1
+    with pytest.raises(NotFittedError):
+        copy.predict(X)
+
+
+def test_presets_are_valid_hyperparameters():
+    for params in PRESETS.values():
+        TLAGRegressor(**params)._validate_params()
+    assert PRESETS["research"]["hidden_size"] == 128
+
+
+# ---------------------------------------------------------------- reproducibility, persistence
+def test_same_random_state_same_predictions(series, fast_params):
+    X, y = series
+    a = TLAGRegressor(**fast_params, topo_derivative_threshold=-np.inf, random_state=3)
+    b = clone(a)
+    np.testing.assert_array_equal(a.fit(X, y).predict(X), b.fit(X, y).predict(X))
+
+
+def test_joblib_round_trip_in_a_fresh_process(tmp_path, series, fast_params):
+    X, y = series
+    est = TLAGRegressor(**fast_params, topo_derivative_threshold=-np.inf, random_state=0)
+    est.fit(X, y)
+    path = tmp_path / "model.joblib"
+    joblib.dump(est, path)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "expected.npy", est.predict(X))
+    script = textwrap.dedent(
+        f"""
+        import joblib, numpy as np
+        est = joblib.load({str(path)!r})
+        X = np.load({str(tmp_path / "X.npy")!r})
+        expected = np.load({str(tmp_path / "expected.npy")!r})
+        assert est.n_layers_ == {est.n_layers_}
+        np.testing.assert_array_equal(est.predict(X), expected)
+        print("identical")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "identical" in out.stdout
+
+
+def test_fitted_pickle_does_not_carry_the_training_series(tmp_path, fast_params):
+    X, y = make_series(n_rows=3000)
+    est = TLAGRegressor(**{**fast_params, "max_epochs": 2}, random_state=0).fit(X, y)
+    path = tmp_path / "m.joblib"
+    joblib.dump(est, path)
+    assert path.stat().st_size < X.nbytes / 2
+
+
+def test_warm_start_continues_from_the_fitted_network(series, fast_params):
+    X, y = series
+    est = TLAGRegressor(**fast_params, topo_derivative_threshold=np.inf, random_state=0)
+    est.fit(X, y)
+    first_epochs = len(est.history_)
+    est.set_params(warm_start=True, topo_derivative_threshold=-np.inf)
+    est.fit(X, y)
+    assert len(est.history_) > first_epochs
+    assert est.derivative_history_["inserted"].any()
+
+
+# ---------------------------------------------------------------- groups
+def test_groups_keep_windows_inside_each_series(fast_params):
+    X1, y1 = make_series(seed=1)
+    X2, y2 = make_series(seed=2)
+    X, y = np.vstack([X1, X2]), np.concatenate([y1, y2])
+    groups = np.repeat(["basin_a", "basin_b"], len(y1))
+    est = TLAGRegressor(**fast_params, random_state=0).fit(X, y, groups=groups)
+    together = est.predict(X, groups=groups)
+    # With groups, the second basin's predictions do not depend on the first basin.
+    np.testing.assert_allclose(together[len(y1):], est.predict(X2), rtol=1e-6, atol=1e-6)
+    assert not np.allclose(together[len(y1):][:4], est.predict(X)[len(y1):][:4])
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize("value, word", [(np.nan, "NaN"), (np.inf, "inf")])
+def test_non_finite_input_says_where(series, fast_params, value, word):
+    X, y = series
+    X = X.copy()
+    X[17, 2] = value
+    with pytest.raises(ValueError, match=rf"{word} at row 17, column 2"):
+        TLAGRegressor(**fast_params).fit(X, y)
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    with pytest.raises(ValueError, match=rf"{word} at row 17, column 'c'"):
+        TLAGRegressor(**fast_params).fit(frame, y)
+
+
+def test_nan_target_raises_by_default_and_masks_on_request(series, fast_params):
+    X, y = series
+    y = y.copy()
+    y[[30, 31, 90]] = np.nan
+    with pytest.raises(ValueError, match="y contains NaN at row 30"):
+        TLAGRegressor(**fast_params).fit(X, y)
+    est = TLAGRegressor(**fast_params, missing_target="mask", random_state=0).fit(X, y)
+    assert est.n_masked_targets_ == 3
+    assert np.isfinite(est.predict(X)).all()
+
+
+def test_non_numeric_columns_are_named(series, fast_params):
+    X, y = series
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    frame["station"] = "x"
+    with pytest.raises(TypeError, match="non-numeric columns \\['station'\\]"):
+        TLAGRegressor(**fast_params).fit(frame, y)
+
+
+def test_wrong_shapes(series, fast_params):
+    X, y = series
+    with pytest.raises(ValueError, match="2D"):
+        TLAGRegressor(**fast_params).fit(X[:, 0], y)
+    with pytest.raises(ValueError, match="dim 3"):
+        TLAGRegressor(**fast_params).fit(X[:, :, None], y)
+    with pytest.raises(ValueError, match="same number of rows"):
+        TLAGRegressor(**fast_params).fit(X, y[:-1])
+    with pytest.raises(ValueError, match="dim 3"):
+        TLAGRegressor(**fast_params).fit(X, y[:, None, None])
+
+
+def test_too_short_series(series, fast_params):
+    X, y = series
+    with pytest.raises(ValueError, match="X has 9 rows .*at least 12 rows are needed"):
+        TLAGRegressor(**fast_params).fit(X[:9], y[:9])
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"hidden_size": 0}, "hidden_size"),
+        ({"eigensolver": "qr"}, "eigensolver"),
+        ({"validation_fraction": 1.0}, "validation_fraction"),
+        ({"lr": -1.0}, "lr"),
+        ({"missing_target": "fill"}, "missing_target"),
+        ({"initial_num_layers": 5, "max_layers": 2}, "exceeds max_layers"),
+        ({"init_scale": 1e-5, "min_init_scale": 1e-3}, "exceeds init_scale"),
+    ],
+)
+def test_invalid_hyperparameters(series, params, match):
+    X, y = series
+    with pytest.raises(ValueError, match=match):
+        TLAGRegressor(**params).fit(X, y)
+
+
+def test_predict_before_fit(series):
+    with pytest.raises(NotFittedError):
+        TLAGRegressor().predict(series[0])
