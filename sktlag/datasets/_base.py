@@ -33,8 +33,8 @@ def _read_lahn_frame() -> pd.DataFrame:
     source = resources.files(_PACKAGE).joinpath("data", "lahn.csv.gz")
     with source.open("rb") as handle:
         frame = pd.read_csv(handle, compression="gzip")
-    dates = pd.DatetimeIndex(pd.to_datetime(frame.pop("date"), format="%Y-%m-%d"), name="date")
-    frame.index = pd.DatetimeIndex(dates, freq="D")
+    dates = pd.to_datetime(frame.pop("date"), format="%Y-%m-%d")
+    frame.index = pd.DatetimeIndex(dates, name="date", freq="D").as_unit("ns")
     return frame.astype("float64")
 
 
