@@ -180,6 +180,12 @@ def test_sheet_by_name_and_position(tmp_path):
     assert read_table(path, sheet_name=1).layout == "tidy"
 
 
+def test_table_data_is_frozen(tmp_path):
+    table = read_table(write(tidy_frame(), tmp_path / "basin.csv"))
+    with pytest.raises(AttributeError):
+        table.layout = "research"
+
+
 def test_allow_gaps_keeps_gaps(tmp_path):
     frame = tidy_frame().drop(index=[5, 6, 20])
     path = write(frame, tmp_path / "basin.csv")
@@ -716,7 +722,7 @@ def test_atomic_write_arguments(tmp_path):
 # Property tests
 # ----------------------------------------------------------------------------
 
-FAULTS = ["missing", "text", "duplicate", "unsorted", "gap", "bad_date", "no_rows"]
+FAULTS = ["missing", "text", "duplicate", "unsorted", "gap", "bad_date", "no_rows", "empty"]
 TEXTS = ["abc", "1,5", "n.a.", "--", "#DIV/0!", "x1"]
 # Workbooks written by openpyxl keep 16 significant digits, so generated values
 # carry at most 15 (the precision of a spreadsheet cell).
@@ -782,6 +788,8 @@ def generated_tables(draw):
         table = pd.concat([pd.Series(column, name="date"), frame], axis=1)
     if "no_rows" in faults:
         table = table.iloc[:0]
+    if "empty" in faults:
+        table = pd.DataFrame()
     wrong_suffix = draw(st.sampled_from([None, None, None, ".txt", ".xlsx.old"]))
     return table, names, suffix, wrong_suffix, faults
 
