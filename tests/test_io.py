@@ -1,0 +1,863 @@
+"""Tests for reading and writing user tables."""
+
+import gzip
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sktlag.io import TableData, TableError, atomic_write, read_table, write_table
+
+DEMO_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "DemoData.xlsx"
+SUFFIXES = [".csv", ".xlsx", ".csv.gz"]
+
+
+# ----------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------
+
+
+def research_frame(n_rows=40, n_stations=3, start="2000-01-01", seed=0):
+    """A research-layout table: Year, month, day, the flow, then the stations."""
+    rng = np.random.default_rng(seed)
+    dates = pd.date_range(start, periods=n_rows, freq="D")
+    frame = pd.DataFrame({"Year": dates.year, "month": dates.month, "day": dates.day})
+    frame["Data"] = rng.random(n_rows).round(6)
+    for station in range(n_stations):
+        frame[f"Station{station + 1}"] = rng.gamma(0.5, 4.0, n_rows).round(1)
+    return frame
+
+
+def tidy_frame(n_rows=30, start="1999-12-20", seed=1):
+    """A tidy table: a date column, the flow, then rain and temperature."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "Date": pd.date_range(start, periods=n_rows, freq="D"),
+            "flow": rng.lognormal(2.0, 1.0, n_rows).round(3),
+            "rain": rng.gamma(0.5, 4.0, n_rows).round(1),
+            "temp": rng.normal(8.0, 7.0, n_rows).round(2),
+        }
+    )
+
+
+def write(frame, path, **kwargs):
+    """Write ``frame`` without index in the format given by the file name."""
+    path = Path(path)
+    if path.name.endswith(".xlsx"):
+        frame.to_excel(path, index=False, **kwargs)
+    elif path.name.endswith(".csv.gz"):
+        frame.to_csv(path, index=False, compression={"method": "gzip", "mtime": 0})
+    else:
+        frame.to_csv(path, index=False)
+    return path
+
+
+def message(excinfo):
+    return str(excinfo.value)
+
+
+# ----------------------------------------------------------------------------
+# Reading valid tables
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_research_layout_values_match(tmp_path, suffix):
+    frame = research_frame()
+    path = write(frame, tmp_path / f"basin{suffix}")
+    table = read_table(path)
+
+    assert isinstance(table, TableData)
+    assert table.layout == "research"
+    assert table.target_names == ("Data",)
+    assert table.feature_names == ("Station1", "Station2", "Station3")
+    assert isinstance(table.y, pd.Series)
+    assert table.y.name == "Data"
+    expected_index = pd.date_range("2000-01-01", periods=40, freq="D", name="date")
+    pd.testing.assert_index_equal(table.X.index, expected_index, exact=False)
+    assert table.X.index.freq == "D"
+    assert table.X.index.name == "date"
+    assert table.y.index.equals(table.X.index)
+    assert table.dates.equals(table.X.index)
+    np.testing.assert_array_equal(table.X.to_numpy(), frame.iloc[:, 4:].to_numpy())
+    np.testing.assert_array_equal(table.y.to_numpy(), frame["Data"].to_numpy())
+    assert (table.X.dtypes == "float64").all()
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_tidy_layout_values_match(tmp_path, suffix):
+    frame = tidy_frame()
+    path = write(frame, tmp_path / f"basin{suffix}")
+    table = read_table(path)
+
+    assert table.layout == "tidy"
+    assert table.target_names == ("flow",)
+    assert table.feature_names == ("rain", "temp")
+    assert list(table.X.index) == list(frame["Date"])
+    assert table.X.index.freq == "D"
+    np.testing.assert_array_equal(table.X.to_numpy(), frame[["rain", "temp"]].to_numpy())
+    np.testing.assert_array_equal(table.y.to_numpy(), frame["flow"].to_numpy())
+
+
+def test_research_case_insensitive_and_explicit_layout(tmp_path):
+    frame = research_frame().rename(columns={"Year": "YEAR", "month": "Month", "day": "DAY"})
+    path = write(frame, tmp_path / "basin.csv")
+    assert read_table(path, layout="research").layout == "research"
+    assert read_table(path).layout == "research"
+
+
+def test_research_target_and_features_chosen(tmp_path):
+    path = write(research_frame(), tmp_path / "basin.xlsx")
+    table = read_table(path, target="Station2", features=["Station3", "Data"])
+    assert table.target_names == ("Station2",)
+    assert table.feature_names == ("Station3", "Data")
+    assert list(table.X.columns) == ["Station3", "Data"]
+
+
+def test_research_target_only_uses_other_columns_as_features(tmp_path):
+    path = write(research_frame(), tmp_path / "basin.csv")
+    table = read_table(path, target="Station1")
+    assert table.feature_names == ("Data", "Station2", "Station3")
+
+
+def test_multi_target_gives_frame(tmp_path):
+    path = write(tidy_frame(), tmp_path / "basin.csv")
+    table = read_table(path, target=["flow", "temp"])
+    assert isinstance(table.y, pd.DataFrame)
+    assert list(table.y.columns) == ["flow", "temp"]
+    assert table.feature_names == ("rain",)
+    single = read_table(path, target=["flow"])
+    assert isinstance(single.y, pd.DataFrame)
+
+
+def test_tidy_date_column_anywhere_and_named(tmp_path):
+    frame = tidy_frame()[["flow", "rain", "Date", "temp"]].rename(columns={"Date": "TIME"})
+    path = write(frame, tmp_path / "basin.csv")
+    table = read_table(path)
+    assert table.target_names == ("flow",)
+    assert table.feature_names == ("rain", "temp")
+
+    renamed = write(frame.rename(columns={"TIME": "observed_on"}), tmp_path / "other.xlsx")
+    table = read_table(renamed, date_column="observed_on")
+    assert table.layout == "tidy"
+    assert table.X.index[0] == pd.Timestamp("1999-12-20")
+
+
+def test_tidy_accepts_iso_text_with_midnight_time(tmp_path):
+    path = tmp_path / "basin.csv"
+    path.write_text("date,q,p\n2000-01-01 00:00:00,1,2\n2000-01-02T00:00,3,4\n")
+    table = read_table(path)
+    assert list(table.X.index) == [pd.Timestamp("2000-01-01"), pd.Timestamp("2000-01-02")]
+
+
+def test_numbers_stored_as_text_in_a_workbook_are_read(tmp_path):
+    frame = tidy_frame(n_rows=3).astype({"rain": object})
+    frame["rain"] = [" 1.5", "2", "-3e-2"]
+    table = read_table(write(frame, tmp_path / "basin.xlsx"))
+    assert table.X["rain"].tolist() == [1.5, 2.0, -0.03]
+
+
+def test_blank_lines_and_empty_columns_at_the_margins_are_ignored(tmp_path):
+    path = tmp_path / "basin.csv"
+    path.write_text("date,q,p,\n2000-01-01,1,2,\n2000-01-02,3,4,\n\n\n")
+    table = read_table(path)
+    assert table.X.shape == (2, 1)
+
+
+def test_sheet_by_name_and_position(tmp_path):
+    path = tmp_path / "book.xlsx"
+    with pd.ExcelWriter(path) as writer:
+        research_frame(seed=1).to_excel(writer, sheet_name="first", index=False)
+        tidy_frame().to_excel(writer, sheet_name="second", index=False)
+    assert read_table(path).layout == "research"
+    assert read_table(path, sheet_name="second").layout == "tidy"
+    assert read_table(path, sheet_name=1).layout == "tidy"
+
+
+def test_table_data_is_frozen(tmp_path):
+    table = read_table(write(tidy_frame(), tmp_path / "basin.csv"))
+    with pytest.raises(AttributeError):
+        table.layout = "research"
+
+
+def test_allow_gaps_keeps_gaps(tmp_path):
+    frame = tidy_frame().drop(index=[5, 6, 20])
+    path = write(frame, tmp_path / "basin.csv")
+    table = read_table(path, allow_gaps=True)
+    assert len(table.X) == len(frame)
+    assert table.X.index.freq is None
+    assert list(table.X.index) == list(frame["Date"])
+
+
+def test_allow_missing_target_keeps_nan(tmp_path):
+    frame = tidy_frame()
+    frame.loc[[3, 7], "flow"] = np.nan
+    path = write(frame, tmp_path / "basin.xlsx")
+    table = read_table(path, allow_missing_target=True)
+    assert table.y.isna().sum() == 2
+    assert np.isnan(table.y.iloc[3])
+    np.testing.assert_array_equal(table.y.to_numpy(), frame["flow"].to_numpy())
+
+
+def test_unused_columns_are_not_checked(tmp_path):
+    frame = tidy_frame()
+    frame["note"] = "text"
+    path = write(frame, tmp_path / "basin.csv")
+    table = read_table(path, features=["rain", "temp"])
+    assert table.feature_names == ("rain", "temp")
+
+
+@pytest.mark.skipif(not DEMO_DATA.exists(), reason="DemoData.xlsx is not available")
+def test_demo_data():
+    table = read_table(DEMO_DATA)
+    assert table.layout == "research"
+    assert table.X.shape == (4018, 11)
+    assert table.y.shape == (4018,)
+    assert table.target_names == ("Data",)
+    assert table.X.index[0] == pd.Timestamp("2000-01-01")
+    assert table.X.index[-1] == pd.Timestamp("2010-12-31")
+    assert table.X.index.freq == "D"
+    assert table.y.between(0, 1).all()
+    assert not table.X.isna().any().any()
+
+
+# ----------------------------------------------------------------------------
+# Errors
+# ----------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nowhere.xlsx"
+    with pytest.raises(FileNotFoundError) as excinfo:
+        read_table(path)
+    assert str(path) in message(excinfo)
+
+
+@pytest.mark.parametrize("name", ["basin.txt", "basin.json", "basin.xlsx.bak", "basin"])
+def test_unsupported_extension(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("date,q,p\n2000-01-01,1,2\n")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    assert name in message(excinfo)
+    assert "unsupported file type" in message(excinfo)
+    assert ".xlsx" in message(excinfo) and ".csv" in message(excinfo)
+
+
+def test_directory_is_not_a_table(tmp_path):
+    folder = tmp_path / "folder.csv"
+    folder.mkdir()
+    with pytest.raises(TableError, match="not a file"):
+        read_table(folder)
+
+
+def test_empty_csv(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    assert "empty.csv" in message(excinfo)
+    assert "empty" in message(excinfo)
+
+
+def test_empty_sheet(tmp_path):
+    path = tmp_path / "book.xlsx"
+    with pd.ExcelWriter(path) as writer:
+        research_frame().to_excel(writer, sheet_name="data", index=False)
+        pd.DataFrame().to_excel(writer, sheet_name="blank", index=False)
+    with pytest.raises(TableError) as excinfo:
+        read_table(path, sheet_name="blank")
+    assert "book.xlsx" in message(excinfo)
+    assert "sheet 'blank'" in message(excinfo)
+    assert "is empty" in message(excinfo)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_header_without_rows(tmp_path, suffix):
+    path = write(tidy_frame().iloc[:0], tmp_path / f"basin{suffix}")
+    with pytest.raises(TableError, match="no data rows"):
+        read_table(path)
+
+
+def test_unknown_sheet_lists_sheets(tmp_path):
+    path = write(tidy_frame(), tmp_path / "book.xlsx", sheet_name="flows")
+    for sheet in ["rain", 3]:
+        with pytest.raises(TableError) as excinfo:
+            read_table(path, sheet_name=sheet)
+        assert "book.xlsx" in message(excinfo)
+        assert "flows" in message(excinfo)
+
+
+def test_not_a_workbook(tmp_path):
+    path = tmp_path / "fake.xlsx"
+    path.write_text("date,q\n2000-01-01,1\n")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    assert "fake.xlsx" in message(excinfo)
+    assert "Excel workbook" in message(excinfo)
+
+
+def test_not_utf8_csv(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("date,débit\n2000-01-01,1\n".encode("latin-1"))
+    with pytest.raises(TableError, match="UTF-8"):
+        read_table(path)
+
+
+def test_row_longer_than_header(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("date,q,p\n2000-01-01,1,2\n2000-01-02,1,2,3\n")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    assert "ragged.csv" in message(excinfo)
+    assert "column 4 (D) has no name" in message(excinfo)
+
+
+def test_row_shorter_than_header_has_empty_cells(tmp_path):
+    path = tmp_path / "short.csv"
+    path.write_text("date,q,p\n2000-01-01,1,2\n2000-01-02,1\n")
+    with pytest.raises(TableError, match=r"empty cells: column 'p' \(column 3, C\) in row 3"):
+        read_table(path)
+
+
+@pytest.mark.parametrize("token", ["NA", "nan", "#N/A", " "])
+def test_missing_value_texts(tmp_path, token):
+    path = tmp_path / "basin.csv"
+    path.write_text(f"date,q,p\n2000-01-01,{token},2\n2000-01-02,1,2\n")
+    table = read_table(path, allow_missing_target=True)
+    assert np.isnan(table.y.iloc[0])
+
+
+def test_byte_order_mark_is_ignored(tmp_path):
+    path = tmp_path / "basin.csv"
+    path.write_bytes("date,q,p\n2000-01-01,1,2\n".encode("utf-8-sig"))
+    assert read_table(path).target_names == ("q",)
+
+
+def test_broken_gzip(tmp_path):
+    path = tmp_path / "basin.csv.gz"
+    path.write_bytes(gzip.compress(b"date,q,p\n2000-01-01,1,2\n")[:-12])
+    with pytest.raises(TableError, match="basin.csv.gz"):
+        read_table(path)
+
+
+def test_header_cell_without_name(tmp_path):
+    path = tmp_path / "basin.csv"
+    path.write_text("date,,p\n2000-01-01,1,2\n")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    assert "column 2 (B)" in message(excinfo)
+    assert "row 1" in message(excinfo)
+
+
+def test_header_not_in_first_row(tmp_path):
+    path = tmp_path / "basin.csv"
+    path.write_text("\ndate,q,p\n2000-01-01,1,2\n")
+    with pytest.raises(TableError, match=r"header row \(row 1\) is empty"):
+        read_table(path)
+
+
+def test_empty_column_inside_the_table_keeps_positions(tmp_path):
+    path = tmp_path / "basin.csv"
+    path.write_text("date,,q,p\n2000-01-01,,1,x\n")
+    with pytest.raises(TableError, match=r"column 2 \(B\) has no name"):
+        read_table(path)
+    path.write_text("date,gap,q,p\n2000-01-01,,1,x\n2000-01-02,,1,2\n")
+    with pytest.raises(TableError, match=r"'p' \(column 4, D\): row 2 \('x'\)"):
+        read_table(path, features=["p"])
+
+
+def test_repeated_column_names(tmp_path):
+    path = tmp_path / "basin.csv"
+    path.write_text("date,q,p,p\n2000-01-01,1,2,3\n")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    assert "'p' in columns [3, 4]" in message(excinfo)
+
+
+def test_invalid_tidy_dates_name_rows(tmp_path):
+    frame = tidy_frame(n_rows=6).astype({"Date": object})
+    frame.loc[2, "Date"] = "2000-02-30"
+    frame.loc[4, "Date"] = "31/12/1999"
+    path = write(frame, tmp_path / "basin.csv")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    text = message(excinfo)
+    assert "basin.csv" in text
+    assert "invalid dates" in text
+    assert "column 'Date'" in text
+    # data row i (counted from 0) is spreadsheet row i + 2
+    assert "row 4 ('2000-02-30')" in text
+    assert "row 6 ('31/12/1999')" in text
+    assert "YYYY-MM-DD" in text
+
+
+def test_dates_with_time_of_day_are_invalid(tmp_path):
+    frame = tidy_frame(n_rows=4)
+    frame.loc[1, "Date"] = pd.Timestamp("1999-12-21 12:00")
+    path = write(frame, tmp_path / "basin.xlsx")
+    with pytest.raises(TableError, match=r"invalid dates.*row 3"):
+        read_table(path)
+
+
+def test_invalid_research_dates_name_rows(tmp_path):
+    frame = research_frame(n_rows=10).astype({"month": object})
+    frame.loc[3, "month"] = 13
+    frame.loc[5, "month"] = "May"
+    path = write(frame, tmp_path / "basin.xlsx")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    text = message(excinfo)
+    assert "sheet 'Sheet1'" in text
+    assert "row 5 (2000, 13, 4)" in text
+    assert "row 7 (2000, 'May', 6)" in text
+    assert "calendar day" in text
+
+
+def test_blank_row_between_data_rows(tmp_path):
+    path = tmp_path / "basin.csv"
+    path.write_text("date,q,p\n2000-01-01,1,2\n\n2000-01-02,1,2\n")
+    with pytest.raises(TableError, match=r"row 3 \(empty\)"):
+        read_table(path)
+
+
+def test_duplicate_dates(tmp_path):
+    frame = tidy_frame(n_rows=10)
+    frame.loc[4, "Date"] = frame.loc[3, "Date"]
+    path = write(frame, tmp_path / "basin.csv")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    text = message(excinfo)
+    assert "repeated dates" in text
+    assert "1999-12-23 in rows 5, 6" in text
+
+
+def test_duplicate_dates_listed_briefly(tmp_path):
+    frame = pd.concat([tidy_frame(n_rows=10)] * 2, ignore_index=True)
+    path = write(frame, tmp_path / "basin.csv")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    assert "(10 in total)" in message(excinfo)
+    assert "1999-12-20 in rows 2, 12" in message(excinfo)
+
+
+def test_unsorted_dates(tmp_path):
+    frame = research_frame(n_rows=10)
+    frame.iloc[[6, 7]] = frame.iloc[[7, 6]].to_numpy()
+    path = write(frame, tmp_path / "basin.xlsx")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    text = message(excinfo)
+    assert "not in increasing order" in text
+    assert "row 9 (2000-01-07) after row 8 (2000-01-08)" in text
+
+
+def test_gaps(tmp_path):
+    frame = tidy_frame(n_rows=40).drop(index=[10, 11, 12, 30])
+    path = write(frame, tmp_path / "basin.csv")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    text = message(excinfo)
+    assert "4 day(s) missing" in text
+    assert "1999-12-30, 1999-12-31, 2000-01-01, 2000-01-19" in text
+    assert "allow_gaps=True" in text
+
+
+def test_missing_feature_cells(tmp_path):
+    frame = tidy_frame()
+    frame.loc[[0, 8], "temp"] = np.nan
+    path = write(frame, tmp_path / "basin.xlsx")
+    for allow in [False, True]:
+        with pytest.raises(TableError) as excinfo:
+            read_table(path, allow_missing_target=allow)
+        text = message(excinfo)
+        assert "empty cells" in text
+        assert "'temp' (column 4, D) in rows 2, 10" in text
+        assert "allow_missing_target" not in text
+
+
+def test_missing_target_cells(tmp_path):
+    frame = research_frame()
+    frame.loc[list(range(10, 17)), "Data"] = np.nan
+    path = write(frame, tmp_path / "basin.csv")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    text = message(excinfo)
+    assert "'Data' (column 4, D) in rows 12, 13, 14, 15, 16, ... (7 in total)" in text
+    assert "allow_missing_target=True" in text
+
+
+def test_target_without_any_value(tmp_path):
+    frame = tidy_frame()
+    frame["flow"] = np.nan
+    path = write(frame, tmp_path / "basin.csv")
+    with pytest.raises(TableError, match="hold no values"):
+        read_table(path, allow_missing_target=True)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_text_in_numeric_columns(tmp_path, suffix):
+    frame = tidy_frame().astype({"rain": object, "flow": object})
+    frame.loc[2, "rain"] = "n.a."
+    frame.loc[5, "rain"] = "1,5"
+    frame.loc[9, "flow"] = "high"
+    path = write(frame, tmp_path / f"basin{suffix}")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    text = message(excinfo)
+    assert "not numbers" in text
+    assert "'rain' (column 3, C): row 4 ('n.a.'), row 7 ('1,5')" in text
+    assert "'flow' (column 2, B): row 11 ('high')" in text
+
+
+def test_booleans_are_not_numbers(tmp_path):
+    frame = tidy_frame(n_rows=3).astype({"rain": object})
+    frame.loc[1, "rain"] = True
+    path = write(frame, tmp_path / "basin.xlsx")
+    with pytest.raises(TableError, match=r"row 3 \(True\)"):
+        read_table(path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "unknown"),
+    [({"target": "discharge"}, "discharge"), ({"features": ["rain", "wind"]}, "wind")],
+)
+def test_unknown_columns_list_available(tmp_path, kwargs, unknown):
+    path = write(tidy_frame(), tmp_path / "basin.csv")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path, **kwargs)
+    text = message(excinfo)
+    assert "basin.csv" in text
+    assert f"['{unknown}']" in text
+    assert "['flow', 'rain', 'temp']" in text
+
+
+def test_unknown_date_column(tmp_path):
+    path = write(tidy_frame(), tmp_path / "basin.csv")
+    with pytest.raises(TableError, match=r"no date column\(s\) \['when'\]"):
+        read_table(path, date_column="when")
+
+
+def test_no_date_column(tmp_path):
+    frame = tidy_frame().rename(columns={"Date": "day_of_year"})
+    path = write(frame, tmp_path / "basin.csv")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    assert "no date column" in message(excinfo)
+    assert "date_column" in message(excinfo)
+    assert "day_of_year" in message(excinfo)
+
+
+def test_several_date_columns(tmp_path):
+    frame = tidy_frame()
+    frame["time"] = frame["Date"]
+    path = write(frame, tmp_path / "basin.csv")
+    with pytest.raises(TableError, match="several possible date columns"):
+        read_table(path)
+    assert read_table(path, date_column="Date", features=["rain"]).feature_names == ("rain",)
+
+
+def test_research_layout_needs_date_parts(tmp_path):
+    path = write(tidy_frame(), tmp_path / "basin.csv")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path, layout="research")
+    assert "year, month, day" in message(excinfo)
+    assert "['Date', 'flow', 'rain']" in message(excinfo)
+
+
+def test_no_feature_columns(tmp_path):
+    path = write(research_frame(n_stations=0), tmp_path / "basin.xlsx")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    assert "no feature columns" in message(excinfo)
+    assert "['Data']" in message(excinfo)
+
+
+def test_dates_only(tmp_path):
+    path = write(tidy_frame()[["Date"]], tmp_path / "basin.csv")
+    with pytest.raises(TableError, match="no columns besides the dates"):
+        read_table(path)
+
+
+def test_no_numeric_feature_columns(tmp_path):
+    frame = tidy_frame()
+    frame["rain"] = "dry"
+    frame["temp"] = "mild"
+    path = write(frame, tmp_path / "basin.csv")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    text = message(excinfo)
+    assert "no numeric feature columns" in text
+    assert "'rain' (column 3, C)" in text and "'temp' (column 4, D)" in text
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"layout": "wide"},
+        {"target": "flow", "features": ["flow", "rain"]},
+        {"target": []},
+        {"features": ["rain", "rain"]},
+        {"layout": "research", "date_column": "Date"},
+    ],
+)
+def test_invalid_arguments(tmp_path, kwargs):
+    path = write(tidy_frame(), tmp_path / "basin.csv")
+    with pytest.raises(ValueError):
+        read_table(path, **kwargs)
+
+
+# ----------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------
+
+
+def leftovers(folder):
+    return sorted(p.name for p in Path(folder).iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx", ".CSV"])
+def test_write_table_round_trip(tmp_path, suffix):
+    table = read_table(write(tidy_frame(), tmp_path / "input.csv"))
+    predictions = table.y.rename("prediction").to_frame()
+    predictions["observed"] = table.y
+    path = write_table(predictions, tmp_path / f"predictions{suffix}")
+    assert path.exists()
+    assert leftovers(tmp_path) == []
+    if suffix == ".CSV":
+        path = path.rename(tmp_path / "predictions.csv")
+    back = read_table(path, target="observed")
+    pd.testing.assert_series_equal(back.y, table.y.rename("observed"), check_freq=False)
+    np.testing.assert_array_equal(back.X["prediction"].to_numpy(), table.y.to_numpy())
+
+
+def test_write_table_series(tmp_path):
+    series = pd.Series(
+        [1.5, 2.5], index=pd.date_range("2000-01-01", periods=2, name="date"), name="q"
+    )
+    path = write_table(series, tmp_path / "q.csv")
+    assert path.read_text() == "date,q\n2000-01-01,1.5\n2000-01-02,2.5\n"
+
+
+def test_write_table_rejects_other_types(tmp_path):
+    with pytest.raises(ValueError, match="cannot write"):
+        write_table(tidy_frame(), tmp_path / "out.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_table_failure_keeps_old_file(tmp_path):
+    path = tmp_path / "out.xlsx"
+    path.write_bytes(b"old")
+    zoned = pd.DataFrame(
+        {"q": [1.0]}, index=pd.DatetimeIndex(["2000-01-01"], tz="UTC", name="date")
+    )
+    with pytest.raises(ValueError):
+        write_table(zoned, path)
+    assert path.read_bytes() == b"old"
+    assert leftovers(tmp_path) == []
+
+
+def test_atomic_write_text(tmp_path):
+    path = tmp_path / "scores.json"
+    with atomic_write(path) as handle:
+        handle.write('{"nse": 0.9}')
+        assert not path.exists()
+    assert path.read_text() == '{"nse": 0.9}'
+    assert leftovers(tmp_path) == []
+
+
+def test_atomic_write_binary_replaces(tmp_path):
+    path = tmp_path / "figure.png"
+    path.write_bytes(b"old")
+    with atomic_write(path, "wb", fsync=True) as handle:
+        handle.write(b"\x89PNG new")
+    assert path.read_bytes() == b"\x89PNG new"
+    assert leftovers(tmp_path) == []
+
+
+def test_atomic_write_error_leaves_nothing(tmp_path):
+    path = tmp_path / "result.json"
+    with pytest.raises(RuntimeError, match="boom"), atomic_write(path) as handle:
+        handle.write("partial")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_error_keeps_old_content(tmp_path):
+    path = tmp_path / "result.json"
+    path.write_text("old")
+    with pytest.raises(KeyError), atomic_write(path, "wb") as handle:
+        handle.write(b"new")
+        raise KeyError("x")
+    assert path.read_text() == "old"
+    assert leftovers(tmp_path) == []
+
+
+def test_atomic_write_default_permissions(tmp_path):
+    reference = tmp_path / "reference.txt"
+    reference.write_text("x")
+    path = tmp_path / "written.txt"
+    with atomic_write(path) as handle:
+        handle.write("x")
+    assert stat.S_IMODE(os.stat(path).st_mode) == stat.S_IMODE(os.stat(reference).st_mode)
+
+
+def test_atomic_write_arguments(tmp_path):
+    with pytest.raises(ValueError), atomic_write(tmp_path / "a.txt", "a"):
+        pass
+    with pytest.raises(ValueError), atomic_write(tmp_path / "a.bin", "wb", encoding="utf-8"):
+        pass
+    with pytest.raises(FileNotFoundError), atomic_write(tmp_path / "missing" / "a.txt"):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------
+# Property tests
+# ----------------------------------------------------------------------------
+
+FAULTS = ["missing", "text", "duplicate", "unsorted", "gap", "bad_date", "no_rows", "empty"]
+TEXTS = ["abc", "1,5", "n.a.", "--", "#DIV/0!", "x1"]
+# Workbooks written by openpyxl keep 16 significant digits, so generated values
+# carry at most 15 (the precision of a spreadsheet cell).
+values = st.floats(min_value=-1e300, max_value=1e300).map(lambda x: float(f"{x:.15g}"))
+
+
+@st.composite
+def generated_tables(draw):
+    """A small table, the layout and format to write it in, and the faults put in."""
+    n_rows = draw(st.integers(min_value=1, max_value=8))
+    n_features = draw(st.integers(min_value=1, max_value=3))
+    layout = draw(st.sampled_from(["research", "tidy"]))
+    suffix = draw(st.sampled_from([".csv", ".xlsx"]))
+    faults = draw(st.sets(st.sampled_from(FAULTS), max_size=2))
+    start = draw(
+        st.dates(
+            min_value=pd.Timestamp("1900-01-01").date(), max_value=pd.Timestamp("2100-01-01").date()
+        )
+    )
+
+    names = ["q", *[f"x{i}" for i in range(n_features)]]
+    data = {name: draw(st.lists(values, min_size=n_rows, max_size=n_rows)) for name in names}
+    dates = list(pd.date_range(start, periods=n_rows, freq="D"))
+    # Faults that need more than one row are dropped for one-row tables.
+    if n_rows < 2:
+        faults -= {"duplicate", "unsorted", "gap"}
+    if "gap" in faults:
+        cut = draw(st.integers(min_value=1, max_value=n_rows - 1))
+        dates = dates[:cut] + [day + pd.Timedelta(days=1) for day in dates[cut:]]
+    if "duplicate" in faults:
+        row = draw(st.integers(min_value=1, max_value=n_rows - 1))
+        dates[row] = dates[row - 1]
+    if "unsorted" in faults:
+        row = draw(st.integers(min_value=1, max_value=n_rows - 1))
+        dates[row - 1], dates[row] = dates[row], dates[row - 1]
+        if dates[row - 1] == dates[row]:
+            faults.discard("unsorted")
+    frame = pd.DataFrame(data).astype(object)
+    for fault, filler in [("missing", None), ("text", TEXTS)]:
+        if fault in faults:
+            column = draw(st.sampled_from(names))
+            row = draw(st.integers(min_value=0, max_value=n_rows - 1))
+            frame.loc[row, column] = draw(st.sampled_from(filler)) if filler else None
+    if layout == "research":
+        parts = pd.DataFrame(
+            {
+                "Year": [d.year for d in dates],
+                "month": [d.month for d in dates],
+                "day": [d.day for d in dates],
+            }
+        ).astype(object)
+        if "bad_date" in faults:
+            parts.loc[draw(st.integers(0, n_rows - 1)), "month"] = draw(
+                st.sampled_from([0, 13, "Jan"])
+            )
+        table = pd.concat([parts, frame], axis=1)
+    else:
+        column = pd.Series(dates, dtype=object)
+        if "bad_date" in faults:
+            column[draw(st.integers(0, n_rows - 1))] = draw(
+                st.sampled_from(["2001-02-30", "soon", 5])
+            )
+        table = pd.concat([pd.Series(column, name="date"), frame], axis=1)
+    if "no_rows" in faults:
+        table = table.iloc[:0]
+    if "empty" in faults:
+        table = pd.DataFrame()
+    wrong_suffix = draw(st.sampled_from([None, None, None, ".txt", ".xlsx.old"]))
+    return table, names, suffix, wrong_suffix, faults
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(case=generated_tables())
+def test_read_table_returns_values_or_raises_clear_error(tmp_path_factory, case):
+    table, names, suffix, wrong_suffix, faults = case
+    folder = tmp_path_factory.mktemp("generated")
+    path = write(table, folder / f"table{suffix}")
+    if wrong_suffix:
+        path = path.rename(folder / f"table{wrong_suffix}")
+    try:
+        result = read_table(path)
+    except TableError as error:
+        assert faults or wrong_suffix, f"unexpected error for a clean table: {error}"
+        assert path.name in str(error)
+        return
+    assert not faults and not wrong_suffix
+    assert result.target_names == ("q",)
+    assert result.feature_names == tuple(names[1:])
+    expected = table[names].to_numpy(dtype=float)
+    np.testing.assert_array_equal(result.y.to_numpy(), expected[:, 0])
+    np.testing.assert_array_equal(result.X.to_numpy(), expected[:, 1:])
+    assert result.X.index.freq == "D"
+    assert len(result.X) == len(table)
+
+
+cell_values = st.one_of(
+    st.none(),
+    st.text(st.characters(exclude_categories=("Cc", "Cs")), max_size=6),
+    values.map(repr),
+    st.integers(min_value=-5, max_value=3000),
+    st.sampled_from(
+        ["date", "Year", "month", "day", "q", "p", "2000-01-01", "2000-01-02", "2000-02-30"]
+    ),
+)
+
+
+@st.composite
+def arbitrary_cells(draw):
+    """Rows of arbitrary cells of the same length, often below a usable header."""
+    n_columns = draw(st.integers(min_value=1, max_value=4))
+    row = st.lists(cell_values, min_size=n_columns, max_size=n_columns)
+    rows = draw(st.lists(row, max_size=6))
+    if draw(st.booleans()):
+        rows.insert(0, ["date", "q", "p", "r"][:n_columns])
+    return rows
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cells=arbitrary_cells(), suffix=st.sampled_from([".csv", ".xlsx"]))
+def test_read_table_never_fails_unexpectedly(tmp_path_factory, cells, suffix):
+    folder = tmp_path_factory.mktemp("arbitrary")
+    path = folder / f"table{suffix}"
+    frame = pd.DataFrame(cells)
+    if suffix == ".csv":
+        frame.to_csv(path, index=False, header=False)
+    else:
+        frame.to_excel(path, index=False, header=False)
+    try:
+        result = read_table(path, allow_gaps=True)
+    except (TableError, FileNotFoundError) as error:
+        assert path.name in str(error)
+    else:
+        assert isinstance(result.X, pd.DataFrame)
+        assert len(result.X) == len(result.y)
