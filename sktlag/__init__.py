@@ -4,9 +4,10 @@ The estimator :class:`TLAGRegressor` grows the depth of an LSTM while it trains 
 behaves like any scikit-learn regressor.
 """
 
+from . import datasets, metrics
 from .estimator import PRESETS, TLAGRegressor
 from .model import GrowingLSTM
 
 __version__ = "0.1.0"
 
-__all__ = ["PRESETS", "GrowingLSTM", "TLAGRegressor", "__version__"]
+__all__ = ["PRESETS", "GrowingLSTM", "TLAGRegressor", "__version__", "datasets", "metrics"]

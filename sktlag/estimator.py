@@ -169,6 +169,10 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
     backtracking_tolerance : float, default=0.0
         A scale is accepted when the sample loss with the new layer is at most
         ``(1 + backtracking_tolerance)`` times the loss without it.
+    growth_strategy : {"topological", "random", "append_zero"}, default="topological"
+        Where and how a layer is inserted once growth is decided. ``"topological"`` is
+        TLAG; ``"random"`` (random position, random direction, same backtracking) and
+        ``"append_zero"`` (zero layer on top) are ablations for comparisons.
     derivative_samples : int, default=256
         Training windows (a fixed random sample) the derivatives are computed on.
     validation_fraction : float, default=0.2
@@ -245,6 +249,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         "init_scale": [Interval(Real, 0, None, closed="neither")],
         "min_init_scale": [Interval(Real, 0, None, closed="neither")],
         "backtracking_tolerance": [Interval(Real, 0, None, closed="left")],
+        "growth_strategy": [StrOptions({"topological", "random", "append_zero"})],
         "derivative_samples": [Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "missing_target": [StrOptions({"raise", "mask"})],
@@ -274,6 +279,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         init_scale=0.1,
         min_init_scale=1e-4,
         backtracking_tolerance=0.0,
+        growth_strategy="topological",
         derivative_samples=256,
         validation_fraction=0.2,
         missing_target="raise",
@@ -300,6 +306,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         self.init_scale = init_scale
         self.min_init_scale = min_init_scale
         self.backtracking_tolerance = backtracking_tolerance
+        self.growth_strategy = growth_strategy
         self.derivative_samples = derivative_samples
         self.validation_fraction = validation_fraction
         self.missing_target = missing_target
@@ -474,6 +481,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
                 "min_scale": self.min_init_scale,
                 "tolerance": self.backtracking_tolerance,
                 "seed": seed,
+                "strategy": self.growth_strategy,
             },
             sink=print if self.verbose else None,
         )

@@ -49,6 +49,11 @@ __all__ = [
 ]
 
 EIGENSOLVERS = ("lanczos", "power")
+#: Where and how a layer is inserted once the derivatives say "grow". Only
+#: "topological" is the method; the others are ablations for benchmarks:
+#: "random" puts a randomly initialized layer at a random position, "append_zero" puts a
+#: zero layer on top. All three use the same schedule and the same stop rule.
+INSERTION_STRATEGIES = ("topological", "random", "append_zero")
 
 
 def _lstm_template(hidden_size: int, like: torch.Tensor) -> nn.LSTM:
@@ -444,13 +449,18 @@ def grow(
     min_scale: float = 1e-4,
     tolerance: float = 0.0,
     seed: int = 0,
+    strategy: str = "topological",
 ) -> GrowthDecision:
     """Compute the derivatives and, if one exceeds ``threshold``, insert a layer there.
 
     The new residual layer starts at ``theta0 = eps * s * phi`` with ``s`` from
     :func:`choose_sign` and ``eps`` from :func:`backtracking_scale`. ``module`` is
-    changed in place only when a layer is inserted.
+    changed in place only when a layer is inserted. ``strategy`` (see
+    ``INSERTION_STRATEGIES``) replaces where and how for ablation studies; the decision
+    to grow is the same.
     """
+    if strategy not in INSERTION_STRATEGIES:
+        raise ValueError(f"strategy must be one of {INSERTION_STRATEGIES}, got {strategy!r}")
     start = time.perf_counter()
     if module.num_layers >= max_layers:
         return GrowthDecision(
@@ -479,6 +489,7 @@ def grow(
                 f"largest derivative {best.derivative:.4g} <= threshold {threshold:.4g}"
             )
         else:
+            best = _ablate(best, found, strategy, seed + module.num_layers)
             decision.position = best.position
             decision.sign = choose_sign(best.gradient, best.direction)
             _insert_with_backtracking(
@@ -487,6 +498,22 @@ def grow(
             )
     decision.seconds = time.perf_counter() - start
     return decision
+
+
+def _ablate(
+    best: PositionDerivative, found: list[PositionDerivative], strategy: str, seed: int
+) -> PositionDerivative:
+    if strategy == "topological":
+        return best
+    if strategy == "append_zero":
+        top = found[-1]
+        return PositionDerivative(top.position, top.derivative, np.zeros_like(top.direction),
+                                  top.gradient, top.n_hvp)
+    rng = np.random.default_rng(seed)
+    pick = found[int(rng.integers(len(found)))]
+    direction = rng.standard_normal(pick.direction.shape)
+    return PositionDerivative(pick.position, pick.derivative,
+                              direction / np.linalg.norm(direction), pick.gradient, pick.n_hvp)
 
 
 def _insert_with_backtracking(

@@ -225,3 +225,20 @@ def test_grow_respects_threshold_and_max_layers():
     assert not decision.inserted and m.num_layers == 2 and "threshold" in decision.reason
     decision = grow(m, X, y, masked_mse, threshold=-np.inf, max_layers=2)
     assert not decision.inserted and decision.reason == "max_layers reached"
+
+
+@pytest.mark.parametrize("strategy", ["random", "append_zero"])
+def test_ablation_strategies_insert_where_they_say(strategy):
+    m, X, y = _tiny_network(layers=2)
+    m.eval()
+    with torch.no_grad():
+        before = m(X)
+    decision = grow(m, X, y, masked_mse, threshold=-np.inf, max_layers=5, max_hvp=20,
+                    strategy=strategy)
+    assert decision.inserted and m.num_layers == 3
+    if strategy == "append_zero":
+        assert decision.position == 2 and decision.scale == 0.1
+        with torch.no_grad():
+            assert torch.equal(before, m(X))  # a zero layer changes nothing
+    with pytest.raises(ValueError, match="strategy"):
+        grow(m, X, y, masked_mse, threshold=0.0, max_layers=5, strategy="best")
