@@ -11,31 +11,47 @@ from sktlag import TLAGRegressor
 from .conftest import FAST, make_series
 
 PARAMS = {**FAST, "max_epochs": 20, "topo_derivative_threshold": np.inf}
+# Trained to a plateau, so that two seeds differ by little.
+CONVERGED = {**FAST, "max_epochs": 40, "max_epochs_per_layer": 40, "patience": 8,
+             "moving_avg_window": 3, "topo_derivative_threshold": np.inf}
 
 
 def _rms(a, b):
     return float(np.sqrt(np.mean((a - b) ** 2)))
 
 
-def test_masked_fit_matches_a_fit_without_those_days_within_training_noise():
-    X, y = make_series(n_rows=500, seed=4)
+def _gappy(n_rows=500, seed=4):
+    X, y = make_series(n_rows=n_rows, seed=seed)
     rng = np.random.default_rng(0)
     missing = np.sort(rng.choice(len(y), size=len(y) // 10, replace=False))
-    observed = np.setdiff1d(np.arange(len(y)), missing)
     y_gappy = y.copy()
     y_gappy[missing] = np.nan
+    return X, y, y_gappy, np.setdiff1d(np.arange(len(y)), missing)
 
-    masked = TLAGRegressor(**PARAMS, missing_target="mask", random_state=0).fit(X, y_gappy)
-    assert masked.n_masked_targets_ == len(missing)
-    # The same days removed from the record altogether.
-    removed = TLAGRegressor(**PARAMS, random_state=0).fit(X[observed], y[observed])
-    # Training noise: the same full-record fit with two seeds.
-    noise = _rms(
-        TLAGRegressor(**PARAMS, random_state=1).fit(X, y).predict(X)[observed],
-        TLAGRegressor(**PARAMS, random_state=2).fit(X, y).predict(X)[observed],
-    )
-    difference = _rms(masked.predict(X)[observed], removed.predict(X[observed]))
-    assert difference <= 3 * noise, (difference, noise)
+
+def test_masked_fit_equals_a_fit_where_those_days_never_existed():
+    # With lookback 1 a window is a single day, so removing the days with a missing
+    # target leaves exactly the training samples that masking keeps: same seed, same
+    # fit, to the last bit.
+    X, y, y_gappy, observed = _gappy()
+    params = {**CONVERGED, "lookback": 1}
+    masked = TLAGRegressor(**params, missing_target="mask", random_state=0).fit(X, y_gappy)
+    assert masked.n_masked_targets_ == len(y) - len(observed)
+    removed = TLAGRegressor(**params, random_state=0).fit(X[observed], y[observed])
+    np.testing.assert_array_equal(masked.predict(X[observed]), removed.predict(X[observed]))
+
+
+def test_masking_ten_percent_costs_no_more_than_training_noise():
+    # With longer windows, deleting days would splice the inputs of neighbouring days,
+    # so the fair reference is the fit on the complete record. Measured (this test's
+    # data): RMS difference to the complete-record fit 0.069 against 0.087 between two
+    # seeds of the complete-record fit; target standard deviation 2.1.
+    X, y, y_gappy, observed = _gappy()
+    masked = TLAGRegressor(**CONVERGED, missing_target="mask", random_state=0).fit(X, y_gappy)
+    full = [TLAGRegressor(**CONVERGED, random_state=s).fit(X, y).predict(X) for s in (0, 1)]
+    noise = _rms(full[0][observed], full[1][observed])
+    difference = _rms(masked.predict(X)[observed], full[0][observed])
+    assert difference <= 1.5 * noise, (difference, noise)
 
 
 def test_masked_targets_stay_out_of_loss_and_validation():
