@@ -34,17 +34,17 @@ from sktlag import TLAGRegressor
 from sktlag.metrics import kge, nse
 
 FULL = {
-    "hidden_size": 32,
+    "hidden_size": 16,
     "lookback": 30,
-    "lr": 3e-3,
+    "lr": 5e-3,
     "batch_size": 256,
-    "max_epochs": 24,
-    "max_epochs_per_layer": 8,
-    "patience": 3,
-    "moving_avg_window": 3,
+    "max_epochs": 12,
+    "max_epochs_per_layer": 4,
+    "patience": 2,
+    "moving_avg_window": 2,
     "derivative_samples": 256,
     "num_power_iterations": 40,
-    "max_layers": 4,
+    "max_layers": 3,
 }
 QUICK = {
     "hidden_size": 8,
@@ -206,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = C.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=None,
                         help="path to DemoData.xlsx (research layout); Lahn always runs")
+    parser.add_argument("--lahn-rows", type=int, default=None,
+                        help="use only the last N days of the Lahn series (default: all)")
     parser.add_argument("--only", choices=["lahn", "demodata"], default=None,
                         help="run one dataset only")
     args = parser.parse_args(argv)
@@ -215,7 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     machine = C.machine_info(args.threads)
     rows = QUICK_ROWS if args.quick else None
     if args.only in (None, "lahn"):
-        run_dataset("lahn", C.lahn_dataset(rows), args, settings, machine)
+        lahn_rows = rows if args.lahn_rows is None else args.lahn_rows
+        run_dataset("lahn", C.lahn_dataset(lahn_rows), args, settings, machine)
     if args.only in (None, "demodata"):
         if args.data is None:
             print("no --data given: DemoData.xlsx skipped")
