@@ -49,7 +49,8 @@ def run(quick: bool, seed: int) -> dict:
         pipe.fit(X.iloc[train], y.iloc[train])
         X_test, y_test = X.iloc[test], y.iloc[test].to_numpy()
         warm = pipe.predict(X_test)
-        padded = pipe[-1].predict(pipe[0].transform(X_test).to_numpy())
+        # A bare array has no index to continue: the same model, padded.
+        padded = pipe[-1].predict(pipe[0].transform(X_test).set_axis(range(len(test))))
         head = slice(0, lookback - 1)
         rows.append({
             "fold": fold,
