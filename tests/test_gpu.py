@@ -1,7 +1,15 @@
 """Device handling: CPU-checkable parts always run, the CUDA path only where a GPU exists."""
 
-import torch
+import io
+import pickle
 
+import joblib
+import numpy as np
+import pytest
+import torch
+from skorch.exceptions import DeviceWarning
+
+from sktlag import TLAGRegressor
 from sktlag.growth import hessian_vector_product
 
 
@@ -14,3 +22,50 @@ def test_hvp_moves_solver_vectors_to_the_device_of_the_graph():
     assert hv.device.type == "meta"
     assert hv.dtype == torch.float32 and hv.shape == (4,)
     assert op.calls == 1
+
+
+class _TensorSpy(pickle.Pickler):
+    """A pickler that records every tensor pickled the ordinary way.
+
+    skorch pickles the net's module, optimizer and criterion in a nested block whose
+    unpickling maps tensors to an available device; those tensors are not seen here.
+    Any tensor seen here would be restored on the device it was saved from.
+    """
+
+    def __init__(self, file):
+        super().__init__(file)
+        self.tensors = []
+
+    def reducer_override(self, obj):
+        if isinstance(obj, torch.Tensor):
+            self.tensors.append(tuple(obj.shape))
+        return NotImplemented
+
+
+def test_fitted_pickle_keeps_tensors_where_skorch_maps_devices(series, fast_params):
+    X, y = series
+    est = TLAGRegressor(**fast_params, topo_derivative_threshold=-np.inf, random_state=0)
+    est.fit(X, y)
+    spy = _TensorSpy(io.BytesIO())
+    spy.dump(est)
+    assert spy.tensors == []
+    loaded = pickle.loads(pickle.dumps(est))
+    assert loaded.module_ is loaded.net_.module_
+    np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a machine without CUDA")
+def test_a_model_saved_for_cuda_loads_on_a_cpu_only_machine(tmp_path, series, fast_params):
+    # The net of a CUDA-trained model says device="cuda"; on a machine without CUDA,
+    # loading falls back to the CPU with a warning, and predict works there.
+    X, y = series
+    est = TLAGRegressor(**fast_params, random_state=0).fit(X, y)
+    expected = est.predict(X)
+    est.net_.device = "cuda"
+    joblib.dump(est, tmp_path / "model.joblib")
+    with pytest.warns(DeviceWarning) as caught:
+        loaded = joblib.load(tmp_path / "model.joblib")
+    assert any("no CUDA devices" in str(w.message) for w in caught)
+    assert torch.device(loaded.net_.device).type == "cpu"
+    assert next(loaded.module_.parameters()).device.type == "cpu"
+    np.testing.assert_array_equal(loaded.predict(X), expected)
