@@ -548,6 +548,24 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         for _, cb in self.net_.callbacks:
             if isinstance(cb, TopologicalGrowth):
                 cb.sample = None
+        # The module now holds the run's best state; the checkpoint's copies of the
+        # weights (on the training device) are no longer needed, and a pickle holding
+        # them could not be loaded where that device does not exist.
+        checkpoint = dict(self.net_.callbacks_)["checkpoint"]
+        checkpoint.best_state_ = checkpoint.arch_best_state_ = None
+
+    def __getstate__(self):
+        # ``module_`` is ``net_.module_``. Pickled only inside ``net_``, whose unpickling
+        # maps tensors to an available device (a model trained on CUDA loads on a
+        # CPU-only machine), and the two names still point to one module afterwards.
+        state = dict(super().__getstate__())
+        state.pop("module_", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "net_" in self.__dict__:
+            self.module_ = self.net_.module_
 
     def _collect_histories(self) -> None:
         history = self.net_.history

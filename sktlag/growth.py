@@ -128,7 +128,8 @@ class HessianOperator:
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        v = v.to(self._point.dtype)
+        # The eigen-solvers hand over CPU float64 vectors; the graph may live on a GPU.
+        v = v.to(device=self._point.device, dtype=self._point.dtype)
         (hv,) = torch.autograd.grad(self._graph_gradient, self._point, v, retain_graph=True)
         return hv.detach()
 
