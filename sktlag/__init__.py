@@ -8,6 +8,7 @@ from . import datasets, metrics
 from .estimator import PRESETS, TLAGRegressor
 from .model import GrowingLSTM
 from .persistence import load_model, save_model
+from .report import write_artifacts
 
 __version__ = "0.1.0"
 
@@ -20,4 +21,5 @@ __all__ = [
     "load_model",
     "metrics",
     "save_model",
+    "write_artifacts",
 ]
