@@ -183,8 +183,13 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         the loss, the validation NSE and the growth decisions.
     warm_start : bool, default=False
         If True, ``fit`` continues training (and growth) from the fitted network.
-    n_threads : int or None, default=None
+    n_threads : int or None, default=1
         Torch CPU threads during ``fit`` and ``predict``; None leaves torch's setting.
+        One thread is the default: the matrices of a streamflow LSTM are small, extra
+        threads gain little and slow down badly when other processes (joblib workers,
+        a parallel search) compete for the cores; and a fixed count keeps results
+        bit-identical across processes. Raise it for large ``hidden_size`` on an
+        otherwise idle machine.
     device : str, default="cpu"
         Torch device, e.g. ``"cuda"``.
     random_state : int, RandomState instance or None, default=None
@@ -218,6 +223,9 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
     padding_values_ : ndarray of shape (n_features,)
         Input values used in front of the series at ``predict`` (per-feature means of
         the training input), where rows have no ``lookback - 1`` predecessors.
+    warmup_rows_ : ndarray of shape (lookback - 1, n_features)
+        The last input rows seen in ``fit``, used as real history by ``predict`` for a
+        frame that continues the training index.
     n_masked_targets_ : int
         Target values left out because they were NaN (``missing_target="mask"``).
     fit_time_ : float
@@ -284,7 +292,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         validation_fraction=0.2,
         missing_target="raise",
         warm_start=False,
-        n_threads=None,
+        n_threads=1,
         device="cpu",
         random_state=None,
         verbose=0,
@@ -408,6 +416,11 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         ends = window_ends(len(X), self.lookback, groups)
         observed = ~np.isnan(y2[ends]).all(axis=1)
         self.n_masked_targets_ = int(np.isnan(y2).sum())
+        if self.verbose and self.n_masked_targets_:
+            print(
+                f"{self.n_masked_targets_} missing target values masked out of the loss, "
+                "the validation NSE and the growth decisions"
+            )
         ends = ends[observed]
         train_ends, valid_ends = chronological_split(
             ends, self.validation_fraction, self.lookback, groups
@@ -564,27 +577,32 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         self.derivative_history_ = pd.DataFrame(rows)
 
     def _store_warmup(self, X: np.ndarray, X_frame, groups) -> None:
-        # The last lookback - 1 rows seen in fit: predict() can use them as real history
-        # for a DataFrame whose index continues the training index.
+        # The last lookback - 1 rows seen in fit: predict() uses them as real history
+        # for a frame whose index continues the training index (the next test fold).
         pad = self.lookback - 1
-        self._warmup_rows = X[len(X) - pad :].copy() if pad > 0 else X[:0].copy()
-        self._warmup_index = None
+        self.warmup_rows_ = X[len(X) - pad :].copy() if pad > 0 else X[:0].copy()
+        self._next_index = None
         if X_frame is not None and groups is None and len(X_frame.index) >= 2:
-            self._warmup_index = X_frame.index
+            index = X_frame.index
+            try:
+                self._next_index = index[-1] + (index[-1] - index[-2])
+            except TypeError:  # an index without arithmetic (e.g. strings)
+                self._next_index = None
 
-    # ------------------------------------------------------------------ prediction
-    def _history_for(self, X_original) -> np.ndarray | None:
-        index = getattr(self, "_warmup_index", None)
-        if index is None or not isinstance(X_original, pd.DataFrame) or len(X_original) == 0:
+    def _warmup_for(self, X_original, history) -> np.ndarray | None:
+        if history is not None:
+            history = self._validate_X(history, reset=False)
+            return history[len(history) - (self.lookback - 1) :] if self.lookback > 1 else None
+        expected = getattr(self, "_next_index", None)
+        if expected is None or not isinstance(X_original, pd.DataFrame) or len(X_original) == 0:
             return None
-        step = index[-1] - index[-2]
         try:
-            follows = X_original.index[0] == index[-1] + step
-        except TypeError:
+            follows = bool(X_original.index[0] == expected)
+        except (TypeError, ValueError):
             return None
-        return self._warmup_rows if bool(follows) else None
+        return self.warmup_rows_ if follows else None
 
-    def predict(self, X, groups=None):
+    def predict(self, X, groups=None, history=None):
         """Predict targets for every row of a time-ordered series.
 
         Parameters
@@ -592,6 +610,9 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         X : array-like or DataFrame of shape (n_rows, n_features)
         groups : array-like of shape (n_rows,), optional
             Series labels as in :meth:`fit`; windows do not cross groups.
+        history : array-like of shape (n_history, n_features), optional
+            The rows that directly precede ``X`` (in the same units as ``X``); their last
+            ``lookback - 1`` rows replace the padding. Not with ``groups``.
 
         Returns
         -------
@@ -600,15 +621,20 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
 
         Notes
         -----
-        A row without ``lookback - 1`` predecessors in ``X`` reads padding values. When
-        ``X`` is a DataFrame whose index directly continues the index of the frame
-        given to ``fit`` (a test fold after its training fold), the last rows seen in
-        ``fit`` serve as real history instead.
+        A row without ``lookback - 1`` predecessors in ``X`` reads padding values
+        (``padding_values_``). Real history replaces them when ``history`` is given, or
+        when ``X`` is a DataFrame whose index directly continues the index of the frame
+        given to ``fit`` (e.g. a ``TimeSeriesSplit`` test fold after its training fold;
+        in a ``Pipeline`` use ``set_output(transform="pandas")`` so the index reaches
+        the estimator): then the last ``lookback - 1`` rows seen in ``fit``
+        (``warmup_rows_``) are used.
         """
         check_is_fitted(self, "net_")
         X_original = X
         X = self._validate_X(X, reset=False)
-        history = self._history_for(X_original) if groups is None else None
+        if history is not None and groups is not None:
+            raise ValueError("history cannot be combined with groups")
+        history = self._warmup_for(X_original, history) if groups is None else None
         series, ends = padded_series(
             X, self.lookback, self.padding_values_,
             None if groups is None else np.asarray(groups), history,

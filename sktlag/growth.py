@@ -455,7 +455,8 @@ def grow(
 
     The new residual layer starts at ``theta0 = eps * s * phi`` with ``s`` from
     :func:`choose_sign` and ``eps`` from :func:`backtracking_scale`. ``module`` is
-    changed in place only when a layer is inserted. ``strategy`` (see
+    changed in place only when a layer is inserted; with ``threshold = inf`` nothing is
+    computed. ``strategy`` (see
     ``INSERTION_STRATEGIES``) replaces where and how for ablation studies; the decision
     to grow is the same.
     """
@@ -466,6 +467,12 @@ def grow(
         return GrowthDecision(
             derivatives=[], position=None, inserted=False, reason="max_layers reached",
             seconds=time.perf_counter() - start,
+        )
+    if threshold == math.inf:
+        # No derivative can exceed it: skip the Hessian work (a fixed-depth network).
+        return GrowthDecision(
+            derivatives=[], position=None, inserted=False,
+            reason="threshold is inf: growth disabled", seconds=time.perf_counter() - start,
         )
     found, loss = topological_derivatives(
         module, X, y, loss_fn, method=method, max_hvp=max_hvp, seed=seed

@@ -242,3 +242,14 @@ def test_ablation_strategies_insert_where_they_say(strategy):
             assert torch.equal(before, m(X))  # a zero layer changes nothing
     with pytest.raises(ValueError, match="strategy"):
         grow(m, X, y, masked_mse, threshold=0.0, max_layers=5, strategy="best")
+
+
+def test_infinite_threshold_skips_the_derivatives():
+    m, X, y = _tiny_network(layers=2)
+    calls = []
+    decision = grow(
+        m, X, y, lambda p, t: calls.append(1) or masked_mse(p, t),
+        threshold=np.inf, max_layers=5,
+    )
+    assert calls == [] and decision.n_hvp == 0 and decision.derivatives == []
+    assert not decision.inserted and m.num_layers == 2 and "threshold" in decision.reason

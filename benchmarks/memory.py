@@ -1,0 +1,140 @@
+"""Memory: peak resident memory of ``fit`` on a long synthetic series.
+
+A child process imports everything and runs one tiny warm-up fit, notes its resident set
+size (VmRSS), builds a synthetic float32 series of ``rows x 20`` inputs (and a float64
+target), fits one epoch with lookback 365, and reports its peak resident set size (VmHWM,
+Linux). The increase
+over the baseline after the imports is compared with the size of the input array: the
+windows (``rows x 365 x 20`` values) are never materialised, so it should stay below
+twice the input plus the model and one batch.
+
+Usage::
+
+    python benchmarks/memory.py            # 1,000,000 rows
+    python benchmarks/memory.py --quick    # 50,000 rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import _common as C
+
+FULL = {"rows": 1_000_000, "features": 20, "lookback": 365, "hidden_size": 4,
+        "batch_size": 256, "dtype": "float32"}
+QUICK = {**FULL, "rows": 10_000, "lookback": 365}
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def child(s: dict[str, Any]) -> dict[str, Any]:
+    """Run in the child process: fit once and report memory in MiB."""
+    import numpy as np
+    import torch
+
+    from sktlag import TLAGRegressor
+
+    torch.set_num_threads(s["threads"])
+    # The first fit of a process imports more of torch (hundreds of MiB of modules);
+    # that is not the cost of the data, so it happens before the baseline.
+    rng = np.random.default_rng(1)
+    TLAGRegressor(hidden_size=2, lookback=3, max_epochs=1, max_layers=1, batch_size=16).fit(
+        rng.standard_normal((80, 2)).astype(np.float32), rng.standard_normal(80)
+    )
+    baseline = _status_kib("VmRSS")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((s["rows"], s["features"]), dtype=np.float32)
+    if s["dtype"] != "float32":
+        X = X.astype(s["dtype"])
+    y = X[:, :3].sum(axis=1, dtype=np.float64)
+    with_data = _status_kib("VmRSS")
+    est = TLAGRegressor(
+        hidden_size=s["hidden_size"], lookback=s["lookback"], batch_size=s["batch_size"],
+        max_epochs=1, max_layers=1, topo_derivative_threshold=float("inf"),
+        derivative_samples=64, n_threads=s["threads"], random_state=0,
+    )
+    start = time.perf_counter()
+    est.fit(X, y)
+    seconds = time.perf_counter() - start
+    peak = _status_kib("VmHWM")
+    model_bytes = sum(p.numel() * p.element_size() for p in est.module_.parameters())
+    mib = 1024.0
+    return {
+        "baseline_mib": baseline / mib,
+        "after_data_mib": with_data / mib,
+        "peak_mib": peak / mib,
+        "input_mib": (X.nbytes + y.nbytes) / 2**20,
+        "X_mib": X.nbytes / 2**20,
+        "model_mib": model_bytes / 2**20,
+        "batch_mib": s["batch_size"] * s["lookback"] * s["features"] * 4 / 2**20,
+        "windows_if_materialised_mib": s["rows"] * s["lookback"] * s["features"] * 4 / 2**20,
+        "fit_seconds": seconds,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = C.base_parser(__doc__.splitlines()[0], default_seeds=1)
+    parser.add_argument("--rows", type=int, default=None, help="rows of the synthetic series")
+    parser.add_argument("--child", type=str, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        print(json.dumps(child(json.loads(args.child))))
+        return
+    s = dict(QUICK if args.quick else FULL)
+    if args.rows is not None:
+        s["rows"] = args.rows
+    s["threads"] = args.threads
+    machine = C.machine_info(args.threads)
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(s)],
+        capture_output=True, text=True, check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"memory child failed:\n{done.stderr}")
+    m = json.loads(done.stdout.strip().splitlines()[-1])
+    seconds = time.perf_counter() - start
+    increase = m["peak_mib"] - m["baseline_mib"]
+    budget = 2 * m["X_mib"] + m["model_mib"]
+    rows = [{
+        "rows x features": f"{s['rows']:,} x {s['features']} ({s['dtype']})",
+        "lookback": s["lookback"],
+        "X MiB": m["X_mib"],
+        "X + y MiB": m["input_mib"],
+        "baseline RSS MiB (after imports)": m["baseline_mib"],
+        "peak RSS MiB": m["peak_mib"],
+        "peak - baseline MiB": increase,
+        "(peak - baseline) / X": increase / m["X_mib"],
+        "one batch MiB": m["batch_mib"],
+        "windows if materialised MiB": m["windows_if_materialised_mib"],
+        "fit s": m["fit_seconds"],
+    }]
+    verdict = "below" if increase <= budget else "above"
+    sections = [
+        ("Peak memory of fit", C.markdown_table(rows, digits=1)),
+        ("Summary",
+         f"Peak RSS rose {increase:.0f} MiB over the post-import baseline while fitting on a "
+         f"{m['X_mib']:.0f} MiB input: {increase / m['X_mib']:.2f} x the input, {verdict} the "
+         f"target of 2 x input + model ({budget:.0f} MiB). Materialised windows would need "
+         f"{m['windows_if_materialised_mib']:,.0f} MiB. One epoch, hidden {s['hidden_size']}, "
+         f"batch {s['batch_size']}."),
+    ]
+    C.write_results(
+        args.out, "memory", "Memory: peak RSS of fit", sections, {"measurement": m, "table": rows},
+        {**s, "quick": args.quick}, machine, seconds,
+    )
+
+
+if __name__ == "__main__":
+    main()
