@@ -144,16 +144,18 @@ def _scaler_payload(name: str, scaler: StandardScaler) -> dict[str, Any]:
 
 
 def _warmup_payload(estimator: TLAGRegressor) -> dict[str, Any] | None:
-    rows = getattr(estimator, "_warmup_rows", None)
+    """The last training rows and the index value a continuing frame starts at."""
+    rows = getattr(estimator, "warmup_rows_", None)
     if rows is None:
         return None
-    index = getattr(estimator, "_warmup_index", None)
-    last = None
-    if isinstance(index, pd.DatetimeIndex) and len(index) >= 2:
-        last = {"kind": "datetime", "values": [t.isoformat() for t in index[-2:]]}
-    elif index is not None and len(index) >= 2 and pd.api.types.is_integer_dtype(index):
-        last = {"kind": "integer", "values": [int(v) for v in index[-2:]]}
-    return {"rows": torch.from_numpy(np.array(rows, dtype=np.float64)), "index": last}
+    expected = getattr(estimator, "_next_index", None)
+    if isinstance(expected, pd.Timestamp):
+        expected = {"kind": "datetime", "value": expected.isoformat()}
+    elif isinstance(expected, Integral) and not isinstance(expected, bool):
+        expected = {"kind": "integer", "value": int(expected)}
+    else:
+        expected = None
+    return {"rows": torch.from_numpy(np.array(rows, dtype=np.float64)), "next_index": expected}
 
 
 def model_payload(model) -> dict[str, Any]:
@@ -281,13 +283,13 @@ def _read_payload(path: Path) -> dict[str, Any]:
 def _restore_warmup(est: TLAGRegressor, warmup: dict[str, Any] | None) -> None:
     if warmup is None:
         return
-    est._warmup_rows = warmup["rows"].numpy().astype(np.float64)
-    est._warmup_index = None
-    last = warmup.get("index")
-    if last is not None and last["kind"] == "datetime":
-        est._warmup_index = pd.DatetimeIndex([pd.Timestamp(v) for v in last["values"]])
-    elif last is not None and last["kind"] == "integer":
-        est._warmup_index = pd.Index(last["values"])
+    est.warmup_rows_ = warmup["rows"].numpy().astype(np.float64)
+    expected = warmup.get("next_index")
+    est._next_index = None
+    if expected is not None and expected["kind"] == "datetime":
+        est._next_index = pd.Timestamp(expected["value"])
+    elif expected is not None and expected["kind"] == "integer":
+        est._next_index = int(expected["value"])
 
 
 def _build_regressor(payload: dict[str, Any], device: str) -> TLAGRegressor:

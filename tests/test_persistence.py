@@ -12,7 +12,7 @@ from sktlag import TLAGRegressor, load_model, save_model
 from sktlag.persistence import FORMAT_VERSION, ModelFileError, model_payload
 
 from .conftest import FAST, make_series
-from .fitted import ONE_THREAD, study
+from .fitted import study
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_fitted_attributes_are_restored(saved):
 
 def test_bare_regressor_on_arrays_round_trips(tmp_path):
     X, y = make_series(n_rows=160, n_outputs=2)
-    est = TLAGRegressor(**{**FAST, "max_epochs": 3}, **ONE_THREAD, random_state=0).fit(X, y)
+    est = TLAGRegressor(**{**FAST, "max_epochs": 3}, random_state=0).fit(X, y)
     save_model(est, tmp_path / "m.pth")
     loaded = load_model(tmp_path / "m.pth")
     assert isinstance(loaded, TLAGRegressor) and not hasattr(loaded, "feature_names_in_")
