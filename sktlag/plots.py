@@ -14,11 +14,11 @@ import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from .metrics import kge, nse
 
-__all__ = ["plot_evolution", "plot_loss", "plot_prediction"]
+__all__ = ["history_arrays", "plot_evolution", "plot_loss", "plot_prediction"]
 
 # NSE can start far below zero; the axis shows at least this range and clips below it.
 _NSE_FLOOR = -1.0
@@ -88,6 +88,9 @@ def _loss_axes(ax, data: dict, insertions_label: bool) -> None:
     losses = losses[np.isfinite(losses)]
     if len(losses) and (losses > 0).all():
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
     _mark_insertions(ax, data["insertions"], insertions_label)
     ax.set_ylabel("loss (MSE, standardized)")
     ax.grid(True, alpha=0.3)
@@ -160,6 +163,9 @@ def plot_evolution(model, *, figsize: tuple[float, float] = (10.0, 9.0)) -> Figu
     ax_nse.legend(loc="lower right", fontsize="small")
 
     ax_depth.step(epochs, data["n_layers"], where="mid", color="#5f3dc4", linewidth=2.0)
+    if best is not None:
+        ax_depth.plot([best], [est.n_layers_], marker="*", markersize=14, color="#f08c00",
+                      linestyle="none")
     _mark_insertions(ax_depth, data["insertions"], label=False)
     ax_depth.yaxis.set_major_locator(MaxNLocator(integer=True))
     depths = data["n_layers"][np.isfinite(data["n_layers"])]
@@ -172,9 +178,12 @@ def plot_evolution(model, *, figsize: tuple[float, float] = (10.0, 9.0)) -> Figu
     ax_loss.set_xlabel("epoch")
     ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
 
+    fitted = f"fitted model: {est.n_layers_} layers"
+    if best is not None:
+        fitted += f" (epoch {best})"
     fig.suptitle(
-        f"TLAG-LSTM growth: final depth {est.n_layers_} layers, "
-        f"{len(data['insertions'])} insertion(s), {len(epochs)} epochs{_title_suffix(model)}"
+        f"TLAG-LSTM growth: {len(data['insertions'])} insertion(s) in {len(epochs)} epochs, "
+        f"{fitted}{_title_suffix(model)}"
     )
     return fig
 
