@@ -38,7 +38,6 @@ from .persistence import load_model
 from .report import (
     check_output_dir,
     fit_periods,
-    format_test_metrics,
     metrics_summary,
     prediction_table,
     write_artifacts,
@@ -51,6 +50,8 @@ __all__ = ["main"]
 FIT_FRACTION = 0.8
 VALIDATION_FRACTION = 0.2
 EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
+#: The metrics printed at the end of a run.
+HEADLINE_METRICS = ("nse", "kge", "kge_prime", "log_nse", "rmse")
 
 
 class CommandError(ValueError):
@@ -340,11 +341,27 @@ def _run(args) -> int:
         print("growth decisions:")
         print("\n".join(_growth_lines(est)))
     print(f"test metrics ({_span(X_test.index)}):")
-    print("\n".join("  " + line for line in format_test_metrics(metrics)))
+    print("\n".join("  " + line for line in _metric_lines(metrics)))
     print(f"artifacts in {out_dir}/:")
     for path in paths.values():
         print(f"  {path.name:<40} {path.stat().st_size / 1024:>8.1f} KiB")
     return EXIT_OK
+
+
+def _metric_lines(metrics: dict, period: str = "test") -> list[str]:
+    """A compact table of the headline metrics of one period of ``metrics.json``."""
+    entry = metrics["periods"].get(period)
+    if not entry or not entry["metrics"]:
+        return []
+    header = f"{'output':<16}" + "".join(f"{m:>10}" for m in HEADLINE_METRICS)
+    lines = [header]
+    for output, values in entry["metrics"].items():
+        cells = "".join(
+            f"{values.get(m):>10.4f}" if isinstance(values.get(m), float) else f"{'n/a':>10}"
+            for m in HEADLINE_METRICS
+        )
+        lines.append(f"{output:<16}{cells}")
+    return lines
 
 
 # ---------------------------------------------------------------------- predict
@@ -374,7 +391,7 @@ def _predict(args) -> int:
     observed = np.asarray(table.y, dtype=float)
     if np.isfinite(observed).sum() >= 2:
         summary = metrics_summary(model, {"table": (table.y, pred, table.dates)}, names=names)
-        print("\n".join(format_test_metrics(summary, "table")))
+        print("\n".join(_metric_lines(summary, "table")))
     return EXIT_OK
 
 

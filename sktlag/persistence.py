@@ -35,7 +35,9 @@ from .io import atomic_write
 from .losses import MaskedMSELoss
 from .model import GrowingLSTM
 
-__all__ = ["FORMAT_VERSION", "ModelFileError", "load_model", "save_model"]
+__all__ = [
+    "FORMAT_VERSION", "ModelFileError", "load_model", "model_payload", "save_model", "to_plain",
+]
 
 FORMAT = "sktlag-model"
 #: Version of the layout of the ``.pth`` files written by :func:`save_model`.

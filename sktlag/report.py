@@ -48,6 +48,8 @@ __all__ = [
     "architecture_text",
     "check_output_dir",
     "derivative_table",
+    "fit_periods",
+    "json_ready",
     "metrics_summary",
     "prediction_table",
     "write_artifacts",
@@ -72,7 +74,6 @@ _DECISION_FIELDS = (
     "loss_before", "loss_after", "seconds",
 )
 _INTEGER_FIELDS = ("epoch", "n_layers_before", "position", "backtracking_steps", "n_hvp")
-_TEST_METRICS_SHOWN = ("nse", "kge", "kge_prime", "log_nse", "rmse")
 
 
 # ---------------------------------------------------------------------- helpers
@@ -532,19 +533,3 @@ def write_artifacts(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return {key: written[key] for key in ARTIFACT_FILES if key in written}
-
-
-def format_test_metrics(metrics: dict[str, Any], period: str = "test") -> list[str]:
-    """Lines of a compact table of the headline metrics of one period of ``metrics.json``."""
-    entry = metrics["periods"].get(period)
-    if not entry or not entry["metrics"]:
-        return []
-    header = f"{'output':<16}" + "".join(f"{m:>10}" for m in _TEST_METRICS_SHOWN)
-    lines = [header]
-    for output, values in entry["metrics"].items():
-        cells = "".join(
-            f"{values.get(m):>10.4f}" if isinstance(values.get(m), float) else f"{'n/a':>10}"
-            for m in _TEST_METRICS_SHOWN
-        )
-        lines.append(f"{output:<16}{cells}")
-    return lines
