@@ -191,3 +191,32 @@ def test_python_dash_m_reports_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().startswith("sktlag: error: ")
     assert "missing.csv" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ctrl_c_during_training_still_writes_the_artifacts(run, tmp_path, monkeypatch):
+    def interrupt_after_two_epochs(self, net, **kwargs):
+        if len(net.history) == 2:
+            raise KeyboardInterrupt  # what Ctrl-C does inside the training loop
+
+    monkeypatch.setattr(cli.EpochProgressBar, "on_epoch_end", interrupt_after_two_epochs)
+    out = tmp_path / "out"
+    code, stdout, stderr = run_main(["run", run["table"], "--out", out, *FAST_OPTIONS])
+    assert code == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    summary = json.loads((out / "lstm_architecture_evolution.json").read_text())
+    assert metrics["epochs_trained"] == 2
+    assert metrics["interrupted"] == summary["interrupted"]
+    assert len(list(out.iterdir())) == len(ARTIFACT_FILES)
+
+
+def test_ctrl_c_while_writing_leaves_no_directory(run, tmp_path, monkeypatch):
+    from sktlag import report
+
+    def interrupt(model):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "plot_loss", interrupt)
+    code, _, stderr = run_main(["run", run["table"], "--out", tmp_path / "out", "--quiet",
+                                *FAST_OPTIONS])
+    assert code == 130 and "interrupted" in stderr
+    assert list(tmp_path.iterdir()) == []
