@@ -7,7 +7,19 @@ behaves like any scikit-learn regressor.
 from . import datasets, metrics
 from .estimator import PRESETS, TLAGRegressor
 from .model import GrowingLSTM
+from .persistence import load_model, save_model
+from .report import write_artifacts
 
 __version__ = "0.1.0"
 
-__all__ = ["PRESETS", "GrowingLSTM", "TLAGRegressor", "__version__", "datasets", "metrics"]
+__all__ = [
+    "PRESETS",
+    "GrowingLSTM",
+    "TLAGRegressor",
+    "__version__",
+    "datasets",
+    "load_model",
+    "metrics",
+    "save_model",
+    "write_artifacts",
+]

@@ -36,7 +36,7 @@ from .windows import (
 __all__ = ["PRESETS", "TLAGRegressor"]
 
 # History keys that would only clutter the epoch table.
-_QUIET_HISTORY_KEYS = ["valid_nse_best", "plateau", "growth_stopped"]
+_QUIET_HISTORY_KEYS = ["valid_nse_best", "plateau", "growth_stopped", "layer_added"]
 
 #: Named hyperparameter sets. ``"research"`` is the original research code's setting
 #: (heavier: expect hours on a laptop CPU); ``"fast"`` is for smoke tests and examples.

@@ -1,0 +1,429 @@
+"""The ``sktlag`` command: fit on a table (or the embedded Lahn data), write the artifacts.
+
+``sktlag run [TABLE] --out DIR``
+    Splits the series in time order (first 64 % training, next 16 % validation for the
+    growth decisions, last 20 % test), standardizes the inputs on the training rows,
+    grows and trains a TLAG-LSTM, prints the epoch table, the growth decisions and the
+    test metrics, and writes the artifacts of :func:`sktlag.write_artifacts`.
+``sktlag predict MODEL TABLE --out FILE``
+    Predicts with a saved model file and writes date, observed and predicted values.
+
+Bad input (missing files, unusable tables, damaged model files, an output that exists)
+ends with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from skorch.callbacks import Callback
+from tqdm.auto import tqdm
+
+from . import __version__
+from .datasets import load_lahn
+from .estimator import PRESETS, TLAGRegressor
+from .io import read_table, write_table
+from .persistence import load_model
+from .report import (
+    check_output_dir,
+    fit_periods,
+    metrics_summary,
+    prediction_table,
+    write_artifacts,
+)
+
+__all__ = ["main"]
+
+#: The research code's sequential split: the first 80 % fit (of which the estimator
+#: validates on the last 20 %, i.e. 16 % of all rows), the last 20 % test.
+FIT_FRACTION = 0.8
+VALIDATION_FRACTION = 0.2
+EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
+#: The metrics printed at the end of a run.
+HEADLINE_METRICS = ("nse", "kge", "kge_prime", "log_nse", "rmse")
+
+
+class CommandError(ValueError):
+    """A problem with the command's input, reported as one line."""
+
+
+# ---------------------------------------------------------------------- progress
+class EpochProgressBar(Callback):
+    """A tqdm bar over epochs with the current depth and validation NSE.
+
+    Parameters
+    ----------
+    total : int
+        The epoch budget (``max_epochs``); training usually stops earlier, when growth
+        ends.
+    file : file object, optional
+        Where the bar is drawn (default: standard output at construction time).
+    """
+
+    def __init__(self, total: int, file=None):
+        self.total = total
+        self.file = file
+
+    def on_train_begin(self, net, **kwargs):
+        self.bar_ = tqdm(total=self.total, desc="epochs", unit="epoch", file=self.file,
+                         dynamic_ncols=True, disable=None, leave=True)
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        nse = row.get("valid_nse", float("nan"))
+        self.bar_.set_postfix(layers=row.get("n_layers"), valid_nse=f"{nse:.3f}",
+                              refresh=False)
+        self.bar_.update(1)
+
+    def on_train_end(self, net, **kwargs):
+        # The epoch that ends growth stops training before this callback sees it.
+        self.bar_.n = len(net.history)
+        self.bar_.close()
+
+
+class _ProgressRegressor(TLAGRegressor):
+    """A TLAGRegressor whose net also draws an epoch progress bar (command line only)."""
+
+    # Set before fit: the stream the bar is drawn on (not a hyperparameter).
+    bar_file = None
+
+    def _callbacks(self, *args, **kwargs):
+        return [*super()._callbacks(*args, **kwargs),
+                ("progress", EpochProgressBar(self.max_epochs, file=self.bar_file))]
+
+
+class _LinesAboveBar(io.TextIOBase):
+    """A text stream that prints complete lines above any tqdm bar on ``stream``."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._pending = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            tqdm.write(line, file=self._stream)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            tqdm.write(self._pending, file=self._stream)
+            self._pending = ""
+        self._stream.flush()
+
+
+@contextlib.contextmanager
+def _printing_above_bar():
+    stream = sys.stdout
+    with contextlib.redirect_stdout(_LinesAboveBar(stream)) as wrapper:
+        try:
+            yield stream
+        finally:
+            wrapper.flush()
+
+
+# ---------------------------------------------------------------------- arguments
+def _sheet(value: str) -> str | int:
+    return int(value) if value.isdigit() else value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``sktlag`` command."""
+    parser = argparse.ArgumentParser(
+        prog="sktlag",
+        description="Streamflow prediction with a depth-growing LSTM (TLAG-LSTM).",
+    )
+    parser.add_argument("--version", action="version", version=f"sktlag {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="fit on a table (default: the embedded Lahn data) and write artifacts",
+        description="Fit a TLAG-LSTM with a sequential 64/16/20 %% split (training, "
+        "validation, test) and write the artifacts into a new directory.",
+    )
+    run.add_argument("table", nargs="?", metavar="TABLE",
+                     help=".xlsx/.csv table of daily series (research layout: year, month, "
+                     "day, discharge, stations; or tidy: a date column). Default: the "
+                     "embedded Lahn data.")
+    run.add_argument("--out", required=True, type=Path, metavar="DIR",
+                     help="output directory (must be new or empty unless --force)")
+    run.add_argument("--force", action="store_true",
+                     help="replace a non-empty output directory once the new one is complete")
+    data = run.add_argument_group("data")
+    data.add_argument("--target", nargs="+", metavar="COL",
+                      help="target column(s); default: the first value column "
+                      "(q_kalkofen for the Lahn data)")
+    data.add_argument("--features", nargs="+", metavar="COL",
+                      help="feature columns; default: all other value columns "
+                      "(precipitation and temperature for the Lahn data)")
+    data.add_argument("--layout", choices=["auto", "research", "tidy"], default="auto",
+                      help="table layout (default: auto)")
+    data.add_argument("--sheet", type=_sheet, default=0, metavar="NAME",
+                      help="workbook sheet, by name or 0-based position (default: 0)")
+    data.add_argument("--missing-target", choices=["raise", "mask"], default=None,
+                      help="empty target cells: an error (raise, default) or left out of "
+                      "the loss and the scores (mask)")
+    model = run.add_argument_group("model")
+    model.add_argument("--preset", choices=sorted(PRESETS),
+                       help="start from a named hyperparameter set (research: the original "
+                       "study's settings, slow; fast: a quick smoke run)")
+    model.add_argument("--lookback", type=int, metavar="N", help="days per input window")
+    model.add_argument("--hidden-size", type=int, metavar="N", help="LSTM width")
+    model.add_argument("--max-layers", type=int, metavar="N", help="largest depth")
+    model.add_argument("--max-epochs", type=int, metavar="N", help="epoch budget")
+    model.add_argument("--threshold", type=float, metavar="X",
+                       help="topological derivative threshold for growth")
+    model.add_argument("--lr", type=float, metavar="X", help="Adam learning rate")
+    model.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    model.add_argument("--seed", type=int, default=0, metavar="N",
+                       help="random seed (default: 0)")
+    run.add_argument("--quiet", action="store_true",
+                     help="no epoch table, progress bar or growth messages")
+    run.set_defaults(handler=_run)
+
+    predict = commands.add_parser(
+        "predict", help="predict with a saved model file",
+        description="Predict every row of a table with a model written by 'sktlag run' "
+        "(adaptive_lstm_model.pth); the table needs the model's feature columns and its "
+        "target column (empty cells allowed).",
+    )
+    predict.add_argument("model", type=Path, metavar="MODEL", help="a .pth model file")
+    predict.add_argument("table", type=Path, metavar="TABLE", help="an .xlsx or .csv table")
+    predict.add_argument("--out", type=Path, default=Path("predictions.xlsx"), metavar="FILE",
+                         help="output .xlsx or .csv (default: predictions.xlsx)")
+    predict.add_argument("--layout", choices=["auto", "research", "tidy"], default="auto")
+    predict.add_argument("--sheet", type=_sheet, default=0, metavar="NAME")
+    predict.add_argument("--force", action="store_true", help="replace an existing FILE")
+    predict.set_defaults(handler=_predict)
+    return parser
+
+
+# ---------------------------------------------------------------------- run
+_OPTION_PARAMS = {
+    "lookback": "lookback",
+    "hidden_size": "hidden_size",
+    "max_layers": "max_layers",
+    "max_epochs": "max_epochs",
+    "threshold": "topo_derivative_threshold",
+    "lr": "lr",
+    "threads": "n_threads",
+    "missing_target": "missing_target",
+}
+
+
+def _hyperparameters(args) -> dict:
+    params = dict(PRESETS[args.preset]) if args.preset else {}
+    for option, name in _OPTION_PARAMS.items():
+        value = getattr(args, option)
+        if value is not None:
+            params[name] = value
+    params.update(random_state=args.seed, verbose=0 if args.quiet else 1,
+                  validation_fraction=VALIDATION_FRACTION)
+    return params
+
+
+def _load_data(args) -> tuple[pd.DataFrame, pd.Series | pd.DataFrame, str]:
+    target = None
+    if args.target is not None:
+        target = args.target[0] if len(args.target) == 1 else list(args.target)
+    if args.table is None:
+        X, y = load_lahn(return_X_y=True, as_frame=True,
+                         target=target if target is not None else "q_kalkofen",
+                         features=args.features)
+        return X, y, "Lahn (embedded, sktlag.datasets.load_lahn)"
+    table = read_table(
+        args.table, layout=args.layout, target=target, features=args.features,
+        sheet_name=args.sheet, allow_missing_target=args.missing_target == "mask",
+    )
+    return table.X, table.y, f"{args.table} ({table.layout} layout)"
+
+
+def _split(X, y, lookback: int):
+    n = len(X)
+    if n < lookback:
+        raise CommandError(
+            f"the table has {n} rows, fewer than the lookback of {lookback} rows (days); "
+            "use a longer table or a smaller --lookback"
+        )
+    n_fit = int(n * FIT_FRACTION)
+    if n_fit < lookback or n - n_fit < 1:
+        raise CommandError(
+            f"the table has {n} rows: too short for a {FIT_FRACTION:.0%} fit part of at "
+            f"least the lookback of {lookback} rows plus a test part"
+        )
+    return X.iloc[:n_fit], y.iloc[:n_fit], X.iloc[n_fit:], y.iloc[n_fit:]
+
+
+def _span(index) -> str:
+    if isinstance(index, pd.DatetimeIndex) and len(index):
+        return f"{index[0].date()} .. {index[-1].date()}, {len(index)} days"
+    return f"{len(index)} rows"
+
+
+def _target_names(y) -> list[str]:
+    return [str(c) for c in y.columns] if isinstance(y, pd.DataFrame) else [str(y.name)]
+
+
+def _growth_lines(est: TLAGRegressor) -> list[str]:
+    lines = []
+    frame = est.derivative_history_
+    for _, row in frame.iterrows():
+        if row.get("inserted"):
+            lines.append(f"  epoch {int(row['epoch'])}: {int(row['n_layers_before'])} -> "
+                         f"{int(row['n_layers_before']) + 1} layers, inserted after layer "
+                         f"{int(row['position'])}")
+        else:
+            lines.append(f"  epoch {int(row['epoch'])}: growth stops ({row['reason']})")
+    return lines or ["  no growth decision was reached"]
+
+
+def _run(args) -> int:
+    try:
+        out_dir = check_output_dir(args.out, args.force)
+    except FileExistsError as exc:
+        raise CommandError(f"{exc} (--force)") from exc
+    X, y, source = _load_data(args)
+    params = _hyperparameters(args)
+    lookback = params.get("lookback", TLAGRegressor().lookback)
+    X_fit, y_fit, X_test, y_test = _split(X, y, lookback)
+    if not args.quiet:
+        print(f"data: {source}; target {', '.join(_target_names(y))}; "
+              f"{X.shape[1]} features")
+        print(f"fit (training + validation): {_span(X_fit.index)}")
+        print(f"test: {_span(X_test.index)}")
+
+    est = TLAGRegressor(**params) if args.quiet else _ProgressRegressor(**params)
+    pipe = Pipeline([("scaler", StandardScaler()), ("tlag", est)])
+    pipe.set_output(transform="pandas")
+    start = time.perf_counter()
+    with _printing_above_bar() as terminal:
+        est.bar_file = terminal
+        pipe.fit(X_fit, y_fit)
+    seconds = time.perf_counter() - start
+    interrupted = bool(getattr(est, "interrupted_", False))
+
+    periods = fit_periods(est, y_fit)
+    metadata = {
+        "data": source,
+        "target_names": _target_names(y),
+        "feature_names": [str(c) for c in X.columns],
+        "split": {
+            "fit_rows": len(X_fit), "test_rows": len(X_test),
+            "training_windows": len(periods["train"]),
+            "validation_windows": len(periods["validation"]),
+        },
+        "command": "sktlag run",
+    }
+    paths = write_artifacts(pipe, out_dir, X_test=X_test, y_test=y_test, X_train=X_fit,
+                            y_train=y_fit, overwrite=args.force, metadata=metadata)
+    metrics = json.loads(paths["metrics_json"].read_text(encoding="utf-8"))
+    print()
+    if interrupted:
+        print("training was interrupted: the artifacts are marked as interrupted")
+    print(f"fitted in {seconds:.0f} s: {est.n_layers_} LSTM layers "
+          f"(best epoch {metrics['best_epoch']} of {metrics['epochs_trained']})")
+    if not args.quiet:
+        print("growth decisions:")
+        print("\n".join(_growth_lines(est)))
+    print(f"test metrics ({_span(X_test.index)}):")
+    print("\n".join("  " + line for line in _metric_lines(metrics)))
+    print(f"artifacts in {out_dir}/:")
+    for path in paths.values():
+        print(f"  {path.name:<40} {path.stat().st_size / 1024:>8.1f} KiB")
+    return EXIT_OK
+
+
+def _metric_lines(metrics: dict, period: str = "test") -> list[str]:
+    """A compact table of the headline metrics of one period of ``metrics.json``."""
+    entry = metrics["periods"].get(period)
+    if not entry or not entry["metrics"]:
+        return []
+    header = f"{'output':<16}" + "".join(f"{m:>10}" for m in HEADLINE_METRICS)
+    lines = [header]
+    for output, values in entry["metrics"].items():
+        cells = "".join(
+            f"{values.get(m):>10.4f}" if isinstance(values.get(m), float) else f"{'n/a':>10}"
+            for m in HEADLINE_METRICS
+        )
+        lines.append(f"{output:<16}{cells}")
+    return lines
+
+
+# ---------------------------------------------------------------------- predict
+def _predict(args) -> int:
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise CommandError(f"'{out}' exists; choose another --out or replace it (--force)")
+    model, metadata = load_model(args.model, return_metadata=True)
+    est = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    features = getattr(est, "feature_names_in_", None)
+    if features is None:
+        raise CommandError(
+            f"'{args.model}': the model was fitted without column names, so the table's "
+            "columns cannot be matched; predict from Python instead"
+        )
+    targets = metadata.get("target_names") or None
+    table = read_table(args.table, layout=args.layout, sheet_name=args.sheet,
+                       target=targets, features=[str(f) for f in features],
+                       allow_missing_target=True)
+    if len(table.X) == 0:
+        raise CommandError(f"'{args.table}': no rows to predict")
+    pred = model.predict(table.X)
+    names = list(table.target_names)
+    frame = prediction_table(table.y, pred, table.dates, names=names)
+    write_table(frame, out)
+    print(f"{len(frame)} predictions ({_span(table.dates)}) written to {out}")
+    observed = np.asarray(table.y, dtype=float)
+    if np.isfinite(observed).sum() >= 2:
+        summary = metrics_summary(model, {"table": (table.y, pred, table.dates)}, names=names)
+        print("\n".join(_metric_lines(summary, "table")))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- entry point
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``sktlag`` command with ``argv`` (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 2 for bad input or usage (after one line
+        ``sktlag: error: ...`` on stderr), 130 when interrupted outside the training
+        loop.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    try:
+        return args.handler(args)
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"sktlag: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("sktlag: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,404 @@
+"""Saving a fitted model to a ``.pth`` file and loading it back without running code.
+
+A model file holds plain data only: the architecture spec of the grown network, its
+state dict (tensors), the hyperparameters, the target and input standardization, the
+history of the fit and a format version. :func:`load_model` reads it with
+``torch.load(..., weights_only=True)``, which refuses every pickled object that is not
+a tensor or a plain container, so opening a ``.pth`` file can never execute code.
+
+Two kinds of models can be saved: a fitted :class:`~sktlag.TLAGRegressor`, and a fitted
+:class:`~sklearn.pipeline.Pipeline` whose last step is a ``TLAGRegressor`` and whose
+other steps are :class:`~sklearn.preprocessing.StandardScaler` instances (the usual way
+to standardize the inputs). :func:`load_model` gives back the same kind of object.
+Anything else in a pipeline is code, not data: use :mod:`joblib` for such models.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNet
+from skorch.history import History
+
+from .estimator import TLAGRegressor
+from .io import atomic_write
+from .losses import MaskedMSELoss
+from .model import GrowingLSTM
+
+__all__ = [
+    "FORMAT_VERSION", "ModelFileError", "load_model", "model_payload", "save_model", "to_plain",
+]
+
+FORMAT = "sktlag-model"
+#: Version of the layout of the ``.pth`` files written by :func:`save_model`.
+FORMAT_VERSION = 1
+
+_REQUIRED = (
+    "params", "spec", "state_dict", "n_features_in", "n_outputs", "y_ndim",
+    "target_mean", "target_scale", "padding_values",
+)
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be loaded: unreadable, truncated, unsafe or not a model.
+
+    The message names the file.
+    """
+
+
+# ---------------------------------------------------------------------- plain data
+def to_plain(value: Any) -> Any:
+    """Convert ``value`` to plain Python data (None, bool, int, float, str, list, dict).
+
+    NumPy scalars and arrays, tuples, timestamps and tensors are converted; dict keys
+    become strings. Any other object becomes its ``repr`` text, so the result never
+    holds code.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, Integral):
+        return int(value)
+    if isinstance(value, Real):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(key): to_plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(item) for item in value]
+    if isinstance(value, (np.ndarray, torch.Tensor, pd.Index, pd.Series)):
+        return to_plain(np.asarray(value).tolist())
+    if isinstance(value, (pd.Timestamp, np.datetime64)):
+        return pd.Timestamp(value).isoformat()
+    return repr(value)
+
+
+def _plain_params(estimator: TLAGRegressor) -> dict[str, Any]:
+    params = {}
+    for name, value in estimator.get_params(deep=False).items():
+        if name == "random_state" and not (value is None or isinstance(value, Integral)):
+            value = None  # a RandomState instance is state, not a setting
+        params[name] = to_plain(value)
+    return params
+
+
+def _history_rows(history) -> list[dict[str, Any]]:
+    # Per-batch records are dropped: they are bulky and no plot or report reads them.
+    return [to_plain({k: v for k, v in row.items() if k != "batches"}) for row in history]
+
+
+def _frame_to_plain(frame: pd.DataFrame) -> dict[str, Any]:
+    return {
+        "columns": [str(c) for c in frame.columns],
+        "rows": to_plain(frame.astype(object).where(frame.notna(), None).to_numpy().tolist()),
+    }
+
+
+def _frame_from_plain(data: dict[str, Any]) -> pd.DataFrame:
+    frame = pd.DataFrame(data["rows"], columns=data["columns"])
+    return frame.infer_objects()
+
+
+# ---------------------------------------------------------------------- saving
+def _split_model(model) -> tuple[list[tuple[str, StandardScaler]], str | None, TLAGRegressor]:
+    """The scaler steps, the regressor's step name and the regressor of ``model``."""
+    if isinstance(model, TLAGRegressor):
+        return [], None, model
+    if isinstance(model, Pipeline) and isinstance(model.steps[-1][1], TLAGRegressor):
+        scalers = []
+        for name, step in model.steps[:-1]:
+            if not isinstance(step, StandardScaler):
+                raise TypeError(
+                    f"pipeline step {name!r} is a {type(step).__name__}; a .pth model file "
+                    "stores StandardScaler steps only (save other pipelines with joblib)"
+                )
+            scalers.append((name, step))
+        return scalers, model.steps[-1][0], model.steps[-1][1]
+    raise TypeError(
+        "model must be a fitted TLAGRegressor or a Pipeline of StandardScaler steps ending "
+        f"in a TLAGRegressor, got {type(model).__name__}"
+    )
+
+
+def _scaler_payload(name: str, scaler: StandardScaler) -> dict[str, Any]:
+    check_is_fitted(scaler)
+    return {
+        "name": name,
+        "with_mean": bool(scaler.with_mean),
+        "with_std": bool(scaler.with_std),
+        "mean": to_plain(scaler.mean_),
+        "var": to_plain(scaler.var_),
+        "scale": to_plain(scaler.scale_),
+        "n_samples_seen": to_plain(scaler.n_samples_seen_),
+        "n_features_in": int(scaler.n_features_in_),
+        "feature_names_in": to_plain(getattr(scaler, "feature_names_in_", None)),
+    }
+
+
+def _warmup_payload(estimator: TLAGRegressor) -> dict[str, Any] | None:
+    """The last training rows and the index value a continuing frame starts at."""
+    rows = getattr(estimator, "warmup_rows_", None)
+    if rows is None:
+        return None
+    expected = getattr(estimator, "_next_index", None)
+    if isinstance(expected, pd.Timestamp):
+        expected = {"kind": "datetime", "value": expected.isoformat()}
+    elif isinstance(expected, Integral) and not isinstance(expected, bool):
+        expected = {"kind": "integer", "value": int(expected)}
+    else:
+        expected = None
+    return {"rows": torch.from_numpy(np.array(rows, dtype=np.float64)), "next_index": expected}
+
+
+def model_payload(model) -> dict[str, Any]:
+    """The content of a model file for ``model``, as plain data and tensors.
+
+    Parameters
+    ----------
+    model : TLAGRegressor or Pipeline
+        A fitted regressor, or a fitted pipeline of ``StandardScaler`` steps ending in
+        one.
+
+    Returns
+    -------
+    dict
+        What :func:`save_model` writes (see the module notes).
+    """
+    from . import __version__
+
+    scalers, step_name, est = _split_model(model)
+    check_is_fitted(est, "net_")
+    module = est.net_.module_
+    feature_names = getattr(est, "feature_names_in_", None)
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "sktlag_version": __version__,
+        "params": _plain_params(est),
+        "lookback": int(est.lookback),
+        "spec": to_plain(module.get_spec()),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
+        "n_features_in": int(est.n_features_in_),
+        "feature_names_in": None if feature_names is None else to_plain(feature_names),
+        "n_outputs": int(est.n_outputs_),
+        "y_ndim": int(est._y_ndim),
+        "target_mean": to_plain(est.target_mean_),
+        "target_scale": to_plain(est.target_scale_),
+        "padding_values": to_plain(est.padding_values_),
+        "warmup": _warmup_payload(est),
+        "n_layers": int(est.n_layers_),
+        "interrupted": bool(getattr(est, "interrupted_", False)),
+        "fit_time": to_plain(getattr(est, "fit_time_", None)),
+        "n_masked_targets": to_plain(getattr(est, "n_masked_targets_", 0)),
+        "history": _history_rows(est.history_),
+        "growth_history": to_plain(est.growth_history_),
+        "derivative_history": _frame_to_plain(est.derivative_history_),
+        "pipeline": None if step_name is None else {
+            "regressor_name": step_name,
+            "scalers": [_scaler_payload(name, scaler) for name, scaler in scalers],
+        },
+    }
+
+
+def save_model(model, path: str | os.PathLike[str], *, metadata: dict | None = None) -> Path:
+    """Write a fitted model to a ``.pth`` file that :func:`load_model` reads safely.
+
+    The file holds the architecture spec and state dict of the grown network, the
+    hyperparameters, the target and input standardization, the padding values and the
+    last training rows (real history for a test period that follows the training
+    period), the feature names, the fit history and the sktlag version: plain data and
+    tensors only. The file is written atomically.
+
+    Parameters
+    ----------
+    model : TLAGRegressor or Pipeline
+        A fitted :class:`~sktlag.TLAGRegressor`, or a fitted pipeline of
+        :class:`~sklearn.preprocessing.StandardScaler` steps ending in one.
+    path : str or path-like
+        The file to write (by convention ending in ``.pth``); its directory must exist.
+    metadata : dict, optional
+        Extra information stored with the model (for example the target names or the
+        data source); converted to plain data. ``load_model(path, return_metadata=True)``
+        returns it.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is neither kind of model.
+    sklearn.exceptions.NotFittedError
+        If it is not fitted.
+    """
+    payload = model_payload(model)
+    payload["metadata"] = to_plain(metadata or {})
+    path = Path(path)
+    with atomic_write(path, "wb") as handle:
+        torch.save(payload, handle)
+    return path
+
+
+# ---------------------------------------------------------------------- loading
+def _read_payload(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise FileNotFoundError(f"No such model file: '{path}'.")
+    if not path.is_file():
+        raise ModelFileError(f"'{path}' is not a file.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged or unsafe files
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            reason = ("it holds pickled objects other than tensors and plain data, which "
+                      "are never loaded")
+        else:
+            reason = f"the file is truncated, damaged or not a model file ({type(exc).__name__})"
+        raise ModelFileError(
+            f"'{path}': cannot be loaded as an sktlag model file: {reason}"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelFileError(f"'{path}': not an sktlag model file (written by save_model).")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"'{path}': model file format version {version!r} is not supported by this "
+            f"sktlag (it reads versions up to {FORMAT_VERSION}); upgrade sktlag."
+        )
+    missing = [key for key in _REQUIRED if key not in payload]
+    if missing:
+        raise ModelFileError(f"'{path}': the model file lacks the entries {missing}.")
+    return payload
+
+
+def _restore_warmup(est: TLAGRegressor, warmup: dict[str, Any] | None) -> None:
+    if warmup is None:
+        return
+    est.warmup_rows_ = warmup["rows"].numpy().astype(np.float64)
+    expected = warmup.get("next_index")
+    est._next_index = None
+    if expected is not None and expected["kind"] == "datetime":
+        est._next_index = pd.Timestamp(expected["value"])
+    elif expected is not None and expected["kind"] == "integer":
+        est._next_index = int(expected["value"])
+
+
+def _build_regressor(payload: dict[str, Any], device: str) -> TLAGRegressor:
+    known = TLAGRegressor().get_params(deep=False)
+    params = {k: v for k, v in payload["params"].items() if k in known}
+    params["device"] = device
+    est = TLAGRegressor(**params)
+    module = GrowingLSTM.from_spec(payload["spec"])
+    module.load_state_dict(payload["state_dict"], strict=True)
+    net = NeuralNet(
+        module=module.to(device),
+        criterion=MaskedMSELoss,
+        optimizer=torch.optim.Adam,
+        lr=est.lr,
+        batch_size=est.batch_size,
+        max_epochs=est.max_epochs,
+        train_split=None,
+        device=device,
+        verbose=0,
+    )
+    net.initialize()
+    net.history_ = History(payload.get("history", []))
+    est.net_ = net
+    est.module_ = net.module_
+    est.history_ = net.history_
+    est.n_layers_ = module.num_layers
+    est.n_features_in_ = int(payload["n_features_in"])
+    if payload.get("feature_names_in") is not None:
+        est.feature_names_in_ = np.asarray(payload["feature_names_in"], dtype=object)
+    est.n_outputs_ = int(payload["n_outputs"])
+    est._y_ndim = int(payload["y_ndim"])
+    est.target_mean_ = np.asarray(payload["target_mean"], dtype=np.float64)
+    est.target_scale_ = np.asarray(payload["target_scale"], dtype=np.float64)
+    est.padding_values_ = np.asarray(payload["padding_values"], dtype=np.float64)
+    _restore_warmup(est, payload.get("warmup"))
+    est.growth_history_ = payload.get("growth_history", [])
+    derivatives = payload.get("derivative_history")
+    est.derivative_history_ = (
+        _frame_from_plain(derivatives) if derivatives is not None else pd.DataFrame()
+    )
+    est.interrupted_ = bool(payload.get("interrupted", False))
+    fit_time = payload.get("fit_time")
+    est.fit_time_ = float(fit_time) if fit_time is not None else math.nan
+    est.n_masked_targets_ = int(payload.get("n_masked_targets") or 0)
+    return est
+
+
+def _build_scaler(data: dict[str, Any]) -> StandardScaler:
+    scaler = StandardScaler(with_mean=data["with_mean"], with_std=data["with_std"])
+    for attribute, key in (("mean_", "mean"), ("var_", "var"), ("scale_", "scale")):
+        value = data[key]
+        setattr(scaler, attribute, None if value is None else np.asarray(value, np.float64))
+    seen = data["n_samples_seen"]
+    scaler.n_samples_seen_ = np.asarray(seen, dtype=np.int64) if isinstance(seen, list) else seen
+    scaler.n_features_in_ = int(data["n_features_in"])
+    if data.get("feature_names_in") is not None:
+        scaler.feature_names_in_ = np.asarray(data["feature_names_in"], dtype=object)
+    return scaler
+
+
+def load_model(
+    path: str | os.PathLike[str], *, device: str = "cpu", return_metadata: bool = False
+):
+    """Load a model written by :func:`save_model`, without unpickling any object.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``.pth`` file written by :func:`save_model`.
+    device : str, default="cpu"
+        Torch device for the network (also set as the ``device`` hyperparameter).
+    return_metadata : bool, default=False
+        Also return the ``metadata`` dict given to :func:`save_model`.
+
+    Returns
+    -------
+    model : TLAGRegressor or Pipeline
+        A fitted-like model that predicts exactly as the saved one: a
+        :class:`~sktlag.TLAGRegressor` with ``net_`` (an initialized skorch
+        ``NeuralNet``), ``module_``, ``n_layers_``, ``history_``, ``growth_history_``,
+        ``derivative_history_``, the standardization and the feature names restored; or
+        a pipeline of the saved ``StandardScaler`` steps ending in one.
+    metadata : dict
+        Only when ``return_metadata`` is True.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ModelFileError
+        (a ``ValueError``) if the file is truncated or damaged, holds pickled objects
+        other than tensors and plain data, is not an sktlag model file, or was written
+        in a newer format. The message names the file.
+    """
+    path = Path(path)
+    payload = _read_payload(path)
+    try:
+        est = _build_regressor(payload, device)
+        pipeline = payload.get("pipeline")
+        model = est
+        if pipeline is not None:
+            steps = [(s["name"], _build_scaler(s)) for s in pipeline["scalers"]]
+            model = Pipeline([*steps, (pipeline["regressor_name"], est)])
+            if hasattr(est, "feature_names_in_"):
+                model.set_output(transform="pandas")
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"'{path}': the model file is inconsistent: {exc}") from exc
+    if return_metadata:
+        return model, payload.get("metadata", {})
+    return model

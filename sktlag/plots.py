@@ -1,0 +1,273 @@
+"""Figures of a fit: growth evolution, losses, observed against predicted discharge.
+
+Every function returns a :class:`matplotlib.figure.Figure` built without pyplot, so no
+GUI backend and no global figure state are involved (safe in scripts, servers and
+threads). Save one with ``fig.savefig("name.png", dpi=150)`` or show it in a notebook.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import matplotlib.dates as mdates
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+from .metrics import kge, nse
+
+__all__ = ["history_arrays", "plot_evolution", "plot_loss", "plot_prediction"]
+
+# NSE can start far below zero; the axis shows at least this range and clips below it.
+_NSE_FLOOR = -1.0
+_OBSERVED = "#222222"
+_PREDICTED = "#d9480f"
+_NSE_COLOR = "#1c7ed6"
+_MA_COLOR = "#0b3d91"
+_TRAIN_COLOR = "#2b8a3e"
+_VALID_COLOR = "#c2255c"
+_INSERT_COLOR = "#868e96"
+
+
+def _history(model):
+    """The skorch history of a fitted TLAGRegressor or of a pipeline ending in one."""
+    est = model.steps[-1][1] if hasattr(model, "steps") else model
+    history = getattr(est, "history_", None)
+    if history is None:
+        raise ValueError(f"{type(est).__name__} has no fit history; fit it first")
+    return est, history
+
+
+def _column(history, key: str) -> np.ndarray:
+    return np.array([row.get(key, np.nan) for row in history], dtype=float)
+
+
+def history_arrays(model) -> dict[str, np.ndarray | int | None]:
+    """Per-epoch arrays of a fit, as plotted by :func:`plot_evolution`.
+
+    Returns
+    -------
+    dict
+        ``epoch``, ``valid_nse``, ``valid_nse_ma``, ``n_layers``, ``train_loss``,
+        ``valid_loss`` (arrays, NaN where not recorded), ``insertions`` (epochs at whose
+        end a layer was inserted) and ``best_epoch`` (the epoch of the returned model,
+        or None).
+    """
+    _, history = _history(model)
+    arrays = {
+        key: _column(history, key)
+        for key in ("epoch", "valid_nse", "valid_nse_ma", "n_layers", "train_loss", "valid_loss")
+    }
+    arrays["insertions"] = np.array(
+        [row["epoch"] for row in history if row.get("layer_added") is not None], dtype=float
+    )
+    best = [row["epoch"] for row in history if row.get("valid_nse_best")]
+    if not best and np.isfinite(arrays["valid_nse"]).any():
+        best = [int(arrays["epoch"][int(np.nanargmax(arrays["valid_nse"]))])]
+    arrays["best_epoch"] = int(best[-1]) if best else None
+    return arrays
+
+
+def _mark_insertions(ax, insertions: np.ndarray, label: bool) -> None:
+    # A layer inserted at the end of epoch e first trains in epoch e + 1.
+    for i, epoch in enumerate(insertions):
+        ax.axvline(
+            epoch + 0.5, color=_INSERT_COLOR, linestyle="--", linewidth=1.0,
+            label="layer inserted" if label and i == 0 else None,
+        )
+
+
+def _loss_axes(ax, data: dict, insertions_label: bool) -> None:
+    epochs = data["epoch"]
+    ax.plot(epochs, data["train_loss"], color=_TRAIN_COLOR, label="training loss")
+    if np.isfinite(data["valid_loss"]).any():
+        ax.plot(epochs, data["valid_loss"], color=_VALID_COLOR, label="validation loss")
+    losses = np.concatenate([data["train_loss"], data["valid_loss"]])
+    losses = losses[np.isfinite(losses)]
+    if len(losses) and (losses > 0).all():
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    _mark_insertions(ax, data["insertions"], insertions_label)
+    ax.set_ylabel("loss (MSE, standardized)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper right", fontsize="small")
+
+
+def _scores_text(obs: np.ndarray, sim: np.ndarray) -> str:
+    """``": NSE x, KGE y"`` where both are defined, else an empty string."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return f": NSE {nse(obs, sim):.3f}, KGE {kge(obs, sim):.3f}"
+    except ValueError:
+        return ""
+
+
+def _title_suffix(model) -> str:
+    est, _ = _history(model)
+    return " (training interrupted)" if getattr(est, "interrupted_", False) else ""
+
+
+def plot_evolution(model, *, figsize: tuple[float, float] = (10.0, 9.0)) -> Figure:
+    """Validation NSE, depth and losses per epoch, with the growth steps marked.
+
+    Top: validation NSE and its moving average (the plateau criterion), with dashed
+    lines where layers were inserted and a star at the epoch whose state is the fitted
+    model. Middle: the number of LSTM layers. Bottom: training and validation loss.
+
+    Parameters
+    ----------
+    model : TLAGRegressor or Pipeline
+        A fitted regressor, or a pipeline ending in one.
+    figsize : tuple of float, default=(10, 9)
+        Figure size in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    est, _ = _history(model)
+    data = history_arrays(model)
+    epochs = data["epoch"]
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax_nse, ax_depth, ax_loss = fig.subplots(
+        3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.3, 2]}
+    )
+
+    nse_values = data["valid_nse"]
+    ax_nse.plot(epochs, nse_values, color=_NSE_COLOR, marker="o", markersize=2.5,
+                linewidth=0.8, alpha=0.7, label="validation NSE")
+    ax_nse.plot(epochs, data["valid_nse_ma"], color=_MA_COLOR, linewidth=2.0,
+                label="moving average")
+    _mark_insertions(ax_nse, data["insertions"], label=True)
+    best = data["best_epoch"]
+    if best is not None:
+        value = nse_values[epochs == best][0]
+        ax_nse.plot([best], [value], marker="*", markersize=14, color="#f08c00",
+                    linestyle="none", label=f"best epoch {best} (NSE {value:.3f})")
+    finite = nse_values[np.isfinite(nse_values)]
+    if len(finite):
+        low = max(float(finite.min()), _NSE_FLOOR)
+        high = min(float(finite.max()), 1.0)
+        pad = 0.05 * max(high - low, 0.1)
+        ax_nse.set_ylim(low - pad, min(high + pad, 1.02))
+        if finite.min() < _NSE_FLOOR:
+            ax_nse.text(0.01, 0.02, f"values below {_NSE_FLOOR:g} not shown",
+                        transform=ax_nse.transAxes, fontsize="small", color="#495057")
+    ax_nse.set_ylabel("validation NSE")
+    ax_nse.grid(True, alpha=0.3)
+    ax_nse.legend(loc="lower right", fontsize="small")
+
+    ax_depth.step(epochs, data["n_layers"], where="mid", color="#5f3dc4", linewidth=2.0)
+    if best is not None:
+        ax_depth.plot([best], [est.n_layers_], marker="*", markersize=14, color="#f08c00",
+                      linestyle="none")
+    _mark_insertions(ax_depth, data["insertions"], label=False)
+    ax_depth.yaxis.set_major_locator(MaxNLocator(integer=True))
+    depths = data["n_layers"][np.isfinite(data["n_layers"])]
+    if len(depths):
+        ax_depth.set_ylim(depths.min() - 0.5, depths.max() + 0.5)
+    ax_depth.set_ylabel("LSTM layers")
+    ax_depth.grid(True, alpha=0.3)
+
+    _loss_axes(ax_loss, data, insertions_label=False)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+    fitted = f"fitted model: {est.n_layers_} layers"
+    if best is not None:
+        fitted += f" (epoch {best})"
+    fig.suptitle(
+        f"TLAG-LSTM growth: {len(data['insertions'])} insertion(s) in {len(epochs)} epochs, "
+        f"{fitted}{_title_suffix(model)}"
+    )
+    return fig
+
+
+def plot_loss(model, *, figsize: tuple[float, float] = (9.0, 4.5)) -> Figure:
+    """Training and validation loss per epoch, with the growth steps marked.
+
+    Parameters
+    ----------
+    model : TLAGRegressor or Pipeline
+        A fitted regressor, or a pipeline ending in one.
+    figsize : tuple of float, default=(9, 4.5)
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    data = history_arrays(model)
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.subplots()
+    _loss_axes(ax, data, insertions_label=True)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(f"Training and validation loss{_title_suffix(model)}")
+    return fig
+
+
+def plot_prediction(
+    y_true,
+    y_pred,
+    dates: Sequence | pd.DatetimeIndex | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    title: str = "Test period",
+    ylabel: str = "discharge",
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
+    """Observed against predicted series, one panel per output, NSE and KGE in the titles.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n,) or (n, n_outputs)
+        Observed and predicted values; rows with a NaN observation are drawn as gaps
+        and left out of the scores.
+    dates : sequence of datetime-like, optional
+        The date of each row; the time axis shows dates. Without it, the axis counts
+        rows.
+    names : sequence of str, optional
+        Output names for the panel titles.
+    title : str, default="Test period"
+        Start of every panel title.
+    ylabel : str, default="discharge"
+        Label of the value axes.
+    figsize : tuple of float, optional
+        Default: 11 inches wide, 4 inches per output.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    obs = np.asarray(y_true, dtype=float).reshape(len(y_true), -1)
+    sim = np.asarray(y_pred, dtype=float).reshape(len(y_pred), -1)
+    if obs.shape != sim.shape:
+        raise ValueError(f"y_true and y_pred differ in shape: {obs.shape} and {sim.shape}")
+    k = obs.shape[1]
+    names = list(names) if names is not None else [f"output {j}" for j in range(k)]
+    x = pd.DatetimeIndex(dates) if dates is not None else np.arange(len(obs))
+    fig = Figure(figsize=figsize or (11.0, 4.0 * k), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(k, 1, sharex=True, squeeze=False).ravel())
+    for j, ax in enumerate(axes):
+        ax.plot(x, obs[:, j], color=_OBSERVED, linewidth=1.0, label="observed")
+        ax.plot(x, sim[:, j], color=_PREDICTED, linewidth=1.0, alpha=0.85, label="predicted")
+        seen = np.isfinite(obs[:, j]) & np.isfinite(sim[:, j])
+        scores = _scores_text(obs[seen, j], sim[seen, j])
+        ax.set_title(f"{title}, {names[j]}{scores}")
+        ax.set_ylabel(ylabel if k == 1 else f"{ylabel} ({names[j]})")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper right", fontsize="small")
+    bottom = axes[-1]
+    if dates is not None:
+        locator = mdates.AutoDateLocator()
+        bottom.xaxis.set_major_locator(locator)
+        bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        bottom.set_xlabel("date")
+    else:
+        bottom.set_xlabel("row")
+    return fig

@@ -1,0 +1,535 @@
+"""The artifacts of a fit: JSON, text, spreadsheets, figures and the model file.
+
+:func:`write_artifacts` writes everything a study needs into one directory:
+
+=====================================  =====================================================
+``lstm_architecture_evolution.json``   architectures tried, growth decisions, final depth,
+                                       best epoch, hyperparameters
+``lstm_evolution.png``                 validation NSE and moving average, depth, losses
+``lstm_loss.png``                      training and validation loss
+``lstm_prediction.png``                observed and predicted discharge of the test period
+``adaptive_lstm_model.pth``            the model (see :func:`sktlag.save_model`)
+``adaptive_lstm_architecture.txt``     a readable summary of the network and the fit
+``topological_derivatives_history.xlsx``  one row per growth decision, one column per
+                                       candidate position
+``predictions.xlsx``                   date, observed, predicted (test period)
+``metrics.json``                       metrics of the test (and training, validation) period
+=====================================  =====================================================
+
+The directory is built under a temporary name next to its destination and renamed into
+place only when every file is complete, so an error never leaves a partial directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import shutil
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .estimator import TLAGRegressor
+from .io import write_table
+from .metrics import evaluate
+from .persistence import save_model, to_plain
+from .plots import history_arrays, plot_evolution, plot_loss, plot_prediction
+from .windows import chronological_split, window_ends
+
+__all__ = [
+    "ARTIFACT_FILES",
+    "architecture_summary",
+    "architecture_text",
+    "check_output_dir",
+    "derivative_table",
+    "fit_periods",
+    "json_ready",
+    "metrics_summary",
+    "prediction_table",
+    "write_artifacts",
+]
+
+#: File name of every artifact, by the key :func:`write_artifacts` returns it under.
+ARTIFACT_FILES: dict[str, str] = {
+    "architecture_json": "lstm_architecture_evolution.json",
+    "evolution_png": "lstm_evolution.png",
+    "loss_png": "lstm_loss.png",
+    "prediction_png": "lstm_prediction.png",
+    "model": "adaptive_lstm_model.pth",
+    "architecture_txt": "adaptive_lstm_architecture.txt",
+    "derivatives_xlsx": "topological_derivatives_history.xlsx",
+    "predictions_xlsx": "predictions.xlsx",
+    "metrics_json": "metrics.json",
+}
+
+# Fields of a growth decision, in the order of the derivative table after the derivatives.
+_DECISION_FIELDS = (
+    "position", "inserted", "reason", "scale", "sign", "backtracking_steps", "n_hvp",
+    "loss_before", "loss_after", "seconds",
+)
+_INTEGER_FIELDS = ("epoch", "n_layers_before", "position", "backtracking_steps", "n_hvp")
+
+
+# ---------------------------------------------------------------------- helpers
+def _regressor(model) -> TLAGRegressor:
+    est = model.steps[-1][1] if hasattr(model, "steps") else model
+    if not isinstance(est, TLAGRegressor):
+        raise TypeError(
+            f"expected a fitted TLAGRegressor or a pipeline ending in one, got {type(est).__name__}"
+        )
+    if not hasattr(est, "net_"):
+        raise ValueError("the TLAGRegressor is not fitted; call fit first")
+    return est
+
+
+def json_ready(value: Any) -> Any:
+    """Plain data for strict JSON: NaN becomes null, infinities the strings "inf"/"-inf"."""
+    value = to_plain(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_ready(item) for item in value]
+    return value
+
+
+def _json_text(data: dict) -> str:
+    return json.dumps(json_ready(data), indent=2, allow_nan=False) + "\n"
+
+
+def _output_names(y, k: int) -> list[str]:
+    if isinstance(y, pd.DataFrame):
+        return [str(c) for c in y.columns]
+    if isinstance(y, pd.Series) and y.name is not None and k == 1:
+        return [str(y.name)]
+    return ["discharge"] if k == 1 else [f"output_{j}" for j in range(k)]
+
+
+def _dates_of(*candidates) -> pd.DatetimeIndex | None:
+    for candidate in candidates:
+        if isinstance(candidate, pd.DatetimeIndex):
+            return candidate
+        index = getattr(candidate, "index", None)
+        if isinstance(index, pd.DatetimeIndex):
+            return index
+    return None
+
+
+def _interrupted(est: TLAGRegressor) -> bool:
+    return bool(getattr(est, "interrupted_", False))
+
+
+def _decisions(est: TLAGRegressor) -> list[dict[str, Any]]:
+    """Growth decisions as dicts with a ``derivatives`` list (one value per position)."""
+    frame = est.derivative_history_
+    columns = [c for c in frame.columns if str(c).startswith("derivative_")]
+    columns.sort(key=lambda c: int(str(c).rsplit("_", 1)[1]))
+    decisions = []
+    for _, row in frame.iterrows():
+        values = [float(row[c]) for c in columns]
+        entry = {"epoch": row.get("epoch"), "n_layers_before": row.get("n_layers_before"),
+                 "derivatives": [v for v in values if not math.isnan(v)]}
+        entry.update({field: row.get(field) for field in _DECISION_FIELDS})
+        entry = to_plain(entry)
+        for key in _INTEGER_FIELDS:
+            value = entry.get(key)
+            entry[key] = int(value) if isinstance(value, float) and value.is_integer() else (
+                None if isinstance(value, float) else value)
+        decisions.append(entry)
+    return decisions
+
+
+def _stop_reason(est: TLAGRegressor, decisions: list[dict[str, Any]]) -> str:
+    if _interrupted(est):
+        return "interrupted"
+    if decisions and not decisions[-1]["inserted"]:
+        return str(decisions[-1]["reason"])
+    if len(est.history_) >= est.max_epochs:
+        return "max_epochs reached"
+    return "unknown"
+
+
+# ---------------------------------------------------------------------- contents
+def architecture_summary(model, *, metadata: dict | None = None) -> dict[str, Any]:
+    """The content of ``lstm_architecture_evolution.json`` as a dict.
+
+    Parameters
+    ----------
+    model : TLAGRegressor or Pipeline
+        A fitted regressor, or a pipeline ending in one.
+    metadata : dict, optional
+        Stored under ``"metadata"`` (for example the data source).
+
+    Returns
+    -------
+    dict
+        ``final_n_layers``, ``final_architecture`` (the spec of the fitted network),
+        ``n_parameters``, ``best_epoch``, ``best_valid_nse``, ``epochs_trained``,
+        ``stop_reason``, ``interrupted``, ``architectures`` (one entry per depth tried:
+        ``n_layers``, ``first_epoch``, ``last_epoch``, ``epochs``, ``best_valid_nse``,
+        ``best_epoch``), ``growth_decisions`` (one entry per decision: ``epoch``,
+        ``n_layers_before``, ``derivatives`` by position, ``position`` chosen,
+        ``inserted``, ``reason``, ``scale``, ``sign``, ``backtracking_steps``, ``n_hvp``,
+        ``loss_before``, ``loss_after``, ``seconds``) and ``hyperparameters``.
+    """
+    from . import __version__
+
+    est = _regressor(model)
+    arrays = history_arrays(est)
+    best = arrays["best_epoch"]
+    nse_at_best = (
+        float(arrays["valid_nse"][arrays["epoch"] == best][0]) if best is not None else None
+    )
+    architectures = []
+    for arch in est.growth_history_:
+        entry = dict(arch)
+        entry["epochs"] = int(arch["last_epoch"]) - int(arch["first_epoch"]) + 1
+        architectures.append(entry)
+    decisions = _decisions(est)
+    module = est.net_.module_
+    return to_plain({
+        "sktlag_version": __version__,
+        "interrupted": _interrupted(est),
+        "final_n_layers": int(est.n_layers_),
+        "final_architecture": module.get_spec(),
+        "n_parameters": int(sum(p.numel() for p in module.parameters())),
+        "best_epoch": best,
+        "best_valid_nse": nse_at_best,
+        "epochs_trained": len(est.history_),
+        "stop_reason": _stop_reason(est, decisions),
+        "architectures": architectures,
+        "growth_decisions": decisions,
+        "hyperparameters": est.get_params(deep=False),
+        "metadata": metadata or {},
+    })
+
+
+def _decision_line(d: dict[str, Any]) -> str:
+    values = ", ".join(f"{v:.4g}" for v in d["derivatives"])
+    head = f"epoch {d['epoch']}: {d['n_layers_before']} layers, derivatives [{values}]"
+    if d["inserted"]:
+        return (f"{head} -> inserted after layer {d['position']} (scale {d['scale']:.3g}, "
+                f"{d['backtracking_steps']} backtracking steps, {d['n_hvp']} HVPs, "
+                f"{d['seconds']:.2f} s)")
+    return f"{head} -> stop: {d['reason']}"
+
+
+def architecture_text(model) -> str:
+    """The content of ``adaptive_lstm_architecture.txt``: network, growth and settings."""
+    est = _regressor(model)
+    summary = architecture_summary(est)
+    lines = ["TLAG-LSTM (sktlag " + summary["sktlag_version"] + ")", ""]
+    lines += est.net_.module_.describe().splitlines()
+    names = getattr(est, "feature_names_in_", None)
+    lines += [
+        f"  inputs: {est.n_features_in_} features"
+        + (f" ({', '.join(map(str, names))})" if names is not None else ""),
+        f"  lookback: {est.lookback} time steps",
+        "",
+        "Training",
+        f"  epochs trained: {summary['epochs_trained']}"
+        + ("  (INTERRUPTED)" if summary["interrupted"] else ""),
+        f"  stopped because: {summary['stop_reason']}",
+    ]
+    if summary["best_epoch"] is not None:
+        lines.append(f"  fitted model: state of epoch {summary['best_epoch']}, "
+                     f"validation NSE {summary['best_valid_nse']:.4f}")
+    lines += ["", "Architectures tried",
+              "  layers  epochs     best validation NSE  at epoch"]
+    for arch in summary["architectures"]:
+        lines.append(f"  {arch['n_layers']:>6}  {arch['first_epoch']:>4}-{arch['last_epoch']:<5}"
+                     f"  {arch['best_valid_nse']:>19.4f}  {arch['best_epoch']}")
+    lines += ["", "Growth decisions"]
+    lines += [f"  {_decision_line(d)}" for d in summary["growth_decisions"]] or ["  none"]
+    lines += ["", "Hyperparameters"]
+    lines += [f"  {k} = {v!r}" for k, v in summary["hyperparameters"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def derivative_table(model) -> pd.DataFrame:
+    """One row per growth decision: epoch, depth, one column per candidate position, outcome.
+
+    Columns: ``epoch``, ``n_layers_before``, ``derivative_1`` .. ``derivative_k`` (empty
+    where the depth had fewer positions), then ``position`` (where the layer went),
+    ``inserted``, ``reason``, ``scale``, ``sign``, ``backtracking_steps``, ``n_hvp``,
+    ``loss_before``, ``loss_after``, ``seconds``.
+    """
+    est = _regressor(model)
+    frame = est.derivative_history_
+    derivatives = sorted(
+        (c for c in frame.columns if str(c).startswith("derivative_")),
+        key=lambda c: int(str(c).rsplit("_", 1)[1]),
+    )
+    order = ["epoch", "n_layers_before", *derivatives, *_DECISION_FIELDS]
+    if frame.empty:
+        return pd.DataFrame(columns=[c for c in order if c != "derivatives"])
+    return frame.reindex(columns=order)
+
+
+def prediction_table(
+    y_true, y_pred, dates=None, *, names: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Observed and predicted values side by side, indexed by date.
+
+    One output gives the columns ``observed`` and ``predicted``; several give
+    ``observed_<name>`` and ``predicted_<name>`` per output. The index is a
+    :class:`pandas.DatetimeIndex` named ``"date"`` when ``dates`` are known (then
+    :func:`sktlag.io.read_table` reads the written table back), a row number otherwise.
+    """
+    obs = np.asarray(y_true, dtype=float).reshape(len(y_true), -1)
+    sim = np.asarray(y_pred, dtype=float).reshape(len(y_pred), -1)
+    names = list(names) if names is not None else _output_names(y_true, obs.shape[1])
+    columns = {}
+    for j, name in enumerate(names):
+        suffix = "" if len(names) == 1 else f"_{name}"
+        columns[f"observed{suffix}"] = obs[:, j]
+        columns[f"predicted{suffix}"] = sim[:, j]
+    if dates is not None:
+        index = pd.DatetimeIndex(dates, name="date")
+    else:
+        index = pd.RangeIndex(len(obs), name="row")
+    return pd.DataFrame(columns, index=index)
+
+
+def _period(y_true, y_pred, dates, names) -> dict[str, Any]:
+    obs = np.asarray(y_true, dtype=float).reshape(len(y_true), -1)
+    sim = np.asarray(y_pred, dtype=float).reshape(len(y_pred), -1)
+    seen = np.isfinite(obs).all(axis=1)
+    entry: dict[str, Any] = {"n_rows": int(len(obs)), "n_scored": int(seen.sum())}
+    if dates is not None and len(dates):
+        entry["start"] = pd.Timestamp(dates[0]).date().isoformat()
+        entry["end"] = pd.Timestamp(dates[-1]).date().isoformat()
+    if seen.sum() < 2:
+        entry["metrics"] = {}
+        return entry
+    index = None if dates is None else pd.DatetimeIndex(dates)[seen]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # undefined metrics are reported as null
+        table = evaluate(pd.DataFrame(obs[seen], columns=names), sim[seen], index=index)
+    entry["metrics"] = table.to_dict()
+    return entry
+
+
+def metrics_summary(
+    model,
+    periods: dict[str, tuple[Any, Any, Any]],
+    *,
+    names: Sequence[str] | None = None,
+    metadata: dict | None = None,
+) -> dict[str, Any]:
+    """The content of ``metrics.json``.
+
+    Parameters
+    ----------
+    model : TLAGRegressor or Pipeline
+        The fitted model.
+    periods : dict of str to (y_true, y_pred, dates)
+        Observed and predicted values (and the dates, or None) per period name, such as
+        ``"train"``, ``"validation"``, ``"test"``.
+    names : sequence of str, optional
+        Output names (the metric columns); default from the observed values.
+    metadata : dict, optional
+        Stored under ``"metadata"``.
+
+    Returns
+    -------
+    dict
+        ``n_layers``, ``fit_seconds``, ``epochs_trained``, ``best_epoch``,
+        ``interrupted`` and ``periods``: per period ``n_rows``, ``n_scored`` (rows with
+        an observation), ``start``, ``end`` and ``metrics`` (``{output: {metric:
+        value}}``, all rows of :func:`sktlag.metrics.evaluate`).
+    """
+    from . import __version__
+
+    est = _regressor(model)
+    result = {
+        "sktlag_version": __version__,
+        "interrupted": _interrupted(est),
+        "n_layers": int(est.n_layers_),
+        "fit_seconds": getattr(est, "fit_time_", None),
+        "epochs_trained": len(est.history_),
+        "best_epoch": history_arrays(est)["best_epoch"],
+        "periods": {},
+        "metadata": metadata or {},
+    }
+    for period, (y_true, y_pred, dates) in periods.items():
+        k = np.asarray(y_true).reshape(len(y_true), -1).shape[1]
+        period_names = list(names) if names is not None else _output_names(y_true, k)
+        result["periods"][period] = _period(y_true, y_pred, dates, period_names)
+    return to_plain(result)
+
+
+def fit_periods(model, y_train) -> dict[str, np.ndarray]:
+    """Rows of the series given to ``fit`` that trained and that validated the model.
+
+    The split is the estimator's own (chronological, the last ``validation_fraction``
+    of the windows with an observed target validate, after a gap of ``lookback - 1``
+    windows); a fit with ``groups`` is not covered.
+    """
+    est = _regressor(model)
+    y2 = np.asarray(y_train, dtype=float).reshape(len(y_train), -1)
+    ends = window_ends(len(y2), est.lookback)
+    ends = ends[~np.isnan(y2[ends]).all(axis=1)]
+    train, valid = chronological_split(ends, est.validation_fraction, est.lookback)
+    return {"train": train, "validation": valid}
+
+
+# ---------------------------------------------------------------------- the directory
+def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """Check that ``out_dir`` may receive the artifacts; return it as a Path.
+
+    Raises
+    ------
+    FileExistsError
+        If it exists and is not a directory, or is a non-empty directory and
+        ``overwrite`` is False.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() or out_dir.is_symlink():
+        if not out_dir.is_dir():
+            raise FileExistsError(f"'{out_dir}' exists and is not a directory")
+        if not overwrite and any(out_dir.iterdir()):
+            raise FileExistsError(
+                f"output directory '{out_dir}' is not empty; choose a new directory or "
+                "allow replacing it"
+            )
+    return out_dir
+
+
+def _fresh_sibling(out_dir: Path, tag: str) -> Path:
+    while True:
+        candidate = out_dir.with_name(f".{out_dir.name}.{tag}-{secrets.token_hex(4)}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+
+
+def _publish(staging: Path, out_dir: Path, overwrite: bool) -> None:
+    """Move the complete ``staging`` directory to ``out_dir``, replacing it if allowed."""
+    check_output_dir(out_dir, overwrite)
+    if not out_dir.exists():
+        os.replace(staging, out_dir)
+        return
+    retired = _fresh_sibling(out_dir, "old")
+    retired.rmdir()
+    os.replace(out_dir, retired)
+    try:
+        os.replace(staging, out_dir)
+    except BaseException:
+        os.replace(retired, out_dir)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def _write_figure(fig, path: Path, dpi: int) -> None:
+    fig.savefig(path, dpi=dpi)
+
+
+def write_artifacts(
+    model,
+    out_dir: str | os.PathLike[str],
+    *,
+    X_test=None,
+    y_test=None,
+    dates=None,
+    X_train=None,
+    y_train=None,
+    overwrite: bool = False,
+    dpi: int = 150,
+    metadata: dict | None = None,
+) -> dict[str, Path]:
+    """Write the artifacts of a fitted model into ``out_dir``, all or nothing.
+
+    Parameters
+    ----------
+    model : TLAGRegressor or Pipeline
+        A fitted :class:`~sktlag.TLAGRegressor`, or a fitted pipeline ending in one (its
+        ``StandardScaler`` steps go into the model file).
+    out_dir : str or path-like
+        The directory to create. Missing parent directories are created.
+    X_test, y_test : array-like or DataFrame, optional
+        The test period. With both, ``lstm_prediction.png`` and ``predictions.xlsx``
+        are written and ``metrics.json`` scores the test period; without them those two
+        files are left out.
+    dates : sequence of datetime-like, optional
+        The date of each test row; by default the index of ``X_test`` or ``y_test``
+        when it is a :class:`pandas.DatetimeIndex`.
+    X_train, y_train : array-like or DataFrame, optional
+        The series given to ``fit``; with both, ``metrics.json`` also scores the
+        training and the validation period (the estimator's own split).
+    overwrite : bool, default=False
+        Replace an existing non-empty ``out_dir`` (only after the new one is complete).
+    dpi : int, default=150
+        Resolution of the figures.
+    metadata : dict, optional
+        Plain information (data source, split) stored in the JSON files and the model.
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        The written files by key (see :data:`ARTIFACT_FILES`).
+
+    Raises
+    ------
+    FileExistsError
+        If ``out_dir`` is a non-empty directory and ``overwrite`` is False, or a file.
+    """
+    est = _regressor(model)
+    out_dir = check_output_dir(out_dir, overwrite)
+    if (X_test is None) != (y_test is None) or (X_train is None) != (y_train is None):
+        raise ValueError("pass X_test with y_test and X_train with y_train")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = _fresh_sibling(out_dir, "tmp")
+    written: dict[str, Path] = {}
+
+    def target(key: str) -> Path:
+        written[key] = out_dir / ARTIFACT_FILES[key]
+        return staging / ARTIFACT_FILES[key]
+
+    try:
+        periods = {}
+        names = None
+        if X_train is not None:
+            pred = model.predict(X_train)
+            obs = np.asarray(y_train, dtype=float)
+            train_dates = _dates_of(X_train, y_train)
+            names = _output_names(y_train, obs.reshape(len(obs), -1).shape[1])
+            for period, rows in fit_periods(est, y_train).items():
+                periods[period] = (obs[rows], pred[rows],
+                                   None if train_dates is None else train_dates[rows])
+        if X_test is not None:
+            test_pred = model.predict(X_test)
+            test_dates = pd.DatetimeIndex(dates) if dates is not None else _dates_of(
+                X_test, y_test)
+            names = _output_names(y_test, test_pred.reshape(len(test_pred), -1).shape[1])
+            periods["test"] = (np.asarray(y_test, dtype=float), test_pred, test_dates)
+            _write_figure(plot_prediction(y_test, test_pred, test_dates, names=names,
+                                          ylabel="discharge"),
+                          target("prediction_png"), dpi)
+            write_table(prediction_table(y_test, test_pred, test_dates, names=names),
+                        target("predictions_xlsx"))
+
+        target("architecture_json").write_text(
+            _json_text(architecture_summary(model, metadata=metadata)), encoding="utf-8")
+        target("architecture_txt").write_text(architecture_text(model), encoding="utf-8")
+        _write_figure(plot_evolution(model), target("evolution_png"), dpi)
+        _write_figure(plot_loss(model), target("loss_png"), dpi)
+        save_model(model, target("model"), metadata=metadata)
+        write_table(derivative_table(model), target("derivatives_xlsx"), index=False)
+        target("metrics_json").write_text(
+            _json_text(metrics_summary(model, periods, names=names, metadata=metadata)),
+            encoding="utf-8")
+        _publish(staging, out_dir, overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return {key: written[key] for key in ARTIFACT_FILES if key in written}

@@ -1,0 +1,222 @@
+"""The ``sktlag`` command: a full run on a small table, predict, and the error paths."""
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sktlag import cli
+from sktlag.datasets import load_lahn
+from sktlag.io import read_table
+from sktlag.report import ARTIFACT_FILES
+
+# Tiny settings on top of the "fast" preset.
+FAST_OPTIONS = ["--preset", "fast", "--max-epochs", "6", "--lookback", "5",
+                "--hidden-size", "6"]
+N_ROWS = 400
+
+
+def research_table(path: Path, rows: slice) -> Path:
+    """Rows of the Lahn data in the research layout: year, month, day, discharge, stations."""
+    frame = load_lahn(as_frame=True).frame.iloc[rows]
+    table = pd.DataFrame({"Year": frame.index.year, "month": frame.index.month,
+                          "day": frame.index.day})
+    table["q_kalkofen"] = frame["q_kalkofen"].to_numpy()
+    for name in [c for c in frame.columns if c.startswith(("p_", "t_"))]:
+        table[name] = frame[name].to_numpy()
+    table.to_csv(path, index=False)
+    return path
+
+
+def run_main(argv) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli")
+    table = research_table(base / "lahn.csv", slice(0, N_ROWS))
+    out = base / "out"
+    out.mkdir()
+    (out / "stale.txt").write_text("from an earlier run")
+    code, stdout, stderr = run_main(["run", table, "--out", out, "--force", *FAST_OPTIONS])
+    return {"base": base, "table": table, "out": out, "code": code, "stdout": stdout,
+            "stderr": stderr}
+
+
+def test_run_writes_every_artifact(run):
+    assert run["code"] == 0, run["stderr"]
+    assert sorted(p.name for p in run["out"].iterdir()) == sorted(ARTIFACT_FILES.values())
+    metrics = json.loads((run["out"] / "metrics.json").read_text())
+    n_fit = int(0.8 * N_ROWS)
+    assert metrics["periods"]["test"]["n_rows"] == N_ROWS - n_fit
+    assert metrics["metadata"]["split"]["fit_rows"] == n_fit
+    assert metrics["metadata"]["target_names"] == ["q_kalkofen"]
+    assert metrics["interrupted"] is False
+    assert np.isfinite(metrics["periods"]["test"]["metrics"]["q_kalkofen"]["nse"])
+
+
+def test_run_prints_table_growth_and_metrics(run):
+    out = run["stdout"]
+    assert "research layout" in out and "target q_kalkofen" in out
+    assert "valid_nse" in out and "train_loss" in out  # the epoch table
+    assert "growth decisions:" in out and "epoch 4:" in out
+    assert "test metrics" in out
+    for metric in ("nse", "kge", "kge_prime", "log_nse", "rmse"):
+        assert metric in out
+    assert "adaptive_lstm_model.pth" in out
+
+
+def test_predict_reproduces_the_test_predictions(run, tmp_path):
+    test_table = research_table(tmp_path / "test.csv", slice(int(0.8 * N_ROWS), N_ROWS))
+    target = tmp_path / "pred.csv"
+    code, stdout, stderr = run_main(
+        ["predict", run["out"] / "adaptive_lstm_model.pth", test_table, "--out", target])
+    assert code == 0, stderr
+    assert "predictions" in stdout and "nse" in stdout
+    ours = pd.read_csv(target, index_col="date", parse_dates=True)
+    theirs = pd.read_excel(run["out"] / "predictions.xlsx", index_col="date")
+    assert list(ours.columns) == ["observed", "predicted"]
+    # The test rows follow the training rows, so the model file's warm-up rows apply.
+    np.testing.assert_allclose(ours["predicted"], theirs["predicted"], rtol=1e-12)
+    np.testing.assert_allclose(ours["observed"], theirs["observed"], rtol=1e-12)
+    code, _, stderr = run_main(
+        ["predict", run["out"] / "adaptive_lstm_model.pth", test_table, "--out", target])
+    assert code == 2 and "exists" in stderr
+
+
+def test_run_on_the_embedded_data_quietly(tmp_path, monkeypatch):
+    X, y = load_lahn(return_X_y=True, as_frame=True)
+    calls = []
+
+    def small_lahn(**kwargs):
+        calls.append(kwargs)
+        return X.iloc[:N_ROWS], y.iloc[:N_ROWS]
+
+    monkeypatch.setattr(cli, "load_lahn", small_lahn)
+    code, stdout, stderr = run_main(["run", "--out", tmp_path / "demo", "--quiet",
+                                     "--seed", "3", *FAST_OPTIONS])
+    assert code == 0, stderr
+    assert calls and calls[0]["target"] == "q_kalkofen"
+    assert "valid_nse" not in stdout and "epoch 4:" not in stdout
+    assert "test metrics" in stdout
+    summary = json.loads((tmp_path / "demo" / "lstm_architecture_evolution.json").read_text())
+    assert summary["hyperparameters"]["random_state"] == 3
+    assert summary["hyperparameters"]["lookback"] == 5
+    assert "Lahn" in summary["metadata"]["data"]
+
+
+def _expect_error(argv, *fragments):
+    code, stdout, stderr = run_main(argv)
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sktlag: error: "), stderr
+    assert "Traceback" not in stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+def test_missing_table(tmp_path):
+    _expect_error(["run", tmp_path / "nope.xlsx", "--out", tmp_path / "o"], "nope.xlsx")
+    assert not (tmp_path / "o").exists()
+
+
+def test_table_without_numeric_columns(tmp_path):
+    path = tmp_path / "text.csv"
+    path.write_text("date,q,station\n2000-01-01,high,wet\n2000-01-02,low,dry\n")
+    _expect_error(["run", path, "--out", tmp_path / "o"], "text.csv", "numeric")
+
+
+def test_table_shorter_than_the_lookback(tmp_path):
+    table = research_table(tmp_path / "short.csv", slice(0, 20))
+    _expect_error(["run", table, "--out", tmp_path / "o", "--lookback", "30"],
+                  "20 rows", "lookback of 30")
+    assert not (tmp_path / "o").exists()
+
+
+def test_damaged_workbook(tmp_path):
+    path = tmp_path / "broken.xlsx"
+    path.write_bytes(b"PK\x03\x04 not really a workbook")
+    _expect_error(["run", path, "--out", tmp_path / "o"], "broken.xlsx")
+
+
+def test_non_empty_output_needs_force(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("")
+    _expect_error(["run", "--out", out], "not empty", "--force")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_damaged_model_file(run, tmp_path):
+    model = tmp_path / "model.pth"
+    model.write_bytes((run["out"] / "adaptive_lstm_model.pth").read_bytes()[:500])
+    _expect_error(["predict", model, run["table"], "--out", tmp_path / "p.xlsx"],
+                  "model.pth", "truncated")
+    _expect_error(["predict", tmp_path / "none.pth", run["table"]], "none.pth")
+
+
+def test_predict_needs_the_feature_columns(run, tmp_path):
+    table = read_table(run["table"])
+    reduced = tmp_path / "reduced.csv"
+    frame = table.X.drop(columns=["p_leun"]).assign(q_kalkofen=table.y)
+    frame.to_csv(reduced)
+    _expect_error(["predict", run["out"] / "adaptive_lstm_model.pth", reduced,
+                   "--out", tmp_path / "p.xlsx"], "p_leun")
+
+
+def test_usage_errors_exit_with_2(capsys):
+    assert cli.main(["run"]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert cli.main(["--version"]) == 0
+
+
+def test_python_dash_m_reports_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "sktlag", "run", str(tmp_path / "missing.csv"),
+         "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("sktlag: error: ")
+    assert "missing.csv" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ctrl_c_during_training_still_writes_the_artifacts(run, tmp_path, monkeypatch):
+    def interrupt_after_two_epochs(self, net, **kwargs):
+        if len(net.history) == 2:
+            raise KeyboardInterrupt  # what Ctrl-C does inside the training loop
+
+    monkeypatch.setattr(cli.EpochProgressBar, "on_epoch_end", interrupt_after_two_epochs)
+    out = tmp_path / "out"
+    code, stdout, stderr = run_main(["run", run["table"], "--out", out, *FAST_OPTIONS])
+    assert code == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    summary = json.loads((out / "lstm_architecture_evolution.json").read_text())
+    assert metrics["epochs_trained"] == 2
+    assert metrics["interrupted"] == summary["interrupted"]
+    assert len(list(out.iterdir())) == len(ARTIFACT_FILES)
+
+
+def test_ctrl_c_while_writing_leaves_no_directory(run, tmp_path, monkeypatch):
+    from sktlag import report
+
+    def interrupt(model):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "plot_loss", interrupt)
+    code, _, stderr = run_main(["run", run["table"], "--out", tmp_path / "out", "--quiet",
+                                *FAST_OPTIONS])
+    assert code == 130 and "interrupted" in stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,170 @@
+"""The artifacts: every file written, parsable, with the expected content; all or nothing."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+
+from sktlag import load_model, write_artifacts
+from sktlag import report as report_module
+from sktlag.io import read_table
+from sktlag.report import ARTIFACT_FILES, derivative_table, fit_periods
+
+from .fitted import study
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    s = study()
+    out = tmp_path_factory.mktemp("report") / "run"
+    paths = write_artifacts(s.model, out, X_test=s.X_test, y_test=s.y_test,
+                            X_train=s.X_fit, y_train=s.y_fit, metadata={"data": "toy"})
+    return out, paths
+
+
+def test_every_artifact_is_written(artifacts):
+    out, paths = artifacts
+    assert set(paths) == set(ARTIFACT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACT_FILES.values())
+    assert all(path.parent == out and path.stat().st_size > 0 for path in paths.values())
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+@pytest.mark.parametrize("key, size", [
+    ("evolution_png", (1350, 1500)), ("loss_png", (675, 1350)), ("prediction_png", (600, 1650)),
+])
+def test_figures_are_png_images_at_150_dpi(artifacts, key, size):
+    path = artifacts[1][key]
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    image = imread(path)
+    assert image.shape[:2] == size
+    assert image[..., :3].std() > 0.05  # not a blank canvas
+
+
+def test_architecture_json(artifacts):
+    est = study().model[-1]
+    data = json.loads(artifacts[1]["architecture_json"].read_text())
+    assert data["final_n_layers"] == est.n_layers_ == data["final_architecture"]["num_layers"]
+    assert data["interrupted"] is False
+    assert data["epochs_trained"] == len(est.history_)
+    assert data["hyperparameters"]["topo_derivative_threshold"] == "-inf"
+    assert data["metadata"] == {"data": "toy"}
+    assert [a["n_layers"] for a in data["architectures"]] == [1, 2, 3]
+    assert sum(a["epochs"] for a in data["architectures"]) == data["epochs_trained"]
+    best = max(data["architectures"], key=lambda a: a["best_valid_nse"])
+    assert data["best_epoch"] == best["best_epoch"]
+    decisions = data["growth_decisions"]
+    assert [d["inserted"] for d in decisions] == [True, True]
+    for d in decisions:
+        assert len(d["derivatives"]) == d["n_layers_before"]
+        assert 1 <= d["position"] <= d["n_layers_before"]
+        assert {"epoch", "scale", "sign", "backtracking_steps", "n_hvp", "seconds"} <= set(d)
+
+
+def test_architecture_text(artifacts):
+    text = artifacts[1]["architecture_txt"].read_text()
+    est = study().model[-1]
+    assert f"GrowingLSTM: {est.n_layers_} LSTM layers" in text
+    assert "residual h + LSTM(h)" in text and "inserted after layer" in text
+    assert "inputs: 3 features (p_a, p_b, t_a)" in text and "lookback = 5" in text
+
+
+def test_derivative_history_workbook(artifacts):
+    table = pd.read_excel(artifacts[1]["derivatives_xlsx"])
+    est = study().model[-1]
+    assert len(table) == len(est.derivative_history_) == 2
+    assert list(table.columns[:4]) == ["epoch", "n_layers_before", "derivative_1", "derivative_2"]
+    assert {"position", "inserted", "scale", "backtracking_steps", "n_hvp"} <= set(table)
+    # One value per candidate position: the first decision had one position only.
+    assert table["derivative_2"].isna().tolist() == [True, False]
+    np.testing.assert_allclose(table["derivative_1"], est.derivative_history_["derivative_1"])
+
+
+def test_predictions_workbook_reads_back(artifacts):
+    s = study()
+    table = read_table(artifacts[1]["predictions_xlsx"], target="observed",
+                       features=["predicted"])
+    assert table.layout == "tidy"
+    assert table.X.index.equals(s.X_test.index)
+    np.testing.assert_allclose(table.y, s.y_test, rtol=1e-12)
+    np.testing.assert_allclose(table.X["predicted"], s.model.predict(s.X_test), rtol=1e-12)
+
+
+def test_metrics_json(artifacts):
+    s = study()
+    data = json.loads(artifacts[1]["metrics_json"].read_text())
+    assert data["interrupted"] is False and data["n_layers"] == s.model[-1].n_layers_
+    assert data["fit_seconds"] > 0
+    assert set(data["periods"]) == {"train", "validation", "test"}
+    test = data["periods"]["test"]
+    assert test["n_rows"] == len(s.X_test)
+    assert test["start"] == str(s.X_test.index[0].date())
+    assert test["end"] == str(s.X_test.index[-1].date())
+    metrics = test["metrics"]["q"]
+    assert {"nse", "kge", "kge_prime", "log_nse", "rmse", "pearson_r"} <= set(metrics)
+    assert metrics["nse"] == pytest.approx(s.model.score(s.X_test, s.y_test), abs=1e-12)
+    periods = fit_periods(s.model, s.y_fit)
+    assert data["periods"]["validation"]["n_rows"] == len(periods["validation"])
+    assert data["periods"]["train"]["end"] < data["periods"]["validation"]["start"]
+
+
+def test_interrupted_fit_is_marked(artifacts, tmp_path):
+    model = load_model(artifacts[1]["model"])
+    model[-1].interrupted_ = True
+    paths = write_artifacts(model, tmp_path / "run")
+    assert json.loads(paths["metrics_json"].read_text())["interrupted"] is True
+    summary = json.loads(paths["architecture_json"].read_text())
+    assert summary["interrupted"] is True and summary["stop_reason"] == "interrupted"
+    assert "INTERRUPTED" in paths["architecture_txt"].read_text()
+    # Without a test period there is nothing to predict and nothing to plot.
+    assert "prediction_png" not in paths and "predictions_xlsx" not in paths
+
+
+def test_refuses_a_non_empty_directory(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not empty"):
+        write_artifacts(study().model, out)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FileExistsError, match="not a directory"):
+        write_artifacts(study().model, tmp_path / "file")
+
+
+def test_overwrite_replaces_the_directory_as_a_whole(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    paths = write_artifacts(study().model, out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths.values())
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_an_error_leaves_no_partial_output(tmp_path, monkeypatch):
+    def fail(model):
+        raise RuntimeError("plotting failed")
+
+    monkeypatch.setattr(report_module, "plot_loss", fail)
+    with pytest.raises(RuntimeError, match="plotting failed"):
+        write_artifacts(study().model, tmp_path / "new")
+    assert list(tmp_path.iterdir()) == []
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "previous.json").write_text("{}")
+    with pytest.raises(RuntimeError, match="plotting failed"):
+        write_artifacts(study().model, old, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["old"]
+    assert [p.name for p in old.iterdir()] == ["previous.json"]
+
+
+def test_derivative_table_of_a_model_without_decisions(artifacts):
+    model = load_model(artifacts[1]["model"])
+    est = model[-1]
+    est.derivative_history_ = est.derivative_history_.iloc[:0]
+    table = derivative_table(model)
+    assert table.empty and list(table.columns[:2]) == ["epoch", "n_layers_before"]
