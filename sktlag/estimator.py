@@ -46,13 +46,6 @@ __all__ = ["PRESETS", "TLAGRegressor"]
 
 # History keys that would only clutter the epoch table.
 _QUIET_HISTORY_KEYS = ["valid_nse_best", "plateau", "growth_stopped"]
-# valid_score repeats valid_nse unless a validation target is constant; non_finite
-# marks a diverged epoch, which is also warned about.
-_QUIET_HISTORY_KEYS += ["valid_score", "non_finite"]
-
-#: Inputs larger than this in magnitude saturate the LSTM gates (a warning suggests
-#: scaling them).
-_LARGE_INPUT = 1e3
 
 #: Named hyperparameter sets. ``"research"`` is the original research code's setting
 #: (heavier: expect hours on a laptop CPU); ``"fast"`` is for smoke tests and examples.
@@ -82,6 +75,15 @@ PRESETS: dict[str, dict] = {
         "num_power_iterations": 20,
     },
 }
+
+
+# More history keys kept out of the epoch table: valid_score repeats valid_nse unless
+# a validation target is constant; non_finite marks a diverged epoch (also warned about).
+_QUIET_HISTORY_KEYS += ["valid_score", "non_finite"]
+
+#: Inputs larger than this in magnitude saturate the LSTM gates (a warning suggests
+#: scaling them).
+_LARGE_INPUT = 1e3
 
 
 class _GrowingNet(NeuralNet):
