@@ -262,6 +262,8 @@ class ArchitectureCheckpoint(Callback):
         # Also after an interrupt: whatever the module holds now (a half-trained epoch,
         # weights of an interrupted decision), the kept state completed an epoch.
         self.restore_run_best(net)
+        # The starting states only serve as fallbacks while training runs.
+        self.start_state_ = self.arch_start_state_ = None
 
 
 class NonFiniteGuard(Callback):

@@ -7,8 +7,11 @@ are finite, and what went wrong is warned about and recorded.
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import Callback
 
 from sktlag import TLAGRegressor
@@ -68,9 +71,6 @@ def test_constant_validation_period_still_selects_the_best_epoch(data):
 
 
 def test_zero_variance_feature_alone_and_scaled(data):
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     X, y = data
     X = X.copy()
     X[:, 1] = 3.0
@@ -89,8 +89,6 @@ def test_huge_inputs_warn_and_stay_finite(data):
 
 
 def test_large_input_warning_names_the_column(data):
-    import pandas as pd
-
     X, y = data
     frame = pd.DataFrame(X, columns=["p", "q_up", "t"])
     frame["q_up"] *= 1e4

@@ -6,8 +6,10 @@ growth decision, and inside the backtracking search after the new layer was inse
 """
 
 import copy
+import io
 import warnings
 
+import joblib
 import numpy as np
 import pytest
 import torch
@@ -20,6 +22,8 @@ from skorch.callbacks import Callback
 from sktlag import TLAGRegressor
 from sktlag import growth as G
 from sktlag import metrics as M
+from sktlag.losses import masked_mse
+from sktlag.model import GrowingLSTM
 from sktlag.windows import chronological_split, group_starts, padded_series, window_ends
 
 from .conftest import make_series
@@ -47,11 +51,15 @@ def data():
 
 
 class InterruptAt(Callback):
-    """Raise KeyboardInterrupt before training batch ``batch`` of epoch ``epoch`` (once)."""
+    """Raise KeyboardInterrupt before batch ``batch`` of epoch ``epoch`` (once).
 
-    def __init__(self, epoch, batch):
+    A training batch, or with ``training=False`` a validation batch.
+    """
+
+    def __init__(self, epoch, batch, training=True):
         self.epoch = epoch
         self.batch = batch
+        self.training = training
         self.fired = False
         self.initial_state = None
 
@@ -63,7 +71,7 @@ class InterruptAt(Callback):
         self._seen = 0
 
     def on_batch_begin(self, net, training, **kwargs):
-        if not training or self.fired or len(net.history) != self.epoch:
+        if training != self.training or self.fired or len(net.history) != self.epoch:
             return
         self._seen += 1
         if self._seen == self.batch:
@@ -71,14 +79,34 @@ class InterruptAt(Callback):
             raise KeyboardInterrupt
 
 
-def add_callback(monkeypatch, callback):
-    """Make every fit of TLAGRegressor use ``callback`` too."""
+def add_callback(monkeypatch, callback, after=None, name="test_callback"):
+    """Make every fit of TLAGRegressor use ``callback`` too (last, or after ``after``)."""
     original = TLAGRegressor._callbacks
 
     def patched(self, *args, **kwargs):
-        return [*original(self, *args, **kwargs), ("test_interrupt", callback)]
+        callbacks = original(self, *args, **kwargs)
+        names = [n for n, _ in callbacks]
+        at = len(callbacks) if after is None else names.index(after) + 1
+        return [*callbacks[:at], (name, callback), *callbacks[at:]]
 
     monkeypatch.setattr(TLAGRegressor, "_callbacks", patched)
+
+
+class Snapshots(Callback):
+    """Copy the module's state at the end of every epoch, as the checkpoint saw it."""
+
+    def __init__(self):
+        self.states = {}
+
+    def on_epoch_end(self, net, **kwargs):
+        self.states[net.history[-1]["epoch"]] = copy.deepcopy(net.module_.state_dict())
+
+
+@pytest.fixture
+def snapshots(monkeypatch):
+    recorder = Snapshots()
+    add_callback(monkeypatch, recorder, after="checkpoint", name="test_snapshots")
+    return recorder
 
 
 def interrupt_hvp_call(monkeypatch, call):
@@ -124,7 +152,7 @@ def fit_interrupted(X, y, match="the best validated state so far", **params):
     return est
 
 
-def assert_consistent(est, X):
+def assert_consistent(est, X, snapshots):
     """The fitted state after an interrupt is a complete, usable, recorded state."""
     assert est.interrupted_ is True
     module = est.module_
@@ -146,14 +174,13 @@ def assert_consistent(est, X):
     # of the last completed epoch has none yet.
     untrained = 1 if len(history) and "layer_added" in history[-1] else 0
     assert len(est.growth_history_) == (inserted + 1 - untrained if len(history) else 0)
-    # The model is the best validated state: the checkpoint's state, bit for bit.
-    checkpoint = dict(est.net_.callbacks_)["checkpoint"]
+    # The model is the best validated state: that epoch's weights, bit for bit.
     if len(history):
         best = max(history, key=lambda row: row["valid_score"])
-        assert checkpoint.best_epoch_ == best["epoch"]
+        assert dict(est.net_.callbacks_)["checkpoint"].best_epoch_ == best["epoch"]
         assert est.n_layers_ == best["n_layers"]
         for name, value in module.state_dict().items():
-            assert torch.equal(value, checkpoint.best_state_[name]), name
+            assert torch.equal(value, snapshots.states[best["epoch"]][name]), name
     return pred
 
 
@@ -174,23 +201,26 @@ def continue_fit(est, X, y, **params):
 
 
 # ---------------------------------------------------------------- interrupts
-def test_interrupt_mid_epoch_keeps_the_best_completed_state(monkeypatch, data):
+@pytest.mark.parametrize("training, batch", [(True, 2), (False, 1)])
+def test_interrupt_mid_epoch_keeps_the_best_completed_state(
+    monkeypatch, data, snapshots, training, batch
+):
     X, y = data
-    add_callback(monkeypatch, InterruptAt(epoch=3, batch=2))
+    add_callback(monkeypatch, InterruptAt(epoch=3, batch=batch, training=training))
     est = fit_interrupted(X, y, topo_derivative_threshold=-np.inf)
-    assert_consistent(est, X)
+    assert_consistent(est, X, snapshots)
     assert len(est.history_) == 2  # epoch 3 was cut short and is not recorded
     depth = est.n_layers_
     continue_fit(est, X, y)
     assert max(est.history_[:, "n_layers"]) > depth  # growth goes on
 
 
-def test_interrupt_in_the_first_epoch_keeps_the_initial_network(monkeypatch, data):
+def test_interrupt_in_the_first_epoch_keeps_the_initial_network(monkeypatch, data, snapshots):
     X, y = data
     interrupt = InterruptAt(epoch=1, batch=2)
     add_callback(monkeypatch, interrupt)
     est = fit_interrupted(X, y, match="the network training started from")
-    assert_consistent(est, X)
+    assert_consistent(est, X, snapshots)
     assert len(est.history_) == 0 and est.n_layers_ == 1
     assert len(est.derivative_history_) == 0 and est.growth_history_ == []
     # Nothing was validated: the weights are those training started from, not the
@@ -200,13 +230,13 @@ def test_interrupt_in_the_first_epoch_keeps_the_initial_network(monkeypatch, dat
     continue_fit(est, X, y)
 
 
-def test_interrupt_during_a_growth_decision(monkeypatch, data):
+def test_interrupt_during_a_growth_decision(monkeypatch, data, snapshots):
     X, y = data
     # The first decision (epoch 2) takes 6 products per position; interrupt inside the
     # second decision, after one insertion.
     interrupt_hvp_call(monkeypatch, 6 + 3)
     est = fit_interrupted(X, y, topo_derivative_threshold=-np.inf)
-    pred = assert_consistent(est, X)
+    pred = assert_consistent(est, X, snapshots)
     decisions = est.derivative_history_
     assert len(decisions) == 1 and decisions["inserted"].all()
     # The epoch whose decision was cut short completed and is recorded, with no outcome.
@@ -217,12 +247,12 @@ def test_interrupt_during_a_growth_decision(monkeypatch, data):
     assert not np.array_equal(est.predict(X), pred)
 
 
-def test_interrupt_during_backtracking_removes_the_new_layer(monkeypatch, data):
+def test_interrupt_during_backtracking_removes_the_new_layer(monkeypatch, data, snapshots):
     X, y = data
     seen = interrupt_backtracking(monkeypatch, decision=2)
     est = fit_interrupted(X, y, topo_derivative_threshold=-np.inf)
     assert seen["inside"]
-    assert_consistent(est, X)
+    assert_consistent(est, X, snapshots)
     decisions = est.derivative_history_
     assert len(decisions) == 1 and decisions["inserted"].all()
     assert max(est.history_[:, "n_layers"]) == 2
@@ -233,9 +263,6 @@ def test_interrupt_during_backtracking_removes_the_new_layer(monkeypatch, data):
 
 def test_backtracking_interrupt_leaves_the_module_as_it_was(monkeypatch):
     torch.manual_seed(0)
-    from sktlag.losses import masked_mse
-    from sktlag.model import GrowingLSTM
-
     module = GrowingLSTM(n_features=2, hidden_size=3, num_layers=2)
     X, y = torch.randn(8, 5, 2), torch.randn(8, 1)
     before = {k: v.clone() for k, v in module.state_dict().items()}
@@ -263,6 +290,18 @@ def test_interrupt_message_when_verbose(monkeypatch, data, capsys):
     add_callback(monkeypatch, InterruptAt(epoch=2, batch=1))
     fit_interrupted(X, y, verbose=1)
     assert "fit interrupted after 1 completed epoch(s)" in capsys.readouterr().out
+
+
+def test_an_interrupted_fit_pickles_like_a_complete_one(monkeypatch, data):
+    X, y = data
+    add_callback(monkeypatch, InterruptAt(epoch=2, batch=2))
+    est = fit_interrupted(X, y)
+    buffer = io.BytesIO()
+    joblib.dump(est, buffer)
+    buffer.seek(0)
+    loaded = joblib.load(buffer)
+    assert loaded.interrupted_ is True and loaded.n_layers_ == est.n_layers_
+    np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
 
 
 # ---------------------------------------------------------------- warm start
@@ -414,3 +453,4 @@ def test_kge_is_the_distance_of_its_components(pair):
     distance = np.sqrt((r - 1) ** 2 + (alpha - 1) ** 2 + (beta - 1) ** 2)
     assert value == pytest.approx(1 - distance, rel=1e-9, abs=1e-9)
     assert M.pearson_r(obs, sim) == pytest.approx(M.pearson_r(sim, obs), abs=1e-12)
+
