@@ -2,20 +2,27 @@
 
 One concern per class; they talk through ``net.history``:
 
-- :class:`ValidationNSE` records ``valid_nse`` from the validation predictions skorch
-  already made (no extra forward pass);
+- :class:`ValidationNSE` records ``valid_nse`` and ``valid_score`` from the validation
+  predictions skorch already made (no extra forward pass);
 - :class:`ArchitectureCheckpoint` keeps the best weights of the current architecture
   and the best architecture and weights of the whole run, and restores the latter when
-  training ends;
+  training ends (also when it ends by an interrupt);
+- :class:`NonFiniteGuard` ends an architecture whose training diverged (NaN or inf),
+  back at its best finite weights;
 - :class:`PlateauDetector` records ``valid_nse_ma`` and ``plateau``: the moving average
   has not improved for ``patience`` epochs, or the architecture had its epoch budget;
 - :class:`TopologicalGrowth` reacts to a plateau: back to the architecture's best
   weights, compute the topological derivatives, insert a layer or stop training.
+
+Only finite weights are ever stored, so whatever happens during training (a NaN loss,
+a failed growth decision, a ``KeyboardInterrupt`` at any point), the state restored at
+the end is one that completed an epoch, or the state training started from.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections.abc import Callable
 
@@ -26,27 +33,91 @@ from skorch.callbacks import Callback
 from .growth import GrowthDecision, grow
 from .model import GrowingLSTM
 
-__all__ = ["ArchitectureCheckpoint", "PlateauDetector", "TopologicalGrowth", "ValidationNSE"]
+__all__ = [
+    "ArchitectureCheckpoint",
+    "GrowthStopped",
+    "NonFiniteGuard",
+    "PlateauDetector",
+    "TopologicalGrowth",
+    "ValidationNSE",
+    "nse_per_output",
+    "validation_score",
+]
+
+# A validation target whose variance is below this fraction of its mean square is
+# constant up to rounding: its NSE is undefined.
+_CONSTANT_RTOL = 1e-12
+
+
+class GrowthStopped(KeyboardInterrupt):  # noqa: N818 (a stop signal, not an error)
+    """Raised by :class:`TopologicalGrowth` to end training when growth is over.
+
+    skorch ends its fit loop on a ``KeyboardInterrupt`` and still runs
+    ``on_train_end``; this subclass lets the net tell the growth rule's own stop apart
+    from a user's Ctrl-C.
+    """
+
+
+def _is_constant(t: np.ndarray) -> bool:
+    return len(t) < 2 or float(np.var(t)) <= _CONSTANT_RTOL * max(float(np.mean(t * t)), 1e-300)
 
 
 def nse_per_output(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """NSE of every column over its observed (non-NaN) rows; NaN where undefined."""
+    """NSE of every column over its observed (non-NaN) rows; NaN where undefined.
+
+    The NSE is undefined for a column with fewer than two observations or a constant
+    one (up to rounding).
+    """
     observed = ~np.isnan(y_true)
     out = np.full(y_true.shape[1], np.nan)
     for k in range(y_true.shape[1]):
         t, p = y_true[observed[:, k], k], y_pred[observed[:, k], k]
-        if len(t) < 2:
+        if _is_constant(t):
             continue
-        denom = np.sum((t - t.mean()) ** 2)
-        out[k] = 1.0 - np.sum((t - p) ** 2) / denom if denom > 0 else np.nan
+        out[k] = 1.0 - np.sum((t - p) ** 2) / np.sum((t - t.mean()) ** 2)
     return out
 
 
-class ValidationNSE(Callback):
-    """Record ``valid_nse``: the mean Nash-Sutcliffe efficiency over outputs on validation.
+def validation_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The score that selects checkpoints and detects plateaus: higher is better.
 
-    Collected from ``on_batch_end`` of the validation batches; targets that are NaN
-    (masked) are left out.
+    Per output, the NSE where it is defined; where the observed validation targets are
+    constant (a dry spell, a constant series) it is ``1 - MSE``, the NSE measured against
+    the training variance (targets are standardized on the training rows, so that
+    variance is 1). The mean over the outputs with observations; ``-inf`` when the
+    predictions are not all finite or nothing is observed. Whether an output uses the
+    fallback depends on the targets only, so scores of different epochs compare.
+
+    Parameters
+    ----------
+    y_true, y_pred : ndarray of shape (n_windows, n_outputs)
+        Standardized targets (NaN where masked) and predictions.
+
+    Returns
+    -------
+    float
+    """
+    if not np.isfinite(y_pred).all():
+        return -math.inf
+    observed = ~np.isnan(y_true)
+    scores = []
+    for k in range(y_true.shape[1]):
+        t, p = y_true[observed[:, k], k], y_pred[observed[:, k], k]
+        if len(t) == 0:
+            continue
+        mse = float(np.mean((t - p) ** 2))
+        scores.append(1.0 - mse if _is_constant(t) else 1.0 - mse / float(np.var(t)))
+    return float(np.mean(scores)) if scores else -math.inf
+
+
+class ValidationNSE(Callback):
+    """Record ``valid_nse`` and ``valid_score`` for the validation windows.
+
+    ``valid_nse`` is the mean Nash-Sutcliffe efficiency over the outputs where it is
+    defined (``-inf`` where it is defined for none, or the predictions are not finite);
+    ``valid_score`` is :func:`validation_score`, equal to ``valid_nse`` unless some
+    output's validation targets are constant. Collected from ``on_batch_end`` of the
+    validation batches; targets that are NaN (masked) are left out.
     """
 
     def on_epoch_begin(self, net, **kwargs):
@@ -65,7 +136,15 @@ class ValidationNSE(Callback):
         per_output = nse_per_output(y_true, y_pred)
         value = float(np.nanmean(per_output)) if np.isfinite(per_output).any() else -np.inf
         net.history.record("valid_nse", value)
+        net.history.record("valid_score", validation_score(y_true, y_pred))
         self._pred, self._true = [], []
+
+
+def _finite_state(module: torch.nn.Module) -> dict | None:
+    """A deep copy of the module's state, or None if any parameter is NaN or inf."""
+    if not all(torch.isfinite(p).all() for p in module.parameters()):
+        return None
+    return copy.deepcopy(module.state_dict())
 
 
 class ArchitectureCheckpoint(Callback):
@@ -74,76 +153,179 @@ class ArchitectureCheckpoint(Callback):
     skorch's ``Checkpoint(load_best=True)`` cannot reload a state whose shapes changed
     through growth; this one stores the architecture spec next to the weights.
     Records ``n_layers`` every epoch and ``valid_nse_best`` when the run's best improves.
+    Only states with finite parameters and a finite score are stored.
+
+    Besides the best states it keeps the state each architecture started from (the
+    network at the start of training, or right after a layer was inserted), which is
+    what the restore methods fall back to when no epoch of it validated with a finite
+    score (e.g. an interrupt during the first epoch, or a loss that was NaN from the
+    start).
+
+    Parameters
+    ----------
+    monitor : str, default="valid_score"
+        History key to maximize.
+    initial_score : float or None, default=None
+        Score of the state training starts from, when it is known (a warm start): that
+        state then competes for the run's best, so continued training never ends worse
+        on the validation windows than it began.
     """
 
-    def __init__(self, monitor: str = "valid_nse"):
+    def __init__(self, monitor: str = "valid_score", initial_score: float | None = None):
         self.monitor = monitor
+        self.initial_score = initial_score
 
     def initialize(self):
         self.best_score_ = -np.inf
         self.best_spec_ = None
         self.best_state_ = None
         self.best_epoch_ = None
+        self.start_spec_ = None
+        self.start_state_ = None
         self.reset_architecture()
         return self
 
-    def reset_architecture(self) -> None:
-        """Forget the current architecture's best (called after a layer is inserted)."""
+    def reset_architecture(self, net=None) -> None:
+        """Forget the current architecture's best (called after a layer is inserted).
+
+        With ``net``, its current state becomes the architecture's starting state.
+        """
         self.arch_best_score_ = -np.inf
         self.arch_best_state_ = None
         self.arch_best_epoch_ = None
+        self.arch_start_state_ = None if net is None else _finite_state(net.module_)
+
+    def on_train_begin(self, net, **kwargs):
+        module = net.module_
+        self.reset_architecture(net)
+        self.start_state_ = self.arch_start_state_
+        self.start_spec_ = module.get_spec() if self.start_state_ is not None else None
+        score = self.initial_score
+        if self.start_state_ is not None and score is not None and np.isfinite(score):
+            epoch = net.history[-1]["epoch"] if len(net.history) else None
+            self.best_score_ = self.arch_best_score_ = float(score)
+            self.best_spec_ = self.start_spec_
+            self.best_state_ = self.arch_best_state_ = self.start_state_
+            self.best_epoch_ = self.arch_best_epoch_ = epoch
 
     def on_epoch_end(self, net, **kwargs):
         module = net.module_
         net.history.record("n_layers", module.num_layers)
         score = net.history[-1].get(self.monitor, -np.inf)
-        params_finite = all(torch.isfinite(p).all() for p in module.parameters())
-        if not (np.isfinite(score) and params_finite):
+        if not (np.isfinite(score) and score > self.arch_best_score_):
+            return
+        state = _finite_state(module)
+        if state is None:
             return
         epoch = net.history[-1]["epoch"]
-        if score > self.arch_best_score_:
-            self.arch_best_score_ = score
-            self.arch_best_state_ = copy.deepcopy(module.state_dict())
-            self.arch_best_epoch_ = epoch
+        self.arch_best_score_ = score
+        self.arch_best_state_ = state
+        self.arch_best_epoch_ = epoch
         if score > self.best_score_:
             self.best_score_ = score
             self.best_spec_ = module.get_spec()
-            self.best_state_ = copy.deepcopy(module.state_dict())
+            self.best_state_ = state
             self.best_epoch_ = epoch
             net.history.record("valid_nse_best", True)
 
-    def restore_architecture_best(self, net) -> None:
-        """Load the best weights seen for the current architecture (if any)."""
-        if self.arch_best_state_ is not None:
-            net.module_.load_state_dict(self.arch_best_state_)
+    def restore_architecture_best(self, net) -> bool:
+        """Load the best weights seen for the current architecture.
+
+        Falls back to the architecture's starting state when none validated. Returns
+        whether a state was loaded.
+        """
+        state = self.arch_best_state_ if self.arch_best_state_ is not None else (
+            self.arch_start_state_
+        )
+        if state is None:
+            return False
+        net.module_.load_state_dict(state)
+        return True
 
     def restore_run_best(self, net) -> None:
-        """Make ``net.module_`` the best architecture and weights of the whole run."""
-        if self.best_state_ is None:
+        """Make ``net.module_`` the best architecture and weights of the whole run.
+
+        Falls back to the state training started from when no epoch validated.
+        """
+        spec, state = self.best_spec_, self.best_state_
+        if state is None:
+            spec, state = self.start_spec_, self.start_state_
+        if state is None:
             return
-        if self.best_spec_ != net.module_.get_spec():
+        if spec != net.module_.get_spec():
             device = next(net.module_.parameters()).device
-            net.module_ = GrowingLSTM.from_spec(self.best_spec_).to(device)
-        net.module_.load_state_dict(self.best_state_)
+            net.module_ = GrowingLSTM.from_spec(spec).to(device)
+        net.module_.load_state_dict(state)
         net.initialize_optimizer()
 
     def on_train_end(self, net, **kwargs):
+        # Also after an interrupt: whatever the module holds now (a half-trained epoch,
+        # weights of an interrupted decision), the kept state completed an epoch.
         self.restore_run_best(net)
+        # The starting states only serve as fallbacks while training runs.
+        self.start_state_ = self.arch_start_state_ = None
+
+
+class NonFiniteGuard(Callback):
+    """End an architecture whose training produced a NaN or inf, from finite weights.
+
+    At the end of an epoch whose training loss is not finite or whose parameters are
+    not all finite, the architecture's best weights (or its starting state) are
+    restored, the optimizer is re-created (Adam's moments may hold NaN), ``non_finite``
+    is recorded and a ``RuntimeWarning`` issued. :class:`PlateauDetector` treats the
+    epoch as a plateau, so the growth rule decides next, on the restored weights.
+    Place it after :class:`ArchitectureCheckpoint`, which never stores such a state.
+
+    Parameters
+    ----------
+    checkpoint : ArchitectureCheckpoint
+    """
+
+    def __init__(self, checkpoint: ArchitectureCheckpoint):
+        self.checkpoint = checkpoint
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        loss = row.get("train_loss", math.nan)
+        params_finite = all(torch.isfinite(p).all() for p in net.module_.parameters())
+        if math.isfinite(loss) and params_finite:
+            return
+        had_best = self.checkpoint.arch_best_state_ is not None
+        restored = self.checkpoint.restore_architecture_best(net)
+        net.initialize_optimizer()
+        net.history.record("non_finite", True)
+        what = "parameters" if math.isfinite(loss) else f"training loss ({loss})"
+        if not restored:
+            action = "no finite weights of this architecture to go back to"
+        else:
+            kept = "best validated" if had_best else "starting"
+            action = f"back to the architecture's {kept} weights, its training ends"
+        warnings.warn(
+            f"epoch {row['epoch']}: non-finite {what}; {action}", RuntimeWarning, stacklevel=2
+        )
 
 
 class PlateauDetector(Callback):
     """Decide when the current architecture has finished training.
 
     The moving average over the last ``moving_avg_window`` epochs of this architecture's
-    ``valid_nse`` is recorded as ``valid_nse_ma``. ``plateau`` is recorded True when it
-    has not improved for ``patience`` epochs, or when the architecture has trained
-    ``max_epochs_per_layer`` epochs.
+    ``monitor`` (``valid_score``, which is the validation NSE wherever that is defined)
+    is recorded as ``valid_nse_ma``. ``plateau`` is recorded True when it has not
+    improved for ``patience`` epochs, when the architecture has trained
+    ``max_epochs_per_layer`` epochs, or when :class:`NonFiniteGuard` ended it.
     """
 
-    def __init__(self, patience: int, moving_avg_window: int, max_epochs_per_layer: int):
+    def __init__(
+        self,
+        patience: int,
+        moving_avg_window: int,
+        max_epochs_per_layer: int,
+        monitor: str = "valid_score",
+    ):
         self.patience = patience
         self.moving_avg_window = moving_avg_window
         self.max_epochs_per_layer = max_epochs_per_layer
+        self.monitor = monitor
 
     def initialize(self):
         self.reset_architecture()
@@ -155,7 +337,7 @@ class PlateauDetector(Callback):
         self.since_best_ = 0
 
     def on_epoch_end(self, net, **kwargs):
-        score = net.history[-1].get("valid_nse", -np.inf)
+        score = net.history[-1].get(self.monitor, -np.inf)
         self.scores_.append(score if np.isfinite(score) else -np.inf)
         window = self.scores_[-self.moving_avg_window :]
         ma = float(np.mean(window))
@@ -167,6 +349,7 @@ class PlateauDetector(Callback):
         plateau = (
             self.since_best_ >= self.patience
             or len(self.scores_) >= self.max_epochs_per_layer
+            or bool(net.history[-1].get("non_finite", False))
         )
         net.history.record("plateau", bool(plateau))
 
@@ -193,6 +376,14 @@ class TopologicalGrowth(Callback):
     stopped_ : bool
         Whether growth ended (no derivative above the threshold, depth limit, or a
         decision that could not be computed) and training was stopped.
+
+    Notes
+    -----
+    A decision is recorded in ``decisions_`` as soon as :func:`sktlag.growth.grow`
+    returns, before anything else can be interrupted, so a recorded insertion always
+    happened; an interrupt inside ``grow`` records nothing and leaves no layer behind
+    (a half-inserted layer is removed). Growth ends training by raising
+    :class:`GrowthStopped`.
     """
 
     def __init__(
@@ -233,18 +424,20 @@ class TopologicalGrowth(Callback):
         entry = {"epoch": net.history[-1]["epoch"], "n_layers_before": depth}
         entry.update(decision.as_dict())
         self.decisions_.append(entry)
-        if self.sink is not None:
-            self.sink(_describe(entry))
         if decision.inserted:
             net.history.record("layer_added", decision.position)
-            net.initialize_optimizer()
-            self.checkpoint.reset_architecture()
+            self.checkpoint.reset_architecture(net)
             self.plateau.reset_architecture()
+            net.initialize_optimizer()
+            if self.sink is not None:
+                self.sink(_describe(entry))
             return
         self.stopped_ = True
         net.history.record("growth_stopped", decision.reason)
+        if self.sink is not None:
+            self.sink(_describe(entry))
         # skorch ends fit_loop on KeyboardInterrupt and still runs on_train_end.
-        raise KeyboardInterrupt
+        raise GrowthStopped(decision.reason)
 
 
 def _describe(entry: dict) -> str:

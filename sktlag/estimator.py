@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -22,7 +23,15 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from skorch import NeuralNet
 from skorch.helper import predefined_split
 
-from .callbacks import ArchitectureCheckpoint, PlateauDetector, TopologicalGrowth, ValidationNSE
+from .callbacks import (
+    ArchitectureCheckpoint,
+    GrowthStopped,
+    NonFiniteGuard,
+    PlateauDetector,
+    TopologicalGrowth,
+    ValidationNSE,
+    validation_score,
+)
 from .losses import MaskedMSELoss, masked_mse
 from .model import GrowingLSTM
 from .windows import (
@@ -66,6 +75,35 @@ PRESETS: dict[str, dict] = {
         "num_power_iterations": 20,
     },
 }
+
+
+# More history keys kept out of the epoch table: valid_score repeats valid_nse unless
+# a validation target is constant; non_finite marks a diverged epoch (also warned about).
+_QUIET_HISTORY_KEYS += ["valid_score", "non_finite"]
+
+#: Inputs larger than this in magnitude saturate the LSTM gates (a warning suggests
+#: scaling them).
+_LARGE_INPUT = 1e3
+
+
+class _GrowingNet(NeuralNet):
+    """skorch ``NeuralNet`` that remembers whether its last fit loop was interrupted.
+
+    skorch ends the fit loop on any ``KeyboardInterrupt`` and still runs
+    ``on_train_end``. ``interrupted_`` tells a user's interrupt (True) apart from the
+    growth rule's own stop (:class:`sktlag.callbacks.GrowthStopped`) and from a loop
+    that ran all its epochs (both False).
+    """
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        self.interrupted_ = False
+        try:
+            return super().fit_loop(X, y, epochs, **fit_params)
+        except GrowthStopped:
+            raise
+        except KeyboardInterrupt:
+            self.interrupted_ = True
+            raise
 
 
 @contextlib.contextmanager
@@ -182,19 +220,33 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         ``"raise"``: NaN in ``y`` is an error. ``"mask"``: NaN targets are left out of
         the loss, the validation NSE and the growth decisions.
     warm_start : bool, default=False
-        If True, ``fit`` continues training (and growth) from the fitted network.
+        If True and the estimator is fitted (also after an interrupted fit), ``fit``
+        continues from the fitted network instead of starting over: from its depth
+        (``n_layers_``, not ``initial_num_layers``) and weights, with a fresh Adam
+        optimizer, for ``max_epochs`` *more* epochs. The target standardization and
+        padding values of the first fit are kept, ``X`` must have the same features and
+        ``y`` the same outputs, and ``hidden_size`` and ``dropout`` cannot change. The
+        plateau detection starts afresh, so growth continues at the next plateau (with
+        the current threshold and ``max_layers``). ``history_`` and
+        ``derivative_history_`` are extended, epoch numbers continue. The fitted state,
+        scored on the new validation windows, competes with the new epochs for the
+        best, so continuing never ends on a worse validation score than it began.
     n_threads : int or None, default=1
         Torch CPU threads during ``fit`` and ``predict``; None leaves torch's setting.
         One thread is the default: the matrices of a streamflow LSTM are small, extra
         threads gain little and slow down badly when other processes (joblib workers,
         a parallel search) compete for the cores; and a fixed count keeps results
         bit-identical across processes. Raise it for large ``hidden_size`` on an
-        otherwise idle machine.
+        otherwise idle machine. The thread count changes the rounding of float sums:
+        with None, a joblib worker (which gets a share of the cores) and the main
+        process give predictions that differ around the 7th significant digit, so e.g.
+        ``GridSearchCV(n_jobs=1)`` and ``n_jobs=2`` no longer agree exactly.
     device : str, default="cpu"
         Torch device, e.g. ``"cuda"``.
     random_state : int, RandomState instance or None, default=None
-        Seeds weights, batch order and the derivative sample. With the same value on
-        the CPU, fits give identical predictions.
+        Seeds weights, batch order and the derivative sample. With the same value and
+        the same ``n_threads`` on the CPU, fits give identical predictions, in any
+        process.
     verbose : int, default=0
         0 silent; 1 prints the epoch table and the growth decisions.
 
@@ -210,10 +262,17 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         One entry per architecture tried: depth, epochs, best validation NSE.
     derivative_history_ : pandas.DataFrame
         One row per growth decision: epoch, depth, derivative of every position,
-        chosen position, scale, backtracking steps, HVPs used, seconds.
+        chosen position, scale, backtracking steps, HVPs used, seconds, ``reason``.
+        A decision that could not be computed has ``inserted`` False and a reason
+        starting with ``"not computable"``.
     history_ : skorch.History
-        Per-epoch records (``train_loss``, ``valid_loss``, ``valid_nse``,
-        ``valid_nse_ma``, ``n_layers``, ``layer_added`` ...).
+        Per-epoch records of the completed epochs (``train_loss``, ``valid_loss``,
+        ``valid_nse``, ``valid_score``, ``valid_nse_ma``, ``n_layers``,
+        ``layer_added``, ``growth_stopped``, ``non_finite`` ...).
+    interrupted_ : bool
+        True when the last ``fit`` was ended by a ``KeyboardInterrupt`` (Ctrl-C) rather
+        than by the growth rule or ``max_epochs``. The estimator is still fitted and
+        usable; see Notes.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Defined when ``X`` has string column names.
@@ -237,6 +296,28 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
     ``lookback - 1`` rows have incomplete history, which is padded with
     ``padding_values_``; their predictions are less reliable.
     ``score`` is R^2, which on a discharge series is the Nash-Sutcliffe efficiency.
+
+    **Interrupted fits.** A ``KeyboardInterrupt`` during training (mid-epoch, during a
+    growth decision or its backtracking search) ends ``fit`` normally, with a
+    ``UserWarning`` and ``interrupted_ = True``. As after a complete fit, the model is
+    the best validated state of the run so far, architecture included: a state that
+    completed an epoch, never the half-trained weights of the epoch cut short, nor a
+    layer whose insertion was cut short (it is removed). If no epoch completed, it is
+    the state training started from. The epoch cut short is not in ``history_``, a
+    decision cut short is not in ``derivative_history_``. ``warm_start=True`` continues
+    from there. An interrupt outside the training loop (e.g. during input validation)
+    propagates as usual.
+
+    **Numerical trouble.** Only finite weights are ever kept. When a training epoch
+    ends with a NaN or inf loss or parameters, the architecture's best weights are
+    restored with a fresh optimizer, a ``RuntimeWarning`` is issued and the epoch is
+    treated as a plateau, so the growth rule decides next. A growth decision that
+    cannot be computed (a non-finite loss, Hessian-vector product or eigenpair) inserts
+    nothing, warns, is recorded, and ends growth as a below-threshold derivative would.
+    Where the validation targets are constant the NSE is undefined; checkpoints and
+    plateaus then follow ``valid_score`` = 1 - validation MSE in standardized units. A
+    constant target is predicted as that constant. Inputs are not scaled internally:
+    values beyond 1e3 in magnitude give a ``UserWarning`` suggesting a scaler.
     """
 
     _parameter_constraints: dict = {
@@ -400,10 +481,9 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         X = self._validate_X(X, reset=not continuing)
         y = self._validate_y(y, len(X))
         y2 = y.reshape(len(y), -1)
-        if continuing and y2.shape[1] != self.n_outputs_:
-            raise ValueError(
-                f"y has {y2.shape[1]} outputs, the fitted model predicts {self.n_outputs_}"
-            )
+        if continuing:
+            self._check_continuation(y2)
+        self._warn_large_inputs(X, X_frame)
         groups = None if groups is None else np.asarray(groups)
         minimum = self._minimum_rows(groups)
         if len(X) < minimum:
@@ -443,7 +523,9 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
 
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
-        X_t = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        X32 = np.ascontiguousarray(X, dtype=np.float32)
+        # torch warns about read-only arrays (e.g. a memory map): give it its own copy.
+        X_t = torch.from_numpy(X32 if X32.flags.writeable else X32.copy())
         y_t = torch.from_numpy(((y2 - self.target_mean_) / self.target_scale_).astype(np.float32))
         train_set = WindowDataset(X_t, y_t, train_ends, self.lookback)
         valid_set = WindowDataset(X_t, y_t, valid_ends, self.lookback)
@@ -457,24 +539,78 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
             Xs, ys = train_set.__getitems__(sample_rows)
             return Xs.to(self.device), ys.to(self.device)
 
+        previous = self.derivative_history_ if continuing else None
         with _torch_threads(self.n_threads):
             torch.manual_seed(seed)
             if continuing:
-                self._continue_net(train_set, valid_set, derivative_sample, seed)
+                net = self._continue_net(train_set, valid_set, derivative_sample, seed)
             else:
-                self.net_ = self._build_net(X.shape[1], valid_set, derivative_sample, seed)
-                self.net_.fit(train_set, y=None)
+                net = self._build_net(X.shape[1], valid_set, derivative_sample, seed)
+                net.fit(train_set, y=None)
 
+        self.net_ = net
+        self.interrupted_ = bool(getattr(net, "interrupted_", False))
+        if self.interrupted_:
+            self._end_interrupted_fit()
         self._release_training_data()
         self.module_ = self.net_.module_
         self.n_layers_ = self.module_.num_layers
         self.history_ = self.net_.history
-        self._collect_histories()
+        self._collect_histories(previous)
         self.fit_time_ = time.perf_counter() - start
         return self
 
-    def _callbacks(self, derivative_sample, seed: int) -> list:
-        checkpoint = ArchitectureCheckpoint()
+    def _check_continuation(self, y2: np.ndarray) -> None:
+        if y2.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y has {y2.shape[1]} outputs, the fitted model predicts {self.n_outputs_}"
+            )
+        spec = self.net_.module_.get_spec()
+        for name, fitted in [("hidden_size", spec["hidden_size"]), ("dropout", spec["dropout"])]:
+            if getattr(self, name) != fitted:
+                raise ValueError(
+                    f"warm_start cannot change {name} (fitted {fitted}, now "
+                    f"{getattr(self, name)}); fit with warm_start=False to start over"
+                )
+
+    def _warn_large_inputs(self, X: np.ndarray, X_frame) -> None:
+        magnitude = np.abs(X).max(axis=0) if len(X) else np.zeros(X.shape[1])
+        column = int(np.argmax(magnitude))
+        if magnitude[column] <= _LARGE_INPUT:
+            return
+        name = repr(str(X_frame.columns[column])) if X_frame is not None else str(column)
+        warnings.warn(
+            f"X has values up to {magnitude[column]:.3g} in magnitude (column {name}); "
+            "LSTM gates saturate on unscaled inputs and learn little from them: scale X, "
+            "e.g. with a StandardScaler in a Pipeline",
+            UserWarning,
+            stacklevel=3,
+        )
+
+    def _end_interrupted_fit(self) -> None:
+        # The checkpoint has already restored the best completed state (skorch runs
+        # on_train_end after an interrupt). An epoch cut short never reached the
+        # checkpoint (no "n_layers"): its row goes, so history_ holds completed epochs.
+        history = self.net_.history
+        if len(history) and "n_layers" not in history[-1]:
+            del history[-1]
+        last = history[-1]["epoch"] if len(history) else 0
+        checkpoint = dict(self.net_.callbacks_)["checkpoint"]
+        kept = (
+            "the best validated state so far" if checkpoint.best_state_ is not None
+            else "the network training started from"
+        )
+        message = (
+            f"fit interrupted after {last} completed epoch(s); the model is {kept} "
+            f"({self.net_.module_.num_layers} layer(s)). Fit again with warm_start=True "
+            "to continue."
+        )
+        if self.verbose:
+            print(message)
+        warnings.warn(message, UserWarning, stacklevel=3)
+
+    def _callbacks(self, derivative_sample, seed: int, initial_score=None) -> list:
+        checkpoint = ArchitectureCheckpoint(initial_score=initial_score)
         plateau = PlateauDetector(
             patience=self.patience,
             moving_avg_window=self.moving_avg_window,
@@ -501,12 +637,13 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         return [
             ("valid_nse", ValidationNSE()),
             ("checkpoint", checkpoint),
+            ("non_finite", NonFiniteGuard(checkpoint)),
             ("plateau", plateau),
             ("growth", growth),
         ]
 
     def _build_net(self, n_features: int, valid_set, derivative_sample, seed: int) -> NeuralNet:
-        return NeuralNet(
+        return _GrowingNet(
             module=GrowingLSTM,
             module__n_features=n_features,
             module__hidden_size=self.hidden_size,
@@ -528,17 +665,41 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
             verbose=int(self.verbose),
         )
 
-    def _continue_net(self, train_set, valid_set, derivative_sample, seed: int) -> None:
+    def _continue_net(self, train_set, valid_set, derivative_sample, seed: int) -> NeuralNet:
+        # Continue from the fitted network (its depth and weights) with fresh plateau
+        # and checkpoint state; the fitted state, scored on this fit's validation
+        # windows, competes for the best.
         net = self.net_
         net.set_params(
             train_split=predefined_split(valid_set),
-            callbacks=self._callbacks(derivative_sample, seed),
+            callbacks=self._callbacks(
+                derivative_sample, seed, self._score_module(net.module_, valid_set)
+            ),
             max_epochs=self.max_epochs,
             lr=self.lr,
             verbose=int(self.verbose),
         )
         net.initialize_callbacks()
         net.partial_fit(train_set, y=None)
+        return net
+
+    def _score_module(self, module, dataset) -> float:
+        """:func:`sktlag.callbacks.validation_score` of ``module`` on ``dataset``."""
+        device = next(module.parameters()).device
+        chunk = max(self.batch_size, 1024)
+        preds, targets = [], []
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.inference_mode():
+                for first in range(0, len(dataset), chunk):
+                    Xb, yb = dataset.__getitems__(range(first, min(first + chunk, len(dataset))))
+                    preds.append(module(Xb.to(device)).double().cpu().numpy())
+                    targets.append(yb.double().numpy())
+        finally:
+            module.train(was_training)
+        y_pred = np.concatenate(preds)
+        return validation_score(np.concatenate(targets).reshape(y_pred.shape), y_pred)
 
     def _release_training_data(self) -> None:
         # The split and the derivative sample reference the training series; a fitted
@@ -567,7 +728,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         if "net_" in self.__dict__:
             self.module_ = self.net_.module_
 
-    def _collect_histories(self) -> None:
+    def _collect_histories(self, previous: pd.DataFrame | None = None) -> None:
         history = self.net_.history
         growth = dict(self.net_.callbacks_)["growth"]
         architectures = []
@@ -592,7 +753,11 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
             for position, value in enumerate(d["derivatives"], start=1):
                 row[f"derivative_{position}"] = value
             rows.append(row)
-        self.derivative_history_ = pd.DataFrame(rows)
+        frame = pd.DataFrame(rows)
+        if previous is not None and len(previous):
+            # A warm start appends its decisions to those of the earlier fits.
+            frame = pd.concat([previous, frame], ignore_index=True) if len(frame) else previous
+        self.derivative_history_ = frame
 
     def _store_warmup(self, X: np.ndarray, X_frame, groups) -> None:
         # The last lookback - 1 rows seen in fit: predict() uses them as real history

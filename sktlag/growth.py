@@ -256,6 +256,12 @@ def top_eigenpair(
     Returns
     -------
     EigenResult
+
+    Raises
+    ------
+    FloatingPointError
+        If an operator application returns NaN or inf, or the iteration ends on a
+        non-finite eigenvalue or eigenvector (e.g. after an overflow).
     """
     if method not in EIGENSOLVERS:
         raise ValueError(f"method must be one of {EIGENSOLVERS}, got {method!r}")
@@ -265,14 +271,31 @@ def top_eigenpair(
         nonlocal calls
         calls += 1
         out = hvp(torch.as_tensor(np.ravel(v)))
-        return out.detach().cpu().double().numpy()
+        out = out.detach().cpu().double().numpy()
+        if not np.isfinite(out).all():
+            # Stop at once: one NaN spreads through every later Lanczos vector.
+            raise FloatingPointError(
+                f"Hessian-vector product {calls} returned non-finite values"
+            )
+        return out
 
-    if method == "lanczos":
-        value, vector = _lanczos(matvec, n, max_hvp, seed, tol)
-    else:
-        value, vector = _shifted_power(matvec, n, max_hvp, seed, tol)
+    solver = _lanczos if method == "lanczos" else _shifted_power
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            value, vector = solver(matvec, n, max_hvp, seed, tol)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        # eigh_tridiagonal refuses entries that overflowed, or does not converge.
+        raise FloatingPointError(
+            f"the {method} iteration failed after {calls} Hessian-vector products: {exc}"
+        ) from exc
     vector = np.asarray(vector, dtype=np.float64)
-    vector /= np.linalg.norm(vector)
+    norm = float(np.linalg.norm(vector))
+    if not (math.isfinite(value) and math.isfinite(norm) and norm > 0):
+        raise FloatingPointError(
+            f"the {method} iteration ended on a non-finite eigenpair "
+            f"(value {value}, vector norm {norm}) after {calls} Hessian-vector products"
+        )
+    vector /= norm
     return EigenResult(value=float(value), vector=vector, n_hvp=calls)
 
 
@@ -353,6 +376,8 @@ class PositionDerivative:
     direction: np.ndarray = field(repr=False)
     gradient: np.ndarray = field(repr=False)
     n_hvp: int
+    #: Why the derivative could not be computed (then ``derivative`` is NaN).
+    error: str = ""
 
     @property
     def first_order(self) -> float:
@@ -382,6 +407,9 @@ def topological_derivatives(
     Returns
     -------
     derivatives : list of PositionDerivative
+        A position whose eigen-solver failed numerically (a non-finite Hessian-vector
+        product, an overflow in the iteration) has derivative NaN and the cause in
+        ``error``; the other positions are still computed.
     loss : float
         Sample loss of the current network.
     """
@@ -393,7 +421,21 @@ def topological_derivatives(
             op = hessian_vector_product(
                 lambda theta, h=h, a=a: hamiltonian(theta, h, a), torch.zeros(n).to(h)
             )
-            eig = top_eigenpair(op, n, method=method, max_hvp=max_hvp, seed=seed + position)
+            try:
+                eig = top_eigenpair(op, n, method=method, max_hvp=max_hvp, seed=seed + position)
+            except (FloatingPointError, ValueError) as exc:
+                # ValueError covers scipy's eigh_tridiagonal and its LinAlgError.
+                results.append(
+                    PositionDerivative(
+                        position=position,
+                        derivative=math.nan,
+                        direction=np.zeros(n),
+                        gradient=op.gradient.cpu().double().numpy(),
+                        n_hvp=op.calls,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                )
+                continue
             results.append(
                 PositionDerivative(
                     position=position,
@@ -460,6 +502,10 @@ def grow(
     computed. ``strategy`` (see
     ``INSERTION_STRATEGIES``) replaces where and how for ablation studies; the decision
     to grow is the same.
+
+    A decision that cannot be computed (a non-finite sample loss, Hessian-vector product
+    or eigenpair) inserts nothing and does not raise: its ``reason`` starts with
+    ``"not computable"`` and names the cause, and a ``RuntimeWarning`` is issued.
     """
     if strategy not in INSERTION_STRATEGIES:
         raise ValueError(f"strategy must be one of {INSERTION_STRATEGIES}, got {strategy!r}")
@@ -485,11 +531,13 @@ def grow(
         loss_before=loss, loss_after=loss,
     )
     if not all(math.isfinite(v) for v in values) or not math.isfinite(loss):
+        causes = [f"position {d.position}: {d.error}" for d in found if d.error]
+        cause = causes[0] if causes else f"non-finite derivatives {values} or loss {loss}"
         warnings.warn(
-            f"growth decision skipped: non-finite derivatives {values} or loss {loss}",
-            RuntimeWarning, stacklevel=2,
+            f"growth decision skipped, no layer inserted: {cause}", RuntimeWarning,
+            stacklevel=2,
         )
-        decision.reason = "not computable (non-finite values)"
+        decision.reason = f"not computable ({cause})"
     else:
         best = max(found, key=lambda d: d.derivative)
         if best.derivative <= threshold:

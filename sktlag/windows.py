@@ -87,7 +87,7 @@ def chronological_split(
     a row with a validation window.
     """
     labels = np.zeros(len(ends), dtype=np.int64) if groups is None else np.asarray(groups)[ends]
-    train, valid = [], []
+    train, valid = [ends[:0]], [ends[:0]]  # two empty parts when there are no windows
     for label in dict.fromkeys(labels.tolist()):
         block = ends[labels == label]
         n_valid = math.ceil(valid_fraction * len(block))
