@@ -133,9 +133,12 @@ def _decisions(est: TLAGRegressor) -> list[dict[str, Any]]:
     columns.sort(key=lambda c: int(str(c).rsplit("_", 1)[1]))
     decisions = []
     for _, row in frame.iterrows():
-        values = [float(row[c]) for c in columns]
+        values = [float(row[c]) for c in columns][: int(row["n_layers_before"])]
+        if all(math.isnan(v) for v in values):  # nothing computed (depth limit, inf)
+            values = []
+        # A position whose derivative could not be computed stays in place as NaN.
         entry = {"epoch": row.get("epoch"), "n_layers_before": row.get("n_layers_before"),
-                 "derivatives": [v for v in values if not math.isnan(v)]}
+                 "derivatives": values}
         entry.update({field: row.get(field) for field in _DECISION_FIELDS})
         entry = to_plain(entry)
         for key in _INTEGER_FIELDS:
