@@ -444,6 +444,15 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(
                 f"min_init_scale={self.min_init_scale} exceeds init_scale={self.init_scale}"
             )
+        try:
+            device = torch.device(self.device)
+        except RuntimeError as exc:
+            raise ValueError(f"device={self.device!r} is not a torch device: {exc}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                f"device={self.device!r} but torch finds no CUDA device here; use "
+                "device='cpu'"
+            )
 
     def _minimum_rows(self, groups) -> int:
         n_groups = 1 if groups is None else len(pd.unique(np.asarray(groups)))

@@ -303,3 +303,12 @@ def test_invalid_hyperparameters(series, params, match):
 def test_predict_before_fit(series):
     with pytest.raises(NotFittedError):
         TLAGRegressor().predict(series[0])
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_or_unknown_device_is_a_clear_error(series):
+    X, y = series
+    with pytest.raises(ValueError, match="no CUDA device"):
+        TLAGRegressor(device="cuda").fit(X, y)
+    with pytest.raises(ValueError, match="not a torch device"):
+        TLAGRegressor(device="gpu0").fit(X, y)
