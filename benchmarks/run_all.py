@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("accuracy.py", "speed.py", "eigensolver.py", "memory.py")
+SCRIPTS = ("accuracy.py", "speed.py", "eigensolver.py", "memory.py", "warmup.py")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,11 +14,9 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
-from pathlib import Path
 
+import _common as C
 import numpy as np
 from sklearn.model_selection import TimeSeriesSplit
 from sklearn.pipeline import make_pipeline
@@ -29,7 +27,7 @@ from sktlag.datasets import load_lahn
 from sktlag.metrics import nse
 
 
-def run(quick: bool, seed: int) -> dict:
+def run(quick: bool, seed: int, threads: int = 1) -> dict:
     X, y = load_lahn(return_X_y=True, as_frame=True)
     if quick:
         X, y = X.iloc[:1500], y.iloc[:1500]
@@ -44,7 +42,7 @@ def run(quick: bool, seed: int) -> dict:
         pipe = make_pipeline(
             StandardScaler(),
             TLAGRegressor(lookback=lookback, topo_derivative_threshold=np.inf,
-                          random_state=seed, **params),
+                          random_state=seed, n_threads=threads, **params),
         ).set_output(transform="pandas")
         pipe.fit(X.iloc[train], y.iloc[train])
         X_test, y_test = X.iloc[test], y.iloc[test].to_numpy()
@@ -62,7 +60,7 @@ def run(quick: bool, seed: int) -> dict:
             "nse_first_lookback_days_warm_up": nse(y_test[head], warm[head]),
             "seconds": time.perf_counter() - start,
         })
-        print(rows[-1], flush=True)
+        print(rows[-1], flush=True)  # folds take minutes in the full run
     summary = {
         key: float(np.mean([r[key] for r in rows]))
         for key in ("nse_padded", "nse_warm_up", "nse_first_lookback_days_padded",
@@ -72,31 +70,40 @@ def run(quick: bool, seed: int) -> dict:
             "folds": rows, "mean": summary}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    args = parser.parse_args()
-    result = run(args.quick, args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "warmup.json").write_text(json.dumps(result, indent=2))
-    lines = ["| fold | test start | NSE padded | NSE warm-up | first-window NSE padded "
-             "| first-window NSE warm-up |", "|---|---|---|---|---|---|"]
-    for r in result["folds"]:
-        lines.append(
-            f"| {r['fold']} | {r['test_start']} | {r['nse_padded']:.3f} | "
-            f"{r['nse_warm_up']:.3f} | {r['nse_first_lookback_days_padded']:.3f} | "
-            f"{r['nse_first_lookback_days_warm_up']:.3f} |"
-        )
+def main(argv: list[str] | None = None) -> None:
+    args = C.base_parser(__doc__.splitlines()[0], default_seeds=1).parse_args(argv)
+    C.set_threads(args.threads)
+    machine = C.machine_info(args.threads)
+    C.warm_up()
+    start = time.perf_counter()
+    result = run(args.quick, C.seeds_from(args)[0], args.threads)
+    rows = [
+        {
+            "fold": r["fold"],
+            "test start": r["test_start"],
+            "NSE padded": r["nse_padded"],
+            "NSE warm-up": r["nse_warm_up"],
+            "NSE first lookback days, padded": r["nse_first_lookback_days_padded"],
+            "NSE first lookback days, warm-up": r["nse_first_lookback_days_warm_up"],
+        }
+        for r in result["folds"]
+    ]
     m = result["mean"]
-    lines.append(
-        f"| mean | | {m['nse_padded']:.3f} | {m['nse_warm_up']:.3f} | "
-        f"{m['nse_first_lookback_days_padded']:.3f} | {m['nse_first_lookback_days_warm_up']:.3f} |"
+    rows.append({
+        "fold": "mean", "test start": "",
+        "NSE padded": m["nse_padded"], "NSE warm-up": m["nse_warm_up"],
+        "NSE first lookback days, padded": m["nse_first_lookback_days_padded"],
+        "NSE first lookback days, warm-up": m["nse_first_lookback_days_warm_up"],
+    })
+    C.write_results(
+        args.out, "warmup", "Warm-up: padded vs real history in TimeSeriesSplit folds",
+        [("Cross-validated NSE on the Lahn data", C.markdown_table(rows))],
+        data=result,
+        settings={"quick": args.quick, "lookback": result["lookback"],
+                  "n_splits": result["n_splits"], "params": result["params"],
+                  "seed": result["seed"]},
+        machine=machine, seconds=time.perf_counter() - start,
     )
-    table = "\n".join(lines)
-    (args.out / "warmup.md").write_text(table + "\n")
-    print(table)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPECTED = ("accuracy_lahn", "speed", "eigensolver", "memory")
+EXPECTED = ("accuracy_lahn", "speed", "eigensolver", "memory", "warmup")
 
 
 def test_quick_benchmarks_write_markdown_and_json(tmp_path):
