@@ -383,7 +383,7 @@ class TopologicalGrowth(Callback):
     returns, before anything else can be interrupted, so a recorded insertion always
     happened; an interrupt inside ``grow`` records nothing and leaves no layer behind
     (a half-inserted layer is removed). Growth ends training by raising
-    :class:`GrowthStopped`.
+    :class:`GrowthStopped` when the next epoch begins.
     """
 
     def __init__(
@@ -436,8 +436,15 @@ class TopologicalGrowth(Callback):
         net.history.record("growth_stopped", decision.reason)
         if self.sink is not None:
             self.sink(_describe(entry))
-        # skorch ends fit_loop on KeyboardInterrupt and still runs on_train_end.
-        raise GrowthStopped(decision.reason)
+
+    def on_epoch_begin(self, net, **kwargs):
+        # The stop is raised at the start of the next epoch, not at the end of the one
+        # that decided it: callbacks after this one (epoch table, progress bar, user
+        # callbacks) still see that epoch. skorch ends fit_loop on KeyboardInterrupt and
+        # still runs on_train_end.
+        if self.stopped_:
+            del net.history[-1]  # the epoch that will not run
+            raise GrowthStopped(self.decisions_[-1]["reason"])
 
 
 def _describe(entry: dict) -> str:

@@ -87,20 +87,9 @@ class EpochProgressBar(Callback):
         self.bar_.update(1)
 
     def on_train_end(self, net, **kwargs):
-        # The epoch that ends growth stops training before this callback sees it.
+        # An interrupted fit may end mid-epoch: show the epochs that completed.
         self.bar_.n = len(net.history)
         self.bar_.close()
-
-
-class _ProgressRegressor(TLAGRegressor):
-    """A TLAGRegressor whose net also draws an epoch progress bar (command line only)."""
-
-    # Set before fit: the stream the bar is drawn on (not a hyperparameter).
-    bar_file = None
-
-    def _callbacks(self, *args, **kwargs):
-        return [*super()._callbacks(*args, **kwargs),
-                ("progress", EpochProgressBar(self.max_epochs, file=self.bar_file))]
 
 
 class _LinesAboveBar(io.TextIOBase):
@@ -307,12 +296,14 @@ def _run(args) -> int:
         print(f"fit (training + validation): {_span(X_fit.index)}")
         print(f"test: {_span(X_test.index)}")
 
-    est = TLAGRegressor(**params) if args.quiet else _ProgressRegressor(**params)
+    est = TLAGRegressor(**params)
     pipe = Pipeline([("scaler", StandardScaler()), ("tlag", est)])
     pipe.set_output(transform="pandas")
     start = time.perf_counter()
     with _printing_above_bar() as terminal:
-        est.bar_file = terminal
+        if not args.quiet:
+            bar = EpochProgressBar(est.max_epochs, file=terminal)
+            est.set_params(callbacks=[("progress", bar)])
         pipe.fit(X_fit, y_fit)
     seconds = time.perf_counter() - start
     interrupted = bool(getattr(est, "interrupted_", False))

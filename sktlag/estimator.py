@@ -243,6 +243,10 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         ``GridSearchCV(n_jobs=1)`` and ``n_jobs=2`` no longer agree exactly.
     device : str, default="cpu"
         Torch device, e.g. ``"cuda"``.
+    callbacks : list of (str, skorch.callbacks.Callback), default=None
+        Further skorch callbacks for the training net (progress bars, loggers ...),
+        run after the growth callbacks. The names must not be ``valid_nse``,
+        ``checkpoint``, ``non_finite``, ``plateau`` or ``growth``.
     random_state : int, RandomState instance or None, default=None
         Seeds weights, batch order and the derivative sample. With the same value and
         the same ``n_threads`` on the CPU, fits give identical predictions, in any
@@ -345,6 +349,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         "warm_start": ["boolean"],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "device": [str],
+        "callbacks": [list, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -375,6 +380,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         warm_start=False,
         n_threads=1,
         device="cpu",
+        callbacks=None,
         random_state=None,
         verbose=0,
     ):
@@ -402,6 +408,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         self.warm_start = warm_start
         self.n_threads = n_threads
         self.device = device
+        self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
 
@@ -649,6 +656,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
             ("non_finite", NonFiniteGuard(checkpoint)),
             ("plateau", plateau),
             ("growth", growth),
+            *(self.callbacks or []),
         ]
 
     def _build_net(self, n_features: int, valid_set, derivative_sample, seed: int) -> NeuralNet:

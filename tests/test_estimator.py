@@ -312,3 +312,22 @@ def test_unavailable_or_unknown_device_is_a_clear_error(series):
         TLAGRegressor(device="cuda").fit(X, y)
     with pytest.raises(ValueError, match="not a torch device"):
         TLAGRegressor(device="gpu0").fit(X, y)
+
+
+def test_extra_callbacks_see_every_epoch(series, fast_params):
+    from skorch.callbacks import Callback
+
+    class CountEpochs(Callback):
+        def initialize(self):
+            self.epochs_ = 0
+            return self
+
+        def on_epoch_end(self, net, **kwargs):
+            self.epochs_ += 1
+
+    counter = CountEpochs()
+    X, y = series
+    est = TLAGRegressor(**fast_params, topo_derivative_threshold=np.inf,
+                        callbacks=[("count", counter)], random_state=0).fit(X, y)
+    assert counter.epochs_ == len(est.history_) >= 1
+    assert clone(est).get_params()["callbacks"][0][0] == "count"
