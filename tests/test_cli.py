@@ -220,3 +220,17 @@ def test_ctrl_c_while_writing_leaves_no_directory(run, tmp_path, monkeypatch):
                                 *FAST_OPTIONS])
     assert code == 130 and "interrupted" in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_target_option(tmp_path):
+    table = research_table(tmp_path / "gappy.csv", slice(0, N_ROWS))
+    frame = pd.read_csv(table)
+    frame.loc[[20, 21, 150], "q_kalkofen"] = np.nan
+    frame.to_csv(table, index=False)
+    code, _, stderr = run_main(["run", table, "--out", tmp_path / "a", *FAST_OPTIONS])
+    assert code == 2 and "q_kalkofen" in stderr and len(stderr.strip().splitlines()) == 1
+    code, stdout, stderr = run_main(["run", table, "--out", tmp_path / "b", "--quiet",
+                                     "--missing-target", "mask", *FAST_OPTIONS])
+    assert code == 0, stderr
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert "kge_prime" in json.dumps(metrics) and "fhv" in json.dumps(metrics)
