@@ -729,10 +729,8 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         # The split and the derivative sample reference the training series; a fitted
         # estimator (and its pickle) should not carry it around.
         self.net_.train_split = None
+        # skorch keeps callback instances as given: callbacks_ and callbacks share them.
         dict(self.net_.callbacks_)["growth"].sample = None
-        for _, cb in self.net_.callbacks:
-            if isinstance(cb, TopologicalGrowth):
-                cb.sample = None
         # The module now holds the run's best state; the checkpoint's copies of the
         # weights (on the training device) are no longer needed, and a pickle holding
         # them could not be loaded where that device does not exist.
