@@ -13,7 +13,19 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["GrowingLSTM", "LSTMLayer"]
+__all__ = ["GrowingLSTM", "LSTMLayer", "set_forget_bias"]
+
+
+def set_forget_bias(lstm: nn.LSTM, value: float) -> None:
+    """Set the forget-gate bias of a single-layer ``nn.LSTM`` to ``value``.
+
+    PyTorch orders the gates input, forget, cell, output, and adds two bias vectors
+    (``bias_ih`` and ``bias_hh``); the forget gate's total bias becomes ``value``.
+    """
+    hidden = lstm.hidden_size
+    with torch.no_grad():
+        lstm.bias_hh_l0[hidden : 2 * hidden].fill_(value)
+        lstm.bias_ih_l0[hidden : 2 * hidden].zero_()
 
 
 class LSTMLayer(nn.Module):
@@ -69,6 +81,13 @@ class GrowingLSTM(nn.Module):
     residual : sequence of bool, optional
         Explicit per-layer residual flags (length ``num_layers``; the first must be
         False). Used when rebuilding a grown network from its spec.
+    output_dropout : float, default=0.0
+        Dropout on the top layer's last hidden state, before the linear head.
+    initial_forget_bias : float, default=0.0
+        Value the forget-gate biases of the layers built here start from (inserted
+        layers are set by growth). A positive value (3 is common for streamflow) keeps
+        the cell state, so gradients reach far back in long windows from the first
+        epoch on.
 
     Notes
     -----
@@ -84,6 +103,8 @@ class GrowingLSTM(nn.Module):
         n_outputs: int = 1,
         dropout: float = 0.0,
         residual: list[bool] | tuple[bool, ...] | None = None,
+        output_dropout: float = 0.0,
+        initial_forget_bias: float = 0.0,
     ):
         super().__init__()
         if num_layers < 1:
@@ -103,7 +124,12 @@ class GrowingLSTM(nn.Module):
             for i, res in enumerate(flags)
         )
         self.dropout = nn.Dropout(self.dropout_rate)
+        self.output_dropout_rate = float(output_dropout)
+        self.output_dropout = nn.Dropout(self.output_dropout_rate)
         self.head = nn.Linear(self.hidden_size, self.n_outputs)
+        if initial_forget_bias:
+            for layer in self.layers:
+                set_forget_bias(layer.lstm, initial_forget_bias)
 
     @property
     def num_layers(self) -> int:
@@ -128,7 +154,7 @@ class GrowingLSTM(nn.Module):
         for i, layer in enumerate(self.layers):
             h = layer(h, self.dropout if i > 0 else None)
             hidden.append(h)
-        return self.head(h[:, -1, :]), hidden
+        return self.head(self.output_dropout(h[:, -1, :])), hidden
 
     def insert_layer(
         self, position: int, params: dict[str, torch.Tensor] | None = None
@@ -178,6 +204,7 @@ class GrowingLSTM(nn.Module):
             "n_outputs": self.n_outputs,
             "dropout": self.dropout_rate,
             "residual": [layer.residual for layer in self.layers],
+            "output_dropout": self.output_dropout_rate,
         }
 
     @classmethod
@@ -190,6 +217,8 @@ class GrowingLSTM(nn.Module):
             n_outputs=int(spec["n_outputs"]),
             dropout=float(spec["dropout"]),
             residual=[bool(r) for r in spec["residual"]],
+            # Specs written before output dropout existed have none.
+            output_dropout=float(spec.get("output_dropout", 0.0)),
         )
 
     def describe(self) -> str:
@@ -204,5 +233,6 @@ class GrowingLSTM(nn.Module):
             )
         lines.append(f"  head: linear {self.hidden_size} -> {self.n_outputs} (last time step)")
         lines.append(f"  dropout between layers: {self.dropout_rate}")
+        lines.append(f"  dropout before the head: {self.output_dropout_rate}")
         lines.append(f"  total parameters: {sum(p.numel() for p in self.parameters())}")
         return "\n".join(lines)
