@@ -36,6 +36,7 @@ from .model import GrowingLSTM
 __all__ = [
     "ArchitectureCheckpoint",
     "GrowthStopped",
+    "LearningRateSchedule",
     "NonFiniteGuard",
     "PlateauDetector",
     "TopologicalGrowth",
@@ -108,6 +109,40 @@ def validation_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
         mse = float(np.mean((t - p) ** 2))
         scores.append(1.0 - mse if _is_constant(t) else 1.0 - mse / float(np.var(t)))
     return float(np.mean(scores)) if scores else -math.inf
+
+
+class LearningRateSchedule(Callback):
+    """Set the optimizer's learning rate at the start of every epoch from a schedule.
+
+    The rate is looked up afresh each epoch, so it also holds for an optimizer that
+    growth re-created in between.
+
+    Parameters
+    ----------
+    lr : float
+        Rate before the first scheduled epoch.
+    schedule : dict of int to float
+        ``{epoch: rate}``: the rate from that epoch (of this training run, from 1) on.
+    """
+
+    def __init__(self, lr: float, schedule: dict[int, float]):
+        self.lr = lr
+        self.schedule = schedule
+
+    def initialize(self):
+        self.epochs_ = 0
+        return self
+
+    def rate_at(self, epoch: int) -> float:
+        """The learning rate of epoch ``epoch`` (counted from 1)."""
+        started = [e for e in self.schedule if e <= epoch]
+        return float(self.schedule[max(started)]) if started else float(self.lr)
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.epochs_ += 1
+        rate = self.rate_at(self.epochs_)
+        for group in net.optimizer_.param_groups:
+            group["lr"] = rate
 
 
 class ValidationNSE(Callback):

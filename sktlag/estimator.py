@@ -21,11 +21,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from skorch import NeuralNet
+from skorch.callbacks import GradientNormClipping
 from skorch.helper import predefined_split
 
 from .callbacks import (
     ArchitectureCheckpoint,
     GrowthStopped,
+    LearningRateSchedule,
     NonFiniteGuard,
     PlateauDetector,
     TopologicalGrowth,
@@ -179,11 +181,24 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
     dropout : float, default=0.0
         Dropout on the input of every layer after the first (``dropout_between_layers``
         in the research code).
+    output_dropout : float, default=0.0
+        Dropout on the top layer's last hidden state, before the linear head
+        (``output_dropout`` in NeuralHydrology).
+    initial_forget_bias : float, default=0.0
+        Forget-gate bias the LSTM layers start from (``initial_forget_bias`` in
+        NeuralHydrology). Layers inserted by growth start from growth's own values.
     lookback : int, default=60
         Rows (days) in every input window: the prediction for row ``t`` reads rows
         ``t - lookback + 1 .. t``.
     lr : float, default=2e-3
         Adam learning rate (``learning_rate`` in the research code).
+    lr_schedule : dict of int to float, default=None
+        Learning rate from a given epoch on, e.g. ``{20: 5e-4}``: ``lr`` until epoch 19,
+        5e-4 from epoch 20 (epochs of this ``fit``, counted from 1, over all
+        architectures).
+    clip_gradient_norm : float or None, default=None
+        Largest norm of the gradient of all parameters together; larger gradients are
+        scaled down to it before the optimizer step. None: no clipping.
     batch_size : int, default=128
         Windows per training batch.
     max_epochs : int, default=120
@@ -334,7 +349,11 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         "max_layers": [Interval(Integral, 1, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "lookback": [Interval(Integral, 1, None, closed="left")],
+        "output_dropout": [Interval(Real, 0, 1, closed="left")],
+        "initial_forget_bias": [Interval(Real, None, None, closed="both")],
         "lr": [Interval(Real, 0, None, closed="neither")],
+        "lr_schedule": [dict, None],
+        "clip_gradient_norm": [Interval(Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "max_epochs_per_layer": [Interval(Integral, 1, None, closed="left")],
@@ -364,8 +383,12 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         initial_num_layers=1,
         max_layers=4,
         dropout=0.0,
+        output_dropout=0.0,
+        initial_forget_bias=0.0,
         lookback=60,
         lr=2e-3,
+        lr_schedule=None,
+        clip_gradient_norm=None,
         batch_size=128,
         max_epochs=120,
         max_epochs_per_layer=40,
@@ -392,8 +415,12 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         self.initial_num_layers = initial_num_layers
         self.max_layers = max_layers
         self.dropout = dropout
+        self.output_dropout = output_dropout
+        self.initial_forget_bias = initial_forget_bias
         self.lookback = lookback
         self.lr = lr
+        self.lr_schedule = lr_schedule
+        self.clip_gradient_norm = clip_gradient_norm
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.max_epochs_per_layer = max_epochs_per_layer
@@ -446,6 +473,15 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         return y
 
     def _check_hyperparameters(self) -> None:
+        for epoch, rate in (self.lr_schedule or {}).items():
+            if not (isinstance(epoch, Integral) and epoch >= 1):
+                raise ValueError(
+                    f"lr_schedule keys are epochs (integers >= 1), got {epoch!r}"
+                )
+            if not (isinstance(rate, Real) and math.isfinite(rate) and rate > 0):
+                raise ValueError(
+                    f"lr_schedule[{epoch}] must be a positive learning rate, got {rate!r}"
+                )
         if self.initial_num_layers > self.max_layers:
             raise ValueError(
                 f"initial_num_layers={self.initial_num_layers} exceeds "
@@ -586,7 +622,9 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
                 f"y has {y2.shape[1]} outputs, the fitted model predicts {self.n_outputs_}"
             )
         spec = self.net_.module_.get_spec()
-        for name, fitted in [("hidden_size", spec["hidden_size"]), ("dropout", spec["dropout"])]:
+        fixed = [("hidden_size", spec["hidden_size"]), ("dropout", spec["dropout"]),
+                 ("output_dropout", spec.get("output_dropout", 0.0))]
+        for name, fitted in fixed:
             if getattr(self, name) != fitted:
                 raise ValueError(
                     f"warm_start cannot change {name} (fitted {fitted}, now "
@@ -657,7 +695,15 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
             },
             sink=print if self.verbose else None,
         )
+        recipe = []
+        if self.lr_schedule:
+            recipe.append(("lr_schedule", LearningRateSchedule(self.lr, self.lr_schedule)))
+        if self.clip_gradient_norm is not None:
+            recipe.append(
+                ("clip_gradient", GradientNormClipping(gradient_clip_value=self.clip_gradient_norm))
+            )
         return [
+            *recipe,
             ("valid_nse", ValidationNSE()),
             ("checkpoint", checkpoint),
             ("non_finite", NonFiniteGuard(checkpoint)),
@@ -674,6 +720,8 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
             module__num_layers=self.initial_num_layers,
             module__n_outputs=self.n_outputs_,
             module__dropout=self.dropout,
+            module__output_dropout=self.output_dropout,
+            module__initial_forget_bias=self.initial_forget_bias,
             criterion=MaskedMSELoss,
             optimizer=torch.optim.Adam,
             lr=self.lr,
