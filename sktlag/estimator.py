@@ -819,9 +819,11 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         self.growth_history_ = architectures
         rows = []
         for d in growth.decisions_:
-            row = {k: v for k, v in d.items() if k != "derivatives"}
+            row = {k: v for k, v in d.items() if k not in ("derivatives", "relative_derivatives")}
             for position, value in enumerate(d["derivatives"], start=1):
                 row[f"derivative_{position}"] = value
+            for position, value in enumerate(d.get("relative_derivatives", []), start=1):
+                row[f"relative_derivative_{position}"] = value
             rows.append(row)
         frame = pd.DataFrame(rows)
         if previous is not None and len(previous):

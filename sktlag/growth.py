@@ -13,6 +13,18 @@ function; the *topological derivative* ``d_l`` is the largest algebraic eigenval
 the Hessian of ``H_l`` at 0, and its unit eigenvector ``phi_l`` is the direction the new
 layer starts in. Hessian-vector products are exact (double backward).
 
+With ``theta = eps * phi`` the sample loss changes by about
+``-eps * (grad H_l(0) . phi) - eps^2 / 2 * d_l``. The loss is a mean, so ``d_l`` scales
+with the loss (with the square of the target scale): the *relative derivative*
+``d_l / (2 * loss)`` (:func:`relative_derivative`), the predicted relative decrease of the
+sample loss per unit squared norm of the new layer's parameters, is what one threshold
+can compare on every basin. It is the default criterion of :func:`grow`.
+
+The Hamiltonians of different positions share no parameters, so their joint Hessian is
+block-diagonal: :func:`block_hessian_vector_product` builds one gradient graph for all
+positions and :func:`top_eigenpairs` runs one eigen-solver per block in lockstep, every
+backward pass serving every position still iterating.
+
 Everything here takes tensors and callables and returns numbers; the only function that
 changes a module is :func:`grow`, which inserts the layer it decided on.
 """
@@ -20,10 +32,11 @@ changes a module is :func:`grow`, which inserts the layer it decided on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,22 +46,29 @@ from torch import nn
 from torch.func import functional_call
 
 __all__ = [
+    "BlockHessianOperator",
     "EigenResult",
     "GrowthDecision",
     "PositionDerivative",
     "backtracking_scale",
+    "block_hessian_vector_product",
     "choose_sign",
     "grow",
     "hamiltonian",
     "hessian_vector_product",
     "layer_outputs_and_adjoints",
     "lstm_parameter_count",
+    "relative_derivative",
     "top_eigenpair",
+    "top_eigenpairs",
     "topological_derivatives",
     "unflatten_lstm_parameters",
 ]
 
 EIGENSOLVERS = ("lanczos", "power")
+#: What :func:`grow` compares with its threshold: the relative derivative
+#: ``d / (2 * loss)`` (default) or the raw eigenvalue ``d`` (the research code's rule).
+CRITERIA = ("relative", "raw")
 #: Where and how a layer is inserted once the derivatives say "grow". Only
 #: "topological" is the method; the others are ablations for benchmarks:
 #: "random" puts a randomly initialized layer at a random position, "append_zero" puts a
@@ -148,12 +168,97 @@ def hessian_vector_product(
 
 
 @dataclass
+class BlockHessianOperator:
+    """Exact Hessian-vector products of ``sum_l f_l(x_l)`` for separate blocks ``x_l``.
+
+    The blocks share no parameters, so the Hessian is block-diagonal; one call is one
+    backward pass that returns the product of every block it is given. Blocks left out
+    of a call are left out of that backward pass too (no work on blocks whose
+    eigen-solver has finished). Built by :func:`block_hessian_vector_product`.
+    """
+
+    gradients: list[torch.Tensor]
+    _points: list[torch.Tensor]
+    _graph_gradients: list[torch.Tensor]
+    calls: int = 0
+
+    @property
+    def sizes(self) -> list[int]:
+        """Number of parameters of each block."""
+        return [g.numel() for g in self.gradients]
+
+    def __call__(self, vectors: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+        """Products ``{l: Hessian_l @ v_l}`` for the blocks ``l`` in ``vectors``."""
+        if not vectors:
+            return {}
+        self.calls += 1
+        blocks = list(vectors)
+        points = [self._points[i] for i in blocks]
+        # The eigen-solvers hand over CPU float64 vectors; the graph may live on a GPU.
+        directions = [
+            vectors[i].to(device=p.device, dtype=p.dtype)
+            for i, p in zip(blocks, points, strict=True)
+        ]
+        products = torch.autograd.grad(
+            [self._graph_gradients[i] for i in blocks], points, directions,
+            retain_graph=True, allow_unused=True,
+        )
+        # allow_unused: a block whose gradient does not depend on its parameters has a
+        # zero Hessian, which autograd reports as None.
+        return {
+            i: torch.zeros_like(p) if hv is None else hv.detach()
+            for i, p, hv in zip(blocks, points, products, strict=True)
+        }
+
+
+def block_hessian_vector_product(
+    functions: Sequence[Callable[[torch.Tensor], torch.Tensor]],
+    points: Sequence[torch.Tensor],
+) -> BlockHessianOperator:
+    """Prepare exact Hessian-vector products of ``sum_l f_l(x_l)`` at ``x_l = points[l]``.
+
+    Parameters
+    ----------
+    functions : sequence of callable
+        Scalar functions of one flat tensor each; block ``l`` is ``functions[l]``.
+    points : sequence of Tensor
+        The point of each block.
+
+    Returns
+    -------
+    BlockHessianOperator
+        Its ``gradients[l]`` is ``grad f_l(points[l])``; calling it with
+        ``{l: v_l, ...}`` returns ``{l: Hessian of f_l @ v_l, ...}`` in one backward pass.
+    """
+    if len(functions) != len(points):
+        raise ValueError(f"{len(functions)} functions but {len(points)} points")
+    xs = [p.detach().clone().requires_grad_(True) for p in points]
+    total = sum(f(x) for f, x in zip(functions, xs, strict=True))
+    # One gradient graph for every block: a single backward builds all of them.
+    grads = torch.autograd.grad(total, xs, create_graph=True)
+    return BlockHessianOperator(
+        gradients=[g.detach() for g in grads], _points=xs, _graph_gradients=list(grads)
+    )
+
+
+@dataclass
 class EigenResult:
-    """Largest algebraic eigenvalue, its unit eigenvector and the products it cost."""
+    """Largest algebraic eigenvalue, its unit eigenvector and the products it cost.
+
+    ``error`` is empty unless the solver failed (then ``value`` is NaN); only
+    :func:`top_eigenpairs` returns failed results, :func:`top_eigenpair` raises.
+    """
 
     value: float
     vector: np.ndarray
     n_hvp: int
+    error: str = ""
+
+
+#: An eigen-solver as a coroutine: it yields the vector it wants multiplied, is sent the
+#: product, and returns ``(value, vector)``. Written this way, the same solver serves one
+#: operator (:func:`top_eigenpair`) or many in lockstep (:func:`top_eigenpairs`).
+_Solver = Generator[np.ndarray, np.ndarray, tuple[float, np.ndarray]]
 
 
 def _start_vector(n: int, seed: int) -> np.ndarray:
@@ -161,9 +266,7 @@ def _start_vector(n: int, seed: int) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def _lanczos(
-    hvp: Callable[[np.ndarray], np.ndarray], n: int, max_hvp: int, seed: int, tol: float
-):
+def _lanczos(n: int, max_hvp: int, seed: int, tol: float) -> _Solver:
     # Lanczos with full reorthogonalization: exactly one product per step, so the budget
     # is exact, and the best Ritz pair so far is always available. Stops when the
     # residual norm |beta_k * s_k| of the top Ritz pair falls below tol * |theta|, or on
@@ -174,7 +277,7 @@ def _lanczos(
     q = _start_vector(n, seed)
     for k in range(steps):
         basis[k] = q
-        w = hvp(q)
+        w = yield q
         alpha = float(q @ w)
         w = w - basis[: k + 1].T @ (basis[: k + 1] @ w)
         w = w - basis[: k + 1].T @ (basis[: k + 1] @ w)  # twice is enough (Kahan)
@@ -191,9 +294,7 @@ def _lanczos(
     return float(theta), basis[: len(alphas)].T @ s
 
 
-def _shifted_power(
-    hvp: Callable[[np.ndarray], np.ndarray], n: int, max_hvp: int, seed: int, tol: float
-):
+def _shifted_power(n: int, max_hvp: int, seed: int, tol: float) -> _Solver:
     # Power iteration finds the eigenvalue of largest *magnitude*; the Hessians here have
     # spectra symmetric about 0, so it cannot tell +lambda from -lambda. Estimate the
     # spectral radius rho first, then iterate on H + rho*I, whose top eigenvalue is the
@@ -202,7 +303,7 @@ def _shifted_power(
     v = _start_vector(n, seed)
     rho = 0.0
     for _ in range(budget_radius):
-        w = hvp(v)
+        w = yield v
         norm = float(np.linalg.norm(w))
         if norm == 0.0:
             return 0.0, v
@@ -213,7 +314,7 @@ def _shifted_power(
     v = _start_vector(n, seed + 1)
     value = -np.inf
     for _ in range(max(1, max_hvp - budget_radius)):
-        hv = hvp(v)
+        hv = yield v
         rayleigh = float(v @ hv)
         w = hv + rho * v
         if abs(rayleigh - value) <= tol * max(abs(rayleigh), 1e-30):
@@ -222,6 +323,44 @@ def _shifted_power(
         value = rayleigh
         v = w / np.linalg.norm(w)
     return value, v
+
+
+def _check_solver(method: str, max_hvp: int) -> None:
+    if method not in EIGENSOLVERS:
+        raise ValueError(f"method must be one of {EIGENSOLVERS}, got {method!r}")
+    if max_hvp < 1:
+        raise ValueError(f"max_hvp must be >= 1, got {max_hvp}")
+
+
+def _solver(method: str, n: int, max_hvp: int, seed: int, tol: float) -> _Solver:
+    _check_solver(method, max_hvp)
+    return (_lanczos if method == "lanczos" else _shifted_power)(n, max_hvp, seed, tol)
+
+
+def _as_product(out: torch.Tensor, calls: int) -> np.ndarray:
+    out = out.detach().cpu().double().numpy().ravel()
+    if not np.isfinite(out).all():
+        # Stop at once: one NaN spreads through every later Lanczos vector.
+        raise FloatingPointError(f"Hessian-vector product {calls} returned non-finite values")
+    return out
+
+
+def _eigen_result(method: str, value: float, vector: np.ndarray, calls: int) -> EigenResult:
+    vector = np.asarray(vector, dtype=np.float64)
+    norm = float(np.linalg.norm(vector))
+    if not (math.isfinite(value) and math.isfinite(norm) and norm > 0):
+        raise FloatingPointError(
+            f"the {method} iteration ended on a non-finite eigenpair "
+            f"(value {value}, vector norm {norm}) after {calls} Hessian-vector products"
+        )
+    return EigenResult(value=float(value), vector=vector / norm, n_hvp=calls)
+
+
+def _iteration_failed(method: str, calls: int, exc: Exception) -> FloatingPointError:
+    # eigh_tridiagonal refuses entries that overflowed, or does not converge.
+    return FloatingPointError(
+        f"the {method} iteration failed after {calls} Hessian-vector products: {exc}"
+    )
 
 
 def top_eigenpair(
@@ -262,41 +401,136 @@ def top_eigenpair(
     FloatingPointError
         If an operator application returns NaN or inf, or the iteration ends on a
         non-finite eigenvalue or eigenvector (e.g. after an overflow).
+
+    See Also
+    --------
+    top_eigenpairs : the same solver on the blocks of a block-diagonal operator.
     """
-    if method not in EIGENSOLVERS:
-        raise ValueError(f"method must be one of {EIGENSOLVERS}, got {method!r}")
+    solver = _solver(method, n, max_hvp, seed, tol)
     calls = 0
-
-    def matvec(v: np.ndarray) -> np.ndarray:
-        nonlocal calls
-        calls += 1
-        out = hvp(torch.as_tensor(np.ravel(v)))
-        out = out.detach().cpu().double().numpy()
-        if not np.isfinite(out).all():
-            # Stop at once: one NaN spreads through every later Lanczos vector.
-            raise FloatingPointError(
-                f"Hessian-vector product {calls} returned non-finite values"
-            )
-        return out
-
-    solver = _lanczos if method == "lanczos" else _shifted_power
     try:
         with np.errstate(over="ignore", invalid="ignore"):
-            value, vector = solver(matvec, n, max_hvp, seed, tol)
+            v = next(solver)
+            while True:
+                calls += 1
+                v = solver.send(_as_product(hvp(torch.as_tensor(v)), calls))
+    except StopIteration as stop:
+        value, vector = stop.value
     except (ValueError, np.linalg.LinAlgError) as exc:
-        # eigh_tridiagonal refuses entries that overflowed, or does not converge.
-        raise FloatingPointError(
-            f"the {method} iteration failed after {calls} Hessian-vector products: {exc}"
-        ) from exc
-    vector = np.asarray(vector, dtype=np.float64)
-    norm = float(np.linalg.norm(vector))
-    if not (math.isfinite(value) and math.isfinite(norm) and norm > 0):
-        raise FloatingPointError(
-            f"the {method} iteration ended on a non-finite eigenpair "
-            f"(value {value}, vector norm {norm}) after {calls} Hessian-vector products"
+        raise _iteration_failed(method, calls, exc) from exc
+    return _eigen_result(method, value, vector, calls)
+
+
+def top_eigenpairs(
+    hvp: Callable[[dict[int, torch.Tensor]], dict[int, torch.Tensor]],
+    sizes: Sequence[int],
+    *,
+    method: str = "lanczos",
+    max_hvp: int = 40,
+    seeds: Sequence[int] | None = None,
+    tol: float = 1e-6,
+) -> list[EigenResult]:
+    """Top eigenpair of every block of a block-diagonal operator, solvers in lockstep.
+
+    Each block runs its own solver (the one of :func:`top_eigenpair`, with its own
+    start vector, state and stopping test). At every step the vectors of all blocks
+    still iterating go to ``hvp`` in one call, so one backward pass serves every block;
+    a block that has converged or failed is no longer passed.
+
+    Parameters
+    ----------
+    hvp : callable
+        Maps ``{block: torch vector}`` to ``{block: operator block @ vector}`` for the
+        blocks given (a :class:`BlockHessianOperator`).
+    sizes : sequence of int
+        Dimension of each block.
+    method, max_hvp, tol
+        As in :func:`top_eigenpair`, per block.
+    seeds : sequence of int, optional
+        Start-vector seed of each block; default ``0, 1, 2, ...``. With the same seed a
+        block's result equals that of :func:`top_eigenpair` on the block alone.
+
+    Returns
+    -------
+    list of EigenResult
+        One per block. ``n_hvp`` is the number of products the block used; the number
+        of calls to ``hvp`` is the largest of them. A block whose product was
+        non-finite, or whose iteration failed, has value NaN, a zero vector and the
+        cause in ``error``; the other blocks are unaffected.
+    """
+    seeds = list(range(len(sizes))) if seeds is None else list(seeds)
+    if len(seeds) != len(sizes):
+        raise ValueError(f"{len(sizes)} blocks but {len(seeds)} seeds")
+    solvers = [_solver(method, n, max_hvp, s, tol) for n, s in zip(sizes, seeds, strict=True)]
+    results: list[EigenResult | None] = [None] * len(sizes)
+    calls = [0] * len(sizes)
+
+    def fail(i: int, exc: Exception) -> None:
+        if isinstance(exc, (ValueError, np.linalg.LinAlgError)):
+            exc = _iteration_failed(method, calls[i], exc)
+        solvers[i].close()
+        results[i] = EigenResult(
+            value=math.nan, vector=np.zeros(sizes[i]), n_hvp=calls[i],
+            error=f"{type(exc).__name__}: {exc}",
         )
-    vector /= norm
-    return EigenResult(value=float(value), vector=vector, n_hvp=calls)
+
+    def finish(i: int, stop: StopIteration) -> None:
+        try:
+            results[i] = _eigen_result(method, *stop.value, calls[i])
+        except FloatingPointError as exc:
+            fail(i, exc)
+
+    pending: dict[int, np.ndarray] = {}
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i, solver in enumerate(solvers):
+            pending[i] = next(solver)  # every solver asks for at least one product
+        while pending:
+            products = hvp({i: torch.as_tensor(v) for i, v in pending.items()})
+            for i in list(pending):
+                calls[i] += 1
+                try:
+                    pending[i] = solvers[i].send(_as_product(products[i], calls[i]))
+                except StopIteration as stop:
+                    del pending[i]
+                    finish(i, stop)
+                except (FloatingPointError, ValueError, np.linalg.LinAlgError) as exc:
+                    del pending[i]
+                    fail(i, exc)
+    return results
+
+
+def relative_derivative(derivative: float, loss: float) -> float:
+    """The topological derivative as a relative loss decrease: ``d / (2 * loss)``.
+
+    With the new layer at ``theta = eps * phi`` the sample loss is about
+    ``loss - eps * (grad H(0) . phi) - eps^2 / 2 * d``. The second-order decrease,
+    relative to the loss and per unit ``eps^2 = ||theta||^2``, is ``d / (2 * loss)``:
+    dimensionless, unchanged when the targets (and so the predictions) are rescaled,
+    and independent of the sample size because the loss is a mean. A threshold on it
+    means the same on every basin; a threshold on ``d`` does not (``d`` scales with the
+    loss, i.e. with the square of the target scale).
+
+    Parameters
+    ----------
+    derivative : float
+        Topological derivative ``d`` (largest eigenvalue of the Hessian of ``H``).
+    loss : float
+        Sample loss of the current network (a mean, e.g. the masked MSE).
+
+    Returns
+    -------
+    float
+        ``d / (2 * loss)``. NaN when either is NaN or infinite, or when the loss is
+        negative (a relative decrease of a negative loss means nothing). A loss of
+        exactly 0 gives ``+inf`` for ``d > 0``, ``-inf`` for ``d < 0`` and NaN for
+        ``d == 0``; :func:`grow` treats any non-finite value as not computable.
+    """
+    derivative, loss = float(derivative), float(loss)
+    if not (math.isfinite(derivative) and math.isfinite(loss)) or loss < 0:
+        return math.nan
+    if loss == 0.0:
+        return math.nan if derivative == 0.0 else math.copysign(math.inf, derivative)
+    return derivative / (2.0 * loss)
 
 
 def choose_sign(gradient: np.ndarray, direction: np.ndarray) -> float:
@@ -369,7 +603,12 @@ def layer_outputs_and_adjoints(
 
 @dataclass
 class PositionDerivative:
-    """The topological derivative of one candidate position."""
+    """The topological derivative of one candidate position.
+
+    ``derivative`` is the raw eigenvalue ``d``; ``relative`` is
+    :func:`relative_derivative` of it and the sample loss, ``d / (2 * loss)``.
+    ``n_hvp`` counts the Hessian-vector products this position's solver used.
+    """
 
     position: int
     derivative: float
@@ -378,6 +617,7 @@ class PositionDerivative:
     n_hvp: int
     #: Why the derivative could not be computed (then ``derivative`` is NaN).
     error: str = ""
+    relative: float = math.nan
 
     @property
     def first_order(self) -> float:
@@ -392,6 +632,29 @@ def _no_cudnn(device: torch.device):
     return contextlib.nullcontext()
 
 
+def _position_derivative(
+    position: int, eig: EigenResult, gradient: torch.Tensor, loss: float
+) -> PositionDerivative:
+    return PositionDerivative(
+        position=position,
+        derivative=eig.value,
+        direction=eig.vector,
+        gradient=gradient.cpu().double().numpy(),
+        n_hvp=eig.n_hvp,
+        error=eig.error,
+        relative=relative_derivative(eig.value, loss),
+    )
+
+
+def _one_position(op: HessianOperator, n: int, **solver) -> EigenResult:
+    try:
+        return top_eigenpair(op, n, **solver)
+    except (FloatingPointError, ValueError) as exc:
+        # ValueError covers scipy's eigh_tridiagonal and its LinAlgError.
+        return EigenResult(value=math.nan, vector=np.zeros(n), n_hvp=op.calls,
+                           error=f"{type(exc).__name__}: {exc}")
+
+
 def topological_derivatives(
     module: nn.Module,
     X: torch.Tensor,
@@ -401,8 +664,36 @@ def topological_derivatives(
     method: str = "lanczos",
     max_hvp: int = 40,
     seed: int = 0,
+    tol: float = 1e-3,
+    lockstep: bool = True,
 ) -> tuple[list[PositionDerivative], float]:
     """Topological derivative and direction for every position ``1..num_layers``.
+
+    Parameters
+    ----------
+    module : nn.Module
+        A network with ``forward_with_hidden`` (:class:`sktlag.model.GrowingLSTM`).
+    X, y : Tensor
+        The sample the derivatives are computed on.
+    loss_fn : callable
+        ``loss_fn(prediction, y)``, a mean over the sample.
+    method : {"lanczos", "power"}, default="lanczos"
+        Eigen-solver (see :func:`top_eigenpair`).
+    max_hvp : int, default=40
+        Hessian-vector product budget of each position.
+    seed : int, default=0
+        Position ``l`` starts its solver from the vector of seed ``seed + l``.
+    tol : float, default=1e-3
+        Relative stopping tolerance of the solver (see :func:`top_eigenpair`); the
+        Lanczos residual bound, so the eigenvalue itself is typically much closer.
+        Enough to rank positions and to pick a direction.
+    lockstep : bool, default=True
+        If True, one gradient graph over all positions
+        (:func:`block_hessian_vector_product`) and the solvers in lockstep
+        (:func:`top_eigenpairs`): each backward pass serves every position still
+        iterating, and the number of backward passes is the largest ``n_hvp``. If
+        False, one graph and one solver per position in turn (the number of backward
+        passes is the sum of the ``n_hvp``). Both give the same result.
 
     Returns
     -------
@@ -413,49 +704,50 @@ def topological_derivatives(
     loss : float
         Sample loss of the current network.
     """
+    # Fail on a bad argument here, not as a NaN derivative at every position.
+    _check_solver(method, max_hvp)
+    solver = {"method": method, "max_hvp": max_hvp, "tol": tol}
     with _no_cudnn(X.device):
         hidden, adjoints, loss = layer_outputs_and_adjoints(module, X, y, loss_fn)
-        results = []
-        for position, (h, a) in enumerate(zip(hidden, adjoints, strict=True), start=1):
-            n = lstm_parameter_count(h.shape[-1])
-            op = hessian_vector_product(
-                lambda theta, h=h, a=a: hamiltonian(theta, h, a), torch.zeros(n).to(h)
-            )
-            try:
-                eig = top_eigenpair(op, n, method=method, max_hvp=max_hvp, seed=seed + position)
-            except (FloatingPointError, ValueError) as exc:
-                # ValueError covers scipy's eigh_tridiagonal and its LinAlgError.
-                results.append(
-                    PositionDerivative(
-                        position=position,
-                        derivative=math.nan,
-                        direction=np.zeros(n),
-                        gradient=op.gradient.cpu().double().numpy(),
-                        n_hvp=op.calls,
-                        error=f"{type(exc).__name__}: {exc}",
-                    )
-                )
-                continue
-            results.append(
-                PositionDerivative(
-                    position=position,
-                    derivative=eig.value,
-                    direction=eig.vector,
-                    gradient=op.gradient.cpu().double().numpy(),
-                    n_hvp=eig.n_hvp,
-                )
-            )
+        functions = [
+            lambda theta, h=h, a=a: hamiltonian(theta, h, a)
+            for h, a in zip(hidden, adjoints, strict=True)
+        ]
+        zeros = [torch.zeros(lstm_parameter_count(h.shape[-1])).to(h) for h in hidden]
+        positions = range(1, len(hidden) + 1)
+        if lockstep:
+            op = block_hessian_vector_product(functions, zeros)
+            eigs = top_eigenpairs(op, op.sizes, seeds=[seed + p for p in positions], **solver)
+            gradients = op.gradients
+        else:
+            eigs, gradients = [], []
+            for position, f, zero in zip(positions, functions, zeros, strict=True):
+                one = hessian_vector_product(f, zero)
+                eigs.append(_one_position(one, zero.numel(), seed=seed + position, **solver))
+                gradients.append(one.gradient)
+    results = [
+        _position_derivative(p, eig, g, loss)
+        for p, eig, g in zip(positions, eigs, gradients, strict=True)
+    ]
     return results, loss
 
 
 @dataclass
 class GrowthDecision:
-    """What one growth step computed and decided (plain data, for the history)."""
+    """What one growth step computed and decided (plain data, for the history).
+
+    ``derivatives`` are the raw eigenvalues ``d_l`` of the positions 1..L,
+    ``relative_derivatives`` the values ``d_l / (2 * loss)``; ``criterion`` says which
+    of the two the threshold was compared with. ``n_hvp`` is the number of
+    Hessian-vector backward passes the decision ran (over all positions).
+    """
 
     derivatives: list[float]
     position: int | None
     inserted: bool
     reason: str
+    relative_derivatives: list[float] = field(default_factory=list)
+    criterion: str = "relative"
     scale: float = 0.0
     sign: float = 0.0
     backtracking_steps: int = 0
@@ -493,6 +785,9 @@ def grow(
     tolerance: float = 0.0,
     seed: int = 0,
     strategy: str = "topological",
+    criterion: str = "relative",
+    tol: float = 1e-3,
+    lockstep: bool = True,
 ) -> GrowthDecision:
     """Compute the derivatives and, if one exceeds ``threshold``, insert a layer there.
 
@@ -503,47 +798,68 @@ def grow(
     ``INSERTION_STRATEGIES``) replaces where and how for ablation studies; the decision
     to grow is the same.
 
+    ``criterion`` says what ``threshold`` is compared with: ``"relative"`` (default),
+    the relative derivative ``d / (2 * loss)`` of :func:`relative_derivative`, the
+    predicted relative decrease of the sample loss per unit squared norm of the new
+    layer's parameters, which does not depend on the scale of the targets; ``"raw"``,
+    the eigenvalue ``d`` itself (the research code's rule, whose meaning changes with
+    the loss scale). ``tol`` is the eigen-solver's relative tolerance and ``lockstep``
+    chooses between the solvers of all positions in lockstep and one position after
+    the other (see :func:`topological_derivatives`); neither changes what is decided
+    beyond the solver's accuracy.
+
     A decision that cannot be computed (a non-finite sample loss, Hessian-vector product
-    or eigenpair) inserts nothing and does not raise: its ``reason`` starts with
-    ``"not computable"`` and names the cause, and a ``RuntimeWarning`` is issued.
+    or eigenpair, or relative derivative) inserts nothing and does not raise: its
+    ``reason`` starts with ``"not computable"`` and names the cause, and a
+    ``RuntimeWarning`` is issued.
     """
     if strategy not in INSERTION_STRATEGIES:
         raise ValueError(f"strategy must be one of {INSERTION_STRATEGIES}, got {strategy!r}")
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
     start = time.perf_counter()
     if module.num_layers >= max_layers:
         return GrowthDecision(
             derivatives=[], position=None, inserted=False, reason="max_layers reached",
-            seconds=time.perf_counter() - start,
+            criterion=criterion, seconds=time.perf_counter() - start,
         )
     if threshold == math.inf:
         # No derivative can exceed it: skip the Hessian work (a fixed-depth network).
         return GrowthDecision(
             derivatives=[], position=None, inserted=False,
-            reason="threshold is inf: growth disabled", seconds=time.perf_counter() - start,
+            reason="threshold is inf: growth disabled", criterion=criterion,
+            seconds=time.perf_counter() - start,
         )
     found, loss = topological_derivatives(
-        module, X, y, loss_fn, method=method, max_hvp=max_hvp, seed=seed
+        module, X, y, loss_fn, method=method, max_hvp=max_hvp, seed=seed, tol=tol,
+        lockstep=lockstep,
     )
     values = [d.derivative for d in found]
-    n_hvp = sum(d.n_hvp for d in found)
+    relative = [d.relative for d in found]
+    # In lockstep every backward pass serves all positions still iterating, so the
+    # passes run are those of the position that iterated longest.
+    counts = [d.n_hvp for d in found]
+    n_hvp = max(counts, default=0) if lockstep else sum(counts)
     decision = GrowthDecision(
-        derivatives=values, position=None, inserted=False, reason="", n_hvp=n_hvp,
+        derivatives=values, position=None, inserted=False, reason="",
+        relative_derivatives=relative, criterion=criterion, n_hvp=n_hvp,
         loss_before=loss, loss_after=loss,
     )
-    if not all(math.isfinite(v) for v in values) or not math.isfinite(loss):
+    compared = relative if criterion == "relative" else values
+    name = _CRITERION_NAMES[criterion]
+    if not all(math.isfinite(v) for v in [*values, *compared, loss]):
         causes = [f"position {d.position}: {d.error}" for d in found if d.error]
-        cause = causes[0] if causes else f"non-finite derivatives {values} or loss {loss}"
+        cause = causes[0] if causes else f"non-finite {name}s {compared} or loss {loss}"
         warnings.warn(
             f"growth decision skipped, no layer inserted: {cause}", RuntimeWarning,
             stacklevel=2,
         )
         decision.reason = f"not computable ({cause})"
     else:
-        best = max(found, key=lambda d: d.derivative)
-        if best.derivative <= threshold:
-            decision.reason = (
-                f"largest derivative {best.derivative:.4g} <= threshold {threshold:.4g}"
-            )
+        index = int(np.argmax(compared))
+        best, value = found[index], compared[index]
+        if value <= threshold:
+            decision.reason = f"largest {name} {value:.4g} <= threshold {threshold:.4g}"
         else:
             best = _ablate(best, found, strategy, seed + module.num_layers)
             decision.position = best.position
@@ -552,8 +868,15 @@ def grow(
                 module, X, y, loss_fn, best, decision,
                 init_scale=init_scale, min_scale=min_scale, tolerance=tolerance,
             )
+            value = compared[best.position - 1]
+            decision.reason = (
+                f"{name} {value:.4g} at position {best.position} > threshold {threshold:.4g}"
+            )
     decision.seconds = time.perf_counter() - start
     return decision
+
+
+_CRITERION_NAMES = {"relative": "relative derivative", "raw": "derivative"}
 
 
 def _ablate(
@@ -563,13 +886,11 @@ def _ablate(
         return best
     if strategy == "append_zero":
         top = found[-1]
-        return PositionDerivative(top.position, top.derivative, np.zeros_like(top.direction),
-                                  top.gradient, top.n_hvp)
+        return dataclasses.replace(top, direction=np.zeros_like(top.direction))
     rng = np.random.default_rng(seed)
     pick = found[int(rng.integers(len(found)))]
     direction = rng.standard_normal(pick.direction.shape)
-    return PositionDerivative(pick.position, pick.derivative,
-                              direction / np.linalg.norm(direction), pick.gradient, pick.n_hvp)
+    return dataclasses.replace(pick, direction=direction / np.linalg.norm(direction))
 
 
 def _insert_with_backtracking(
@@ -604,6 +925,3 @@ def _insert_with_backtracking(
     decision.scale = scale
     decision.backtracking_steps = steps
     decision.loss_after = new_loss
-    decision.reason = (
-        f"derivative {best.derivative:.4g} at position {best.position} > threshold"
-    )

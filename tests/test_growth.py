@@ -1,5 +1,7 @@
 """The growth math on tiny float64 models, against dense truth."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -8,13 +10,16 @@ from hypothesis import strategies as st
 
 from sktlag.growth import (
     backtracking_scale,
+    block_hessian_vector_product,
     choose_sign,
     grow,
     hamiltonian,
     hessian_vector_product,
     layer_outputs_and_adjoints,
     lstm_parameter_count,
+    relative_derivative,
     top_eigenpair,
+    top_eigenpairs,
     topological_derivatives,
     unflatten_lstm_parameters,
 )
@@ -253,3 +258,227 @@ def test_infinite_threshold_skips_the_derivatives():
     )
     assert calls == [] and decision.n_hvp == 0 and decision.derivatives == []
     assert not decision.inserted and m.num_layers == 2 and "threshold" in decision.reason
+
+
+# ---------------------------------------------------------------- relative derivative
+def test_relative_derivative_is_half_the_derivative_over_the_loss():
+    assert relative_derivative(0.3, 1.5) == pytest.approx(0.1)
+    assert relative_derivative(-0.3, 0.5) == pytest.approx(-0.3)
+    assert relative_derivative(0.3, 0.0) == np.inf
+    assert relative_derivative(-0.3, 0.0) == -np.inf
+    for derivative, loss in [(0.0, 0.0), (0.3, -1.0), (np.nan, 1.0), (0.3, np.inf)]:
+        assert np.isnan(relative_derivative(derivative, loss))
+
+
+def _scaled_copy(m, c):
+    """The same network with predictions multiplied by ``c``."""
+    scaled = copy.deepcopy(m)
+    with torch.no_grad():
+        scaled.head.weight.mul_(c)
+        scaled.head.bias.mul_(c)
+    return scaled
+
+
+def test_relative_derivative_does_not_depend_on_the_target_scale():
+    m, X, y = _tiny_network(seed=1, layers=3)
+    c = 7.0
+    scaled = _scaled_copy(m, c)
+    with torch.no_grad():
+        torch.testing.assert_close(scaled(X), c * m(X))
+    found, loss = topological_derivatives(m, X, y, masked_mse, max_hvp=200, tol=1e-10)
+    found_c, loss_c = topological_derivatives(scaled, X, c * y, masked_mse, max_hvp=200,
+                                              tol=1e-10)
+    assert loss_c == pytest.approx(c**2 * loss, rel=1e-12)
+    raw = np.array([d.derivative for d in found])
+    raw_c = np.array([d.derivative for d in found_c])
+    relative = np.array([d.relative for d in found])
+    relative_c = np.array([d.relative for d in found_c])
+    assert np.all(raw > 0)
+    np.testing.assert_allclose(raw_c, c**2 * raw, rtol=1e-6)
+    np.testing.assert_allclose(relative_c, relative, rtol=1e-6)
+    np.testing.assert_allclose(relative, raw / (2 * loss), rtol=1e-12)
+    # The sample size does not matter either: the loss is a mean.
+    doubled, loss_2 = topological_derivatives(
+        m, torch.cat([X, X]), torch.cat([y, y]), masked_mse, max_hvp=200, tol=1e-10
+    )
+    assert loss_2 == pytest.approx(loss, rel=1e-12)
+    np.testing.assert_allclose([d.relative for d in doubled], relative, rtol=1e-6)
+
+
+def test_relative_criterion_decides_the_same_at_every_target_scale():
+    m, X, y = _tiny_network(seed=1, layers=2)
+    c = 10.0
+    kwargs = {"max_layers": 5, "max_hvp": 60, "tol": 1e-8}
+    probe = grow(copy.deepcopy(m), X, y, masked_mse, threshold=np.inf, **kwargs)
+    found, _ = topological_derivatives(m, X, y, masked_mse, max_hvp=60, tol=1e-8)
+    top_raw = max(d.derivative for d in found)
+    top_relative = max(d.relative for d in found)
+    assert probe.derivatives == []  # an infinite threshold computes nothing
+    for criterion, top in [("raw", top_raw), ("relative", top_relative)]:
+        threshold = 2 * top  # above the unscaled value, below c**2 times it
+        plain = grow(copy.deepcopy(m), X, y, masked_mse, threshold=threshold,
+                     criterion=criterion, **kwargs)
+        big = grow(_scaled_copy(m, c), X, c * y, masked_mse, threshold=threshold,
+                   criterion=criterion, **kwargs)
+        assert not plain.inserted and plain.criterion == criterion
+        assert big.inserted == (criterion == "raw")
+        np.testing.assert_allclose(big.derivatives, c**2 * np.array(plain.derivatives),
+                                   rtol=1e-6)
+        np.testing.assert_allclose(big.relative_derivatives, plain.relative_derivatives,
+                                   rtol=1e-6)
+    with pytest.raises(ValueError, match="criterion"):
+        grow(m, X, y, masked_mse, threshold=0.0, max_layers=5, criterion="absolute")
+
+
+# ---------------------------------------------------------------- lockstep solvers
+def _block_diagonal_problem(sizes=(5, 30, 12), seed=0):
+    rng = np.random.default_rng(seed)
+    blocks = []
+    for n in sizes:
+        a = rng.standard_normal((n, n))
+        blocks.append(torch.as_tensor((a + a.T) / 2))
+    return blocks
+
+
+@pytest.mark.parametrize("method", ["lanczos", "power"])
+def test_lockstep_solvers_equal_one_solver_per_block(method):
+    blocks = _block_diagonal_problem()
+    passed = []
+
+    def hvp(vectors):
+        passed.append(sorted(vectors))
+        return {i: blocks[i] @ v for i, v in vectors.items()}
+
+    budget = 200 if method == "lanczos" else 3000
+    seeds = [3, 4, 5]
+    results = top_eigenpairs(hvp, [len(b) for b in blocks], method=method, max_hvp=budget,
+                             seeds=seeds, tol=1e-10)
+    assert len(passed) == max(r.n_hvp for r in results)
+    for i, (block, res, seed) in enumerate(zip(blocks, results, seeds, strict=True)):
+        alone = top_eigenpair(lambda v, b=block: b @ v, len(block), method=method,
+                              max_hvp=budget, seed=seed, tol=1e-10)
+        assert res.value == pytest.approx(alone.value, rel=1e-12) and res.error == ""
+        np.testing.assert_allclose(res.vector, alone.vector, atol=1e-10)
+        # A block takes part in exactly its own number of products, then drops out.
+        assert sum(i in keys for keys in passed) == res.n_hvp == alone.n_hvp
+        assert all(i in keys for keys in passed[: res.n_hvp])
+        if method == "lanczos":
+            assert res.value == pytest.approx(np.linalg.eigvalsh(block.numpy())[-1], rel=1e-8)
+
+
+def test_block_operator_equals_one_operator_per_block():
+    problems = [_problem(hidden=3, seed=s) for s in range(3)]
+    zeros = [torch.zeros(n, dtype=torch.float64) for _, n in problems]
+    op = block_hessian_vector_product([f for f, _ in problems], zeros)
+    assert op.sizes == [n for _, n in problems]
+    v = {i: torch.randn(n, dtype=torch.float64) for i, (_, n) in enumerate(problems)}
+    both = op({0: v[0], 2: v[2]})
+    assert sorted(both) == [0, 2] and op.calls == 1
+    for i in (0, 2):
+        f, n = problems[i]
+        single = hessian_vector_product(f, zeros[i])
+        torch.testing.assert_close(both[i], single(v[i]), rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(op.gradients[i], single.gradient)
+    assert op({}) == {} and op.calls == 1
+
+
+def test_lockstep_derivatives_equal_per_position_and_dense_truth():
+    torch.manual_seed(2)
+    m = GrowingLSTM(n_features=2, hidden_size=4, num_layers=3, n_outputs=1).double()
+    X = torch.randn(12, 5, 2, dtype=torch.float64)
+    y = torch.randn(12, 1, dtype=torch.float64)
+    kwargs = {"max_hvp": 300, "tol": 1e-10}
+    lockstep, loss = topological_derivatives(m, X, y, masked_mse, lockstep=True, **kwargs)
+    looped, loss_2 = topological_derivatives(m, X, y, masked_mse, lockstep=False, **kwargs)
+    assert loss == loss_2
+    hidden, adjoints, _ = layer_outputs_and_adjoints(m, X, y, masked_mse)
+    n = lstm_parameter_count(4)
+    for d, e, h, a in zip(lockstep, looped, hidden, adjoints, strict=True):
+        assert d.position == e.position and d.n_hvp == e.n_hvp
+        assert d.derivative == pytest.approx(e.derivative, rel=1e-6)
+        assert abs(d.direction @ e.direction) == pytest.approx(1.0, abs=1e-6)
+        np.testing.assert_allclose(d.gradient, e.gradient, rtol=1e-12)
+        dense = _dense_hessian(lambda t, h=h, a=a: hamiltonian(t, h, a), n)
+        assert d.derivative == pytest.approx(np.linalg.eigvalsh(dense)[-1], rel=1e-6)
+    # The decision counts backward passes: one per lockstep step, one per product in turn.
+    steps = grow(copy.deepcopy(m), X, y, masked_mse, threshold=1e300, max_layers=5,
+                 lockstep=True, **kwargs)
+    turns = grow(copy.deepcopy(m), X, y, masked_mse, threshold=1e300, max_layers=5,
+                 lockstep=False, **kwargs)
+    assert steps.n_hvp == max(d.n_hvp for d in lockstep)
+    assert turns.n_hvp == sum(d.n_hvp for d in looped)
+    np.testing.assert_allclose(steps.derivatives, turns.derivatives, rtol=1e-6)
+
+
+def test_a_looser_tolerance_needs_fewer_products_and_still_ranks_positions():
+    m, X, y = _tiny_network(seed=1, layers=3)
+    tight, _ = topological_derivatives(m, X, y, masked_mse, max_hvp=200, tol=1e-10)
+    loose, _ = topological_derivatives(m, X, y, masked_mse, max_hvp=200, tol=1e-3)
+    assert sum(d.n_hvp for d in loose) < sum(d.n_hvp for d in tight)
+    for a, b in zip(loose, tight, strict=True):
+        assert a.derivative == pytest.approx(b.derivative, rel=1e-3)
+    assert np.argmax([d.derivative for d in loose]) == np.argmax([d.derivative for d in tight])
+
+
+# ---------------------------------------------------------------- end to end
+def _loss(m, X, y):
+    m.eval()
+    with torch.no_grad():
+        return float(masked_mse(m(X), y))
+
+
+def _inserted_parameters(m, position):
+    return torch.cat([p.detach().ravel() for p in m.layers[position].lstm.parameters()])
+
+
+@pytest.mark.parametrize("eps", [1e-3, 1e-4])
+def test_inserted_layer_lowers_the_loss_as_the_first_order_term_predicts(eps):
+    torch.manual_seed(0)
+    m = GrowingLSTM(n_features=2, hidden_size=4, num_layers=3, n_outputs=1).double()
+    X = torch.randn(16, 5, 2, dtype=torch.float64)
+    y = torch.randn(16, 1, dtype=torch.float64)
+    base = _loss(m, X, y)
+    found, _ = topological_derivatives(m, X, y, masked_mse, max_hvp=40)
+    best = max(found, key=lambda d: d.relative)
+    # Accept the first scale tried, eps, whatever it does (tolerance 1 = twice the loss).
+    grown = copy.deepcopy(m)
+    decision = grow(grown, X, y, masked_mse, threshold=-np.inf, max_layers=5, max_hvp=40,
+                    init_scale=eps, min_scale=eps, tolerance=1.0)
+    assert decision.inserted and decision.position == best.position and decision.scale == eps
+    theta = _inserted_parameters(grown, best.position).numpy()
+    np.testing.assert_allclose(theta, eps * decision.sign * best.direction, rtol=1e-12)
+    # Measured by forward passes, not by the formula.
+    change = _loss(grown, X, y) - base
+    first_order = -eps * abs(best.first_order)
+    predicted = first_order - eps**2 / 2 * best.derivative
+    assert abs(best.first_order) > 1e-2  # the first-order term is what is tested
+    assert change < 0
+    assert change == pytest.approx(first_order, rel=0.02)
+    assert change == pytest.approx(predicted, rel=0.02)
+    # The sign matters: the opposite direction raises the loss.
+    flipped = copy.deepcopy(m)
+    flipped.insert_layer(
+        best.position,
+        unflatten_lstm_parameters(torch.as_tensor(-eps * decision.sign * best.direction), 4),
+    )
+    assert _loss(flipped, X, y) - base == pytest.approx(-first_order, rel=0.02)
+
+
+def test_backtracking_inserts_a_non_zero_layer_that_strictly_lowers_the_loss():
+    torch.manual_seed(2)
+    m = GrowingLSTM(n_features=2, hidden_size=4, num_layers=3, n_outputs=1).double()
+    X = torch.randn(16, 5, 2, dtype=torch.float64)
+    y = torch.randn(16, 1, dtype=torch.float64)
+    base = _loss(m, X, y)
+    decision = grow(m, X, y, masked_mse, threshold=-np.inf, max_layers=5, max_hvp=40,
+                    init_scale=1.0, min_scale=1e-3, tolerance=0.0)
+    assert decision.inserted and m.num_layers == 4
+    # The first scale raised the loss and was refused, a smaller one was accepted.
+    assert decision.backtracking_steps >= 2
+    assert 0 < decision.scale < 1.0
+    assert decision.loss_before == pytest.approx(base, rel=1e-12)
+    assert decision.loss_after < decision.loss_before
+    after = _loss(m, X, y)
+    assert after == pytest.approx(decision.loss_after, rel=1e-12) and after < base
+    theta = _inserted_parameters(m, decision.position)
+    assert torch.linalg.norm(theta) == pytest.approx(decision.scale, rel=1e-9)

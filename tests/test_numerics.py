@@ -181,11 +181,20 @@ def test_a_loss_that_is_nan_from_the_start_keeps_the_initial_network(monkeypatch
 
 
 # ---------------------------------------------------------------- growth decisions
-def test_nan_hessian_vector_product_skips_the_decision(monkeypatch, data):
-    X, y = data
+def nan_products(monkeypatch):
+    """Make every Hessian-vector product NaN, for one position or all in lockstep."""
     monkeypatch.setattr(
         G.HessianOperator, "__call__", lambda self, v: torch.full_like(self.gradient, np.nan)
     )
+    monkeypatch.setattr(
+        G.BlockHessianOperator, "__call__",
+        lambda self, vs: {i: torch.full_like(v, np.nan) for i, v in vs.items()},
+    )
+
+
+def test_nan_hessian_vector_product_skips_the_decision(monkeypatch, data):
+    X, y = data
+    nan_products(monkeypatch)
     est, caught = fit_quietly(X, y, topo_derivative_threshold=-np.inf)
     assert any("RuntimeWarning: growth decision skipped" in m for m in caught)
     decisions = est.derivative_history_
@@ -235,9 +244,7 @@ def test_overflow_inside_the_iteration_is_an_error_not_a_nan_eigenpair(method):
 def test_grow_returns_a_not_computable_decision(monkeypatch, patch):
     module, X, y = _tiny_problem()
     if patch == "nan_hvp":
-        monkeypatch.setattr(
-            G.HessianOperator, "__call__", lambda self, v: torch.full_like(self.gradient, np.nan)
-        )
+        nan_products(monkeypatch)
     elif patch == "eigh_fails":
         def failing(*args, **kwargs):
             raise np.linalg.LinAlgError("eigenvalue iteration did not converge")
@@ -256,26 +263,44 @@ def test_grow_returns_a_not_computable_decision(monkeypatch, patch):
     _assert_unchanged(module, state, spec)
 
 
-def test_one_failing_position_still_reports_the_others(monkeypatch):
+@pytest.mark.parametrize("lockstep", [True, False])
+def test_one_failing_position_still_reports_the_others(monkeypatch, lockstep):
     module, X, y = _tiny_problem(num_layers=3)
-    original = G.top_eigenpair
-    calls = {"n": 0}
+    if lockstep:
+        # The second block's products overflow; the other blocks share the passes.
+        original = G.BlockHessianOperator.__call__
 
-    def second_fails(hvp, n, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise FloatingPointError("simulated overflow")
-        return original(hvp, n, **kwargs)
+        def second_fails(self, vectors):
+            out = original(self, vectors)
+            if 1 in out:
+                out[1] = torch.full_like(out[1], np.inf)
+            return out
 
-    monkeypatch.setattr(G, "top_eigenpair", second_fails)
-    found, loss = G.topological_derivatives(module, X, y, masked_mse, max_hvp=4)
+        monkeypatch.setattr(G.BlockHessianOperator, "__call__", second_fails)
+        message = "non-finite"
+    else:
+        original = G.top_eigenpair
+        calls = {"n": 0}
+
+        def second_fails(hvp, n, **kwargs):
+            calls["n"] += 1
+            if calls["n"] % 3 == 2:
+                raise FloatingPointError("simulated overflow")
+            return original(hvp, n, **kwargs)
+
+        monkeypatch.setattr(G, "top_eigenpair", second_fails)
+        message = "simulated overflow"
+    found, loss = G.topological_derivatives(
+        module, X, y, masked_mse, max_hvp=4, lockstep=lockstep
+    )
     assert [d.position for d in found] == [1, 2, 3]
-    assert np.isnan(found[1].derivative) and "simulated overflow" in found[1].error
+    assert np.isnan(found[1].derivative) and message in found[1].error
+    assert np.isnan(found[1].relative)
     assert np.isfinite(found[0].derivative) and np.isfinite(found[2].derivative)
     assert found[0].error == found[2].error == ""
     with pytest.warns(RuntimeWarning, match="position 2: FloatingPointError"):
-        calls["n"] = 0
-        decision = G.grow(module, X, y, masked_mse, threshold=-np.inf, max_layers=5, max_hvp=4)
+        decision = G.grow(module, X, y, masked_mse, threshold=-np.inf, max_layers=5,
+                          max_hvp=4, lockstep=lockstep)
     assert "position 2" in decision.reason and not decision.inserted
 
 

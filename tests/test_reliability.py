@@ -110,17 +110,25 @@ def snapshots(monkeypatch):
 
 
 def interrupt_hvp_call(monkeypatch, call):
-    """Raise KeyboardInterrupt in the ``call``-th Hessian-vector product of the fit."""
-    original = G.HessianOperator.__call__
+    """Raise KeyboardInterrupt in the ``call``-th Hessian-vector backward pass of the fit.
+
+    Both operators count: one position's products and all positions' in lockstep.
+    """
     count = {"n": 0}
 
-    def patched(self, v):
-        count["n"] += 1
-        if count["n"] == call:
-            raise KeyboardInterrupt
-        return original(self, v)
+    def patch(operator):
+        original = operator.__call__
 
-    monkeypatch.setattr(G.HessianOperator, "__call__", patched)
+        def patched(self, v):
+            count["n"] += 1
+            if count["n"] == call:
+                raise KeyboardInterrupt
+            return original(self, v)
+
+        monkeypatch.setattr(operator, "__call__", patched)
+
+    patch(G.HessianOperator)
+    patch(G.BlockHessianOperator)
 
 
 def interrupt_backtracking(monkeypatch, decision):
