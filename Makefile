@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # `torch` requirement never pulls the CUDA wheels.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv demo test lint bench-quick clean
+.PHONY: venv demo test lint bench-quick bench-nh clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ lint: venv
 
 bench-quick: venv
 	$(BIN)/python benchmarks/run_all.py --quick
+
+# Side by side with NeuralHydrology; not part of `test`. The extra goes in on top of
+# the torch already in the venv (CPU build here; a CUDA build stays if installed first).
+# Full run on a GPU: make bench-nh BENCH_NH_ARGS="--device cuda:0 --parallel 8"
+BENCH_NH_ARGS ?=
+bench-nh: venv
+	$(BIN)/python -m pip install --quiet -e ".[neuralhydrology]"
+	$(BIN)/python benchmarks/vs_neuralhydrology.py $(BENCH_NH_ARGS)
 
 clean:
 	rm -rf $(VENV) sktlag-demo build *.egg-info

@@ -1,0 +1,716 @@
+"""Side by side: NeuralHydrology's reference LSTM against sktlag, same basins, same split.
+
+NeuralHydrology (NH) is the field's reference framework for LSTM rainfall-runoff
+models. For every basin and seed this script trains
+
+- ``nh``: NH's ``cudalstm`` in the reference single-basin setup (hidden size 64,
+  sequences of 365 days, NSE loss, Adam with learning rate 1e-3 then 5e-4 from epoch
+  20, forget-gate bias 3, output dropout 0.4, gradient norm clipped at 1, batches of
+  256, 100 epochs, validated after every epoch). It is scored twice on the test
+  period: with the weights of the epoch that scored best on the validation period
+  (``nh-best``, the counterpart of sktlag, which keeps its best validation state) and
+  with the weights of the last epoch (``nh-last``);
+- ``sktlag``: ``make_pipeline(StandardScaler(), TLAGRegressor(...))`` fitted on the
+  training and validation days, with ``validation_fraction`` set so that its internal
+  validation windows are exactly the validation days of NH.
+
+Both are scored with :mod:`sktlag.metrics` (NSE, KGE 2009) on exactly the same test
+days (days with a missing observation are left out for both). NH is driven through its
+Python API only: the script writes NH's *generic* dataset (one netCDF file per basin
+under ``<work>/data/time_series/``, basin list files) and one YAML configuration per
+run into ``--work`` (default: a temporary folder, removed afterwards), calls
+``neuralhydrology.nh_run.start_run`` and ``eval_run`` and reads the test predictions
+from NH's result pickle.
+
+Basins: the four gauges of the embedded Lahn dataset (:func:`sktlag.datasets.load_lahn`;
+inputs the four precipitation and four temperature series, never a discharge series;
+targets ``q_kalkofen``, ``q_marburg``, ``q_leun``, ``q_dillenburg``), split into
+training 1989-11-01 to 2009-10-11, validation 2009-10-12 to 2014-10-07 and test
+2014-10-08 to 2020-12-31; with ``--data``, also the research demo table (basin
+``yuliang``), split 64/16/20 % in time order.
+
+Wall times are end to end per model: NH's ``start_run`` (data preparation, training
+and the validation after every epoch; the test evaluation is timed apart) against the
+sktlag pipeline's ``fit`` (which also validates after every epoch). With
+``--parallel N`` several runs share the machine (and the GPU), so their times include
+that contention; use ``--parallel 1`` for clean timings.
+
+Needs, besides sktlag: ``neuralhydrology==1.13.0`` and what it brings (xarray, netCDF4
+and cftime, ruamel.yaml, numba, h5py, tensorboard). Install them with
+``pip install -e ".[neuralhydrology]"`` after the torch build you want (``make bench-nh``
+does it on top of the CPU build). PyYAML writes the configuration files.
+
+Usage::
+
+    python benchmarks/vs_neuralhydrology.py --device cuda:0 --parallel 8 --seeds 3 \\
+        --data path/to/DemoData.xlsx
+    python benchmarks/vs_neuralhydrology.py --quick
+    python benchmarks/vs_neuralhydrology.py --skip-nh --sktlag-preset fast --basins leun
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import logging
+import multiprocessing
+import pickle
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import _common as C
+import numpy as np
+import pandas as pd
+
+from sktlag.metrics import kge, nse
+
+NAME = "vs_neuralhydrology"
+
+#: Short basin names of the Lahn gauges and their target columns.
+LAHN_BASINS = {
+    "kalkofen": "q_kalkofen",
+    "marburg": "q_marburg",
+    "leun": "q_leun",
+    "dillenburg": "q_dillenburg",
+}
+DEMO_BASIN = "yuliang"
+
+#: The issue's split of the Lahn series; periods follow each other without a gap.
+LAHN_SPLIT = {
+    "train_start": "1989-11-01",
+    "valid_start": "2009-10-12",
+    "test_start": "2014-10-08",
+    "test_end": "2020-12-31",
+}
+#: Quick mode: the last few years only (NH still reads a year of inputs before the
+#: training start as the history of the first training sequences).
+QUICK_SPLIT = {
+    "train_start": "2016-01-01",
+    "valid_start": "2019-01-01",
+    "test_start": "2020-01-01",
+    "test_end": "2020-12-31",
+}
+#: Chronological fractions of the demo table: training, validation (the rest tests).
+DEMO_FRACTIONS = (0.64, 0.16)
+
+NH_EPOCHS, NH_QUICK_EPOCHS = 100, 2
+NH_SEQ_LENGTH, NH_HIDDEN = 365, 64
+SKTLAG_QUICK_PRESET = "fast"
+MODELS = ("nh-best", "nh-last", "sktlag")
+
+
+# ---------------------------------------------------------------------------- basins
+def _day(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text).normalize()
+
+
+def _split(train_start, valid_start, test_start, test_end) -> dict[str, pd.Timestamp]:
+    """The four period boundaries; training ends the day before validation starts."""
+    split = {
+        "train_start": _day(train_start),
+        "valid_start": _day(valid_start),
+        "test_start": _day(test_start),
+        "test_end": _day(test_end),
+    }
+    bounds = list(split.values())
+    if any(a >= b for a, b in zip(bounds, bounds[1:], strict=False)):
+        raise SystemExit(f"the split dates must increase: {[str(b.date()) for b in bounds]}")
+    one_day = pd.Timedelta(days=1)
+    split["train_end"] = split["valid_start"] - one_day
+    split["valid_end"] = split["test_start"] - one_day
+    return split
+
+
+def lahn_basins(names: list[str], split: dict[str, pd.Timestamp]) -> list[dict[str, Any]]:
+    """One basin per Lahn gauge: the 8 meteorological inputs and the gauge's discharge."""
+    from sktlag.datasets import load_lahn
+
+    bunch = load_lahn(as_frame=True, target=list(LAHN_BASINS.values()))
+    inputs = list(bunch.feature_names)
+    basins = []
+    for name in names:
+        target = LAHN_BASINS[name]
+        # Only the inputs and this gauge's discharge go into the basin's table, so that
+        # no other gauge's discharge can leak in as an input.
+        frame = pd.concat([bunch.data, bunch.target[[target]]], axis=1)
+        basins.append({
+            "basin": f"lahn_{name}", "short": name, "frame": frame, "inputs": inputs,
+            "target": target, "split": split,
+            "note": "Lahn: 4 precipitation + 4 temperature series as inputs",
+        })
+    return basins
+
+
+def demo_basin(path: Path) -> dict[str, Any]:
+    """The research demo table as one basin, split 64/16/20 % in time order."""
+    from sktlag.io import read_table
+
+    table = read_table(path, layout="research")
+    dates = table.dates
+    if len(dates) < 100:
+        raise SystemExit(f"{path.name}: only {len(dates)} rows")
+    n_train = int(len(dates) * DEMO_FRACTIONS[0])
+    n_valid = int(len(dates) * DEMO_FRACTIONS[1])
+    split = _split(dates[0], dates[n_train], dates[n_train + n_valid], dates[-1])
+    target = table.target_names[0]
+    frame = pd.concat([table.X, table.y.rename(target)], axis=1)
+    return {
+        "basin": DEMO_BASIN, "short": DEMO_BASIN, "frame": frame,
+        "inputs": list(table.feature_names), "target": target, "split": split,
+        "note": f"demo table: {len(table.feature_names)} stations as inputs, min-max scaled "
+                "as shipped; split 64/16/20 %",
+    }
+
+
+# ---------------------------------------------------------------------------- scores
+def score(truth: pd.Series, pred: pd.Series, split: dict[str, pd.Timestamp]) -> dict[str, Any]:
+    """NSE and KGE on the test days with an observation, the same days for every model.
+
+    A prediction missing on one of those days gives NaN scores rather than a score on
+    fewer days, so that no model is scored on an easier subset.
+    """
+    days = truth.loc[split["test_start"]:split["test_end"]].dropna()
+    sim = pred.reindex(days.index).to_numpy(dtype=np.float64)
+    missing = int((~np.isfinite(sim)).sum())
+    out = {"n_test_days": len(days), "missing_predictions": missing}
+    if missing or len(days) < 2:
+        return {**out, "test_nse": float("nan"), "test_kge": float("nan")}
+    obs = days.to_numpy(dtype=np.float64)
+    return {**out, "test_nse": float(nse(obs, sim)), "test_kge": float(kge(obs, sim))}
+
+
+def valid_nse(truth: pd.Series, pred: pd.Series, split: dict[str, pd.Timestamp]) -> float:
+    """NSE on the validation days with an observation (NaN where undefined)."""
+    days = truth.loc[split["valid_start"]:split["valid_end"]].dropna()
+    sim = pred.reindex(days.index).to_numpy(dtype=np.float64)
+    if len(days) < 2 or not np.isfinite(sim).all():
+        return float("nan")
+    try:
+        return float(nse(days.to_numpy(dtype=np.float64), sim))
+    except ValueError:
+        return float("nan")
+
+
+# ---------------------------------------------------------------------------- NH side
+def _nh_date(day: pd.Timestamp) -> str:
+    return day.strftime("%d/%m/%Y")  # the only date format NH's configuration reads
+
+
+def write_nh_dataset(work: Path, basin: dict[str, Any]) -> dict[str, Path]:
+    """Write the basin in NH's generic layout; return the data folder and basin file."""
+    import xarray as xr
+
+    data_dir = work / "data"
+    series_dir = data_dir / "time_series"
+    series_dir.mkdir(parents=True, exist_ok=True)
+    frame = basin["frame"][basin["inputs"] + [basin["target"]]].astype(np.float64)
+    frame.index = pd.DatetimeIndex(frame.index, name="date")
+    # NH finds the time axis by the coordinate name ``date``; missing values are NaN.
+    xr.Dataset.from_dataframe(frame).to_netcdf(series_dir / f"{basin['basin']}.nc")
+    basin_file = work / "basins" / f"{basin['basin']}.txt"
+    basin_file.parent.mkdir(parents=True, exist_ok=True)
+    basin_file.write_text(basin["basin"] + "\n", encoding="utf-8")
+    return {"data_dir": data_dir, "basin_file": basin_file}
+
+
+def nh_device(device: str) -> str:
+    """NH accepts ``cpu``, ``mps`` or ``cuda:N`` only; plain ``cuda`` means GPU 0."""
+    return "cuda:0" if device == "cuda" else device
+
+
+def nh_config(basin: dict[str, Any], seed: int, paths: dict[str, Path], run_parent: Path,
+              settings: dict[str, Any]) -> dict[str, Any]:
+    """The run configuration: the reference single-basin LSTM setup of the issue."""
+    split = basin["split"]
+    return {
+        "experiment_name": f"{basin['basin']}_seed{seed}",
+        "run_dir": str(run_parent),
+        "train_basin_file": str(paths["basin_file"]),
+        "validation_basin_file": str(paths["basin_file"]),
+        "test_basin_file": str(paths["basin_file"]),
+        "train_start_date": _nh_date(split["train_start"]),
+        "train_end_date": _nh_date(split["train_end"]),
+        "validation_start_date": _nh_date(split["valid_start"]),
+        "validation_end_date": _nh_date(split["valid_end"]),
+        "test_start_date": _nh_date(split["test_start"]),
+        "test_end_date": _nh_date(split["test_end"]),
+        "device": nh_device(settings["device"]),
+        "seed": seed,
+        # Every epoch is validated and its weights kept, so the best one can be scored.
+        "validate_every": 1,
+        "validate_n_random_basins": 1,
+        "save_validation_results": True,
+        "save_weights_every": 1,
+        "metrics": ["NSE"],
+        "model": "cudalstm",
+        "head": "regression",
+        "output_activation": "linear",
+        "hidden_size": settings["nh_hidden"],
+        "initial_forget_bias": 3,
+        "output_dropout": 0.4,
+        "optimizer": "Adam",
+        "loss": "NSE",
+        "learning_rate": {0: 1e-3, 20: 5e-4},
+        "batch_size": 256,
+        "epochs": settings["nh_epochs"],
+        "clip_gradient_norm": 1,
+        "predict_last_n": 1,
+        "seq_length": settings["nh_seq_length"],
+        "num_workers": 0,
+        "log_interval": 5,
+        "log_tensorboard": False,
+        "log_n_figures": 0,
+        "verbose": 1 if settings["nh_verbose"] else 0,
+        "dataset": "generic",
+        "data_dir": str(paths["data_dir"]),
+        "dynamic_inputs": list(basin["inputs"]),
+        "target_variables": [basin["target"]],
+        "static_attributes": [],
+    }
+
+
+def _nh_series(result_file: Path, basin: str, target: str) -> pd.Series:
+    """The simulated series of one basin from NH's ``*_results.p``, indexed by date."""
+    with result_file.open("rb") as handle:
+        results = pickle.load(handle)  # NH's own output file, written by this run
+    per_frequency = results[basin]
+    frequency = next(iter(per_frequency))  # one daily frequency in this setup
+    sim = per_frequency[frequency]["xr"][f"{target}_sim"]
+    # predict_last_n = 1: one time step per date.
+    sim = sim.isel(time_step=-1) if "time_step" in sim.dims else sim
+    return pd.Series(sim.to_numpy().astype(np.float64),
+                     index=pd.DatetimeIndex(sim["date"].to_numpy()))
+
+
+def run_nh(basin: dict[str, Any], seed: int, work: Path, settings: dict[str, Any]) -> list[dict]:
+    """Train NH on one basin, pick the best validation epoch, score best and last epoch."""
+    import yaml
+    from neuralhydrology.nh_run import eval_run, start_run
+
+    if not settings["nh_verbose"]:
+        # NH logs every epoch at INFO level; keep the benchmark's own lines readable.
+        logging.getLogger("neuralhydrology").setLevel(logging.WARNING)
+    paths = write_nh_dataset(work, basin)
+    run_parent = work / "runs" / f"{basin['basin']}_seed{seed}"
+    run_parent.mkdir(parents=True, exist_ok=True)
+    config = nh_config(basin, seed, paths, run_parent, settings)
+    config_file = work / "configs" / f"{basin['basin']}_seed{seed}.yml"
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+    before = {p for p in run_parent.iterdir() if p.is_dir()}
+    hook = sys.excepthook  # NH installs its own hook; the benchmark keeps Python's
+    start = time.perf_counter()
+    try:
+        start_run(config_file=config_file)
+    finally:
+        sys.excepthook = hook
+    train_seconds = time.perf_counter() - start
+    new = sorted({p for p in run_parent.iterdir() if p.is_dir()} - before,
+                 key=lambda p: p.stat().st_mtime)
+    if not new:
+        raise RuntimeError(f"NH made no run folder under {run_parent}")
+    run_dir = new[-1]
+
+    truth = basin["frame"][basin["target"]]
+    split = basin["split"]
+    epochs = sorted(int(p.name.removeprefix("model_epoch"))
+                    for p in (run_dir / "validation").glob("model_epoch*"))
+    curve = {}
+    for epoch in epochs:
+        result_file = run_dir / "validation" / f"model_epoch{epoch:03d}" / "validation_results.p"
+        if result_file.exists():
+            curve[epoch] = valid_nse(truth, _nh_series(result_file, basin["basin"],
+                                                       basin["target"]), split)
+    finite = {e: v for e, v in curve.items() if np.isfinite(v)}
+    last = settings["nh_epochs"]
+    best = max(finite, key=finite.get) if finite else last
+
+    rows, evaluated = [], {}
+    for model, epoch in (("nh-best", best), ("nh-last", last)):
+        if epoch not in evaluated:  # the best epoch may be the last one
+            start = time.perf_counter()
+            try:
+                eval_run(run_dir=run_dir, period="test", epoch=epoch)
+            finally:
+                sys.excepthook = hook
+            result_file = run_dir / "test" / f"model_epoch{epoch:03d}" / "test_results.p"
+            evaluated[epoch] = (_nh_series(result_file, basin["basin"], basin["target"]),
+                                time.perf_counter() - start)
+        pred, eval_seconds = evaluated[epoch]
+        rows.append({
+            "model": model, "basin": basin["short"], "seed": seed,
+            **score(truth, pred, split),
+            "valid_nse": curve.get(epoch, float("nan")),
+            "fit_seconds": train_seconds, "predict_seconds": eval_seconds,
+            "epochs": last, "epoch_used": epoch, "depth": 1,
+            "valid_nse_by_epoch": [curve.get(e) for e in epochs] if model == "nh-best" else None,
+        })
+    return rows
+
+
+# ---------------------------------------------------------------------------- sktlag side
+def sktlag_params(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Estimator parameters: a named preset (``defaults`` = none) plus overrides."""
+    from sktlag.estimator import PRESETS
+
+    if preset == "defaults":
+        params = {}
+    elif preset in PRESETS:
+        params = dict(PRESETS[preset])
+    else:
+        raise SystemExit(f"unknown --sktlag-preset {preset!r}; choose 'defaults' or one of "
+                         f"{sorted(PRESETS)}")
+    return {**params, **overrides}
+
+
+def fit_rows(basin: dict[str, Any], lookback: int) -> pd.DataFrame:
+    """Rows the pipeline is fitted on: training and validation days, plus history.
+
+    The ``lookback - 1`` days before the training start (where the series has them)
+    come along as inputs only: no window ends on them, so the targets from the training
+    start on are all trained on, as NH does with its warm-up inputs.
+    """
+    split, frame = basin["split"], basin["frame"]
+    first = max(frame.index[0], split["train_start"] - pd.Timedelta(days=lookback - 1))
+    return frame.loc[first:split["valid_end"]]
+
+
+def validation_fraction(rows: pd.DataFrame, target: str, lookback: int,
+                        valid_start: pd.Timestamp) -> float:
+    """The fraction that makes the estimator validate on exactly the validation days.
+
+    The estimator validates on the last ``ceil(fraction * n)`` of its ``n`` windows with
+    an observed target (a window per row with ``lookback - 1`` rows before it). Aiming
+    half a window below the wanted count makes the ceiling land on it exactly.
+    """
+    observed = rows[target].notna().to_numpy()
+    ends = np.arange(lookback - 1, len(rows))
+    ends = ends[observed[ends]]
+    n_valid = int((rows.index[ends] >= valid_start).sum())
+    if n_valid < 2 or len(ends) - n_valid < 2:
+        raise SystemExit(f"{target}: too few observed days for training and validation")
+    return (n_valid - 0.5) / len(ends)
+
+
+def run_sktlag(basin: dict[str, Any], seed: int, settings: dict[str, Any]) -> list[dict]:
+    """Fit the scaler + TLAGRegressor pipeline on training and validation days; score."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sktlag import TLAGRegressor
+
+    params = dict(settings["sktlag_params"])
+    lookback = TLAGRegressor(**params).lookback
+    rows = fit_rows(basin, lookback)
+    target, inputs, split = basin["target"], basin["inputs"], basin["split"]
+    if rows[target].isna().any():
+        params.setdefault("missing_target", "mask")
+    params.update(
+        random_state=seed, device=settings["device"], n_threads=settings["threads"],
+        validation_fraction=validation_fraction(rows, target, lookback, split["valid_start"]),
+    )
+    pipeline = make_pipeline(StandardScaler(), TLAGRegressor(**params))
+    start = time.perf_counter()
+    pipeline.fit(rows[inputs].to_numpy(np.float64), rows[target].to_numpy(np.float64))
+    fit_seconds = time.perf_counter() - start
+    # The whole series in one call: every test day gets its real preceding days.
+    frame = basin["frame"].loc[rows.index[0]:split["test_end"]]
+    start = time.perf_counter()
+    pred = pd.Series(np.asarray(pipeline.predict(frame[inputs].to_numpy(np.float64)),
+                                dtype=np.float64).reshape(-1), index=frame.index)
+    predict_seconds = time.perf_counter() - start
+    est = pipeline[-1]
+    truth = basin["frame"][target]
+    return [{
+        "model": "sktlag", "basin": basin["short"], "seed": seed,
+        **score(truth, pred, split),
+        "valid_nse": valid_nse(truth, pred, split),
+        "fit_seconds": fit_seconds, "predict_seconds": predict_seconds,
+        "epochs": len(est.history_), "epoch_used": None, "depth": int(est.n_layers_),
+        "validation_fraction": params["validation_fraction"],
+    }]
+
+
+# ---------------------------------------------------------------------------- jobs
+def run_job(job: dict[str, Any]) -> list[dict]:
+    """One model on one basin with one seed; runs in the main process or a worker."""
+    import torch
+
+    settings = job["settings"]
+    torch.set_num_threads(settings["threads"])
+    basin, seed = job["basin"], job["seed"]
+    start = time.perf_counter()
+    try:
+        if job["kind"] == "nh":
+            rows = run_nh(basin, seed, Path(settings["work"]), settings)
+        else:
+            rows = run_sktlag(basin, seed, settings)
+    except Exception:  # one failed run must not lose the others' results
+        message = traceback.format_exc()
+        print(f"[{basin['short']}] seed {seed} {job['kind']} FAILED:\n{message}", flush=True)
+        models = ("nh-best", "nh-last") if job["kind"] == "nh" else ("sktlag",)
+        return [{"model": m, "basin": basin["short"], "seed": seed, "error": message,
+                 "test_nse": float("nan"), "test_kge": float("nan")} for m in models]
+    for row in rows:
+        print(f"[{basin['short']}] seed {seed} {row['model']:8s} test NSE "
+              f"{row['test_nse']:.3f} KGE {row['test_kge']:.3f} valid NSE "
+              f"{row['valid_nse']:.3f} fit {row['fit_seconds']:.1f} s "
+              f"(job {time.perf_counter() - start:.1f} s)", flush=True)
+    return rows
+
+
+def prepare_process(threads: int, device: str) -> None:
+    """Pay the one-time costs of a process before any timed run.
+
+    torch's first optimizer imports ``torch._dynamo`` (seconds) and the first use of a
+    GPU creates its CUDA context; without this the first run of every process would
+    carry them. (NH's data preparation compiles a numba function on its first call in
+    a process; that stays in the first NH run of each process, a few seconds.)
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+    C.warm_up()
+    if device.startswith("cuda"):
+        torch.zeros(1, device=device)
+        torch.cuda.synchronize(device)
+
+
+def run_jobs(jobs: list[dict[str, Any]], parallel: int, threads: int,
+             device: str) -> list[dict]:
+    """Run the jobs, in ``parallel`` worker processes when more than one."""
+    if parallel <= 1 or len(jobs) <= 1:
+        prepare_process(threads, device)
+        return [row for job in jobs for row in run_job(job)]
+    # Spawned workers: CUDA cannot be used in a forked child of a process that touched
+    # it, and every worker starts with clean global state (NH's logging, torch threads).
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+        min(parallel, len(jobs)), mp_context=context, initializer=prepare_process,
+        initargs=(threads, device),
+    ) as pool:
+        return [row for rows in pool.map(run_job, jobs) for row in rows]
+
+
+# ---------------------------------------------------------------------------- tables
+def _join(values: list[Any]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def basin_table(runs: list[dict[str, Any]], basin: str) -> list[dict[str, Any]]:
+    """Per-model medians and spreads over the seeds for one basin."""
+    table = []
+    for model in MODELS:
+        mine = [r for r in runs if r["basin"] == basin and r["model"] == model]
+        if not mine:
+            continue
+        ok = [r for r in mine if "error" not in r]
+        if model == "sktlag":
+            epochs = _join(f"{r['epochs']} (depth {r['depth']})" for r in ok)
+        elif model == "nh-best":
+            epochs = _join(f"{r['epoch_used']} of {r['epochs']}" for r in ok)
+        else:
+            epochs = _join(r["epochs"] for r in ok)
+        table.append({
+            "model": model,
+            "test NSE (median)": C.median([r["test_nse"] for r in mine]),
+            "NSE min to max": C.spread([r["test_nse"] for r in mine]),
+            "test KGE (median)": C.median([r["test_kge"] for r in mine]),
+            "KGE min to max": C.spread([r["test_kge"] for r in mine]),
+            "valid NSE (median)": C.median([r["valid_nse"] for r in ok]),
+            "fit s (median)": C.median([r["fit_seconds"] for r in ok]),
+            "epochs": epochs,
+            "failed runs": len(mine) - len(ok),
+        })
+    return table
+
+
+def overview(runs: list[dict[str, Any]], basins: list[str]) -> list[dict[str, Any]]:
+    """One line per basin: NH (best epoch) against sktlag."""
+    def med(basin, model, key):
+        return C.median([r.get(key, float("nan")) for r in runs
+                         if r["basin"] == basin and r["model"] == model])
+
+    rows = []
+    for basin in basins:
+        nh, sk = med(basin, "nh-best", "test_nse"), med(basin, "sktlag", "test_nse")
+        nh_s, sk_s = med(basin, "nh-best", "fit_seconds"), med(basin, "sktlag", "fit_seconds")
+        rows.append({
+            "basin": basin,
+            "NH test NSE": nh, "sktlag test NSE": sk, "sktlag - NH": sk - nh,
+            "NH test KGE": med(basin, "nh-best", "test_kge"),
+            "sktlag test KGE": med(basin, "sktlag", "test_kge"),
+            "NH fit s": nh_s, "sktlag fit s": sk_s,
+        })
+    return rows
+
+
+# ---------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = C.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the research demo table (DemoData.xlsx): adds basin 'yuliang'")
+    parser.add_argument("--basins", nargs="+", default=None,
+                        choices=[*LAHN_BASINS, DEMO_BASIN],
+                        help="basins to run (default: the four Lahn gauges, plus 'yuliang' "
+                             "with --data; with --quick: kalkofen)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="working folder for NH's data, configurations and runs "
+                             "(default: a temporary folder, removed at the end)")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device of both models: cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="worker processes, one job (model, basin, seed) each; every "
+                             "worker uses --threads torch threads (default 1)")
+    parser.add_argument("--skip-nh", action="store_true", help="run sktlag only")
+    parser.add_argument("--skip-sktlag", action="store_true", help="run NH only")
+    parser.add_argument("--nh-epochs", type=int, default=None,
+                        help=f"NH training epochs (default {NH_EPOCHS}, {NH_QUICK_EPOCHS} "
+                             "with --quick)")
+    parser.add_argument("--nh-seq-length", type=int, default=NH_SEQ_LENGTH,
+                        help=f"NH input sequence length in days (default {NH_SEQ_LENGTH})")
+    parser.add_argument("--nh-hidden", type=int, default=NH_HIDDEN,
+                        help=f"NH LSTM hidden size (default {NH_HIDDEN})")
+    parser.add_argument("--nh-verbose", action="store_true",
+                        help="keep NH's log lines and progress bars")
+    parser.add_argument("--sktlag-preset", default=None,
+                        help="a name of sktlag.estimator.PRESETS, or 'defaults' for the "
+                             f"estimator's defaults (default 'defaults', "
+                             f"'{SKTLAG_QUICK_PRESET}' with --quick)")
+    parser.add_argument("--sktlag-params", type=json.loads, default={},
+                        help='JSON object of TLAGRegressor parameters that override the '
+                             'preset, e.g. \'{"max_epochs": 200}\'')
+    for key, default in LAHN_SPLIT.items():
+        parser.add_argument(f"--{key.replace('_', '-')}", default=None,
+                            help=f"Lahn split: {key.replace('_', ' ')} (default {default}; "
+                                 f"{QUICK_SPLIT[key]} with --quick)")
+    args = parser.parse_args(argv)
+    if args.skip_nh and args.skip_sktlag:
+        parser.error("--skip-nh and --skip-sktlag together leave nothing to run")
+    if not isinstance(args.sktlag_params, dict):
+        parser.error("--sktlag-params must be a JSON object")
+    if args.parallel < 1:
+        parser.error("--parallel must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    C.set_threads(args.threads)
+    seeds = C.seeds_from(args)
+    defaults = QUICK_SPLIT if args.quick else LAHN_SPLIT
+    split = _split(*(getattr(args, key) or defaults[key] for key in LAHN_SPLIT))
+    names = args.basins or (["kalkofen"] if args.quick else
+                            [*LAHN_BASINS, *([DEMO_BASIN] if args.data else [])])
+    if DEMO_BASIN in names and args.data is None:
+        raise SystemExit("basin 'yuliang' needs --data path/to/DemoData.xlsx")
+    basins = lahn_basins([n for n in names if n in LAHN_BASINS], split)
+    if DEMO_BASIN in names:
+        basins.append(demo_basin(args.data))
+
+    preset = args.sktlag_preset or (SKTLAG_QUICK_PRESET if args.quick else "defaults")
+    work = args.work if args.work is not None else Path(tempfile.mkdtemp(prefix="vs_nh_"))
+    work.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "device": args.device,
+        "threads": args.threads,
+        "work": str(work),
+        "nh_epochs": args.nh_epochs or (NH_QUICK_EPOCHS if args.quick else NH_EPOCHS),
+        "nh_seq_length": args.nh_seq_length,
+        "nh_hidden": args.nh_hidden,
+        "nh_verbose": args.nh_verbose,
+        "sktlag_preset": preset,
+        "sktlag_params": sktlag_params(preset, args.sktlag_params),
+    }
+
+    machine = C.machine_info(args.threads)
+    if not args.skip_nh:
+        from importlib.metadata import version
+
+        # Fails here, before any run, when NH is not installed.
+        machine["versions"]["neuralhydrology"] = version("neuralhydrology")
+        machine["versions"]["xarray"] = version("xarray")
+    if args.device.startswith("cuda"):
+        import torch
+
+        machine["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
+        machine["platform"] += f"; GPU {machine['gpu']}"
+
+    kinds = [k for k, skip in (("nh", args.skip_nh), ("sktlag", args.skip_sktlag)) if not skip]
+    jobs = [{"kind": kind, "basin": basin, "seed": seed, "settings": settings}
+            for basin in basins for seed in seeds for kind in kinds]
+    start = time.perf_counter()
+    try:
+        runs = run_jobs(jobs, args.parallel, args.threads, args.device)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    seconds = time.perf_counter() - start
+
+    shorts = [b["short"] for b in basins]
+    setup = [f"Seeds {seeds}; device {args.device}; {args.parallel} worker process(es), "
+             f"{args.threads} torch thread(s) each."]
+    if not args.skip_nh:
+        setup.append(
+            f"NH: cudalstm, hidden {settings['nh_hidden']}, sequences of "
+            f"{settings['nh_seq_length']} days, NSE loss, {settings['nh_epochs']} epochs; "
+            "nh-best uses the epoch with the best validation NSE, nh-last the last epoch; "
+            "fit s is start_run (training, with validation after every epoch)."
+        )
+    if not args.skip_sktlag:
+        setup.append(
+            f"sktlag: StandardScaler + TLAGRegressor, preset '{preset}', parameters "
+            f"{json.dumps(settings['sktlag_params'])}; it keeps its best validation "
+            "state; fit s is the pipeline's fit (with validation after every epoch)."
+        )
+    setup.append("Scores with sktlag.metrics on the same test days.")
+    sections = [("Setup", " ".join(setup))]
+    if len(basins) > 1 and not (args.skip_nh or args.skip_sktlag):
+        sections.append(("Overview (medians over seeds)",
+                         C.markdown_table(overview(runs, shorts))))
+    for basin in basins:
+        s = basin["split"]
+        n_test = int(basin["frame"][basin["target"]].loc[s["test_start"]:s["test_end"]]
+                     .notna().sum())
+        text = (
+            f"{basin['basin']}: target {basin['target']}; {basin['note']}. Training "
+            f"{s['train_start'].date()} to {s['train_end'].date()}, validation "
+            f"{s['valid_start'].date()} to {s['valid_end'].date()}, test "
+            f"{s['test_start'].date()} to {s['test_end'].date()} ({n_test} test days "
+            "with an observation).\n\n" + C.markdown_table(basin_table(runs, basin["short"]))
+        )
+        sections.append((f"Basin {basin['short']}", text))
+    failures = [r for r in runs if "error" in r]
+    if failures:
+        sections.append(("Failed runs", "\n".join(
+            f"- {r['basin']} seed {r['seed']} {r['model']}: "
+            f"{r['error'].strip().splitlines()[-1]}" for r in failures)))
+
+    recorded = {k: v for k, v in settings.items() if k != "work"}
+    recorded.update(
+        seeds=seeds, parallel=args.parallel, quick=args.quick, basins=shorts,
+        skip_nh=args.skip_nh, skip_sktlag=args.skip_sktlag,
+        splits={b["short"]: {k: str(v.date()) for k, v in b["split"].items()} for b in basins},
+        nh_config=None if args.skip_nh else {
+            k: v for k, v in nh_config(basins[0], seeds[0], {"data_dir": Path(),
+                                                             "basin_file": Path()},
+                                       Path(), settings).items()
+            if not k.endswith(("_dir", "_file", "_date")) and k not in
+            ("experiment_name", "seed", "dynamic_inputs", "target_variables")
+        },
+    )
+    C.write_results(args.out, NAME, "NeuralHydrology against sktlag", sections,
+                    {"runs": runs}, recorded, machine, seconds)
+    if failures:
+        raise SystemExit(f"{len(failures)} run(s) failed; see 'Failed runs' above")
+
+
+if __name__ == "__main__":
+    main()

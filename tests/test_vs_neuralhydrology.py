@@ -1,0 +1,70 @@
+"""The NeuralHydrology comparison's own logic; runs without NeuralHydrology installed."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import vs_neuralhydrology as V  # noqa: E402
+
+from sktlag.windows import chronological_split, window_ends  # noqa: E402
+
+
+@pytest.mark.parametrize("dates", [V.LAHN_SPLIT, V.QUICK_SPLIT])
+@pytest.mark.parametrize("lookback", [1, 7, 60, 365])
+def test_internal_validation_is_exactly_the_validation_period(lookback, dates):
+    # The comparison is only fair if sktlag validates (and so picks its best state) on
+    # the very days NeuralHydrology validates on.
+    split = V._split(*dates.values())
+    basin = V.lahn_basins(["leun"], split)[0]
+    rows = V.fit_rows(basin, lookback)
+    fraction = V.validation_fraction(rows, basin["target"], lookback, split["valid_start"])
+    train, valid = chronological_split(window_ends(len(rows), lookback), fraction, lookback)
+    assert rows.index[valid[0]] == split["valid_start"]
+    assert rows.index[valid[-1]] == split["valid_end"] == rows.index[-1]
+    # Training targets start on the training start where the series has the history
+    # for it (quick split), else as soon as a full window fits (the series' first day).
+    first_full = basin["frame"].index[lookback - 1]
+    assert rows.index[train[0]] == max(split["train_start"], first_full)
+    assert rows.index[train[-1]] < split["valid_start"]
+
+
+def test_lahn_basins_never_use_discharge_as_input():
+    split = V._split(*V.LAHN_SPLIT.values())
+    for basin in V.lahn_basins(list(V.LAHN_BASINS), split):
+        assert not any(name.startswith("q_") for name in basin["inputs"])
+        assert list(basin["frame"].columns) == basin["inputs"] + [basin["target"]]
+
+
+def test_nh_config_is_the_reference_setup(tmp_path):
+    split = V._split(*V.LAHN_SPLIT.values())
+    basin = V.lahn_basins(["kalkofen"], split)[0]
+    settings = {"device": "cuda", "nh_hidden": 64, "nh_epochs": 100, "nh_seq_length": 365,
+                "nh_verbose": False}
+    config = V.nh_config(basin, 0, {"data_dir": tmp_path, "basin_file": tmp_path / "b.txt"},
+                         tmp_path, settings)
+    assert config["device"] == "cuda:0"
+    assert config["train_end_date"] == "11/10/2009"
+    assert config["validation_end_date"] == "07/10/2014"
+    assert config["test_start_date"] == "08/10/2014"
+    assert config["learning_rate"] == {0: 1e-3, 20: 5e-4}
+    assert config["target_variables"] == ["q_kalkofen"]
+
+
+def test_quick_run_without_neuralhydrology_writes_results(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "vs_neuralhydrology.py"), "--quick",
+         "--skip-nh", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    payload = json.loads((tmp_path / "vs_neuralhydrology.json").read_text())
+    (run,) = payload["results"]["runs"]
+    assert run["model"] == "sktlag" and run["n_test_days"] == 366
+    assert -1 < run["test_nse"] <= 1
+    assert "| sktlag |" in (tmp_path / "vs_neuralhydrology.md").read_text()
