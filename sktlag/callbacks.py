@@ -39,6 +39,7 @@ __all__ = [
     "LearningRateSchedule",
     "NonFiniteGuard",
     "PlateauDetector",
+    "STOP_RULES",
     "TopologicalGrowth",
     "ValidationNSE",
     "nse_per_output",
@@ -114,20 +115,21 @@ def validation_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 class LearningRateSchedule(Callback):
     """Set the optimizer's learning rate at the start of every epoch from a schedule.
 
-    The rate is looked up afresh each epoch, so it also holds for an optimizer that
-    growth re-created in between.
+    The rate is set afresh each epoch, so it also holds for an optimizer that growth
+    re-created or extended in between.
 
     Parameters
     ----------
     lr : float
-        Rate before the first scheduled epoch.
-    schedule : dict of int to float
-        ``{epoch: rate}``: the rate from that epoch (of this training run, from 1) on.
+        Base learning rate.
+    factors : dict of int to float
+        ``{epoch: factor}``: the rate is ``factor * lr`` from that epoch (of this
+        training run, counted from 1) on, and ``lr`` before the first one.
     """
 
-    def __init__(self, lr: float, schedule: dict[int, float]):
+    def __init__(self, lr: float, factors: dict[int, float]):
         self.lr = lr
-        self.schedule = schedule
+        self.factors = factors
 
     def initialize(self):
         self.epochs_ = 0
@@ -135,8 +137,8 @@ class LearningRateSchedule(Callback):
 
     def rate_at(self, epoch: int) -> float:
         """The learning rate of epoch ``epoch`` (counted from 1)."""
-        started = [e for e in self.schedule if e <= epoch]
-        return float(self.schedule[max(started)]) if started else float(self.lr)
+        started = [e for e in self.factors if e <= epoch]
+        return float(self.lr) * (float(self.factors[max(started)]) if started else 1.0)
 
     def on_epoch_begin(self, net, **kwargs):
         self.epochs_ += 1
@@ -196,6 +198,12 @@ class ArchitectureCheckpoint(Callback):
     score (e.g. an interrupt during the first epoch, or a loss that was NaN from the
     start).
 
+    Which architecture wins is decided by ``selection``: ``"moving_average"`` compares
+    architectures by the best moving average of their validation score (``ma_key``,
+    recorded by :class:`PlateauDetector`) when each one ends, so a single lucky epoch
+    cannot make an architecture the fitted one; the winner's weights are its best
+    single epoch. ``"epoch"`` takes the best single epoch of the whole run.
+
     Parameters
     ----------
     monitor : str, default="valid_score"
@@ -204,17 +212,31 @@ class ArchitectureCheckpoint(Callback):
         Score of the state training starts from, when it is known (a warm start): that
         state then competes for the run's best, so continued training never ends worse
         on the validation windows than it began.
+    selection : {"moving_average", "epoch"}, default="moving_average"
+        How the best architecture of the run is chosen (see above).
+    ma_key : str, default="valid_nse_ma"
+        History key of the moving average.
     """
 
-    def __init__(self, monitor: str = "valid_score", initial_score: float | None = None):
+    def __init__(
+        self,
+        monitor: str = "valid_score",
+        initial_score: float | None = None,
+        selection: str = "moving_average",
+        ma_key: str = "valid_nse_ma",
+    ):
         self.monitor = monitor
         self.initial_score = initial_score
+        self.selection = selection
+        self.ma_key = ma_key
 
     def initialize(self):
         self.best_score_ = -np.inf
         self.best_spec_ = None
         self.best_state_ = None
         self.best_epoch_ = None
+        # Moving-average score of the run's best architecture (-inf before one ended).
+        self.best_arch_score_ = -np.inf
         self.start_spec_ = None
         self.start_state_ = None
         self.reset_architecture()
@@ -228,7 +250,36 @@ class ArchitectureCheckpoint(Callback):
         self.arch_best_score_ = -np.inf
         self.arch_best_state_ = None
         self.arch_best_epoch_ = None
+        self.arch_first_epoch_ = None
         self.arch_start_state_ = None if net is None else _finite_state(net.module_)
+
+    def architecture_score(self, net) -> float:
+        """Best moving-average score of the current architecture so far (-inf if none)."""
+        if self.arch_first_epoch_ is None:
+            return -np.inf
+        values = [
+            row.get(self.ma_key, -np.inf) for row in net.history
+            if row["epoch"] >= self.arch_first_epoch_
+        ]
+        finite = [v for v in values if v is not None and np.isfinite(v)]
+        return float(max(finite)) if finite else -np.inf
+
+    def close_architecture(self, net) -> float:
+        """Let the current architecture compete for the run's best; its score.
+
+        Called when an architecture ends (before a growth decision, and when training
+        ends); calling it twice for the same architecture changes nothing.
+        """
+        score = self.architecture_score(net)
+        if score > self.best_arch_score_:
+            self.best_arch_score_ = score
+            if self.selection == "moving_average" and self.arch_best_state_ is not None:
+                self.best_score_ = self.arch_best_score_
+                self.best_spec_ = net.module_.get_spec()
+                self.best_state_ = self.arch_best_state_
+                self.best_epoch_ = self.arch_best_epoch_
+                _flag_epoch(net.history, self.best_epoch_, "valid_nse_best")
+        return score
 
     def on_train_begin(self, net, **kwargs):
         module = net.module_
@@ -239,6 +290,7 @@ class ArchitectureCheckpoint(Callback):
         if self.start_state_ is not None and score is not None and np.isfinite(score):
             epoch = net.history[-1]["epoch"] if len(net.history) else None
             self.best_score_ = self.arch_best_score_ = float(score)
+            self.best_arch_score_ = float(score)
             self.best_spec_ = self.start_spec_
             self.best_state_ = self.arch_best_state_ = self.start_state_
             self.best_epoch_ = self.arch_best_epoch_ = epoch
@@ -246,6 +298,8 @@ class ArchitectureCheckpoint(Callback):
     def on_epoch_end(self, net, **kwargs):
         module = net.module_
         net.history.record("n_layers", module.num_layers)
+        if self.arch_first_epoch_ is None:
+            self.arch_first_epoch_ = net.history[-1]["epoch"]
         score = net.history[-1].get(self.monitor, -np.inf)
         if not (np.isfinite(score) and score > self.arch_best_score_):
             return
@@ -256,7 +310,7 @@ class ArchitectureCheckpoint(Callback):
         self.arch_best_score_ = score
         self.arch_best_state_ = state
         self.arch_best_epoch_ = epoch
-        if score > self.best_score_:
+        if self.selection == "epoch" and score > self.best_score_:
             self.best_score_ = score
             self.best_spec_ = module.get_spec()
             self.best_state_ = state
@@ -296,9 +350,18 @@ class ArchitectureCheckpoint(Callback):
     def on_train_end(self, net, **kwargs):
         # Also after an interrupt: whatever the module holds now (a half-trained epoch,
         # weights of an interrupted decision), the kept state completed an epoch.
+        self.close_architecture(net)
         self.restore_run_best(net)
         # The starting states only serve as fallbacks while training runs.
         self.start_state_ = self.arch_start_state_ = None
+
+
+def _flag_epoch(history, epoch, key: str) -> None:
+    """Set ``key`` True in the history row of ``epoch`` (a row already written)."""
+    for row in reversed(history):
+        if row["epoch"] == epoch:
+            row[key] = True
+            return
 
 
 class NonFiniteGuard(Callback):
@@ -403,14 +466,24 @@ class TopologicalGrowth(Callback):
         Reset for the new architecture after an insertion.
     grow_kwargs : dict
         Passed to :func:`sktlag.growth.grow` (threshold, max_layers, eigensolver ...).
+    min_improvement : float, default=0.0
+        A grown architecture must raise the best moving-average validation score of the
+        run by more than this, or growth ends (the ``"validation"`` rule) without
+        computing derivatives.
+    keep_optimizer : bool, default=True
+        After an insertion, keep the optimizer (Adam's moment estimates of the existing
+        parameters) and add the new layer's parameters as a parameter group; False
+        re-creates the optimizer from scratch.
 
     Attributes
     ----------
     decisions_ : list of dict
-        One entry per growth decision: epoch, depth before, the decision's fields.
+        One entry per growth decision: epoch, depth before, the decision's fields,
+        ``architecture_score`` (best moving-average validation score of the
+        architecture that just ended) and ``rule``: ``"inserted"``, or the rule that
+        ended growth (one of :data:`STOP_RULES`).
     stopped_ : bool
-        Whether growth ended (no derivative above the threshold, depth limit, or a
-        decision that could not be computed) and training was stopped.
+        Whether growth ended (a rule of :data:`STOP_RULES`) and training was stopped.
 
     Notes
     -----
@@ -429,6 +502,8 @@ class TopologicalGrowth(Callback):
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         grow_kwargs: dict,
         sink: Callable[[str], None] | None = None,
+        min_improvement: float = 0.0,
+        keep_optimizer: bool = True,
     ):
         self.sample = sample
         self.checkpoint = checkpoint
@@ -436,6 +511,8 @@ class TopologicalGrowth(Callback):
         self.loss_fn = loss_fn
         self.grow_kwargs = grow_kwargs
         self.sink = sink
+        self.min_improvement = min_improvement
+        self.keep_optimizer = keep_optimizer
 
     def initialize(self):
         self.decisions_ = []
@@ -446,24 +523,34 @@ class TopologicalGrowth(Callback):
         if not net.history[-1].get("plateau", False):
             return
         self.checkpoint.restore_architecture_best(net)
-        X, y = self.sample()
+        best_before = self.checkpoint.best_arch_score_
+        score = self.checkpoint.close_architecture(net)
         depth = net.module_.num_layers
-        try:
-            decision = grow(net.module_, X, y, self.loss_fn, **self.grow_kwargs)
-        except (RuntimeError, ValueError, FloatingPointError) as exc:
-            warnings.warn(f"growth decision skipped: {exc}", RuntimeWarning, stacklevel=2)
+        grown = bool(self.decisions_) and self.decisions_[-1]["rule"] == "inserted"
+        if grown and not score > best_before + self.min_improvement:
             decision = GrowthDecision(
                 derivatives=[], position=None, inserted=False,
-                reason=f"not computable ({type(exc).__name__}: {exc})",
+                reason=(
+                    f"validation: {depth} layers reached {score:.4f}, not more than "
+                    f"{self.min_improvement:g} above the best {best_before:.4f}"
+                ),
             )
-        entry = {"epoch": net.history[-1]["epoch"], "n_layers_before": depth}
+        else:
+            decision = self._decide(net)
+        entry = {"epoch": net.history[-1]["epoch"], "n_layers_before": depth,
+                 "architecture_score": score}
         entry.update(decision.as_dict())
+        entry["rule"] = _rule(decision)
         self.decisions_.append(entry)
         if decision.inserted:
             net.history.record("layer_added", decision.position)
             self.checkpoint.reset_architecture(net)
             self.plateau.reset_architecture()
-            net.initialize_optimizer()
+            if self.keep_optimizer:
+                layer = net.module_.layers[decision.position]
+                net.optimizer_.add_param_group({"params": list(layer.parameters())})
+            else:
+                net.initialize_optimizer()
             if self.sink is not None:
                 self.sink(_describe(entry))
             return
@@ -471,6 +558,17 @@ class TopologicalGrowth(Callback):
         net.history.record("growth_stopped", decision.reason)
         if self.sink is not None:
             self.sink(_describe(entry))
+
+    def _decide(self, net) -> GrowthDecision:
+        X, y = self.sample()
+        try:
+            return grow(net.module_, X, y, self.loss_fn, **self.grow_kwargs)
+        except (RuntimeError, ValueError, FloatingPointError) as exc:
+            warnings.warn(f"growth decision skipped: {exc}", RuntimeWarning, stacklevel=3)
+            return GrowthDecision(
+                derivatives=[], position=None, inserted=False,
+                reason=f"not computable ({type(exc).__name__}: {exc})",
+            )
 
     def on_epoch_begin(self, net, **kwargs):
         # The stop is raised at the start of the next epoch, not at the end of the one
@@ -480,6 +578,22 @@ class TopologicalGrowth(Callback):
         if self.stopped_:
             del net.history[-1]  # the epoch that will not run
             raise GrowthStopped(self.decisions_[-1]["reason"])
+
+
+#: The rules that can end growth: the grown architecture did not improve validation
+#: by ``min_improvement``; no derivative exceeded the threshold; the depth limit; a
+#: decision whose numbers were not finite.
+STOP_RULES = ("validation", "threshold", "max_layers", "not_computable")
+
+
+def _rule(decision: GrowthDecision) -> str:
+    if decision.inserted:
+        return "inserted"
+    for rule, prefix in [("validation", "validation"), ("max_layers", "max_layers"),
+                         ("not_computable", "not computable")]:
+        if decision.reason.startswith(prefix):
+            return rule
+    return "threshold"
 
 
 def _describe(entry: dict) -> str:

@@ -49,21 +49,49 @@ __all__ = ["PRESETS", "TLAGRegressor"]
 # History keys that would only clutter the epoch table.
 _QUIET_HISTORY_KEYS = ["valid_nse_best", "plateau", "growth_stopped", "layer_added"]
 
-#: Named hyperparameter sets. ``"research"`` is the original research code's setting
-#: (heavier: expect hours on a laptop CPU); ``"fast"`` is for smoke tests and examples.
+#: Named hyperparameter sets (documented with their measured accuracy and time in
+#: ``docs/benchmarks.md``).
+#:
+#: ``"hydrology"``: the training recipe of the field's reference LSTM
+#: (NeuralHydrology's ``cudalstm`` setup: hidden 64, forget-gate bias 3, dropout 0.4
+#: before the head, gradient norm clipped at 1, batch 256, 100 epochs, learning rate
+#: halved at epoch 20) with a 180-day lookback, which measured as accurate as 365 days
+#: at half the cost; one layer, no growth, every epoch trained, best validation epoch
+#: kept. ``"research"``: the research code's ``main()`` (hours on a laptop CPU); its
+#: derivative is a different quantity, so only its rule is kept: the raw derivative
+#: against its threshold 0.01, no validation rule, the best single epoch.
+#: ``"fast"``: tiny, for smoke tests and examples.
 PRESETS: dict[str, dict] = {
+    "hydrology": {
+        "hidden_size": 64,
+        "lookback": 180,
+        "max_layers": 1,
+        "max_epochs": 100,
+        "max_epochs_per_layer": 100,
+        "patience": 100,
+    },
     "research": {
         "hidden_size": 128,
         "initial_num_layers": 3,
         "max_layers": 10,
         "dropout": 0.2,
+        "output_dropout": 0.0,
+        "initial_forget_bias": 0.0,
+        "clip_gradient_norm": None,
+        "lr_schedule": None,
         "lr": 1e-4,
+        "batch_size": 128,
         "patience": 150,
-        "moving_avg_window": 10,
-        "max_epochs_per_layer": 500,
-        "max_epochs": 5000,
+        "moving_avg_window": 5,
+        "max_epochs_per_layer": 10000,
+        "max_epochs": 100000,
         "lookback": 30,
-        "batch_size": 64,
+        "topo_derivative_threshold": 0.01,
+        "derivative_criterion": "raw",
+        "min_improvement": -math.inf,
+        "select_by": "epoch",
+        "growth_optimizer": "fresh",
+        "num_power_iterations": 10,
     },
     "fast": {
         "hidden_size": 8,
@@ -73,6 +101,7 @@ PRESETS: dict[str, dict] = {
         "patience": 2,
         "moving_avg_window": 2,
         "lookback": 7,
+        "batch_size": 128,
         "derivative_samples": 64,
         "num_power_iterations": 20,
     },
@@ -192,11 +221,11 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         ``t - lookback + 1 .. t``.
     lr : float, default=2e-3
         Adam learning rate (``learning_rate`` in the research code).
-    lr_schedule : dict of int to float, default=None
-        Learning rate from a given epoch on, e.g. ``{20: 5e-4}``: ``lr`` until epoch 19,
-        5e-4 from epoch 20 (epochs of this ``fit``, counted from 1, over all
-        architectures).
-    clip_gradient_norm : float or None, default=None
+    lr_schedule : dict of int to float, sequence of (int, float) or None, default=((20, 0.5),)
+        Factors of ``lr`` from given epochs on: the default trains at ``lr`` until
+        epoch 19 and at ``0.5 * lr`` from epoch 20 (epochs of this ``fit``, counted from
+        1, over all architectures). None: ``lr`` throughout.
+    clip_gradient_norm : float or None, default=1.0
         Largest norm of the gradient of all parameters together; larger gradients are
         scaled down to it before the optimizer step. None: no clipping.
     batch_size : int, default=128
@@ -212,7 +241,24 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         Epochs in the moving average of the validation NSE.
     topo_derivative_threshold : float, default=1e-3
         A layer is inserted only where the topological derivative exceeds this value;
-        ``inf`` disables growth (a fixed-depth LSTM).
+        ``inf`` disables growth (a fixed-depth LSTM). With
+        ``derivative_criterion="relative"`` the derivative is ``d / (2 L)``: the
+        relative decrease of the sample loss ``L`` that a new layer promises per unit of
+        its parameters' squared norm (second order, along its best direction), the same
+        on any basin and target scaling.
+    derivative_criterion : {"relative", "raw"}, default="relative"
+        ``"raw"`` compares the Hessian eigenvalue ``d`` itself with the threshold (its
+        size follows the loss, so the target's scaling changes it).
+    min_improvement : float, default=0.0
+        Growth also ends when a grown architecture does not raise the run's best
+        moving-average validation NSE by more than this (the ``"validation"`` rule).
+    select_by : {"moving_average", "epoch"}, default="moving_average"
+        How the fitted architecture is chosen among those tried: by the best moving
+        average of its validation NSE (robust to a single lucky epoch), or by the best
+        single epoch. Either way its weights are its best single epoch.
+    growth_optimizer : {"keep", "fresh"}, default="keep"
+        After an insertion, ``"keep"`` continues with the same Adam state for the
+        existing parameters and adds the new layer's; ``"fresh"`` re-creates Adam.
     num_power_iterations : int, default=40
         Budget of Hessian-vector products per candidate position for the eigen-solver.
     eigensolver : {"lanczos", "power"}, default="lanczos"
@@ -230,7 +276,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         Where and how a layer is inserted once growth is decided. ``"topological"`` is
         TLAG; ``"random"`` (random position, random direction, same backtracking) and
         ``"append_zero"`` (zero layer on top) are ablations for comparisons.
-    derivative_samples : int, default=256
+    derivative_samples : int, default=128
         Training windows (a fixed random sample) the derivatives are computed on.
     validation_fraction : float, default=0.2
         The last fraction of the training windows validates (chronological split, with
@@ -292,6 +338,14 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         Per-epoch records of the completed epochs (``train_loss``, ``valid_loss``,
         ``valid_nse``, ``valid_score``, ``valid_nse_ma``, ``n_layers``,
         ``layer_added``, ``growth_stopped``, ``non_finite`` ...).
+    best_epoch_ : int or None
+        Epoch whose weights the fitted network holds (None if no epoch validated).
+    best_score_ : float
+        Validation score of that epoch (the validation NSE wherever it is defined).
+    growth_stop_rule_ : str
+        What ended training: a rule that ended growth (``"validation"``,
+        ``"threshold"``, ``"max_layers"``, ``"not_computable"``), ``"max_epochs"`` (the
+        epoch budget ran out first) or ``"interrupted"``.
     interrupted_ : bool
         True when the last ``fit`` was ended by a ``KeyboardInterrupt`` (Ctrl-C) rather
         than by the growth rule or ``max_epochs``. The estimator is still fitted and
@@ -352,7 +406,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         "output_dropout": [Interval(Real, 0, 1, closed="left")],
         "initial_forget_bias": [Interval(Real, None, None, closed="both")],
         "lr": [Interval(Real, 0, None, closed="neither")],
-        "lr_schedule": [dict, None],
+        "lr_schedule": [dict, tuple, list, None],
         "clip_gradient_norm": [Interval(Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -360,6 +414,10 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         "patience": [Interval(Integral, 1, None, closed="left")],
         "moving_avg_window": [Interval(Integral, 1, None, closed="left")],
         "topo_derivative_threshold": [Interval(Real, None, None, closed="both")],
+        "derivative_criterion": [StrOptions({"relative", "raw"})],
+        "min_improvement": [Interval(Real, None, None, closed="both")],
+        "select_by": [StrOptions({"moving_average", "epoch"})],
+        "growth_optimizer": [StrOptions({"keep", "fresh"})],
         "num_power_iterations": [Interval(Integral, 2, None, closed="left")],
         "eigensolver": [StrOptions({"lanczos", "power"})],
         "init_scale": [Interval(Real, 0, None, closed="neither")],
@@ -379,33 +437,37 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
 
     def __init__(
         self,
-        hidden_size=32,
+        hidden_size=64,
         initial_num_layers=1,
         max_layers=4,
         dropout=0.0,
-        output_dropout=0.0,
-        initial_forget_bias=0.0,
-        lookback=60,
-        lr=2e-3,
-        lr_schedule=None,
-        clip_gradient_norm=None,
-        batch_size=128,
-        max_epochs=120,
-        max_epochs_per_layer=40,
+        output_dropout=0.4,
+        initial_forget_bias=3.0,
+        lookback=180,
+        lr=1e-3,
+        lr_schedule=((20, 0.5),),
+        clip_gradient_norm=1.0,
+        batch_size=256,
+        max_epochs=60,
+        max_epochs_per_layer=30,
         patience=8,
         moving_avg_window=5,
         topo_derivative_threshold=1e-3,
+        derivative_criterion="relative",
+        min_improvement=0.0,
+        select_by="moving_average",
+        growth_optimizer="keep",
         num_power_iterations=40,
         eigensolver="lanczos",
         init_scale=0.1,
         min_init_scale=1e-4,
         backtracking_tolerance=0.0,
         growth_strategy="topological",
-        derivative_samples=256,
+        derivative_samples=128,
         validation_fraction=0.2,
         missing_target="raise",
         warm_start=False,
-        n_threads=1,
+        n_threads=None,
         device="cpu",
         callbacks=None,
         random_state=None,
@@ -427,6 +489,10 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         self.patience = patience
         self.moving_avg_window = moving_avg_window
         self.topo_derivative_threshold = topo_derivative_threshold
+        self.derivative_criterion = derivative_criterion
+        self.min_improvement = min_improvement
+        self.select_by = select_by
+        self.growth_optimizer = growth_optimizer
         self.num_power_iterations = num_power_iterations
         self.eigensolver = eigensolver
         self.init_scale = init_scale
@@ -473,15 +539,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         return y
 
     def _check_hyperparameters(self) -> None:
-        for epoch, rate in (self.lr_schedule or {}).items():
-            if not (isinstance(epoch, Integral) and epoch >= 1):
-                raise ValueError(
-                    f"lr_schedule keys are epochs (integers >= 1), got {epoch!r}"
-                )
-            if not (isinstance(rate, Real) and math.isfinite(rate) and rate > 0):
-                raise ValueError(
-                    f"lr_schedule[{epoch}] must be a positive learning rate, got {rate!r}"
-                )
+        self._lr_factors()
         if self.initial_num_layers > self.max_layers:
             raise ValueError(
                 f"initial_num_layers={self.initial_num_layers} exceeds "
@@ -500,6 +558,26 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
                 f"device={self.device!r} but torch finds no CUDA device here; use "
                 "device='cpu'"
             )
+
+    def _lr_factors(self) -> dict[int, float]:
+        """``lr_schedule`` as ``{epoch: factor}``, checked."""
+        schedule = self.lr_schedule or {}
+        try:
+            pairs = list(schedule.items() if isinstance(schedule, dict) else schedule)
+            pairs = [(epoch, factor) for epoch, factor in pairs]
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"lr_schedule must be a dict or a sequence of (epoch, factor) pairs, got "
+                f"{self.lr_schedule!r}"
+            ) from None
+        for epoch, factor in pairs:
+            if not (isinstance(epoch, Integral) and epoch >= 1):
+                raise ValueError(f"lr_schedule epochs must be integers >= 1, got {epoch!r}")
+            if not (isinstance(factor, Real) and math.isfinite(factor) and factor > 0):
+                raise ValueError(
+                    f"lr_schedule factor of epoch {epoch} must be positive, got {factor!r}"
+                )
+        return {int(epoch): float(factor) for epoch, factor in pairs}
 
     def _minimum_rows(self, groups) -> int:
         n_groups = 1 if groups is None else len(pd.unique(np.asarray(groups)))
@@ -671,7 +749,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         warnings.warn(message, UserWarning, stacklevel=3)
 
     def _callbacks(self, derivative_sample, seed: int, initial_score=None) -> list:
-        checkpoint = ArchitectureCheckpoint(initial_score=initial_score)
+        checkpoint = ArchitectureCheckpoint(initial_score=initial_score, selection=self.select_by)
         plateau = PlateauDetector(
             patience=self.patience,
             moving_avg_window=self.moving_avg_window,
@@ -692,12 +770,16 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
                 "tolerance": self.backtracking_tolerance,
                 "seed": seed,
                 "strategy": self.growth_strategy,
+                "criterion": self.derivative_criterion,
             },
             sink=print if self.verbose else None,
+            min_improvement=self.min_improvement,
+            keep_optimizer=self.growth_optimizer == "keep",
         )
         recipe = []
-        if self.lr_schedule:
-            recipe.append(("lr_schedule", LearningRateSchedule(self.lr, self.lr_schedule)))
+        factors = self._lr_factors()
+        if factors:
+            recipe.append(("lr_schedule", LearningRateSchedule(self.lr, factors)))
         if self.clip_gradient_norm is not None:
             recipe.append(
                 ("clip_gradient", GradientNormClipping(gradient_clip_value=self.clip_gradient_norm))
@@ -809,14 +891,26 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
             if not architectures or architectures[-1]["n_layers"] != depth:
                 architectures.append(
                     {"n_layers": depth, "first_epoch": row["epoch"], "last_epoch": row["epoch"],
-                     "best_valid_nse": -np.inf, "best_epoch": None}
+                     "best_valid_nse": -np.inf, "best_epoch": None,
+                     "best_valid_nse_ma": -np.inf}
                 )
             arch = architectures[-1]
             arch["last_epoch"] = row["epoch"]
             nse = row.get("valid_nse", -np.inf)
             if nse > arch["best_valid_nse"]:
                 arch["best_valid_nse"], arch["best_epoch"] = float(nse), row["epoch"]
+            ma = row.get("valid_nse_ma", -np.inf)
+            arch["best_valid_nse_ma"] = max(arch["best_valid_nse_ma"], float(ma))
         self.growth_history_ = architectures
+        checkpoint = dict(self.net_.callbacks_)["checkpoint"]
+        self.best_epoch_ = checkpoint.best_epoch_
+        self.best_score_ = float(checkpoint.best_score_)
+        if self.interrupted_:
+            self.growth_stop_rule_ = "interrupted"
+        elif growth.stopped_:
+            self.growth_stop_rule_ = growth.decisions_[-1]["rule"]
+        else:
+            self.growth_stop_rule_ = "max_epochs"
         rows = []
         for d in growth.decisions_:
             row = {k: v for k, v in d.items() if k not in ("derivatives", "relative_derivatives")}

@@ -1,0 +1,429 @@
+"""Does growth pay? Growing TLAG-LSTM against every fixed depth, on every basin we have.
+
+For each basin and seed this fits (protocol of the design guide, section 6):
+
+- ``growth``: the package defaults (growth from one layer);
+- ``growth-fresh``: the same, but Adam is re-created after each insertion instead of
+  keeping its state for the existing layers;
+- ``fixed-k`` for k = 1 .. ``max_layers``: depth k, growth off, trained to early
+  stopping under the same patience (its epoch cap per architecture is the whole budget);
+- ``random`` and ``append_zero``: the same growth rules, but the layer goes to a random
+  position along a random direction, or a zero layer goes on top (ablations);
+- ``research-rule``: the research code's rule: the raw derivative against its threshold
+  (0.01) and no validation rule, so growth runs while any derivative exceeds it.
+
+Inputs are standardized by a ``StandardScaler`` in a ``Pipeline``; fit on the first 80 %
+of the days (the estimator validates on the last 20 % of those); predict the whole
+series; score NSE on the last 20 % of the days.
+
+Every growing fit also records, for every architecture it tried, the test NSE of that
+architecture's best validation state. With that, ``--replay`` evaluates other values of
+the stop rules (derivative threshold, validation margin) and of the model selection
+exactly, without refitting: a rule that stops earlier follows the same path up to the
+stop. Jobs run in ``--jobs`` processes; each finished job is appended to
+``growth_jobs.jsonl`` at once, so an interrupted run keeps what it finished.
+
+Usage::
+
+    python benchmarks/growth_pays.py --data path/to/DemoData.xlsx --vistula path/to/modelskill.whl \\
+        --seeds 3 --jobs 12 --device cuda
+    python benchmarks/growth_pays.py --replay OUT/growth_jobs.jsonl
+    python benchmarks/growth_pays.py --quick
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import _basins
+import _common as C
+import numpy as np
+from skorch.callbacks import Callback
+
+#: The research code's derivative threshold (on its own, raw, derivative).
+RESEARCH_THRESHOLD = 0.01
+
+QUICK: dict[str, Any] = {
+    "hidden_size": 8, "lookback": 20, "max_epochs": 12, "max_epochs_per_layer": 4,
+    "patience": 2, "moving_avg_window": 2, "derivative_samples": 32,
+    "num_power_iterations": 10, "max_layers": 3,
+}
+
+
+def variants(max_layers: int) -> dict[str, dict[str, Any]]:
+    """Parameter changes of every compared model, relative to the defaults."""
+    out: dict[str, dict[str, Any]] = {
+        "growth": {},
+        "growth-fresh": {"growth_optimizer": "fresh"},
+    }
+    for k in range(1, max_layers + 1):
+        out[f"fixed-{k}"] = {"initial_num_layers": k, "max_layers": k,
+                             "topo_derivative_threshold": math.inf, "fixed": True}
+    out["random"] = {"growth_strategy": "random"}
+    out["append_zero"] = {"growth_strategy": "append_zero"}
+    out["research-rule"] = {"topo_derivative_threshold": RESEARCH_THRESHOLD,
+                            "derivative_scale": "raw", "min_improvement": -math.inf}
+    return out
+
+
+class ArchitectureSnapshots(Callback):
+    """Keep the best validation state of every architecture of a growing fit."""
+
+    def initialize(self):
+        self.best_ = {}
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        depth, score = row.get("n_layers"), row.get("valid_score")
+        # At an insertion epoch the module already holds the new layer: skip it.
+        if depth is None or depth != net.module_.num_layers or score is None:
+            return
+        if not math.isfinite(score):
+            return
+        if depth not in self.best_ or score > self.best_[depth]["score"]:
+            self.best_[depth] = {
+                "score": float(score), "epoch": int(row["epoch"]),
+                "spec": net.module_.get_spec(),
+                "state": copy.deepcopy(net.module_.state_dict()),
+            }
+
+
+def _architecture_test_scores(model, snapshots, X, obs, n_fit) -> dict[int, float]:
+    """Test NSE of every architecture's best state (swapped into the fitted net)."""
+    from sktlag.metrics import nse
+    from sktlag.model import GrowingLSTM
+
+    est = model[-1]
+    fitted = est.net_.module_
+    device = next(fitted.parameters()).device
+    keep = ~np.isnan(obs)
+    out = {}
+    try:
+        for depth, snap in snapshots.items():
+            module = GrowingLSTM.from_spec(snap["spec"]).to(device)
+            module.load_state_dict(snap["state"])
+            est.net_.module_ = module
+            pred = np.asarray(model.predict(X)).ravel()[n_fit:]
+            out[depth] = float(nse(obs[keep], pred[keep]))
+    finally:
+        est.net_.module_ = fitted
+    return out
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Fit one model variant on one basin with one seed."""
+    import torch
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sktlag import TLAGRegressor
+    from sktlag.metrics import kge, nse
+
+    torch.set_num_threads(1)
+    basin = _basins.load_basins([job["basin"]], demo_path=job["demo_path"],
+                                vistula_path=job["vistula_path"])[0]
+    X, y = basin.X, basin.y
+    if job["quick"]:
+        X, y = X.iloc[-1500:], y.iloc[-1500:]
+    n_fit = int(len(X) * C.TRAIN_FRACTION)
+    change = dict(variants(job["max_layers"])[job["variant"]])
+    fixed = change.pop("fixed", False)
+    params = dict(QUICK) if job["quick"] else {}
+    params.update(change)
+    if fixed:
+        params["max_epochs_per_layer"] = params.get("max_epochs", TLAGRegressor().max_epochs)
+    snapshots = ArchitectureSnapshots()
+    est = TLAGRegressor(**params, device=job["device"], n_threads=1, random_state=job["seed"],
+                        callbacks=[("snapshots", snapshots)])
+    model = make_pipeline(StandardScaler(), est)
+    start = time.perf_counter()
+    model.fit(X.iloc[:n_fit], y.iloc[:n_fit])
+    fit_seconds = time.perf_counter() - start
+    obs = y.to_numpy(dtype=float)[n_fit:]
+    keep = ~np.isnan(obs)
+    pred = np.asarray(model.predict(X)).ravel()[n_fit:]
+    est = model[-1]
+    arch_test = _architecture_test_scores(model, snapshots.best_, X, obs, n_fit)
+    decisions = []
+    history = est.derivative_history_
+    for row in history.to_dict("records") if len(history) else []:
+        raw = [row[c] for c in sorted(row) if c.startswith("derivative_")
+               and row[c] is not None and not (isinstance(row[c], float) and math.isnan(row[c]))]
+        loss = row.get("loss_before", math.nan)
+        decisions.append({
+            "n_layers_before": int(row["n_layers_before"]),
+            "epoch": int(row["epoch"]),
+            "architecture_score": row.get("architecture_score"),
+            "raw": raw,
+            "relative": [d / (2 * loss) if loss and loss > 0 else math.nan for d in raw],
+            "rule": row.get("rule"),
+            "position": row.get("position"),
+            "seconds": float(row.get("seconds", 0.0) or 0.0),
+        })
+    archs = [
+        {"n_layers": a["n_layers"], "epochs": a["last_epoch"] - a["first_epoch"] + 1,
+         "best_valid": a["best_valid_nse"], "best_valid_ma": a["best_valid_nse_ma"],
+         "test_nse": arch_test.get(a["n_layers"])}
+        for a in est.growth_history_
+    ]
+    return {
+        **{k: job[k] for k in ("basin", "variant", "seed", "device")},
+        "test_nse": float(nse(obs[keep], pred[keep])),
+        "test_kge": float(kge(obs[keep], pred[keep])),
+        "valid_nse": est.best_score_,
+        "n_layers": int(est.n_layers_),
+        "stop_rule": est.growth_stop_rule_,
+        "epochs": len(est.history_),
+        "fit_seconds": fit_seconds,
+        "growth_seconds": sum(d["seconds"] for d in decisions),
+        "decisions": decisions,
+        "architectures": archs,
+    }
+
+
+# ------------------------------------------------------------------------ analysis
+def _by(results, **match):
+    return [r for r in results if all(r[k] == v for k, v in match.items())]
+
+
+def replay(run: dict[str, Any], threshold: float, margin: float, select: str) -> dict[str, Any]:
+    """What a growing run would have returned under other stop rules and selection.
+
+    ``threshold`` applies to the largest relative derivative of a decision, ``margin``
+    to the moving-average validation score of each grown architecture against the best
+    before it, ``select`` ("moving_average" or "epoch") picks the returned architecture.
+    Exact for rules that stop no later than the recorded run.
+    """
+    archs = {a["n_layers"]: a for a in run["architectures"]}
+    visited = [run["architectures"][0]["n_layers"]]
+    best_ma = archs[visited[0]]["best_valid_ma"]
+    stop = "recorded run ended"
+    for decision in run["decisions"]:
+        depth = decision["n_layers_before"]
+        if depth != visited[-1]:
+            break
+        if decision["rule"] not in ("inserted",):
+            stop = decision["rule"]
+            break
+        rel = [v for v in decision["relative"] if v is not None and math.isfinite(v)]
+        if not rel or max(rel) <= threshold:
+            stop = "threshold"
+            break
+        nxt = depth + 1
+        if nxt not in archs:
+            break
+        visited.append(nxt)
+        score = archs[nxt]["best_valid_ma"]
+        if not score > best_ma + margin:
+            stop = "validation"
+            break
+        best_ma = max(best_ma, score)
+    key = "best_valid_ma" if select == "moving_average" else "best_valid"
+    chosen = max(visited, key=lambda d: archs[d][key])
+    epochs = sum(archs[d]["epochs"] for d in visited)
+    return {"n_layers": chosen, "test_nse": archs[chosen]["test_nse"], "stop": stop,
+            "depths_tried": len(visited), "epochs": epochs}
+
+
+def basin_table(results, max_layers: int) -> list[dict[str, Any]]:
+    """Per basin: growth against the validation pick and the best fixed depth."""
+    rows = []
+    for basin in sorted({r["basin"] for r in results}):
+        seeds = sorted({r["seed"] for r in _by(results, basin=basin)})
+        growth, pick, oracle, ratio, share = [], [], [], [], []
+        for seed in seeds:
+            fixed = [r for k in range(1, max_layers + 1)
+                     for r in _by(results, basin=basin, seed=seed, variant=f"fixed-{k}")]
+            runs = _by(results, basin=basin, seed=seed, variant="growth")
+            if not runs or len(fixed) < max_layers:
+                continue
+            run = runs[0]
+            growth.append(run["test_nse"])
+            pick.append(max(fixed, key=lambda r: r["valid_nse"])["test_nse"])
+            oracle.append(max(r["test_nse"] for r in fixed))
+            ratio.append(run["fit_seconds"] / sum(r["fit_seconds"] for r in fixed))
+            share.append(run["growth_seconds"] / run["fit_seconds"])
+        if not growth:
+            continue
+        runs = _by(results, basin=basin, variant="growth")
+        rows.append({
+            "basin": basin, "seeds": len(growth),
+            "growth NSE": C.median(growth), "validation pick NSE": C.median(pick),
+            "best fixed NSE": C.median(oracle),
+            "growth - pick": C.median(growth) - C.median(pick),
+            "growth / grid time": C.median(ratio), "decision share": C.median(share),
+            "depths": " ".join(str(r["n_layers"]) for r in runs),
+            "stopped by": " ".join(r["stop_rule"] for r in runs),
+        })
+    return rows
+
+
+def variant_table(results, names: list[str]) -> list[dict[str, Any]]:
+    """Per variant: median over basins of the per-basin median test NSE."""
+    rows = []
+    for name in names:
+        per_basin = [C.median([r["test_nse"] for r in _by(results, basin=b, variant=name)])
+                     for b in sorted({r["basin"] for r in results})
+                     if _by(results, basin=b, variant=name)]
+        runs = _by(results, variant=name)
+        if not runs:
+            continue
+        rows.append({
+            "variant": name, "basins": len(per_basin), "runs": len(runs),
+            "median test NSE (median basin)": C.median(per_basin),
+            "final depth (median)": C.median([r["n_layers"] for r in runs]),
+            "fit s (median)": C.median([r["fit_seconds"] for r in runs]),
+            "stopped by itself": sum(r["stop_rule"] in ("validation", "threshold")
+                                     for r in runs),
+        })
+    return rows
+
+
+def decision_table(results) -> list[dict[str, Any]]:
+    """How well the derivative predicted the validation gain that followed."""
+    from scipy.stats import spearmanr
+
+    pairs = []
+    for run in _by(results, variant="growth"):
+        archs = {a["n_layers"]: a for a in run["architectures"]}
+        for d in run["decisions"]:
+            nxt = d["n_layers_before"] + 1
+            rel = [v for v in d["relative"] if v is not None and math.isfinite(v)]
+            if d["rule"] == "inserted" and nxt in archs and rel:
+                gain = archs[nxt]["best_valid_ma"] - d["architecture_score"]
+                pairs.append((max(rel), gain, max(d["raw"])))
+    if len(pairs) < 3:
+        return []
+    rel, gain, raw = (np.array(v) for v in zip(*pairs, strict=True))
+    return [{
+        "decisions": len(pairs),
+        "Spearman(relative derivative, gain)": float(spearmanr(rel, gain).statistic),
+        "Spearman(raw derivative, gain)": float(spearmanr(raw, gain).statistic),
+        "relative derivative median": float(np.median(rel)),
+        "relative derivative min to max": f"{rel.min():.3g} to {rel.max():.3g}",
+        "gain > 0": int((gain > 0).sum()),
+        "median gain": float(np.median(gain)),
+    }]
+
+
+def replay_table(results, thresholds, margins) -> list[dict[str, Any]]:
+    """Growth under other thresholds, margins and selections, replayed exactly."""
+    rows = []
+    basins = sorted({r["basin"] for r in results})
+    for select in ("moving_average", "epoch"):
+        for threshold in thresholds:
+            for margin in margins:
+                per_basin, stopped, pick_gap = [], 0, []
+                n = 0
+                for b in basins:
+                    scores = []
+                    for run in _by(results, basin=b, variant="growth"):
+                        out = replay(run, threshold, margin, select)
+                        scores.append(out["test_nse"])
+                        stopped += out["stop"] in ("threshold", "validation")
+                        n += 1
+                    if scores:
+                        per_basin.append(C.median(scores))
+                rows.append({
+                    "selection": select, "threshold": threshold, "margin": margin,
+                    "median basin NSE": C.median(per_basin), "runs stopped by itself": stopped,
+                    "runs": n,
+                })
+    return rows
+
+
+def report(results, args, machine, seconds) -> None:
+    names = list(variants(args.max_layers))
+    overall = variant_table(results, names)
+    basins = basin_table(results, args.max_layers)
+    decisions = decision_table(results)
+    replays = replay_table(results, [0.0, 1e-3, 1e-2, 1e-1], [0.0, 0.005, 0.01])
+    C.write_results(
+        args.out, "growth_pays", "Does growth pay? Growth against every fixed depth",
+        [("Per basin (growth at the defaults)", C.markdown_table(basins)),
+         ("Per variant", C.markdown_table(overall)),
+         ("Derivatives against the validation gain that followed",
+          C.markdown_table(decisions)),
+         ("Replayed stop rules and selection", C.markdown_table(replays))],
+        {"per_basin": basins, "per_variant": overall, "decisions": decisions,
+         "replay": replays, "runs": results},
+        {"seeds": sorted({r["seed"] for r in results}), "max_layers": args.max_layers,
+         "quick": args.quick, "device": args.device, "jobs": args.jobs,
+         "research_threshold": RESEARCH_THRESHOLD},
+        machine, seconds,
+    )
+
+
+def main() -> None:
+    parser = C.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None, help="the Yuliang demo table")
+    parser.add_argument("--vistula", type=Path, default=None,
+                        help="modelskill 1.3.2 wheel or vistula.msk (Vistula gauges)")
+    parser.add_argument("--basins", nargs="*", default=None, help="basin or group names")
+    parser.add_argument("--variants", nargs="*", default=None, help="model variants")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
+    parser.add_argument("--device", default="cpu", help='torch device, e.g. "cuda"')
+    parser.add_argument("--max-layers", type=int, default=None,
+                        help="deepest fixed depth (default: the estimator's max_layers)")
+    parser.add_argument("--replay", type=Path, default=None,
+                        help="only analyse an existing growth_jobs.jsonl")
+    args = parser.parse_args()
+    from sktlag import TLAGRegressor
+
+    if args.max_layers is None:
+        args.max_layers = QUICK["max_layers"] if args.quick else TLAGRegressor().max_layers
+    machine = C.machine_info(1)
+    if args.replay is not None:
+        results = [json.loads(x) for x in args.replay.read_text().splitlines() if x.strip()]
+        report(results, args, machine, 0.0)
+        return
+    seeds = C.seeds_from(args)
+    names = args.variants or list(variants(args.max_layers))
+    basins = [b.name for b in _basins.load_basins(args.basins, demo_path=args.data,
+                                                  vistula_path=args.vistula)]
+    if args.quick and not args.basins:
+        basins = basins[:1]
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / "growth_jobs.jsonl"
+    if log.exists():
+        log.unlink()
+    # Seed-major order: every basin and variant gets seed 0 before any gets seed 1.
+    jobs = [
+        {"basin": b, "variant": v, "seed": s, "device": args.device, "quick": args.quick,
+         "max_layers": args.max_layers,
+         "demo_path": str(args.data) if args.data else None,
+         "vistula_path": str(args.vistula) if args.vistula else None}
+        for s in seeds for b in basins for v in names
+    ]
+    start = time.perf_counter()
+    results = []
+    # Fresh interpreters, not forks: a forked CUDA context does not work in the child.
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=spawn) as pool:
+        futures = {pool.submit(run_job, job): job for job in jobs}
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                result = future.result()
+            except Exception as exc:  # a failed job is reported, the others go on
+                print(f"job {job['basin']} {job['variant']} seed {job['seed']} failed: {exc!r}")
+                continue
+            results.append(result)
+            with log.open("a") as handle:
+                handle.write(json.dumps(result) + "\n")
+            print(f"{result['basin']:<20} {result['variant']:<14} seed {result['seed']} "
+                  f"NSE {result['test_nse']:.3f} depth {result['n_layers']} "
+                  f"({result['stop_rule']}) {result['fit_seconds']:.0f} s", flush=True)
+    report(results, args, machine, time.perf_counter() - start)
+
+
+if __name__ == "__main__":
+    main()
