@@ -57,19 +57,24 @@ QUICK: dict[str, Any] = {
 }
 
 
+#: Growing fits record with the loosest rules (threshold 0, margin 0), so that the
+#: defaults and any stricter rules can be replayed from them (see ``replay``).
+RECORDING = {"topo_derivative_threshold": 0.0, "min_improvement": 0.0}
+
+
 def variants(max_layers: int) -> dict[str, dict[str, Any]]:
     """Parameter changes of every compared model, relative to the defaults."""
     out: dict[str, dict[str, Any]] = {
-        "growth": {},
-        "growth-fresh": {"growth_optimizer": "fresh"},
+        "growth": dict(RECORDING),
+        "growth-fresh": {**RECORDING, "growth_optimizer": "fresh"},
     }
     for k in range(1, max_layers + 1):
         out[f"fixed-{k}"] = {"initial_num_layers": k, "max_layers": k,
                              "topo_derivative_threshold": math.inf, "fixed": True}
-    out["random"] = {"growth_strategy": "random"}
-    out["append_zero"] = {"growth_strategy": "append_zero"}
+    out["random"] = {**RECORDING, "growth_strategy": "random"}
+    out["append_zero"] = {**RECORDING, "growth_strategy": "append_zero"}
     out["research-rule"] = {"topo_derivative_threshold": RESEARCH_THRESHOLD,
-                            "derivative_scale": "raw", "min_improvement": -math.inf}
+                            "derivative_criterion": "raw", "min_improvement": -math.inf}
     return out
 
 
@@ -168,8 +173,12 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             "position": row.get("position"),
             "seconds": float(row.get("seconds", 0.0) or 0.0),
         })
+    seconds = {}
+    for row in est.history_:
+        seconds[row["n_layers"]] = seconds.get(row["n_layers"], 0.0) + float(row["dur"])
     archs = [
         {"n_layers": a["n_layers"], "epochs": a["last_epoch"] - a["first_epoch"] + 1,
+         "seconds": seconds.get(a["n_layers"], 0.0),
          "best_valid": a["best_valid_nse"], "best_valid_ma": a["best_valid_nse_ma"],
          "test_nse": arch_test.get(a["n_layers"])}
         for a in est.growth_history_

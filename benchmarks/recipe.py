@@ -41,7 +41,7 @@ REFERENCE: dict[str, Any] = {
     "hidden_size": 64,
     "lookback": 365,
     "lr": 1e-3,
-    "lr_schedule": {20: 5e-4},
+    "lr_schedule": {20: 0.5},
     "initial_forget_bias": 3.0,
     "output_dropout": 0.4,
     "clip_gradient_norm": 1.0,
@@ -75,11 +75,13 @@ CONFIGS: dict[str, dict[str, Any] | None] = {
 PREVIOUS: dict[str, Any] = {
     "hidden_size": 32, "lookback": 60, "lr": 2e-3, "batch_size": 128, "max_epochs": 120,
     "max_epochs_per_layer": 40, "patience": 8, "moving_avg_window": 5,
+    "output_dropout": 0.0, "initial_forget_bias": 0.0, "clip_gradient_norm": None,
+    "lr_schedule": None,
 }
 
 QUICK: dict[str, Any] = {
     "hidden_size": 8, "lookback": 30, "batch_size": 128, "max_epochs": 3,
-    "max_epochs_per_layer": 3, "patience": 3, "lr_schedule": {2: 5e-4},
+    "max_epochs_per_layer": 3, "patience": 3, "lr_schedule": {2: 0.5},
 }
 
 
