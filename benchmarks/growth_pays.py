@@ -3,8 +3,8 @@
 For each basin and seed this fits (protocol of the design guide, section 6):
 
 - ``growth``: the package defaults (growth from one layer);
-- ``growth-fresh``: the same, but Adam is re-created after each insertion instead of
-  keeping its state for the existing layers;
+- ``growth-keep`` (or ``growth-fresh``): the same with the other way of continuing after
+  an insertion (Adam's state kept for the existing layers, or Adam re-created);
 - ``fixed-k`` for k = 1 .. ``max_layers``: depth k, growth off, trained to early
   stopping under the same patience (its epoch cap per architecture is the whole budget);
 - ``random`` and ``append_zero``: the same growth rules, but the layer goes to a random
@@ -64,9 +64,12 @@ RECORDING = {"topo_derivative_threshold": 0.0, "min_improvement": 0.0}
 
 def variants(max_layers: int) -> dict[str, dict[str, Any]]:
     """Parameter changes of every compared model, relative to the defaults."""
+    from sktlag import TLAGRegressor
+
+    other = "keep" if TLAGRegressor().growth_optimizer == "fresh" else "fresh"
     out: dict[str, dict[str, Any]] = {
         "growth": dict(RECORDING),
-        "growth-fresh": {**RECORDING, "growth_optimizer": "fresh"},
+        f"growth-{other}": {**RECORDING, "growth_optimizer": other},
     }
     for k in range(1, max_layers + 1):
         out[f"fixed-{k}"] = {"initial_num_layers": k, "max_layers": k,
