@@ -252,8 +252,10 @@ def replay(run: dict[str, Any], threshold: float, margin: float, select: str) ->
     return {"n_layers": chosen, "test_nse": archs[chosen]["test_nse"], "stop": stop,
             "depths_tried": len(visited), "epochs": epochs,
             "seconds": run["fit_seconds"] - skipped,
-            "decision_seconds": sum(x["seconds"] for x in run["decisions"]
-                                    if x["n_layers_before"] <= visited[-1])}
+            "decision_seconds": sum(
+                x["seconds"] for x in run["decisions"]
+                if x["n_layers_before"] < visited[-1]
+                or (x["n_layers_before"] == visited[-1] and stop != "validation"))}
 
 
 def defaults_rules() -> tuple[float, float, str]:

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("accuracy.py", "speed.py", "eigensolver.py", "memory.py", "warmup.py")
+SCRIPTS = ("accuracy.py", "speed.py", "eigensolver.py", "memory.py", "warmup.py", "recipe.py",
+           "growth_pays.py")
 
 
 def main(argv: list[str] | None = None) -> int:

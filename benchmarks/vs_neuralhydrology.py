@@ -569,6 +569,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--parallel", type=int, default=1,
                         help="worker processes, one job (model, basin, seed) each; every "
                              "worker uses --threads torch threads (default 1)")
+    parser.add_argument("--records", type=Path, nargs="+", default=None,
+                        help="only print the tables of earlier result files (JSON)")
     parser.add_argument("--skip-nh", action="store_true", help="run sktlag only")
     parser.add_argument("--skip-sktlag", action="store_true", help="run NH only")
     parser.add_argument("--nh-epochs", type=int, default=None,
@@ -601,8 +603,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def report_records(paths: list[Path]) -> None:
+    """Print the tables of earlier runs from their JSON result files (no fitting)."""
+    runs, seen = [], set()
+    for path in paths:
+        for run in json.loads(Path(path).read_text())["results"]["runs"]:
+            key = (run["basin"], run["model"], run["seed"])
+            if key not in seen:  # the same model, basin and seed in two files: the first
+                seen.add(key)
+                runs.append(run)
+    shorts = [b for b in [*LAHN_BASINS, DEMO_BASIN] if any(r["basin"] == b for r in runs)]
+    print("## Overview (medians over seeds)\n")
+    print(C.markdown_table(overview(runs, shorts)))
+    for basin in shorts:
+        print(f"## Basin {basin}\n")
+        print(C.markdown_table(basin_table(runs, basin)))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.records:
+        report_records(args.records)
+        return
     C.set_threads(args.threads)
     seeds = C.seeds_from(args)
     defaults = QUICK_SPLIT if args.quick else LAHN_SPLIT

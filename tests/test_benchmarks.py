@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPECTED = ("accuracy_lahn", "speed", "eigensolver", "memory", "warmup")
+EXPECTED = ("accuracy_lahn", "speed", "eigensolver", "memory", "warmup", "recipe", "growth_pays")
 
 
 def test_quick_benchmarks_write_markdown_and_json(tmp_path):
