@@ -210,16 +210,16 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
     dropout : float, default=0.0
         Dropout on the input of every layer after the first (``dropout_between_layers``
         in the research code).
-    output_dropout : float, default=0.0
+    output_dropout : float, default=0.4
         Dropout on the top layer's last hidden state, before the linear head
         (``output_dropout`` in NeuralHydrology).
-    initial_forget_bias : float, default=0.0
+    initial_forget_bias : float, default=3.0
         Forget-gate bias the LSTM layers start from (``initial_forget_bias`` in
         NeuralHydrology). Layers inserted by growth start from growth's own values.
-    lookback : int, default=60
+    lookback : int, default=180
         Rows (days) in every input window: the prediction for row ``t`` reads rows
         ``t - lookback + 1 .. t``.
-    lr : float, default=2e-3
+    lr : float, default=1e-3
         Adam learning rate (``learning_rate`` in the research code).
     lr_schedule : dict of int to float, sequence of (int, float) or None, default=((20, 0.5),)
         Factors of ``lr`` from given epochs on: the default trains at ``lr`` until
@@ -228,9 +228,9 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
     clip_gradient_norm : float or None, default=1.0
         Largest norm of the gradient of all parameters together; larger gradients are
         scaled down to it before the optimizer step. None: no clipping.
-    batch_size : int, default=128
+    batch_size : int, default=256
         Windows per training batch.
-    max_epochs : int, default=120
+    max_epochs : int, default=80
         Epochs over all architectures together.
     max_epochs_per_layer : int, default=40
         Epochs one architecture may train before a growth decision is forced.
@@ -239,7 +239,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         architecture's training.
     moving_avg_window : int, default=5
         Epochs in the moving average of the validation NSE.
-    topo_derivative_threshold : float, default=1e-3
+    topo_derivative_threshold : float, default=0.1
         A layer is inserted only where the topological derivative exceeds this value;
         ``inf`` disables growth (a fixed-depth LSTM). With
         ``derivative_criterion="relative"`` the derivative is ``d / (2 L)``: the
@@ -249,14 +249,14 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
     derivative_criterion : {"relative", "raw"}, default="relative"
         ``"raw"`` compares the Hessian eigenvalue ``d`` itself with the threshold (its
         size follows the loss, so the target's scaling changes it).
-    min_improvement : float, default=0.0
+    min_improvement : float, default=0.005
         Growth also ends when a grown architecture does not raise the run's best
         moving-average validation NSE by more than this (the ``"validation"`` rule).
     select_by : {"moving_average", "epoch"}, default="moving_average"
         How the fitted architecture is chosen among those tried: by the best moving
         average of its validation NSE (robust to a single lucky epoch), or by the best
         single epoch. Either way its weights are its best single epoch.
-    growth_optimizer : {"keep", "fresh"}, default="keep"
+    growth_optimizer : {"fresh", "keep"}, default="fresh"
         After an insertion, ``"keep"`` continues with the same Adam state for the
         existing parameters and adds the new layer's; ``"fresh"`` re-creates Adam.
     num_power_iterations : int, default=40
@@ -467,7 +467,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         validation_fraction=0.2,
         missing_target="raise",
         warm_start=False,
-        n_threads=None,
+        n_threads=1,
         device="cpu",
         callbacks=None,
         random_state=None,
