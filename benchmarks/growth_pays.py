@@ -25,8 +25,8 @@ stop. Jobs run in ``--jobs`` processes; each finished job is appended to
 
 Usage::
 
-    python benchmarks/growth_pays.py --data path/to/DemoData.xlsx --vistula path/to/modelskill.whl \\
-        --seeds 3 --jobs 12 --device cuda
+    python benchmarks/growth_pays.py --data path/to/DemoData.xlsx \\
+        --vistula path/to/modelskill.whl --seeds 3 --jobs 12 --device cuda
     python benchmarks/growth_pays.py --replay OUT/growth_jobs.jsonl
     python benchmarks/growth_pays.py --quick
 """
@@ -357,7 +357,7 @@ def replay_table(results, thresholds, margins) -> list[dict[str, Any]]:
     for select in ("moving_average", "epoch"):
         for threshold in thresholds:
             for margin in margins:
-                per_basin, stopped, pick_gap = [], 0, []
+                per_basin, stopped = [], 0
                 n = 0
                 for b in basins:
                     scores = []
