@@ -67,7 +67,7 @@ def build_search(fast: bool, threads: int, random_state: int) -> GridSearchCV:
         n_splits = 2
     else:
         settings = {"hidden_size": 32, "lookback": 60, "max_epochs": 100, "max_layers": 4}
-        thresholds = [1e-4, 1e-3, 1e-2, np.inf]
+        thresholds = [0.03, 0.1, 0.3, np.inf]
         n_splits = 3
     model = Pipeline([
         ("scale", StandardScaler()),

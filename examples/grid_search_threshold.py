@@ -33,7 +33,7 @@ def main(fast: bool) -> None:
     model.set_output(transform="pandas")
     search = GridSearchCV(
         model,
-        {"tlag__topo_derivative_threshold": [np.inf, 1e-2, 1e-3]},
+        {"tlag__topo_derivative_threshold": [np.inf, 0.3, 0.1]},
         cv=TimeSeriesSplit(n_splits=2),
         scoring=get_scorer("nse"),
     )
