@@ -50,7 +50,7 @@ def _search() -> GridSearchCV:
     # n_threads=1 pins torch's CPU threads inside every fit. Worker processes start with
     # other thread settings than this one (the nanny sets OMP_NUM_THREADS=1), and a
     # different number of threads may change how sums are split, hence the last bits.
-    est = TLAGRegressor(**{**FAST, "max_epochs": 6}, n_threads=1, random_state=0)
+    est = TLAGRegressor(**{**FAST, "max_epochs": 6, "n_threads": 1}, random_state=0)
 
     def process_id(estimator, X, y):
         # Defined here, so that it travels to the workers by value.

@@ -1,0 +1,412 @@
+"""The training recipe: forget-gate bias, output dropout, learning-rate schedule, gradient
+clipping, the validation stop rule, architecture selection, the optimizer after an
+insertion, and the presets."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from skorch.callbacks import Callback
+from skorch.history import History
+
+from sktlag import PRESETS, TLAGRegressor
+from sktlag.callbacks import STOP_RULES, ArchitectureCheckpoint
+from sktlag.model import GrowingLSTM
+
+from .conftest import FAST, make_series
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_series(n_rows=240)
+
+
+class RecordEpochs(Callback):
+    """At the end of every epoch: the first parameter group's learning rate, the norm of
+    the parameters' change since training began, and the optimizer (when a layer was
+    added in that epoch)."""
+
+    def on_train_begin(self, net, **kwargs):
+        self.lrs = []
+        self.group_lrs = []
+        self.start = [p.detach().clone() for p in net.module_.parameters()]
+        self.after_insertion = None
+
+    def on_epoch_end(self, net, **kwargs):
+        self.lrs.append(net.optimizer_.param_groups[0]["lr"])
+        self.group_lrs.append([g["lr"] for g in net.optimizer_.param_groups])
+        params = list(net.module_.parameters())
+        if len(params) == len(self.start):
+            pairs = zip(params, self.start, strict=True)
+            squares = (((p.detach() - s) ** 2).sum() for p, s in pairs)
+            self.change = float(torch.sqrt(sum(squares)))
+        position = net.history[-1].get("layer_added")
+        if position is not None and self.after_insertion is None:
+            optimizer = net.optimizer_
+            self.after_insertion = {
+                "position": position,
+                "n_groups": len(optimizer.param_groups),
+                "group_params": [list(g["params"]) for g in optimizer.param_groups],
+                "new_layer": list(net.module_.layers[position].parameters()),
+                "all_params": list(net.module_.parameters()),
+                "state": {p: dict(s) for p, s in optimizer.state.items()},
+            }
+
+
+# ---------------------------------------------------------------- forget-gate bias
+def _forget_bias(lstm):
+    h = lstm.hidden_size
+    return (lstm.bias_ih_l0 + lstm.bias_hh_l0)[h : 2 * h]
+
+
+def test_initial_forget_bias_sets_every_layers_forget_gate_only():
+    torch.manual_seed(0)
+    plain = GrowingLSTM(n_features=3, hidden_size=4, num_layers=2)
+    torch.manual_seed(0)
+    biased = GrowingLSTM(n_features=3, hidden_size=4, num_layers=2, initial_forget_bias=3.0)
+    h = 4
+    for p_layer, b_layer in zip(plain.layers, biased.layers, strict=True):
+        p, b = p_layer.lstm, b_layer.lstm
+        np.testing.assert_allclose(_forget_bias(b).detach().numpy(), 3.0)
+        total = (b.bias_ih_l0 + b.bias_hh_l0).detach().numpy()
+        assert not np.allclose(total, 3.0)
+        for name in ("bias_ih_l0", "bias_hh_l0"):
+            for gate in (0, 2, 3):  # input, cell, output
+                rows = slice(gate * h, (gate + 1) * h)
+                np.testing.assert_array_equal(
+                    getattr(b, name)[rows].detach().numpy(), getattr(p, name)[rows].detach().numpy()
+                )
+        for name in ("weight_ih_l0", "weight_hh_l0"):
+            assert torch.equal(getattr(b, name), getattr(p, name))
+    assert torch.equal(biased.head.weight, plain.head.weight)
+
+
+def test_zero_forget_bias_leaves_pytorchs_initialization():
+    torch.manual_seed(0)
+    reference = torch.nn.LSTM(3, 4, batch_first=True)
+    torch.manual_seed(0)
+    module = GrowingLSTM(n_features=3, hidden_size=4, initial_forget_bias=0.0)
+    for name, value in reference.named_parameters():
+        assert torch.equal(getattr(module.layers[0].lstm, name), value), name
+    assert not np.allclose(_forget_bias(module.layers[0].lstm).detach().numpy(), 0.0)
+
+
+def test_estimator_builds_the_network_with_its_forget_bias_and_output_dropout(data):
+    X, y = data
+    # lr tiny: one epoch cannot move the biases visibly.
+    est = TLAGRegressor(**{**FAST, "max_epochs": 1, "lr": 1e-9}, initial_forget_bias=2.5,
+                        output_dropout=0.3, topo_derivative_threshold=np.inf,
+                        random_state=0).fit(X, y)
+    np.testing.assert_allclose(
+        _forget_bias(est.module_.layers[0].lstm).detach().numpy(), 2.5, atol=1e-5
+    )
+    assert est.module_.output_dropout.p == 0.3
+    assert est.module_.get_spec()["output_dropout"] == 0.3
+
+
+# ---------------------------------------------------------------- output dropout
+def _dropout_module(rate):
+    torch.manual_seed(0)
+    return GrowingLSTM(n_features=3, hidden_size=8, output_dropout=rate).double()
+
+
+def test_output_dropout_is_random_in_training_only():
+    x = torch.randn(16, 5, 3, dtype=torch.float64)
+    noisy, clean = _dropout_module(0.5), _dropout_module(0.0)
+    noisy.train()
+    clean.train()
+    assert not torch.equal(noisy(x), noisy(x))
+    assert torch.equal(clean(x), clean(x))
+    noisy.eval()
+    assert torch.equal(noisy(x), noisy(x))
+    # In evaluation, dropout is the identity: the same weights predict the same.
+    np.testing.assert_array_equal(noisy(x).detach().numpy(), clean.eval()(x).detach().numpy())
+
+
+def test_spec_keeps_output_dropout_and_old_specs_load_without_it():
+    module = _dropout_module(0.3)
+    spec = module.get_spec()
+    assert spec["output_dropout"] == 0.3
+    rebuilt = GrowingLSTM.from_spec(spec)
+    assert rebuilt.output_dropout_rate == 0.3 and rebuilt.output_dropout.p == 0.3
+    old = {k: v for k, v in spec.items() if k != "output_dropout"}
+    loaded = GrowingLSTM.from_spec(old)
+    assert loaded.output_dropout_rate == 0.0 and loaded.output_dropout.p == 0.0
+    assert "dropout before the head: 0.3" in module.describe()
+
+
+# ---------------------------------------------------------------- learning-rate schedule
+@pytest.mark.parametrize(
+    "schedule, expected",
+    [
+        ({2: 0.1}, [0.01, 0.001, 0.001, 0.001]),
+        (((2, 0.1),), [0.01, 0.001, 0.001, 0.001]),
+        ([[2, 0.1]], [0.01, 0.001, 0.001, 0.001]),
+        # Each factor multiplies lr itself (not the rate before it), from its epoch on;
+        # the order the pairs are given in does not matter.
+        ({2: 0.5, 4: 0.1}, [0.01, 0.005, 0.005, 0.001]),
+        ([(4, 0.1), (2, 0.5)], [0.01, 0.005, 0.005, 0.001]),
+        ({1: 2.0}, [0.02, 0.02, 0.02, 0.02]),
+    ],
+)
+def test_lr_schedule_multiplies_lr_from_its_epoch_on(data, schedule, expected):
+    X, y = data
+    recorder = RecordEpochs()
+    params = {**FAST, "max_epochs": 4, "max_epochs_per_layer": 4, "patience": 10, "lr": 0.01}
+    TLAGRegressor(**params, lr_schedule=schedule, topo_derivative_threshold=np.inf,
+                  callbacks=[("record", recorder)], random_state=0).fit(X, y)
+    np.testing.assert_allclose(recorder.lrs, expected)
+
+
+def test_no_lr_schedule_keeps_lr(data):
+    X, y = data
+    recorder = RecordEpochs()
+    params = {**FAST, "max_epochs": 3, "max_epochs_per_layer": 3, "patience": 10, "lr": 0.01}
+    TLAGRegressor(**params, lr_schedule=None, topo_derivative_threshold=np.inf,
+                  callbacks=[("record", recorder)], random_state=0).fit(X, y)
+    np.testing.assert_allclose(recorder.lrs, [0.01] * 3)
+
+
+def test_lr_schedule_applies_to_the_new_layers_parameter_group(data):
+    X, y = data
+    recorder = RecordEpochs()
+    params = {**FAST, "max_epochs": 4, "max_epochs_per_layer": 2, "patience": 10,
+              "max_layers": 2, "lr": 0.01}
+    est = TLAGRegressor(**params, lr_schedule={4: 0.5}, growth_optimizer="keep",
+                        topo_derivative_threshold=-np.inf, min_improvement=-np.inf,
+                        callbacks=[("record", recorder)], random_state=0).fit(X, y)
+    assert est.history_[1]["layer_added"] == 1
+    # After the insertion the optimizer has a second group (the new layer); the schedule
+    # sets both.
+    assert recorder.group_lrs == [[0.01], [0.01, 0.01], [0.01, 0.01], [0.005, 0.005]]
+
+
+@pytest.mark.parametrize(
+    "schedule, match",
+    [
+        ({0: 0.5}, "epochs must be integers >= 1"),
+        ({2: -1}, "factor of epoch 2 must be positive"),
+        ({2: 0}, "must be positive"),
+        ({2: math.nan}, "must be positive"),
+        ({"a": 1}, "epochs must be integers"),
+        ({1.5: 0.5}, "epochs must be integers"),
+        ([(1,)], "sequence of \\(epoch, factor\\) pairs"),
+        ([(1, 0.5, 2)], "sequence of \\(epoch, factor\\) pairs"),
+        ((3,), "sequence of \\(epoch, factor\\) pairs"),
+    ],
+)
+def test_invalid_lr_schedule_is_refused_at_fit(data, schedule, match):
+    X, y = data
+    est = TLAGRegressor(**FAST, lr_schedule=schedule)
+    with pytest.raises(ValueError, match=match):
+        est.fit(X, y)
+    assert not hasattr(est, "net_")
+
+
+# ---------------------------------------------------------------- gradient clipping
+def test_tiny_gradient_norm_clip_barely_moves_the_weights(data):
+    X, y = data
+    changes = {}
+    for clip in (None, 1e-12):
+        recorder = RecordEpochs()
+        TLAGRegressor(**{**FAST, "max_epochs": 1}, clip_gradient_norm=clip,
+                      topo_derivative_threshold=np.inf, callbacks=[("record", recorder)],
+                      random_state=0).fit(X, y)
+        changes[clip] = recorder.change
+    # Adam divides by the gradient's own size, so only a clip far below its epsilon
+    # (1e-8) shows: the steps shrink by about clip / eps.
+    assert changes[None] > 0.1
+    assert changes[1e-12] < 1e-3 * changes[None]
+
+
+# ---------------------------------------------------------------- validation stop rule
+def test_validation_rule_ends_growth_without_computing_derivatives(data):
+    X, y = data
+    params = {**FAST, "max_epochs": 20, "max_layers": 3}
+    est = TLAGRegressor(**params, min_improvement=1.0, topo_derivative_threshold=0.0,
+                        random_state=0).fit(X, y)
+    dh = est.derivative_history_
+    assert list(dh["rule"]) == ["inserted", "validation"]
+    assert est.growth_stop_rule_ == "validation" and "validation" in STOP_RULES
+    last = dh.iloc[-1]
+    assert not last["inserted"] and last["n_hvp"] == 0
+    assert last["reason"].startswith("validation")
+    derivative_columns = [c for c in dh.columns if "derivative_" in c]
+    assert derivative_columns and last[derivative_columns].isna().all()
+    assert np.isfinite(dh["architecture_score"]).all()
+    # The decision compares the grown architecture with the best before it.
+    scores = [a["best_valid_nse_ma"] for a in est.growth_history_]
+    assert len(scores) == 2
+    assert last["architecture_score"] == pytest.approx(scores[1])
+    assert scores[1] <= scores[0] + 1.0
+    # The fitted architecture is the one with the best moving average.
+    assert est.n_layers_ == est.growth_history_[int(np.argmax(scores))]["n_layers"]
+
+
+def test_without_validation_rule_growth_reaches_max_layers(data):
+    X, y = data
+    params = {**FAST, "max_epochs": 20, "max_layers": 3}
+    est = TLAGRegressor(**params, min_improvement=-np.inf, topo_derivative_threshold=0.0,
+                        random_state=0).fit(X, y)
+    assert list(est.derivative_history_["rule"]) == ["inserted", "inserted", "max_layers"]
+    assert est.growth_stop_rule_ == "max_layers"
+
+
+def test_fitted_attributes_name_the_best_epoch_and_the_stop_rule(data):
+    X, y = data
+    est = TLAGRegressor(**{**FAST, "max_epochs": 20}, topo_derivative_threshold=0.0,
+                        min_improvement=-np.inf, random_state=0).fit(X, y)
+    row = next(r for r in est.history_ if r["epoch"] == est.best_epoch_)
+    assert row["n_layers"] == est.n_layers_
+    assert est.best_score_ == pytest.approx(row["valid_score"])
+    assert row.get("valid_nse_best")
+    assert est.growth_stop_rule_ in (*STOP_RULES, "max_epochs", "interrupted")
+    short = TLAGRegressor(**{**FAST, "max_epochs": 2}, random_state=0).fit(X, y)
+    assert short.growth_stop_rule_ == "max_epochs"
+
+
+# ---------------------------------------------------------------- growth on a task that needs depth
+def _depth_task(n=400, lookback=6, seed=0):
+    # |sum of the last `lookback` inputs|: one 4-unit LSTM layer integrates the sum but
+    # its tanh(cell) output and a linear head shape |.| poorly; a second layer can.
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 2))
+    s = np.convolve(X[:, 0], np.ones(lookback))[:n] / np.sqrt(lookback)
+    return X, np.abs(s)
+
+
+def test_growth_at_the_default_threshold_keeps_a_layer_where_depth_helps():
+    X, y = _depth_task()
+    params = {**FAST, "hidden_size": 4, "lookback": 6, "max_epochs_per_layer": 12,
+              "patience": 5, "max_layers": 2}
+    grown = TLAGRegressor(**{**params, "max_epochs": 24}, random_state=0).fit(X, y)
+    dh = grown.derivative_history_
+    assert dh["rule"].iloc[0] == "inserted"
+    assert dh["relative_derivative_1"].iloc[0] > TLAGRegressor().topo_derivative_threshold
+    assert grown.n_layers_ == 2
+    two, one = grown.growth_history_[1], grown.growth_history_[0]
+    assert two["best_valid_nse_ma"] > one["best_valid_nse_ma"]
+    # Not only more epochs: one layer trained as long validates worse.
+    flat = TLAGRegressor(**{**params, "max_layers": 1, "max_epochs": 24,
+                            "max_epochs_per_layer": 24, "patience": 24},
+                         random_state=0).fit(X, y)
+    assert len(flat.history_) == len(grown.history_) == 24
+    assert two["best_valid_nse_ma"] > flat.growth_history_[0]["best_valid_nse_ma"] + 0.02
+
+
+# ---------------------------------------------------------------- architecture selection
+def _drive_checkpoint(selection):
+    """Three architectures: a single-epoch spike (0.95) in a weak first one, a steady
+    better average (0.8) in the second, and a spike (0.9) above that average in a third
+    whose own average is lower again. Every epoch's weights are filled with the epoch number, so
+    the restored state tells which epoch was kept."""
+    torch.manual_seed(0)
+    module = GrowingLSTM(n_features=2, hidden_size=3)
+    net = SimpleNamespace(history=History(), module_=module, initialize_optimizer=lambda: None)
+    checkpoint = ArchitectureCheckpoint(selection=selection).initialize()
+    checkpoint.on_train_begin(net)
+    window = 2
+    epoch = 0
+    runs = [[0.5, 0.95, 0.5, 0.5], [0.75, 0.8, 0.8, 0.8], [0.5, 0.9, 0.5, 0.5]]
+    for architecture, scores in enumerate(runs):
+        if architecture:
+            checkpoint.close_architecture(net)
+            net.module_.insert_layer(architecture)
+            checkpoint.reset_architecture(net)
+        for i, score in enumerate(scores):
+            epoch += 1
+            with torch.no_grad():
+                for p in net.module_.parameters():
+                    p.fill_(float(epoch))
+            ma = float(np.mean(scores[max(0, i + 1 - window) : i + 1]))
+            net.history.new_epoch()
+            net.history.record("epoch", epoch)
+            net.history.record("valid_score", score)
+            net.history.record("valid_nse_ma", ma)
+            checkpoint.on_epoch_end(net)
+    checkpoint.on_train_end(net)
+    return checkpoint, net
+
+
+def test_moving_average_selection_prefers_the_steady_architecture():
+    checkpoint, net = _drive_checkpoint("moving_average")
+    assert net.module_.num_layers == 2
+    assert checkpoint.best_epoch_ == 6 and checkpoint.best_score_ == 0.8
+    # The weights are those of that architecture's best single epoch.
+    assert all(torch.all(p == 6.0) for p in net.module_.parameters())
+    flagged = [row["epoch"] for row in net.history if row.get("valid_nse_best")]
+    assert flagged[-1] == 6
+
+
+def test_epoch_selection_prefers_the_highest_spike():
+    checkpoint, net = _drive_checkpoint("epoch")
+    assert net.module_.num_layers == 1
+    assert checkpoint.best_epoch_ == 2 and checkpoint.best_score_ == 0.95
+    assert all(torch.all(p == 2.0) for p in net.module_.parameters())
+
+
+def test_select_by_reaches_the_checkpoint(data):
+    X, y = data
+    for select_by in ("moving_average", "epoch"):
+        est = TLAGRegressor(**{**FAST, "max_epochs": 2}, select_by=select_by,
+                            random_state=0).fit(X, y)
+        assert dict(est.net_.callbacks_)["checkpoint"].selection == select_by
+
+
+# ---------------------------------------------------------------- optimizer after an insertion
+def _fit_until_first_insertion(data, growth_optimizer):
+    X, y = data
+    recorder = RecordEpochs()
+    params = {**FAST, "max_epochs": 4, "max_epochs_per_layer": 2, "patience": 10,
+              "max_layers": 2}
+    TLAGRegressor(**params, growth_optimizer=growth_optimizer, topo_derivative_threshold=-np.inf,
+                  min_improvement=-np.inf, callbacks=[("record", recorder)],
+                  random_state=0).fit(X, y)
+    assert recorder.after_insertion is not None
+    return recorder.after_insertion
+
+
+def _same(a, b):
+    return {id(p) for p in a} == {id(p) for p in b} and len(a) == len(b)
+
+
+def test_keep_optimizer_adds_the_new_layer_and_keeps_adams_state(data):
+    seen = _fit_until_first_insertion(data, "keep")
+    assert seen["n_groups"] == 2
+    assert _same(seen["group_params"][1], seen["new_layer"])
+    new = {id(p) for p in seen["new_layer"]}
+    old = [p for p in seen["all_params"] if id(p) not in new]
+    assert _same(seen["group_params"][0], old)
+    for p in old:
+        assert "exp_avg" in seen["state"][p] and torch.count_nonzero(seen["state"][p]["exp_avg"])
+    assert not any(id(p) in new for p in seen["state"])
+
+
+def test_fresh_optimizer_starts_empty_with_every_parameter(data):
+    seen = _fit_until_first_insertion(data, "fresh")
+    assert seen["n_groups"] == 1
+    assert len(seen["state"]) == 0
+    assert _same(seen["group_params"][0], seen["all_params"])
+
+
+# ---------------------------------------------------------------- presets
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_is_a_valid_parameter_set(name):
+    est = TLAGRegressor(**PRESETS[name])
+    est._validate_params()
+    est._check_hyperparameters()
+
+
+def test_preset_names_and_the_research_rule():
+    assert {"hydrology", "research", "fast"} <= set(PRESETS)
+    research = PRESETS["research"]
+    assert research["derivative_criterion"] == "raw"
+    assert research["topo_derivative_threshold"] == 0.01
+    assert research["min_improvement"] == -math.inf
+    assert research["select_by"] == "epoch"
+    hydrology = PRESETS["hydrology"]
+    assert hydrology["max_layers"] == 1
+    est = TLAGRegressor(**hydrology)
+    assert est.initial_forget_bias == 3.0 and est.clip_gradient_norm == 1.0
