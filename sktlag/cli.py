@@ -452,7 +452,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _sigterm_as_interrupt(terminated):
             code = args.handler(args)
-    except (OSError, ValueError, TypeError) as exc:
+    # ImportError: an optional reader is missing (e.g. xlrd for .xls tables); the
+    # message says which extra to install.
+    except (OSError, ValueError, TypeError, ImportError) as exc:
         print(f"sktlag: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -153,6 +153,15 @@ def test_damaged_workbook(tmp_path):
     _expect_error(["run", path, "--out", tmp_path / "o"], "broken.xlsx")
 
 
+def test_xls_without_xlrd(tmp_path, monkeypatch):
+    for module in ("xlrd", "python_calamine"):
+        monkeypatch.setitem(sys.modules, module, None)
+    path = tmp_path / "old.xls"
+    path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600))
+    _expect_error(["run", path, "--out", tmp_path / "o"], "old.xls", "pip install sktlag[xls]")
+    assert not (tmp_path / "o").exists()
+
+
 def test_non_empty_output_needs_force(tmp_path):
     out = tmp_path / "o"
     out.mkdir()
