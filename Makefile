@@ -2,8 +2,14 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU build of torch goes in first, so that resolving the package's
-# `torch` requirement never pulls the CUDA wheels.
+# torch goes in first, so that resolving the package's `torch` requirement keeps it
+# and never pulls another build. Whether that build is the CPU-only one depends on where
+# pip looks: the default index serves CUDA builds on Linux, so the CPU-only promise holds
+# only where pip is configured with a CPU wheel index or a local CPU wheel. Otherwise
+# pass one; TORCH_SPEC is split into pip arguments by the shell (quote a specifier with
+# < or > inside it):
+#   make venv TORCH_SPEC="torch==2.13.0 --index-url <CPU wheel index>"
+#   make venv TORCH_SPEC=/path/to/torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl
 TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: venv demo test lint bench-quick bench-nh clean
@@ -11,7 +17,7 @@ TORCH_SPEC ?= torch==2.13.0
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet -e ".[dev,dask]"
 	touch $@
 

@@ -9,7 +9,10 @@
     Predicts with a saved model file and writes date, observed and predicted values.
 
 Bad input (missing files, unusable tables, damaged model files, an output that exists)
-ends with one line on stderr and exit status 2.
+ends with one line on stderr and exit status 2. Ctrl-C (SIGINT) and SIGTERM (what a job
+scheduler or ``kill`` sends) during training keep the best state so far and still write
+the artifacts, marked ``"interrupted": true``; the exit status is then 130 after SIGINT
+and 143 after SIGTERM.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import contextlib
 import io
 import json
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -50,6 +54,9 @@ __all__ = ["main"]
 FIT_FRACTION = 0.8
 VALIDATION_FRACTION = 0.2
 EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
+#: Exit status after SIGTERM: 128 + its number, as a shell reports a process it ended,
+#: so a scheduler sees the job was stopped even though the artifacts were written.
+EXIT_TERMINATED = 128 + int(signal.SIGTERM)
 #: The metrics printed at the end of a run.
 HEADLINE_METRICS = ("nse", "kge", "kge_prime", "log_nse", "rmse")
 
@@ -327,6 +334,8 @@ def _run(args) -> int:
     print()
     if interrupted:
         print("training was interrupted: the artifacts are marked as interrupted")
+        print(f"sktlag: training interrupted; the artifacts in {out_dir} hold the best "
+              "state so far", file=sys.stderr)
     print(f"fitted in {seconds:.0f} s: {est.n_layers_} LSTM layers "
           f"(best epoch {metrics['best_epoch']} of {metrics['epochs_trained']})")
     if not args.quiet:
@@ -337,7 +346,9 @@ def _run(args) -> int:
     print(f"artifacts in {out_dir}/:")
     for path in paths.values():
         print(f"  {path.name:<40} {path.stat().st_size / 1024:>8.1f} KiB")
-    return EXIT_OK
+    # Non-zero although the artifacts exist: a script or scheduler must not take an
+    # interrupted fit for a finished one.
+    return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
 def _metric_lines(metrics: dict, period: str = "test") -> list[str]:
@@ -392,29 +403,66 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt(received: list[int]):
+    """Raise ``KeyboardInterrupt`` in the main thread on SIGTERM while active.
+
+    A scheduler (Slurm, a container runtime, ``timeout``) stops a job with SIGTERM;
+    handled like Ctrl-C, the training loop keeps its best state and the artifacts are
+    still written. The signal number is appended to ``received``; the previous handler
+    is restored on exit. Outside the main thread (where Python cannot handle signals),
+    nothing is installed.
+    """
+
+    def interrupt(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        # None: a handler installed outside Python, which cannot be put back.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``sktlag`` command with ``argv`` (default: ``sys.argv[1:]``).
+
+    While the command runs, SIGTERM is handled like Ctrl-C (a ``KeyboardInterrupt``).
 
     Returns
     -------
     int
-        The exit status: 0 on success, 2 for bad input or usage (after one line
-        ``sktlag: error: ...`` on stderr), 130 when interrupted outside the training
-        loop.
+        The exit status: 0 on success; 2 for bad input or usage (after one line
+        ``sktlag: error: ...`` on stderr); 130 after Ctrl-C (SIGINT) and 143 after
+        SIGTERM, whether training was interrupted (the artifacts are written and marked
+        interrupted) or the command was interrupted elsewhere (nothing is written).
     """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    terminated: list[int] = []
     try:
-        return args.handler(args)
-    except (OSError, ValueError, TypeError) as exc:
+        with _sigterm_as_interrupt(terminated):
+            code = args.handler(args)
+    # ImportError: an optional reader is missing (e.g. xlrd for .xls tables); the
+    # message says which extra to install.
+    except (OSError, ValueError, TypeError, ImportError) as exc:
         print(f"sktlag: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("sktlag: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        code = EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED and terminated:
+        return EXIT_TERMINATED
+    return code
 
 
 if __name__ == "__main__":

@@ -285,12 +285,14 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         ``"raise"``: NaN in ``y`` is an error. ``"mask"``: NaN targets are left out of
         the loss, the validation NSE and the growth decisions.
     warm_start : bool, default=False
-        If True and the estimator is fitted (also after an interrupted fit), ``fit``
-        continues from the fitted network instead of starting over: from its depth
-        (``n_layers_``, not ``initial_num_layers``) and weights, with a fresh Adam
-        optimizer, for ``max_epochs`` *more* epochs. The target standardization and
-        padding values of the first fit are kept, ``X`` must have the same features and
-        ``y`` the same outputs, and ``hidden_size`` and ``dropout`` cannot change. The
+        If True and the estimator is fitted (also after an interrupted fit, or read
+        back with :func:`sktlag.load_model` or joblib), ``fit`` continues from the
+        fitted network instead of starting over (e.g. fine-tuning on another basin):
+        from its depth (``n_layers_``, not ``initial_num_layers``) and weights, with a
+        fresh Adam optimizer, for ``max_epochs`` *more* epochs. The target
+        standardization and padding values of the first fit are kept, ``X`` must have
+        the same features and ``y`` the same outputs, and ``hidden_size``, ``dropout``
+        and ``output_dropout`` cannot change. The
         plateau detection starts afresh, so growth continues at the next plateau (with
         the current threshold and ``max_layers``). ``history_`` and
         ``derivative_history_`` are extended, epoch numbers continue. The fitted state,
@@ -679,7 +681,10 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
             if continuing:
                 net = self._continue_net(train_set, valid_set, derivative_sample, seed)
             else:
-                net = self._build_net(X.shape[1], valid_set, derivative_sample, seed)
+                net = self._make_net(
+                    X.shape[1], self.n_outputs_, valid_set=valid_set,
+                    derivative_sample=derivative_sample, seed=seed,
+                )
                 net.fit(train_set, y=None)
 
         self.net_ = net
@@ -794,22 +799,71 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
             *(self.callbacks or []),
         ]
 
-    def _build_net(self, n_features: int, valid_set, derivative_sample, seed: int) -> NeuralNet:
+    def _make_net(
+        self,
+        n_features: int,
+        n_outputs: int,
+        *,
+        module: GrowingLSTM | None = None,
+        valid_set=None,
+        derivative_sample=None,
+        seed: int = 0,
+    ) -> _GrowingNet:
+        """The skorch net of this estimator: the only place it is built.
+
+        ``fit`` builds it around a new :class:`~sktlag.model.GrowingLSTM`;
+        :func:`sktlag.load_model` builds it around the module read from a file, so a
+        loaded estimator has the same net (window batches, growth callbacks, epoch
+        table) as a fitted one and ``warm_start=True`` continues from it.
+
+        Parameters
+        ----------
+        n_features, n_outputs : int
+            Input columns and targets of the network.
+        module : GrowingLSTM, optional
+            An existing (e.g. grown and trained) network to wrap as it is; by default
+            the net creates one from the hyperparameters when it is initialized.
+        valid_set : WindowDataset, optional
+            Validation windows; None leaves the net without a split (a fitted or
+            loaded net until it trains again).
+        derivative_sample : callable, optional
+            Returns the windows the growth decisions are computed on.
+        seed : int, default=0
+            Seed of the growth decisions.
+
+        Returns
+        -------
+        _GrowingNet
+            Not yet initialized.
+        """
+        if module is None:
+            module_params = {
+                "module": GrowingLSTM,
+                "module__n_features": n_features,
+                "module__hidden_size": self.hidden_size,
+                "module__num_layers": self.initial_num_layers,
+                "module__n_outputs": n_outputs,
+                "module__dropout": self.dropout,
+                "module__output_dropout": self.output_dropout,
+                "module__initial_forget_bias": self.initial_forget_bias,
+            }
+        else:
+            # No module__ parameters: with them, skorch would replace the given
+            # instance by a new, untrained one.
+            if (module.n_features, module.n_outputs) != (n_features, n_outputs):
+                raise ValueError(
+                    f"the network reads {module.n_features} features and predicts "
+                    f"{module.n_outputs} outputs, expected {n_features} and {n_outputs}"
+                )
+            module_params = {"module": module}
         return _GrowingNet(
-            module=GrowingLSTM,
-            module__n_features=n_features,
-            module__hidden_size=self.hidden_size,
-            module__num_layers=self.initial_num_layers,
-            module__n_outputs=self.n_outputs_,
-            module__dropout=self.dropout,
-            module__output_dropout=self.output_dropout,
-            module__initial_forget_bias=self.initial_forget_bias,
+            **module_params,
             criterion=MaskedMSELoss,
             optimizer=torch.optim.Adam,
             lr=self.lr,
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
-            train_split=predefined_split(valid_set),
+            train_split=None if valid_set is None else predefined_split(valid_set),
             iterator_train__shuffle=True,
             iterator_train__collate_fn=collate_windows,
             iterator_valid__collate_fn=collate_windows,

@@ -249,8 +249,14 @@ def _read_excel_cells(path: Path, sheet_name: str | int) -> tuple[pd.DataFrame, 
     """All cells of one sheet as Python objects, header included, and a label."""
     try:
         book = pd.ExcelFile(path)
-    except ImportError:
-        raise
+    except ImportError as exc:
+        # openpyxl (.xlsx) is a dependency: a missing reader means an old-style
+        # workbook, whose reader is optional (pandas names xlrd, or python-calamine
+        # when it falls back to it).
+        raise ImportError(
+            f"'{path}': reading an old-style Excel workbook (.xls) needs the optional "
+            "package xlrd: pip install sktlag[xls] (or save the workbook as .xlsx)"
+        ) from exc
     except Exception as exc:  # the Excel engines raise many unrelated types
         raise TableError(f"'{path}': cannot be read as an Excel workbook: {exc}") from exc
     with book:
@@ -579,7 +585,8 @@ def read_table(
     Parameters
     ----------
     path : str or path-like
-        A ``.xlsx``, ``.xls`` (needs the optional package ``xlrd``), ``.csv``
+        A ``.xlsx``, ``.xls`` (needs the optional package ``xlrd``:
+        ``pip install sktlag[xls]``), ``.csv``
         or ``.csv.gz`` file (extensions in any case). CSV files are comma
         separated and UTF-8 encoded (a byte order mark is allowed).
     layout : {"auto", "research", "tidy"}, default="auto"
@@ -628,7 +635,8 @@ def read_table(
         For invalid arguments (unknown ``layout``, ``date_column`` with the
         research layout, a column requested both as target and as feature).
     ImportError
-        If a ``.xls`` file is read without ``xlrd`` installed.
+        If a ``.xls`` file is read without ``xlrd`` installed; the message says
+        ``pip install sktlag[xls]``.
 
     Examples
     --------

@@ -11,6 +11,11 @@ Two kinds of models can be saved: a fitted :class:`~sktlag.TLAGRegressor`, and a
 other steps are :class:`~sklearn.preprocessing.StandardScaler` instances (the usual way
 to standardize the inputs). :func:`load_model` gives back the same kind of object.
 Anything else in a pipeline is code, not data: use :mod:`joblib` for such models.
+
+A loaded model can be trained further (``warm_start=True``), like the fitted one it was
+saved from. A file written before some hyperparameters existed lacks them: they are
+read as the values that reproduce how that version trained, not as today's defaults.
+User ``callbacks`` are code and are never stored: a loaded estimator has none.
 """
 
 from __future__ import annotations
@@ -27,12 +32,10 @@ import torch
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
-from skorch import NeuralNet
 from skorch.history import History
 
 from .estimator import TLAGRegressor
 from .io import atomic_write
-from .losses import MaskedMSELoss
 from .model import GrowingLSTM
 
 __all__ = [
@@ -88,6 +91,8 @@ def _plain_params(estimator: TLAGRegressor) -> dict[str, Any]:
     for name, value in estimator.get_params(deep=False).items():
         if name == "random_state" and not (value is None or isinstance(value, Integral)):
             value = None  # a RandomState instance is state, not a setting
+        if name == "callbacks":
+            value = None  # callbacks are code; their repr could not be loaded back
         params[name] = to_plain(value)
     return params
 
@@ -198,6 +203,9 @@ def model_payload(model) -> dict[str, Any]:
         "warmup": _warmup_payload(est),
         "n_layers": int(est.n_layers_),
         "interrupted": bool(getattr(est, "interrupted_", False)),
+        "best_epoch": to_plain(getattr(est, "best_epoch_", None)),
+        "best_score": to_plain(getattr(est, "best_score_", None)),
+        "growth_stop_rule": to_plain(getattr(est, "growth_stop_rule_", None)),
         "fit_time": to_plain(getattr(est, "fit_time_", None)),
         "n_masked_targets": to_plain(getattr(est, "n_masked_targets_", 0)),
         "history": _history_rows(est.history_),
@@ -294,34 +302,80 @@ def _restore_warmup(est: TLAGRegressor, warmup: dict[str, Any] | None) -> None:
         est._next_index = int(expected["value"])
 
 
-def _build_regressor(payload: dict[str, Any], device: str) -> TLAGRegressor:
+#: Hyperparameters that files written by earlier versions lack, with the value that
+#: reproduces how those versions trained (not today's default, which would contradict
+#: the stored network or change how it continues training). ``output_dropout`` is
+#: taken from the stored architecture instead.
+_LEGACY_PARAMS: dict[str, Any] = {
+    # Added with the NeuralHydrology training recipe; before it, the forget-gate bias
+    # started at zero, the rate was constant and gradients were not clipped.
+    "initial_forget_bias": 0.0,
+    "lr_schedule": None,
+    "clip_gradient_norm": None,
+    # Added with the validation stop rule: before it, the raw derivative decided, no
+    # validation margin ended growth, the best single epoch was kept and Adam was
+    # re-created after an insertion.
+    "derivative_criterion": "raw",
+    "min_improvement": -math.inf,
+    "select_by": "epoch",
+    "growth_optimizer": "fresh",
+}
+
+
+def _lr_schedule(value, params: dict[str, Any]):
+    """The stored ``lr_schedule`` in the form the estimator was given it."""
+    if isinstance(value, dict):
+        schedule = {int(epoch): float(factor) for epoch, factor in value.items()}
+    elif isinstance(value, list):
+        schedule = tuple((int(epoch), float(factor)) for epoch, factor in value)
+    else:
+        return value
+    if "derivative_criterion" not in params:
+        # Written before the schedule held factors of lr: it held the rates themselves.
+        lr = float(params["lr"])
+        items = schedule.items() if isinstance(schedule, dict) else schedule
+        converted = [(epoch, rate / lr) for epoch, rate in items]
+        schedule = dict(converted) if isinstance(schedule, dict) else tuple(converted)
+    return schedule
+
+
+def _restored_params(payload: dict[str, Any], device: str) -> dict[str, Any]:
+    """The hyperparameters of the stored estimator, as it was trained."""
+    stored = payload["params"]
     known = TLAGRegressor().get_params(deep=False)
-    params = {k: v for k, v in payload["params"].items() if k in known}
+    params = {name: value for name, value in stored.items() if name in known}
+    for name, value in _LEGACY_PARAMS.items():
+        params.setdefault(name, value)
+    # The network's own dropout rates are what it was trained with (and warm_start
+    # refuses to change them): an older file's spec without the head dropout had none.
+    spec = payload["spec"]
+    params["output_dropout"] = float(spec.get("output_dropout", 0.0))
+    params["lr_schedule"] = _lr_schedule(params.get("lr_schedule"), stored)
+    # Callbacks are code, which a model file never holds.
+    params["callbacks"] = None
     params["device"] = device
-    est = TLAGRegressor(**params)
+    return params
+
+
+def _build_regressor(payload: dict[str, Any], device: str) -> TLAGRegressor:
+    est = TLAGRegressor(**_restored_params(payload, device))
     module = GrowingLSTM.from_spec(payload["spec"])
     module.load_state_dict(payload["state_dict"], strict=True)
-    net = NeuralNet(
-        module=module.to(device),
-        criterion=MaskedMSELoss,
-        optimizer=torch.optim.Adam,
-        lr=est.lr,
-        batch_size=est.batch_size,
-        max_epochs=est.max_epochs,
-        train_split=None,
-        device=device,
-        verbose=0,
-    )
+    n_features, n_outputs = int(payload["n_features_in"]), int(payload["n_outputs"])
+    # The estimator's own net (window batches, growth callbacks), around the stored
+    # network: warm_start=True continues from its depth and weights.
+    net = est._make_net(n_features, n_outputs, module=module)
     net.initialize()
     net.history_ = History(payload.get("history", []))
+    est.interrupted_ = net.interrupted_ = bool(payload.get("interrupted", False))
     est.net_ = net
     est.module_ = net.module_
     est.history_ = net.history_
     est.n_layers_ = module.num_layers
-    est.n_features_in_ = int(payload["n_features_in"])
+    est.n_features_in_ = n_features
     if payload.get("feature_names_in") is not None:
         est.feature_names_in_ = np.asarray(payload["feature_names_in"], dtype=object)
-    est.n_outputs_ = int(payload["n_outputs"])
+    est.n_outputs_ = n_outputs
     est._y_ndim = int(payload["y_ndim"])
     est.target_mean_ = np.asarray(payload["target_mean"], dtype=np.float64)
     est.target_scale_ = np.asarray(payload["target_scale"], dtype=np.float64)
@@ -332,7 +386,10 @@ def _build_regressor(payload: dict[str, Any], device: str) -> TLAGRegressor:
     est.derivative_history_ = (
         _frame_from_plain(derivatives) if derivatives is not None else pd.DataFrame()
     )
-    est.interrupted_ = bool(payload.get("interrupted", False))
+    best_epoch, best_score = payload.get("best_epoch"), payload.get("best_score")
+    est.best_epoch_ = None if best_epoch is None else int(best_epoch)
+    est.best_score_ = math.nan if best_score is None else float(best_score)
+    est.growth_stop_rule_ = payload.get("growth_stop_rule")
     fit_time = payload.get("fit_time")
     est.fit_time_ = float(fit_time) if fit_time is not None else math.nan
     est.n_masked_targets_ = int(payload.get("n_masked_targets") or 0)
@@ -369,11 +426,15 @@ def load_model(
     Returns
     -------
     model : TLAGRegressor or Pipeline
-        A fitted-like model that predicts exactly as the saved one: a
-        :class:`~sktlag.TLAGRegressor` with ``net_`` (an initialized skorch
-        ``NeuralNet``), ``module_``, ``n_layers_``, ``history_``, ``growth_history_``,
-        ``derivative_history_``, the standardization and the feature names restored; or
-        a pipeline of the saved ``StandardScaler`` steps ending in one.
+        A fitted model that predicts exactly as the saved one: a
+        :class:`~sktlag.TLAGRegressor` with ``net_`` (the same skorch net as after
+        ``fit``, growth callbacks included), ``module_``, ``n_layers_``, ``history_``,
+        ``growth_history_``, ``derivative_history_``, ``best_epoch_``, ``best_score_``,
+        ``growth_stop_rule_`` (None and NaN for files written before they were stored),
+        the standardization and the feature names restored; or a pipeline of the saved
+        ``StandardScaler`` steps ending in one. With ``warm_start=True``, its ``fit``
+        continues from the stored depth and weights (e.g. fine-tuning on another
+        basin), extending the history.
     metadata : dict
         Only when ``return_metadata`` is True.
 

@@ -3,8 +3,11 @@
 import contextlib
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +153,15 @@ def test_damaged_workbook(tmp_path):
     _expect_error(["run", path, "--out", tmp_path / "o"], "broken.xlsx")
 
 
+def test_xls_without_xlrd(tmp_path, monkeypatch):
+    for module in ("xlrd", "python_calamine"):
+        monkeypatch.setitem(sys.modules, module, None)
+    path = tmp_path / "old.xls"
+    path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600))
+    _expect_error(["run", path, "--out", tmp_path / "o"], "old.xls", "pip install sktlag[xls]")
+    assert not (tmp_path / "o").exists()
+
+
 def test_non_empty_output_needs_force(tmp_path):
     out = tmp_path / "o"
     out.mkdir()
@@ -201,11 +213,13 @@ def test_ctrl_c_during_training_still_writes_the_artifacts(run, tmp_path, monkey
     monkeypatch.setattr(cli.EpochProgressBar, "on_epoch_end", interrupt_after_two_epochs)
     out = tmp_path / "out"
     code, stdout, stderr = run_main(["run", run["table"], "--out", out, *FAST_OPTIONS])
-    assert code == 0, stderr
+    # Non-zero, so that a script never takes the interrupted fit for a finished one.
+    assert code == 130, stderr
+    assert "interrupted" in stderr
     metrics = json.loads((out / "metrics.json").read_text())
     summary = json.loads((out / "lstm_architecture_evolution.json").read_text())
     assert metrics["epochs_trained"] == 2
-    assert metrics["interrupted"] == summary["interrupted"]
+    assert metrics["interrupted"] is True and summary["interrupted"] is True
     assert len(list(out.iterdir())) == len(ARTIFACT_FILES)
 
 
@@ -234,3 +248,71 @@ def test_missing_target_option(tmp_path):
     assert code == 0, stderr
     metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert "kge_prime" in json.dumps(metrics) and "fhv" in json.dumps(metrics)
+
+
+# A run that trains for minutes unless stopped: the research preset's patience of 150
+# epochs per architecture on a tiny network.
+LONG_OPTIONS = ["--preset", "research", "--max-layers", "3", "--max-epochs", "100000",
+                "--lookback", "5", "--hidden-size", "4"]
+
+
+def _default_sigint():
+    # A shell without job control starts background commands with SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt handler: give the command Ctrl-C back.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_during_training_still_writes_the_artifacts(run, tmp_path, signum, status):
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", MPLBACKEND="Agg",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    out = tmp_path / "out"
+    stdout_path, stderr_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with open(stdout_path, "w") as stdout, open(stderr_path, "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sktlag", "run", str(run["table"]), "--out", str(out),
+             *LONG_OPTIONS],
+            stdout=stdout, stderr=stderr, cwd=root, env=env, preexec_fn=_default_sigint,
+        )
+        try:
+            # The epoch table's header appears once the first epoch has completed.
+            deadline = time.monotonic() + 300
+            while "train_loss" not in stdout_path.read_text():
+                assert process.poll() is None, stderr_path.read_text()[-2000:]
+                assert time.monotonic() < deadline, "training did not start"
+                time.sleep(0.2)
+            process.send_signal(signum)
+            code = process.wait(timeout=300)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    err = stderr_path.read_text()
+    assert code == status, err[-2000:]
+    assert "Traceback" not in err and "interrupted" in err
+    metrics = json.loads((out / "metrics.json").read_text())
+    summary = json.loads((out / "lstm_architecture_evolution.json").read_text())
+    assert metrics["interrupted"] is True and summary["interrupted"] is True
+    assert metrics["epochs_trained"] >= 1
+    assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACT_FILES.values())
+
+
+def test_sigterm_is_handled_during_the_command_only(tmp_path, monkeypatch):
+    def previous(signum, frame):
+        pass
+
+    during = []
+
+    def load_data(args):
+        during.append(signal.getsignal(signal.SIGTERM))
+        raise ValueError("no data")
+
+    monkeypatch.setattr(cli, "_load_data", load_data)
+    original = signal.signal(signal.SIGTERM, previous)
+    try:
+        _expect_error(["run", "--out", tmp_path / "o"], "no data")
+        assert signal.getsignal(signal.SIGTERM) is previous
+    finally:
+        signal.signal(signal.SIGTERM, original)
+    assert during and during[0] not in (previous, signal.SIG_DFL, signal.SIG_IGN)

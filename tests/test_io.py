@@ -3,6 +3,7 @@
 import gzip
 import os
 import stat
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +231,25 @@ def test_demo_data():
 # ----------------------------------------------------------------------------
 # Errors
 # ----------------------------------------------------------------------------
+
+
+def old_style_workbook(path: Path) -> Path:
+    """A file that pandas recognises as an old-style (.xls, OLE2) workbook."""
+    path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600))
+    return path
+
+
+def without_xls_readers(monkeypatch):
+    # None in sys.modules makes an import fail, whatever is installed.
+    for module in ("xlrd", "python_calamine"):
+        monkeypatch.setitem(sys.modules, module, None)
+
+
+def test_xls_without_xlrd_names_the_extra(tmp_path, monkeypatch):
+    without_xls_readers(monkeypatch)
+    path = old_style_workbook(tmp_path / "old.xls")
+    with pytest.raises(ImportError, match=r"old\.xls.*xlrd.*pip install sktlag\[xls\]"):
+        read_table(path)
 
 
 def test_missing_file(tmp_path):

@@ -1,5 +1,9 @@
 """Model files: exact round trips, plain data only, clear errors for bad files."""
 
+import copy
+import warnings
+
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,8 +11,10 @@ import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from skorch.callbacks import Callback
 
 from sktlag import TLAGRegressor, load_model, save_model
+from sktlag.estimator import _GrowingNet
 from sktlag.persistence import FORMAT_VERSION, ModelFileError, model_payload
 
 from .conftest import FAST, make_series
@@ -145,3 +151,170 @@ def test_what_cannot_be_saved(tmp_path):
     with pytest.raises(TypeError, match="TLAGRegressor"):
         save_model(StandardScaler(), tmp_path / "m.pth")
     assert not (tmp_path / "m.pth").exists()
+
+
+# ---------------------------------------------------------------- fine-tuning
+TINY = {**FAST, "hidden_size": 4, "max_epochs": 3}
+
+
+def second_basin():
+    """A series with other input and discharge statistics than ``make_series``."""
+    X, y = make_series(n_rows=200, seed=1)
+    return 2.0 * X + 1.0, 3.0 * y + 5.0
+
+
+@pytest.fixture(scope="module")
+def first_fit():
+    X, y = make_series(n_rows=200)
+    grown = {**TINY, "max_epochs": 5, "max_epochs_per_layer": 2}
+    return TLAGRegressor(**grown, topo_derivative_threshold=-np.inf, random_state=0).fit(X, y)
+
+
+def _pth_round_trip(model, folder):
+    save_model(model, folder / "model.pth")
+    return load_model(folder / "model.pth")
+
+
+def _joblib_round_trip(model, folder):
+    joblib.dump(model, folder / "model.joblib")
+    return joblib.load(folder / "model.joblib")
+
+
+def _fine_tune(model, X, y):
+    model.set_params(warm_start=True, max_epochs=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        return model.fit(X, y)
+
+
+def _assert_fine_tuned_like(loaded, original, X, y):
+    """``loaded`` continues exactly where ``original`` (in memory) stands."""
+    in_memory = copy.deepcopy(original)
+    np.testing.assert_array_equal(loaded.predict(X), in_memory.predict(X))
+    n_epochs, depth = len(original.history_), original.n_layers_
+    assert isinstance(loaded.net_, _GrowingNet)
+    assert list(dict(loaded.net_.callbacks_)) == list(dict(in_memory.net_.callbacks_))
+    _fine_tune(in_memory, X, y)
+    _fine_tune(loaded, X, y)
+    rows = list(loaded.history_)[n_epochs:]
+    assert [row["epoch"] for row in rows] == [n_epochs + 1, n_epochs + 2]
+    assert rows[0]["n_layers"] == depth and loaded.n_layers_ >= depth
+    assert loaded.history_[:, "train_loss"] == in_memory.history_[:, "train_loss"]
+    np.testing.assert_array_equal(loaded.predict(X), in_memory.predict(X))
+    assert loaded.interrupted_ is False
+    assert loaded.growth_stop_rule_ == in_memory.growth_stop_rule_
+    assert len(loaded.derivative_history_) == len(in_memory.derivative_history_)
+
+
+def test_model_file_can_be_fine_tuned_on_another_basin(first_fit, tmp_path):
+    X, y = second_basin()
+    loaded = _pth_round_trip(first_fit, tmp_path)
+    assert first_fit.n_layers_ > 1  # the saved model grew
+    _assert_fine_tuned_like(loaded, first_fit, X, y)
+
+
+@pytest.mark.parametrize("source", ["fitted", "model_file"])
+def test_joblib_file_can_be_fine_tuned_on_another_basin(first_fit, tmp_path, source):
+    X, y = second_basin()
+    model = first_fit if source == "fitted" else _pth_round_trip(first_fit, tmp_path)
+    loaded = _joblib_round_trip(model, tmp_path)
+    _assert_fine_tuned_like(loaded, first_fit, X, y)
+
+
+def test_pipeline_model_file_can_be_fine_tuned(saved):
+    X, y = second_basin()
+    s = study()
+    X = pd.DataFrame(X, columns=s.X_fit.columns)
+    loaded = load_model(saved)
+    loaded[-1].set_params(warm_start=True, max_epochs=1)
+    n_epochs = len(s.model[-1].history_)
+    loaded.fit(X, y)
+    assert len(loaded[-1].history_) == n_epochs + 1
+    assert loaded[-1].n_layers_ >= s.model[-1].n_layers_
+
+
+def test_growth_continues_after_loading(tmp_path):
+    X, y = make_series(n_rows=200)
+    fixed = TLAGRegressor(**{**TINY, "max_layers": 1}, random_state=0).fit(X, y)
+    loaded = _pth_round_trip(fixed, tmp_path)
+    assert loaded.n_layers_ == 1
+    loaded.set_params(
+        warm_start=True, max_layers=2, topo_derivative_threshold=-np.inf,
+        min_improvement=-np.inf, max_epochs=4, max_epochs_per_layer=2,
+    )
+    loaded.fit(*second_basin())
+    assert loaded.n_layers_ == 2
+    assert loaded.derivative_history_["inserted"].any()
+    assert max(loaded.history_[:, "n_layers"]) == 2
+
+
+RECIPE = ["output_dropout", "initial_forget_bias", "lr_schedule", "clip_gradient_norm"]
+STOP_RULES = ["derivative_criterion", "min_improvement", "select_by", "growth_optimizer"]
+#: The values that reproduce how versions without these settings trained.
+LEGACY = {
+    "initial_forget_bias": 0.0, "lr_schedule": None, "clip_gradient_norm": None,
+    "derivative_criterion": "raw", "min_improvement": -np.inf, "select_by": "epoch",
+    "growth_optimizer": "fresh", "callbacks": None,
+}
+
+
+def _older_file(model, path, absent):
+    """A file as written by a version that did not have the settings ``absent``."""
+    payload = model_payload(model)
+    for name in absent:
+        del payload["params"][name]
+    if "output_dropout" in absent:
+        del payload["spec"]["output_dropout"]
+    for name in ("best_epoch", "best_score", "growth_stop_rule"):
+        del payload[name]
+    payload["metadata"] = {}
+    torch.save(payload, path)
+    return path
+
+
+def test_model_file_without_the_recipe_keeps_its_training(tmp_path):
+    X, y = make_series(n_rows=200)
+    est = TLAGRegressor(**TINY, output_dropout=0.0, random_state=0).fit(X, y)
+    path = _older_file(est, tmp_path / "old.pth", [*RECIPE, *STOP_RULES, "callbacks"])
+    loaded = load_model(path)
+    # Not today's default 0.4, which contradicts the stored network.
+    assert loaded.output_dropout == loaded.module_.output_dropout_rate == 0.0
+    params = loaded.get_params(deep=False)
+    assert {name: params[name] for name in LEGACY} == LEGACY
+    assert loaded.best_epoch_ is None and loaded.growth_stop_rule_ is None
+    np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
+    _fine_tune(loaded, *second_basin())
+    assert len(loaded.history_) == len(est.history_) + 2
+
+
+def test_model_file_with_the_recipe_but_rates_in_its_schedule(tmp_path):
+    # Between the recipe and the stop rules, lr_schedule held rates, not factors of lr.
+    X, y = make_series(n_rows=200)
+    est = TLAGRegressor(**TINY, lr_schedule={2: 0.5}, output_dropout=0.1, random_state=0)
+    est.fit(X, y)
+    payload_path = _older_file(est, tmp_path / "old.pth", STOP_RULES)
+    payload = torch.load(payload_path, weights_only=True)
+    payload["params"]["lr_schedule"] = {"2": 0.5 * TINY["lr"]}
+    torch.save(payload, payload_path)
+    loaded = load_model(payload_path)
+    assert loaded.lr_schedule == {2: 0.5} and loaded.output_dropout == 0.1
+    params = loaded.get_params(deep=False)
+    assert {name: params[name] for name in STOP_RULES} == {
+        name: LEGACY[name] for name in STOP_RULES
+    }
+
+
+def test_schedules_and_callbacks_in_a_model_file(tmp_path):
+    X, y = make_series(n_rows=200)
+    est = TLAGRegressor(
+        **TINY, lr_schedule={2: 0.5}, callbacks=[("user", Callback())], random_state=0
+    ).fit(X, y)
+    loaded = _pth_round_trip(est, tmp_path)
+    assert loaded.lr_schedule == {2: 0.5}
+    # Callbacks are code: a file never holds them, the loaded model has none.
+    assert loaded.callbacks is None
+    assert "user" not in dict(loaded.net_.callbacks_)
+    loaded.set_params(lr_schedule=[(2, 0.5)])
+    loaded = _pth_round_trip(loaded, tmp_path)
+    assert loaded.lr_schedule == ((2, 0.5),)
+    _fine_tune(loaded, *second_basin())
