@@ -1,0 +1,158 @@
+"""What growth costs on a CPU: epochs and decisions at the package defaults, by depth.
+
+Measures, on the embedded Lahn series (training rows, the package defaults):
+
+- the wall time of one training epoch (validation included) of a network of depth
+  1 .. ``max_layers`` (the second of two epochs, so one-time costs stay out);
+- the wall time of one growth decision (derivatives of every position, the eigen-solver)
+  at depth 1 .. ``max_layers - 1``, on a sample of ``derivative_samples`` windows.
+
+With ``--records`` (a ``growth_jobs.jsonl`` of ``growth_pays.py``) it combines these unit
+costs with the epochs and decisions each fit of the records used (growth replayed at
+the defaults, every fixed depth as run) into an estimate of growth's CPU wall time
+against the whole depth grid's, per basin and seed. Accelerator runs make decisions
+look dearer than they are on a CPU and epochs cheaper, so the ratio measured there
+does not carry over; this estimate does, as far as the unit costs do.
+
+Usage::
+
+    python benchmarks/growth_cost.py --threads 1 --records benchmarks/records/growth_jobs.jsonl
+    python benchmarks/growth_cost.py --quick
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import _common as C
+import numpy as np
+
+
+def epoch_seconds(depth: int, params: dict[str, Any], X, y) -> float:
+    """Seconds of the second training epoch of a fixed-depth network."""
+    from sktlag import TLAGRegressor
+
+    est = TLAGRegressor(**params, initial_num_layers=depth, max_layers=depth,
+                        topo_derivative_threshold=np.inf, max_epochs=2, random_state=0)
+    est.fit(X, y)
+    return float(est.history_[-1]["dur"])
+
+
+def decision_seconds(depth: int, params: dict[str, Any], X, y) -> tuple[float, int]:
+    """Seconds and backward passes of one decision at ``depth`` (lockstep solver)."""
+    import torch
+
+    from sktlag import TLAGRegressor
+    from sktlag.growth import topological_derivatives
+    from sktlag.losses import masked_mse
+    from sktlag.model import GrowingLSTM
+
+    est = TLAGRegressor(**params)
+    lookback, samples = est.lookback, est.derivative_samples
+    torch.manual_seed(0)
+    module = GrowingLSTM(X.shape[1], est.hidden_size, num_layers=depth,
+                         initial_forget_bias=est.initial_forget_bias)
+    rng = np.random.default_rng(0)
+    ends = rng.choice(np.arange(lookback - 1, len(X)), samples, replace=False)
+    Xs = torch.from_numpy(np.stack([X[e - lookback + 1: e + 1] for e in ends])).float()
+    ys = torch.from_numpy(((y[ends] - y.mean()) / y.std())[:, None]).float()
+    start = time.perf_counter()
+    found, _ = topological_derivatives(module, Xs, ys, masked_mse,
+                                       max_hvp=est.num_power_iterations)
+    return time.perf_counter() - start, max(d.n_hvp for d in found)
+
+
+def estimate(records: Path, epochs: dict[int, float], decisions: dict[int, float],
+             max_layers: int) -> list[dict[str, Any]]:
+    """Growth (replayed at the defaults) against the depth grid, from unit costs."""
+    import growth_pays as G
+
+    runs = [json.loads(x) for x in records.read_text().splitlines() if x.strip()]
+    rules = G.defaults_rules()
+    rows = []
+    for run in G._by(runs, variant="growth"):
+        fixed = [r for k in range(1, max_layers + 1)
+                 for r in G._by(runs, basin=run["basin"], seed=run["seed"],
+                                variant=f"fixed-{k}")]
+        if len(fixed) < max_layers:
+            continue
+        out = G.replay(run, *rules)
+        archs = {a["n_layers"]: a for a in run["architectures"]}
+        first = run["architectures"][0]["n_layers"]
+        visited = list(range(first, first + out["depths_tried"]))
+        train = sum(archs[d]["epochs"] * epochs[d] for d in visited)
+        # Decisions that computed derivatives: not at max_layers, and not where the
+        # replayed validation rule ended growth before any derivative was needed.
+        decided = [d for d in run["decisions"] if d["n_layers_before"] in visited
+                   and d["rule"] in ("inserted", "threshold")
+                   and not (out["stop"] == "validation"
+                            and d["n_layers_before"] == visited[-1])]
+        decide = sum(decisions[d["n_layers_before"]] for d in decided)
+        grid = sum(r["epochs"] * epochs[r["n_layers"]] for r in fixed)
+        rows.append({
+            "basin": run["basin"], "seed": run["seed"],
+            "growth epochs": sum(archs[d]["epochs"] for d in visited),
+            "decisions": len(decided),
+            "growth s (estimate)": train + decide, "grid s (estimate)": grid,
+            "growth / grid": (train + decide) / grid,
+            "decision share": decide / (train + decide),
+        })
+    return rows
+
+
+def main() -> None:
+    parser = C.base_parser(__doc__.splitlines()[0], default_seeds=1)
+    parser.add_argument("--records", type=Path, default=None,
+                        help="growth_jobs.jsonl of growth_pays.py, for the estimate")
+    args = parser.parse_args()
+    C.set_threads(args.threads)
+    from sktlag import TLAGRegressor
+
+    data = C.lahn_dataset(rows=1500 if args.quick else None)
+    X, y = data["X"][: data["n_train"]], data["y"][: data["n_train"]]
+    params: dict[str, Any] = {"n_threads": args.threads}
+    if args.quick:
+        params.update(hidden_size=8, lookback=20, derivative_samples=16,
+                      num_power_iterations=6, batch_size=128)
+    max_layers = TLAGRegressor().max_layers
+    C.warm_up()
+    start = time.perf_counter()
+    epochs, decisions, rows = {}, {}, []
+    for depth in range(1, max_layers + 1):
+        epochs[depth] = epoch_seconds(depth, params, X, y)
+        row = {"depth": depth, "epoch s": epochs[depth]}
+        if depth < max_layers:
+            decisions[depth], passes = decision_seconds(depth, params, X, y)
+            row.update({"decision s": decisions[depth], "backward passes": passes,
+                        "decision / epoch": decisions[depth] / epochs[depth]})
+        rows.append(row)
+        print(row, flush=True)
+    sections = [("Unit costs on this CPU", C.markdown_table(rows))]
+    estimates = []
+    if args.records is not None:
+        estimates = estimate(args.records, epochs, decisions, max_layers)
+        summary = [{"runs": len(estimates),
+                    "growth / grid (median)": C.median([r["growth / grid"] for r in estimates]),
+                    "growth / grid (max)": max((r["growth / grid"] for r in estimates),
+                                               default=float("nan")),
+                    "decision share (median)": C.median([r["decision share"]
+                                                         for r in estimates])}]
+        sections += [("Estimated CPU cost of the recorded fits", C.markdown_table(estimates)),
+                     ("Summary", C.markdown_table(summary))]
+    C.write_results(
+        args.out, "growth_cost", "What growth costs on a CPU", sections,
+        {"unit_costs": rows, "estimates": estimates},
+        {"threads": args.threads, "quick": args.quick,
+         "defaults": {k: v for k, v in TLAGRegressor(**params).get_params().items()
+                      if k in ("hidden_size", "lookback", "batch_size", "derivative_samples",
+                               "num_power_iterations", "max_layers")},
+         "records": args.records.name if args.records else None},
+        C.machine_info(args.threads), time.perf_counter() - start,
+    )
+
+
+if __name__ == "__main__":
+    main()
