@@ -527,7 +527,9 @@ class TopologicalGrowth(Callback):
         score = self.checkpoint.close_architecture(net)
         depth = net.module_.num_layers
         grown = bool(self.decisions_) and self.decisions_[-1]["rule"] == "inserted"
-        if grown and not score > best_before + self.min_improvement:
+        # min_improvement = -inf switches the rule off (also when scores are -inf).
+        validating = grown and self.min_improvement != -math.inf
+        if validating and not score > best_before + self.min_improvement:
             decision = GrowthDecision(
                 derivatives=[], position=None, inserted=False,
                 reason=(

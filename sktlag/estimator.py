@@ -105,6 +105,8 @@ PRESETS: dict[str, dict] = {
         "moving_avg_window": 2,
         "lookback": 7,
         "batch_size": 128,
+        # Dropout before the head regularizes long trainings; a smoke run is too short.
+        "output_dropout": 0.0,
         "derivative_samples": 64,
         "num_power_iterations": 20,
     },
@@ -242,7 +244,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         architecture's training.
     moving_avg_window : int, default=5
         Epochs in the moving average of the validation NSE.
-    topo_derivative_threshold : float, default=0.1
+    topo_derivative_threshold : float, default=0.01
         A layer is inserted only where the topological derivative exceeds this value;
         ``inf`` disables growth (a fixed-depth LSTM). With
         ``derivative_criterion="relative"`` the derivative is ``d / (2 L)``: the
@@ -457,7 +459,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         max_epochs_per_layer=40,
         patience=8,
         moving_avg_window=5,
-        topo_derivative_threshold=0.1,
+        topo_derivative_threshold=0.01,
         derivative_criterion="relative",
         min_improvement=0.005,
         select_by="moving_average",

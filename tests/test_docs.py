@@ -69,7 +69,7 @@ def test_readme_quick_start_runs(capsys):
     assert original in code
     fast = {**FAST, "max_epochs": 3, "batch_size": 256}
     code = code.replace(original, f"TLAGRegressor(random_state=0, **{fast!r})")
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, "README.md", "exec"), {"inf": float("inf")})  # repr of FAST
     out = capsys.readouterr().out
     assert re.search(r"test NSE: -?\d+\.\d{3}", out)
     assert re.search(r"depth: \d+ LSTM layers", out)

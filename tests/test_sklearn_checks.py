@@ -22,8 +22,12 @@ def _expected_failed_checks(estimator):
     return EXPECTED_FAILURES
 
 
+# check_regressors_train asks for R^2 > 0.5 after a fit on 200 rows; within the tiny
+# epoch budget of these settings the regularizing parts of the streamflow recipe
+# (dropout before the head, a forget-gate bias for long memory) cost that fit too much.
 @parametrize_with_checks(
-    [TLAGRegressor(**{**FAST, "lookback": 3}, random_state=0)],
+    [TLAGRegressor(**{**FAST, "lookback": 3, "output_dropout": 0.0,
+                      "initial_forget_bias": 0.0}, random_state=0)],
     expected_failed_checks=_expected_failed_checks,
 )
 def test_sklearn_compatible_estimator(estimator, check):
