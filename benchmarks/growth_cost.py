@@ -35,8 +35,9 @@ def epoch_seconds(depth: int, params: dict[str, Any], X, y) -> float:
     """Seconds of the second training epoch of a fixed-depth network."""
     from sktlag import TLAGRegressor
 
-    est = TLAGRegressor(**params, initial_num_layers=depth, max_layers=depth,
-                        topo_derivative_threshold=np.inf, max_epochs=2, random_state=0)
+    fixed = {**params, "initial_num_layers": depth, "max_layers": depth,
+             "topo_derivative_threshold": np.inf, "max_epochs": 2}
+    est = TLAGRegressor(**fixed, random_state=0)
     est.fit(X, y)
     return float(est.history_[-1]["dur"])
 
@@ -107,17 +108,22 @@ def main() -> None:
     parser = C.base_parser(__doc__.splitlines()[0], default_seeds=1)
     parser.add_argument("--records", type=Path, default=None,
                         help="growth_jobs.jsonl of growth_pays.py, for the estimate")
+    parser.add_argument("--preset", default=None,
+                        help="measure a named preset (sktlag.PRESETS) instead of the defaults")
     args = parser.parse_args()
     C.set_threads(args.threads)
     from sktlag import TLAGRegressor
 
     data = C.lahn_dataset(rows=1500 if args.quick else None)
     X, y = data["X"][: data["n_train"]], data["y"][: data["n_train"]]
-    params: dict[str, Any] = {"n_threads": args.threads}
+    from sktlag import PRESETS
+
+    params: dict[str, Any] = {**(PRESETS[args.preset] if args.preset else {}),
+                              "n_threads": args.threads}
     if args.quick:
         params.update(hidden_size=8, lookback=20, derivative_samples=16,
                       num_power_iterations=6, batch_size=128)
-    max_layers = TLAGRegressor().max_layers
+    max_layers = TLAGRegressor(**params).max_layers
     C.warm_up()
     start = time.perf_counter()
     epochs, decisions, rows = {}, {}, []
@@ -145,7 +151,7 @@ def main() -> None:
     C.write_results(
         args.out, "growth_cost", "What growth costs on a CPU", sections,
         {"unit_costs": rows, "estimates": estimates},
-        {"threads": args.threads, "quick": args.quick,
+        {"threads": args.threads, "quick": args.quick, "preset": args.preset,
          "defaults": {k: v for k, v in TLAGRegressor(**params).get_params().items()
                       if k in ("hidden_size", "lookback", "batch_size", "derivative_samples",
                                "num_power_iterations", "max_layers")},

@@ -519,9 +519,14 @@ class TopologicalGrowth(Callback):
         self.stopped_ = False
         return self
 
+    def on_train_begin(self, net, **kwargs):
+        self.first_epoch_ = len(net.history) + 1
+
     def on_epoch_end(self, net, **kwargs):
         if not net.history[-1].get("plateau", False):
             return
+        if net.history[-1]["epoch"] - self.first_epoch_ + 1 >= net.max_epochs:
+            return  # the epoch budget ends here: a new layer could not be trained
         self.checkpoint.restore_architecture_best(net)
         best_before = self.checkpoint.best_arch_score_
         score = self.checkpoint.close_architecture(net)

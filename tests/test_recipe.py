@@ -414,3 +414,16 @@ def test_preset_names_and_the_research_rule():
     assert hydrology["max_layers"] == 1
     est = TLAGRegressor(**hydrology)
     assert est.initial_forget_bias == 3.0 and est.clip_gradient_norm == 1.0
+
+
+def test_no_growth_decision_in_the_last_epoch_of_the_budget():
+    # The first architecture's plateau (its epoch cap) falls on the budget's last epoch:
+    # a layer inserted there could never be trained, so no decision is computed.
+    X, y = make_series(n_rows=300)
+    est = TLAGRegressor(**{**FAST, "max_epochs": 3, "max_epochs_per_layer": 3},
+                        topo_derivative_threshold=0.0, random_state=0).fit(X, y)
+    assert len(est.derivative_history_) == 0
+    assert est.growth_stop_rule_ == "max_epochs" and est.n_layers_ == 1
+    longer = TLAGRegressor(**{**FAST, "max_epochs": 4, "max_epochs_per_layer": 3},
+                           topo_derivative_threshold=0.0, random_state=0).fit(X, y)
+    assert len(longer.derivative_history_) == 1
