@@ -234,6 +234,36 @@ def demo_dataset(path: Path, rows: int | None = None) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------------------- jobs
+def run_logged(function, jobs: Sequence[dict[str, Any]], processes: int, log: Path,
+               line) -> list[dict[str, Any]]:
+    """Run ``function(job)`` for every job in ``processes`` worker processes.
+
+    Each result is appended to the JSON-lines file ``log`` as soon as it arrives (a run
+    cut short keeps what it finished) and ``line(result)`` is printed; a job that
+    raises is reported and the others go on. Returns the results in arrival order.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    results = []
+    # Fresh interpreters, not forks: a forked CUDA context does not work in the child.
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(processes, 1), mp_context=spawn) as pool:
+        futures = {pool.submit(function, job): job for job in jobs}
+        for future in as_completed(futures):
+            try:
+                result = future.result()
+            except Exception as exc:  # a failed job is reported, the others go on
+                print(f"job {futures[future]} failed: {exc!r}", flush=True)
+                continue
+            results.append(result)
+            with Path(log).open("a") as handle:
+                handle.write(json.dumps(result) + "\n")
+            print(line(result), flush=True)
+    return results
+
+
 # ---------------------------------------------------------------------------- stats
 def median(values: Sequence[float]) -> float:
     """Median ignoring NaN; NaN when nothing is left."""

@@ -36,9 +36,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -440,24 +438,12 @@ def main() -> None:
         for s in seeds for b in basins for v in names
     ]
     start = time.perf_counter()
-    results = []
-    # Fresh interpreters, not forks: a forked CUDA context does not work in the child.
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=spawn) as pool:
-        futures = {pool.submit(run_job, job): job for job in jobs}
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                result = future.result()
-            except Exception as exc:  # a failed job is reported, the others go on
-                print(f"job {job['basin']} {job['variant']} seed {job['seed']} failed: {exc!r}")
-                continue
-            results.append(result)
-            with log.open("a") as handle:
-                handle.write(json.dumps(result) + "\n")
-            print(f"{result['basin']:<20} {result['variant']:<14} seed {result['seed']} "
-                  f"NSE {result['test_nse']:.3f} depth {result['n_layers']} "
-                  f"({result['stop_rule']}) {result['fit_seconds']:.0f} s", flush=True)
+    results = C.run_logged(
+        run_job, jobs, args.jobs, log,
+        lambda r: (f"{r['basin']:<20} {r['variant']:<14} seed {r['seed']} "
+                   f"NSE {r['test_nse']:.3f} depth {r['n_layers']} ({r['stop_rule']}) "
+                   f"{r['fit_seconds']:.0f} s"),
+    )
     report(results, args, machine, time.perf_counter() - start)
 
 

@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -226,24 +224,12 @@ def main() -> None:
     ]
     machine = C.machine_info(1)
     start = time.perf_counter()
-    results = list(done)
-    # Fresh interpreters, not forks: a forked CUDA context does not work in the child.
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=max(args.jobs, 1), mp_context=spawn) as pool:
-        futures = {pool.submit(run_job, job): job for job in jobs}
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                result = future.result()
-            except Exception as exc:  # a failed job is reported, the others go on
-                print(f"job {job['basin']} {job['config']} seed {job['seed']} failed: {exc!r}")
-                continue
-            results.append(result)
-            with log.open("a") as handle:
-                handle.write(json.dumps(result) + "\n")
-            print(f"{result['basin']:<20} {result['config']:<24} seed {result['seed']} "
-                  f"NSE {result['test_nse']:.3f} KGE {result['test_kge']:.3f} "
-                  f"{result['fit_seconds']:.0f} s, {result['epochs']} epochs", flush=True)
+    results = list(done) + C.run_logged(
+        run_job, jobs, args.jobs, log,
+        lambda r: (f"{r['basin']:<20} {r['config']:<24} seed {r['seed']} "
+                   f"NSE {r['test_nse']:.3f} KGE {r['test_kge']:.3f} "
+                   f"{r['fit_seconds']:.0f} s, {r['epochs']} epochs"),
+    )
     rows = summarize(results, configs)
     overall = across_basins(rows, configs)
     C.write_results(
