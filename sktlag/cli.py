@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     model = run.add_argument_group("model")
     model.add_argument("--preset", choices=sorted(PRESETS),
                        help="start from a named hyperparameter set (hydrology: the reference "
-                       "LSTM recipe at one layer, about 10 min; research: the original "
+                       "LSTM recipe at one layer, about 9 min; research: the original "
                        "study's settings, slow; fast: a quick smoke run)")
     model.add_argument("--lookback", type=int, metavar="N", help="days per input window")
     model.add_argument("--hidden-size", type=int, metavar="N", help="LSTM width")
