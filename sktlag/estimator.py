@@ -34,6 +34,7 @@ from .callbacks import (
     ValidationNSE,
     validation_score,
 )
+from .growth import CRITERIA, EIGENSOLVERS, INSERTION_STRATEGIES
 from .losses import MaskedMSELoss, masked_mse
 from .model import GrowingLSTM
 from .windows import (
@@ -421,16 +422,16 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         "patience": [Interval(Integral, 1, None, closed="left")],
         "moving_avg_window": [Interval(Integral, 1, None, closed="left")],
         "topo_derivative_threshold": [Interval(Real, None, None, closed="both")],
-        "derivative_criterion": [StrOptions({"relative", "raw"})],
+        "derivative_criterion": [StrOptions(set(CRITERIA))],
         "min_improvement": [Interval(Real, None, None, closed="both")],
         "select_by": [StrOptions({"moving_average", "epoch"})],
         "growth_optimizer": [StrOptions({"keep", "fresh"})],
         "num_power_iterations": [Interval(Integral, 2, None, closed="left")],
-        "eigensolver": [StrOptions({"lanczos", "power"})],
+        "eigensolver": [StrOptions(set(EIGENSOLVERS))],
         "init_scale": [Interval(Real, 0, None, closed="neither")],
         "min_init_scale": [Interval(Real, 0, None, closed="neither")],
         "backtracking_tolerance": [Interval(Real, 0, None, closed="left")],
-        "growth_strategy": [StrOptions({"topological", "random", "append_zero"})],
+        "growth_strategy": [StrOptions(set(INSERTION_STRATEGIES))],
         "derivative_samples": [Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "missing_target": [StrOptions({"raise", "mask"})],
