@@ -536,7 +536,7 @@ class TopologicalGrowth(Callback):
         validating = grown and self.min_improvement != -math.inf
         if validating and not score > best_before + self.min_improvement:
             decision = GrowthDecision(
-                derivatives=[], position=None, inserted=False,
+                derivatives=[], position=None, inserted=False, rule="validation",
                 reason=(
                     f"validation: {depth} layers reached {score:.4f}, not more than "
                     f"{self.min_improvement:g} above the best {best_before:.4f}"
@@ -547,7 +547,6 @@ class TopologicalGrowth(Callback):
         entry = {"epoch": net.history[-1]["epoch"], "n_layers_before": depth,
                  "architecture_score": score}
         entry.update(decision.as_dict())
-        entry["rule"] = _rule(decision)
         self.decisions_.append(entry)
         if decision.inserted:
             net.history.record("layer_added", decision.position)
@@ -573,7 +572,7 @@ class TopologicalGrowth(Callback):
         except (RuntimeError, ValueError, FloatingPointError) as exc:
             warnings.warn(f"growth decision skipped: {exc}", RuntimeWarning, stacklevel=3)
             return GrowthDecision(
-                derivatives=[], position=None, inserted=False,
+                derivatives=[], position=None, inserted=False, rule="not_computable",
                 reason=f"not computable ({type(exc).__name__}: {exc})",
             )
 
@@ -591,16 +590,6 @@ class TopologicalGrowth(Callback):
 #: by ``min_improvement``; no derivative exceeded the threshold; the depth limit; a
 #: decision whose numbers were not finite.
 STOP_RULES = ("validation", "threshold", "max_layers", "not_computable")
-
-
-def _rule(decision: GrowthDecision) -> str:
-    if decision.inserted:
-        return "inserted"
-    for rule, prefix in [("validation", "validation"), ("max_layers", "max_layers"),
-                         ("not_computable", "not computable")]:
-        if decision.reason.startswith(prefix):
-            return rule
-    return "threshold"
 
 
 def _describe(entry: dict) -> str:

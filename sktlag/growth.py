@@ -746,6 +746,9 @@ class GrowthDecision:
     position: int | None
     inserted: bool
     reason: str
+    #: ``"inserted"``, or the rule that ended growth (``"threshold"``, ``"max_layers"``,
+    #: ``"not_computable"``; the training loop adds ``"validation"``).
+    rule: str = "threshold"
     relative_derivatives: list[float] = field(default_factory=list)
     criterion: str = "relative"
     scale: float = 0.0
@@ -821,7 +824,7 @@ def grow(
     if module.num_layers >= max_layers:
         return GrowthDecision(
             derivatives=[], position=None, inserted=False, reason="max_layers reached",
-            criterion=criterion, seconds=time.perf_counter() - start,
+            rule="max_layers", criterion=criterion, seconds=time.perf_counter() - start,
         )
     if threshold == math.inf:
         # No derivative can exceed it: skip the Hessian work (a fixed-depth network).
@@ -855,6 +858,7 @@ def grow(
             stacklevel=2,
         )
         decision.reason = f"not computable ({cause})"
+        decision.rule = "not_computable"
     else:
         index = int(np.argmax(compared))
         best, value = found[index], compared[index]
@@ -922,6 +926,7 @@ def _insert_with_backtracking(
         del module.layers[best.position]
         raise
     decision.inserted = True
+    decision.rule = "inserted"
     decision.scale = scale
     decision.backtracking_steps = steps
     decision.loss_after = new_loss
