@@ -287,12 +287,18 @@ def basin_table(results, max_layers: int) -> list[dict[str, Any]]:
             share.append(out["decision_seconds"] / out["seconds"])
         if not growth:
             continue
+        # The largest relative derivative of each decision the recording runs computed.
+        relative = [max(v for v in d["relative"] if v is not None and math.isfinite(v))
+                    for r in _by(results, basin=basin, variant="growth")
+                    for d in r["decisions"]
+                    if any(v is not None and math.isfinite(v) for v in d["relative"])]
         rows.append({
             "basin": basin, "seeds": len(growth),
             "growth NSE": C.median(growth), "validation pick NSE": C.median(pick),
             "best fixed NSE": C.median(oracle),
             "growth - pick": C.median(growth) - C.median(pick),
             "growth / grid time": C.median(ratio), "decision share": C.median(share),
+            "relative derivatives": C.spread(relative),
             "depths": " ".join(str(r["n_layers"]) for r in replayed),
             "ended by": " ".join(r["stop"].replace("recorded run ended", "budget")
                                  for r in replayed),
