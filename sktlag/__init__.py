@@ -5,12 +5,11 @@ behaves like any scikit-learn regressor.
 """
 
 from . import datasets, metrics
+from ._version import __version__
 from .estimator import PRESETS, TLAGRegressor
 from .model import GrowingLSTM
 from .persistence import load_model, save_model
 from .report import write_artifacts
-
-__version__ = "0.1.0"
 
 __all__ = [
     "PRESETS",
