@@ -30,7 +30,24 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
+from ._record import (
+    BEST,
+    EPOCH,
+    GROWTH_STOPPED,
+    INSERTED,
+    LAYER_ADDED,
+    N_LAYERS,
+    NON_FINITE,
+    PLATEAU,
+    STOP_RULES,
+    TRAIN_LOSS,
+    VALID_NSE,
+    VALID_SCORE,
+    VALID_SCORE_MA,
+    describe_decision,
+)
 from .growth import GrowthDecision, grow
+from .metrics import nse
 from .model import GrowingLSTM
 
 __all__ = [
@@ -68,7 +85,7 @@ def nse_per_output(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """NSE of every column over its observed (non-NaN) rows; NaN where undefined.
 
     The NSE is undefined for a column with fewer than two observations or a constant
-    one (up to rounding).
+    one (up to rounding); it is ``-inf`` where the predictions are not all finite.
     """
     observed = ~np.isnan(y_true)
     out = np.full(y_true.shape[1], np.nan)
@@ -76,7 +93,8 @@ def nse_per_output(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         t, p = y_true[observed[:, k], k], y_pred[observed[:, k], k]
         if _is_constant(t):
             continue
-        out[k] = 1.0 - np.sum((t - p) ** 2) / np.sum((t - t.mean()) ** 2)
+        # Predictions that are not finite are as bad as predictions can be.
+        out[k] = nse(t, p) if np.isfinite(p).all() else -np.inf
     return out
 
 
@@ -102,13 +120,14 @@ def validation_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     if not np.isfinite(y_pred).all():
         return -math.inf
     observed = ~np.isnan(y_true)
+    per_output = nse_per_output(y_true, y_pred)
     scores = []
     for k in range(y_true.shape[1]):
         t, p = y_true[observed[:, k], k], y_pred[observed[:, k], k]
         if len(t) == 0:
             continue
-        mse = float(np.mean((t - p) ** 2))
-        scores.append(1.0 - mse if _is_constant(t) else 1.0 - mse / float(np.var(t)))
+        defined = np.isfinite(per_output[k])
+        scores.append(float(per_output[k]) if defined else 1.0 - float(np.mean((t - p) ** 2)))
     return float(np.mean(scores)) if scores else -math.inf
 
 
@@ -172,8 +191,8 @@ class ValidationNSE(Callback):
         y_true = torch.cat(self._true).numpy().reshape(y_pred.shape)
         per_output = nse_per_output(y_true, y_pred)
         value = float(np.nanmean(per_output)) if np.isfinite(per_output).any() else -np.inf
-        net.history.record("valid_nse", value)
-        net.history.record("valid_score", validation_score(y_true, y_pred))
+        net.history.record(VALID_NSE, value)
+        net.history.record(VALID_SCORE, validation_score(y_true, y_pred))
         self._pred, self._true = [], []
 
 
@@ -220,10 +239,10 @@ class ArchitectureCheckpoint(Callback):
 
     def __init__(
         self,
-        monitor: str = "valid_score",
+        monitor: str = VALID_SCORE,
         initial_score: float | None = None,
         selection: str = "moving_average",
-        ma_key: str = "valid_nse_ma",
+        ma_key: str = VALID_SCORE_MA,
     ):
         self.monitor = monitor
         self.initial_score = initial_score
@@ -239,6 +258,8 @@ class ArchitectureCheckpoint(Callback):
         self.best_arch_score_ = -np.inf
         self.start_spec_ = None
         self.start_state_ = None
+        # Which state training ended on (set by on_train_end): "best", "start" or None.
+        self.restored_ = None
         self.reset_architecture()
         return self
 
@@ -259,7 +280,7 @@ class ArchitectureCheckpoint(Callback):
             return -np.inf
         values = [
             row.get(self.ma_key, -np.inf) for row in net.history
-            if row["epoch"] >= self.arch_first_epoch_
+            if row[EPOCH] >= self.arch_first_epoch_
         ]
         finite = [v for v in values if v is not None and np.isfinite(v)]
         return float(max(finite)) if finite else -np.inf
@@ -278,7 +299,7 @@ class ArchitectureCheckpoint(Callback):
                 self.best_spec_ = net.module_.get_spec()
                 self.best_state_ = self.arch_best_state_
                 self.best_epoch_ = self.arch_best_epoch_
-                _flag_epoch(net.history, self.best_epoch_, "valid_nse_best")
+                _flag_epoch(net.history, self.best_epoch_, BEST)
         return score
 
     def on_train_begin(self, net, **kwargs):
@@ -288,7 +309,7 @@ class ArchitectureCheckpoint(Callback):
         self.start_spec_ = module.get_spec() if self.start_state_ is not None else None
         score = self.initial_score
         if self.start_state_ is not None and score is not None and np.isfinite(score):
-            epoch = net.history[-1]["epoch"] if len(net.history) else None
+            epoch = net.history[-1][EPOCH] if len(net.history) else None
             self.best_score_ = self.arch_best_score_ = float(score)
             self.best_arch_score_ = float(score)
             self.best_spec_ = self.start_spec_
@@ -297,16 +318,16 @@ class ArchitectureCheckpoint(Callback):
 
     def on_epoch_end(self, net, **kwargs):
         module = net.module_
-        net.history.record("n_layers", module.num_layers)
+        net.history.record(N_LAYERS, module.num_layers)
         if self.arch_first_epoch_ is None:
-            self.arch_first_epoch_ = net.history[-1]["epoch"]
+            self.arch_first_epoch_ = net.history[-1][EPOCH]
         score = net.history[-1].get(self.monitor, -np.inf)
         if not (np.isfinite(score) and score > self.arch_best_score_):
             return
         state = _finite_state(module)
         if state is None:
             return
-        epoch = net.history[-1]["epoch"]
+        epoch = net.history[-1][EPOCH]
         self.arch_best_score_ = score
         self.arch_best_state_ = state
         self.arch_best_epoch_ = epoch
@@ -315,7 +336,7 @@ class ArchitectureCheckpoint(Callback):
             self.best_spec_ = module.get_spec()
             self.best_state_ = state
             self.best_epoch_ = epoch
-            net.history.record("valid_nse_best", True)
+            net.history.record(BEST, True)
 
     def restore_architecture_best(self, net) -> bool:
         """Load the best weights seen for the current architecture.
@@ -331,35 +352,40 @@ class ArchitectureCheckpoint(Callback):
         net.module_.load_state_dict(state)
         return True
 
-    def restore_run_best(self, net) -> None:
+    def restore_run_best(self, net) -> str | None:
         """Make ``net.module_`` the best architecture and weights of the whole run.
 
         Falls back to the state training started from when no epoch validated.
+        Returns which state was loaded: ``"best"``, ``"start"`` or None (none known).
         """
-        spec, state = self.best_spec_, self.best_state_
+        spec, state, which = self.best_spec_, self.best_state_, "best"
         if state is None:
-            spec, state = self.start_spec_, self.start_state_
+            spec, state, which = self.start_spec_, self.start_state_, "start"
         if state is None:
-            return
+            return None
         if spec != net.module_.get_spec():
             device = next(net.module_.parameters()).device
             net.module_ = GrowingLSTM.from_spec(spec).to(device)
         net.module_.load_state_dict(state)
         net.initialize_optimizer()
+        return which
 
     def on_train_end(self, net, **kwargs):
         # Also after an interrupt: whatever the module holds now (a half-trained epoch,
         # weights of an interrupted decision), the kept state completed an epoch.
         self.close_architecture(net)
-        self.restore_run_best(net)
-        # The starting states only serve as fallbacks while training runs.
+        self.restored_ = self.restore_run_best(net)
+        # The module now holds the kept state: the copies of weights go. A fitted
+        # estimator should not carry them, and a pickle holding copies on the training
+        # device could not be loaded where that device does not exist.
+        self.best_state_ = self.arch_best_state_ = None
         self.start_state_ = self.arch_start_state_ = None
 
 
 def _flag_epoch(history, epoch, key: str) -> None:
     """Set ``key`` True in the history row of ``epoch`` (a row already written)."""
     for row in reversed(history):
-        if row["epoch"] == epoch:
+        if row[EPOCH] == epoch:
             row[key] = True
             return
 
@@ -384,14 +410,14 @@ class NonFiniteGuard(Callback):
 
     def on_epoch_end(self, net, **kwargs):
         row = net.history[-1]
-        loss = row.get("train_loss", math.nan)
+        loss = row.get(TRAIN_LOSS, math.nan)
         params_finite = all(torch.isfinite(p).all() for p in net.module_.parameters())
         if math.isfinite(loss) and params_finite:
             return
         had_best = self.checkpoint.arch_best_state_ is not None
         restored = self.checkpoint.restore_architecture_best(net)
         net.initialize_optimizer()
-        net.history.record("non_finite", True)
+        net.history.record(NON_FINITE, True)
         what = "parameters" if math.isfinite(loss) else f"training loss ({loss})"
         if not restored:
             action = "no finite weights of this architecture to go back to"
@@ -399,7 +425,7 @@ class NonFiniteGuard(Callback):
             kept = "best validated" if had_best else "starting"
             action = f"back to the architecture's {kept} weights, its training ends"
         warnings.warn(
-            f"epoch {row['epoch']}: non-finite {what}; {action}", RuntimeWarning, stacklevel=2
+            f"epoch {row[EPOCH]}: non-finite {what}; {action}", RuntimeWarning, stacklevel=2
         )
 
 
@@ -418,7 +444,7 @@ class PlateauDetector(Callback):
         patience: int,
         moving_avg_window: int,
         max_epochs_per_layer: int,
-        monitor: str = "valid_score",
+        monitor: str = VALID_SCORE,
     ):
         self.patience = patience
         self.moving_avg_window = moving_avg_window
@@ -439,7 +465,7 @@ class PlateauDetector(Callback):
         self.scores_.append(score if np.isfinite(score) else -np.inf)
         window = self.scores_[-self.moving_avg_window :]
         ma = float(np.mean(window))
-        net.history.record("valid_nse_ma", ma)
+        net.history.record(VALID_SCORE_MA, ma)
         if ma > self.best_ma_:
             self.best_ma_, self.since_best_ = ma, 0
         else:
@@ -447,9 +473,9 @@ class PlateauDetector(Callback):
         plateau = (
             self.since_best_ >= self.patience
             or len(self.scores_) >= self.max_epochs_per_layer
-            or bool(net.history[-1].get("non_finite", False))
+            or bool(net.history[-1].get(NON_FINITE, False))
         )
-        net.history.record("plateau", bool(plateau))
+        net.history.record(PLATEAU, bool(plateau))
 
 
 class TopologicalGrowth(Callback):
@@ -519,19 +545,24 @@ class TopologicalGrowth(Callback):
         self.stopped_ = False
         return self
 
+    def on_train_end(self, net, **kwargs):
+        # The sample references the training series, which a fitted estimator (and its
+        # pickle) should not carry around.
+        self.sample = None
+
     def on_train_begin(self, net, **kwargs):
         self.first_epoch_ = len(net.history) + 1
 
     def on_epoch_end(self, net, **kwargs):
-        if not net.history[-1].get("plateau", False):
+        if not net.history[-1].get(PLATEAU, False):
             return
-        if net.history[-1]["epoch"] - self.first_epoch_ + 1 >= net.max_epochs:
+        if net.history[-1][EPOCH] - self.first_epoch_ + 1 >= net.max_epochs:
             return  # the epoch budget ends here: a new layer could not be trained
         self.checkpoint.restore_architecture_best(net)
         best_before = self.checkpoint.best_arch_score_
         score = self.checkpoint.close_architecture(net)
         depth = net.module_.num_layers
-        grown = bool(self.decisions_) and self.decisions_[-1]["rule"] == "inserted"
+        grown = bool(self.decisions_) and self.decisions_[-1]["rule"] == INSERTED
         # min_improvement = -inf switches the rule off (also when scores are -inf).
         validating = grown and self.min_improvement != -math.inf
         if validating and not score > best_before + self.min_improvement:
@@ -544,12 +575,12 @@ class TopologicalGrowth(Callback):
             )
         else:
             decision = self._decide(net)
-        entry = {"epoch": net.history[-1]["epoch"], "n_layers_before": depth,
+        entry = {EPOCH: net.history[-1][EPOCH], "n_layers_before": depth,
                  "architecture_score": score}
         entry.update(decision.as_dict())
         self.decisions_.append(entry)
         if decision.inserted:
-            net.history.record("layer_added", decision.position)
+            net.history.record(LAYER_ADDED, decision.position)
             self.checkpoint.reset_architecture(net)
             self.plateau.reset_architecture()
             if self.keep_optimizer:
@@ -558,12 +589,12 @@ class TopologicalGrowth(Callback):
             else:
                 net.initialize_optimizer()
             if self.sink is not None:
-                self.sink(_describe(entry))
+                self.sink(describe_decision(entry))
             return
         self.stopped_ = True
-        net.history.record("growth_stopped", decision.reason)
+        net.history.record(GROWTH_STOPPED, decision.reason)
         if self.sink is not None:
-            self.sink(_describe(entry))
+            self.sink(describe_decision(entry))
 
     def _decide(self, net) -> GrowthDecision:
         X, y = self.sample()
@@ -585,20 +616,3 @@ class TopologicalGrowth(Callback):
             del net.history[-1]  # the epoch that will not run
             raise GrowthStopped(self.decisions_[-1]["reason"])
 
-
-#: The rules that can end growth: the grown architecture did not improve validation
-#: by ``min_improvement``; no derivative exceeded the threshold; the depth limit; a
-#: decision whose numbers were not finite.
-STOP_RULES = ("validation", "threshold", "max_layers", "not_computable")
-
-
-def _describe(entry: dict) -> str:
-    ds = ", ".join(f"{d:.3g}" for d in entry["derivatives"])
-    head = f"epoch {entry['epoch']}: {entry['n_layers_before']} layers, derivatives [{ds}]"
-    if entry["inserted"]:
-        return (
-            f"{head} -> residual layer inserted after layer {entry['position']} "
-            f"(scale {entry['scale']:.3g}, {entry['backtracking_steps']} backtracking steps, "
-            f"{entry['n_hvp']} HVPs, {entry['seconds']:.2f} s)"
-        )
-    return f"{head} -> growth stops: {entry['reason']}"

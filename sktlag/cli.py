@@ -34,9 +34,10 @@ from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import Callback
 from tqdm.auto import tqdm
 
-from . import __version__
+from ._record import N_LAYERS, VALID_NSE, decisions_from_table, describe_decision
+from ._version import __version__
 from .datasets import load_lahn
-from .estimator import PRESETS, TLAGRegressor
+from .estimator import PRESETS, TLAGRegressor, final_regressor
 from .io import read_table, write_table
 from .persistence import load_model
 from .report import (
@@ -88,8 +89,8 @@ class EpochProgressBar(Callback):
 
     def on_epoch_end(self, net, **kwargs):
         row = net.history[-1]
-        nse = row.get("valid_nse", float("nan"))
-        self.bar_.set_postfix(layers=row.get("n_layers"), valid_nse=f"{nse:.3f}",
+        nse = row.get(VALID_NSE, float("nan"))
+        self.bar_.set_postfix(layers=row.get(N_LAYERS), valid_nse=f"{nse:.3f}",
                               refresh=False)
         self.bar_.update(1)
 
@@ -277,16 +278,10 @@ def _target_names(y) -> list[str]:
 
 
 def _growth_lines(est: TLAGRegressor) -> list[str]:
-    lines = []
-    frame = est.derivative_history_
-    for _, row in frame.iterrows():
-        if row.get("inserted"):
-            lines.append(f"  epoch {int(row['epoch'])}: {int(row['n_layers_before'])} -> "
-                         f"{int(row['n_layers_before']) + 1} layers, inserted after layer "
-                         f"{int(row['position'])}")
-        else:
-            lines.append(f"  epoch {int(row['epoch'])}: growth stops ({row['reason']})")
-    return lines or ["  no growth decision was reached"]
+    decisions = decisions_from_table(est.derivative_history_)
+    return [f"  {describe_decision(d)}" for d in decisions] or [
+        "  no growth decision was reached"
+    ]
 
 
 def _run(args) -> int:
@@ -373,7 +368,7 @@ def _predict(args) -> int:
     if out.exists() and not args.force:
         raise CommandError(f"'{out}' exists; choose another --out or replace it (--force)")
     model, metadata = load_model(args.model, return_metadata=True)
-    est = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    est = final_regressor(model)
     features = getattr(est, "feature_names_in_", None)
     if features is None:
         raise CommandError(

@@ -1,13 +1,13 @@
 """`TLAGRegressor`: a depth-growing LSTM regressor that behaves like any scikit-learn regressor.
 
-The estimator validates its input, cuts the series into windows, and trains a skorch
-``NeuralNet`` around :class:`sktlag.model.GrowingLSTM` with the growth callbacks of
-:mod:`sktlag.callbacks`. The fitted net is kept as ``net_``.
+The estimator is the scikit-learn facade: it holds the hyperparameters, validates the
+input, standardizes the targets and cuts the series into windows; the training module
+builds and runs the skorch net around :class:`sktlag.model.GrowingLSTM` and its growth
+callbacks. The fitted net is kept as ``net_``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import warnings
@@ -20,35 +20,20 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
-from skorch import NeuralNet
-from skorch.callbacks import GradientNormClipping
-from skorch.helper import predefined_split
 
-from .callbacks import (
-    ArchitectureCheckpoint,
-    GrowthStopped,
-    LearningRateSchedule,
-    NonFiniteGuard,
-    PlateauDetector,
-    TopologicalGrowth,
-    ValidationNSE,
-    validation_score,
+from ._record import architectures, decision_table, decisions_from_table
+from ._training import (
+    build_net,
+    interruption_message,
+    lr_factors,
+    predict_windows,
+    torch_threads,
+    train,
 )
 from .growth import CRITERIA, EIGENSOLVERS, INSERTION_STRATEGIES
-from .losses import MaskedMSELoss, masked_mse
-from .model import GrowingLSTM
-from .windows import (
-    WindowDataset,
-    chronological_split,
-    collate_windows,
-    padded_series,
-    window_ends,
-)
+from .windows import WindowDataset, fit_split, padded_series
 
-__all__ = ["PRESETS", "TLAGRegressor"]
-
-# History keys that would only clutter the epoch table.
-_QUIET_HISTORY_KEYS = ["valid_nse_best", "plateau", "growth_stopped", "layer_added"]
+__all__ = ["PRESETS", "TLAGRegressor", "final_regressor"]
 
 #: Named hyperparameter sets (documented with their measured accuracy and time in
 #: ``docs/benchmarks.md``).
@@ -114,46 +99,9 @@ PRESETS: dict[str, dict] = {
 }
 
 
-# More history keys kept out of the epoch table: valid_score repeats valid_nse unless
-# a validation target is constant; non_finite marks a diverged epoch (also warned about).
-_QUIET_HISTORY_KEYS += ["valid_score", "non_finite"]
-
 #: Inputs larger than this in magnitude saturate the LSTM gates (a warning suggests
 #: scaling them).
 _LARGE_INPUT = 1e3
-
-
-class _GrowingNet(NeuralNet):
-    """skorch ``NeuralNet`` that remembers whether its last fit loop was interrupted.
-
-    skorch ends the fit loop on any ``KeyboardInterrupt`` and still runs
-    ``on_train_end``. ``interrupted_`` tells a user's interrupt (True) apart from the
-    growth rule's own stop (:class:`sktlag.callbacks.GrowthStopped`) and from a loop
-    that ran all its epochs (both False).
-    """
-
-    def fit_loop(self, X, y=None, epochs=None, **fit_params):
-        self.interrupted_ = False
-        try:
-            return super().fit_loop(X, y, epochs, **fit_params)
-        except GrowthStopped:
-            raise
-        except KeyboardInterrupt:
-            self.interrupted_ = True
-            raise
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int | None):
-    if n is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _first_bad(values: np.ndarray, test) -> tuple[int, int, int] | None:
@@ -547,7 +495,7 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         return y
 
     def _check_hyperparameters(self) -> None:
-        self._lr_factors()
+        lr_factors(self.lr_schedule)
         if self.initial_num_layers > self.max_layers:
             raise ValueError(
                 f"initial_num_layers={self.initial_num_layers} exceeds "
@@ -566,26 +514,6 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
                 f"device={self.device!r} but torch finds no CUDA device here; use "
                 "device='cpu'"
             )
-
-    def _lr_factors(self) -> dict[int, float]:
-        """``lr_schedule`` as ``{epoch: factor}``, checked."""
-        schedule = self.lr_schedule or {}
-        try:
-            pairs = list(schedule.items() if isinstance(schedule, dict) else schedule)
-            pairs = [(epoch, factor) for epoch, factor in pairs]
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"lr_schedule must be a dict or a sequence of (epoch, factor) pairs, got "
-                f"{self.lr_schedule!r}"
-            ) from None
-        for epoch, factor in pairs:
-            if not (isinstance(epoch, Integral) and epoch >= 1):
-                raise ValueError(f"lr_schedule epochs must be integers >= 1, got {epoch!r}")
-            if not (isinstance(factor, Real) and math.isfinite(factor) and factor > 0):
-                raise ValueError(
-                    f"lr_schedule factor of epoch {epoch} must be positive, got {factor!r}"
-                )
-        return {int(epoch): float(factor) for epoch, factor in pairs}
 
     def _minimum_rows(self, groups) -> int:
         n_groups = 1 if groups is None else len(pd.unique(np.asarray(groups)))
@@ -617,15 +545,30 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         self : TLAGRegressor
         """
         start = time.perf_counter()
-        self._check_hyperparameters()
         continuing = self.warm_start and hasattr(self, "net_")
-        X_frame = X if isinstance(X, pd.DataFrame) else None
+        frame = X if isinstance(X, pd.DataFrame) else None
+        X, y, groups = self._validate_fit_input(X, y, groups, continuing)
+        train_ends, valid_ends = self._split(y, groups)
+        if not continuing:
+            self._fit_scaling(X, y, train_ends)
+        self._store_warmup(X, frame, groups)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        train_set, valid_set = self._window_datasets(X, y, train_ends, valid_ends)
+        self._train(train_set, valid_set, seed, continuing)
+        self.fit_time_ = time.perf_counter() - start
+        return self
+
+    def _validate_fit_input(self, X, y, groups, continuing: bool):
+        """Checked ``X``, ``y`` as (rows, outputs) and ``groups`` as an array or None."""
+        self._check_hyperparameters()
+        frame = X if isinstance(X, pd.DataFrame) else None
         X = self._validate_X(X, reset=not continuing)
         y = self._validate_y(y, len(X))
-        y2 = y.reshape(len(y), -1)
         if continuing:
-            self._check_continuation(y2)
-        self._warn_large_inputs(X, X_frame)
+            self._check_continuation(y.reshape(len(y), -1))
+        else:
+            self._y_ndim = y.ndim
+        self._warn_large_inputs(X, frame)
         groups = None if groups is None else np.asarray(groups)
         minimum = self._minimum_rows(groups)
         if len(X) < minimum:
@@ -634,76 +577,74 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
                 f"validation_fraction={self.validation_fraction} at least {minimum} rows are "
                 "needed (a training and a validation part of full windows)"
             )
+        return X, y.reshape(len(y), -1), groups
 
-        ends = window_ends(len(X), self.lookback, groups)
-        observed = ~np.isnan(y2[ends]).all(axis=1)
-        self.n_masked_targets_ = int(np.isnan(y2).sum())
+    def _split(self, y: np.ndarray, groups) -> tuple[np.ndarray, np.ndarray]:
+        """Training and validation window ends (windows with an observed target)."""
+        self.n_masked_targets_ = int(np.isnan(y).sum())
         if self.verbose and self.n_masked_targets_:
             print(
                 f"{self.n_masked_targets_} missing target values masked out of the loss, "
                 "the validation NSE and the growth decisions"
             )
-        ends = ends[observed]
-        train_ends, valid_ends = chronological_split(
-            ends, self.validation_fraction, self.lookback, groups
-        )
+        train_ends, valid_ends = fit_split(y, self.lookback, self.validation_fraction, groups)
         if len(train_ends) < 2 or len(valid_ends) < 2:
             raise ValueError(
                 f"only {len(train_ends)} training and {len(valid_ends)} validation windows "
                 "have an observed target; more rows with observed targets are needed"
             )
+        return train_ends, valid_ends
 
-        if not continuing:
-            self.n_outputs_ = y2.shape[1]
-            train_targets = y2[train_ends]
-            self.target_mean_ = np.nanmean(train_targets, axis=0)
-            scale = np.nanstd(train_targets, axis=0)
-            self.target_scale_ = np.where(scale > 0, scale, 1.0)
-            self.padding_values_ = X.mean(axis=0)
-            self._y_ndim = y.ndim
-        self._store_warmup(X, X_frame, groups)
+    def _fit_scaling(self, X: np.ndarray, y: np.ndarray, train_ends: np.ndarray) -> None:
+        self.n_outputs_ = y.shape[1]
+        train_targets = y[train_ends]
+        self.target_mean_ = np.nanmean(train_targets, axis=0)
+        scale = np.nanstd(train_targets, axis=0)
+        self.target_scale_ = np.where(scale > 0, scale, 1.0)
+        self.padding_values_ = X.mean(axis=0)
 
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
+    def _window_datasets(self, X, y, train_ends, valid_ends):
         X32 = np.ascontiguousarray(X, dtype=np.float32)
         # torch warns about read-only arrays (e.g. a memory map): give it its own copy.
         X_t = torch.from_numpy(X32 if X32.flags.writeable else X32.copy())
-        y_t = torch.from_numpy(((y2 - self.target_mean_) / self.target_scale_).astype(np.float32))
-        train_set = WindowDataset(X_t, y_t, train_ends, self.lookback)
-        valid_set = WindowDataset(X_t, y_t, valid_ends, self.lookback)
-        sample_rows = np.sort(
-            np.random.default_rng(seed).choice(
-                len(train_set), min(self.derivative_samples, len(train_set)), replace=False
-            )
+        y_t = torch.from_numpy(((y - self.target_mean_) / self.target_scale_).astype(np.float32))
+        return (WindowDataset(X_t, y_t, train_ends, self.lookback),
+                WindowDataset(X_t, y_t, valid_ends, self.lookback))
+
+    def _train(self, train_set, valid_set, seed: int, continuing: bool) -> None:
+        rows = np.random.default_rng(seed).choice(
+            len(train_set), min(self.derivative_samples, len(train_set)), replace=False
         )
+        sample_rows = np.sort(rows)
 
         def derivative_sample():
             Xs, ys = train_set.__getitems__(sample_rows)
             return Xs.to(self.device), ys.to(self.device)
 
-        previous = self.derivative_history_ if continuing else None
-        with _torch_threads(self.n_threads):
-            torch.manual_seed(seed)
-            if continuing:
-                net = self._continue_net(train_set, valid_set, derivative_sample, seed)
-            else:
-                net = self._make_net(
-                    X.shape[1], self.n_outputs_, valid_set=valid_set,
-                    derivative_sample=derivative_sample, seed=seed,
-                )
-                net.fit(train_set, y=None)
-
+        params = self.get_params(deep=False)
+        earlier = decisions_from_table(self.derivative_history_) if continuing else []
+        net = self.net_ if continuing else build_net(
+            params, self.n_features_in_, self.n_outputs_, valid_set=valid_set,
+            derivative_sample=derivative_sample, seed=seed,
+        )
+        outcome = train(net, params, train_set, valid_set, derivative_sample=derivative_sample,
+                        seed=seed, continuing=continuing)
         self.net_ = net
-        self.interrupted_ = bool(getattr(net, "interrupted_", False))
-        if self.interrupted_:
-            self._end_interrupted_fit()
-        self._release_training_data()
-        self.module_ = self.net_.module_
+        self.module_ = net.module_
         self.n_layers_ = self.module_.num_layers
-        self.history_ = self.net_.history
-        self._collect_histories(previous)
-        self.fit_time_ = time.perf_counter() - start
-        return self
+        self.history_ = net.history
+        self.interrupted_ = outcome.interrupted
+        self.best_epoch_ = outcome.best_epoch
+        self.best_score_ = outcome.best_score
+        self.growth_stop_rule_ = outcome.stop_rule
+        self.growth_history_ = architectures(net.history)
+        # A warm start appends its decisions to those of the earlier fits.
+        self.derivative_history_ = decision_table(earlier + outcome.decisions)
+        if outcome.interrupted:
+            message = interruption_message(net, outcome)
+            if self.verbose:
+                print(message)
+            warnings.warn(message, UserWarning, stacklevel=3)
 
     def _check_continuation(self, y2: np.ndarray) -> None:
         if y2.shape[1] != self.n_outputs_:
@@ -734,198 +675,8 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
             "LSTM gates saturate on unscaled inputs and learn little from them: scale X, "
             "e.g. with a StandardScaler in a Pipeline",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-
-    def _end_interrupted_fit(self) -> None:
-        # The checkpoint has already restored the best completed state (skorch runs
-        # on_train_end after an interrupt). An epoch cut short never reached the
-        # checkpoint (no "n_layers"): its row goes, so history_ holds completed epochs.
-        history = self.net_.history
-        if len(history) and "n_layers" not in history[-1]:
-            del history[-1]
-        last = history[-1]["epoch"] if len(history) else 0
-        checkpoint = dict(self.net_.callbacks_)["checkpoint"]
-        kept = (
-            "the best validated state so far" if checkpoint.best_state_ is not None
-            else "the network training started from"
-        )
-        message = (
-            f"fit interrupted after {last} completed epoch(s); the model is {kept} "
-            f"({self.net_.module_.num_layers} layer(s)). Fit again with warm_start=True "
-            "to continue."
-        )
-        if self.verbose:
-            print(message)
-        warnings.warn(message, UserWarning, stacklevel=3)
-
-    def _callbacks(self, derivative_sample, seed: int, initial_score=None) -> list:
-        checkpoint = ArchitectureCheckpoint(initial_score=initial_score, selection=self.select_by)
-        plateau = PlateauDetector(
-            patience=self.patience,
-            moving_avg_window=self.moving_avg_window,
-            max_epochs_per_layer=self.max_epochs_per_layer,
-        )
-        growth = TopologicalGrowth(
-            sample=derivative_sample,
-            checkpoint=checkpoint,
-            plateau=plateau,
-            loss_fn=masked_mse,
-            grow_kwargs={
-                "threshold": float(self.topo_derivative_threshold),
-                "max_layers": self.max_layers,
-                "method": self.eigensolver,
-                "max_hvp": self.num_power_iterations,
-                "init_scale": self.init_scale,
-                "min_scale": self.min_init_scale,
-                "tolerance": self.backtracking_tolerance,
-                "seed": seed,
-                "strategy": self.growth_strategy,
-                "criterion": self.derivative_criterion,
-            },
-            sink=print if self.verbose else None,
-            min_improvement=self.min_improvement,
-            keep_optimizer=self.growth_optimizer == "keep",
-        )
-        recipe = []
-        factors = self._lr_factors()
-        if factors:
-            recipe.append(("lr_schedule", LearningRateSchedule(self.lr, factors)))
-        if self.clip_gradient_norm is not None:
-            recipe.append(
-                ("clip_gradient", GradientNormClipping(gradient_clip_value=self.clip_gradient_norm))
-            )
-        return [
-            *recipe,
-            ("valid_nse", ValidationNSE()),
-            ("checkpoint", checkpoint),
-            ("non_finite", NonFiniteGuard(checkpoint)),
-            ("plateau", plateau),
-            ("growth", growth),
-            *(self.callbacks or []),
-        ]
-
-    def _make_net(
-        self,
-        n_features: int,
-        n_outputs: int,
-        *,
-        module: GrowingLSTM | None = None,
-        valid_set=None,
-        derivative_sample=None,
-        seed: int = 0,
-    ) -> _GrowingNet:
-        """The skorch net of this estimator: the only place it is built.
-
-        ``fit`` builds it around a new :class:`~sktlag.model.GrowingLSTM`;
-        :func:`sktlag.load_model` builds it around the module read from a file, so a
-        loaded estimator has the same net (window batches, growth callbacks, epoch
-        table) as a fitted one and ``warm_start=True`` continues from it.
-
-        Parameters
-        ----------
-        n_features, n_outputs : int
-            Input columns and targets of the network.
-        module : GrowingLSTM, optional
-            An existing (e.g. grown and trained) network to wrap as it is; by default
-            the net creates one from the hyperparameters when it is initialized.
-        valid_set : WindowDataset, optional
-            Validation windows; None leaves the net without a split (a fitted or
-            loaded net until it trains again).
-        derivative_sample : callable, optional
-            Returns the windows the growth decisions are computed on.
-        seed : int, default=0
-            Seed of the growth decisions.
-
-        Returns
-        -------
-        _GrowingNet
-            Not yet initialized.
-        """
-        if module is None:
-            module_params = {
-                "module": GrowingLSTM,
-                "module__n_features": n_features,
-                "module__hidden_size": self.hidden_size,
-                "module__num_layers": self.initial_num_layers,
-                "module__n_outputs": n_outputs,
-                "module__dropout": self.dropout,
-                "module__output_dropout": self.output_dropout,
-                "module__initial_forget_bias": self.initial_forget_bias,
-            }
-        else:
-            # No module__ parameters: with them, skorch would replace the given
-            # instance by a new, untrained one.
-            if (module.n_features, module.n_outputs) != (n_features, n_outputs):
-                raise ValueError(
-                    f"the network reads {module.n_features} features and predicts "
-                    f"{module.n_outputs} outputs, expected {n_features} and {n_outputs}"
-                )
-            module_params = {"module": module}
-        return _GrowingNet(
-            **module_params,
-            criterion=MaskedMSELoss,
-            optimizer=torch.optim.Adam,
-            lr=self.lr,
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            train_split=None if valid_set is None else predefined_split(valid_set),
-            iterator_train__shuffle=True,
-            iterator_train__collate_fn=collate_windows,
-            iterator_valid__collate_fn=collate_windows,
-            callbacks=self._callbacks(derivative_sample, seed),
-            callbacks__print_log__keys_ignored=_QUIET_HISTORY_KEYS,
-            device=self.device,
-            verbose=int(self.verbose),
-        )
-
-    def _continue_net(self, train_set, valid_set, derivative_sample, seed: int) -> NeuralNet:
-        # Continue from the fitted network (its depth and weights) with fresh plateau
-        # and checkpoint state; the fitted state, scored on this fit's validation
-        # windows, competes for the best.
-        net = self.net_
-        net.set_params(
-            train_split=predefined_split(valid_set),
-            callbacks=self._callbacks(
-                derivative_sample, seed, self._score_module(net.module_, valid_set)
-            ),
-            max_epochs=self.max_epochs,
-            lr=self.lr,
-            verbose=int(self.verbose),
-        )
-        net.initialize_callbacks()
-        net.partial_fit(train_set, y=None)
-        return net
-
-    def _score_module(self, module, dataset) -> float:
-        """:func:`sktlag.callbacks.validation_score` of ``module`` on ``dataset``."""
-        device = next(module.parameters()).device
-        chunk = max(self.batch_size, 1024)
-        preds, targets = [], []
-        was_training = module.training
-        module.eval()
-        try:
-            with torch.inference_mode():
-                for first in range(0, len(dataset), chunk):
-                    Xb, yb = dataset.__getitems__(range(first, min(first + chunk, len(dataset))))
-                    preds.append(module(Xb.to(device)).double().cpu().numpy())
-                    targets.append(yb.double().numpy())
-        finally:
-            module.train(was_training)
-        y_pred = np.concatenate(preds)
-        return validation_score(np.concatenate(targets).reshape(y_pred.shape), y_pred)
-
-    def _release_training_data(self) -> None:
-        # The split and the derivative sample reference the training series; a fitted
-        # estimator (and its pickle) should not carry it around.
-        self.net_.train_split = None
-        # skorch keeps callback instances as given: callbacks_ and callbacks share them.
-        dict(self.net_.callbacks_)["growth"].sample = None
-        # The module now holds the run's best state; the checkpoint's copies of the
-        # weights (on the training device) are no longer needed, and a pickle holding
-        # them could not be loaded where that device does not exist.
-        checkpoint = dict(self.net_.callbacks_)["checkpoint"]
-        checkpoint.best_state_ = checkpoint.arch_best_state_ = None
 
     def __getstate__(self):
         # ``module_`` is ``net_.module_``. Pickled only inside ``net_``, whose unpickling
@@ -939,51 +690,6 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         super().__setstate__(state)
         if "net_" in self.__dict__:
             self.module_ = self.net_.module_
-
-    def _collect_histories(self, previous: pd.DataFrame | None = None) -> None:
-        history = self.net_.history
-        growth = dict(self.net_.callbacks_)["growth"]
-        architectures = []
-        for row in history:
-            depth = row.get("n_layers")
-            if depth is None:
-                continue
-            if not architectures or architectures[-1]["n_layers"] != depth:
-                architectures.append(
-                    {"n_layers": depth, "first_epoch": row["epoch"], "last_epoch": row["epoch"],
-                     "best_valid_nse": -np.inf, "best_epoch": None,
-                     "best_valid_nse_ma": -np.inf}
-                )
-            arch = architectures[-1]
-            arch["last_epoch"] = row["epoch"]
-            nse = row.get("valid_nse", -np.inf)
-            if nse > arch["best_valid_nse"]:
-                arch["best_valid_nse"], arch["best_epoch"] = float(nse), row["epoch"]
-            ma = row.get("valid_nse_ma", -np.inf)
-            arch["best_valid_nse_ma"] = max(arch["best_valid_nse_ma"], float(ma))
-        self.growth_history_ = architectures
-        checkpoint = dict(self.net_.callbacks_)["checkpoint"]
-        self.best_epoch_ = checkpoint.best_epoch_
-        self.best_score_ = float(checkpoint.best_score_)
-        if self.interrupted_:
-            self.growth_stop_rule_ = "interrupted"
-        elif growth.stopped_:
-            self.growth_stop_rule_ = growth.decisions_[-1]["rule"]
-        else:
-            self.growth_stop_rule_ = "max_epochs"
-        rows = []
-        for d in growth.decisions_:
-            row = {k: v for k, v in d.items() if k not in ("derivatives", "relative_derivatives")}
-            for position, value in enumerate(d["derivatives"], start=1):
-                row[f"derivative_{position}"] = value
-            for position, value in enumerate(d.get("relative_derivatives", []), start=1):
-                row[f"relative_derivative_{position}"] = value
-            rows.append(row)
-        frame = pd.DataFrame(rows)
-        if previous is not None and len(previous):
-            # A warm start appends its decisions to those of the earlier fits.
-            frame = pd.concat([previous, frame], ignore_index=True) if len(frame) else previous
-        self.derivative_history_ = frame
 
     def _store_warmup(self, X: np.ndarray, X_frame, groups) -> None:
         # The last lookback - 1 rows seen in fit: predict() uses them as real history
@@ -1052,20 +758,8 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
             torch.from_numpy(np.ascontiguousarray(series, dtype=np.float32)), None, ends,
             self.lookback,
         )
-        module = self.net_.module_
-        device = next(module.parameters()).device
-        chunk = max(self.batch_size, 1024)
-        out = []
-        was_training = module.training
-        module.eval()
-        try:
-            with _torch_threads(self.n_threads), torch.inference_mode():
-                for first in range(0, len(dataset), chunk):
-                    Xb, _ = dataset.__getitems__(range(first, min(first + chunk, len(dataset))))
-                    out.append(module(Xb.to(device)).double().cpu().numpy())
-        finally:
-            module.train(was_training)
-        pred = np.concatenate(out) if out else np.empty((0, self.n_outputs_))
+        with torch_threads(self.n_threads):
+            pred = predict_windows(self.net_.module_, dataset, self.batch_size)
         pred = pred * self.target_scale_ + self.target_mean_
         return pred.ravel() if self._y_ndim == 1 else pred
 
@@ -1075,3 +769,24 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         tags.target_tags.single_output = True
         tags.input_tags.allow_nan = False
         return tags
+
+
+def final_regressor(model, *, fitted: bool = True) -> TLAGRegressor:
+    """The :class:`TLAGRegressor` of ``model``: itself, or the last step of a pipeline.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is neither.
+    sklearn.exceptions.NotFittedError
+        If ``fitted`` is True and the regressor is not fitted.
+    """
+    steps = getattr(model, "steps", None)
+    est = steps[-1][1] if steps else model
+    if not isinstance(est, TLAGRegressor):
+        raise TypeError(
+            f"expected a TLAGRegressor or a pipeline ending in one, got {type(est).__name__}"
+        )
+    if fitted:
+        check_is_fitted(est, "net_")
+    return est

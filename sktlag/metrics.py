@@ -1101,7 +1101,8 @@ def _group_of(row):
     return row
 
 
-def _output_names(y_true, k):
+def output_names(y_true, k):
+    """Names of the ``k`` outputs of ``y_true``: its columns, its name, or output_0 ..."""
     columns = getattr(y_true, "columns", None)
     if columns is not None:
         return list(columns)
@@ -1173,7 +1174,7 @@ def evaluate(y_true, y_pred, metrics=None, index=None):
         raise ValueError(f"unknown metric names {unknown}; choose from {list(EVALUATE_METRICS)}")
     if index is not None:
         _time_coordinates(index, obs.shape[0])
-    names = _output_names(y_true, obs.shape[1])
+    names = output_names(y_true, obs.shape[1])
     groups = list(dict.fromkeys(_group_of(row) for row in rows))
     table = pd.DataFrame(np.nan, index=pd.Index(rows, name="metric"), columns=names)
     for j, name in enumerate(names):

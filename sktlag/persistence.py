@@ -34,7 +34,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from skorch.history import History
 
-from .estimator import TLAGRegressor
+from ._training import build_net
+from ._version import __version__
+from .estimator import TLAGRegressor, final_regressor
 from .io import atomic_write
 from .model import GrowingLSTM
 
@@ -117,22 +119,22 @@ def _frame_from_plain(data: dict[str, Any]) -> pd.DataFrame:
 # ---------------------------------------------------------------------- saving
 def _split_model(model) -> tuple[list[tuple[str, StandardScaler]], str | None, TLAGRegressor]:
     """The scaler steps, the regressor's step name and the regressor of ``model``."""
-    if isinstance(model, TLAGRegressor):
-        return [], None, model
-    if isinstance(model, Pipeline) and isinstance(model.steps[-1][1], TLAGRegressor):
-        scalers = []
-        for name, step in model.steps[:-1]:
-            if not isinstance(step, StandardScaler):
-                raise TypeError(
-                    f"pipeline step {name!r} is a {type(step).__name__}; a .pth model file "
-                    "stores StandardScaler steps only (save other pipelines with joblib)"
-                )
-            scalers.append((name, step))
-        return scalers, model.steps[-1][0], model.steps[-1][1]
-    raise TypeError(
-        "model must be a fitted TLAGRegressor or a Pipeline of StandardScaler steps ending "
-        f"in a TLAGRegressor, got {type(model).__name__}"
-    )
+    if not isinstance(model, (TLAGRegressor, Pipeline)):
+        raise TypeError(
+            "model must be a fitted TLAGRegressor or a Pipeline of StandardScaler steps "
+            f"ending in a TLAGRegressor, got {type(model).__name__}"
+        )
+    est = final_regressor(model, fitted=False)
+    steps = model.steps[:-1] if isinstance(model, Pipeline) else []
+    for name, step in steps:
+        if not isinstance(step, StandardScaler):
+            raise TypeError(
+                f"pipeline step {name!r} is a {type(step).__name__}; a .pth model file "
+                "stores StandardScaler steps only (save other pipelines with joblib)"
+            )
+    check_is_fitted(est, "net_")
+    name = model.steps[-1][0] if isinstance(model, Pipeline) else None
+    return list(steps), name, est
 
 
 def _scaler_payload(name: str, scaler: StandardScaler) -> dict[str, Any]:
@@ -179,10 +181,7 @@ def model_payload(model) -> dict[str, Any]:
     dict
         What :func:`save_model` writes (see the module notes).
     """
-    from . import __version__
-
     scalers, step_name, est = _split_model(model)
-    check_is_fitted(est, "net_")
     module = est.net_.module_
     feature_names = getattr(est, "feature_names_in_", None)
     return {
@@ -364,7 +363,7 @@ def _build_regressor(payload: dict[str, Any], device: str) -> TLAGRegressor:
     n_features, n_outputs = int(payload["n_features_in"]), int(payload["n_outputs"])
     # The estimator's own net (window batches, growth callbacks), around the stored
     # network: warm_start=True continues from its depth and weights.
-    net = est._make_net(n_features, n_outputs, module=module)
+    net = build_net(est.get_params(deep=False), n_features, n_outputs, module=module)
     net.initialize()
     net.history_ = History(payload.get("history", []))
     est.interrupted_ = net.interrupted_ = bool(payload.get("interrupted", False))

@@ -16,6 +16,18 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
+from ._record import (
+    BEST,
+    EPOCH,
+    LAYER_ADDED,
+    N_LAYERS,
+    TRAIN_LOSS,
+    VALID_LOSS,
+    VALID_NSE,
+    VALID_SCORE_MA,
+    column,
+)
+from .estimator import final_regressor
 from .metrics import kge, nse
 
 __all__ = ["history_arrays", "plot_evolution", "plot_loss", "plot_prediction"]
@@ -32,16 +44,9 @@ _INSERT_COLOR = "#868e96"
 
 
 def _history(model):
-    """The skorch history of a fitted TLAGRegressor or of a pipeline ending in one."""
-    est = model.steps[-1][1] if hasattr(model, "steps") else model
-    history = getattr(est, "history_", None)
-    if history is None:
-        raise ValueError(f"{type(est).__name__} has no fit history; fit it first")
-    return est, history
-
-
-def _column(history, key: str) -> np.ndarray:
-    return np.array([row.get(key, np.nan) for row in history], dtype=float)
+    """The fitted TLAGRegressor of ``model`` and its skorch history."""
+    est = final_regressor(model)
+    return est, est.history_
 
 
 def history_arrays(model) -> dict[str, np.ndarray | int | None]:
@@ -55,18 +60,18 @@ def history_arrays(model) -> dict[str, np.ndarray | int | None]:
         end a layer was inserted) and ``best_epoch`` (the epoch of the returned model,
         or None).
     """
-    _, history = _history(model)
-    arrays = {
-        key: _column(history, key)
-        for key in ("epoch", "valid_nse", "valid_nse_ma", "n_layers", "train_loss", "valid_loss")
-    }
+    est, history = _history(model)
+    keys = (EPOCH, VALID_NSE, VALID_SCORE_MA, N_LAYERS, TRAIN_LOSS, VALID_LOSS)
+    arrays = {key: column(history, key) for key in keys}
     arrays["insertions"] = np.array(
-        [row["epoch"] for row in history if row.get("layer_added") is not None], dtype=float
+        [row[EPOCH] for row in history if row.get(LAYER_ADDED) is not None], dtype=float
     )
-    best = [row["epoch"] for row in history if row.get("valid_nse_best")]
-    if not best and np.isfinite(arrays["valid_nse"]).any():
-        best = [int(arrays["epoch"][int(np.nanargmax(arrays["valid_nse"]))])]
-    arrays["best_epoch"] = int(best[-1]) if best else None
+    best = getattr(est, "best_epoch_", None)
+    if best is None:
+        # Model files written before the best epoch was stored: the flagged row.
+        flagged = [row[EPOCH] for row in history if row.get(BEST)]
+        best = flagged[-1] if flagged else None
+    arrays["best_epoch"] = None if best is None else int(best)
     return arrays
 
 
@@ -80,11 +85,11 @@ def _mark_insertions(ax, insertions: np.ndarray, label: bool) -> None:
 
 
 def _loss_axes(ax, data: dict, insertions_label: bool) -> None:
-    epochs = data["epoch"]
-    ax.plot(epochs, data["train_loss"], color=_TRAIN_COLOR, label="training loss")
-    if np.isfinite(data["valid_loss"]).any():
-        ax.plot(epochs, data["valid_loss"], color=_VALID_COLOR, label="validation loss")
-    losses = np.concatenate([data["train_loss"], data["valid_loss"]])
+    epochs = data[EPOCH]
+    ax.plot(epochs, data[TRAIN_LOSS], color=_TRAIN_COLOR, label="training loss")
+    if np.isfinite(data[VALID_LOSS]).any():
+        ax.plot(epochs, data[VALID_LOSS], color=_VALID_COLOR, label="validation loss")
+    losses = np.concatenate([data[TRAIN_LOSS], data[VALID_LOSS]])
     losses = losses[np.isfinite(losses)]
     if len(losses) and (losses > 0).all():
         ax.set_yscale("log")
@@ -132,16 +137,16 @@ def plot_evolution(model, *, figsize: tuple[float, float] = (10.0, 9.0)) -> Figu
     """
     est, _ = _history(model)
     data = history_arrays(model)
-    epochs = data["epoch"]
+    epochs = data[EPOCH]
     fig = Figure(figsize=figsize, layout="constrained")
     ax_nse, ax_depth, ax_loss = fig.subplots(
         3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.3, 2]}
     )
 
-    nse_values = data["valid_nse"]
+    nse_values = data[VALID_NSE]
     ax_nse.plot(epochs, nse_values, color=_NSE_COLOR, marker="o", markersize=2.5,
                 linewidth=0.8, alpha=0.7, label="validation NSE")
-    ax_nse.plot(epochs, data["valid_nse_ma"], color=_MA_COLOR, linewidth=2.0,
+    ax_nse.plot(epochs, data[VALID_SCORE_MA], color=_MA_COLOR, linewidth=2.0,
                 label="moving average")
     _mark_insertions(ax_nse, data["insertions"], label=True)
     best = data["best_epoch"]
@@ -162,13 +167,13 @@ def plot_evolution(model, *, figsize: tuple[float, float] = (10.0, 9.0)) -> Figu
     ax_nse.grid(True, alpha=0.3)
     ax_nse.legend(loc="lower right", fontsize="small")
 
-    ax_depth.step(epochs, data["n_layers"], where="mid", color="#5f3dc4", linewidth=2.0)
+    ax_depth.step(epochs, data[N_LAYERS], where="mid", color="#5f3dc4", linewidth=2.0)
     if best is not None:
         ax_depth.plot([best], [est.n_layers_], marker="*", markersize=14, color="#f08c00",
                       linestyle="none")
     _mark_insertions(ax_depth, data["insertions"], label=False)
     ax_depth.yaxis.set_major_locator(MaxNLocator(integer=True))
-    depths = data["n_layers"][np.isfinite(data["n_layers"])]
+    depths = data[N_LAYERS][np.isfinite(data[N_LAYERS])]
     if len(depths):
         ax_depth.set_ylim(depths.min() - 0.5, depths.max() + 0.5)
     ax_depth.set_ylabel("LSTM layers")

@@ -35,12 +35,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .estimator import TLAGRegressor
+from ._record import EPOCH, VALID_NSE, decision_table, decisions_from_table, describe_decision
+from ._version import __version__
+from .estimator import TLAGRegressor, final_regressor
 from .io import write_table
-from .metrics import evaluate
+from .metrics import evaluate, output_names
 from .persistence import save_model, to_plain
 from .plots import history_arrays, plot_evolution, plot_loss, plot_prediction
-from .windows import chronological_split, window_ends
+from .windows import fit_split
 
 __all__ = [
     "ARTIFACT_FILES",
@@ -68,26 +70,7 @@ ARTIFACT_FILES: dict[str, str] = {
     "metrics_json": "metrics.json",
 }
 
-# Fields of a growth decision, in the order of the derivative table after the derivatives.
-_DECISION_FIELDS = (
-    "position", "inserted", "reason", "scale", "sign", "backtracking_steps", "n_hvp",
-    "loss_before", "loss_after", "seconds",
-)
-_INTEGER_FIELDS = ("epoch", "n_layers_before", "position", "backtracking_steps", "n_hvp")
-
-
 # ---------------------------------------------------------------------- helpers
-def _regressor(model) -> TLAGRegressor:
-    est = model.steps[-1][1] if hasattr(model, "steps") else model
-    if not isinstance(est, TLAGRegressor):
-        raise TypeError(
-            f"expected a fitted TLAGRegressor or a pipeline ending in one, got {type(est).__name__}"
-        )
-    if not hasattr(est, "net_"):
-        raise ValueError("the TLAGRegressor is not fitted; call fit first")
-    return est
-
-
 def json_ready(value: Any) -> Any:
     """Plain data for strict JSON: NaN becomes null, infinities the strings "inf"/"-inf"."""
     value = to_plain(value)
@@ -104,14 +87,6 @@ def _json_text(data: dict) -> str:
     return json.dumps(json_ready(data), indent=2, allow_nan=False) + "\n"
 
 
-def _output_names(y, k: int) -> list[str]:
-    if isinstance(y, pd.DataFrame):
-        return [str(c) for c in y.columns]
-    if isinstance(y, pd.Series) and y.name is not None and k == 1:
-        return [str(y.name)]
-    return ["discharge"] if k == 1 else [f"output_{j}" for j in range(k)]
-
-
 def _dates_of(*candidates) -> pd.DatetimeIndex | None:
     for candidate in candidates:
         if isinstance(candidate, pd.DatetimeIndex):
@@ -126,35 +101,13 @@ def _interrupted(est: TLAGRegressor) -> bool:
     return bool(getattr(est, "interrupted_", False))
 
 
-def _decisions(est: TLAGRegressor) -> list[dict[str, Any]]:
-    """Growth decisions as dicts with a ``derivatives`` list (one value per position)."""
-    frame = est.derivative_history_
-    columns = [c for c in frame.columns if str(c).startswith("derivative_")]
-    columns.sort(key=lambda c: int(str(c).rsplit("_", 1)[1]))
-    decisions = []
-    for _, row in frame.iterrows():
-        values = [float(row[c]) for c in columns][: int(row["n_layers_before"])]
-        if all(math.isnan(v) for v in values):  # nothing computed (depth limit, inf)
-            values = []
-        # A position whose derivative could not be computed stays in place as NaN.
-        entry = {"epoch": row.get("epoch"), "n_layers_before": row.get("n_layers_before"),
-                 "derivatives": values}
-        entry.update({field: row.get(field) for field in _DECISION_FIELDS})
-        entry = to_plain(entry)
-        for key in _INTEGER_FIELDS:
-            value = entry.get(key)
-            entry[key] = int(value) if isinstance(value, float) and value.is_integer() else (
-                None if isinstance(value, float) else value)
-        decisions.append(entry)
-    return decisions
-
-
 def _stop_reason(est: TLAGRegressor, decisions: list[dict[str, Any]]) -> str:
-    if _interrupted(est):
+    rule = getattr(est, "growth_stop_rule_", None)
+    if rule == "interrupted" or _interrupted(est):
         return "interrupted"
     if decisions and not decisions[-1]["inserted"]:
         return str(decisions[-1]["reason"])
-    if len(est.history_) >= est.max_epochs:
+    if rule == "max_epochs" or len(est.history_) >= est.max_epochs:
         return "max_epochs reached"
     return "unknown"
 
@@ -182,20 +135,18 @@ def architecture_summary(model, *, metadata: dict | None = None) -> dict[str, An
         ``inserted``, ``reason``, ``scale``, ``sign``, ``backtracking_steps``, ``n_hvp``,
         ``loss_before``, ``loss_after``, ``seconds``) and ``hyperparameters``.
     """
-    from . import __version__
-
-    est = _regressor(model)
+    est = final_regressor(model)
     arrays = history_arrays(est)
     best = arrays["best_epoch"]
-    nse_at_best = (
-        float(arrays["valid_nse"][arrays["epoch"] == best][0]) if best is not None else None
-    )
+    at_best = arrays[VALID_NSE][arrays[EPOCH] == best] if best is not None else []
+    nse_at_best = float(at_best[0]) if len(at_best) else None
     architectures = []
     for arch in est.growth_history_:
         entry = dict(arch)
-        entry["epochs"] = int(arch["last_epoch"]) - int(arch["first_epoch"]) + 1
+        # Files written before the record counted epochs per architecture.
+        entry.setdefault("epochs", int(arch["last_epoch"]) - int(arch["first_epoch"]) + 1)
         architectures.append(entry)
-    decisions = _decisions(est)
+    decisions = decisions_from_table(est.derivative_history_)
     module = est.net_.module_
     return to_plain({
         "sktlag_version": __version__,
@@ -205,7 +156,9 @@ def architecture_summary(model, *, metadata: dict | None = None) -> dict[str, An
         "n_parameters": int(sum(p.numel() for p in module.parameters())),
         "best_epoch": best,
         "best_valid_nse": nse_at_best,
+        "best_score": getattr(est, "best_score_", None),
         "epochs_trained": len(est.history_),
+        "stop_rule": getattr(est, "growth_stop_rule_", None),
         "stop_reason": _stop_reason(est, decisions),
         "architectures": architectures,
         "growth_decisions": decisions,
@@ -214,19 +167,9 @@ def architecture_summary(model, *, metadata: dict | None = None) -> dict[str, An
     })
 
 
-def _decision_line(d: dict[str, Any]) -> str:
-    values = ", ".join(f"{v:.4g}" for v in d["derivatives"])
-    head = f"epoch {d['epoch']}: {d['n_layers_before']} layers, derivatives [{values}]"
-    if d["inserted"]:
-        return (f"{head} -> inserted after layer {d['position']} (scale {d['scale']:.3g}, "
-                f"{d['backtracking_steps']} backtracking steps, {d['n_hvp']} HVPs, "
-                f"{d['seconds']:.2f} s)")
-    return f"{head} -> stop: {d['reason']}"
-
-
 def architecture_text(model) -> str:
     """The content of ``adaptive_lstm_architecture.txt``: network, growth and settings."""
-    est = _regressor(model)
+    est = final_regressor(model)
     summary = architecture_summary(est)
     lines = ["TLAG-LSTM (sktlag " + summary["sktlag_version"] + ")", ""]
     lines += est.net_.module_.describe().splitlines()
@@ -250,7 +193,7 @@ def architecture_text(model) -> str:
         lines.append(f"  {arch['n_layers']:>6}  {arch['first_epoch']:>4}-{arch['last_epoch']:<5}"
                      f"  {arch['best_valid_nse']:>19.4f}  {arch['best_epoch']}")
     lines += ["", "Growth decisions"]
-    lines += [f"  {_decision_line(d)}" for d in summary["growth_decisions"]] or ["  none"]
+    lines += [f"  {describe_decision(d)}" for d in summary["growth_decisions"]] or ["  none"]
     lines += ["", "Hyperparameters"]
     lines += [f"  {k} = {v!r}" for k, v in summary["hyperparameters"].items()]
     return "\n".join(lines) + "\n"
@@ -259,21 +202,13 @@ def architecture_text(model) -> str:
 def derivative_table(model) -> pd.DataFrame:
     """One row per growth decision: epoch, depth, one column per candidate position, outcome.
 
-    Columns: ``epoch``, ``n_layers_before``, ``derivative_1`` .. ``derivative_k`` (empty
-    where the depth had fewer positions), then ``position`` (where the layer went),
-    ``inserted``, ``reason``, ``scale``, ``sign``, ``backtracking_steps``, ``n_hvp``,
-    ``loss_before``, ``loss_after``, ``seconds``.
+    The table of :func:`sktlag._record.decision_table`: ``epoch``, ``n_layers_before``,
+    ``derivative_1`` .. ``derivative_k`` and ``relative_derivative_1`` .. (empty where
+    the depth had fewer positions), then ``position`` (where the layer went),
+    ``inserted``, ``rule``, ``reason`` and the numbers of the decision.
     """
-    est = _regressor(model)
-    frame = est.derivative_history_
-    derivatives = sorted(
-        (c for c in frame.columns if str(c).startswith("derivative_")),
-        key=lambda c: int(str(c).rsplit("_", 1)[1]),
-    )
-    order = ["epoch", "n_layers_before", *derivatives, *_DECISION_FIELDS]
-    if frame.empty:
-        return pd.DataFrame(columns=[c for c in order if c != "derivatives"])
-    return frame.reindex(columns=order)
+    est = final_regressor(model)
+    return decision_table(decisions_from_table(est.derivative_history_))
 
 
 def prediction_table(
@@ -288,7 +223,7 @@ def prediction_table(
     """
     obs = np.asarray(y_true, dtype=float).reshape(len(y_true), -1)
     sim = np.asarray(y_pred, dtype=float).reshape(len(y_pred), -1)
-    names = list(names) if names is not None else _output_names(y_true, obs.shape[1])
+    names = list(names) if names is not None else output_names(y_true, obs.shape[1])
     columns = {}
     for j, name in enumerate(names):
         suffix = "" if len(names) == 1 else f"_{name}"
@@ -349,9 +284,7 @@ def metrics_summary(
         an observation), ``start``, ``end`` and ``metrics`` (``{output: {metric:
         value}}``, all rows of :func:`sktlag.metrics.evaluate`).
     """
-    from . import __version__
-
-    est = _regressor(model)
+    est = final_regressor(model)
     result = {
         "sktlag_version": __version__,
         "interrupted": _interrupted(est),
@@ -364,23 +297,23 @@ def metrics_summary(
     }
     for period, (y_true, y_pred, dates) in periods.items():
         k = np.asarray(y_true).reshape(len(y_true), -1).shape[1]
-        period_names = list(names) if names is not None else _output_names(y_true, k)
+        period_names = list(names) if names is not None else output_names(y_true, k)
         result["periods"][period] = _period(y_true, y_pred, dates, period_names)
     return to_plain(result)
 
 
-def fit_periods(model, y_train) -> dict[str, np.ndarray]:
+def fit_periods(model, y_train, groups=None) -> dict[str, np.ndarray]:
     """Rows of the series given to ``fit`` that trained and that validated the model.
 
-    The split is the estimator's own (chronological, the last ``validation_fraction``
-    of the windows with an observed target validate, after a gap of ``lookback - 1``
-    windows); a fit with ``groups`` is not covered.
+    The split is the estimator's own (:func:`sktlag.windows.fit_split`: chronological
+    within each group, the last ``validation_fraction`` of the windows with an observed
+    target validate, after a gap of ``lookback - 1`` windows). Pass the ``groups``
+    given to ``fit``, if any.
     """
-    est = _regressor(model)
+    est = final_regressor(model)
     y2 = np.asarray(y_train, dtype=float).reshape(len(y_train), -1)
-    ends = window_ends(len(y2), est.lookback)
-    ends = ends[~np.isnan(y2[ends]).all(axis=1)]
-    train, valid = chronological_split(ends, est.validation_fraction, est.lookback)
+    groups = None if groups is None else np.asarray(groups)
+    train, valid = fit_split(y2, est.lookback, est.validation_fraction, groups)
     return {"train": train, "validation": valid}
 
 
@@ -486,7 +419,7 @@ def write_artifacts(
     FileExistsError
         If ``out_dir`` is a non-empty directory and ``overwrite`` is False, or a file.
     """
-    est = _regressor(model)
+    est = final_regressor(model)
     out_dir = check_output_dir(out_dir, overwrite)
     if (X_test is None) != (y_test is None) or (X_train is None) != (y_train is None):
         raise ValueError("pass X_test with y_test and X_train with y_train")
@@ -505,7 +438,7 @@ def write_artifacts(
             pred = model.predict(X_train)
             obs = np.asarray(y_train, dtype=float)
             train_dates = _dates_of(X_train, y_train)
-            names = _output_names(y_train, obs.reshape(len(obs), -1).shape[1])
+            names = output_names(y_train, obs.reshape(len(obs), -1).shape[1])
             for period, rows in fit_periods(est, y_train).items():
                 periods[period] = (obs[rows], pred[rows],
                                    None if train_dates is None else train_dates[rows])
@@ -513,7 +446,7 @@ def write_artifacts(
             test_pred = model.predict(X_test)
             test_dates = pd.DatetimeIndex(dates) if dates is not None else _dates_of(
                 X_test, y_test)
-            names = _output_names(y_test, test_pred.reshape(len(test_pred), -1).shape[1])
+            names = output_names(y_test, test_pred.reshape(len(test_pred), -1).shape[1])
             periods["test"] = (np.asarray(y_test, dtype=float), test_pred, test_dates)
             _write_figure(plot_prediction(y_test, test_pred, test_dates, names=names,
                                           ylabel="discharge"),

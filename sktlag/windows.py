@@ -18,6 +18,7 @@ __all__ = [
     "WindowDataset",
     "chronological_split",
     "collate_windows",
+    "fit_split",
     "group_starts",
     "padded_series",
     "sliding_windows",
@@ -95,6 +96,22 @@ def chronological_split(
         train.append(block[: max(n_train, 0)])
         valid.append(block[len(block) - n_valid :])
     return np.concatenate(train), np.concatenate(valid)
+
+
+def fit_split(
+    y: np.ndarray,
+    lookback: int,
+    valid_fraction: float,
+    groups: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation window ends of a fit on targets ``y`` (rows x outputs).
+
+    The windows (not crossing groups) whose target row has at least one observed
+    (non-NaN) value, split by :func:`chronological_split`.
+    """
+    ends = window_ends(len(y), lookback, groups)
+    ends = ends[~np.isnan(y[ends]).all(axis=1)]
+    return chronological_split(ends, valid_fraction, lookback, groups)
 
 
 def padded_series(

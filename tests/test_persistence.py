@@ -14,7 +14,7 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from skorch.callbacks import Callback
 
 from sktlag import TLAGRegressor, load_model, save_model
-from sktlag.estimator import _GrowingNet
+from sktlag._training import GrowingNet
 from sktlag.persistence import FORMAT_VERSION, ModelFileError, model_payload
 
 from .conftest import FAST, make_series
@@ -192,7 +192,7 @@ def _assert_fine_tuned_like(loaded, original, X, y):
     in_memory = copy.deepcopy(original)
     np.testing.assert_array_equal(loaded.predict(X), in_memory.predict(X))
     n_epochs, depth = len(original.history_), original.n_layers_
-    assert isinstance(loaded.net_, _GrowingNet)
+    assert isinstance(loaded.net_, GrowingNet)
     assert list(dict(loaded.net_.callbacks_)) == list(dict(in_memory.net_.callbacks_))
     _fine_tune(in_memory, X, y)
     _fine_tune(loaded, X, y)

@@ -19,7 +19,7 @@ from hypothesis.extra import numpy as hnp
 from sklearn.metrics import r2_score
 from skorch.callbacks import Callback
 
-from sktlag import TLAGRegressor
+from sktlag import TLAGRegressor, _training
 from sktlag import growth as G
 from sktlag import metrics as M
 from sktlag.losses import masked_mse
@@ -84,15 +84,15 @@ class InterruptAt(Callback):
 
 def add_callback(monkeypatch, callback, after=None, name="test_callback"):
     """Make every fit of TLAGRegressor use ``callback`` too (last, or after ``after``)."""
-    original = TLAGRegressor._callbacks
+    original = _training._callbacks
 
-    def patched(self, *args, **kwargs):
-        callbacks = original(self, *args, **kwargs)
+    def patched(*args, **kwargs):
+        callbacks = original(*args, **kwargs)
         names = [n for n, _ in callbacks]
         at = len(callbacks) if after is None else names.index(after) + 1
         return [*callbacks[:at], (name, callback), *callbacks[at:]]
 
-    monkeypatch.setattr(TLAGRegressor, "_callbacks", patched)
+    monkeypatch.setattr(_training, "_callbacks", patched)
 
 
 class Snapshots(Callback):
@@ -188,7 +188,7 @@ def assert_consistent(est, X, snapshots):
     # The model is the best validated state: that epoch's weights, bit for bit.
     if len(history):
         best = max(history, key=lambda row: row["valid_score"])
-        assert dict(est.net_.callbacks_)["checkpoint"].best_epoch_ == best["epoch"]
+        assert est.best_epoch_ == best["epoch"]
         assert est.n_layers_ == best["n_layers"]
         for name, value in module.state_dict().items():
             assert torch.equal(value, snapshots.states[best["epoch"]][name]), name
@@ -347,7 +347,7 @@ def test_warm_start_never_ends_worse_than_it_began(data):
         warnings.simplefilter("ignore")
         est.set_params(warm_start=True, lr=1e4, max_epochs=3).fit(X, y)
     assert len(est.history_) > last_epoch
-    assert dict(est.net_.callbacks_)["checkpoint"].best_epoch_ == last_epoch
+    assert est.best_epoch_ == last_epoch
     np.testing.assert_array_equal(est.predict(X), before)
 
 
