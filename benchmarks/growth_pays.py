@@ -294,9 +294,10 @@ def basin_table(results, max_layers: int) -> list[dict[str, Any]]:
                     if any(v is not None and math.isfinite(v) for v in d["relative"])]
         rows.append({
             "basin": basin, "seeds": len(growth),
-            "growth NSE": C.median(growth), "validation pick NSE": C.median(pick),
-            "best fixed NSE": C.median(oracle),
+            "growth NSE": C.median(growth), "growth min to max": C.spread(growth),
+            "validation pick NSE": C.median(pick), "best fixed NSE": C.median(oracle),
             "growth - pick": C.median(growth) - C.median(pick),
+            "growth - best fixed": C.median(growth) - C.median(oracle),
             "growth / grid time": C.median(ratio), "decision share": C.median(share),
             "relative derivatives": C.spread(relative),
             "depths": " ".join(str(r["n_layers"]) for r in replayed),
@@ -321,6 +322,7 @@ def variant_table(results, names: list[str]) -> list[dict[str, Any]]:
             "median test NSE (median basin)": C.median(per_basin),
             "final depth (median)": C.median([r["n_layers"] for r in runs]),
             "fit s (median)": C.median([r["fit_seconds"] for r in runs]),
+            "epochs (median)": C.median([r["epochs"] for r in runs]),
             "stopped by itself": sum(r["stop_rule"] in ("validation", "threshold")
                                      for r in runs),
         })
@@ -386,9 +388,16 @@ def report(results, args, machine, seconds) -> None:
     basins = basin_table(results, args.max_layers)
     decisions = decision_table(results)
     replays = replay_table(results, [0.0, 1e-3, 1e-2, 1e-1], [0.0, 0.005, 0.01])
+    across = ("Median over basins of the per-basin medians: growth "
+              + ", validation pick ".join(
+                  C.fmt(C.median([b[key] for b in basins]))
+                  for key in ("growth NSE", "validation pick NSE"))
+              + f", best fixed {C.fmt(C.median([b['best fixed NSE'] for b in basins]))}"
+              + f" ({len(basins)} basins).")
     C.write_results(
         args.out, "growth_pays", "Does growth pay? Growth against every fixed depth",
-        [("Per basin (growth at the defaults, replayed)", C.markdown_table(basins)),
+        [("Per basin (growth at the defaults, replayed)",
+          C.markdown_table(basins) + "\n" + across + "\n"),
          ("Per variant", C.markdown_table(overall)),
          ("Derivatives against the validation gain that followed",
           C.markdown_table(decisions)),

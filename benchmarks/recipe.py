@@ -167,8 +167,10 @@ def summarize(results: list[dict[str, Any]], configs: list[str]) -> list[dict[st
     return rows
 
 
-def across_basins(rows: list[dict[str, Any]], configs: list[str]) -> list[dict[str, Any]]:
-    """Per configuration: the median over basins of the per-basin median change."""
+def across_basins(rows: list[dict[str, Any]], configs: list[str],
+                  runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per configuration: the median over basins of the per-basin median change, and
+    the median fit time over all its runs."""
     out = []
     for config in configs:
         mine = [r for r in rows if r["configuration"] == config]
@@ -182,6 +184,8 @@ def across_basins(rows: list[dict[str, Any]], configs: list[str]) -> list[dict[s
             "worst basin": min(changes),
             "best basin": max(changes),
             "median test NSE": C.median([r["test NSE (median)"] for r in mine]),
+            "fit s (median over runs)": C.median([r["fit_seconds"] for r in runs
+                                                  if r["config"] == config]),
         })
     return out
 
@@ -231,7 +235,7 @@ def main() -> None:
                    f"{r['fit_seconds']:.0f} s, {r['epochs']} epochs"),
     )
     rows = summarize(results, configs)
-    overall = across_basins(rows, configs)
+    overall = across_basins(rows, configs, results)
     C.write_results(
         args.out, "recipe", "Training recipe factor study",
         [("Across basins", C.markdown_table(overall)),

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     C.set_threads(args.threads)
     s = dict(QUICK if args.quick else FULL)
     seeds = C.seeds_from(args)
-    C.warm_up()
+    warm_up_seconds = C.warm_up()
     machine = C.machine_info(args.threads)
     data = C.lahn_dataset(s["rows"])
     X, y = data["X"][: data["n_train"]], data["y"][: data["n_train"]]
@@ -181,7 +181,9 @@ def main(argv: list[str] | None = None) -> None:
     sections = [
         ("Data", f"{data['name']}: the {len(X)} training rows (of {len(full_X)}), "
                  f"{X.shape[1]} inputs, lookback {s['lookback']}, hidden {s['hidden_size']}, "
-                 f"batch {s['batch_size']}. Seeds {seeds}. First epoch of every run left out."),
+                 f"batch {s['batch_size']}. Seeds {seeds}. First epoch of every run left out. "
+                 f"A tiny warm-up fit before any timing (the process's first optimizer "
+                 f"imports `torch._dynamo`) took {warm_up_seconds:.1f} s."),
         ("Seconds per epoch at fixed depth "
          f"{s['depth']}: TLAGRegressor vs bare PyTorch", C.markdown_table(epoch_rows)),
         ("Prediction throughput",
@@ -201,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
         args.out, "speed", "Speed: epoch time, growth share, prediction, profile", sections,
         {"epochs": epoch_rows, "raw": raw, "overhead_median": overhead,
          "predict_rows_per_second": throughput, "predict_seconds": times,
-         "growth": growth_rows, "profile": profile_rows},
+         "growth": growth_rows, "profile": profile_rows, "warm_up_seconds": warm_up_seconds},
         {**s, "seeds": seeds, "threads": args.threads, "quick": args.quick}, machine, seconds,
     )
 
