@@ -215,12 +215,16 @@ def test_ctrl_c_during_training_still_writes_the_artifacts(run, tmp_path, monkey
     code, stdout, stderr = run_main(["run", run["table"], "--out", out, *FAST_OPTIONS])
     # Non-zero, so that a script never takes the interrupted fit for a finished one.
     assert code == 130, stderr
-    assert "interrupted" in stderr
+    assert "training interrupted" in stderr
+    assert "training was interrupted" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
     summary = json.loads((out / "lstm_architecture_evolution.json").read_text())
     assert metrics["epochs_trained"] == 2
+    # Every artifact says so, or a reader of one file takes the fit for a finished one.
     assert metrics["interrupted"] is True and summary["interrupted"] is True
-    assert len(list(out.iterdir())) == len(ARTIFACT_FILES)
+    assert summary["stop_reason"] == "interrupted"
+    assert "(INTERRUPTED)" in (out / "adaptive_lstm_architecture.txt").read_text()
+    assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACT_FILES.values())
 
 
 def test_ctrl_c_while_writing_leaves_no_directory(run, tmp_path, monkeypatch):
@@ -294,6 +298,7 @@ def test_signal_during_training_still_writes_the_artifacts(run, tmp_path, signum
     metrics = json.loads((out / "metrics.json").read_text())
     summary = json.loads((out / "lstm_architecture_evolution.json").read_text())
     assert metrics["interrupted"] is True and summary["interrupted"] is True
+    assert summary["stop_reason"] == "interrupted"
     assert metrics["epochs_trained"] >= 1
     assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACT_FILES.values())
 
