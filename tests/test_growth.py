@@ -150,6 +150,9 @@ def test_backtracking_never_accepts_a_scale_that_breaks_its_rule(losses, base, t
     assert tried == [1.0 / 2**i for i in range(len(tried))]
     if scale > 0:
         assert loss <= (1 + tol) * base and scale == tried[-1]
+        # The largest acceptable scale: every larger one tried before was refused.
+        assert all(losses[min(i, len(losses) - 1)] > (1 + tol) * base
+                   for i in range(len(tried) - 1))
     else:
         assert loss == base and all(
             losses[min(i, len(losses) - 1)] > (1 + tol) * base for i in range(len(tried))
@@ -485,21 +488,72 @@ def test_inserted_layer_lowers_the_loss_as_the_first_order_term_predicts(eps):
     assert _loss(flipped, X, y) - base == pytest.approx(-first_order, rel=0.02)
 
 
-def test_backtracking_inserts_a_non_zero_layer_that_strictly_lowers_the_loss():
+def _backtracking_problem():
+    # A network whose best direction lowers the loss only at small scales: scale 1 is
+    # refused and backtracking has to search (see the first test below).
     torch.manual_seed(2)
     m = GrowingLSTM(n_features=2, hidden_size=4, num_layers=3, n_outputs=1).double()
     X = torch.randn(16, 5, 2, dtype=torch.float64)
     y = torch.randn(16, 1, dtype=torch.float64)
+    return m, X, y
+
+
+def test_backtracking_inserts_the_largest_halved_scale_that_keeps_the_loss():
+    m, X, y = _backtracking_problem()
     base = _loss(m, X, y)
-    decision = grow(m, X, y, masked_mse, threshold=-np.inf, max_layers=5, max_hvp=40,
+    found, _ = topological_derivatives(m, X, y, masked_mse, max_hvp=40)
+    grown = copy.deepcopy(m)
+    decision = grow(grown, X, y, masked_mse, threshold=-np.inf, max_layers=5, max_hvp=40,
                     init_scale=1.0, min_scale=1e-3, tolerance=0.0)
-    assert decision.inserted and m.num_layers == 4
-    # The first scale raised the loss and was refused, a smaller one was accepted.
-    assert decision.backtracking_steps >= 2
+    assert decision.inserted and grown.num_layers == 4
+    phi = found[decision.position - 1].direction
+    # The descent sign of phi, from the slope of forward-pass losses (not choose_sign).
+    eps = 1e-5
+    slope = (_loss_with_layer(m, X, y, decision.position, eps * phi)
+             - _loss_with_layer(m, X, y, decision.position, -eps * phi)) / (2 * eps)
+    descent = -np.sign(slope)
+    assert descent != 0
+
+    # A non-zero scale from the halving sequence 1, 1/2, 1/4, ..., after refusals.
     assert 0 < decision.scale < 1.0
+    assert decision.scale == 0.5 ** (decision.backtracking_steps - 1)
+    theta = _inserted_parameters(grown, decision.position).numpy()
+    np.testing.assert_allclose(theta, decision.scale * descent * phi, rtol=1e-12)
+
+    # The accepted scale keeps the loss at or below the base, measured by forward passes;
+    # every larger scale of the sequence (its double first) raises it.
+    def loss_at(scale):
+        return _loss_with_layer(m, X, y, decision.position, scale * descent * phi)
+
+    assert loss_at(decision.scale) <= base
+    for step in range(decision.backtracking_steps - 1):
+        assert loss_at(0.5**step) > base, 0.5**step
     assert decision.loss_before == pytest.approx(base, rel=1e-12)
-    assert decision.loss_after < decision.loss_before
-    after = _loss(m, X, y)
+    after = _loss(grown, X, y)
     assert after == pytest.approx(decision.loss_after, rel=1e-12) and after < base
-    theta = _inserted_parameters(m, decision.position)
-    assert torch.linalg.norm(theta) == pytest.approx(decision.scale, rel=1e-9)
+
+
+def test_backtracking_refuses_a_direction_that_raises_the_loss(monkeypatch):
+    from sktlag import growth
+
+    m, X, y = _backtracking_problem()
+    base = _loss(m, X, y)
+    # Small scales, where the first-order term decides: the descent direction is taken
+    # at once, the opposite one at no scale down to the smallest.
+    kwargs = dict(threshold=-np.inf, max_layers=5, max_hvp=40, init_scale=1e-2,
+                  min_scale=1e-4, tolerance=0.0)
+    good = copy.deepcopy(m)
+    decision = grow(good, X, y, masked_mse, **kwargs)
+    assert decision.scale == 1e-2 and decision.backtracking_steps == 1
+    assert _loss(good, X, y) < base
+
+    right_sign = growth.choose_sign
+    monkeypatch.setattr(growth, "choose_sign", lambda g, phi: -right_sign(g, phi))
+    bad = copy.deepcopy(m)
+    decision = grow(bad, X, y, masked_mse, **kwargs)
+    # 1e-2, 5e-3, ..., 1e-2 / 64 >= 1e-4: seven scales tried, all refused.
+    assert decision.inserted and decision.scale == 0.0
+    assert decision.backtracking_steps == 7
+    assert not _inserted_parameters(bad, decision.position).any()
+    assert decision.loss_after == decision.loss_before
+    assert _loss(bad, X, y) == base  # a zero residual layer changes nothing
