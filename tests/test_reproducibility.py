@@ -120,7 +120,7 @@ def test_fit_and_predict_run_on_n_threads_and_restore_the_count():
             assert torch.get_num_threads() == outer
             in_predict = []
             hook = est.net_.module_.register_forward_hook(
-                lambda *_: in_predict.append(torch.get_num_threads()))
+                lambda *_, seen=in_predict: seen.append(torch.get_num_threads()))
             try:
                 est.predict(X)
             finally:
