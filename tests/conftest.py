@@ -1,11 +1,7 @@
 """Shared fixtures: small synthetic series and fast estimator settings."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 # Tiny network, few epochs: every fit in the suite takes a second or two.
 FAST = dict(

@@ -17,6 +17,7 @@ import pytest
 from sktlag import cli
 from sktlag.datasets import load_lahn
 from sktlag.io import read_table
+from sktlag.persistence import load_model
 from sktlag.report import ARTIFACT_FILES
 
 # Tiny settings on top of the "fast" preset.
@@ -215,12 +216,16 @@ def test_ctrl_c_during_training_still_writes_the_artifacts(run, tmp_path, monkey
     code, stdout, stderr = run_main(["run", run["table"], "--out", out, *FAST_OPTIONS])
     # Non-zero, so that a script never takes the interrupted fit for a finished one.
     assert code == 130, stderr
-    assert "interrupted" in stderr
+    assert "training interrupted" in stderr
+    assert "training was interrupted" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
     summary = json.loads((out / "lstm_architecture_evolution.json").read_text())
     assert metrics["epochs_trained"] == 2
+    # Every artifact says so, or a reader of one file takes the fit for a finished one.
     assert metrics["interrupted"] is True and summary["interrupted"] is True
-    assert len(list(out.iterdir())) == len(ARTIFACT_FILES)
+    assert summary["stop_reason"] == "interrupted"
+    assert "(INTERRUPTED)" in (out / "adaptive_lstm_architecture.txt").read_text()
+    assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACT_FILES.values())
 
 
 def test_ctrl_c_while_writing_leaves_no_directory(run, tmp_path, monkeypatch):
@@ -239,15 +244,54 @@ def test_ctrl_c_while_writing_leaves_no_directory(run, tmp_path, monkeypatch):
 def test_missing_target_option(tmp_path):
     table = research_table(tmp_path / "gappy.csv", slice(0, N_ROWS))
     frame = pd.read_csv(table)
-    frame.loc[[20, 21, 150], "q_kalkofen"] = np.nan
+    n_fit = int(0.8 * N_ROWS)
+    fit_gaps, test_gaps = [20, 21, 150], [n_fit + 30, n_fit + 31]
+    frame.loc[fit_gaps + test_gaps, "q_kalkofen"] = np.nan
     frame.to_csv(table, index=False)
     code, _, stderr = run_main(["run", table, "--out", tmp_path / "a", *FAST_OPTIONS])
     assert code == 2 and "q_kalkofen" in stderr and len(stderr.strip().splitlines()) == 1
-    code, stdout, stderr = run_main(["run", table, "--out", tmp_path / "b", "--quiet",
-                                     "--missing-target", "mask", *FAST_OPTIONS])
+    assert not (tmp_path / "a").exists()
+
+    out = tmp_path / "b"
+    code, stdout, stderr = run_main(["run", table, "--out", out, "--missing-target", "mask",
+                                     *FAST_OPTIONS])
     assert code == 0, stderr
-    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
-    assert "kge_prime" in json.dumps(metrics) and "fhv" in json.dumps(metrics)
+    # The fit counts the gaps it was given (the test rows are not part of the fit).
+    assert f"{len(fit_gaps)} missing target values masked" in stdout
+    model, _ = load_model(out / "adaptive_lstm_model.pth", return_metadata=True)
+    assert model[-1].n_masked_targets_ == len(fit_gaps)
+
+    # Every test day is predicted, the unobserved ones too.
+    predictions = pd.read_excel(out / "predictions.xlsx", index_col="date")
+    observed = frame["q_kalkofen"].to_numpy()[n_fit:]
+    assert len(predictions) == N_ROWS - n_fit
+    assert np.isfinite(predictions["predicted"]).all()
+    np.testing.assert_array_equal(np.isnan(predictions["observed"]), np.isnan(observed))
+
+    # The scores count and use only the observed days: recomputed here from the
+    # predictions, an NSE over the gaps would be NaN and one over other rows would differ.
+    metrics = json.loads((out / "metrics.json").read_text())
+    test = metrics["periods"]["test"]
+    assert test["n_rows"] == N_ROWS - n_fit
+    assert test["n_rows"] - test["n_scored"] == len(test_gaps)
+    seen = predictions.dropna()
+    obs, sim = seen["observed"].to_numpy(), seen["predicted"].to_numpy()
+    scores = test["metrics"]["q_kalkofen"]
+    nse = 1 - np.sum((obs - sim) ** 2) / np.sum((obs - obs.mean()) ** 2)
+    assert scores["nse"] == pytest.approx(nse, rel=1e-9)
+    assert scores["rmse"] == pytest.approx(np.sqrt(np.mean((obs - sim) ** 2)), rel=1e-9)
+    for name in ("kge", "kge_prime", "log_nse", "fhv"):
+        assert np.isfinite(scores[name]), name
+    # Training and validation windows that end on a gap are left out, not scored as NaN.
+    for period in ("train", "validation"):
+        entry = metrics["periods"][period]
+        assert entry["n_scored"] == entry["n_rows"] > 0, period
+        assert np.isfinite(entry["metrics"]["q_kalkofen"]["nse"]), period
+    lookback = int(FAST_OPTIONS[FAST_OPTIONS.index("--lookback") + 1])
+    windows_on_observed_days = n_fit - (lookback - 1) - len(fit_gaps)
+    split = metrics["metadata"]["split"]
+    assert (split["training_windows"] + split["validation_windows"] + lookback - 1
+            == windows_on_observed_days)
 
 
 # A run that trains for minutes unless stopped: the research preset's patience of 150
@@ -294,6 +338,7 @@ def test_signal_during_training_still_writes_the_artifacts(run, tmp_path, signum
     metrics = json.loads((out / "metrics.json").read_text())
     summary = json.loads((out / "lstm_architecture_evolution.json").read_text())
     assert metrics["interrupted"] is True and summary["interrupted"] is True
+    assert summary["stop_reason"] == "interrupted"
     assert metrics["epochs_trained"] >= 1
     assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACT_FILES.values())
 

@@ -72,11 +72,20 @@ def test_history_records_growth(series, fast_params):
     est.fit(X, y)
     rows = est.history_
     assert all("valid_nse" in r and "n_layers" in r and "valid_nse_ma" in r for r in rows)
-    added = [r["layer_added"] for r in rows if "layer_added" in r]
-    assert len(added) == est.derivative_history_["inserted"].sum() >= 1
-    columns = set(est.derivative_history_.columns)
-    assert {"epoch", "n_layers_before", "position", "scale", "backtracking_steps", "n_hvp",
-            "seconds", "derivative_1"} <= columns
+    decisions = est.derivative_history_
+    inserted = decisions[decisions["inserted"].astype(bool)]
+    added = [(r["epoch"], r["layer_added"]) for r in rows if "layer_added" in r]
+    # The epoch table and the decision table tell the same growth: which epoch, where.
+    assert added == list(zip(inserted["epoch"], inserted["position"], strict=True))
+    assert len(added) >= 1
+    depth = [r["n_layers"] for r in rows]
+    for epoch, _ in added:
+        # The row holds the depth the epoch trained; the next epoch trains one more.
+        assert depth[epoch] == depth[epoch - 1] + 1
+        assert decisions.set_index("epoch").loc[epoch, "n_layers_before"] == depth[epoch - 1]
+    assert depth == sorted(depth) and depth[-1] == 1 + len(added)
+    assert (inserted["backtracking_steps"] >= 1).all()
+    assert (inserted["n_hvp"] > 0).all()
     assert est.fit_time_ > 0
 
 

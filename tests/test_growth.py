@@ -129,16 +129,6 @@ def test_zero_operator_gives_zero():
     assert res.value == 0.0
 
 
-def test_choose_sign_makes_first_order_change_non_positive():
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        g, phi = rng.standard_normal(6), rng.standard_normal(6)
-        s = choose_sign(g, phi)
-        # first-order loss change of theta0 = eps * s * phi is -grad H . theta0
-        assert -(g @ (0.1 * s * phi)) <= 0
-    assert choose_sign(np.zeros(3), np.ones(3)) == 1.0
-
-
 @settings(max_examples=60, deadline=None)
 @given(
     losses=st.lists(st.floats(0, 10, allow_nan=False), min_size=1, max_size=20),
@@ -160,6 +150,9 @@ def test_backtracking_never_accepts_a_scale_that_breaks_its_rule(losses, base, t
     assert tried == [1.0 / 2**i for i in range(len(tried))]
     if scale > 0:
         assert loss <= (1 + tol) * base and scale == tried[-1]
+        # The largest acceptable scale: every larger one tried before was refused.
+        assert all(losses[min(i, len(losses) - 1)] > (1 + tol) * base
+                   for i in range(len(tried) - 1))
     else:
         assert loss == base and all(
             losses[min(i, len(losses) - 1)] > (1 + tol) * base for i in range(len(tried))
@@ -219,9 +212,10 @@ def test_grow_inserts_where_largest_and_never_raises_the_sample_loss():
     assert decision.position == 1 + int(np.argmax(decision.derivatives))
     with torch.no_grad():
         after = float(masked_mse(m(X), y))
-    assert after <= before + 1e-12
+    # A zero layer would also keep the loss: here the first scale is taken and lowers it.
+    assert decision.scale == 1.0 and after < before
     assert np.isclose(after, decision.loss_after)
-    assert decision.sign in (-1.0, 1.0) and 0 <= decision.scale <= 1.0
+    assert decision.sign in (-1.0, 1.0)
 
 
 def test_grow_respects_threshold_and_max_layers():
@@ -431,6 +425,37 @@ def _inserted_parameters(m, position):
     return torch.cat([p.detach().ravel() for p in m.layers[position].lstm.parameters()])
 
 
+def _loss_with_layer(m, X, y, position, theta):
+    grown = copy.deepcopy(m)
+    grown.insert_layer(position, unflatten_lstm_parameters(torch.as_tensor(theta),
+                                                           m.hidden_size))
+    return _loss(grown, X, y)
+
+
+def test_chosen_sign_lowers_the_measured_loss_to_first_order():
+    m, X, y = _tiny_network(seed=3, layers=2)
+    found, _ = topological_derivatives(m, X, y, masked_mse, max_hvp=40)
+    rng = np.random.default_rng(0)
+    eps = 1e-5
+    signs = []
+    for d in found:
+        other = rng.standard_normal(d.direction.shape)
+        # phi and -phi: a rule that ignores the gradient picks the wrong sign for one.
+        for phi in (d.direction, -d.direction, other, -other):
+            s = choose_sign(d.gradient, phi)
+            signs.append(s)
+            # Central difference of forward-pass losses along s * phi: the slope of the
+            # loss, independent of the formula; the second-order term cancels.
+            slope = (_loss_with_layer(m, X, y, d.position, eps * s * phi)
+                     - _loss_with_layer(m, X, y, d.position, -eps * s * phi)) / (2 * eps)
+            assert slope < 0, (d.position, s)
+            # ... and its size is the first-order term |grad H(0) . phi|.
+            assert slope == pytest.approx(-abs(d.gradient @ phi), rel=1e-4)
+    assert set(signs) == {-1.0, 1.0}
+    # No first-order term: either sign will do, the convention is +1.
+    assert choose_sign(np.zeros(3), np.ones(3)) == 1.0
+
+
 @pytest.mark.parametrize("eps", [1e-3, 1e-4])
 def test_inserted_layer_lowers_the_loss_as_the_first_order_term_predicts(eps):
     torch.manual_seed(0)
@@ -464,21 +489,72 @@ def test_inserted_layer_lowers_the_loss_as_the_first_order_term_predicts(eps):
     assert _loss(flipped, X, y) - base == pytest.approx(-first_order, rel=0.02)
 
 
-def test_backtracking_inserts_a_non_zero_layer_that_strictly_lowers_the_loss():
+def _backtracking_problem():
+    # A network whose best direction lowers the loss only at small scales: scale 1 is
+    # refused and backtracking has to search (see the first test below).
     torch.manual_seed(2)
     m = GrowingLSTM(n_features=2, hidden_size=4, num_layers=3, n_outputs=1).double()
     X = torch.randn(16, 5, 2, dtype=torch.float64)
     y = torch.randn(16, 1, dtype=torch.float64)
+    return m, X, y
+
+
+def test_backtracking_inserts_the_largest_halved_scale_that_keeps_the_loss():
+    m, X, y = _backtracking_problem()
     base = _loss(m, X, y)
-    decision = grow(m, X, y, masked_mse, threshold=-np.inf, max_layers=5, max_hvp=40,
+    found, _ = topological_derivatives(m, X, y, masked_mse, max_hvp=40)
+    grown = copy.deepcopy(m)
+    decision = grow(grown, X, y, masked_mse, threshold=-np.inf, max_layers=5, max_hvp=40,
                     init_scale=1.0, min_scale=1e-3, tolerance=0.0)
-    assert decision.inserted and m.num_layers == 4
-    # The first scale raised the loss and was refused, a smaller one was accepted.
-    assert decision.backtracking_steps >= 2
+    assert decision.inserted and grown.num_layers == 4
+    phi = found[decision.position - 1].direction
+    # The descent sign of phi, from the slope of forward-pass losses (not choose_sign).
+    eps = 1e-5
+    slope = (_loss_with_layer(m, X, y, decision.position, eps * phi)
+             - _loss_with_layer(m, X, y, decision.position, -eps * phi)) / (2 * eps)
+    descent = -np.sign(slope)
+    assert descent != 0
+
+    # A non-zero scale from the halving sequence 1, 1/2, 1/4, ..., after refusals.
     assert 0 < decision.scale < 1.0
+    assert decision.scale == 0.5 ** (decision.backtracking_steps - 1)
+    theta = _inserted_parameters(grown, decision.position).numpy()
+    np.testing.assert_allclose(theta, decision.scale * descent * phi, rtol=1e-12)
+
+    # The accepted scale keeps the loss at or below the base, measured by forward passes;
+    # every larger scale of the sequence (its double first) raises it.
+    def loss_at(scale):
+        return _loss_with_layer(m, X, y, decision.position, scale * descent * phi)
+
+    assert loss_at(decision.scale) <= base
+    for step in range(decision.backtracking_steps - 1):
+        assert loss_at(0.5**step) > base, 0.5**step
     assert decision.loss_before == pytest.approx(base, rel=1e-12)
-    assert decision.loss_after < decision.loss_before
-    after = _loss(m, X, y)
+    after = _loss(grown, X, y)
     assert after == pytest.approx(decision.loss_after, rel=1e-12) and after < base
-    theta = _inserted_parameters(m, decision.position)
-    assert torch.linalg.norm(theta) == pytest.approx(decision.scale, rel=1e-9)
+
+
+def test_backtracking_refuses_a_direction_that_raises_the_loss(monkeypatch):
+    from sktlag import growth
+
+    m, X, y = _backtracking_problem()
+    base = _loss(m, X, y)
+    # Small scales, where the first-order term decides: the descent direction is taken
+    # at once, the opposite one at no scale down to the smallest.
+    kwargs = dict(threshold=-np.inf, max_layers=5, max_hvp=40, init_scale=1e-2,
+                  min_scale=1e-4, tolerance=0.0)
+    good = copy.deepcopy(m)
+    decision = grow(good, X, y, masked_mse, **kwargs)
+    assert decision.scale == 1e-2 and decision.backtracking_steps == 1
+    assert _loss(good, X, y) < base
+
+    right_sign = growth.choose_sign
+    monkeypatch.setattr(growth, "choose_sign", lambda g, phi: -right_sign(g, phi))
+    bad = copy.deepcopy(m)
+    decision = grow(bad, X, y, masked_mse, **kwargs)
+    # 1e-2, 5e-3, ..., 1e-2 / 64 >= 1e-4: seven scales tried, all refused.
+    assert decision.inserted and decision.scale == 0.0
+    assert decision.backtracking_steps == 7
+    assert not _inserted_parameters(bad, decision.position).any()
+    assert decision.loss_after == decision.loss_before
+    assert _loss(bad, X, y) == base  # a zero residual layer changes nothing

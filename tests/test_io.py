@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sktlag.datasets import load_lahn
 from sktlag.io import TableData, TableError, atomic_write, read_table, write_table
 
-DEMO_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "DemoData.xlsx"
 SUFFIXES = [".csv", ".xlsx", ".csv.gz"]
 
 
@@ -214,18 +214,24 @@ def test_unused_columns_are_not_checked(tmp_path):
     assert table.feature_names == ("rain", "temp")
 
 
-@pytest.mark.skipif(not DEMO_DATA.exists(), reason="DemoData.xlsx is not available")
-def test_demo_data():
-    table = read_table(DEMO_DATA)
+def test_lahn_data_in_a_research_workbook(tmp_path):
+    # Real daily series (three years with a leap day) from the data shipped with the
+    # package, in the research layout its original workbook has.
+    frame = load_lahn(as_frame=True).frame.loc["1991-01-01":"1993-12-31"]
+    stations = [c for c in frame.columns if c.startswith(("p_", "t_"))]
+    workbook = pd.DataFrame({"Year": frame.index.year, "month": frame.index.month,
+                             "day": frame.index.day})
+    workbook["q_kalkofen"] = frame["q_kalkofen"].to_numpy()
+    workbook[stations] = frame[stations].to_numpy()
+    table = read_table(write(workbook, tmp_path / "lahn.xlsx"))
     assert table.layout == "research"
-    assert table.X.shape == (4018, 11)
-    assert table.y.shape == (4018,)
-    assert table.target_names == ("Data",)
-    assert table.X.index[0] == pd.Timestamp("2000-01-01")
-    assert table.X.index[-1] == pd.Timestamp("2010-12-31")
-    assert table.X.index.freq == "D"
-    assert table.y.between(0, 1).all()
-    assert not table.X.isna().any().any()
+    assert table.target_names == ("q_kalkofen",)
+    assert table.feature_names == tuple(stations)
+    assert table.X.shape == (1096, 8) and table.y.shape == (1096,)
+    assert table.X.index.equals(frame.index) and table.X.index.freq == "D"
+    assert pd.Timestamp("1992-02-29") in table.X.index
+    np.testing.assert_array_equal(table.y.to_numpy(), frame["q_kalkofen"].to_numpy())
+    np.testing.assert_array_equal(table.X.to_numpy(), frame[stations].to_numpy())
 
 
 # ----------------------------------------------------------------------------

@@ -59,10 +59,17 @@ def test_architecture_json(artifacts):
     assert data["best_epoch"] == best["best_epoch"]
     decisions = data["growth_decisions"]
     assert [d["inserted"] for d in decisions] == [True, True]
-    for d in decisions:
-        assert len(d["derivatives"]) == d["n_layers_before"]
+    rows = est.derivative_history_.to_dict("records")
+    assert len(decisions) == len(rows)
+    # Each decision as the estimator recorded it, not only its field names.
+    for d, row in zip(decisions, rows, strict=True):
+        assert d["derivatives"] == pytest.approx(
+            [row[f"derivative_{k}"] for k in range(1, row["n_layers_before"] + 1)], rel=1e-12)
+        for field in ("epoch", "n_layers_before", "position", "backtracking_steps", "n_hvp"):
+            assert d[field] == row[field], field
+        for field in ("scale", "sign", "loss_before", "loss_after", "seconds"):
+            assert d[field] == pytest.approx(row[field], rel=1e-12), field
         assert 1 <= d["position"] <= d["n_layers_before"]
-        assert {"epoch", "scale", "sign", "backtracking_steps", "n_hvp", "seconds"} <= set(d)
 
 
 def test_architecture_text(artifacts):
@@ -78,10 +85,16 @@ def test_derivative_history_workbook(artifacts):
     est = study().model[-1]
     assert len(table) == len(est.derivative_history_) == 2
     assert list(table.columns[:4]) == ["epoch", "n_layers_before", "derivative_1", "derivative_2"]
-    assert {"position", "inserted", "scale", "backtracking_steps", "n_hvp"} <= set(table)
     # One value per candidate position: the first decision had one position only.
     assert table["derivative_2"].isna().tolist() == [True, False]
-    np.testing.assert_allclose(table["derivative_1"], est.derivative_history_["derivative_1"])
+    recorded = est.derivative_history_
+    for column in ("derivative_1", "derivative_2", "scale", "sign", "loss_before",
+                   "loss_after"):
+        np.testing.assert_allclose(table[column], recorded[column].astype(float),
+                                   rtol=1e-12, err_msg=column)
+    for column in ("epoch", "n_layers_before", "position", "backtracking_steps", "n_hvp",
+                   "inserted", "reason"):
+        assert table[column].tolist() == recorded[column].tolist(), column
 
 
 def test_predictions_workbook_reads_back(artifacts):

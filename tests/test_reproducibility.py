@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, TimeSeriesSplit
+from skorch.callbacks import Callback
 
 from sktlag import TLAGRegressor
 
@@ -88,16 +89,44 @@ def test_grid_search_gives_identical_results_with_one_or_two_jobs():
     assert np.isfinite(results[1]["mean_test_score"]).all()
 
 
-def test_fit_and_predict_leave_the_torch_thread_count_alone():
+class ThreadProbe(Callback):
+    """Records torch's thread count while the training loop runs."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.seen.append(torch.get_num_threads())
+
+    def on_epoch_end(self, net, **kwargs):
+        # After the growth callbacks, i.e. after any growth decision of the epoch.
+        self.seen.append(torch.get_num_threads())
+
+
+def test_fit_and_predict_run_on_n_threads_and_restore_the_count():
     X, y = make_series(n_rows=160)
     original = torch.get_num_threads()
-    torch.set_num_threads(2)
+    # A count that no n_threads below asks for: a fit that ignored n_threads, or one
+    # that did not put the count back, is seen either way.
+    outer = 3
+    torch.set_num_threads(outer)
     try:
-        for n_threads in (1, None):
-            est = TLAGRegressor(**{**PARAMS, "max_epochs": 1, "n_threads": n_threads},
-                                random_state=0)
-            est.fit(X, y).predict(X)
-            assert torch.get_num_threads() == 2
+        for n_threads, expected in [(1, 1), (2, 2), (None, outer)]:
+            probe = ThreadProbe()
+            est = TLAGRegressor(**{**PARAMS, "max_epochs": 2, "n_threads": n_threads},
+                                callbacks=[("probe", probe)], random_state=0)
+            est.fit(X, y)
+            assert len(probe.seen) == 4 and set(probe.seen) == {expected}, n_threads
+            assert torch.get_num_threads() == outer
+            in_predict = []
+            hook = est.net_.module_.register_forward_hook(
+                lambda *_, seen=in_predict: seen.append(torch.get_num_threads()))
+            try:
+                est.predict(X)
+            finally:
+                hook.remove()
+            assert in_predict and set(in_predict) == {expected}, n_threads
+            assert torch.get_num_threads() == outer
     finally:
         torch.set_num_threads(original)
 
