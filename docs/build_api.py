@@ -19,6 +19,7 @@ API_FILE = Path(__file__).resolve().parent / "api.md"
 #: Modules in the order they appear, with a one-line introduction.
 MODULES = [
     ("sktlag", "The estimator, the network, the model files and the artifacts."),
+    ("sktlag.ensemble", "Ensembles of grown networks with calibrated prediction intervals."),
     ("sktlag.datasets", "Data shipped with the package."),
     ("sktlag.io", "Reading and writing tables of daily series."),
     ("sktlag.metrics", "Hydrological goodness-of-fit metrics and scikit-learn scorers."),

@@ -158,7 +158,6 @@ class TLAGEnsemble(RegressorMixin, BaseEstimator):
         if hasattr(first, "feature_names_in_"):
             self.feature_names_in_ = first.feature_names_in_
         self.n_outputs_ = first.n_outputs_
-        self._y_ndim = np.asarray(y).ndim
         self._calibrate(X, y, groups)
         return self
 
@@ -178,7 +177,8 @@ class TLAGEnsemble(RegressorMixin, BaseEstimator):
             y2, first.lookback, first.validation_fraction,
             None if groups is None else np.asarray(groups),
         )
-        members = self._member_predictions(X, groups=groups)[:, valid]
+        members, _ = self._member_predictions(X, groups=groups)
+        members = members[:, valid]
         mean, std = members.mean(axis=0), members.std(axis=0)
         self.spread_offset_ = std.mean(axis=0) if len(std) else np.zeros(y2.shape[1])
         self.calibration_scores_ = (y2[valid] - mean) / self._scale(std)
@@ -190,13 +190,13 @@ class TLAGEnsemble(RegressorMixin, BaseEstimator):
         return std + offset
 
     # ------------------------------------------------------------------ prediction
-    def _member_predictions(self, X, **kwargs) -> np.ndarray:
-        """Every member's predictions, shape (n_members, n_rows, n_outputs)."""
+    def _member_predictions(self, X, **kwargs):
+        """Every member's predictions as (n_members, n_rows, n_outputs), and a function
+        that gives an array of (n_rows, n_outputs) the members' own output shape."""
         out = [np.asarray(m.predict(X, **kwargs), dtype=np.float64) for m in self.estimators_]
-        return np.stack([p.reshape(len(p), -1) for p in out])
-
-    def _shape(self, values: np.ndarray) -> np.ndarray:
-        return values.ravel() if self._y_ndim == 1 else values
+        one_dimensional = out[0].ndim == 1
+        stacked = np.stack([p.reshape(len(p), -1) for p in out])
+        return stacked, (lambda values: values.ravel() if one_dimensional else values)
 
     def predict(self, X, return_std=False, groups=None, history=None):
         """The members' mean prediction (and their standard deviation).
@@ -217,10 +217,10 @@ class TLAGEnsemble(RegressorMixin, BaseEstimator):
             Only with ``return_std=True``.
         """
         check_is_fitted(self, "estimators_")
-        members = self._member_predictions(X, groups=groups, history=history)
-        mean = self._shape(members.mean(axis=0))
+        members, shape = self._member_predictions(X, groups=groups, history=history)
+        mean = shape(members.mean(axis=0))
         if return_std:
-            return mean, self._shape(members.std(axis=0))
+            return mean, shape(members.std(axis=0))
         return mean
 
     def predict_interval(self, X, coverage=0.9, groups=None, history=None):
@@ -240,9 +240,9 @@ class TLAGEnsemble(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self, "estimators_")
         low, high = self._score_quantiles(coverage)
-        members = self._member_predictions(X, groups=groups, history=history)
+        members, shape = self._member_predictions(X, groups=groups, history=history)
         mean, scale = members.mean(axis=0), self._scale(members.std(axis=0))
-        return self._shape(mean + scale * low), self._shape(mean + scale * high)
+        return shape(mean + scale * low), shape(mean + scale * high)
 
     def _score_quantiles(self, coverage: float) -> tuple[np.ndarray, np.ndarray]:
         if not (isinstance(coverage, Real) and 0 < coverage < 1):
@@ -267,7 +267,7 @@ class TLAGEnsemble(RegressorMixin, BaseEstimator):
             where the output's score is missing).
         """
         check_is_fitted(self, "estimators_")
-        members = self._member_predictions(X, groups=groups, history=history)
+        members, _ = self._member_predictions(X, groups=groups, history=history)
         mean, scale = members.mean(axis=0), self._scale(members.std(axis=0))
         return mean[:, :, None] + scale[:, :, None] * self.calibration_scores_.T[None]
 

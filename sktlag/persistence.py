@@ -6,10 +6,11 @@ history of the fit and a format version. :func:`load_model` reads it with
 ``torch.load(..., weights_only=True)``, which refuses every pickled object that is not
 a tensor or a plain container, so opening a ``.pth`` file can never execute code.
 
-Two kinds of models can be saved: a fitted :class:`~sktlag.TLAGRegressor`, and a fitted
-:class:`~sklearn.pipeline.Pipeline` whose last step is a ``TLAGRegressor`` and whose
-other steps are :class:`~sklearn.preprocessing.StandardScaler` instances (the usual way
-to standardize the inputs). :func:`load_model` gives back the same kind of object.
+Models that can be saved: a fitted :class:`~sktlag.TLAGRegressor` or
+:class:`~sktlag.TLAGEnsemble` (its members, seeds and calibration), and a fitted
+:class:`~sklearn.pipeline.Pipeline` whose last step is one of them and whose other steps
+are :class:`~sklearn.preprocessing.StandardScaler` instances (the usual way to
+standardize the inputs). :func:`load_model` gives back the same kind of object.
 Anything else in a pipeline is code, not data: use :mod:`joblib` for such models.
 
 A loaded model can be trained further (``warm_start=True``), like the fitted one it was
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
@@ -36,7 +38,8 @@ from skorch.history import History
 
 from ._training import build_net
 from ._version import __version__
-from .estimator import TLAGRegressor, final_regressor
+from .ensemble import TLAGEnsemble
+from .estimator import TLAGRegressor
 from .io import atomic_write
 from .model import GrowingLSTM
 
@@ -45,8 +48,9 @@ __all__ = [
 ]
 
 FORMAT = "sktlag-model"
-#: Version of the layout of the ``.pth`` files written by :func:`save_model`.
-FORMAT_VERSION = 1
+#: Version of the layout of the ``.pth`` files written by :func:`save_model`: 2 added
+#: ensembles (a regressor's entries are those of version 1).
+FORMAT_VERSION = 2
 
 _REQUIRED = (
     "params", "spec", "state_dict", "n_features_in", "n_outputs", "y_ndim",
@@ -117,24 +121,24 @@ def _frame_from_plain(data: dict[str, Any]) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------- saving
-def _split_model(model) -> tuple[list[tuple[str, StandardScaler]], str | None, TLAGRegressor]:
-    """The scaler steps, the regressor's step name and the regressor of ``model``."""
-    if not isinstance(model, (TLAGRegressor, Pipeline)):
-        raise TypeError(
-            "model must be a fitted TLAGRegressor or a Pipeline of StandardScaler steps "
-            f"ending in a TLAGRegressor, got {type(model).__name__}"
-        )
-    est = final_regressor(model, fitted=False)
+def _split_model(model) -> tuple[list[tuple[str, StandardScaler]], str | None, Any]:
+    """The scaler steps, the final step's name and the final step (regressor or ensemble)."""
     steps = model.steps[:-1] if isinstance(model, Pipeline) else []
+    final = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    if not isinstance(final, (TLAGRegressor, TLAGEnsemble)):
+        raise TypeError(
+            "model must be a fitted TLAGRegressor or TLAGEnsemble, or a Pipeline of "
+            f"StandardScaler steps ending in one, got {type(final).__name__}"
+        )
     for name, step in steps:
         if not isinstance(step, StandardScaler):
             raise TypeError(
                 f"pipeline step {name!r} is a {type(step).__name__}; a .pth model file "
                 "stores StandardScaler steps only (save other pipelines with joblib)"
             )
-    check_is_fitted(est, "net_")
+    check_is_fitted(final, "estimators_" if isinstance(final, TLAGEnsemble) else "net_")
     name = model.steps[-1][0] if isinstance(model, Pipeline) else None
-    return list(steps), name, est
+    return list(steps), name, final
 
 
 def _scaler_payload(name: str, scaler: StandardScaler) -> dict[str, Any]:
@@ -172,22 +176,36 @@ def model_payload(model) -> dict[str, Any]:
 
     Parameters
     ----------
-    model : TLAGRegressor or Pipeline
-        A fitted regressor, or a fitted pipeline of ``StandardScaler`` steps ending in
-        one.
+    model : TLAGRegressor, TLAGEnsemble or Pipeline
+        A fitted regressor or ensemble, or a fitted pipeline of ``StandardScaler`` steps
+        ending in one.
 
     Returns
     -------
     dict
         What :func:`save_model` writes (see the module notes).
     """
-    scalers, step_name, est = _split_model(model)
-    module = est.net_.module_
-    feature_names = getattr(est, "feature_names_in_", None)
+    scalers, step_name, final = _split_model(model)
+    if isinstance(final, TLAGEnsemble):
+        body = {"ensemble": _ensemble_payload(final)}
+    else:
+        body = _regressor_payload(final)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "sktlag_version": __version__,
+        **body,
+        "pipeline": None if step_name is None else {
+            "regressor_name": step_name,
+            "scalers": [_scaler_payload(name, scaler) for name, scaler in scalers],
+        },
+    }
+
+
+def _regressor_payload(est: TLAGRegressor) -> dict[str, Any]:
+    module = est.net_.module_
+    feature_names = getattr(est, "feature_names_in_", None)
+    return {
         "params": _plain_params(est),
         "lookback": int(est.lookback),
         "spec": to_plain(module.get_spec()),
@@ -210,10 +228,22 @@ def model_payload(model) -> dict[str, Any]:
         "history": _history_rows(est.history_),
         "growth_history": to_plain(est.growth_history_),
         "derivative_history": _frame_to_plain(est.derivative_history_),
-        "pipeline": None if step_name is None else {
-            "regressor_name": step_name,
-            "scalers": [_scaler_payload(name, scaler) for name, scaler in scalers],
-        },
+    }
+
+
+def _ensemble_payload(ensemble: TLAGEnsemble) -> dict[str, Any]:
+    random_state = ensemble.random_state
+    return {
+        "n_members": int(ensemble.n_members),
+        "n_jobs": to_plain(ensemble.n_jobs),
+        # A RandomState instance is state, not a setting.
+        "random_state": random_state if isinstance(random_state, Integral) else None,
+        "seeds": to_plain(ensemble.seeds_),
+        "calibration_scores": torch.from_numpy(
+            np.array(ensemble.calibration_scores_, dtype=np.float64)
+        ),
+        "spread_offset": to_plain(ensemble.spread_offset_),
+        "members": [_regressor_payload(member) for member in ensemble.estimators_],
     }
 
 
@@ -228,9 +258,10 @@ def save_model(model, path: str | os.PathLike[str], *, metadata: dict | None = N
 
     Parameters
     ----------
-    model : TLAGRegressor or Pipeline
-        A fitted :class:`~sktlag.TLAGRegressor`, or a fitted pipeline of
-        :class:`~sklearn.preprocessing.StandardScaler` steps ending in one.
+    model : TLAGRegressor, TLAGEnsemble or Pipeline
+        A fitted :class:`~sktlag.TLAGRegressor` or :class:`~sktlag.TLAGEnsemble`, or a
+        fitted pipeline of :class:`~sklearn.preprocessing.StandardScaler` steps ending
+        in one.
     path : str or path-like
         The file to write (by convention ending in ``.pth``); its directory must exist.
     metadata : dict, optional
@@ -283,9 +314,15 @@ def _read_payload(path: Path) -> dict[str, Any]:
             f"'{path}': model file format version {version!r} is not supported by this "
             f"sktlag (it reads versions up to {FORMAT_VERSION}); upgrade sktlag."
         )
-    missing = [key for key in _REQUIRED if key not in payload]
-    if missing:
-        raise ModelFileError(f"'{path}': the model file lacks the entries {missing}.")
+    ensemble = payload.get("ensemble")
+    regressors = payload["ensemble"].get("members", []) if isinstance(ensemble, dict) else [
+        payload]
+    if not regressors:
+        raise ModelFileError(f"'{path}': the model file holds an ensemble without members.")
+    for regressor in regressors:
+        missing = [key for key in _REQUIRED if key not in regressor]
+        if missing:
+            raise ModelFileError(f"'{path}': the model file lacks the entries {missing}.")
     return payload
 
 
@@ -395,6 +432,24 @@ def _build_regressor(payload: dict[str, Any], device: str) -> TLAGRegressor:
     return est
 
 
+def _build_ensemble(data: dict[str, Any], device: str) -> TLAGEnsemble:
+    members = [_build_regressor(member, device) for member in data["members"]]
+    template = clone(members[0]).set_params(random_state=None)
+    ensemble = TLAGEnsemble(
+        estimator=template, n_members=int(data["n_members"]), n_jobs=data.get("n_jobs"),
+        random_state=data.get("random_state"),
+    )
+    ensemble.estimators_ = members
+    ensemble.seeds_ = np.asarray(data["seeds"], dtype=np.int64)
+    ensemble.calibration_scores_ = data["calibration_scores"].numpy().astype(np.float64)
+    ensemble.spread_offset_ = np.asarray(data["spread_offset"], dtype=np.float64)
+    ensemble.n_features_in_ = members[0].n_features_in_
+    if hasattr(members[0], "feature_names_in_"):
+        ensemble.feature_names_in_ = members[0].feature_names_in_
+    ensemble.n_outputs_ = members[0].n_outputs_
+    return ensemble
+
+
 def _build_scaler(data: dict[str, Any]) -> StandardScaler:
     scaler = StandardScaler(with_mean=data["with_mean"], with_std=data["with_std"])
     for attribute, key in (("mean_", "mean"), ("var_", "var"), ("scale_", "scale")):
@@ -424,8 +479,9 @@ def load_model(
 
     Returns
     -------
-    model : TLAGRegressor or Pipeline
-        A fitted model that predicts exactly as the saved one: a
+    model : TLAGRegressor, TLAGEnsemble or Pipeline
+        A fitted model that predicts exactly as the saved one. An ensemble comes back
+        with its members (each as described next), seeds and calibration. A
         :class:`~sktlag.TLAGRegressor` with ``net_`` (the same skorch net as after
         ``fit``, growth callbacks included), ``module_``, ``n_layers_``, ``history_``,
         ``growth_history_``, ``derivative_history_``, ``best_epoch_``, ``best_score_``,
@@ -449,7 +505,11 @@ def load_model(
     path = Path(path)
     payload = _read_payload(path)
     try:
-        est = _build_regressor(payload, device)
+        ensemble = payload.get("ensemble")
+        if ensemble is not None:
+            est = _build_ensemble(ensemble, device)
+        else:
+            est = _build_regressor(payload, device)
         pipeline = payload.get("pipeline")
         model = est
         if pipeline is not None:

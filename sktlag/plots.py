@@ -27,6 +27,7 @@ from ._record import (
     VALID_SCORE_MA,
     column,
 )
+from .ensemble import TLAGEnsemble, members_of
 from .estimator import final_regressor
 from .metrics import kge, nse
 
@@ -113,8 +114,14 @@ def _scores_text(obs: np.ndarray, sim: np.ndarray) -> str:
 
 
 def _title_suffix(model) -> str:
-    est, _ = _history(model)
-    return " (training interrupted)" if getattr(est, "interrupted_", False) else ""
+    interrupted = any(getattr(m, "interrupted_", False) for m in members_of(model))
+    return " (training interrupted)" if interrupted else ""
+
+
+def _ensemble(model) -> TLAGEnsemble | None:
+    steps = getattr(model, "steps", None)
+    final = steps[-1][1] if steps else model
+    return final if isinstance(final, TLAGEnsemble) else None
 
 
 def plot_evolution(model, *, figsize: tuple[float, float] = (10.0, 9.0)) -> Figure:
@@ -124,10 +131,13 @@ def plot_evolution(model, *, figsize: tuple[float, float] = (10.0, 9.0)) -> Figu
     lines where layers were inserted and a star at the epoch whose state is the fitted
     model. Middle: the number of LSTM layers. Bottom: training and validation loss.
 
+    For an ensemble: the validation NSE (top) and the depth (bottom) of every member,
+    each member's fitted epoch starred.
+
     Parameters
     ----------
-    model : TLAGRegressor or Pipeline
-        A fitted regressor, or a pipeline ending in one.
+    model : TLAGRegressor, TLAGEnsemble or Pipeline
+        A fitted regressor or ensemble, or a pipeline ending in one.
     figsize : tuple of float, default=(10, 9)
         Figure size in inches.
 
@@ -135,6 +145,8 @@ def plot_evolution(model, *, figsize: tuple[float, float] = (10.0, 9.0)) -> Figu
     -------
     matplotlib.figure.Figure
     """
+    if _ensemble(model) is not None:
+        return _plot_member_evolution(model, figsize)
     est, _ = _history(model)
     data = history_arrays(model)
     epochs = data[EPOCH]
@@ -193,20 +205,60 @@ def plot_evolution(model, *, figsize: tuple[float, float] = (10.0, 9.0)) -> Figu
     return fig
 
 
+def _plot_member_evolution(model, figsize) -> Figure:
+    members = members_of(model)
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax_nse, ax_depth = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    colors = [f"C{i % 10}" for i in range(len(members))]
+    lows, highs = [], []
+    for i, (member, color) in enumerate(zip(members, colors, strict=True)):
+        data = history_arrays(member)
+        epochs, values = data[EPOCH], data[VALID_NSE]
+        label = f"member {i + 1} ({member.n_layers_} layers)"
+        ax_nse.plot(epochs, values, color=color, linewidth=1.0, label=label)
+        ax_depth.step(epochs, data[N_LAYERS] + 0.04 * (i - len(members) / 2), where="mid",
+                      color=color, linewidth=1.5)
+        best = data["best_epoch"]
+        if best is not None:
+            ax_nse.plot([best], [values[epochs == best][0]], marker="*", markersize=11,
+                        color=color, linestyle="none")
+        finite = values[np.isfinite(values)]
+        if len(finite):
+            lows.append(max(float(finite.min()), _NSE_FLOOR))
+            highs.append(min(float(finite.max()), 1.0))
+    if lows:
+        pad = 0.05 * max(max(highs) - min(lows), 0.1)
+        ax_nse.set_ylim(min(lows) - pad, min(max(highs) + pad, 1.02))
+    ax_nse.set_ylabel("validation NSE")
+    ax_nse.grid(True, alpha=0.3)
+    ax_nse.legend(loc="lower right", fontsize="small")
+    ax_depth.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_depth.set_ylabel("LSTM layers")
+    ax_depth.set_xlabel("epoch")
+    ax_depth.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_depth.grid(True, alpha=0.3)
+    depths = ", ".join(str(m.n_layers_) for m in members)
+    fig.suptitle(f"TLAG-LSTM ensemble of {len(members)}: fitted depths {depths} "
+                 f"(stars: fitted epochs){_title_suffix(model)}")
+    return fig
+
+
 def plot_loss(model, *, figsize: tuple[float, float] = (9.0, 4.5)) -> Figure:
     """Training and validation loss per epoch, with the growth steps marked.
 
+    For an ensemble, the losses of its first member.
+
     Parameters
     ----------
-    model : TLAGRegressor or Pipeline
-        A fitted regressor, or a pipeline ending in one.
+    model : TLAGRegressor, TLAGEnsemble or Pipeline
+        A fitted regressor or ensemble, or a pipeline ending in one.
     figsize : tuple of float, default=(9, 4.5)
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    data = history_arrays(model)
+    data = history_arrays(members_of(model)[0])
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.subplots()
     _loss_axes(ax, data, insertions_label=True)
@@ -225,6 +277,9 @@ def plot_prediction(
     title: str = "Test period",
     ylabel: str = "discharge",
     figsize: tuple[float, float] | None = None,
+    lower=None,
+    upper=None,
+    coverage: float | None = None,
 ) -> Figure:
     """Observed against predicted series, one panel per output, NSE and KGE in the titles.
 
@@ -244,6 +299,10 @@ def plot_prediction(
         Label of the value axes.
     figsize : tuple of float, optional
         Default: 11 inches wide, 4 inches per output.
+    lower, upper : array-like of the shape of ``y_pred``, optional
+        A prediction interval, drawn as a band.
+    coverage : float, optional
+        Its nominal coverage, for the legend.
 
     Returns
     -------
@@ -258,7 +317,15 @@ def plot_prediction(
     x = pd.DatetimeIndex(dates) if dates is not None else np.arange(len(obs))
     fig = Figure(figsize=figsize or (11.0, 4.0 * k), layout="constrained")
     axes = np.atleast_1d(fig.subplots(k, 1, sharex=True, squeeze=False).ravel())
+    band = None
+    if lower is not None and upper is not None:
+        band = (np.asarray(lower, dtype=float).reshape(sim.shape),
+                np.asarray(upper, dtype=float).reshape(sim.shape))
     for j, ax in enumerate(axes):
+        if band is not None:
+            label = "interval" if coverage is None else f"{coverage:.0%} interval"
+            ax.fill_between(x, band[0][:, j], band[1][:, j], color=_PREDICTED, alpha=0.2,
+                            linewidth=0, label=label)
         ax.plot(x, obs[:, j], color=_OBSERVED, linewidth=1.0, label="observed")
         ax.plot(x, sim[:, j], color=_PREDICTED, linewidth=1.0, alpha=0.85, label="predicted")
         seen = np.isfinite(obs[:, j]) & np.isfinite(sim[:, j])

@@ -37,6 +37,7 @@ import pandas as pd
 
 from ._record import EPOCH, VALID_NSE, decision_table, decisions_from_table, describe_decision
 from ._version import __version__
+from .ensemble import TLAGEnsemble, members_of
 from .estimator import TLAGRegressor, final_regressor
 from .io import write_table
 from .metrics import evaluate, output_names
@@ -97,6 +98,12 @@ def _dates_of(*candidates) -> pd.DatetimeIndex | None:
     return None
 
 
+def _ensemble(model) -> TLAGEnsemble | None:
+    steps = getattr(model, "steps", None)
+    final = steps[-1][1] if steps else model
+    return final if isinstance(final, TLAGEnsemble) else None
+
+
 def _interrupted(est: TLAGRegressor) -> bool:
     return bool(getattr(est, "interrupted_", False))
 
@@ -135,6 +142,18 @@ def architecture_summary(model, *, metadata: dict | None = None) -> dict[str, An
         ``inserted``, ``reason``, ``scale``, ``sign``, ``backtracking_steps``, ``n_hvp``,
         ``loss_before``, ``loss_after``, ``seconds``) and ``hyperparameters``.
     """
+    ensemble = _ensemble(model)
+    if ensemble is not None:
+        members = [architecture_summary(m) for m in ensemble.estimators_]
+        return to_plain({
+            "sktlag_version": __version__,
+            "interrupted": any(m["interrupted"] for m in members),
+            "n_members": len(members),
+            "seeds": ensemble.seeds_,
+            "final_n_layers": [m["final_n_layers"] for m in members],
+            "members": members,
+            "metadata": metadata or {},
+        })
     est = final_regressor(model)
     arrays = history_arrays(est)
     best = arrays["best_epoch"]
@@ -168,7 +187,20 @@ def architecture_summary(model, *, metadata: dict | None = None) -> dict[str, An
 
 
 def architecture_text(model) -> str:
-    """The content of ``adaptive_lstm_architecture.txt``: network, growth and settings."""
+    """The content of ``adaptive_lstm_architecture.txt``: network, growth and settings.
+
+    For an ensemble, the text of every member under a heading of its own.
+    """
+    ensemble = _ensemble(model)
+    if ensemble is not None:
+        lines = [f"TLAG-LSTM ensemble of {len(ensemble.estimators_)} members (sktlag "
+                 f"{__version__}), seeds {', '.join(map(str, ensemble.seeds_))}",
+                 "  prediction: the members' mean; intervals calibrated by split-conformal "
+                 f"scores on {len(ensemble.calibration_scores_)} validation windows", ""]
+        for i, member in enumerate(ensemble.estimators_, start=1):
+            lines += [f"=== member {i} (random_state {member.random_state}) ===",
+                      *architecture_text(member).splitlines()[1:], ""]
+        return "\n".join(lines)
     est = final_regressor(model)
     summary = architecture_summary(est)
     lines = ["TLAG-LSTM (sktlag " + summary["sktlag_version"] + ")", ""]
@@ -207,17 +239,24 @@ def derivative_table(model) -> pd.DataFrame:
     the depth had fewer positions), then ``position`` (where the layer went),
     ``inserted``, ``rule``, ``reason`` and the numbers of the decision.
     """
+    ensemble = _ensemble(model)
+    if ensemble is not None:
+        frames = [derivative_table(m).assign(member=i)
+                  for i, m in enumerate(ensemble.estimators_, start=1)]
+        frame = pd.concat(frames, ignore_index=True)
+        return frame[["member", *[c for c in frame.columns if c != "member"]]]
     est = final_regressor(model)
     return decision_table(decisions_from_table(est.derivative_history_))
 
 
 def prediction_table(
-    y_true, y_pred, dates=None, *, names: Sequence[str] | None = None
+    y_true, y_pred, dates=None, *, names: Sequence[str] | None = None, lower=None, upper=None
 ) -> pd.DataFrame:
     """Observed and predicted values side by side, indexed by date.
 
-    One output gives the columns ``observed`` and ``predicted``; several give
-    ``observed_<name>`` and ``predicted_<name>`` per output. The index is a
+    One output gives the columns ``observed`` and ``predicted`` (and ``lower`` and
+    ``upper`` with an interval); several give ``observed_<name>``, ``predicted_<name>``
+    (``lower_<name>``, ``upper_<name>``) per output. The index is a
     :class:`pandas.DatetimeIndex` named ``"date"`` when ``dates`` are known (then
     :func:`sktlag.io.read_table` reads the written table back), a row number otherwise.
     """
@@ -225,10 +264,16 @@ def prediction_table(
     sim = np.asarray(y_pred, dtype=float).reshape(len(y_pred), -1)
     names = list(names) if names is not None else output_names(y_true, obs.shape[1])
     columns = {}
+    bounds = {} if lower is None else {
+        "lower": np.asarray(lower, dtype=float).reshape(sim.shape),
+        "upper": np.asarray(upper, dtype=float).reshape(sim.shape),
+    }
     for j, name in enumerate(names):
         suffix = "" if len(names) == 1 else f"_{name}"
         columns[f"observed{suffix}"] = obs[:, j]
         columns[f"predicted{suffix}"] = sim[:, j]
+        for key, values in bounds.items():
+            columns[f"{key}{suffix}"] = values[:, j]
     if dates is not None:
         index = pd.DatetimeIndex(dates, name="date")
     else:
@@ -261,6 +306,7 @@ def metrics_summary(
     *,
     names: Sequence[str] | None = None,
     metadata: dict | None = None,
+    intervals: dict[str, dict] | None = None,
 ) -> dict[str, Any]:
     """The content of ``metrics.json``.
 
@@ -275,6 +321,10 @@ def metrics_summary(
         Output names (the metric columns); default from the observed values.
     metadata : dict, optional
         Stored under ``"metadata"``.
+    intervals : dict of str to dict, optional
+        Interval scores per period name (of :meth:`sktlag.TLAGEnsemble.score_intervals`),
+        stored in that period as ``intervals``: ``nominal_coverage`` and per output
+        ``coverage``, ``mean_width``, ``crps``.
 
     Returns
     -------
@@ -282,16 +332,26 @@ def metrics_summary(
         ``n_layers``, ``fit_seconds``, ``epochs_trained``, ``best_epoch``,
         ``interrupted`` and ``periods``: per period ``n_rows``, ``n_scored`` (rows with
         an observation), ``start``, ``end`` and ``metrics`` (``{output: {metric:
-        value}}``, all rows of :func:`sktlag.metrics.evaluate`).
+        value}}``, all rows of :func:`sktlag.metrics.evaluate`). For an ensemble,
+        ``n_members`` and one value per member in ``n_layers``, ``fit_seconds``,
+        ``epochs_trained`` and ``best_epoch``.
     """
-    est = final_regressor(model)
+    members = members_of(model)
+    fields = {
+        "n_layers": [int(m.n_layers_) for m in members],
+        "fit_seconds": [getattr(m, "fit_time_", None) for m in members],
+        "epochs_trained": [len(m.history_) for m in members],
+        "best_epoch": [history_arrays(m)["best_epoch"] for m in members],
+    }
+    ensemble = _ensemble(model)
+    if ensemble is None:
+        fields = {key: values[0] for key, values in fields.items()}
+    else:
+        fields = {"n_members": len(members), **fields}
     result = {
         "sktlag_version": __version__,
-        "interrupted": _interrupted(est),
-        "n_layers": int(est.n_layers_),
-        "fit_seconds": getattr(est, "fit_time_", None),
-        "epochs_trained": len(est.history_),
-        "best_epoch": history_arrays(est)["best_epoch"],
+        "interrupted": any(_interrupted(m) for m in members),
+        **fields,
         "periods": {},
         "metadata": metadata or {},
     }
@@ -299,6 +359,13 @@ def metrics_summary(
         k = np.asarray(y_true).reshape(len(y_true), -1).shape[1]
         period_names = list(names) if names is not None else output_names(y_true, k)
         result["periods"][period] = _period(y_true, y_pred, dates, period_names)
+        if intervals and period in intervals:
+            scores = intervals[period]
+            result["periods"][period]["intervals"] = {
+                "nominal_coverage": scores["nominal_coverage"],
+                **{name: entry for name, entry in zip(period_names, scores["outputs"],
+                                                      strict=True)},
+            }
     return to_plain(result)
 
 
@@ -382,14 +449,19 @@ def write_artifacts(
     overwrite: bool = False,
     dpi: int = 150,
     metadata: dict | None = None,
+    coverage: float = 0.9,
 ) -> dict[str, Path]:
     """Write the artifacts of a fitted model into ``out_dir``, all or nothing.
 
     Parameters
     ----------
-    model : TLAGRegressor or Pipeline
-        A fitted :class:`~sktlag.TLAGRegressor`, or a fitted pipeline ending in one (its
-        ``StandardScaler`` steps go into the model file).
+    model : TLAGRegressor, TLAGEnsemble or Pipeline
+        A fitted :class:`~sktlag.TLAGRegressor` or :class:`~sktlag.TLAGEnsemble`, or a
+        fitted pipeline ending in one (its ``StandardScaler`` steps go into the model
+        file). For an ensemble, the test period also gets calibrated intervals: a band
+        in ``lstm_prediction.png``, ``lower`` and ``upper`` columns in
+        ``predictions.xlsx``, and their coverage, mean width and CRPS in
+        ``metrics.json``.
     out_dir : str or path-like
         The directory to create. Missing parent directories are created.
     X_test, y_test : array-like or DataFrame, optional
@@ -408,6 +480,8 @@ def write_artifacts(
         Resolution of the figures.
     metadata : dict, optional
         Plain information (data source, split) stored in the JSON files and the model.
+    coverage : float, default=0.9
+        Nominal coverage of an ensemble's intervals.
 
     Returns
     -------
@@ -419,7 +493,8 @@ def write_artifacts(
     FileExistsError
         If ``out_dir`` is a non-empty directory and ``overwrite`` is False, or a file.
     """
-    est = final_regressor(model)
+    est = members_of(model)[0]
+    ensemble = _ensemble(model)
     out_dir = check_output_dir(out_dir, overwrite)
     if (X_test is None) != (y_test is None) or (X_train is None) != (y_train is None):
         raise ValueError("pass X_test with y_test and X_train with y_train")
@@ -442,16 +517,24 @@ def write_artifacts(
             for period, rows in fit_periods(est, y_train).items():
                 periods[period] = (obs[rows], pred[rows],
                                    None if train_dates is None else train_dates[rows])
+        intervals, band = {}, {}
         if X_test is not None:
             test_pred = model.predict(X_test)
             test_dates = pd.DatetimeIndex(dates) if dates is not None else _dates_of(
                 X_test, y_test)
             names = output_names(y_test, test_pred.reshape(len(test_pred), -1).shape[1])
             periods["test"] = (np.asarray(y_test, dtype=float), test_pred, test_dates)
+            if ensemble is not None:
+                # The ensemble's own input: after the pipeline's scalers, if any.
+                X_final = model[:-1].transform(X_test) if hasattr(model, "steps") else X_test
+                lower, upper = ensemble.predict_interval(X_final, coverage)
+                band = {"lower": lower, "upper": upper}
+                if np.isfinite(np.asarray(y_test, dtype=float)).sum() >= 1:
+                    intervals["test"] = ensemble.score_intervals(X_final, y_test, coverage)
             _write_figure(plot_prediction(y_test, test_pred, test_dates, names=names,
-                                          ylabel="discharge"),
+                                          ylabel="discharge", coverage=coverage, **band),
                           target("prediction_png"), dpi)
-            write_table(prediction_table(y_test, test_pred, test_dates, names=names),
+            write_table(prediction_table(y_test, test_pred, test_dates, names=names, **band),
                         target("predictions_xlsx"))
 
         target("architecture_json").write_text(
@@ -462,7 +545,8 @@ def write_artifacts(
         save_model(model, target("model"), metadata=metadata)
         write_table(derivative_table(model), target("derivatives_xlsx"), index=False)
         target("metrics_json").write_text(
-            _json_text(metrics_summary(model, periods, names=names, metadata=metadata)),
+            _json_text(metrics_summary(model, periods, names=names, metadata=metadata,
+                                       intervals=intervals)),
             encoding="utf-8")
         _publish(staging, out_dir, overwrite)
     except BaseException:

@@ -99,3 +99,39 @@ def test_grid_search_on_a_local_cluster_matches_the_local_search():
                 "rank_test_nse"):
         np.testing.assert_array_equal(remote[key], local[key], err_msg=key)
     assert np.isfinite(local["mean_test_nse"]).all()
+
+
+def test_ensemble_members_fit_on_a_local_cluster():
+    from skorch.callbacks import Callback
+
+    from sktlag import TLAGEnsemble
+
+    class ProcessId(Callback):
+        # Defined here, so that it travels to the workers by value.
+        def on_train_begin(self, net, **kwargs):
+            self.pid_ = os.getpid()
+
+    X, y = make_series(n_rows=200)
+    params = {**FAST, "max_epochs": 4, "n_threads": 1}
+
+    def ensemble():
+        member = TLAGRegressor(**params, callbacks=[("pid", ProcessId())])
+        return TLAGEnsemble(member, n_members=2, random_state=0)
+
+    local = ensemble().fit(X, y)
+    with _deadline(CLUSTER_DEADLINE_S):
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+            protocol="tcp", dashboard_address=None, silence_logs=logging.ERROR,
+        )
+        try:
+            with distributed.Client(cluster) as client:
+                worker_pids = set(client.run(os.getpid).values())
+                with joblib.parallel_config(backend="dask", n_jobs=-1):
+                    remote = ensemble().fit(X, y)
+        finally:
+            cluster.close(timeout=30)
+
+    pids = {dict(m.net_.callbacks_)["pid"].pid_ for m in remote.estimators_}
+    assert pids <= worker_pids and os.getpid() not in pids
+    np.testing.assert_array_equal(remote.predict(X), local.predict(X))

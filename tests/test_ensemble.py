@@ -139,3 +139,79 @@ def test_members_fit_in_parallel_processes():
 )
 def test_sklearn_compatible_ensemble(estimator, check):
     check(estimator)
+
+
+def test_regressor_inside_mapie_time_series_intervals():
+    mapie_regression = pytest.importorskip("mapie.regression")
+    X, y = make_series(n_rows=400)
+    est = TLAGRegressor(**TINY, random_state=0).fit(X[:250], y[:250])
+    mapie = mapie_regression.TimeSeriesRegressor(est, method="enbpi", cv="prefit")
+    mapie.fit(X[250:330], y[250:330])
+    pred, intervals = mapie.predict(X[330:], confidence_level=0.9)
+    lower, upper = intervals[:, 0, 0], intervals[:, 1, 0]
+    np.testing.assert_allclose(pred, est.predict(X[330:]))
+    assert np.all(lower < pred) and np.all(pred < upper)
+    # Calibrated on the absolute residuals of the calibration block: the half width lies
+    # within their range.
+    residuals = np.abs(y[250:330] - est.predict(X[250:330]))
+    half = (upper - lower) / 2
+    assert np.all((half >= residuals.min()) & (half <= residuals.max()))
+
+
+def test_an_ensemble_round_trips_through_a_model_file(fitted, tmp_path):
+    from sktlag import load_model, save_model
+
+    ens, X, _ = fitted
+    pipe = Pipeline([("scale", StandardScaler()), ("ens", ens)])
+    pipe.steps[0] = ("scale", StandardScaler().fit(X[:300]))
+    for model in (ens, pipe):
+        path = save_model(model, tmp_path / "ens.pth")
+        loaded = load_model(path)
+        final = loaded.steps[-1][1] if isinstance(loaded, Pipeline) else loaded
+        assert isinstance(final, TLAGEnsemble)
+        np.testing.assert_array_equal(final.seeds_, ens.seeds_)
+        np.testing.assert_array_equal(final.calibration_scores_, ens.calibration_scores_)
+        assert final.n_layers_ == ens.n_layers_
+        np.testing.assert_array_equal(loaded.predict(X[300:]), model.predict(X[300:]))
+        for a, b in zip(final.predict_interval(X[300:]), ens.predict_interval(X[300:]),
+                        strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert final.get_params()["n_members"] == 3
+
+
+def test_artifacts_of_an_ensemble_carry_its_intervals(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from sktlag import write_artifacts
+    from sktlag.io import read_table
+
+    X, y = make_series(n_rows=360)
+    dates = pd.date_range("2000-01-01", periods=360, freq="D")
+    X = pd.DataFrame(X, index=dates, columns=["p1", "p2", "p3"])
+    y = pd.Series(y, index=dates, name="q")
+    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, random_state=0)
+    pipe = Pipeline([("scale", StandardScaler()), ("ens", ens)]).set_output(transform="pandas")
+    pipe.fit(X[:280], y[:280])
+    paths = write_artifacts(pipe, tmp_path / "out", X_test=X[280:], y_test=y[280:],
+                            X_train=X[:280], y_train=y[:280])
+
+    lower, upper = ens.predict_interval(pipe[:-1].transform(X[280:]), 0.9)
+    table = read_table(paths["predictions_xlsx"], target="observed")
+    np.testing.assert_allclose(table.X["lower"], lower)
+    np.testing.assert_allclose(table.X["upper"], upper)
+    metrics = json.loads(paths["metrics_json"].read_text())
+    test = metrics["periods"]["test"]["intervals"]
+    inside = (y[280:] >= lower) & (y[280:] <= upper)
+    assert test["nominal_coverage"] == 0.9
+    assert test["q"]["coverage"] == pytest.approx(inside.mean())
+    assert test["q"]["mean_width"] == pytest.approx(np.mean(upper - lower))
+    assert metrics["n_members"] == 2 and metrics["n_layers"] == ens.n_layers_
+    summary = json.loads(paths["architecture_json"].read_text())
+    assert summary["final_n_layers"] == ens.n_layers_ and len(summary["members"]) == 2
+    assert "member 2" in paths["architecture_txt"].read_text()
+    decisions = pd.read_excel(paths["derivatives_xlsx"])
+    assert set(decisions["member"]) <= {1, 2}
+    n_decisions = sum(len(m.derivative_history_) for m in ens.estimators_)
+    assert len(decisions) == n_decisions

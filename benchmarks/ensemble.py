@@ -1,0 +1,151 @@
+"""An ensemble of members against a single model, at the package defaults.
+
+Usage::
+
+    python benchmarks/ensemble.py --data ../shared/data/DemoData.xlsx   # Lahn and Yuliang
+    python benchmarks/ensemble.py --quick                               # seconds (CI)
+    python benchmarks/ensemble.py --records benchmarks/records/ensemble.json
+
+For each basin (the embedded Lahn data, and the research demo table when ``--data`` is
+given) the first 80 % of the rows fit (the estimator validates on the last 20 % of
+those, which also calibrates the intervals) and the last 20 % test. One
+``TLAGEnsemble`` of ``--members`` default ``TLAGRegressor`` members is fitted with
+``n_jobs=--jobs`` worker processes of one torch thread each. Every member *is* a single
+model (the same defaults, its own seed), so the single-model figures are the members'
+own: their median and range of test NSE and KGE, and their median fit time (measured
+inside each member's ``fit``, in a worker that had a core to itself when ``--jobs`` is
+at most the number of cores). The ensemble's figures: test NSE and KGE of the mean,
+coverage and mean width of the 90 % intervals on the test days, CRPS of the calibrated
+predictive distribution (``scoringrules``), and the wall time of the whole ensemble fit.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np  # noqa: E402
+from _common import (  # noqa: F401 (REPO_ROOT puts the checkout on the path)
+    REPO_ROOT,
+    base_parser,
+    demo_dataset,
+    fmt,
+    lahn_dataset,
+    machine_info,
+    markdown_table,
+    median,
+    warm_up,
+    write_results,
+)
+
+QUICK = {"hidden_size": 4, "lookback": 10, "max_epochs": 3, "max_epochs_per_layer": 2,
+         "max_layers": 2, "batch_size": 64, "derivative_samples": 16,
+         "num_power_iterations": 6}
+COVERAGE = 0.9
+
+
+def run_basin(data: dict, members: int, jobs: int, quick: bool, seed: int) -> dict:
+    from sktlag import TLAGEnsemble, TLAGRegressor
+    from sktlag.metrics import kge, nse
+
+    X, y, n = data["X"], data["y"], data["n_train"]
+    member = TLAGRegressor(**(QUICK if quick else {}), n_threads=1)
+    ensemble = TLAGEnsemble(member, n_members=members, n_jobs=jobs, random_state=seed)
+    start = time.perf_counter()
+    ensemble.fit(X[:n], y[:n])
+    wall = time.perf_counter() - start
+    X_test, y_test = X[n:], y[n:]
+    # The test period directly follows the fit period: its first windows read the last
+    # fit rows as history, as in the command.
+    history = X[:n]
+    single = [
+        {"seed": int(m.random_state), "n_layers": int(m.n_layers_),
+         "nse": float(nse(y_test, m.predict(X_test, history=history))),
+         "kge": float(kge(y_test, m.predict(X_test, history=history))),
+         "fit_s": float(m.fit_time_)}
+        for m in ensemble.estimators_
+    ]
+    mean = ensemble.predict(X_test, history=history)
+    scores = ensemble.score_intervals(X_test, y_test, coverage=COVERAGE, history=history)
+    out = scores["outputs"][0]
+    return {
+        "basin": data["name"],
+        "note": data["note"],
+        "n_fit_rows": int(n),
+        "n_test_rows": int(len(y_test)),
+        "members": single,
+        "ensemble": {"nse": float(nse(y_test, mean)), "kge": float(kge(y_test, mean)),
+                     "coverage": out["coverage"], "mean_width": out["mean_width"],
+                     "crps": out["crps"], "wall_s": wall},
+        "target_std": float(np.std(y_test)),
+    }
+
+
+def table(results: list[dict]) -> str:
+    rows = []
+    for r in results:
+        nses = [m["nse"] for m in r["members"]]
+        kges = [m["kge"] for m in r["members"]]
+        one = median([m["fit_s"] for m in r["members"]])
+        e = r["ensemble"]
+        rows.append({
+            "basin": r["basin"],
+            "single NSE (median, range)":
+                f"{fmt(median(nses))} ({fmt(min(nses))} to {fmt(max(nses))})",
+            "ensemble NSE": fmt(e["nse"]),
+            "gain": f"{e['nse'] - median(nses):+.3f}",
+            "single KGE (median)": fmt(median(kges)),
+            "ensemble KGE": fmt(e["kge"]),
+            "90 % coverage": f"{e['coverage']:.1%}",
+            "mean width": fmt(e["mean_width"]),
+            "CRPS": fmt(e["crps"]),
+            "depths": ",".join(str(m["n_layers"]) for m in r["members"]),
+            "one fit [s]": f"{one:.0f}",
+            "ensemble [s]": f"{e['wall_s']:.0f}",
+            "time ratio": f"{e['wall_s'] / one:.2f}",
+        })
+    return markdown_table(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = base_parser(__doc__.splitlines()[0], default_seeds=1)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the research demo table (DemoData.xlsx) for the Yuliang basin")
+    parser.add_argument("--members", type=int, default=5, help="ensemble members (5)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="worker processes fitting members (2: one per core here)")
+    parser.add_argument("--records", type=Path, default=None,
+                        help="print the table of an earlier run's JSON instead of running")
+    args = parser.parse_args(argv)
+    if args.records is not None:
+        print(table(json.loads(args.records.read_text())["results"]["basins"]))
+        return
+    members = 2 if args.quick else args.members
+    start = time.perf_counter()
+    warm_up()
+    datasets = [lahn_dataset(rows=400 if args.quick else None)]
+    if args.data is not None:
+        datasets.append(demo_dataset(args.data, rows=400 if args.quick else None))
+    results = []
+    for data in datasets:
+        result = run_basin(data, members, args.jobs, args.quick, seed=0)
+        results.append(result)
+        print(table([result]), flush=True)
+    text = table(results)
+    print()
+    print(text)
+    settings = {"members": members, "jobs": args.jobs, "coverage": COVERAGE,
+                "member_params": QUICK if args.quick else "TLAGRegressor() defaults",
+                "member_threads": 1, "ensemble_random_state": 0}
+    write_results(
+        args.out, "ensemble", "Ensemble against single models",
+        [("Test period (last 20 % of the rows)", text)],
+        {"basins": results}, settings, machine_info(threads=1),
+        time.perf_counter() - start,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
