@@ -163,8 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replace a non-empty output directory once the new one is complete")
     data = run.add_argument_group("data")
     data.add_argument("--target", nargs="+", metavar="COL",
-                      help="target column(s); default: the first value column "
-                      "(q_kalkofen for the Lahn data)")
+                      help="target column(s); default: the column after year, month, day "
+                      "(research layout), or the one column whose name means discharge, "
+                      "such as Q, Qobs, discharge, flow (tidy layout); q_kalkofen for the "
+                      "Lahn data")
     data.add_argument("--features", nargs="+", metavar="COL",
                       help="feature columns; default: all other value columns "
                       "(precipitation and temperature for the Lahn data)")
@@ -248,6 +250,10 @@ def _load_data(args) -> tuple[pd.DataFrame, pd.Series | pd.DataFrame, str]:
         args.table, layout=args.layout, target=target, features=args.features,
         sheet_name=args.sheet, allow_missing_target=args.missing_target == "mask",
     )
+    if table.target_rule == "name":
+        # Always said, also with --quiet: the command chose the target.
+        print(f"target: {table.target_names[0]} (the one column whose name means "
+              "discharge; --target chooses another)")
     return table.X, table.y, f"{args.table} ({table.layout} layout)"
 
 

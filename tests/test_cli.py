@@ -316,3 +316,48 @@ def test_sigterm_is_handled_during_the_command_only(tmp_path, monkeypatch):
     finally:
         signal.signal(signal.SIGTERM, original)
     assert during and during[0] not in (previous, signal.SIG_DFL, signal.SIG_IGN)
+
+# ---------------------------------------------------------------------- target detection
+def named_lahn_table(path: Path, columns: dict, rows: slice) -> Path:
+    """Lahn rows as a tidy CSV: a Date column and the given {new name: Lahn column}."""
+    gauges = ["q_kalkofen", "q_marburg", "q_leun", "q_dillenburg"]
+    frame = load_lahn(as_frame=True, target=gauges).frame.iloc[rows]
+    table = pd.DataFrame({new: frame[old].to_numpy() for new, old in columns.items()},
+                         index=pd.Index(frame.index.strftime("%Y-%m-%d"), name="Date"))
+    table.to_csv(path)
+    return path
+
+
+def test_run_takes_the_column_named_discharge_as_target(tmp_path):
+    # Evaporation (here: temperature), precipitation, discharge: Qo is the target,
+    # although E0 is the first value column.
+    table = named_lahn_table(tmp_path / "basin.csv",
+                             {"E0": "t_kalkofen", "P": "p_kalkofen", "Qo": "q_kalkofen"},
+                             slice(0, 120))
+    out = tmp_path / "o"
+    code, stdout, stderr = run_main(["run", table, "--out", out, "--quiet", *FAST_OPTIONS,
+                                     "--max-epochs", "2"])
+    assert code == 0, stderr
+    assert "target: Qo (the one column whose name means discharge; --target chooses " \
+        "another)" in stdout
+    metadata = json.loads((out / "metrics.json").read_text())["metadata"]
+    assert metadata["target_names"] == ["Qo"]
+    assert metadata["feature_names"] == ["E0", "P"]
+
+
+@pytest.mark.parametrize(
+    "columns, fragments",
+    [
+        ({"q_kalkofen": "q_kalkofen", "p_leun": "p_leun", "q_leun": "q_leun"},
+         ["several column names mean discharge: 'q_kalkofen', 'q_leun';"]),
+        ({"E0": "t_kalkofen", "P": "p_kalkofen", "level": "q_kalkofen"},
+         ["no column name means discharge", "['E0', 'P', 'level']"]),
+    ],
+    ids=["several", "none"],
+)
+def test_run_without_a_clear_target_asks_for_target(tmp_path, columns, fragments):
+    table = named_lahn_table(tmp_path / "basin.csv", columns, slice(0, 60))
+    _expect_error(["run", table, "--out", tmp_path / "o"], "basin.csv", "--target",
+                  *fragments)
+    assert not (tmp_path / "o").exists()
+
