@@ -6,7 +6,10 @@
     grows and trains a TLAG-LSTM, prints the epoch table, the growth decisions and the
     test metrics, and writes the artifacts of :func:`sktlag.write_artifacts`.
 ``sktlag predict MODEL TABLE --out FILE``
-    Predicts with a saved model file and writes date, observed and predicted values.
+    Predicts with a saved model file and writes dates, predictions and, when the table
+    has the target column, observed values. The table needs only the dates and the
+    model's feature columns; ``--history HIST_TABLE`` or ``--warmup-days N`` give the
+    days before the first prediction as warm-up.
 
 Bad input (missing files, unusable tables, damaged model files, an output that exists)
 ends with one line on stderr and exit status 2. Ctrl-C (SIGINT) and SIGTERM (what a job
@@ -139,6 +142,12 @@ def _sheet(value: str) -> str | int:
     return int(value) if value.isdigit() else value
 
 
+def _positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sktlag`` command."""
     parser = argparse.ArgumentParser(
@@ -163,8 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replace a non-empty output directory once the new one is complete")
     data = run.add_argument_group("data")
     data.add_argument("--target", nargs="+", metavar="COL",
-                      help="target column(s); default: the first value column "
-                      "(q_kalkofen for the Lahn data)")
+                      help="target column(s); default: the column after year, month, day "
+                      "(research layout), or the one column whose name means discharge, "
+                      "such as Q, Qobs, discharge, flow (tidy layout); q_kalkofen for the "
+                      "Lahn data")
     data.add_argument("--features", nargs="+", metavar="COL",
                       help="feature columns; default: all other value columns "
                       "(precipitation and temperature for the Lahn data)")
@@ -197,13 +208,28 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser(
         "predict", help="predict with a saved model file",
         description="Predict every row of a table with a model written by 'sktlag run' "
-        "(adaptive_lstm_model.pth); the table needs the model's feature columns and its "
-        "target column (empty cells allowed).",
+        "(adaptive_lstm_model.pth). The table needs daily dates without gaps and the "
+        "model's feature columns; its target column (observed values, empty cells "
+        "allowed) is optional. The first lookback - 1 predictions need the days before "
+        "the table: give them with --history or --warmup-days, otherwise they read "
+        "padding (a warning says so) unless the table continues the training period.",
     )
     predict.add_argument("model", type=Path, metavar="MODEL", help="a .pth model file")
     predict.add_argument("table", type=Path, metavar="TABLE", help="an .xlsx or .csv table")
     predict.add_argument("--out", type=Path, default=Path("predictions.xlsx"), metavar="FILE",
                          help="output .xlsx or .csv (default: predictions.xlsx)")
+    predict.add_argument("--target", nargs="+", metavar="COL",
+                         help="observed column(s) to write next to the predictions; default: "
+                         "the model's target (stored by 'sktlag run'), otherwise the one "
+                         "column whose name means discharge; none when the table lacks it")
+    warmup = predict.add_mutually_exclusive_group()
+    warmup.add_argument("--history", type=Path, metavar="HIST_TABLE",
+                        help="a table with the same feature columns for the days directly "
+                        "before the first day of TABLE (first sheet of a workbook); its last "
+                        "lookback - 1 rows are the warm-up")
+    warmup.add_argument("--warmup-days", type=_positive_int, metavar="N",
+                        help="the first N rows of TABLE are history only: used as warm-up, "
+                        "not predicted")
     predict.add_argument("--layout", choices=["auto", "research", "tidy"], default="auto")
     predict.add_argument("--sheet", type=_sheet, default=0, metavar="NAME")
     predict.add_argument("--force", action="store_true", help="replace an existing FILE")
@@ -248,6 +274,10 @@ def _load_data(args) -> tuple[pd.DataFrame, pd.Series | pd.DataFrame, str]:
         args.table, layout=args.layout, target=target, features=args.features,
         sheet_name=args.sheet, allow_missing_target=args.missing_target == "mask",
     )
+    if table.target_rule == "name":
+        # Always said, also with --quiet: the command chose the target.
+        print(f"target: {table.target_names[0]} (the one column whose name means "
+              "discharge; --target chooses another)")
     return table.X, table.y, f"{args.table} ({table.layout} layout)"
 
 
@@ -363,6 +393,54 @@ def _metric_lines(metrics: dict, period: str = "test") -> list[str]:
 
 
 # ---------------------------------------------------------------------- predict
+def _day(stamp) -> str:
+    return f"{pd.Timestamp(stamp):%Y-%m-%d}"
+
+
+def _read_history(args, targets, features, start) -> pd.DataFrame:
+    """The feature rows of ``--history``, which must end the day before ``start``."""
+    past = read_table(args.history, layout=args.layout, target=targets, features=features,
+                      allow_missing_target=True, require_target=False)
+    expected = start - pd.Timedelta(days=1)
+    if past.dates[-1] != expected:
+        raise CommandError(
+            f"'{args.history}' ends on {_day(past.dates[-1])}, but the history must end on "
+            f"{_day(expected)}, the day before '{args.table}' starts ({_day(start)})"
+        )
+    return past.X
+
+
+def _predict_rows(model, X: pd.DataFrame, history: pd.DataFrame | None) -> np.ndarray:
+    """Predictions for ``X``; ``history`` (raw inputs) goes through the model's scalers."""
+    if history is None:
+        return model.predict(X)
+    steps = getattr(model, "steps", None)
+    if not steps or len(steps) == 1:
+        return final_regressor(model).predict(X, history=history)
+    # A pipeline passes predict's keyword arguments to its last step untransformed.
+    scalers = model[:-1]
+    return final_regressor(model).predict(scalers.transform(X),
+                                          history=scalers.transform(history))
+
+
+def _padding_warning(est, X: pd.DataFrame, history: pd.DataFrame | None) -> str | None:
+    """The warning for predictions whose window reaches before the known days, if any."""
+    needed = est.lookback - 1
+    if history is not None:
+        known = len(history)
+    else:
+        known = needed if X.index[0] == est.warmup_index_ else 0
+    padded = min(needed - known, len(X))
+    if padded <= 0:
+        return None
+    return (
+        f"{known} history day(s) before {_day(X.index[0])}, but the model's lookback of "
+        f"{est.lookback} days needs {needed}: the first {padded} prediction(s) read "
+        "padding (the training means of the inputs) for the missing days; give the days "
+        "before with --history or --warmup-days"
+    )
+
+
 def _predict(args) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
@@ -375,20 +453,50 @@ def _predict(args) -> int:
             f"'{args.model}': the model was fitted without column names, so the table's "
             "columns cannot be matched; predict from Python instead"
         )
-    targets = metadata.get("target_names") or None
+    features = [str(f) for f in features]
+    targets = args.target or metadata.get("target_names") or None
     table = read_table(args.table, layout=args.layout, sheet_name=args.sheet,
-                       target=targets, features=[str(f) for f in features],
-                       allow_missing_target=True)
-    if len(table.X) == 0:
-        raise CommandError(f"'{args.table}': no rows to predict")
-    pred = model.predict(table.X)
-    names = list(table.target_names)
-    frame = prediction_table(table.y, pred, table.dates, names=names)
+                       target=targets, features=features, allow_missing_target=True,
+                       require_target=False)
+    X, y = table.X, table.y
+    history = None
+    if args.history is not None:
+        history = _read_history(args, targets, features, table.dates[0])
+    elif args.warmup_days is not None:
+        if args.warmup_days >= len(X):
+            raise CommandError(
+                f"--warmup-days {args.warmup_days} leaves no rows to predict: "
+                f"'{args.table}' has {len(X)} rows"
+            )
+        history, X = X.iloc[: args.warmup_days], X.iloc[args.warmup_days :]
+        y = None if y is None else y.iloc[args.warmup_days :]
+    warning = _padding_warning(est, X, history)
+    if warning:
+        print(f"sktlag: warning: {warning}", file=sys.stderr)
+
+    pred = _predict_rows(model, X, history)
+    names = list(table.target_names) or list(targets or [])
+    if y is not None:
+        frame = prediction_table(y, pred, X.index, names=names)
+    else:
+        sim = np.asarray(pred, dtype=float).reshape(len(X), -1)
+        if len(names) != sim.shape[1]:
+            names = [f"output_{j}" for j in range(sim.shape[1])]
+        columns = ["predicted"] if sim.shape[1] == 1 else [f"predicted_{n}" for n in names]
+        frame = pd.DataFrame(sim, columns=columns, index=pd.DatetimeIndex(X.index, name="date"))
     write_table(frame, out)
-    print(f"{len(frame)} predictions ({_span(table.dates)}) written to {out}")
-    observed = np.asarray(table.y, dtype=float)
+    if history is not None:
+        source = args.history if args.history is not None else args.table
+        print(f"warm-up: {_span(history.index)} from '{source}'")
+    if table.target_rule == "name":
+        print(f"observed: {table.target_names[0]} (the one column whose name means "
+              "discharge; --target chooses another)")
+    elif y is None:
+        print("observed: none (the table has no target column)")
+    print(f"{len(frame)} predictions ({_span(X.index)}) written to {out}")
+    observed = np.asarray(y, dtype=float) if y is not None else np.empty(0)
     if np.isfinite(observed).sum() >= 2:
-        summary = metrics_summary(model, {"table": (table.y, pred, table.dates)}, names=names)
+        summary = metrics_summary(model, {"table": (y, pred, X.index)}, names=names)
         print("\n".join(_metric_lines(summary, "table")))
     return EXIT_OK
 

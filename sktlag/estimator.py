@@ -318,6 +318,9 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
     warmup_rows_ : ndarray of shape (lookback - 1, n_features)
         The last input rows seen in ``fit``, used as real history by ``predict`` for a
         frame that continues the training index.
+    warmup_index_ : object or None
+        The index value at which such a frame starts (the day after the last training
+        day for a daily index); None when ``fit`` had no index to continue.
     n_masked_targets_ : int
         Target values left out because they were NaN (``missing_target="mask"``).
     fit_time_ : float
@@ -703,6 +706,18 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
                 self._next_index = index[-1] + (index[-1] - index[-2])
             except TypeError:  # an index without arithmetic (e.g. strings)
                 self._next_index = None
+
+    @property
+    def warmup_index_(self):
+        """The first index value of a DataFrame that continues the frame given to ``fit``.
+
+        ``predict`` uses ``warmup_rows_`` as the history of a DataFrame whose index
+        starts at this value: for a daily index, the day after the last training day.
+        None when ``fit`` was given an array, ``groups``, fewer than two rows or an
+        index without arithmetic.
+        """
+        check_is_fitted(self, "net_")
+        return getattr(self, "_next_index", None)
 
     def _warmup_for(self, X_original, history) -> np.ndarray | None:
         if history is not None:

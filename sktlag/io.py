@@ -36,13 +36,31 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["TableData", "TableError", "atomic_write", "read_table", "write_table"]
+__all__ = [
+    "TableData",
+    "TableError",
+    "atomic_write",
+    "means_discharge",
+    "read_table",
+    "write_table",
+]
 
 READ_SUFFIXES = (".csv.gz", ".csv", ".xlsx", ".xls")
 WRITE_SUFFIXES = (".csv", ".xlsx")
 LAYOUTS = ("auto", "research", "tidy")
 DATE_COLUMN_NAMES = ("date", "time", "datetime")
 DATE_PARTS = ("year", "month", "day")
+#: Words that mean discharge when a column name has one of them as a token (see
+#: :func:`read_table`); so does the token ``q``, ``qo`` or ``qobs``.
+DISCHARGE_WORDS = ("discharge", "flow", "streamflow", "runoff")
+#: Tokens that say a column is not an observed discharge value (a simulation, a
+#: forecast, a quality flag): a name with one of them never means discharge.
+NOT_OBSERVED_WORDS = (
+    "sim", "simulated", "pred", "predicted", "prediction", "forecast",
+    "model", "modelled", "modeled", "flag", "qc", "quality",
+)
+#: How the target of a table was chosen (:attr:`TableData.target_rule`).
+TARGET_RULES = ("argument", "position", "name", "none")
 # Texts that mark an empty cell (besides blank cells), in CSV files and workbooks alike.
 MISSING_TEXTS = frozenset({"", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "#N/A"})
 
@@ -50,6 +68,8 @@ MISSING_TEXTS = frozenset({"", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null",
 _SHOWN = 5
 _HEADER_ROW = 1
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_TOKEN = re.compile(r"[^\W_]+")
+_Q_TOKEN = re.compile(r"q(?:o|obs)?")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?")
 
 
@@ -71,22 +91,30 @@ class TableData:
     X : pandas.DataFrame
         Feature columns as float64, indexed by a :class:`pandas.DatetimeIndex`
         named ``"date"`` (with daily frequency unless the table has gaps).
-    y : pandas.Series or pandas.DataFrame
+    y : pandas.Series, pandas.DataFrame or None
         Target column(s) as float64 with the same index: a Series named after
-        the target for a single target, a DataFrame for a list of targets.
+        the target for a single target, a DataFrame for a list of targets;
+        None when the table has no target column (only with
+        ``require_target=False``).
     feature_names : tuple of str
         Names of the columns of ``X``, in table order or in the requested order.
     target_names : tuple of str
-        Names of the target column(s).
+        Names of the target column(s); empty when ``y`` is None.
     layout : {"research", "tidy"}
         The layout the table was read with.
+    target_rule : {"argument", "position", "name", "none"}
+        How the target was chosen: named by the ``target`` argument, by its
+        position (the column after year, month, day in the research layout),
+        by its name (the one column of a tidy table whose name means
+        discharge), or ``"none"`` when no target column was read.
     """
 
     X: pd.DataFrame
-    y: pd.Series | pd.DataFrame
+    y: pd.Series | pd.DataFrame | None
     feature_names: tuple[str, ...]
     target_names: tuple[str, ...]
     layout: str
+    target_rule: str = "argument"
 
     @property
     def dates(self) -> pd.DatetimeIndex:
@@ -380,17 +408,89 @@ def _choose_layout(
     return layout, [date_name], [name for name in columns if name != date_name]
 
 
+def means_discharge(name: str) -> bool:
+    """Whether a column name means an observed discharge (the rule of :func:`read_table`).
+
+    The name is split into tokens, the maximal runs of letters and digits, compared
+    in lower case. It means discharge when one token is ``q``, ``qo``, ``qobs`` or
+    one of :data:`DISCHARGE_WORDS` (``discharge``, ``flow``, ``streamflow``,
+    ``runoff``), and no token is one of :data:`NOT_OBSERVED_WORDS` (``sim``,
+    ``forecast``, ``flag``, ...).
+
+    Parameters
+    ----------
+    name : str
+        A column name.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> [means_discharge(n) for n in ["Qo", "Q [m3/s]", "Qobs(mm/d)", "q_kalkofen"]]
+    [True, True, True, True]
+    >>> [means_discharge(n) for n in ["discharge_m3s", "flow_cms", "Runoff"]]
+    [True, True, True]
+    >>> [means_discharge(n) for n in ["P", "E0", "temp", "quality", "frequency", "qsim"]]
+    [False, False, False, False, False, False]
+    >>> means_discharge("Q_sim"), means_discharge("baseflow")
+    (False, False)
+    """
+    tokens = _TOKEN.findall(str(name).lower())
+    if any(token in NOT_OBSERVED_WORDS for token in tokens):
+        return False
+    return any(token in DISCHARGE_WORDS or _Q_TOKEN.fullmatch(token) for token in tokens)
+
+
+def _target_by_name(
+    values: list[str], features: list[str] | None, require_target: bool, label: str
+) -> list[str]:
+    """The one value column whose name means discharge (none: an empty list).
+
+    A TableError when several names mean discharge, or none does and
+    ``require_target`` is true. Columns listed in ``features`` are not candidates.
+    """
+    candidates = [name for name in values if features is None or name not in features]
+    found = [name for name in candidates if means_discharge(name)]
+    if len(found) == 1 or (not found and not require_target):
+        return found
+    ask = "pass target= (--target on the command line) to name the target column"
+    if found:
+        raise TableError(
+            f"{label}: cannot choose the target: several column names mean discharge: "
+            f"{', '.join(repr(name) for name in found)}; {ask}."
+        )
+    raise TableError(
+        f"{label}: cannot choose the target: no column name means discharge (a token "
+        f"q, qo, qobs, {', '.join(DISCHARGE_WORDS)}); the value columns are "
+        f"{candidates}; {ask}."
+    )
+
+
 def _choose_roles(
     values: list[str],
     target: list[str] | None,
     features: list[str] | None,
+    layout: str,
+    require_target: bool,
     label: str,
-) -> tuple[list[str], list[str]]:
-    """Target and feature columns among the value columns (see :func:`read_table`)."""
+) -> tuple[list[str], list[str], str]:
+    """Target and feature columns among the value columns, and the target rule.
+
+    See :func:`read_table` for the rules.
+    """
     if not values:
         raise TableError(f"{label}: the table has no columns besides the dates.")
-    if target is None:
-        target = values[:1]
+    if target is not None:
+        rule = "argument"
+        if not require_target and not any(name in values for name in target):
+            target, rule = [], "none"
+    elif layout == "research":
+        target, rule = values[:1], "position"
+    else:
+        target = _target_by_name(values, features, require_target, label)
+        rule = "name" if target else "none"
     _check_columns(target, values, "target", label)
     if features is None:
         features = [name for name in values if name not in target]
@@ -403,7 +503,7 @@ def _choose_roles(
         raise TableError(
             f"{label}: no feature columns; the only value column(s) {target} are the target."
         )
-    return target, features
+    return target, features, rule
 
 
 # ----------------------------------------------------------------------------
@@ -504,6 +604,7 @@ def _check_values(
     target: list[str],
     features: list[str],
     allow_missing_target: bool,
+    require_target: bool,
     label: str,
 ) -> None:
     """Reject text in numeric columns and empty cells (see :func:`read_table`)."""
@@ -532,7 +633,7 @@ def _check_values(
             hint = " Empty target cells can be accepted with allow_missing_target=True."
         raise TableError(f"{label}: empty cells: {'; '.join(details)}.{hint}")
     empty_targets = [name for name in target if parsed[name].isna().all()]
-    if empty_targets:
+    if empty_targets and require_target:
         raise TableError(f"{label}: the target column(s) {empty_targets} hold no values.")
 
 
@@ -551,6 +652,7 @@ def read_table(
     sheet_name: str | int = 0,
     allow_gaps: bool = False,
     allow_missing_target: bool = False,
+    require_target: bool = True,
 ) -> TableData:
     """Read a table of daily series into inputs and targets indexed by date.
 
@@ -567,10 +669,28 @@ def read_table(
         of value columns in any position. Dates are spreadsheet date cells or
         ISO 8601 text (``YYYY-MM-DD``), at midnight.
 
-    The rule for the roles of the columns is the same in both layouts: the
-    *value columns* are all columns except the date column(s); the target is
-    ``target`` if given, otherwise the first value column; the features are
-    ``features`` if given, otherwise all other value columns in table order.
+    The *value columns* are all columns except the date column(s). The
+    features are ``features`` if given, otherwise all value columns except the
+    target(s), in table order. The target is ``target`` if given; otherwise:
+
+    - research layout: the first value column (the discharge, by the layout's
+      convention);
+    - tidy layout: the one value column whose name means discharge
+      (:func:`means_discharge`), never a column picked by its position. If no
+      name or several names mean discharge, a :class:`TableError` lists the
+      columns and asks for ``target``. Columns listed in ``features`` are not
+      candidates.
+
+    A name means discharge when, split into tokens (runs of letters and digits,
+    in any case), one token is ``q``, ``qo``, ``qobs``, ``discharge``, ``flow``,
+    ``streamflow`` or ``runoff``, and no token marks a value that is not
+    observed (``sim``, ``simulated``, ``pred``, ``predicted``, ``prediction``,
+    ``forecast``, ``model``, ``modelled``, ``modeled``, ``flag``, ``qc``,
+    ``quality``). So ``Qo``, ``Q [m3/s]``, ``Qobs(mm/d)``, ``q_kalkofen``,
+    ``discharge_m3s`` and ``flow_cms`` mean discharge; ``P``, ``E0``,
+    ``temp``, ``precip``, ``quality``, ``frequency``, ``qsim``, ``Q_sim``
+    and ``baseflow`` do not. ``target_rule`` of the result says how the target
+    was chosen.
 
     The table is validated and never repaired. Empty columns after the last
     column and empty rows after the last row are ignored; everything else must
@@ -595,7 +715,8 @@ def read_table(
         and as ``"tidy"`` otherwise.
     target : str or sequence of str, optional
         Target column name (``y`` is a Series) or list of names (``y`` is a
-        DataFrame). Default: the first value column.
+        DataFrame). Default: the first value column (research layout), the one
+        column whose name means discharge (tidy layout).
     features : sequence of str, optional
         Feature column names, in the order wanted for ``X``. Default: all
         value columns except the target(s).
@@ -610,13 +731,23 @@ def read_table(
     allow_missing_target : bool, default=False
         Accept empty target cells; they are kept as NaN. Empty feature cells
         are always an error.
+    require_target : bool, default=True
+        If False, a table without a target column is read too, as inputs only
+        (future days without observed flow): ``y`` is None, ``target_names``
+        is empty and ``target_rule`` is ``"none"``. That is the case when none
+        of the ``target`` columns is in the table, or, without ``target``, when
+        no column name of a tidy table means discharge. A table with only some
+        of the ``target`` columns, or several names meaning discharge, is still
+        an error. A target column without any value (the column of a template
+        for future days) is accepted too, when ``allow_missing_target`` is true.
 
     Returns
     -------
     TableData
         ``X`` (float64 features), ``y`` (float64 target(s)), both indexed by a
         :class:`pandas.DatetimeIndex` named ``"date"``, plus
-        ``feature_names``, ``target_names`` and the resolved ``layout``.
+        ``feature_names``, ``target_names``, the resolved ``layout`` and the
+        ``target_rule``.
 
     Raises
     ------
@@ -626,7 +757,8 @@ def read_table(
         If the table cannot be used as it is. This covers unsupported
         extensions, unreadable files, empty tables or sheets, unknown sheets,
         header cells without a name, repeated column names, a missing date
-        column, unknown target or feature names, invalid, repeated or unsorted
+        column, a tidy table without ``target`` where no name or several names
+        mean discharge, unknown target or feature names, invalid, repeated or unsorted
         dates, missing days, cells that are not numbers, empty cells and tables
         without numeric feature columns. The message names the file and sheet,
         the columns and the rows; rows are numbered like in a spreadsheet,
@@ -641,8 +773,8 @@ def read_table(
     Examples
     --------
     >>> table = read_table("DemoData.xlsx")  # doctest: +SKIP
-    >>> table.X.shape, table.target_names  # doctest: +SKIP
-    ((4018, 11), ('Data',))
+    >>> table.X.shape, table.target_names, table.target_rule  # doctest: +SKIP
+    ((4018, 11), ('Data',), 'position')
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}.")
@@ -672,13 +804,16 @@ def read_table(
 
     columns = list(data.columns)
     layout, date_columns, values = _choose_layout(columns, layout, date_column, label)
-    target_names, feature_names = _choose_roles(values, target_names, feature_names, label)
+    target_names, feature_names, rule = _choose_roles(
+        values, target_names, feature_names, layout, require_target, label
+    )
 
     days = _parse_dates(data, date_columns, label)
     _check_dates(days, label, allow_gaps)
     parsed, not_numbers = _parse_numbers(data, [*target_names, *feature_names])
     _check_values(
-        data, parsed, not_numbers, target_names, feature_names, allow_missing_target, label
+        data, parsed, not_numbers, target_names, feature_names, allow_missing_target,
+        require_target, label,
     )
 
     index = pd.DatetimeIndex(days.to_numpy(), name="date")
@@ -686,13 +821,19 @@ def read_table(
         index = pd.DatetimeIndex(index, freq="D")
     X = parsed[feature_names].set_axis(index, axis=0)
     y_frame = parsed[target_names].set_axis(index, axis=0)
-    y = y_frame[target_names[0]] if isinstance(target, str) or target is None else y_frame
+    if not target_names:
+        y = None
+    elif isinstance(target, str) or target is None:
+        y = y_frame[target_names[0]]
+    else:
+        y = y_frame
     return TableData(
         X=X,
         y=y,
         feature_names=tuple(feature_names),
         target_names=tuple(target_names),
         layout=layout,
+        target_rule=rule,
     )
 
 

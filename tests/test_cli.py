@@ -361,3 +361,211 @@ def test_sigterm_is_handled_during_the_command_only(tmp_path, monkeypatch):
     finally:
         signal.signal(signal.SIGTERM, original)
     assert during and during[0] not in (previous, signal.SIG_DFL, signal.SIG_IGN)
+
+
+# ---------------------------------------------------------------------- target detection
+def named_lahn_table(path: Path, columns: dict, rows: slice) -> Path:
+    """Lahn rows as a tidy CSV: a Date column and the given {new name: Lahn column}."""
+    gauges = ["q_kalkofen", "q_marburg", "q_leun", "q_dillenburg"]
+    frame = load_lahn(as_frame=True, target=gauges).frame.iloc[rows]
+    table = pd.DataFrame({new: frame[old].to_numpy() for new, old in columns.items()},
+                         index=pd.Index(frame.index.strftime("%Y-%m-%d"), name="Date"))
+    table.to_csv(path)
+    return path
+
+
+def test_run_takes_the_column_named_discharge_as_target(tmp_path):
+    # Evaporation (here: temperature), precipitation, discharge: Qo is the target,
+    # although E0 is the first value column.
+    table = named_lahn_table(tmp_path / "basin.csv",
+                             {"E0": "t_kalkofen", "P": "p_kalkofen", "Qo": "q_kalkofen"},
+                             slice(0, 120))
+    out = tmp_path / "o"
+    code, stdout, stderr = run_main(["run", table, "--out", out, "--quiet", *FAST_OPTIONS,
+                                     "--max-epochs", "2"])
+    assert code == 0, stderr
+    assert "target: Qo (the one column whose name means discharge; --target chooses " \
+        "another)" in stdout
+    metadata = json.loads((out / "metrics.json").read_text())["metadata"]
+    assert metadata["target_names"] == ["Qo"]
+    assert metadata["feature_names"] == ["E0", "P"]
+
+
+@pytest.mark.parametrize(
+    "columns, fragments",
+    [
+        ({"q_kalkofen": "q_kalkofen", "p_leun": "p_leun", "q_leun": "q_leun"},
+         ["several column names mean discharge: 'q_kalkofen', 'q_leun';"]),
+        ({"E0": "t_kalkofen", "P": "p_kalkofen", "level": "q_kalkofen"},
+         ["no column name means discharge", "['E0', 'P', 'level']"]),
+    ],
+    ids=["several", "none"],
+)
+def test_run_without_a_clear_target_asks_for_target(tmp_path, columns, fragments):
+    table = named_lahn_table(tmp_path / "basin.csv", columns, slice(0, 60))
+    _expect_error(["run", table, "--out", tmp_path / "o"], "basin.csv", "--target",
+                  *fragments)
+    assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------- forecasting
+MODEL = "adaptive_lstm_model.pth"
+
+
+def feature_table(path: Path, rows: slice, *, target: str | None = None) -> Path:
+    """Lahn rows in the tidy layout: dates and the model's inputs (p_*, t_*), no discharge.
+
+    ``target`` adds q_kalkofen under that name.
+    """
+    frame = load_lahn(as_frame=True).frame.iloc[rows]
+    table = frame[[c for c in frame.columns if c.startswith(("p_", "t_"))]].copy()
+    if target is not None:
+        table.insert(0, target, frame["q_kalkofen"])
+    table.index = table.index.strftime("%Y-%m-%d").rename("date")
+    table.to_csv(path)
+    return path
+
+
+def reference_predictions(run) -> pd.Series:
+    """The test-period predictions of the run (rows 320 .. 399, real warm-up)."""
+    return pd.read_excel(run["out"] / "predictions.xlsx", index_col="date")["predicted"]
+
+
+def predict_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, index_col="date", parse_dates=True)
+
+
+N_FIT = int(0.8 * N_ROWS)
+
+
+def test_predict_a_table_without_observations(run, tmp_path):
+    table = feature_table(tmp_path / "future.csv", slice(N_FIT, N_ROWS))
+    out = tmp_path / "forecast.csv"
+    code, stdout, stderr = run_main(["predict", run["out"] / MODEL, table, "--out", out])
+    assert code == 0, stderr
+    # The table continues the training period: the stored warm-up days apply, no warning.
+    assert stderr == ""
+    assert "observed: none" in stdout and "80 predictions" in stdout
+    forecast = predict_csv(out)
+    assert list(forecast.columns) == ["predicted"]
+    reference = reference_predictions(run)
+    assert list(forecast.index) == list(reference.index)
+    np.testing.assert_allclose(forecast["predicted"], reference, rtol=1e-12)
+
+
+def test_predict_with_a_history_table_or_warmup_days(run, tmp_path):
+    reference = reference_predictions(run).iloc[20:]  # rows 340 .. 399
+    start = N_FIT + 20
+    future = feature_table(tmp_path / "future.csv", slice(start, N_ROWS))
+    history = feature_table(tmp_path / "history.csv", slice(start - 10, start))
+    both = feature_table(tmp_path / "both.csv", slice(N_FIT, N_ROWS))
+    runs = {
+        "history": ["--history", history],
+        "warmup": ["--warmup-days", "20"],
+    }
+    for name, options in runs.items():
+        out = tmp_path / f"forecast_{name}.csv"
+        table = future if name == "history" else both
+        code, stdout, stderr = run_main(["predict", run["out"] / MODEL, table, "--out", out,
+                                         *options])
+        assert code == 0, stderr
+        assert stderr == "", name
+        assert "warm-up: " in stdout and "60 predictions" in stdout
+        forecast = predict_csv(out)
+        assert list(forecast.index) == list(reference.index), name
+        np.testing.assert_allclose(forecast["predicted"], reference, rtol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("n_history", [0, 2])
+def test_predict_with_too_little_history_warns_about_padding(run, tmp_path, n_history):
+    start = N_FIT + 20
+    table = feature_table(tmp_path / "future.csv", slice(start, N_ROWS))
+    options = []
+    if n_history:
+        history = feature_table(tmp_path / "history.csv", slice(start - n_history, start))
+        options = ["--history", history]
+    out = tmp_path / "forecast.csv"
+    code, _, stderr = run_main(["predict", run["out"] / MODEL, table, "--out", out, *options])
+    assert code == 0, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sktlag: warning: "), stderr
+    padded = 4 - n_history
+    for fragment in (f"{n_history} history day(s) before", "lookback of 5 days needs 4",
+                     f"the first {padded} prediction(s) read padding", "--history"):
+        assert fragment in lines[0]
+    forecast = predict_csv(out)["predicted"].to_numpy()
+    reference = reference_predictions(run).iloc[20:].to_numpy()
+    np.testing.assert_allclose(forecast[padded:], reference[padded:], rtol=1e-5)
+    assert not np.allclose(forecast[:padded], reference[:padded], rtol=1e-5)
+
+
+def test_predict_writes_observed_values_when_the_table_has_them(run, tmp_path):
+    table = feature_table(tmp_path / "observed.csv", slice(N_FIT, N_ROWS), target="Qobs")
+    out = tmp_path / "p.csv"
+    code, stdout, stderr = run_main(["predict", run["out"] / MODEL, table, "--out", out,
+                                     "--warmup-days", "20", "--target", "Qobs"])
+    assert code == 0, stderr
+    assert "nse" in stdout
+    written = predict_csv(out)
+    assert list(written.columns) == ["observed", "predicted"]
+    frame = load_lahn(as_frame=True).frame
+    np.testing.assert_array_equal(written["observed"],
+                                  frame["q_kalkofen"].iloc[N_FIT + 20:N_ROWS])
+    # A template whose discharge column is left empty for the days to forecast.
+    template = tmp_path / "template.csv"
+    pd.read_csv(table).assign(Qobs=np.nan).to_csv(template, index=False)
+    code, stdout, stderr = run_main(["predict", run["out"] / MODEL, template, "--out",
+                                     tmp_path / "t.csv", "--target", "Qobs"])
+    assert code == 0, stderr
+    written = predict_csv(tmp_path / "t.csv")
+    assert list(written.columns) == ["observed", "predicted"]
+    assert written["observed"].isna().all() and "nse" not in stdout
+
+
+def _forecast_error(run, tmp_path, table, options, *fragments):
+    out = tmp_path / "forecast.csv"
+    line = _expect_error(["predict", run["out"] / MODEL, table, "--out", out, *options],
+                         *fragments)
+    assert not out.exists()
+    return line
+
+
+def test_predict_errors_for_unusable_forecast_tables(run, tmp_path):
+    start = N_FIT + 20
+    future = feature_table(tmp_path / "future.csv", slice(start, N_ROWS))
+    dates = load_lahn(as_frame=True).frame.index
+    day = lambda row: f"{dates[row]:%Y-%m-%d}"  # noqa: E731
+
+    reduced = tmp_path / "reduced.csv"
+    pd.read_csv(future).drop(columns=["p_leun", "t_marburg"]).to_csv(reduced, index=False)
+    _forecast_error(run, tmp_path, reduced, [], "reduced.csv", "'p_leun'", "'t_marburg'")
+
+    gap = tmp_path / "gap.csv"
+    pd.read_csv(future).drop(index=[5, 6]).to_csv(gap, index=False)
+    _forecast_error(run, tmp_path, gap, [], "gap.csv", "2 day(s) missing",
+                    f"{day(start + 5)}, {day(start + 6)}")
+
+    repeated = tmp_path / "repeated.csv"
+    frame = pd.read_csv(future)
+    pd.concat([frame.iloc[:4], frame.iloc[3:]]).to_csv(repeated, index=False)
+    _forecast_error(run, tmp_path, repeated, [], "repeated.csv", "repeated dates",
+                    day(start + 3))
+
+    early = feature_table(tmp_path / "early.csv", slice(start - 10, start - 1))
+    _forecast_error(run, tmp_path, future, ["--history", early], "early.csv",
+                    f"ends on {day(start - 2)}", f"must end on {day(start - 1)}",
+                    f"starts ({day(start)})")
+
+    _forecast_error(run, tmp_path, future, ["--history", tmp_path / "nope.csv"], "nope.csv")
+    _forecast_error(run, tmp_path, future, ["--warmup-days", "60"],
+                    "--warmup-days 60 leaves no rows to predict", "60 rows")
+
+
+def test_predict_warmup_options_are_checked(run, tmp_path):
+    future = feature_table(tmp_path / "future.csv", slice(N_FIT, N_ROWS))
+    base = ["predict", run["out"] / MODEL, future, "--out", tmp_path / "f.csv"]
+    for options, fragment in [(["--warmup-days", "0"], "at least 1"),
+                              (["--warmup-days", "5", "--history", future], "not allowed")]:
+        code, _, stderr = run_main([*base, *options])
+        assert code == 2 and fragment in stderr
+    assert not (tmp_path / "f.csv").exists()

@@ -13,8 +13,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sktlag.datasets import load_lahn
-from sktlag.io import TableData, TableError, atomic_write, read_table, write_table
+from sktlag.io import (
+    TableData,
+    TableError,
+    atomic_write,
+    means_discharge,
+    read_table,
+    write_table,
+)
 
+EMBEDDED_LAHN = Path(__file__).resolve().parents[1] / "sktlag" / "datasets" / "data" / "lahn.csv.gz"
 SUFFIXES = [".csv", ".xlsx", ".csv.gz"]
 
 
@@ -637,6 +645,136 @@ def test_invalid_arguments(tmp_path, kwargs):
     path = write(tidy_frame(), tmp_path / "basin.csv")
     with pytest.raises(ValueError):
         read_table(path, **kwargs)
+
+
+# ----------------------------------------------------------------------------
+# Which column is the target
+# ----------------------------------------------------------------------------
+
+
+def named_table(path, names, n_rows=6):
+    """A tidy CSV with a Date column and one column of numbers per name."""
+    frame = pd.DataFrame({"Date": pd.date_range("2000-01-01", periods=n_rows, freq="D")})
+    for k, name in enumerate(names):
+        frame[name] = np.arange(n_rows) + 10.0 * k
+    return write(frame, path)
+
+
+def test_tidy_target_is_the_column_named_discharge_not_the_first(tmp_path):
+    # Evaporation, precipitation, discharge: the discharge is the last column.
+    path = named_table(tmp_path / "basin.csv", ["E0", "P", "Qo"])
+    table = read_table(path)
+    assert table.target_names == ("Qo",)
+    assert table.feature_names == ("E0", "P")
+    assert table.target_rule == "name"
+    np.testing.assert_array_equal(table.y.to_numpy(), np.arange(6) + 20.0)
+
+
+DISCHARGE_NAMES = [
+    "q", "Q", "Qo", "qobs", "Q_obs", "QOBS", "Q [m3/s]", "Qobs(mm/d)", "q_kalkofen",
+    "discharge", "Discharge_m3s", "flow_cms", "Flow (cfs)", "streamflow", "RUNOFF_mm",
+    "obs flow", "q-obs",
+]
+NOT_DISCHARGE_NAMES = [
+    "P", "E0", "temp", "quality", "frequency", "precip", "qualifier", "Qsim", "q_sim",
+    "Flow (simulated)", "discharge_forecast", "q_flag", "Q_qc", "baseflow", "overflow",
+    "squall", "eq", "q2", "qa", "Tmax", "PET",
+]
+
+
+@pytest.mark.parametrize("name", DISCHARGE_NAMES)
+def test_names_that_mean_discharge(tmp_path, name):
+    assert means_discharge(name)
+    table = read_table(named_table(tmp_path / "basin.csv", ["P", name, "temp"]))
+    assert table.target_names == (name,)
+    assert table.feature_names == ("P", "temp")
+
+
+@pytest.mark.parametrize("name", NOT_DISCHARGE_NAMES)
+def test_names_that_do_not_mean_discharge(name):
+    assert not means_discharge(name)
+
+
+def test_no_name_means_discharge(tmp_path):
+    path = named_table(tmp_path / "basin.csv", ["E0", "P", "quality", "frequency"])
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    text = message(excinfo)
+    assert "\n" not in text
+    assert "basin.csv" in text and "no column name means discharge" in text
+    assert "['E0', 'P', 'quality', 'frequency']" in text
+    assert "target=" in text and "--target" in text
+
+
+def test_several_names_mean_discharge(tmp_path):
+    path = named_table(tmp_path / "basin.csv", ["q_up", "P", "Q_out", "discharge_sim"])
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    text = message(excinfo)
+    assert "\n" not in text
+    assert "several column names mean discharge: 'q_up', 'Q_out';" in text
+    assert "target=" in text and "--target" in text
+    # Naming the target, or listing the other one as a feature, settles it.
+    assert read_table(path, target="Q_out").feature_names == ("q_up", "P", "discharge_sim")
+    table = read_table(path, features=["q_up", "P"])
+    assert table.target_names == ("Q_out",) and table.target_rule == "name"
+
+
+def test_explicit_target_is_taken_as_given(tmp_path):
+    path = named_table(tmp_path / "basin.csv", ["E0", "P", "Qo"])
+    table = read_table(path, target="P")
+    assert table.target_names == ("P",) and table.target_rule == "argument"
+    assert table.feature_names == ("E0", "Qo")
+
+
+def test_research_layout_keeps_the_positional_target(tmp_path):
+    # The column after year, month, day is the target, whatever the names say.
+    frame = research_frame().rename(columns={"Data": "level", "Station2": "Q"})
+    table = read_table(write(frame, tmp_path / "basin.csv"))
+    assert table.layout == "research" and table.target_rule == "position"
+    assert table.target_names == ("level",)
+    assert table.feature_names == ("Station1", "Q", "Station3")
+
+
+def test_inputs_only_table_when_the_target_is_not_required(tmp_path):
+    path = named_table(tmp_path / "future.csv", ["E0", "P"])
+    with pytest.raises(TableError, match="no column name means discharge"):
+        read_table(path)
+    for kwargs in [{}, {"target": "Qo"}, {"target": ["Qo", "Q2"]}]:
+        table = read_table(path, require_target=False, **kwargs)
+        assert table.y is None and table.target_names == () and table.target_rule == "none"
+        assert table.feature_names == ("E0", "P")
+    # Present targets are read as usual; a partial list is still an error.
+    observed = named_table(tmp_path / "observed.csv", ["E0", "P", "Qo"])
+    table = read_table(observed, target="Qo", require_target=False)
+    assert table.target_names == ("Qo",) and table.y.name == "Qo"
+    assert read_table(observed, require_target=False).target_rule == "name"
+    with pytest.raises(TableError, match=r"no target column\(s\) \['Q2'\]"):
+        read_table(observed, target=["Qo", "Q2"], require_target=False)
+    several = named_table(tmp_path / "several.csv", ["q_a", "q_b", "P"])
+    with pytest.raises(TableError, match="several column names"):
+        read_table(several, require_target=False)
+    # A target column left empty for the future days.
+    frame = pd.read_csv(observed)
+    frame["Qo"] = np.nan
+    template = write(frame, tmp_path / "template.csv")
+    with pytest.raises(TableError, match=r"\['Qo'\] hold no values"):
+        read_table(template, allow_missing_target=True)
+    with pytest.raises(TableError, match="empty cells: column 'Qo'"):
+        read_table(template, require_target=False)
+    table = read_table(template, require_target=False, allow_missing_target=True)
+    assert table.target_names == ("Qo",) and table.y.isna().all()
+
+
+def test_lahn_csv_has_four_gauges_and_needs_a_target():
+    path = EMBEDDED_LAHN
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    assert "'q_kalkofen', 'q_marburg', 'q_leun', 'q_dillenburg'" in message(excinfo)
+    X, y = load_lahn(return_X_y=True, as_frame=True, features=["p_leun", "t_leun"])
+    table = read_table(path, target="q_kalkofen", features=["p_leun", "t_leun"])
+    pd.testing.assert_frame_equal(table.X, X)
+    pd.testing.assert_series_equal(table.y, y)
 
 
 # ----------------------------------------------------------------------------
