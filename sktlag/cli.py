@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import signal
 import sys
 import time
@@ -40,7 +41,8 @@ from tqdm.auto import tqdm
 from ._record import N_LAYERS, VALID_NSE, decisions_from_table, describe_decision
 from ._version import __version__
 from .datasets import load_lahn
-from .estimator import PRESETS, TLAGRegressor, final_regressor
+from .ensemble import TLAGEnsemble, members_of
+from .estimator import PRESETS, TLAGRegressor
 from .io import read_table, write_table
 from .persistence import load_model
 from .report import (
@@ -63,6 +65,8 @@ EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 EXIT_TERMINATED = 128 + int(signal.SIGTERM)
 #: The metrics printed at the end of a run.
 HEADLINE_METRICS = ("nse", "kge", "kge_prime", "log_nse", "rmse")
+#: Nominal coverage of an ensemble's prediction intervals.
+COVERAGE = 0.9
 
 
 class CommandError(ValueError):
@@ -201,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
     model.add_argument("--seed", type=int, default=0, metavar="N",
                        help="random seed (default: 0)")
+    model.add_argument("--members", type=_positive_int, default=1, metavar="N",
+                       help="fit an ensemble of N members with their own seeds (drawn from "
+                       "--seed): the mean prediction and 90 %% intervals calibrated on the "
+                       "validation period (default: 1, a single model)")
+    model.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+                       help="processes fitting ensemble members at once (default: one per "
+                       "CPU core, at most --members); with more than one, members print no "
+                       "epoch table, and an interrupt ends the command without artifacts")
     run.add_argument("--quiet", action="store_true",
                      help="no epoch table, progress bar or growth messages")
     run.set_defaults(handler=_run)
@@ -330,18 +342,29 @@ def _run(args) -> int:
         print(f"test: {_span(X_test.index)}")
 
     est = TLAGRegressor(**params)
-    pipe = Pipeline([("scaler", StandardScaler()), ("tlag", est)])
+    final, jobs = est, 1
+    if args.members > 1:
+        jobs = args.jobs or min(args.members, os.cpu_count() or 1)
+        if jobs > 1:
+            # Epoch tables and bars of members in parallel processes would interleave.
+            est.set_params(verbose=0)
+            if not args.quiet:
+                print(f"fitting {args.members} members in {jobs} processes ...")
+        final = TLAGEnsemble(est, n_members=args.members, n_jobs=jobs,
+                             random_state=args.seed)
+    pipe = Pipeline([("scaler", StandardScaler()), ("tlag", final)])
     pipe.set_output(transform="pandas")
     start = time.perf_counter()
     with _printing_above_bar() as terminal:
-        if not args.quiet:
+        if not args.quiet and jobs == 1:
             bar = EpochProgressBar(est.max_epochs, file=terminal)
             est.set_params(callbacks=[("progress", bar)])
         pipe.fit(X_fit, y_fit)
     seconds = time.perf_counter() - start
-    interrupted = bool(getattr(est, "interrupted_", False))
+    members = members_of(pipe)
+    interrupted = any(getattr(m, "interrupted_", False) for m in members)
 
-    periods = fit_periods(est, y_fit)
+    periods = fit_periods(members[0], y_fit)
     metadata = {
         "data": source,
         "target_names": _target_names(y),
@@ -361,11 +384,14 @@ def _run(args) -> int:
         print("training was interrupted: the artifacts are marked as interrupted")
         print(f"sktlag: training interrupted; the artifacts in {out_dir} hold the best "
               "state so far", file=sys.stderr)
-    print(f"fitted in {seconds:.0f} s: {est.n_layers_} LSTM layers "
-          f"(best epoch {metrics['best_epoch']} of {metrics['epochs_trained']})")
-    if not args.quiet:
-        print("growth decisions:")
-        print("\n".join(_growth_lines(est)))
+    print(f"fitted in {seconds:.0f} s")
+    for i, member in enumerate(members, start=1):
+        which = f"member {i}: " if len(members) > 1 else ""
+        print(f"  {which}{member.n_layers_} LSTM layers (best epoch {member.best_epoch_} of "
+              f"{len(member.history_)})")
+        if not args.quiet:
+            print("  growth decisions:")
+            print("\n".join("  " + line for line in _growth_lines(member)))
     print(f"test metrics ({_span(X_test.index)}):")
     print("\n".join("  " + line for line in _metric_lines(metrics)))
     print(f"artifacts in {out_dir}/:")
@@ -389,6 +415,13 @@ def _metric_lines(metrics: dict, period: str = "test") -> list[str]:
             for m in HEADLINE_METRICS
         )
         lines.append(f"{output:<16}{cells}")
+    intervals = entry.get("intervals")
+    for output, scores in (intervals or {}).items():
+        if output == "nominal_coverage":
+            continue
+        lines.append(f"{output:<16}{intervals['nominal_coverage']:.0%} interval: coverage "
+                     f"{scores['coverage']:.1%}, mean width {scores['mean_width']:.4g}, "
+                     f"CRPS {scores['crps']:.4g}")
     return lines
 
 
@@ -410,17 +443,24 @@ def _read_history(args, targets, features, start) -> pd.DataFrame:
     return past.X
 
 
-def _predict_rows(model, X: pd.DataFrame, history: pd.DataFrame | None) -> np.ndarray:
-    """Predictions for ``X``; ``history`` (raw inputs) goes through the model's scalers."""
-    if history is None:
-        return model.predict(X)
+def _predict_rows(model, X: pd.DataFrame, history: pd.DataFrame | None):
+    """Predictions for ``X`` and, for an ensemble, its interval bounds (else an empty dict).
+
+    ``history`` (raw inputs, like ``X``) goes through the model's scalers: a pipeline
+    would pass it to its last step untransformed.
+    """
     steps = getattr(model, "steps", None)
-    if not steps or len(steps) == 1:
-        return final_regressor(model).predict(X, history=history)
-    # A pipeline passes predict's keyword arguments to its last step untransformed.
-    scalers = model[:-1]
-    return final_regressor(model).predict(scalers.transform(X),
-                                          history=scalers.transform(history))
+    final = steps[-1][1] if steps else model
+    if steps and len(steps) > 1:
+        scalers = model[:-1]
+        X = scalers.transform(X)
+        history = None if history is None else scalers.transform(history)
+    context = {} if history is None else {"history": history}
+    pred = final.predict(X, **context)
+    if not isinstance(final, TLAGEnsemble):
+        return pred, {}
+    lower, upper = final.predict_interval(X, COVERAGE, **context)
+    return pred, {"lower": lower, "upper": upper}
 
 
 def _padding_warning(est, X: pd.DataFrame, history: pd.DataFrame | None) -> str | None:
@@ -446,7 +486,7 @@ def _predict(args) -> int:
     if out.exists() and not args.force:
         raise CommandError(f"'{out}' exists; choose another --out or replace it (--force)")
     model, metadata = load_model(args.model, return_metadata=True)
-    est = final_regressor(model)
+    est = members_of(model)[0]
     features = getattr(est, "feature_names_in_", None)
     if features is None:
         raise CommandError(
@@ -474,16 +514,21 @@ def _predict(args) -> int:
     if warning:
         print(f"sktlag: warning: {warning}", file=sys.stderr)
 
-    pred = _predict_rows(model, X, history)
+    pred, band = _predict_rows(model, X, history)
     names = list(table.target_names) or list(targets or [])
     if y is not None:
-        frame = prediction_table(y, pred, X.index, names=names)
+        frame = prediction_table(y, pred, X.index, names=names, **band)
     else:
         sim = np.asarray(pred, dtype=float).reshape(len(X), -1)
         if len(names) != sim.shape[1]:
             names = [f"output_{j}" for j in range(sim.shape[1])]
-        columns = ["predicted"] if sim.shape[1] == 1 else [f"predicted_{n}" for n in names]
-        frame = pd.DataFrame(sim, columns=columns, index=pd.DatetimeIndex(X.index, name="date"))
+        columns = {}
+        for j, name in enumerate(names):
+            suffix = "" if len(names) == 1 else f"_{name}"
+            columns[f"predicted{suffix}"] = sim[:, j]
+            for key, values in band.items():
+                columns[f"{key}{suffix}"] = np.asarray(values, dtype=float).reshape(sim.shape)[:, j]
+        frame = pd.DataFrame(columns, index=pd.DatetimeIndex(X.index, name="date"))
     write_table(frame, out)
     if history is not None:
         source = args.history if args.history is not None else args.table

@@ -569,3 +569,48 @@ def test_predict_warmup_options_are_checked(run, tmp_path):
         code, _, stderr = run_main([*base, *options])
         assert code == 2 and fragment in stderr
     assert not (tmp_path / "f.csv").exists()
+
+
+# ---------------------------------------------------------------- ensembles
+@pytest.fixture(scope="module")
+def ensemble_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli_ensemble")
+    table = research_table(base / "lahn.csv", slice(0, N_ROWS))
+    out = base / "out"
+    code, stdout, stderr = run_main(["run", table, "--out", out, *FAST_OPTIONS,
+                                     "--members", "2", "--jobs", "1"])
+    return {"base": base, "table": table, "out": out, "code": code, "stdout": stdout,
+            "stderr": stderr}
+
+
+def test_run_with_members_writes_intervals(ensemble_run):
+    assert ensemble_run["code"] == 0, ensemble_run["stderr"]
+    out = ensemble_run["out"]
+    model = load_model(out / MODEL)
+    ensemble = model[-1]
+    assert len(ensemble.estimators_) == 2
+    assert "member 2:" in ensemble_run["stdout"]
+    assert "90% interval: coverage" in ensemble_run["stdout"]
+    table = pd.read_excel(out / "predictions.xlsx", index_col="date")
+    assert list(table.columns) == ["observed", "predicted", "lower", "upper"]
+    # Signed calibration scores may shift the whole interval off the mean (a bias seen on
+    # the validation days): only its order is certain.
+    assert (table["lower"] <= table["upper"]).all()
+    inside = (table["observed"] >= table["lower"]) & (table["observed"] <= table["upper"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    scores = metrics["periods"]["test"]["intervals"]["q_kalkofen"]
+    assert scores["coverage"] == pytest.approx(inside.mean())
+    assert scores["mean_width"] == pytest.approx((table["upper"] - table["lower"]).mean())
+    assert metrics["n_members"] == 2 and len(metrics["n_layers"]) == 2
+
+
+def test_predict_with_an_ensemble_writes_its_intervals(ensemble_run, tmp_path):
+    table = feature_table(tmp_path / "future.csv", slice(N_FIT, N_ROWS))
+    out = tmp_path / "forecast.csv"
+    code, _, stderr = run_main(["predict", ensemble_run["out"] / MODEL, table, "--out", out])
+    assert code == 0, stderr
+    forecast = predict_csv(out)
+    reference = pd.read_excel(ensemble_run["out"] / "predictions.xlsx", index_col="date")
+    assert list(forecast.columns) == ["predicted", "lower", "upper"]
+    for column in forecast.columns:
+        np.testing.assert_allclose(forecast[column], reference[column], rtol=1e-12)
