@@ -699,31 +699,19 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
         # for a frame whose index continues the training index (the next test fold).
         pad = self.lookback - 1
         self.warmup_rows_ = X[len(X) - pad :].copy() if pad > 0 else X[:0].copy()
-        self._next_index = None
+        self.warmup_index_ = None
         if X_frame is not None and groups is None and len(X_frame.index) >= 2:
             index = X_frame.index
             try:
-                self._next_index = index[-1] + (index[-1] - index[-2])
+                self.warmup_index_ = index[-1] + (index[-1] - index[-2])
             except TypeError:  # an index without arithmetic (e.g. strings)
-                self._next_index = None
-
-    @property
-    def warmup_index_(self):
-        """The first index value of a DataFrame that continues the frame given to ``fit``.
-
-        ``predict`` uses ``warmup_rows_`` as the history of a DataFrame whose index
-        starts at this value: for a daily index, the day after the last training day.
-        None when ``fit`` was given an array, ``groups``, fewer than two rows or an
-        index without arithmetic.
-        """
-        check_is_fitted(self, "net_")
-        return getattr(self, "_next_index", None)
+                self.warmup_index_ = None
 
     def _warmup_for(self, X_original, history) -> np.ndarray | None:
         if history is not None:
             history = self._validate_X(history, reset=False)
             return history[len(history) - (self.lookback - 1) :] if self.lookback > 1 else None
-        expected = getattr(self, "_next_index", None)
+        expected = getattr(self, "warmup_index_", None)
         if expected is None or not isinstance(X_original, pd.DataFrame) or len(X_original) == 0:
             return None
         try:

@@ -161,7 +161,7 @@ def _warmup_payload(estimator: TLAGRegressor) -> dict[str, Any] | None:
     rows = getattr(estimator, "warmup_rows_", None)
     if rows is None:
         return None
-    expected = getattr(estimator, "_next_index", None)
+    expected = getattr(estimator, "warmup_index_", None)
     if isinstance(expected, pd.Timestamp):
         expected = {"kind": "datetime", "value": expected.isoformat()}
     elif isinstance(expected, Integral) and not isinstance(expected, bool):
@@ -327,15 +327,16 @@ def _read_payload(path: Path) -> dict[str, Any]:
 
 
 def _restore_warmup(est: TLAGRegressor, warmup: dict[str, Any] | None) -> None:
+    est.warmup_index_ = None
     if warmup is None:
         return
     est.warmup_rows_ = warmup["rows"].numpy().astype(np.float64)
     expected = warmup.get("next_index")
-    est._next_index = None
+    est.warmup_index_ = None
     if expected is not None and expected["kind"] == "datetime":
-        est._next_index = pd.Timestamp(expected["value"])
+        est.warmup_index_ = pd.Timestamp(expected["value"])
     elif expected is not None and expected["kind"] == "integer":
-        est._next_index = int(expected["value"])
+        est.warmup_index_ = int(expected["value"])
 
 
 #: Hyperparameters that files written by earlier versions lack, with the value that
