@@ -49,6 +49,11 @@ def test_conformal_quantile_ranks():
     assert _conformal_quantile(scores, 0.95) == 19.0
     assert _conformal_quantile(scores, 0.05) == 1.0
     assert _conformal_quantile(scores, 0.5) == 10.0
+    # Ten scores: the upper rank rounds up ((n + 1) * 0.9 = 9.9 -> the 10th), the lower
+    # one down ((n + 1) * 0.1 = 1.1 -> the 1st), so the interval never shrinks below the
+    # nominal coverage.
+    assert _conformal_quantile(scores[:10], 0.9) == 10.0
+    assert _conformal_quantile(scores[:10], 0.1) == 1.0
     # Beyond the range of the scores, the extreme one.
     assert _conformal_quantile(scores[:5], 0.99) == 5.0
     assert _conformal_quantile(scores[:5], 0.01) == 1.0
