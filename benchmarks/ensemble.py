@@ -12,7 +12,8 @@ those, which also calibrates the intervals) and the last 20 % test. One
 ``TLAGEnsemble`` of ``--members`` default ``TLAGRegressor`` members is fitted with
 ``n_jobs=--jobs`` worker processes of one torch thread each. Every member *is* a single
 model (the same defaults, its own seed), so the single-model figures are the members'
-own: their median and range of test NSE and KGE, and their median fit time (measured
+own: their mean (what one fit with a random seed gives on average), median and range
+of test NSE and KGE, and their median fit time (measured
 inside each member's ``fit``, in a worker that had a core to itself when ``--jobs`` is
 at most the number of cores). The ensemble's figures: test NSE and KGE of the mean,
 coverage and mean width of the 90 % intervals on the test days, CRPS of the calibrated
@@ -92,11 +93,15 @@ def table(results: list[dict]) -> str:
         e = r["ensemble"]
         rows.append({
             "basin": r["basin"],
-            "single NSE (median, range)":
-                f"{fmt(median(nses))} ({fmt(min(nses))} to {fmt(max(nses))})",
+            "test days": r["n_test_rows"],
+            "test std": fmt(r["target_std"]),
+            "single NSE: mean, median (range)":
+                f"{fmt(np.mean(nses))}, {fmt(median(nses))} ({fmt(min(nses))} to "
+                f"{fmt(max(nses))})",
             "ensemble NSE": fmt(e["nse"]),
-            "gain": f"{e['nse'] - median(nses):+.3f}",
-            "single KGE (median)": fmt(median(kges)),
+            "gain over mean, median":
+                f"{e['nse'] - np.mean(nses):+.3f}, {e['nse'] - median(nses):+.3f}",
+            "single KGE: mean, median": f"{fmt(np.mean(kges))}, {fmt(median(kges))}",
             "ensemble KGE": fmt(e["kge"]),
             "90 % coverage": f"{e['coverage']:.1%}",
             "mean width": fmt(e["mean_width"]),
