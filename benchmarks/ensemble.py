@@ -81,6 +81,7 @@ def run_basin(data: dict, members: int, jobs: int, quick: bool, seed: int) -> di
                      "coverage": out["coverage"], "mean_width": out["mean_width"],
                      "crps": out["crps"], "wall_s": wall},
         "target_std": float(np.std(y_test)),
+        "jobs": jobs,
     }
 
 
@@ -93,6 +94,7 @@ def table(results: list[dict]) -> str:
         e = r["ensemble"]
         rows.append({
             "basin": r["basin"],
+            "jobs": r.get("jobs", 2),
             "test days": r["n_test_rows"],
             "test std": fmt(r["target_std"]),
             "single NSE: mean, median (range)":
@@ -114,6 +116,27 @@ def table(results: list[dict]) -> str:
     return markdown_table(rows)
 
 
+def compare_jobs(runs: list[dict]) -> str:
+    """Wall time of the same ensemble fitted with different numbers of processes.
+
+    The reference of every ratio is the median member fit of the run with the fewest
+    processes (there each member had a core to itself, if it had no more processes than
+    cores); with more processes than cores the members' own fit times are stretched.
+    """
+    lines = []
+    for basin in dict.fromkeys(r["basin"] for r in runs):
+        same = sorted((r for r in runs if r["basin"] == basin), key=lambda r: r.get("jobs", 2))
+        if len(same) < 2:
+            continue
+        one = median([m["fit_s"] for m in same[0]["members"]])
+        walls = ", ".join(
+            f"{r['ensemble']['wall_s']:.0f} s with {r.get('jobs', 2)} processes (ratio "
+            f"{r['ensemble']['wall_s'] / one:.2f})" for r in same
+        )
+        lines.append(f"{basin}: one fit {one:.0f} s; ensemble {walls}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__.splitlines()[0], default_seeds=1)
     parser.add_argument("--data", type=Path, default=None,
@@ -121,17 +144,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--members", type=int, default=5, help="ensemble members (5)")
     parser.add_argument("--jobs", type=int, default=2,
                         help="worker processes fitting members (2: one per core here)")
-    parser.add_argument("--records", type=Path, default=None,
-                        help="print the table of an earlier run's JSON instead of running")
+    parser.add_argument("--basins", nargs="+", choices=["lahn", "yuliang"],
+                        default=["lahn", "yuliang"],
+                        help="basins to run (yuliang needs --data)")
+    parser.add_argument("--records", type=Path, nargs="+", default=None,
+                        help="print the tables of earlier runs' JSON instead of running")
     args = parser.parse_args(argv)
     if args.records is not None:
-        print(table(json.loads(args.records.read_text())["results"]["basins"]))
+        runs = [r for path in args.records
+                for r in json.loads(path.read_text())["results"]["basins"]]
+        print(table(runs))
+        print(compare_jobs(runs))
         return
     members = 2 if args.quick else args.members
     start = time.perf_counter()
     warm_up()
-    datasets = [lahn_dataset(rows=400 if args.quick else None)]
-    if args.data is not None:
+    datasets = []
+    if "lahn" in args.basins:
+        datasets.append(lahn_dataset(rows=400 if args.quick else None))
+    if "yuliang" in args.basins and args.data is not None:
         datasets.append(demo_dataset(args.data, rows=400 if args.quick else None))
     results = []
     for data in datasets:
