@@ -36,7 +36,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .estimator import TLAGRegressor, final_regressor
+from .estimator import SeriesRegressorMixin, TLAGRegressor, final_regressor
 from .windows import fit_split
 
 __all__ = ["TLAGEnsemble"]
@@ -66,7 +66,7 @@ def _conformal_quantile(scores: np.ndarray, level: float) -> float:
     return float(ordered[min(max(rank, 1), n) - 1])
 
 
-class TLAGEnsemble(RegressorMixin, BaseEstimator):
+class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     """An ensemble of :class:`TLAGRegressor` fitted with different seeds.
 
     Every member is a clone of ``estimator`` with its own ``random_state``, fitted on the
@@ -314,13 +314,6 @@ class TLAGEnsemble(RegressorMixin, BaseEstimator):
         """Depth of every member."""
         check_is_fitted(self, "estimators_")
         return [m.n_layers_ for m in self.estimators_]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        tags.target_tags.single_output = True
-        tags.input_tags.allow_nan = False
-        return tags
 
 
 def members_of(model) -> list[TLAGRegressor]:

@@ -142,7 +142,19 @@ def _check_numeric_frame(X, what: str) -> None:
             )
 
 
-class TLAGRegressor(RegressorMixin, BaseEstimator):
+class SeriesRegressorMixin:
+    """scikit-learn tags of a regressor of time series: one or several targets, no NaN
+    in ``X`` (gaps in the inputs must be filled, they are never filled silently)."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     """Topologically Layer Adaptive Growing LSTM regressor for time series (e.g. streamflow).
 
     The network starts with ``initial_num_layers`` LSTM layers. Each architecture trains
@@ -765,13 +777,6 @@ class TLAGRegressor(RegressorMixin, BaseEstimator):
             pred = predict_windows(self.net_.module_, dataset, self.batch_size)
         pred = pred * self.target_scale_ + self.target_mean_
         return pred.ravel() if self._y_ndim == 1 else pred
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        tags.target_tags.single_output = True
-        tags.input_tags.allow_nan = False
-        return tags
 
 
 def final_regressor(model, *, fitted: bool = True) -> TLAGRegressor:
