@@ -109,7 +109,9 @@ def table(results: list[dict]) -> str:
             "mean width": fmt(e["mean_width"]),
             "CRPS": fmt(e["crps"]),
             "depths": ",".join(str(m["n_layers"]) for m in r["members"]),
-            "one fit [s]": f"{one:.0f}",
+            "one fit [s]: median (range)":
+                f"{one:.0f} ({min(m['fit_s'] for m in r['members']):.0f} to "
+                f"{max(m['fit_s'] for m in r['members']):.0f})",
             "ensemble [s]": f"{e['wall_s']:.0f}",
             "time ratio": f"{e['wall_s'] / one:.2f}",
         })
