@@ -150,11 +150,17 @@ def main(argv: list[str] | None = None) -> None:
                         default=["lahn", "yuliang"],
                         help="basins to run (yuliang needs --data)")
     parser.add_argument("--records", type=Path, nargs="+", default=None,
-                        help="print the tables of earlier runs' JSON instead of running")
+                        help="print the tables of earlier runs' JSON instead of running (a "
+                        "later file replaces an earlier run of the same basin and processes)")
     args = parser.parse_args(argv)
     if args.records is not None:
-        runs = [r for path in args.records
-                for r in json.loads(path.read_text())["results"]["basins"]]
+        # A later record replaces an earlier run of the same basin and process count
+        # (a rerun on a quiet machine).
+        latest = {}
+        for path in args.records:
+            for run in json.loads(path.read_text())["results"]["basins"]:
+                latest[(run["basin"], run.get("jobs", 2))] = run
+        runs = sorted(latest.values(), key=lambda r: r.get("jobs", 2))
         print(table(runs))
         print(compare_jobs(runs))
         return
