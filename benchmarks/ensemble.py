@@ -61,13 +61,12 @@ def run_basin(data: dict, members: int, jobs: int, quick: bool, seed: int) -> di
     # The test period directly follows the fit period: its first windows read the last
     # fit rows as history, as in the command.
     history = X[:n]
-    single = [
-        {"seed": int(m.random_state), "n_layers": int(m.n_layers_),
-         "nse": float(nse(y_test, m.predict(X_test, history=history))),
-         "kge": float(kge(y_test, m.predict(X_test, history=history))),
-         "fit_s": float(m.fit_time_)}
-        for m in ensemble.estimators_
-    ]
+    single = []
+    for m in ensemble.estimators_:
+        pred = m.predict(X_test, history=history)
+        single.append({"seed": int(m.random_state), "n_layers": int(m.n_layers_),
+                       "nse": float(nse(y_test, pred)), "kge": float(kge(y_test, pred)),
+                       "fit_s": float(m.fit_time_)})
     mean = ensemble.predict(X_test, history=history)
     scores = ensemble.score_intervals(X_test, y_test, coverage=COVERAGE, history=history)
     out = scores["outputs"][0]

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from ._record import N_LAYERS, VALID_NSE, decisions_from_table, describe_decision
 from ._version import __version__
 from .datasets import load_lahn
-from .ensemble import TLAGEnsemble, members_of
+from .ensemble import TLAGEnsemble, final_ensemble, members_of
 from .estimator import PRESETS, TLAGRegressor
 from .io import read_table, write_table
 from .persistence import load_model
@@ -452,16 +452,17 @@ def _predict_rows(model, X: pd.DataFrame, history: pd.DataFrame | None):
     would pass it to its last step untransformed.
     """
     steps = getattr(model, "steps", None)
-    final = steps[-1][1] if steps else model
+    ensemble = final_ensemble(model)
+    final = ensemble if ensemble is not None else members_of(model)[0]
     if steps and len(steps) > 1:
         scalers = model[:-1]
         X = scalers.transform(X)
         history = None if history is None else scalers.transform(history)
     context = {} if history is None else {"history": history}
     pred = final.predict(X, **context)
-    if not isinstance(final, TLAGEnsemble):
+    if ensemble is None:
         return pred, {}
-    lower, upper = final.predict_interval(X, COVERAGE, **context)
+    lower, upper = ensemble.predict_interval(X, COVERAGE, **context)
     return pred, {"lower": lower, "upper": upper}
 
 
@@ -518,19 +519,10 @@ def _predict(args) -> int:
 
     pred, band = _predict_rows(model, X, history)
     names = list(table.target_names) or list(targets or [])
-    if y is not None:
-        frame = prediction_table(y, pred, X.index, names=names, **band)
-    else:
-        sim = np.asarray(pred, dtype=float).reshape(len(X), -1)
-        if len(names) != sim.shape[1]:
-            names = [f"output_{j}" for j in range(sim.shape[1])]
-        columns = {}
-        for j, name in enumerate(names):
-            suffix = "" if len(names) == 1 else f"_{name}"
-            columns[f"predicted{suffix}"] = sim[:, j]
-            for key, values in band.items():
-                columns[f"{key}{suffix}"] = np.asarray(values, dtype=float).reshape(sim.shape)[:, j]
-        frame = pd.DataFrame(columns, index=pd.DatetimeIndex(X.index, name="date"))
+    n_outputs = np.asarray(pred).reshape(len(X), -1).shape[1]
+    if y is None and len(names) != n_outputs:
+        names = [f"output_{j}" for j in range(n_outputs)]
+    frame = prediction_table(y, pred, X.index, names=names, **band)
     write_table(frame, out)
     if history is not None:
         source = args.history if args.history is not None else args.table

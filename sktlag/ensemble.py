@@ -238,11 +238,16 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         -------
         lower, upper : ndarray of shape (n_rows,) or (n_rows, n_outputs)
         """
-        check_is_fitted(self, "estimators_")
         low, high = self._score_quantiles(coverage)
-        members, shape = self._member_predictions(X, groups=groups, history=history)
-        mean, scale = members.mean(axis=0), self._scale(members.std(axis=0))
+        mean, scale, shape = self._mean_and_scale(X, groups=groups, history=history)
         return shape(mean + scale * low), shape(mean + scale * high)
+
+    def _mean_and_scale(self, X, **kwargs):
+        """The members' mean and the calibration scale ``u``, both (n_rows, n_outputs),
+        and the function that gives an array the members' output shape."""
+        check_is_fitted(self, "estimators_")
+        members, shape = self._member_predictions(X, **kwargs)
+        return members.mean(axis=0), self._scale(members.std(axis=0)), shape
 
     def _score_quantiles(self, coverage: float) -> tuple[np.ndarray, np.ndarray]:
         if not (isinstance(coverage, Real) and 0 < coverage < 1):
@@ -266,9 +271,10 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             ``mean + u * r_j`` for every calibration score ``r_j`` of the output (NaN
             where the output's score is missing).
         """
-        check_is_fitted(self, "estimators_")
-        members, _ = self._member_predictions(X, groups=groups, history=history)
-        mean, scale = members.mean(axis=0), self._scale(members.std(axis=0))
+        mean, scale, _ = self._mean_and_scale(X, groups=groups, history=history)
+        return self._samples(mean, scale)
+
+    def _samples(self, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
         return mean[:, :, None] + scale[:, :, None] * self.calibration_scores_.T[None]
 
     def score_intervals(self, X, y, coverage=0.9, groups=None, history=None) -> dict:
@@ -288,10 +294,12 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         # Imported here: it takes seconds to import, and only this method needs it.
         import scoringrules
 
-        lower, upper = self.predict_interval(X, coverage, groups=groups, history=history)
-        samples = self.predictive_samples(X, groups=groups, history=history)
+        # The members predict once for the interval and the samples.
+        low, high = self._score_quantiles(coverage)
+        mean, scale, _ = self._mean_and_scale(X, groups=groups, history=history)
+        lower, upper = mean + scale * low, mean + scale * high
+        samples = self._samples(mean, scale)
         y2 = _as_2d(y)
-        lower, upper = lower.reshape(y2.shape), upper.reshape(y2.shape)
         outputs = []
         for k in range(y2.shape[1]):
             seen = np.isfinite(y2[:, k])
@@ -316,14 +324,20 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         return [m.n_layers_ for m in self.estimators_]
 
 
+def final_ensemble(model) -> TLAGEnsemble | None:
+    """The :class:`TLAGEnsemble` of ``model`` (itself, or a pipeline's last step), or None."""
+    steps = getattr(model, "steps", None)
+    final = steps[-1][1] if steps else model
+    return final if isinstance(final, TLAGEnsemble) else None
+
+
 def members_of(model) -> list[TLAGRegressor]:
     """The regressors of a fitted model: an ensemble's members, or the regressor itself.
 
     ``model`` may be a pipeline ending in either.
     """
-    steps = getattr(model, "steps", None)
-    final = steps[-1][1] if steps else model
-    if isinstance(final, TLAGEnsemble):
-        check_is_fitted(final, "estimators_")
-        return list(final.estimators_)
+    ensemble = final_ensemble(model)
+    if ensemble is not None:
+        check_is_fitted(ensemble, "estimators_")
+        return list(ensemble.estimators_)
     return [final_regressor(model)]

@@ -562,7 +562,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         start = time.perf_counter()
         continuing = self.warm_start and hasattr(self, "net_")
         frame = X if isinstance(X, pd.DataFrame) else None
-        X, y, groups = self._validate_fit_input(X, y, groups, continuing)
+        X, y, groups = self._validate_fit_input(X, frame, y, groups, continuing)
         train_ends, valid_ends = self._split(y, groups)
         if not continuing:
             self._fit_scaling(X, y, train_ends)
@@ -573,10 +573,12 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         self.fit_time_ = time.perf_counter() - start
         return self
 
-    def _validate_fit_input(self, X, y, groups, continuing: bool):
-        """Checked ``X``, ``y`` as (rows, outputs) and ``groups`` as an array or None."""
+    def _validate_fit_input(self, X, frame, y, groups, continuing: bool):
+        """Checked ``X``, ``y`` as (rows, outputs) and ``groups`` as an array or None.
+
+        ``frame`` is ``X`` when it is a DataFrame (its column names go into warnings).
+        """
         self._check_hyperparameters()
-        frame = X if isinstance(X, pd.DataFrame) else None
         X = self._validate_X(X, reset=not continuing)
         y = self._validate_y(y, len(X))
         if continuing:

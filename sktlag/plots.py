@@ -27,7 +27,7 @@ from ._record import (
     VALID_SCORE_MA,
     column,
 )
-from .ensemble import TLAGEnsemble, members_of
+from .ensemble import final_ensemble, members_of
 from .estimator import final_regressor
 from .metrics import kge, nse
 
@@ -118,11 +118,6 @@ def _title_suffix(model) -> str:
     return " (training interrupted)" if interrupted else ""
 
 
-def _ensemble(model) -> TLAGEnsemble | None:
-    steps = getattr(model, "steps", None)
-    final = steps[-1][1] if steps else model
-    return final if isinstance(final, TLAGEnsemble) else None
-
 
 def plot_evolution(model, *, figsize: tuple[float, float] = (10.0, 9.0)) -> Figure:
     """Validation NSE, depth and losses per epoch, with the growth steps marked.
@@ -145,7 +140,7 @@ def plot_evolution(model, *, figsize: tuple[float, float] = (10.0, 9.0)) -> Figu
     -------
     matplotlib.figure.Figure
     """
-    if _ensemble(model) is not None:
+    if final_ensemble(model) is not None:
         return _plot_member_evolution(model, figsize)
     est, _ = _history(model)
     data = history_arrays(model)

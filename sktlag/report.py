@@ -37,7 +37,7 @@ import pandas as pd
 
 from ._record import EPOCH, VALID_NSE, decision_table, decisions_from_table, describe_decision
 from ._version import __version__
-from .ensemble import TLAGEnsemble, members_of
+from .ensemble import final_ensemble, members_of
 from .estimator import TLAGRegressor, final_regressor
 from .io import write_table
 from .metrics import evaluate, output_names
@@ -98,11 +98,6 @@ def _dates_of(*candidates) -> pd.DatetimeIndex | None:
     return None
 
 
-def _ensemble(model) -> TLAGEnsemble | None:
-    steps = getattr(model, "steps", None)
-    final = steps[-1][1] if steps else model
-    return final if isinstance(final, TLAGEnsemble) else None
-
 
 def _interrupted(est: TLAGRegressor) -> bool:
     return bool(getattr(est, "interrupted_", False))
@@ -142,7 +137,7 @@ def architecture_summary(model, *, metadata: dict | None = None) -> dict[str, An
         ``inserted``, ``reason``, ``scale``, ``sign``, ``backtracking_steps``, ``n_hvp``,
         ``loss_before``, ``loss_after``, ``seconds``) and ``hyperparameters``.
     """
-    ensemble = _ensemble(model)
+    ensemble = final_ensemble(model)
     if ensemble is not None:
         members = [architecture_summary(m) for m in ensemble.estimators_]
         return to_plain({
@@ -191,7 +186,7 @@ def architecture_text(model) -> str:
 
     For an ensemble, the text of every member under a heading of its own.
     """
-    ensemble = _ensemble(model)
+    ensemble = final_ensemble(model)
     if ensemble is not None:
         lines = [f"TLAG-LSTM ensemble of {len(ensemble.estimators_)} members (sktlag "
                  f"{__version__}), seeds {', '.join(map(str, ensemble.seeds_))}",
@@ -239,7 +234,7 @@ def derivative_table(model) -> pd.DataFrame:
     the depth had fewer positions), then ``position`` (where the layer went),
     ``inserted``, ``rule``, ``reason`` and the numbers of the decision.
     """
-    ensemble = _ensemble(model)
+    ensemble = final_ensemble(model)
     if ensemble is not None:
         frames = [derivative_table(m).assign(member=i)
                   for i, m in enumerate(ensemble.estimators_, start=1)]
@@ -256,13 +251,14 @@ def prediction_table(
 
     One output gives the columns ``observed`` and ``predicted`` (and ``lower`` and
     ``upper`` with an interval); several give ``observed_<name>``, ``predicted_<name>``
-    (``lower_<name>``, ``upper_<name>``) per output. The index is a
+    (``lower_<name>``, ``upper_<name>``) per output. ``y_true=None`` (days without
+    observations) leaves out the observed columns. The index is a
     :class:`pandas.DatetimeIndex` named ``"date"`` when ``dates`` are known (then
     :func:`sktlag.io.read_table` reads the written table back), a row number otherwise.
     """
-    obs = np.asarray(y_true, dtype=float).reshape(len(y_true), -1)
     sim = np.asarray(y_pred, dtype=float).reshape(len(y_pred), -1)
-    names = list(names) if names is not None else output_names(y_true, obs.shape[1])
+    obs = None if y_true is None else np.asarray(y_true, dtype=float).reshape(sim.shape)
+    names = list(names) if names is not None else output_names(y_true, sim.shape[1])
     columns = {}
     bounds = {} if lower is None else {
         "lower": np.asarray(lower, dtype=float).reshape(sim.shape),
@@ -270,14 +266,15 @@ def prediction_table(
     }
     for j, name in enumerate(names):
         suffix = "" if len(names) == 1 else f"_{name}"
-        columns[f"observed{suffix}"] = obs[:, j]
+        if obs is not None:
+            columns[f"observed{suffix}"] = obs[:, j]
         columns[f"predicted{suffix}"] = sim[:, j]
         for key, values in bounds.items():
             columns[f"{key}{suffix}"] = values[:, j]
     if dates is not None:
         index = pd.DatetimeIndex(dates, name="date")
     else:
-        index = pd.RangeIndex(len(obs), name="row")
+        index = pd.RangeIndex(len(sim), name="row")
     return pd.DataFrame(columns, index=index)
 
 
@@ -343,7 +340,7 @@ def metrics_summary(
         "epochs_trained": [len(m.history_) for m in members],
         "best_epoch": [history_arrays(m)["best_epoch"] for m in members],
     }
-    ensemble = _ensemble(model)
+    ensemble = final_ensemble(model)
     if ensemble is None:
         fields = {key: values[0] for key, values in fields.items()}
     else:
@@ -494,7 +491,7 @@ def write_artifacts(
         If ``out_dir`` is a non-empty directory and ``overwrite`` is False, or a file.
     """
     est = members_of(model)[0]
-    ensemble = _ensemble(model)
+    ensemble = final_ensemble(model)
     out_dir = check_output_dir(out_dir, overwrite)
     if (X_test is None) != (y_test is None) or (X_train is None) != (y_train is None):
         raise ValueError("pass X_test with y_test and X_train with y_train")
