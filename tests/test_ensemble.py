@@ -220,3 +220,42 @@ def test_artifacts_of_an_ensemble_carry_its_intervals(tmp_path):
     assert set(decisions["member"]) <= {1, 2}
     n_decisions = sum(len(m.derivative_history_) for m in ens.estimators_)
     assert len(decisions) == n_decisions
+
+
+def test_calibration_scores_are_residuals_in_units_of_the_offset_spread(fitted):
+    ens, X, y = fitted
+    n_valid = len(ens.calibration_scores_)
+    members = np.stack([m.predict(X[:300]) for m in ens.estimators_])[:, 300 - n_valid:]
+    mean, std = members.mean(axis=0), members.std(axis=0)
+    # u = std + mean(std): the typical spread keeps the scale away from zero.
+    expected = (y[300 - n_valid:300] - mean) / (std + std.mean())
+    np.testing.assert_allclose(ens.calibration_scores_[:, 0], expected, rtol=1e-10)
+
+
+def test_interval_scores_land_under_their_output_names(fitted):
+    from sktlag.report import metrics_summary
+
+    ens, _, _ = fitted
+    obs = np.arange(20.0).reshape(10, 2)
+    scores = {"nominal_coverage": 0.9, "outputs": [
+        {"coverage": 0.1, "mean_width": 1.0, "crps": 0.5, "n": 10},
+        {"coverage": 0.2, "mean_width": 2.0, "crps": 0.6, "n": 10},
+    ]}
+    summary = metrics_summary(ens, {"test": (obs, obs + 1.0, None)}, names=["up", "down"],
+                              intervals={"test": scores})
+    intervals = summary["periods"]["test"]["intervals"]
+    assert intervals["up"]["coverage"] == 0.1 and intervals["down"]["coverage"] == 0.2
+    assert intervals["nominal_coverage"] == 0.9
+
+
+def test_the_evolution_figure_shows_every_members_depth(fitted):
+    from sktlag.plots import plot_evolution
+
+    ens, _, _ = fitted
+    ax_nse, ax_depth = plot_evolution(ens).axes
+    assert len(ax_depth.get_lines()) == len(ens.estimators_)
+    for line, member in zip(ax_depth.get_lines(), ens.estimators_, strict=True):
+        # Each step line ends at its member's final architecture depth (drawn offset by
+        # a few hundredths so that equal depths stay visible).
+        assert abs(line.get_ydata()[-1] - member.history_[-1]["n_layers"]) < 0.2
+    assert ", ".join(map(str, ens.n_layers_)) in ax_nse.figure.get_suptitle()
