@@ -87,6 +87,11 @@ def torch_threads(n: int | None):
         torch.set_num_threads(previous)
 
 
+def threads_for(n: int | None) -> int:
+    """The torch CPU thread count ``torch_threads(n)`` runs a block on."""
+    return torch.get_num_threads() if n is None else int(n)
+
+
 def lr_factors(schedule) -> dict[int, float]:
     """An ``lr_schedule`` hyperparameter as ``{epoch: factor}``, checked.
 

@@ -27,6 +27,7 @@ from ._training import (
     interruption_message,
     lr_factors,
     predict_windows,
+    threads_for,
     torch_threads,
     train,
 )
@@ -34,6 +35,16 @@ from .growth import CRITERIA, EIGENSOLVERS, INSERTION_STRATEGIES
 from .windows import WindowDataset, fit_split, padded_series
 
 __all__ = ["PRESETS", "TLAGRegressor", "final_regressor"]
+
+#: NeuralHydrology's training recipe at one layer (see ``"hydrology"`` below).
+_HYDROLOGY = {
+    "hidden_size": 64,
+    "lookback": 180,
+    "max_layers": 1,
+    "max_epochs": 100,
+    "max_epochs_per_layer": 100,
+    "patience": 100,
+}
 
 #: Named hyperparameter sets (documented with their measured accuracy and time in
 #: ``docs/benchmarks.md``).
@@ -43,22 +54,17 @@ __all__ = ["PRESETS", "TLAGRegressor", "final_regressor"]
 #: before the head, gradient norm clipped at 1, batch 256, 100 epochs, learning rate
 #: halved at epoch 20) with a 180-day lookback, which measured as accurate as 365 days
 #: at half the cost; one layer, no growth, every epoch trained, best validation epoch
-#: kept. ``"research"``: the research code's ``main()`` (hours on a laptop CPU); its
+#: kept. ``"short_record"``: the same recipe with batch 32, for records of about ten
+#: years of daily data or less, where a batch of 256 leaves an epoch with a dozen
+#: updates; on the research demo and on the last 11 years of the Lahn it reached a
+#: higher test NSE at the same fit time (``benchmarks/vs_research.py``).
+#: ``"research"``: the research code's ``main()`` (hours on a laptop CPU); its
 #: derivative is a different quantity, so only its rule is kept: the raw derivative
 #: against its threshold 0.01, no validation rule, the best single epoch.
 #: ``"fast"``: tiny, for smoke tests and examples.
 PRESETS: dict[str, dict] = {
-    "hydrology": {
-        "hidden_size": 64,
-        "lookback": 180,
-        "max_layers": 1,
-        "max_epochs": 100,
-        "max_epochs_per_layer": 100,
-        "patience": 100,
-        # Hidden 64 is where extra threads pay (about 1.5x on 2 cores); torch's own
-        # thread count, so results repeat for a given machine.
-        "n_threads": None,
-    },
+    "hydrology": dict(_HYDROLOGY),
+    "short_record": {**_HYDROLOGY, "batch_size": 32},
     "research": {
         "hidden_size": 128,
         "initial_num_layers": 3,
@@ -264,16 +270,17 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         ``derivative_history_`` are extended, epoch numbers continue. The fitted state,
         scored on the new validation windows, competes with the new epochs for the
         best, so continuing never ends on a worse validation score than it began.
-    n_threads : int or None, default=1
-        Torch CPU threads during ``fit`` and ``predict``; None leaves torch's setting.
-        One thread is the default: the matrices of a streamflow LSTM are small, extra
-        threads gain little and slow down badly when other processes (joblib workers,
-        a parallel search) compete for the cores; and a fixed count keeps results
-        bit-identical across processes. Raise it for large ``hidden_size`` on an
-        otherwise idle machine. The thread count changes the rounding of float sums:
-        with None, a joblib worker (which gets a share of the cores) and the main
-        process give predictions that differ around the 7th significant digit, so e.g.
-        ``GridSearchCV(n_jobs=1)`` and ``n_jobs=2`` no longer agree exactly.
+    n_threads : int or None, default=None
+        Torch CPU threads during ``fit`` and ``predict``. None uses torch's own count:
+        the process's cores, or its share where a parallel runner set one (joblib's
+        process workers and Dask's workers start torch with their share). On an idle
+        2-core machine two threads made an epoch 1.4 to 1.5x faster than one, at the
+        defaults and at the research preset; with the other core busy, 2.2 to 2.6x
+        *slower* (``benchmarks/vs_research.py``). Pass 1 when other work shares the
+        cores. The count changes the rounding of float sums, so fits are bit-identical
+        for the same ``random_state`` and the same count (``n_threads_``), and
+        otherwise agree to about 7 significant digits (e.g. ``GridSearchCV(n_jobs=1)``
+        against ``n_jobs=2``).
     device : str, default="cpu"
         Torch device, e.g. ``"cuda"``.
     callbacks : list of (str, skorch.callbacks.Callback), default=None
@@ -314,6 +321,8 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         What ended training: a rule that ended growth (``"validation"``,
         ``"threshold"``, ``"max_layers"``, ``"not_computable"``), ``"max_epochs"`` (the
         epoch budget ran out first) or ``"interrupted"``.
+    n_threads_ : int
+        Torch CPU threads the last ``fit`` ran on (``n_threads`` or torch's own count).
     interrupted_ : bool
         True when the last ``fit`` was ended by a ``KeyboardInterrupt`` (Ctrl-C) rather
         than by the growth rule or ``max_epochs``. The estimator is still fitted and
@@ -438,7 +447,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         validation_fraction=0.2,
         missing_target="raise",
         warm_start=False,
-        n_threads=1,
+        n_threads=None,
         device="cpu",
         callbacks=None,
         random_state=None,
@@ -649,6 +658,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         self.net_ = net
         self.module_ = net.module_
         self.n_layers_ = self.module_.num_layers
+        self.n_threads_ = threads_for(self.n_threads)
         self.history_ = net.history
         self.interrupted_ = outcome.interrupted
         self.best_epoch_ = outcome.best_epoch

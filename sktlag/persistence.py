@@ -224,6 +224,7 @@ def _regressor_payload(est: TLAGRegressor) -> dict[str, Any]:
         "best_score": to_plain(getattr(est, "best_score_", None)),
         "growth_stop_rule": to_plain(getattr(est, "growth_stop_rule_", None)),
         "fit_time": to_plain(getattr(est, "fit_time_", None)),
+        "n_threads": to_plain(getattr(est, "n_threads_", None)),
         "n_masked_targets": to_plain(getattr(est, "n_masked_targets_", 0)),
         "history": _history_rows(est.history_),
         "growth_history": to_plain(est.growth_history_),
@@ -429,6 +430,8 @@ def _build_regressor(payload: dict[str, Any], device: str) -> TLAGRegressor:
     est.growth_stop_rule_ = payload.get("growth_stop_rule")
     fit_time = payload.get("fit_time")
     est.fit_time_ = float(fit_time) if fit_time is not None else math.nan
+    n_threads = payload.get("n_threads")
+    est.n_threads_ = None if n_threads is None else int(n_threads)
     est.n_masked_targets_ = int(payload.get("n_masked_targets") or 0)
     return est
 
@@ -486,7 +489,8 @@ def load_model(
         :class:`~sktlag.TLAGRegressor` with ``net_`` (the same skorch net as after
         ``fit``, growth callbacks included), ``module_``, ``n_layers_``, ``history_``,
         ``growth_history_``, ``derivative_history_``, ``best_epoch_``, ``best_score_``,
-        ``growth_stop_rule_`` (None and NaN for files written before they were stored),
+        ``growth_stop_rule_``, ``n_threads_`` (None and NaN for files written before
+        they were stored),
         the standardization and the feature names restored; or a pipeline of the saved
         ``StandardScaler`` steps ending in one. With ``warm_start=True``, its ``fit``
         continues from the stored depth and weights (e.g. fine-tuning on another

@@ -46,6 +46,7 @@ def test_fitted_attributes_are_restored(saved):
     assert loaded.module_.get_spec() == original.module_.get_spec()
     assert list(loaded.feature_names_in_) == list(original.feature_names_in_)
     assert loaded.n_outputs_ == original.n_outputs_
+    assert loaded.n_threads_ == original.n_threads_ == original.n_threads
     assert loaded.growth_history_ == original.growth_history_
     assert len(loaded.history_) == len(original.history_)
     assert loaded.history_[:, "valid_nse"] == original.history_[:, "valid_nse"]
@@ -265,7 +266,7 @@ def _older_file(model, path, absent):
         del payload["params"][name]
     if "output_dropout" in absent:
         del payload["spec"]["output_dropout"]
-    for name in ("best_epoch", "best_score", "growth_stop_rule"):
+    for name in ("best_epoch", "best_score", "growth_stop_rule", "n_threads"):
         del payload[name]
     payload["metadata"] = {}
     torch.save(payload, path)
@@ -282,6 +283,7 @@ def test_model_file_without_the_recipe_keeps_its_training(tmp_path):
     params = loaded.get_params(deep=False)
     assert {name: params[name] for name in LEGACY} == LEGACY
     assert loaded.best_epoch_ is None and loaded.growth_stop_rule_ is None
+    assert loaded.n_threads_ is None
     np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
     _fine_tune(loaded, *second_basin())
     assert len(loaded.history_) == len(est.history_) + 2

@@ -117,6 +117,7 @@ def test_fit_and_predict_run_on_n_threads_and_restore_the_count():
                                 callbacks=[("probe", probe)], random_state=0)
             est.fit(X, y)
             assert len(probe.seen) == 4 and set(probe.seen) == {expected}, n_threads
+            assert est.n_threads_ == expected
             assert torch.get_num_threads() == outer
             in_predict = []
             hook = est.net_.module_.register_forward_hook(
@@ -129,6 +130,22 @@ def test_fit_and_predict_run_on_n_threads_and_restore_the_count():
             assert torch.get_num_threads() == outer
     finally:
         torch.set_num_threads(original)
+
+
+def test_the_default_thread_count_is_the_one_a_parallel_worker_was_given():
+    # joblib starts its process workers with their share of the cores; the default
+    # must take that share, not pin its own count.
+    from joblib import Parallel, cpu_count, delayed
+
+    def fitted_threads():
+        X, y = make_series(n_rows=120)
+        params = {k: v for k, v in PARAMS.items() if k != "n_threads"}
+        return TLAGRegressor(**{**params, "max_epochs": 1}, random_state=0).fit(X, y).n_threads_
+
+    assert TLAGRegressor().n_threads is None
+    share = int(os.environ.get("OMP_NUM_THREADS", max(cpu_count() // 2, 1)))
+    assert Parallel(n_jobs=2)(delayed(fitted_threads)() for _ in range(2)) == [share] * 2
+    assert fitted_threads() == torch.get_num_threads()
 
 
 def test_warm_start_and_clone_repeat_exactly():
