@@ -156,6 +156,8 @@ def command_line() -> str:
         elif arg.startswith(("--data=", "--out=")):
             arguments.append(arg.split("=", 1)[0] + ("=path/to/DemoData.xlsx"
                                                      if arg.startswith("--data") else "=OUT"))
+        elif not arg.startswith("-") and Path(arg).is_file():
+            arguments.append(f"path/to/{Path(arg).name}")
         else:
             arguments.append(arg)
     return shlex.join(["python", script_text, *arguments])

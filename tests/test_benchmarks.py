@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = ("accuracy_lahn", "speed", "eigensolver", "memory", "warmup", "recipe", "growth_pays")
 
@@ -22,3 +24,33 @@ def test_quick_benchmarks_write_markdown_and_json(tmp_path):
         assert payload["machine"]["versions"]["torch"]
         markdown = (tmp_path / f"{name}.md").read_text()
         assert markdown.startswith("# ") and "| " in markdown and "Command: `python" in markdown
+
+
+def test_side_by_side_with_the_research_code_times_both_loops(tmp_path):
+    shared = ROOT.parent / "shared"
+    research, demo = shared / "research" / "TLAG-LSTM.py", shared / "data" / "DemoData.xlsx"
+    if not (research.is_file() and demo.is_file()):
+        pytest.skip("the research code and its demo table are not beside the checkout")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "vs_research.py"), str(research), str(demo),
+         "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads((tmp_path / "vs_research.json").read_text())["results"]
+    loops = [(row["loop"], row["threads"], row["default"]) for row in results["epochs"]]
+    threads = results["threads"][0]["threads"]
+    assert ("research code", 1, False) in loops and ("sktlag", 1, False) in loops
+    assert {loop for loop, _, default in loops if default} == {"research code", "sktlag"}
+    assert all(row["s/epoch"] > 0 and row["epochs"] == 3 for row in results["epochs"])
+    assert threads == 1 and results["decision"][0]["prediction rows/s"] > 0
+    assert {row["other core"] for row in results["busy"]} == {"busy"}
+    assert [row["size"] for row in results["profile"]] == ["package defaults", "research preset"]
+    assert all(0 < row["LSTM forward share"] < 1 for row in results["profile"])
+    assert {row["precision"].split()[0] for row in results["floor"]} == {"float32", "bfloat16"}
+    accuracy = results["accuracy"]
+    runs = {(row["preset"], row["seed"]) for row in accuracy}
+    assert runs == {("short_record", 0), ("hydrology", 0)}
+    assert len(accuracy) == 4 and all(-10 < row["test NSE"] <= 1 for row in accuracy)
+    # The research loop saves models into its working directory: never into the caller's.
+    assert not (tmp_path / "intermediate_models").exists()
