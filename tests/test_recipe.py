@@ -414,6 +414,11 @@ def test_preset_names_and_the_research_rule():
     assert hydrology["max_layers"] == 1
     est = TLAGRegressor(**hydrology)
     assert est.initial_forget_bias == 3.0 and est.clip_gradient_norm == 1.0
+    # The short-record preset is the same recipe with smaller batches: nothing else may
+    # drift apart.
+    short = PRESETS["short_record"]
+    changed = {k for k in {*hydrology, *short} if hydrology.get(k) != short.get(k)}
+    assert changed == {"batch_size"} and short["batch_size"] == 32
 
 
 def test_no_growth_decision_in_the_last_epoch_of_the_budget():
