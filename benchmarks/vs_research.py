@@ -136,6 +136,15 @@ def research_preset(s: dict[str, Any]) -> dict[str, Any]:
             "max_layers": s["layers"], "lookback": s["lookback"], "max_epochs": s["epochs"]}
 
 
+def fixed_depth_sizes(s: dict[str, Any], epochs: int, quick: bool) -> dict[str, dict]:
+    """The package defaults at one layer and the research preset at its depth."""
+    defaults = {"max_epochs": epochs, "max_layers": 1}
+    if quick:
+        defaults.update(hidden_size=8, lookback=20)
+    return {"package defaults": defaults,
+            "research preset": {**research_preset(s), "max_epochs": epochs}}
+
+
 def sktlag_fit(data: dict[str, Any], params: dict[str, Any], threads: Any):
     """Fit on the fit rows; the estimator and its seconds per epoch."""
     from sktlag import TLAGRegressor
@@ -179,10 +188,7 @@ def thread_rows(data, s, quick: bool) -> list[dict[str, Any]]:
     """Section 2: sktlag's epoch at every thread count, defaults and research preset."""
     import torch
 
-    sizes = {"package defaults": {"max_epochs": s["epochs"], "max_layers": 1},
-             "research preset": research_preset(s)}
-    if quick:
-        sizes["package defaults"].update(hidden_size=8, lookback=20)
+    sizes = fixed_depth_sizes(s, s["epochs"], quick)
     rows = []
     for size, params in sizes.items():
         for threads in range(1, torch.get_num_threads() + 1):
@@ -214,10 +220,7 @@ def busy_rows(data, s, quick: bool) -> list[dict[str, Any]]:
 
     import torch
 
-    sizes = {"package defaults": {"max_epochs": s["epochs"], "max_layers": 1},
-             "research preset": research_preset(s)}
-    if quick:
-        sizes["package defaults"].update(hidden_size=8, lookback=20)
+    sizes = fixed_depth_sizes(s, s["epochs"], quick)
     rows = []
     spinner = multiprocessing.get_context("spawn").Process(target=_spin, args=(36000,))
     spinner.start()
@@ -245,10 +248,7 @@ def profile_rows(data, s, quick: bool) -> list[dict[str, Any]]:
     import cProfile
     import pstats
 
-    sizes = {"package defaults": {"max_epochs": 3, "max_layers": 1},
-             "research preset": {**research_preset(s), "max_epochs": 3}}
-    if quick:
-        sizes["package defaults"].update(hidden_size=8, lookback=20)
+    sizes = fixed_depth_sizes(s, 3, quick)
     rows = []
     for size, params in sizes.items():
         profiler = cProfile.Profile()
