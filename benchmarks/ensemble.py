@@ -84,6 +84,11 @@ def run_basin(data: dict, members: int, jobs: int, quick: bool, seed: int) -> di
     }
 
 
+def _jobs(run: dict) -> int:
+    """Worker processes of a run; records written before they were stored used 2."""
+    return run.get("jobs", 2)
+
+
 def table(results: list[dict]) -> str:
     rows = []
     for r in results:
@@ -93,7 +98,7 @@ def table(results: list[dict]) -> str:
         e = r["ensemble"]
         rows.append({
             "basin": r["basin"],
-            "jobs": r.get("jobs", 2),
+            "jobs": _jobs(r),
             "test days": r["n_test_rows"],
             "test std": fmt(r["target_std"]),
             "single NSE: mean, median (range)":
@@ -127,12 +132,12 @@ def compare_jobs(runs: list[dict]) -> str:
     """
     lines = []
     for basin in dict.fromkeys(r["basin"] for r in runs):
-        same = sorted((r for r in runs if r["basin"] == basin), key=lambda r: r.get("jobs", 2))
+        same = sorted((r for r in runs if r["basin"] == basin), key=lambda r: _jobs(r))
         if len(same) < 2:
             continue
         one = median([m["fit_s"] for m in same[0]["members"]])
         walls = ", ".join(
-            f"{r['ensemble']['wall_s']:.0f} s with {r.get('jobs', 2)} processes (ratio "
+            f"{r['ensemble']['wall_s']:.0f} s with {_jobs(r)} processes (ratio "
             f"{r['ensemble']['wall_s'] / one:.2f})" for r in same
         )
         lines.append(f"{basin}: one fit {one:.0f} s; ensemble {walls}")
@@ -159,8 +164,8 @@ def main(argv: list[str] | None = None) -> None:
         latest = {}
         for path in args.records:
             for run in json.loads(path.read_text())["results"]["basins"]:
-                latest[(run["basin"], run.get("jobs", 2))] = run
-        runs = sorted(latest.values(), key=lambda r: r.get("jobs", 2))
+                latest[(run["basin"], _jobs(run))] = run
+        runs = sorted(latest.values(), key=lambda r: _jobs(r))
         print(table(runs))
         print()
         print(compare_jobs(runs))

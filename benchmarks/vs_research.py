@@ -64,6 +64,16 @@ def import_research(path: Path) -> ModuleType:
     return module
 
 
+def median_seconds(call, repeats: int) -> float:
+    """Median wall time of ``repeats`` calls of ``call()``."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return C.median(times)
+
+
 # ------------------------------------------------------------------- 1. epochs
 def research_epochs(R: ModuleType, data: dict[str, Any], s: dict[str, Any],
                     threads: int) -> list[float]:
@@ -92,7 +102,7 @@ def research_epochs(R: ModuleType, data: dict[str, Any], s: dict[str, Any],
     valid = DataLoader(TensorDataset(X[n_train:n_fit], y[n_train:n_fit]),
                        batch_size=s["batch_size"])
     model = R.AdaptiveLSTMModel(X.shape[2], s["hidden_size"], s["layers"], s["dropout"])
-    ends = [time.perf_counter()]
+    ends: list[float] = []
     evaluate = R.evaluate
 
     def timed_evaluate(model, loader, *args, **kwargs):
@@ -109,7 +119,7 @@ def research_epochs(R: ModuleType, data: dict[str, Any], s: dict[str, Any],
         with tempfile.TemporaryDirectory() as scratch, \
                 contextlib.redirect_stdout(io.StringIO()):
             os.chdir(scratch)
-            ends[0] = time.perf_counter()
+            ends.append(time.perf_counter())
             R.train_with_adaptation(
                 model, train, valid, flow_scaler, "cpu", max_layers=s["layers"],
                 patience=s["epochs"] + 1, learning_rate=s["lr"], moving_avg_window=5,
@@ -276,15 +286,8 @@ def dropout_rows(s) -> list[dict[str, Any]]:
     x = torch.randn(s["batch_size"], s["lookback"], s["hidden_size"], requires_grad=True)
     ways = {"F.dropout (Bernoulli draw)": lambda: F.dropout(x, 0.2, True),
             "x * (rand >= p) / (1 - p)": lambda: x * ((torch.rand_like(x) >= 0.2) / 0.8)}
-    rows = []
-    for name, way in ways.items():
-        times = []
-        for _ in range(21):
-            start = time.perf_counter()
-            way()
-            times.append(time.perf_counter() - start)
-        rows.append({"dropout": name, "ms per call": 1e3 * C.median(times)})
-    return rows
+    return [{"dropout": name, "ms per call": 1e3 * median_seconds(way, 21)}
+            for name, way in ways.items()]
 
 
 # ------------------------------------------------------------------- 3. floor
@@ -295,12 +298,7 @@ def gemm_rate(dtype, size: int, repeats: int = 5) -> float:
     a = torch.randn(size, size).to(dtype)
     b = torch.randn(size, size).to(dtype)
     a @ b  # first call sets up the kernel
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / C.median(times)
+    return 2 * size**3 / median_seconds(lambda: a @ b, repeats)
 
 
 def epoch_flops(n_train: int, n_valid: int, s: dict[str, Any], n_features: int) -> float:
@@ -353,16 +351,12 @@ def decision_and_prediction(est, data, s, epoch_seconds: float) -> list[dict[str
     params = research_preset(s)
     decision, passes = decision_seconds(params["initial_num_layers"], params,
                                         data["X"][:n], data["y"][:n])
-    times = []
-    for _ in range(s["predict_repeats"]):
-        start = time.perf_counter()
-        est.predict(data["X"])
-        times.append(time.perf_counter() - start)
+    predict = median_seconds(lambda: est.predict(data["X"]), s["predict_repeats"])
     return [{
         "threads": torch.get_num_threads(),
         "decision s": decision, "backward passes": passes,
         "decision / epoch": decision / epoch_seconds,
-        "prediction rows/s": len(data["X"]) / C.median(times),
+        "prediction rows/s": len(data["X"]) / predict,
     }]
 
 

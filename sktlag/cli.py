@@ -41,7 +41,7 @@ from ._record import N_LAYERS, VALID_NSE, decisions_from_table, describe_decisio
 from ._version import __version__
 from .datasets import load_lahn
 from .ensemble import TLAGEnsemble, final_ensemble, members_of
-from .estimator import PRESETS, TLAGRegressor
+from .estimator import PRESETS, TLAGRegressor, final_regressor
 from .io import read_table, write_table
 from .persistence import load_model
 from .report import (
@@ -453,7 +453,7 @@ def _predict_rows(model, X: pd.DataFrame, history: pd.DataFrame | None):
     """
     steps = getattr(model, "steps", None)
     ensemble = final_ensemble(model)
-    final = ensemble if ensemble is not None else members_of(model)[0]
+    final = ensemble if ensemble is not None else final_regressor(model)
     if steps and len(steps) > 1:
         scalers = model[:-1]
         X = scalers.transform(X)

@@ -36,7 +36,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .estimator import SeriesRegressorMixin, TLAGRegressor, final_regressor
+from .estimator import SeriesRegressorMixin, TLAGRegressor, final_regressor, final_step
 from .windows import fit_split
 
 __all__ = ["TLAGEnsemble"]
@@ -326,8 +326,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
 
 def final_ensemble(model) -> TLAGEnsemble | None:
     """The :class:`TLAGEnsemble` of ``model`` (itself, or a pipeline's last step), or None."""
-    steps = getattr(model, "steps", None)
-    final = steps[-1][1] if steps else model
+    final = final_step(model)
     return final if isinstance(final, TLAGEnsemble) else None
 
 

@@ -791,6 +791,12 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         return pred.ravel() if self._y_ndim == 1 else pred
 
 
+def final_step(model):
+    """``model`` itself, or the last step of a pipeline."""
+    steps = getattr(model, "steps", None)
+    return steps[-1][1] if steps else model
+
+
 def final_regressor(model, *, fitted: bool = True) -> TLAGRegressor:
     """The :class:`TLAGRegressor` of ``model``: itself, or the last step of a pipeline.
 
@@ -801,8 +807,7 @@ def final_regressor(model, *, fitted: bool = True) -> TLAGRegressor:
     sklearn.exceptions.NotFittedError
         If ``fitted`` is True and the regressor is not fitted.
     """
-    steps = getattr(model, "steps", None)
-    est = steps[-1][1] if steps else model
+    est = final_step(model)
     if not isinstance(est, TLAGRegressor):
         raise TypeError(
             f"expected a TLAGRegressor or a pipeline ending in one, got {type(est).__name__}"

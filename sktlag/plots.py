@@ -118,7 +118,6 @@ def _title_suffix(model) -> str:
     return " (training interrupted)" if interrupted else ""
 
 
-
 def plot_evolution(model, *, figsize: tuple[float, float] = (10.0, 9.0)) -> Figure:
     """Validation NSE, depth and losses per epoch, with the growth steps marked.
 

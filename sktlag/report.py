@@ -98,7 +98,6 @@ def _dates_of(*candidates) -> pd.DatetimeIndex | None:
     return None
 
 
-
 def _interrupted(est: TLAGRegressor) -> bool:
     return bool(getattr(est, "interrupted_", False))
 
