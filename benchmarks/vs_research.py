@@ -26,7 +26,9 @@ Takes the path of the research code (``TLAG-LSTM.py``) and of its demo table
    ``short_record`` and ``hydrology``) on the research split (first 80 % of the rows
    fit, last 20 % test) of the demo and of the embedded Lahn outlet cut to the demo's
    length, one fit per seed: wall time and test NSE, to set against the research
-   code's own default run (its figure is in the docs).
+   code's own default run (its figure is in the docs). ``--members K`` fits, per seed,
+   an ensemble of ``K`` such models (``TLAGEnsemble``, members one after another) and
+   times the whole ensemble.
 
 Usage::
 
@@ -361,10 +363,14 @@ def decision_and_prediction(est, data, s, epoch_seconds: float) -> list[dict[str
 
 
 # --------------------------------------------------------- 5. time to accuracy
-def accuracy_rows(datasets, presets: list[str], seeds: list[int],
-                  quick: bool) -> list[dict[str, Any]]:
-    """Section 5: fit time and test NSE of presets on the research split of each series."""
-    from sktlag import PRESETS, TLAGRegressor
+def accuracy_rows(datasets, presets: list[str], seeds: list[int], quick: bool,
+                  members: int = 1) -> list[dict[str, Any]]:
+    """Section 5: fit time and test NSE of presets on the research split of each series.
+
+    With ``members > 1`` each seed fits a ``TLAGEnsemble`` of that many members (one
+    after another, each at the preset's threads) and the row is the ensemble mean's.
+    """
+    from sktlag import PRESETS, TLAGEnsemble, TLAGRegressor
     from sktlag.metrics import nse
 
     rows = []
@@ -377,14 +383,23 @@ def accuracy_rows(datasets, presets: list[str], seeds: list[int],
                               max_epochs_per_layer=3)
             for seed in seeds:
                 start = time.perf_counter()
-                est = TLAGRegressor(**params, random_state=seed)
+                if members > 1:
+                    est = TLAGEnsemble(TLAGRegressor(**params), n_members=members,
+                                       random_state=seed)
+                else:
+                    est = TLAGRegressor(**params, random_state=seed)
                 est.fit(data["X"][:n], data["y"][:n])
                 seconds = time.perf_counter() - start
                 pred = est.predict(data["X"])
-                rows.append({"series": data["name"], "preset": preset, "seed": seed,
-                             "threads": est.n_threads_, "layers": est.n_layers_,
-                             "best epoch": est.best_epoch_, "fit s": seconds,
-                             "test NSE": nse(data["y"][n:], pred[n:])})
+                fitted = getattr(est, "estimators_", [est])
+                rows.append({"series": data["name"], "preset": preset, "members": members,
+                             "seed": seed, "threads": fitted[0].n_threads_,
+                             "layers": " ".join(str(m.n_layers_) for m in fitted),
+                             "best epoch": " ".join(str(m.best_epoch_) for m in fitted),
+                             "fit s": seconds, "test NSE": nse(data["y"][n:], pred[n:])})
+                if members > 1:
+                    rows[-1]["member test NSE"] = " ".join(
+                        f"{nse(data['y'][n:], m.predict(data['X'])[n:]):.3f}" for m in fitted)
                 print(rows[-1], flush=True)
     return rows
 
@@ -392,9 +407,13 @@ def accuracy_rows(datasets, presets: list[str], seeds: list[int],
 def accuracy_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Median test NSE and fit time per series and preset."""
     out = []
-    for key in dict.fromkeys((r["series"], r["preset"]) for r in rows):
-        group = [r for r in rows if (r["series"], r["preset"]) == key]
-        out.append({"series": key[0], "preset": key[1], "seeds": len(group),
+    def key(row):
+        return row["series"], row["preset"], row.get("members", 1)
+
+    for series, preset, members in dict.fromkeys(map(key, rows)):
+        group = [r for r in rows if key(r) == (series, preset, members)]
+        out.append({"series": series, "preset": preset, "members": members,
+                    "seeds": len(group),
                     "test NSE (median)": C.median([r["test NSE"] for r in group]),
                     "test NSE (range)": C.spread([r["test NSE"] for r in group]),
                     "fit s (median)": C.median([r["fit s"] for r in group])})
@@ -407,6 +426,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("data", type=Path, help="its demo table, DemoData.xlsx")
     parser.add_argument("--presets", nargs="+", default=["short_record", "hydrology"],
                         help="presets timed to accuracy (default: short_record hydrology)")
+    parser.add_argument("--members", type=int, default=1,
+                        help="time to accuracy of ensembles of this many members per seed "
+                             "(default 1: single models)")
+    parser.add_argument("--series", nargs="+", default=["demo", "lahn"],
+                        choices=["demo", "lahn"],
+                        help="series timed to accuracy (default: both)")
     parser.add_argument("--skip", nargs="*", default=[],
                         choices=["epochs", "threads", "busy", "profile", "floor",
                                  "decision", "accuracy"],
@@ -461,14 +486,18 @@ def main(argv: list[str] | None = None) -> None:
         # The demo, and the Lahn outlet cut to the demo's length: two short records.
         short_lahn = C.lahn_dataset(rows=len(data["X"]))
         short_lahn["name"] = f"Lahn Kalkofen, last {len(data['X'])} days"
-        acc = accuracy_rows([data, short_lahn], args.presets, C.seeds_from(args), args.quick)
+        series = [d for name, d in (("demo", data), ("lahn", short_lahn))
+                  if name in args.series]
+        acc = accuracy_rows(series, args.presets, C.seeds_from(args), args.quick,
+                            members=args.members)
         results["accuracy"] = acc
         sections += [("Time to accuracy", C.markdown_table(acc)),
                      ("Time to accuracy: summary", C.markdown_table(accuracy_summary(acc)))]
     C.write_results(
         args.out, "vs_research", "Side by side with the research code", sections, results,
         {"quick": args.quick, "research_settings": s, "presets": args.presets,
-         "seeds": C.seeds_from(args), "skip": args.skip},
+         "seeds": C.seeds_from(args), "skip": args.skip, "members": args.members,
+         "series": args.series},
         C.machine_info(None), time.perf_counter() - start,
     )
 
