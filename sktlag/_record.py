@@ -58,7 +58,17 @@ FIT_END_RULES = ("max_epochs", "interrupted")
 
 # ---------------------------------------------------------------------- decisions
 #: Per-position lists of a decision and the prefix of their table columns.
-_POSITION_LISTS = {"derivatives": "derivative_", "relative_derivatives": "relative_derivative_"}
+_POSITION_LISTS = {
+    "derivatives": "derivative_",
+    "relative_derivatives": "relative_derivative_",
+    "holdout_statistics": "holdout_statistic_",
+}
+#: What each ``criterion`` compares with the threshold: the decision's list and its label.
+_CRITERION_LISTS = {
+    "relative": ("relative_derivatives", "relative derivatives"),
+    "holdout": ("holdout_statistics", "held-out statistics"),
+}
+_RAW = ("derivatives", "derivatives")
 #: The fields of a decision besides its per-position lists: the table has the first two,
 #: then the per-position columns, then the others.
 DECISION_FIELDS = (
@@ -80,8 +90,9 @@ def decision_table(decisions: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """Growth decisions as a table: one row each, one column per candidate position.
 
     The columns are ``epoch``, ``n_layers_before``, ``derivative_1 .. derivative_k``,
-    ``relative_derivative_1 .. relative_derivative_k`` (empty where a decision had
-    fewer positions or computed none), then the other fields of
+    ``relative_derivative_1 .. relative_derivative_k``,
+    ``holdout_statistic_1 .. holdout_statistic_k`` (empty where a decision had fewer
+    positions or computed none), then the other fields of
     :data:`DECISION_FIELDS`: ``position`` (where the layer went), ``inserted``,
     ``rule``, ``reason``, ``architecture_score``, ``criterion``, ``scale``, ``sign``,
     ``backtracking_steps``, ``n_hvp``, ``loss_before``, ``loss_after``, ``seconds``.
@@ -140,9 +151,10 @@ def decisions_from_table(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def describe_decision(decision: dict[str, Any]) -> str:
     """One line on a growth decision: epoch, depth, derivatives, what happened."""
-    relative = decision.get("criterion") == "relative" and decision.get("relative_derivatives")
-    values = decision["relative_derivatives"] if relative else decision.get("derivatives")
-    label = "relative derivatives" if relative else "derivatives"
+    key, label = _CRITERION_LISTS.get(decision.get("criterion"), _RAW)
+    if not decision.get(key):
+        key, label = _RAW
+    values = decision.get(key)
     shown = ", ".join(f"{v:.3g}" for v in values or [])
     head = f"epoch {decision['epoch']}: {decision['n_layers_before']} layer(s)"
     if values:

@@ -124,6 +124,7 @@ def _callbacks(
     derivative_sample: Callable | None,
     seed: int,
     initial_score: float | None = None,
+    holdout_sample: Callable | None = None,
 ) -> list[tuple[str, Any]]:
     checkpoint = ArchitectureCheckpoint(
         initial_score=initial_score, selection=params["select_by"]
@@ -135,6 +136,7 @@ def _callbacks(
     )
     growth = TopologicalGrowth(
         sample=derivative_sample,
+        holdout=holdout_sample,
         checkpoint=checkpoint,
         plateau=plateau,
         loss_fn=masked_mse,
@@ -173,6 +175,7 @@ def build_net(
     module: GrowingLSTM | None = None,
     valid_set: WindowDataset | None = None,
     derivative_sample: Callable | None = None,
+    holdout_sample: Callable | None = None,
     seed: int = 0,
 ) -> GrowingNet:
     """The skorch net of a TLAGRegressor: the only place it is built.
@@ -191,6 +194,9 @@ def build_net(
         net until it trains again).
     derivative_sample : callable, optional
         Returns the windows the growth decisions are computed on.
+    holdout_sample : callable, optional
+        Returns the blocks of validation windows the decisions' directions are checked
+        on (:func:`sktlag.growth.holdout_gains`).
     seed : int, default=0
         Seed of the growth decisions.
 
@@ -230,7 +236,7 @@ def build_net(
         iterator_train__shuffle=True,
         iterator_train__collate_fn=collate_windows,
         iterator_valid__collate_fn=collate_windows,
-        callbacks=_callbacks(params, derivative_sample, seed),
+        callbacks=_callbacks(params, derivative_sample, seed, holdout_sample=holdout_sample),
         callbacks__print_log__keys_ignored=list(QUIET_KEYS),
         device=params["device"],
         verbose=int(params["verbose"]),
@@ -276,6 +282,7 @@ def train(
     derivative_sample: Callable,
     seed: int,
     continuing: bool = False,
+    holdout_sample: Callable | None = None,
 ) -> Outcome:
     """Run ``net`` on the windows: from scratch, or continuing a fitted net.
 
@@ -295,7 +302,8 @@ def train(
                                                                  params["batch_size"]))
             net.set_params(
                 train_split=predefined_split(valid_set),
-                callbacks=_callbacks(params, derivative_sample, seed, initial),
+                callbacks=_callbacks(params, derivative_sample, seed, initial,
+                                     holdout_sample=holdout_sample),
                 max_epochs=params["max_epochs"],
                 lr=params["lr"],
                 verbose=int(params["verbose"]),

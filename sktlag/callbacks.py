@@ -486,6 +486,10 @@ class TopologicalGrowth(Callback):
     sample : callable
         Returns ``(X, y)`` tensors of the fixed sample of training windows the
         derivatives are computed on (called when needed, so it follows the device).
+    holdout : callable, optional
+        Returns blocks ``[(X, y), ...]`` of validation windows on which each decision
+        also measures its directions' held-out statistic (the ``"holdout"`` criterion
+        needs them).
     checkpoint : ArchitectureCheckpoint
         Supplies the architecture's best weights before the decision.
     plateau : PlateauDetector
@@ -530,8 +534,10 @@ class TopologicalGrowth(Callback):
         sink: Callable[[str], None] | None = None,
         min_improvement: float = 0.0,
         keep_optimizer: bool = True,
+        holdout: Callable[[], list[tuple[torch.Tensor, torch.Tensor]]] | None = None,
     ):
         self.sample = sample
+        self.holdout = holdout
         self.checkpoint = checkpoint
         self.plateau = plateau
         self.loss_fn = loss_fn
@@ -546,9 +552,10 @@ class TopologicalGrowth(Callback):
         return self
 
     def on_train_end(self, net, **kwargs):
-        # The sample references the training series, which a fitted estimator (and its
+        # The samples reference the training series, which a fitted estimator (and its
         # pickle) should not carry around.
         self.sample = None
+        self.holdout = None
 
     def on_train_begin(self, net, **kwargs):
         self.first_epoch_ = len(net.history) + 1
@@ -598,8 +605,9 @@ class TopologicalGrowth(Callback):
 
     def _decide(self, net) -> GrowthDecision:
         X, y = self.sample()
+        holdout = None if self.holdout is None else self.holdout()
         try:
-            return grow(net.module_, X, y, self.loss_fn, **self.grow_kwargs)
+            return grow(net.module_, X, y, self.loss_fn, holdout=holdout, **self.grow_kwargs)
         except (RuntimeError, ValueError, FloatingPointError) as exc:
             warnings.warn(f"growth decision skipped: {exc}", RuntimeWarning, stacklevel=3)
             return GrowthDecision(

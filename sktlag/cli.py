@@ -42,6 +42,7 @@ from ._version import __version__
 from .datasets import load_lahn
 from .ensemble import TLAGEnsemble, final_ensemble, members_of
 from .estimator import PRESETS, TLAGRegressor, final_regressor
+from .growth import CRITERIA
 from .io import read_table, write_table
 from .persistence import load_model
 from .report import (
@@ -199,7 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--max-layers", type=int, metavar="N", help="largest depth")
     model.add_argument("--max-epochs", type=int, metavar="N", help="epoch budget")
     model.add_argument("--threshold", type=float, metavar="X",
-                       help="topological derivative threshold for growth")
+                       help="growth threshold, on the scale of --criterion")
+    model.add_argument("--criterion", choices=CRITERIA,
+                       help="what the threshold is compared with (see the user guide)")
     model.add_argument("--lr", type=float, metavar="X", help="Adam learning rate")
     model.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
     model.add_argument("--seed", type=int, default=0, metavar="N",
@@ -256,6 +259,7 @@ _OPTION_PARAMS = {
     "max_layers": "max_layers",
     "max_epochs": "max_epochs",
     "threshold": "topo_derivative_threshold",
+    "criterion": "derivative_criterion",
     "lr": "lr",
     "threads": "n_threads",
     "missing_target": "missing_target",

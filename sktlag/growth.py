@@ -56,6 +56,8 @@ __all__ = [
     "grow",
     "hamiltonian",
     "hessian_vector_product",
+    "holdout_gains",
+    "holdout_statistic",
     "layer_outputs_and_adjoints",
     "lstm_parameter_count",
     "relative_derivative",
@@ -67,8 +69,9 @@ __all__ = [
 
 EIGENSOLVERS = ("lanczos", "power")
 #: What :func:`grow` compares with its threshold: the relative derivative
-#: ``d / (2 * loss)`` (default) or the raw eigenvalue ``d`` (the research code's rule).
-CRITERIA = ("relative", "raw")
+#: ``d / (2 * loss)``, the raw eigenvalue ``d`` (the research code's rule), or the
+#: held-out statistic of :func:`holdout_statistic`.
+CRITERIA = ("relative", "raw", "holdout")
 #: Where and how a layer is inserted once the derivatives say "grow". Only
 #: "topological" is the method; the others are ablations for benchmarks:
 #: "random" puts a randomly initialized layer at a random position, "append_zero" puts a
@@ -533,6 +536,96 @@ def relative_derivative(derivative: float, loss: float) -> float:
     return derivative / (2.0 * loss)
 
 
+def holdout_gains(
+    module: nn.Module,
+    blocks: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    directions: Sequence[np.ndarray],
+) -> np.ndarray:
+    """The second-order gain of every candidate layer, measured on held-out windows.
+
+    For block ``k`` (windows the directions were not computed on) and position ``l``,
+    the Rayleigh quotient ``phi_l . Hess H_lk(0) phi_l`` of the Hamiltonian ``H_lk`` of
+    that block (its own layer outputs and adjoints). On the sample that chose it,
+    ``phi_l`` is the best of thousands of directions, so its eigenvalue is biased
+    upwards by whatever noise it fits; on windows it never saw, its quotient is an
+    unbiased estimate of the gain it promises, zero on average where the residuals hold
+    nothing a new layer could learn.
+
+    Parameters
+    ----------
+    module : nn.Module
+        A network with ``forward_with_hidden`` (:class:`sktlag.model.GrowingLSTM`).
+    blocks : sequence of (Tensor, Tensor)
+        The held-out windows ``(X_k, y_k)``, block by block.
+    loss_fn : callable
+        ``loss_fn(prediction, y)``, a mean over the block.
+    directions : sequence of ndarray
+        The unit direction ``phi_l`` of every position ``1..num_layers``.
+
+    Returns
+    -------
+    ndarray of shape (n_blocks, n_positions)
+        NaN where a direction is not finite or zero (its eigen-solver failed) or a
+        product is not finite.
+    """
+    gains = np.full((len(blocks), len(directions)), np.nan)
+    usable = [
+        i for i, d in enumerate(directions)
+        if np.isfinite(d).all() and np.linalg.norm(d) > 0
+    ]
+    for k, (X, y) in enumerate(blocks):
+        with _no_cudnn(X.device):
+            hidden, adjoints, _ = layer_outputs_and_adjoints(module, X, y, loss_fn)
+            if len(hidden) != len(directions):
+                raise ValueError(
+                    f"{len(directions)} directions for a network of {len(hidden)} layers"
+                )
+            functions = [
+                lambda theta, h=h, a=a: hamiltonian(theta, h, a)
+                for h, a in zip(hidden, adjoints, strict=True)
+            ]
+            zeros = [torch.zeros(lstm_parameter_count(h.shape[-1])).to(h) for h in hidden]
+            op = block_hessian_vector_product(functions, zeros)
+            products = op({i: torch.as_tensor(directions[i]) for i in usable})
+        for i in usable:
+            gains[k, i] = float(np.dot(directions[i], products[i].cpu().double().numpy()))
+    return gains
+
+
+def holdout_statistic(gains: np.ndarray) -> np.ndarray:
+    """The mean held-out gain of each position in units of its standard error.
+
+    ``mean_k g_k / (std_k g_k / sqrt(K))`` over the ``K`` blocks (sample standard
+    deviation): a t statistic, so a threshold on it is a level of evidence that a new
+    layer helps on windows it was not chosen on, the same on every basin, target scaling
+    and fit quality (values near 0 where it would only fit noise; above 2 a positive
+    gain is unlikely to be chance with 8 blocks). NaN with fewer than 2 blocks or a
+    non-finite gain; ``+-inf`` when the blocks agree exactly on a non-zero gain, 0 on a
+    zero one.
+
+    Parameters
+    ----------
+    gains : ndarray of shape (n_blocks, n_positions)
+        From :func:`holdout_gains`.
+
+    Returns
+    -------
+    ndarray of shape (n_positions,)
+    """
+    gains = np.asarray(gains, dtype=np.float64)
+    out = np.full(gains.shape[1], np.nan)
+    for i, column in enumerate(gains.T):
+        if not np.isfinite(column).all() or len(column) < 2:
+            continue
+        mean, std = column.mean(), column.std(ddof=1)
+        if std > 0:
+            out[i] = mean / (std / math.sqrt(len(column)))
+        else:
+            out[i] = 0.0 if mean == 0 else math.copysign(math.inf, mean)
+    return out
+
+
 def choose_sign(gradient: np.ndarray, direction: np.ndarray) -> float:
     """``s = sign(grad H(0) . phi)``.
 
@@ -737,8 +830,9 @@ class GrowthDecision:
     """What one growth step computed and decided (plain data, for the history).
 
     ``derivatives`` are the raw eigenvalues ``d_l`` of the positions 1..L,
-    ``relative_derivatives`` the values ``d_l / (2 * loss)``; ``criterion`` says which
-    of the two the threshold was compared with. ``n_hvp`` is the number of
+    ``relative_derivatives`` the values ``d_l / (2 * loss)``, ``holdout_statistics``
+    the held-out t statistics of their directions; ``criterion`` says which of them
+    the threshold was compared with. ``n_hvp`` is the number of
     Hessian-vector backward passes the decision ran (over all positions).
     """
 
@@ -750,6 +844,8 @@ class GrowthDecision:
     #: ``"not_computable"``; the training loop adds ``"validation"``).
     rule: str = "threshold"
     relative_derivatives: list[float] = field(default_factory=list)
+    #: :func:`holdout_statistic` of each position (empty without held-out windows).
+    holdout_statistics: list[float] = field(default_factory=list)
     criterion: str = "relative"
     scale: float = 0.0
     sign: float = 0.0
@@ -791,6 +887,7 @@ def grow(
     criterion: str = "relative",
     tol: float = 1e-3,
     lockstep: bool = True,
+    holdout: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> GrowthDecision:
     """Compute the derivatives and, if one exceeds ``threshold``, insert a layer there.
 
@@ -806,7 +903,10 @@ def grow(
     predicted relative decrease of the sample loss per unit squared norm of the new
     layer's parameters, which does not depend on the scale of the targets; ``"raw"``,
     the eigenvalue ``d`` itself (the research code's rule, whose meaning changes with
-    the loss scale). ``tol`` is the eigen-solver's relative tolerance and ``lockstep``
+    the loss scale); ``"holdout"``, the :func:`holdout_statistic` of each position's
+    direction on the blocks of windows ``holdout`` (at least two; computed whenever
+    they are given, so the record has it under any criterion). ``tol`` is the
+    eigen-solver's relative tolerance and ``lockstep``
     chooses between the solvers of all positions in lockstep and one position after
     the other (see :func:`topological_derivatives`); neither changes what is decided
     beyond the solver's accuracy.
@@ -820,6 +920,11 @@ def grow(
         raise ValueError(f"strategy must be one of {INSERTION_STRATEGIES}, got {strategy!r}")
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    if criterion == "holdout" and len(holdout or ()) < 2:
+        raise ValueError(
+            "criterion 'holdout' needs at least 2 blocks of held-out windows, got "
+            f"{len(holdout or ())}"
+        )
     start = time.perf_counter()
     if module.num_layers >= max_layers:
         return GrowthDecision(
@@ -843,12 +948,13 @@ def grow(
     # passes run are those of the position that iterated longest.
     counts = [d.n_hvp for d in found]
     n_hvp = max(counts, default=0) if lockstep else sum(counts)
+    held_out = _holdout_values(module, holdout, loss_fn, found) if holdout else []
     decision = GrowthDecision(
         derivatives=values, position=None, inserted=False, reason="",
-        relative_derivatives=relative, criterion=criterion, n_hvp=n_hvp,
-        loss_before=loss, loss_after=loss,
+        relative_derivatives=relative, holdout_statistics=held_out, criterion=criterion,
+        n_hvp=n_hvp, loss_before=loss, loss_after=loss,
     )
-    compared = relative if criterion == "relative" else values
+    compared = {"relative": relative, "raw": values, "holdout": held_out}[criterion]
     name = _CRITERION_NAMES[criterion]
     if not all(math.isfinite(v) for v in [*values, *compared, loss]):
         causes = [f"position {d.position}: {d.error}" for d in found if d.error]
@@ -880,7 +986,19 @@ def grow(
     return decision
 
 
-_CRITERION_NAMES = {"relative": "relative derivative", "raw": "derivative"}
+_CRITERION_NAMES = {
+    "relative": "relative derivative", "raw": "derivative", "holdout": "held-out statistic",
+}
+
+
+def _holdout_values(module, holdout, loss_fn, found: list[PositionDerivative]) -> list[float]:
+    try:
+        gains = holdout_gains(module, holdout, loss_fn, [d.direction for d in found])
+    except (FloatingPointError, RuntimeError) as exc:
+        warnings.warn(f"held-out statistic not computable: {exc}", RuntimeWarning,
+                      stacklevel=3)
+        return [math.nan] * len(found)
+    return [float(v) for v in holdout_statistic(gains)]
 
 
 def _ablate(

@@ -229,8 +229,9 @@ def derivative_table(model) -> pd.DataFrame:
     """One row per growth decision: epoch, depth, one column per candidate position, outcome.
 
     The table of :func:`sktlag._record.decision_table`: ``epoch``, ``n_layers_before``,
-    ``derivative_1`` .. ``derivative_k`` and ``relative_derivative_1`` .. (empty where
-    the depth had fewer positions), then ``position`` (where the layer went),
+    ``derivative_1`` .. ``derivative_k``, ``relative_derivative_1`` .. and
+    ``holdout_statistic_1`` .. (empty where the depth had fewer positions or nothing
+    was computed), then ``position`` (where the layer went),
     ``inserted``, ``rule``, ``reason`` and the numbers of the decision.
     """
     ensemble = final_ensemble(model)

@@ -20,6 +20,7 @@ __all__ = [
     "collate_windows",
     "fit_split",
     "group_starts",
+    "holdout_blocks",
     "padded_series",
     "sliding_windows",
     "window_ends",
@@ -112,6 +113,24 @@ def fit_split(
     ends = window_ends(len(y), lookback, groups)
     ends = ends[~np.isnan(y[ends]).all(axis=1)]
     return chronological_split(ends, valid_fraction, lookback, groups)
+
+
+def holdout_blocks(n_windows: int, n_samples: int, n_blocks: int = 8) -> list[np.ndarray]:
+    """Positions of held-out windows in ``n_blocks`` consecutive stretches.
+
+    The ``n_windows`` windows (in time order) are cut into ``n_blocks`` stretches of
+    about equal length (fewer if there are fewer windows), and ``n_samples // n_blocks``
+    windows (at least one) are taken evenly spaced from each. Every block covers its own
+    part of the period, so the blocks are nearly independent samples although
+    neighbouring windows overlap.
+    """
+    n_blocks = max(1, min(int(n_blocks), int(n_windows)))
+    per_block = max(1, int(n_samples) // n_blocks)
+    blocks = []
+    for stretch in np.array_split(np.arange(int(n_windows)), n_blocks):
+        take = np.linspace(0, len(stretch) - 1, min(per_block, len(stretch)))
+        blocks.append(stretch[np.unique(np.round(take).astype(np.int64))])
+    return blocks
 
 
 def padded_series(

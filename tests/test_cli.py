@@ -614,3 +614,18 @@ def test_predict_with_an_ensemble_writes_its_intervals(ensemble_run, tmp_path):
     assert list(forecast.columns) == ["predicted", "lower", "upper"]
     for column in forecast.columns:
         np.testing.assert_allclose(forecast[column], reference[column], rtol=1e-12)
+
+
+def test_criterion_and_threshold_options_set_the_growth_rule():
+    args = cli.build_parser().parse_args(
+        ["run", "--out", "o", "--criterion", "holdout", "--threshold", "2", "--preset",
+         "research"])
+    params = cli._hyperparameters(args)
+    assert params["derivative_criterion"] == "holdout"
+    assert params["topo_derivative_threshold"] == 2.0
+    # Without the options the preset's rule stays.
+    plain = cli._hyperparameters(
+        cli.build_parser().parse_args(["run", "--out", "o", "--preset", "research"]))
+    assert plain["derivative_criterion"] == "raw"
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["run", "--out", "o", "--criterion", "absolute"])

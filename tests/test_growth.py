@@ -15,6 +15,8 @@ from sktlag.growth import (
     grow,
     hamiltonian,
     hessian_vector_product,
+    holdout_gains,
+    holdout_statistic,
     layer_outputs_and_adjoints,
     lstm_parameter_count,
     relative_derivative,
@@ -25,6 +27,7 @@ from sktlag.growth import (
 )
 from sktlag.losses import masked_mse
 from sktlag.model import GrowingLSTM
+from sktlag.windows import holdout_blocks
 
 
 def _problem(hidden=4, batch=5, steps=6, seed=0):
@@ -558,3 +561,65 @@ def test_backtracking_refuses_a_direction_that_raises_the_loss(monkeypatch):
     assert not _inserted_parameters(bad, decision.position).any()
     assert decision.loss_after == decision.loss_before
     assert _loss(bad, X, y) == base  # a zero residual layer changes nothing
+
+
+# ---------------------------------------------------------------- held-out statistic
+def _held_out_blocks(n_blocks=4, seed=5):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(6, 5, 2, generator=g, dtype=torch.float64),
+             torch.randn(6, 1, generator=g, dtype=torch.float64)) for _ in range(n_blocks)]
+
+
+def test_holdout_gains_are_the_dense_rayleigh_quotients_of_each_block():
+    m, X, y = _tiny_network(layers=2)
+    found, _ = topological_derivatives(m, X, y, masked_mse, max_hvp=200)
+    blocks = _held_out_blocks()
+    gains = holdout_gains(m, blocks, masked_mse, [d.direction for d in found])
+    assert gains.shape == (4, 2)
+    n = lstm_parameter_count(3)
+    for k, (Xk, yk) in enumerate(blocks):
+        hidden, adjoints, _ = layer_outputs_and_adjoints(m, Xk, yk, masked_mse)
+        for position, (h, a) in enumerate(zip(hidden, adjoints, strict=True)):
+            dense = _dense_hessian(lambda t, h=h, a=a: hamiltonian(t, h, a), n)
+            phi = found[position].direction
+            assert gains[k, position] == pytest.approx(phi @ dense @ phi, rel=1e-8, abs=1e-14)
+    # On the windows that chose it, a direction's quotient is its eigenvalue.
+    on_sample = holdout_gains(m, [(X, y)], masked_mse, [d.direction for d in found])
+    np.testing.assert_allclose(on_sample[0], [d.derivative for d in found], rtol=1e-6)
+
+
+def test_holdout_gains_skip_a_failed_direction():
+    m, X, y = _tiny_network(layers=2)
+    found, _ = topological_derivatives(m, X, y, masked_mse, max_hvp=50)
+    directions = [np.zeros_like(found[0].direction), found[1].direction]
+    gains = holdout_gains(m, _held_out_blocks(2), masked_mse, directions)
+    assert np.isnan(gains[:, 0]).all() and np.isfinite(gains[:, 1]).all()
+    with pytest.raises(ValueError, match="3 directions for a network of 2 layers"):
+        holdout_gains(m, _held_out_blocks(2), masked_mse, [*directions, directions[1]])
+
+
+def test_holdout_statistic_is_the_mean_over_its_standard_error():
+    gains = np.array([[1.0, -1.0, 2.0, 0.0, 1.0],
+                      [2.0, -1.0, 2.0, 0.0, np.nan],
+                      [3.0, -1.0, 2.0, 0.0, 1.0]])
+    t = holdout_statistic(gains)
+    # mean 2, sample std 1 over 3 blocks: 2 / (1 / sqrt 3)
+    assert t[0] == pytest.approx(2 * np.sqrt(3))
+    assert t[1] == -np.inf and t[2] == np.inf and t[3] == 0.0 and np.isnan(t[4])
+    assert np.isnan(holdout_statistic(np.ones((1, 2)))).all()
+    # Scale-free: the same statistic for gains 1000 times larger.
+    assert holdout_statistic(1000 * gains[:, :1])[0] == pytest.approx(t[0])
+
+
+def test_holdout_blocks_are_evenly_spread_over_consecutive_stretches():
+    blocks = holdout_blocks(100, 24, n_blocks=4)
+    assert [len(b) for b in blocks] == [6, 6, 6, 6]
+    flat = np.concatenate(blocks)
+    assert (np.diff(flat) > 0).all() and flat[0] == 0 and flat[-1] == 99
+    for k, block in enumerate(blocks):
+        assert 25 * k <= block.min() and block.max() < 25 * (k + 1)
+    # Fewer windows than asked for: every window once, never more blocks than windows.
+    few = holdout_blocks(3, 128)
+    assert [b.tolist() for b in few] == [[0], [1], [2]]
+    # At least one window per block.
+    assert [len(b) for b in holdout_blocks(40, 4)] == [1] * 8

@@ -300,6 +300,33 @@ def test_growth_at_the_default_threshold_keeps_a_layer_where_depth_helps():
     assert two["best_valid_nse_ma"] > flat.growth_history_[0]["best_valid_nse_ma"] + 0.02
 
 
+# ---------------------------------------------------------------- a task that needs no depth
+def _no_depth_task(n=800, seed=0):
+    # The target is the current input plus noise: one layer represents it exactly (its
+    # cell passes x_t through), so what is left after fitting it is noise.
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 2))
+    return X, X[:, 0] + 0.5 * rng.standard_normal(n)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_finite_held_out_threshold_stops_growth_where_depth_is_not_needed(seed):
+    X, y = _no_depth_task(seed=seed)
+    params = {**FAST, "hidden_size": 4, "lookback": 6, "max_epochs_per_layer": 40,
+              "patience": 5, "max_layers": 2, "max_epochs": 60, "derivative_samples": 128}
+    held_out = TLAGRegressor(**params, derivative_criterion="holdout",
+                             topo_derivative_threshold=2.0, random_state=seed).fit(X, y)
+    decision = held_out.derivative_history_.iloc[0]
+    assert held_out.growth_stop_rule_ == "threshold" and held_out.n_layers_ == 1
+    assert decision["rule"] == "threshold" and decision["holdout_statistic_1"] < 2.0
+    # On its training sample the direction promises a gain all the same: the relative
+    # derivative is far above its default threshold, and that criterion grows.
+    relative = TLAGRegressor(**params, random_state=seed).fit(X, y)
+    first = relative.derivative_history_.iloc[0]
+    assert first["rule"] == "inserted" and first["relative_derivative_1"] > 0.1
+    assert "holdout_statistic_1" not in relative.derivative_history_  # computed only to decide
+
+
 # ---------------------------------------------------------------- architecture selection
 def _drive_checkpoint(selection):
     """Three architectures: a single-epoch spike (0.95) in a weak first one, a steady
@@ -432,3 +459,18 @@ def test_no_growth_decision_in_the_last_epoch_of_the_budget():
     longer = TLAGRegressor(**{**FAST, "max_epochs": 4, "max_epochs_per_layer": 3},
                            topo_derivative_threshold=0.0, random_state=0).fit(X, y)
     assert len(longer.derivative_history_) == 1
+
+
+def test_a_decision_is_described_by_the_values_its_criterion_compared():
+    from sktlag._record import describe_decision
+
+    decision = {"epoch": 7, "n_layers_before": 2, "derivatives": [0.5, 0.25],
+                "relative_derivatives": [1.5, 0.75], "holdout_statistics": [2.5, -1.0],
+                "criterion": "holdout", "inserted": False, "reason": "below"}
+    assert "held-out statistics [2.5, -1]" in describe_decision(decision)
+    assert "relative derivatives [1.5, 0.75]" in describe_decision(
+        {**decision, "criterion": "relative"})
+    assert "derivatives [0.5, 0.25]" in describe_decision({**decision, "criterion": "raw"})
+    # A file written before a criterion's values were kept: the raw values are shown.
+    older = {**decision, "holdout_statistics": []}
+    assert ", derivatives [0.5, 0.25]" in describe_decision(older)
