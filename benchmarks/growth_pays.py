@@ -55,9 +55,11 @@ QUICK: dict[str, Any] = {
 }
 
 
-#: Growing fits record with the loosest rules (threshold 0, margin 0), so that the
-#: defaults and any stricter rules can be replayed from them (see ``replay``).
-RECORDING = {"topo_derivative_threshold": 0.0, "min_improvement": 0.0}
+#: Growing fits record with the loosest rules (every decision inserts, margin 0), so
+#: that the defaults and any stricter rules can be replayed from them (see ``replay``).
+#: The position is the default criterion's choice: another criterion replays exactly
+#: up to the first decision with more than one position, where it might choose another.
+RECORDING = {"topo_derivative_threshold": -math.inf, "min_improvement": 0.0}
 
 
 def variants(max_layers: int) -> dict[str, dict[str, Any]]:
@@ -124,6 +126,14 @@ def _architecture_test_scores(model, snapshots, X, obs, n_fit) -> dict[int, floa
     return out
 
 
+def _positions(row: dict[str, Any], prefix: str) -> list[float]:
+    """The per-position values ``<prefix>1, <prefix>2, ...`` of a decision row."""
+    columns = sorted((c for c in row if c.startswith(prefix) and c[len(prefix):].isdigit()),
+                     key=lambda c: int(c[len(prefix):]))
+    return [float(row[c]) for c in columns
+            if row[c] is not None and not (isinstance(row[c], float) and math.isnan(row[c]))]
+
+
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Fit one model variant on one basin with one seed."""
     import torch
@@ -162,8 +172,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     decisions = []
     history = est.derivative_history_
     for row in history.to_dict("records") if len(history) else []:
-        raw = [row[c] for c in sorted(row) if c.startswith("derivative_")
-               and row[c] is not None and not (isinstance(row[c], float) and math.isnan(row[c]))]
+        raw = _positions(row, "derivative_")
         loss = row.get("loss_before", math.nan)
         decisions.append({
             "n_layers_before": int(row["n_layers_before"]),
@@ -171,6 +180,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             "architecture_score": row.get("architecture_score"),
             "raw": raw,
             "relative": [d / (2 * loss) if loss and loss > 0 else math.nan for d in raw],
+            "holdout": _positions(row, "holdout_statistic_"),
             "rule": row.get("rule"),
             "position": row.get("position"),
             "seconds": float(row.get("seconds", 0.0) or 0.0),
@@ -205,14 +215,28 @@ def _by(results, **match):
     return [r for r in results if all(r[k] == v for k, v in match.items())]
 
 
-def replay(run: dict[str, Any], threshold: float, margin: float, select: str) -> dict[str, Any]:
+#: The record's list of each ``derivative_criterion`` (decisions recorded before the
+#: held-out statistic existed have no ``"holdout"`` list).
+CRITERION_KEYS = {"relative": "relative", "raw": "raw", "holdout": "holdout"}
+
+
+def replayable(run: dict[str, Any], criterion: str) -> bool:
+    """Whether every decision of ``run`` recorded the values ``criterion`` compares."""
+    return all(CRITERION_KEYS[criterion] in d for d in run["decisions"])
+
+
+def replay(run: dict[str, Any], threshold: float, margin: float, select: str,
+           criterion: str = "relative") -> dict[str, Any]:
     """What a growing run would have returned under other stop rules and selection.
 
-    ``threshold`` applies to the largest relative derivative of a decision, ``margin``
-    to the moving-average validation score of each grown architecture against the best
-    before it, ``select`` ("moving_average" or "epoch") picks the returned architecture.
-    Exact for rules that stop no later than the recorded run.
+    ``threshold`` applies to the largest value of a decision under ``criterion``
+    (relative derivative, raw derivative or held-out statistic), ``margin`` to the
+    moving-average validation score of each grown architecture against the best before
+    it, ``select`` ("moving_average" or "epoch") picks the returned architecture. Exact
+    for rules that stop no later than the recorded run.
     """
+    if not replayable(run, criterion):
+        raise ValueError(f"the run recorded no {criterion!r} values to replay")
     archs = {a["n_layers"]: a for a in run["architectures"]}
     visited = [run["architectures"][0]["n_layers"]]
     best_ma = archs[visited[0]]["best_valid_ma"]
@@ -224,8 +248,9 @@ def replay(run: dict[str, Any], threshold: float, margin: float, select: str) ->
         if decision["rule"] not in ("inserted",):
             stop = decision["rule"]
             break
-        rel = [v for v in decision["relative"] if v is not None and math.isfinite(v)]
-        if not rel or max(rel) <= threshold:
+        compared = [v for v in decision[CRITERION_KEYS[criterion]]
+                    if v is not None and math.isfinite(v)]
+        if not compared or max(compared) <= threshold:
             stop = "threshold"
             break
         nxt = depth + 1
@@ -256,12 +281,13 @@ def replay(run: dict[str, Any], threshold: float, margin: float, select: str) ->
                 or (x["n_layers_before"] == visited[-1] and stop != "validation"))}
 
 
-def defaults_rules() -> tuple[float, float, str]:
-    """The package defaults' threshold, validation margin and selection."""
+def defaults_rules() -> tuple[float, float, str, str]:
+    """The package defaults' threshold, validation margin, selection and criterion."""
     from sktlag import TLAGRegressor
 
     est = TLAGRegressor()
-    return est.topo_derivative_threshold, est.min_improvement, est.select_by
+    return (est.topo_derivative_threshold, est.min_improvement, est.select_by,
+            est.derivative_criterion)
 
 
 def basin_table(results, max_layers: int) -> list[dict[str, Any]]:
@@ -276,7 +302,7 @@ def basin_table(results, max_layers: int) -> list[dict[str, Any]]:
             fixed = [r for k in range(1, max_layers + 1)
                      for r in _by(results, basin=basin, seed=seed, variant=f"fixed-{k}")]
             runs = _by(results, basin=basin, seed=seed, variant="growth")
-            if not runs or len(fixed) < max_layers:
+            if not runs or len(fixed) < max_layers or not replayable(runs[0], rules[3]):
                 continue
             out = replay(runs[0], *rules)
             replayed.append(out)
@@ -329,8 +355,13 @@ def variant_table(results, names: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def _largest(values) -> float:
+    finite = [v for v in values or [] if v is not None and math.isfinite(v)]
+    return max(finite) if finite else math.nan
+
+
 def decision_table(results) -> list[dict[str, Any]]:
-    """How well the derivative predicted the validation gain that followed."""
+    """How well each criterion predicted the validation gain that followed."""
     from scipy.stats import spearmanr
 
     pairs = []
@@ -338,47 +369,67 @@ def decision_table(results) -> list[dict[str, Any]]:
         archs = {a["n_layers"]: a for a in run["architectures"]}
         for d in run["decisions"]:
             nxt = d["n_layers_before"] + 1
-            rel = [v for v in d["relative"] if v is not None and math.isfinite(v)]
-            if d["rule"] == "inserted" and nxt in archs and rel:
+            if d["rule"] == "inserted" and nxt in archs and d["relative"]:
                 gain = archs[nxt]["best_valid_ma"] - d["architecture_score"]
-                pairs.append((max(rel), gain, max(d["raw"])))
+                pairs.append({"gain": gain, **{c: _largest(d.get(k))
+                                               for c, k in CRITERION_KEYS.items()}})
     if len(pairs) < 3:
         return []
-    rel, gain, raw = (np.array(v) for v in zip(*pairs, strict=True))
-    return [{
-        "decisions": len(pairs),
-        "Spearman(relative derivative, gain)": float(spearmanr(rel, gain).statistic),
-        "Spearman(raw derivative, gain)": float(spearmanr(raw, gain).statistic),
+    gain = np.array([p["gain"] for p in pairs])
+    rel = np.array([p["relative"] for p in pairs])
+    row = {"decisions": len(pairs)}
+    for criterion in CRITERION_KEYS:
+        values = np.array([p[criterion] for p in pairs])
+        known = np.isfinite(values)
+        row[f"Spearman({criterion}, gain)"] = (
+            float(spearmanr(values[known], gain[known]).statistic) if known.sum() >= 3
+            else math.nan)
+        row[f"{criterion} decisions"] = int(known.sum())
+    row.update({
         "relative derivative median": float(np.median(rel)),
         "relative derivative min to max": f"{rel.min():.3g} to {rel.max():.3g}",
         "gain > 0": int((gain > 0).sum()),
         "median gain": float(np.median(gain)),
-    }]
+    })
+    return [row]
 
 
-def replay_table(results, thresholds, margins) -> list[dict[str, Any]]:
-    """Growth under other thresholds, margins and selections, replayed exactly."""
+#: Thresholds the replay tries for each criterion.
+REPLAY_THRESHOLDS = {"relative": [0.0, 1e-3, 1e-2, 1e-1], "holdout": [0.0, 1.0, 2.0, 3.0]}
+
+
+def replay_table(results, margins) -> list[dict[str, Any]]:
+    """Growth under other criteria, thresholds, margins and selections, replayed exactly.
+
+    A criterion is replayed on the runs that recorded its values.
+    """
     rows = []
     basins = sorted({r["basin"] for r in results})
-    for select in ("moving_average", "epoch"):
-        for threshold in thresholds:
-            for margin in margins:
-                per_basin, stopped = [], 0
-                n = 0
-                for b in basins:
-                    scores = []
-                    for run in _by(results, basin=b, variant="growth"):
-                        out = replay(run, threshold, margin, select)
-                        scores.append(out["test_nse"])
-                        stopped += out["stop"] in ("threshold", "validation")
-                        n += 1
-                    if scores:
-                        per_basin.append(C.median(scores))
-                rows.append({
-                    "selection": select, "threshold": threshold, "margin": margin,
-                    "median basin NSE": C.median(per_basin), "runs stopped by itself": stopped,
-                    "runs": n,
-                })
+    for criterion, thresholds in REPLAY_THRESHOLDS.items():
+        for select in ("moving_average", "epoch"):
+            for threshold in thresholds:
+                for margin in margins:
+                    per_basin, stopped, n = [], 0, 0
+                    for b in basins:
+                        scores = []
+                        for run in _by(results, basin=b, variant="growth"):
+                            if not replayable(run, criterion):
+                                continue
+                            out = replay(run, threshold, margin, select, criterion)
+                            scores.append(out["test_nse"])
+                            stopped += out["stop"] in ("threshold", "validation")
+                            n += 1
+                        if scores:
+                            per_basin.append(C.median(scores))
+                    if not n:
+                        continue
+                    rows.append({
+                        "criterion": criterion, "selection": select,
+                        "threshold": threshold, "margin": margin,
+                        "median basin NSE": C.median(per_basin),
+                        "runs stopped by itself": stopped, "runs": n,
+                        "basins": len(per_basin),
+                    })
     return rows
 
 
@@ -387,7 +438,7 @@ def report(results, args, machine, seconds) -> None:
     overall = variant_table(results, names)
     basins = basin_table(results, args.max_layers)
     decisions = decision_table(results)
-    replays = replay_table(results, [0.0, 1e-3, 1e-2, 1e-1], [0.0, 0.005, 0.01])
+    replays = replay_table(results, [0.0, 0.005, 0.01])
     across = ("Median over basins of the per-basin medians: growth "
               + ", validation pick ".join(
                   C.fmt(C.median([b[key] for b in basins]))

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPECTED = ("accuracy_lahn", "speed", "eigensolver", "memory", "warmup", "recipe", "growth_pays")
+EXPECTED = ("accuracy_lahn", "speed", "eigensolver", "memory", "warmup", "recipe", "growth_pays",
+            "holdout_check")
 
 
 def test_quick_benchmarks_write_markdown_and_json(tmp_path):
@@ -54,3 +55,49 @@ def test_side_by_side_with_the_research_code_times_both_loops(tmp_path):
     assert len(accuracy) == 4 and all(-10 < row["test NSE"] <= 1 for row in accuracy)
     # The research loop saves models into its working directory: never into the caller's.
     assert not (tmp_path / "intermediate_models").exists()
+
+
+@pytest.fixture(scope="module")
+def growth_pays():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import growth_pays as module
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return module
+
+
+def _recorded_run(holdout=True):
+    """A recording run: two decisions that inserted, three architectures."""
+    decisions = [
+        {"n_layers_before": 1, "architecture_score": 0.70, "rule": "inserted",
+         "raw": [0.2], "relative": [0.5], "holdout": [3.0], "seconds": 1.0},
+        {"n_layers_before": 2, "architecture_score": 0.75, "rule": "inserted",
+         "raw": [0.1, 0.3], "relative": [0.4, 0.6], "holdout": [0.5, 1.5], "seconds": 1.0},
+    ]
+    if not holdout:
+        for d in decisions:
+            del d["holdout"]
+    archs = [{"n_layers": k, "epochs": 10, "seconds": 10.0, "best_valid": v, "best_valid_ma": v,
+              "test_nse": t} for k, v, t in [(1, 0.70, 0.80), (2, 0.75, 0.85), (3, 0.77, 0.83)]]
+    return {"decisions": decisions, "architectures": archs, "fit_seconds": 32.0}
+
+
+def test_replay_compares_the_threshold_with_the_criterion_it_names(growth_pays):
+    run = _recorded_run()
+    assert growth_pays.replay(run, 0.1, 0.0, "moving_average", "relative")["depths_tried"] == 3
+    # The held-out statistic of the second decision (1.5) is below 2: growth stops at 2.
+    out = growth_pays.replay(run, 2.0, 0.0, "moving_average", "holdout")
+    assert out["stop"] == "threshold" and out["depths_tried"] == 2 and out["n_layers"] == 2
+    assert growth_pays.replay(run, 5.0, 0.0, "epoch", "holdout")["n_layers"] == 1
+    older = _recorded_run(holdout=False)
+    assert growth_pays.replayable(older, "relative")
+    assert not growth_pays.replayable(older, "holdout")
+    with pytest.raises(ValueError, match="no 'holdout' values"):
+        growth_pays.replay(older, 2.0, 0.0, "moving_average", "holdout")
+    rows = growth_pays.replay_table(
+        [{**run, "basin": "a", "variant": "growth"}, {**older, "basin": "b", "variant": "growth"}],
+        [0.0])
+    held_out = [r for r in rows if r["criterion"] == "holdout"]
+    assert held_out and all(r["runs"] == 1 for r in held_out)
+    assert all(r["runs"] == 2 for r in rows if r["criterion"] == "relative")
