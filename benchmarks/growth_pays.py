@@ -5,6 +5,8 @@ For each basin and seed this fits (protocol of the design guide, section 6):
 - ``growth``: the package defaults (growth from one layer);
 - ``growth-keep`` (or ``growth-fresh``): the same with the other way of continuing after
   an insertion (Adam's state kept for the existing layers, or Adam re-created);
+- ``growth-holdout``: the defaults with ``derivative_criterion="holdout"`` (positions
+  chosen, and every decision's held-out statistic recorded, by that criterion);
 - ``fixed-k`` for k = 1 .. ``max_layers``: depth k, growth off, trained to early
   stopping under the same patience (its epoch cap per architecture is the whole budget);
 - ``random`` and ``append_zero``: the same growth rules, but the layer goes to a random
@@ -74,6 +76,8 @@ def variants(max_layers: int) -> dict[str, dict[str, Any]]:
     for k in range(1, max_layers + 1):
         out[f"fixed-{k}"] = {"initial_num_layers": k, "max_layers": k,
                              "topo_derivative_threshold": math.inf, "fixed": True}
+    # The held-out criterion's own recording: its positions, its values at every decision.
+    out["growth-holdout"] = {**RECORDING, "derivative_criterion": "holdout"}
     out["random"] = {**RECORDING, "growth_strategy": "random"}
     out["append_zero"] = {**RECORDING, "growth_strategy": "append_zero"}
     out["research-rule"] = {"topo_derivative_threshold": RESEARCH_THRESHOLD,
@@ -218,6 +222,9 @@ def _by(results, **match):
 #: The record's list of each ``derivative_criterion`` (decisions recorded before the
 #: held-out statistic existed have no ``"holdout"`` list).
 CRITERION_KEYS = {"relative": "relative", "raw": "raw", "holdout": "holdout"}
+#: The recording variant each criterion is replayed and correlated on: the one that chose
+#: its positions by that criterion (the held-out statistic is computed only there).
+CRITERION_VARIANT = {"relative": "growth", "raw": "growth", "holdout": "growth-holdout"}
 
 
 def replayable(run: dict[str, Any], criterion: str) -> bool:
@@ -364,27 +371,28 @@ def decision_table(results) -> list[dict[str, Any]]:
     """How well each criterion predicted the validation gain that followed."""
     from scipy.stats import spearmanr
 
-    pairs = []
-    for run in _by(results, variant="growth"):
-        archs = {a["n_layers"]: a for a in run["architectures"]}
-        for d in run["decisions"]:
-            nxt = d["n_layers_before"] + 1
-            if d["rule"] == "inserted" and nxt in archs and d["relative"]:
-                gain = archs[nxt]["best_valid_ma"] - d["architecture_score"]
-                pairs.append({"gain": gain, **{c: _largest(d.get(k))
-                                               for c, k in CRITERION_KEYS.items()}})
-    if len(pairs) < 3:
+    def pairs(criterion):
+        """(largest value, validation gain that followed) of every recorded insertion."""
+        out = []
+        for run in _by(results, variant=CRITERION_VARIANT[criterion]):
+            archs = {a["n_layers"]: a for a in run["architectures"]}
+            for d in run["decisions"]:
+                nxt = d["n_layers_before"] + 1
+                value = _largest(d.get(CRITERION_KEYS[criterion]))
+                if d["rule"] == "inserted" and nxt in archs and math.isfinite(value):
+                    out.append((value, archs[nxt]["best_valid_ma"] - d["architecture_score"]))
+        return out
+
+    if len(pairs("relative")) < 3:
         return []
-    gain = np.array([p["gain"] for p in pairs])
-    rel = np.array([p["relative"] for p in pairs])
-    row = {"decisions": len(pairs)}
+    rel, gain = (np.array(v) for v in zip(*pairs("relative"), strict=True))
+    row = {"decisions": len(rel)}
     for criterion in CRITERION_KEYS:
-        values = np.array([p[criterion] for p in pairs])
-        known = np.isfinite(values)
+        found = pairs(criterion)
         row[f"Spearman({criterion}, gain)"] = (
-            float(spearmanr(values[known], gain[known]).statistic) if known.sum() >= 3
+            float(spearmanr(*zip(*found, strict=True)).statistic) if len(found) >= 3
             else math.nan)
-        row[f"{criterion} decisions"] = int(known.sum())
+        row[f"{criterion} decisions"] = len(found)
     row.update({
         "relative derivative median": float(np.median(rel)),
         "relative derivative min to max": f"{rel.min():.3g} to {rel.max():.3g}",
@@ -401,7 +409,8 @@ REPLAY_THRESHOLDS = {"relative": [0.0, 1e-3, 1e-2, 1e-1], "holdout": [0.0, 1.0, 
 def replay_table(results, margins) -> list[dict[str, Any]]:
     """Growth under other criteria, thresholds, margins and selections, replayed exactly.
 
-    A criterion is replayed on the runs that recorded its values.
+    A criterion is replayed on the runs of its recording variant that recorded its
+    values (``CRITERION_VARIANT``).
     """
     rows = []
     basins = sorted({r["basin"] for r in results})
@@ -412,7 +421,8 @@ def replay_table(results, margins) -> list[dict[str, Any]]:
                     per_basin, stopped, n = [], 0, 0
                     for b in basins:
                         scores = []
-                        for run in _by(results, basin=b, variant="growth"):
+                        variant = CRITERION_VARIANT[criterion]
+                        for run in _by(results, basin=b, variant=variant):
                             if not replayable(run, criterion):
                                 continue
                             out = replay(run, threshold, margin, select, criterion)

@@ -95,9 +95,11 @@ def test_replay_compares_the_threshold_with_the_criterion_it_names(growth_pays):
     assert not growth_pays.replayable(older, "holdout")
     with pytest.raises(ValueError, match="no 'holdout' values"):
         growth_pays.replay(older, 2.0, 0.0, "moving_average", "holdout")
-    rows = growth_pays.replay_table(
-        [{**run, "basin": "a", "variant": "growth"}, {**older, "basin": "b", "variant": "growth"}],
-        [0.0])
+    # Each criterion is replayed on its own recording variant, where it chose the positions.
+    runs = [{**run, "basin": "a", "variant": "growth-holdout"},
+            {**older, "basin": "b", "variant": "growth"},
+            {**older, "basin": "c", "variant": "growth-holdout"}]
+    rows = growth_pays.replay_table(runs, [0.0])
     held_out = [r for r in rows if r["criterion"] == "holdout"]
-    assert held_out and all(r["runs"] == 1 for r in held_out)
-    assert all(r["runs"] == 2 for r in rows if r["criterion"] == "relative")
+    assert held_out and all(r["runs"] == 1 and r["basins"] == 1 for r in held_out)
+    assert all(r["runs"] == 1 for r in rows if r["criterion"] == "relative")
