@@ -20,6 +20,11 @@ with the loss (with the square of the target scale): the *relative derivative*
 sample loss per unit squared norm of the new layer's parameters, is what one threshold
 can compare on every basin. It is the default criterion of :func:`grow`.
 
+The eigenvector is the best of thousands of directions on its sample, so ``d_l`` is
+biased upwards by whatever noise it can fit. :func:`holdout_gains` re-measures each
+direction's second-order gain on blocks of windows it was not chosen on, and
+:func:`holdout_statistic` turns them into a t statistic (the ``"holdout"`` criterion).
+
 The Hamiltonians of different positions share no parameters, so their joint Hessian is
 block-diagonal: :func:`block_hessian_vector_product` builds one gradient graph for all
 positions and :func:`top_eigenpairs` runs one eigen-solver per block in lockstep, every
@@ -536,96 +541,6 @@ def relative_derivative(derivative: float, loss: float) -> float:
     return derivative / (2.0 * loss)
 
 
-def holdout_gains(
-    module: nn.Module,
-    blocks: Sequence[tuple[torch.Tensor, torch.Tensor]],
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    directions: Sequence[np.ndarray],
-) -> np.ndarray:
-    """The second-order gain of every candidate layer, measured on held-out windows.
-
-    For block ``k`` (windows the directions were not computed on) and position ``l``,
-    the Rayleigh quotient ``phi_l . Hess H_lk(0) phi_l`` of the Hamiltonian ``H_lk`` of
-    that block (its own layer outputs and adjoints). On the sample that chose it,
-    ``phi_l`` is the best of thousands of directions, so its eigenvalue is biased
-    upwards by whatever noise it fits; on windows it never saw, its quotient is an
-    unbiased estimate of the gain it promises, zero on average where the residuals hold
-    nothing a new layer could learn.
-
-    Parameters
-    ----------
-    module : nn.Module
-        A network with ``forward_with_hidden`` (:class:`sktlag.model.GrowingLSTM`).
-    blocks : sequence of (Tensor, Tensor)
-        The held-out windows ``(X_k, y_k)``, block by block.
-    loss_fn : callable
-        ``loss_fn(prediction, y)``, a mean over the block.
-    directions : sequence of ndarray
-        The unit direction ``phi_l`` of every position ``1..num_layers``.
-
-    Returns
-    -------
-    ndarray of shape (n_blocks, n_positions)
-        NaN where a direction is not finite or zero (its eigen-solver failed) or a
-        product is not finite.
-    """
-    gains = np.full((len(blocks), len(directions)), np.nan)
-    usable = [
-        i for i, d in enumerate(directions)
-        if np.isfinite(d).all() and np.linalg.norm(d) > 0
-    ]
-    for k, (X, y) in enumerate(blocks):
-        with _no_cudnn(X.device):
-            hidden, adjoints, _ = layer_outputs_and_adjoints(module, X, y, loss_fn)
-            if len(hidden) != len(directions):
-                raise ValueError(
-                    f"{len(directions)} directions for a network of {len(hidden)} layers"
-                )
-            functions = [
-                lambda theta, h=h, a=a: hamiltonian(theta, h, a)
-                for h, a in zip(hidden, adjoints, strict=True)
-            ]
-            zeros = [torch.zeros(lstm_parameter_count(h.shape[-1])).to(h) for h in hidden]
-            op = block_hessian_vector_product(functions, zeros)
-            products = op({i: torch.as_tensor(directions[i]) for i in usable})
-        for i in usable:
-            gains[k, i] = float(np.dot(directions[i], products[i].cpu().double().numpy()))
-    return gains
-
-
-def holdout_statistic(gains: np.ndarray) -> np.ndarray:
-    """The mean held-out gain of each position in units of its standard error.
-
-    ``mean_k g_k / (std_k g_k / sqrt(K))`` over the ``K`` blocks (sample standard
-    deviation): a t statistic, so a threshold on it is a level of evidence that a new
-    layer helps on windows it was not chosen on, the same on every basin, target scaling
-    and fit quality (values near 0 where it would only fit noise; above 2 a positive
-    gain is unlikely to be chance with 8 blocks). NaN with fewer than 2 blocks or a
-    non-finite gain; ``+-inf`` when the blocks agree exactly on a non-zero gain, 0 on a
-    zero one.
-
-    Parameters
-    ----------
-    gains : ndarray of shape (n_blocks, n_positions)
-        From :func:`holdout_gains`.
-
-    Returns
-    -------
-    ndarray of shape (n_positions,)
-    """
-    gains = np.asarray(gains, dtype=np.float64)
-    out = np.full(gains.shape[1], np.nan)
-    for i, column in enumerate(gains.T):
-        if not np.isfinite(column).all() or len(column) < 2:
-            continue
-        mean, std = column.mean(), column.std(ddof=1)
-        if std > 0:
-            out[i] = mean / (std / math.sqrt(len(column)))
-        else:
-            out[i] = 0.0 if mean == 0 else math.copysign(math.inf, mean)
-    return out
-
-
 def choose_sign(gradient: np.ndarray, direction: np.ndarray) -> float:
     """``s = sign(grad H(0) . phi)``.
 
@@ -748,6 +663,17 @@ def _one_position(op: HessianOperator, n: int, **solver) -> EigenResult:
                            error=f"{type(exc).__name__}: {exc}")
 
 
+def _hamiltonians(module, X, y, loss_fn) -> tuple[list[Callable], list[torch.Tensor], float]:
+    """The Hamiltonian of every position on ``(X, y)``, its zero point, and the loss."""
+    hidden, adjoints, loss = layer_outputs_and_adjoints(module, X, y, loss_fn)
+    functions = [
+        lambda theta, h=h, a=a: hamiltonian(theta, h, a)
+        for h, a in zip(hidden, adjoints, strict=True)
+    ]
+    zeros = [torch.zeros(lstm_parameter_count(h.shape[-1])).to(h) for h in hidden]
+    return functions, zeros, loss
+
+
 def topological_derivatives(
     module: nn.Module,
     X: torch.Tensor,
@@ -801,13 +727,8 @@ def topological_derivatives(
     _check_solver(method, max_hvp)
     solver = {"method": method, "max_hvp": max_hvp, "tol": tol}
     with _no_cudnn(X.device):
-        hidden, adjoints, loss = layer_outputs_and_adjoints(module, X, y, loss_fn)
-        functions = [
-            lambda theta, h=h, a=a: hamiltonian(theta, h, a)
-            for h, a in zip(hidden, adjoints, strict=True)
-        ]
-        zeros = [torch.zeros(lstm_parameter_count(h.shape[-1])).to(h) for h in hidden]
-        positions = range(1, len(hidden) + 1)
+        functions, zeros, loss = _hamiltonians(module, X, y, loss_fn)
+        positions = range(1, len(functions) + 1)
         if lockstep:
             op = block_hessian_vector_product(functions, zeros)
             eigs = top_eigenpairs(op, op.sizes, seeds=[seed + p for p in positions], **solver)
@@ -823,6 +744,91 @@ def topological_derivatives(
         for p, eig, g in zip(positions, eigs, gradients, strict=True)
     ]
     return results, loss
+
+
+def holdout_gains(
+    module: nn.Module,
+    blocks: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    directions: Sequence[np.ndarray],
+) -> np.ndarray:
+    """The second-order gain of every candidate layer, measured on held-out windows.
+
+    For block ``k`` (windows the directions were not computed on) and position ``l``,
+    the Rayleigh quotient ``phi_l . Hess H_lk(0) phi_l`` of the Hamiltonian ``H_lk`` of
+    that block (its own layer outputs and adjoints). On the sample that chose it,
+    ``phi_l`` is the best of thousands of directions, so its eigenvalue is biased
+    upwards by whatever noise it fits; on windows it never saw, its quotient is an
+    unbiased estimate of the gain it promises, zero on average where the residuals hold
+    nothing a new layer could learn.
+
+    Parameters
+    ----------
+    module : nn.Module
+        A network with ``forward_with_hidden`` (:class:`sktlag.model.GrowingLSTM`).
+    blocks : sequence of (Tensor, Tensor)
+        The held-out windows ``(X_k, y_k)``, block by block.
+    loss_fn : callable
+        ``loss_fn(prediction, y)``, a mean over the block.
+    directions : sequence of ndarray
+        The unit direction ``phi_l`` of every position ``1..num_layers``.
+
+    Returns
+    -------
+    ndarray of shape (n_blocks, n_positions)
+        NaN where a direction is not finite or zero (its eigen-solver failed) or a
+        product is not finite.
+    """
+    gains = np.full((len(blocks), len(directions)), np.nan)
+    usable = [
+        i for i, d in enumerate(directions)
+        if np.isfinite(d).all() and np.linalg.norm(d) > 0
+    ]
+    for k, (X, y) in enumerate(blocks):
+        with _no_cudnn(X.device):
+            functions, zeros, _ = _hamiltonians(module, X, y, loss_fn)
+            if len(functions) != len(directions):
+                raise ValueError(
+                    f"{len(directions)} directions for a network of {len(functions)} layers"
+                )
+            op = block_hessian_vector_product(functions, zeros)
+            products = op({i: torch.as_tensor(directions[i]) for i in usable})
+        for i in usable:
+            gains[k, i] = float(np.dot(directions[i], products[i].cpu().double().numpy()))
+    return gains
+
+
+def holdout_statistic(gains: np.ndarray) -> np.ndarray:
+    """The mean held-out gain of each position in units of its standard error.
+
+    ``mean_k g_k / (std_k g_k / sqrt(K))`` over the ``K`` blocks (sample standard
+    deviation): a t statistic, so a threshold on it is a level of evidence that a new
+    layer helps on windows it was not chosen on, the same on every basin, target scaling
+    and fit quality (values near 0 where it would only fit noise; above 2 a positive
+    gain is unlikely to be chance with 8 blocks). NaN with fewer than 2 blocks or a
+    non-finite gain; ``+-inf`` when the blocks agree exactly on a non-zero gain, 0 on a
+    zero one.
+
+    Parameters
+    ----------
+    gains : ndarray of shape (n_blocks, n_positions)
+        From :func:`holdout_gains`.
+
+    Returns
+    -------
+    ndarray of shape (n_positions,)
+    """
+    gains = np.asarray(gains, dtype=np.float64)
+    out = np.full(gains.shape[1], np.nan)
+    for i, column in enumerate(gains.T):
+        if not np.isfinite(column).all() or len(column) < 2:
+            continue
+        mean, std = column.mean(), column.std(ddof=1)
+        if std > 0:
+            out[i] = mean / (std / math.sqrt(len(column)))
+        else:
+            out[i] = 0.0 if mean == 0 else math.copysign(math.inf, mean)
+    return out
 
 
 @dataclass
