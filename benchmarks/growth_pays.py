@@ -368,38 +368,44 @@ def _largest(values) -> float:
 
 
 def decision_table(results) -> list[dict[str, Any]]:
-    """How well each criterion predicted the validation gain that followed."""
+    """How well each criterion predicted the validation gain that followed.
+
+    One row per recording variant (``CRITERION_VARIANT``): over its insertions, the rank
+    correlation of each criterion's largest value with the gain of the moving-average
+    validation score that followed (n/a for a criterion the variant did not record).
+    """
     from scipy.stats import spearmanr
 
-    def pairs(criterion):
-        """(largest value, validation gain that followed) of every recorded insertion."""
-        out = []
-        for run in _by(results, variant=CRITERION_VARIANT[criterion]):
+    rows = []
+    for variant in dict.fromkeys(CRITERION_VARIANT.values()):
+        pairs = []
+        for run in _by(results, variant=variant):
             archs = {a["n_layers"]: a for a in run["architectures"]}
             for d in run["decisions"]:
                 nxt = d["n_layers_before"] + 1
-                value = _largest(d.get(CRITERION_KEYS[criterion]))
-                if d["rule"] == "inserted" and nxt in archs and math.isfinite(value):
-                    out.append((value, archs[nxt]["best_valid_ma"] - d["architecture_score"]))
-        return out
-
-    if len(pairs("relative")) < 3:
-        return []
-    rel, gain = (np.array(v) for v in zip(*pairs("relative"), strict=True))
-    row = {"decisions": len(rel)}
-    for criterion in CRITERION_KEYS:
-        found = pairs(criterion)
-        row[f"Spearman({criterion}, gain)"] = (
-            float(spearmanr(*zip(*found, strict=True)).statistic) if len(found) >= 3
-            else math.nan)
-        row[f"{criterion} decisions"] = len(found)
-    row.update({
-        "relative derivative median": float(np.median(rel)),
-        "relative derivative min to max": f"{rel.min():.3g} to {rel.max():.3g}",
-        "gain > 0": int((gain > 0).sum()),
-        "median gain": float(np.median(gain)),
-    })
-    return [row]
+                if d["rule"] == "inserted" and nxt in archs and d["relative"]:
+                    gain = archs[nxt]["best_valid_ma"] - d["architecture_score"]
+                    pairs.append({"gain": gain, **{c: _largest(d.get(k))
+                                                   for c, k in CRITERION_KEYS.items()}})
+        if len(pairs) < 3:
+            continue
+        gain = np.array([p["gain"] for p in pairs])
+        rel = np.array([p["relative"] for p in pairs])
+        row = {"variant": variant, "decisions": len(pairs)}
+        for criterion in CRITERION_KEYS:
+            values = np.array([p[criterion] for p in pairs])
+            known = np.isfinite(values)
+            row[f"Spearman({criterion}, gain)"] = (
+                float(spearmanr(values[known], gain[known]).statistic) if known.sum() >= 3
+                else math.nan)
+        row.update({
+            "relative derivative median": float(np.median(rel)),
+            "relative derivative min to max": f"{rel.min():.3g} to {rel.max():.3g}",
+            "gain > 0": int((gain > 0).sum()),
+            "median gain": float(np.median(gain)),
+        })
+        rows.append(row)
+    return rows
 
 
 #: Thresholds the replay tries for each criterion.

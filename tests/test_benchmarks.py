@@ -1,6 +1,7 @@
 """The benchmark scripts run in quick mode and write readable results."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,13 @@ def test_replay_compares_the_threshold_with_the_criterion_it_names(growth_pays):
     held_out = [r for r in rows if r["criterion"] == "holdout"]
     assert held_out and all(r["runs"] == 1 and r["basins"] == 1 for r in held_out)
     assert all(r["runs"] == 1 for r in rows if r["criterion"] == "relative")
+
+
+def test_gain_table_has_a_row_per_recording_variant(growth_pays):
+    runs = ([{**_recorded_run(), "basin": b, "variant": "growth-holdout"} for b in "ab"]
+            + [{**_recorded_run(holdout=False), "basin": b, "variant": "growth"} for b in "ab"])
+    rows = {row["variant"]: row for row in growth_pays.decision_table(runs)}
+    assert rows["growth-holdout"]["decisions"] == rows["growth"]["decisions"] == 4
+    # The larger statistic (3.0) came before the larger gain (0.05): rank correlation 1.
+    assert rows["growth-holdout"]["Spearman(holdout, gain)"] == pytest.approx(1.0)
+    assert math.isnan(rows["growth"]["Spearman(holdout, gain)"])  # not recorded there
