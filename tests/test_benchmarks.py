@@ -58,6 +58,30 @@ def test_side_by_side_with_the_research_code_times_both_loops(tmp_path):
     assert not (tmp_path / "intermediate_models").exists()
 
 
+def test_time_to_accuracy_of_an_ensemble_scores_the_members_mean(tmp_path):
+    shared = ROOT.parent / "shared"
+    research, demo = shared / "research" / "TLAG-LSTM.py", shared / "data" / "DemoData.xlsx"
+    if not (research.is_file() and demo.is_file()):
+        pytest.skip("the research code and its demo table are not beside the checkout")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "vs_research.py"), str(research), str(demo),
+         "--quick", "--out", str(tmp_path), "--members", "2", "--series", "demo",
+         "--presets", "short_record", "--skip", "epochs", "threads", "busy", "profile",
+         "floor", "decision"],
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads((tmp_path / "vs_research.json").read_text())["results"]
+    assert set(results) == {"accuracy"}
+    (row,) = results["accuracy"]
+    assert row["series"].startswith("DemoData") and row["members"] == 2
+    assert len(row["layers"].split()) == len(row["member test NSE"].split()) == 2
+    members = [float(v) for v in row["member test NSE"].split()]
+    # The squared error is convex: the mean prediction scores at least the members' mean
+    # NSE (up to the 3 decimals they are printed with).
+    assert row["test NSE"] >= sum(members) / 2 - 1e-3
+
+
 @pytest.fixture(scope="module")
 def growth_pays():
     sys.path.insert(0, str(ROOT / "benchmarks"))
