@@ -28,18 +28,24 @@ def test_quick_benchmarks_write_markdown_and_json(tmp_path):
         assert markdown.startswith("# ") and "| " in markdown and "Command: `python" in markdown
 
 
-def test_side_by_side_with_the_research_code_times_both_loops(tmp_path):
+def _vs_research(tmp_path, *options) -> dict:
+    """Results of ``vs_research.py --quick`` run in ``tmp_path`` (skips without the
+    research code and its demo table beside the checkout)."""
     shared = ROOT.parent / "shared"
     research, demo = shared / "research" / "TLAG-LSTM.py", shared / "data" / "DemoData.xlsx"
     if not (research.is_file() and demo.is_file()):
         pytest.skip("the research code and its demo table are not beside the checkout")
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "vs_research.py"), str(research), str(demo),
-         "--quick", "--out", str(tmp_path)],
+         "--quick", "--out", str(tmp_path), *options],
         capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    results = json.loads((tmp_path / "vs_research.json").read_text())["results"]
+    return json.loads((tmp_path / "vs_research.json").read_text())["results"]
+
+
+def test_side_by_side_with_the_research_code_times_both_loops(tmp_path):
+    results = _vs_research(tmp_path)
     loops = [(row["loop"], row["threads"], row["default"]) for row in results["epochs"]]
     threads = results["threads"][0]["threads"]
     assert ("research code", 1, False) in loops and ("sktlag", 1, False) in loops
@@ -59,19 +65,9 @@ def test_side_by_side_with_the_research_code_times_both_loops(tmp_path):
 
 
 def test_time_to_accuracy_of_an_ensemble_scores_the_members_mean(tmp_path):
-    shared = ROOT.parent / "shared"
-    research, demo = shared / "research" / "TLAG-LSTM.py", shared / "data" / "DemoData.xlsx"
-    if not (research.is_file() and demo.is_file()):
-        pytest.skip("the research code and its demo table are not beside the checkout")
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "vs_research.py"), str(research), str(demo),
-         "--quick", "--out", str(tmp_path), "--members", "2", "--series", "demo",
-         "--presets", "short_record", "--skip", "epochs", "threads", "busy", "profile",
-         "floor", "decision"],
-        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    results = json.loads((tmp_path / "vs_research.json").read_text())["results"]
+    results = _vs_research(tmp_path, "--members", "2", "--series", "demo", "--presets",
+                           "short_record", "--skip", "epochs", "threads", "busy", "profile",
+                           "floor", "decision")
     assert set(results) == {"accuracy"}
     (row,) = results["accuracy"]
     assert row["series"].startswith("DemoData") and row["members"] == 2
