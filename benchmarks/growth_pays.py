@@ -449,6 +449,18 @@ def replay_table(results, margins) -> list[dict[str, Any]]:
     return rows
 
 
+def architecture_table(results) -> list[dict[str, Any]]:
+    """Every architecture of the recording runs: epochs, validation and test NSE."""
+    return [
+        {"basin": run["basin"], "variant": run["variant"], "seed": run["seed"],
+         "layers": a["n_layers"], "epochs": a["epochs"],
+         "best validation (moving average)": a["best_valid_ma"], "test NSE": a["test_nse"]}
+        for variant in dict.fromkeys(CRITERION_VARIANT.values())
+        for run in _by(results, variant=variant)
+        for a in run["architectures"]
+    ]
+
+
 def report(results, args, machine, seconds) -> None:
     names = list(variants(args.max_layers))
     overall = variant_table(results, names)
@@ -468,9 +480,10 @@ def report(results, args, machine, seconds) -> None:
          ("Per variant", C.markdown_table(overall)),
          ("Derivatives against the validation gain that followed",
           C.markdown_table(decisions)),
-         ("Replayed stop rules and selection", C.markdown_table(replays))],
+         ("Replayed stop rules and selection", C.markdown_table(replays)),
+         ("Architectures of the recording runs", C.markdown_table(architecture_table(results)))],
         {"per_basin": basins, "per_variant": overall, "decisions": decisions,
-         "replay": replays, "runs": results},
+         "replay": replays, "architectures": architecture_table(results), "runs": results},
         {"seeds": sorted({r["seed"] for r in results}), "max_layers": args.max_layers,
          "quick": args.quick, "device": args.device, "jobs": args.jobs,
          "research_threshold": RESEARCH_THRESHOLD},

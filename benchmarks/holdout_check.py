@@ -20,11 +20,13 @@ Usage::
 
     python benchmarks/holdout_check.py --data path/to/DemoData.xlsx \\
         --vistula path/to/modelskill.whl --seeds 3
+    python benchmarks/holdout_check.py --records benchmarks/records/holdout_check.json
     python benchmarks/holdout_check.py --quick
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -86,29 +88,55 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def group_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per group of basins (Lahn, Yuliang, Vistula) and over all: the statistics' range,
+    median and how many exceed 2."""
+    groups = {r["basin"].split("_")[0]: None for r in rows}
+    out = []
+    for group in [*groups, "all"]:
+        stats = [r["held-out statistic"] for r in rows
+                 if group == "all" or r["basin"].split("_")[0] == group]
+        rel = [r["relative derivative"] for r in rows
+               if group == "all" or r["basin"].split("_")[0] == group]
+        out.append({"basins": group, "decisions": len(stats),
+                    "relative derivative": C.spread(rel),
+                    "held-out statistic": C.spread(stats, digits=2),
+                    "held-out statistic (median)": C.median(stats),
+                    "above 2": sum(v > 2 for v in stats if math.isfinite(v))})
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = C.base_parser(__doc__.splitlines()[0], default_seeds=1)
     parser.add_argument("--data", type=Path, default=None, help="the Yuliang demo table")
     parser.add_argument("--vistula", type=Path, default=None,
                         help="modelskill 1.3.2 wheel or vistula.msk (Vistula gauges)")
     parser.add_argument("--basins", nargs="*", default=None, help="basin or group names")
+    parser.add_argument("--records", type=Path, default=None,
+                        help="only print the tables again from a saved holdout_check.json")
     args = parser.parse_args(argv)
-    C.set_threads(args.threads)
-    basins = _basins.load_basins(args.basins, demo_path=args.data, vistula_path=args.vistula)
-    if args.quick and not args.basins:
-        basins = basins[:1]
     start = time.perf_counter()
-    rows = []
-    for seed in C.seeds_from(args):
-        for basin in basins:
-            rows.append(first_decision(basin, seed, args.quick, args.threads))
-            print({k: C.fmt(v) for k, v in rows[-1].items()}, flush=True)
+    if args.records is not None:
+        rows = json.loads(args.records.read_text())["results"]["rows"]
+    else:
+        C.set_threads(args.threads)
+        basins = _basins.load_basins(args.basins, demo_path=args.data,
+                                     vistula_path=args.vistula)
+        if args.quick and not args.basins:
+            basins = basins[:1]
+        rows = []
+        for seed in C.seeds_from(args):
+            for basin in basins:
+                rows.append(first_decision(basin, seed, args.quick, args.threads))
+                print({k: C.fmt(v) for k, v in rows[-1].items()}, flush=True)
     C.write_results(
         args.out, "holdout_check", "The first growth decision, checked on held-out windows",
         [("Per basin and seed", C.markdown_table(rows)),
-         ("Per basin", C.markdown_table(summary(rows)))],
-        {"rows": rows, "summary": summary(rows)},
-        {"quick": args.quick, "seeds": C.seeds_from(args), "threads": args.threads},
+         ("Per basin", C.markdown_table(summary(rows))),
+         ("Per group of basins", C.markdown_table(group_summary(rows)))],
+        {"rows": rows, "summary": summary(rows), "groups": group_summary(rows)},
+        {"quick": args.quick, "seeds": sorted({r["seed"] for r in rows}),
+         "threads": args.threads, "records": args.records},
         C.machine_info(args.threads), time.perf_counter() - start,
     )
 
