@@ -12,7 +12,9 @@ One concern per class; they talk through ``net.history``:
 - :class:`PlateauDetector` records ``valid_nse_ma`` and ``plateau``: the moving average
   has not improved for ``patience`` epochs, or the architecture had its epoch budget;
 - :class:`TopologicalGrowth` reacts to a plateau: back to the architecture's best
-  weights, compute the topological derivatives, insert a layer or stop training.
+  weights, compute the topological derivatives, insert a layer or end growth. Growth
+  that ends at an architecture's epoch budget, not at its own plateau, lets it train on
+  to that plateau; growth that ends at a plateau ends training.
 
 Only finite weights are ever stored, so whatever happens during training (a NaN loss,
 a failed growth decision, a ``KeyboardInterrupt`` at any point), the state restored at
@@ -254,8 +256,10 @@ class ArchitectureCheckpoint(Callback):
         self.best_spec_ = None
         self.best_state_ = None
         self.best_epoch_ = None
-        # Moving-average score of the run's best architecture (-inf before one ended).
+        # Moving-average score of the run's best architecture (-inf before one ended),
+        # and that architecture's first epoch.
         self.best_arch_score_ = -np.inf
+        self.best_arch_first_epoch_ = None
         self.start_spec_ = None
         self.start_state_ = None
         # Which state training ended on (set by on_train_end): "best", "start" or None.
@@ -289,11 +293,17 @@ class ArchitectureCheckpoint(Callback):
         """Let the current architecture compete for the run's best; its score.
 
         Called when an architecture ends (before a growth decision, and when training
-        ends); calling it twice for the same architecture changes nothing.
+        ends). It may be called again for an architecture that trained on after a
+        decision that did not grow it: the result is the same as one call at the end.
         """
         score = self.architecture_score(net)
-        if score > self.best_arch_score_:
+        # An architecture that already holds the run's best keeps it with the same
+        # score, but its best single epoch may have come after the earlier call.
+        holds_best = (self.arch_first_epoch_ is not None
+                      and self.arch_first_epoch_ == self.best_arch_first_epoch_)
+        if score > self.best_arch_score_ or (holds_best and score == self.best_arch_score_):
             self.best_arch_score_ = score
+            self.best_arch_first_epoch_ = self.arch_first_epoch_
             if self.selection == "moving_average" and self.arch_best_state_ is not None:
                 self.best_score_ = self.arch_best_score_
                 self.best_spec_ = net.module_.get_spec()
@@ -436,7 +446,16 @@ class PlateauDetector(Callback):
     ``monitor`` (``valid_score``, which is the validation NSE wherever that is defined)
     is recorded as ``valid_nse_ma``. ``plateau`` is recorded True when it has not
     improved for ``patience`` epochs, when the architecture has trained
-    ``max_epochs_per_layer`` epochs, or when :class:`NonFiniteGuard` ended it.
+    ``max_epochs_per_layer`` epochs (its cap, unless lifted), or when
+    :class:`NonFiniteGuard` ended it.
+
+    Attributes
+    ----------
+    capped_ : bool
+        Whether ``max_epochs_per_layer`` ends the current architecture.
+    at_cap_only_ : bool
+        Whether the last plateau was the cap alone: the architecture was still
+        improving and finite.
     """
 
     def __init__(
@@ -456,9 +475,16 @@ class PlateauDetector(Callback):
         return self
 
     def reset_architecture(self) -> None:
+        """Start counting for a new architecture, under the cap."""
         self.scores_ = []
         self.best_ma_ = -np.inf
         self.since_best_ = 0
+        self.capped_ = True
+        self.at_cap_only_ = False
+
+    def lift_cap(self) -> None:
+        """Let the current architecture train on until its own plateau."""
+        self.capped_ = False
 
     def on_epoch_end(self, net, **kwargs):
         score = net.history[-1].get(self.monitor, -np.inf)
@@ -470,12 +496,13 @@ class PlateauDetector(Callback):
             self.best_ma_, self.since_best_ = ma, 0
         else:
             self.since_best_ += 1
-        plateau = (
+        ended = (
             self.since_best_ >= self.patience
-            or len(self.scores_) >= self.max_epochs_per_layer
             or bool(net.history[-1].get(NON_FINITE, False))
         )
-        net.history.record(PLATEAU, bool(plateau))
+        at_cap = self.capped_ and len(self.scores_) >= self.max_epochs_per_layer
+        self.at_cap_only_ = at_cap and not ended
+        net.history.record(PLATEAU, bool(ended or at_cap))
 
 
 class TopologicalGrowth(Callback):
@@ -513,10 +540,17 @@ class TopologicalGrowth(Callback):
         architecture that just ended) and ``rule``: ``"inserted"``, or the rule that
         ended growth (one of :data:`STOP_RULES`).
     stopped_ : bool
-        Whether growth ended (a rule of :data:`STOP_RULES`) and training was stopped.
+        Whether growth ended (a rule of :data:`STOP_RULES`).
 
     Notes
     -----
+    When growth ends at a plateau of the current architecture, training ends with it.
+    When it ends at the architecture's epoch cap (``max_epochs_per_layer``) while the
+    architecture was still improving, the cap, which only kept epochs for growth, is
+    lifted: the network goes back to the weights and optimizer it had before the
+    decision and trains on until its own plateau or the epoch budget, exactly as if it
+    had never been capped.
+
     A decision is recorded in ``decisions_`` as soon as :func:`sktlag.growth.grow`
     returns, before anything else can be interrupted, so a recorded insertion always
     happened; an interrupt inside ``grow`` records nothing and leaves no layer behind
@@ -549,6 +583,7 @@ class TopologicalGrowth(Callback):
     def initialize(self):
         self.decisions_ = []
         self.stopped_ = False
+        self._end_training = False
         return self
 
     def on_train_end(self, net, **kwargs):
@@ -563,8 +598,14 @@ class TopologicalGrowth(Callback):
     def on_epoch_end(self, net, **kwargs):
         if not net.history[-1].get(PLATEAU, False):
             return
+        if self.stopped_:
+            # Growth ended at the cap; this is the architecture's own plateau.
+            self._end_training = True
+            return
         if net.history[-1][EPOCH] - self.first_epoch_ + 1 >= net.max_epochs:
             return  # the epoch budget ends here: a new layer could not be trained
+        # Where training may go on after the decision, it goes on from here.
+        current = _finite_state(net.module_) if self.plateau.at_cap_only_ else None
         self.checkpoint.restore_architecture_best(net)
         best_before = self.checkpoint.best_arch_score_
         score = self.checkpoint.close_architecture(net)
@@ -602,6 +643,14 @@ class TopologicalGrowth(Callback):
         net.history.record(GROWTH_STOPPED, decision.reason)
         if self.sink is not None:
             self.sink(describe_decision(entry))
+        if current is None:
+            self._end_training = True
+            return
+        # The decision touched neither the optimizer nor the random streams of
+        # training (it runs on its own generator, in eval mode): with the weights back,
+        # training continues as if the cap had never been.
+        net.module_.load_state_dict(current)
+        self.plateau.lift_cap()
 
     def _decide(self, net) -> GrowthDecision:
         X, y = self.sample()
@@ -620,7 +669,7 @@ class TopologicalGrowth(Callback):
         # that decided it: callbacks after this one (epoch table, progress bar, user
         # callbacks) still see that epoch. skorch ends fit_loop on KeyboardInterrupt and
         # still runs on_train_end.
-        if self.stopped_:
+        if self._end_training:
             del net.history[-1]  # the epoch that will not run
             raise GrowthStopped(self.decisions_[-1]["reason"])
 

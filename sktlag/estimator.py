@@ -205,7 +205,10 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     max_epochs : int, default=80
         Epochs over all architectures together.
     max_epochs_per_layer : int, default=40
-        Epochs one architecture may train before a growth decision is forced.
+        Epochs one architecture may train before a growth decision is forced. It only
+        keeps epochs for growth: once a decision declines to grow (including at
+        ``max_layers``), the network trains on to its own plateau (``patience``) or
+        ``max_epochs``.
     patience : int, default=8
         Epochs without improvement of the moving-average validation NSE that end an
         architecture's training.
@@ -325,9 +328,10 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     best_score_ : float
         Validation score of that epoch (the validation NSE wherever it is defined).
     growth_stop_rule_ : str
-        What ended training: a rule that ended growth (``"validation"``,
-        ``"threshold"``, ``"max_layers"``, ``"not_computable"``), ``"max_epochs"`` (the
-        epoch budget ran out first) or ``"interrupted"``.
+        What ended growth: a rule (``"validation"``, ``"threshold"``, ``"max_layers"``,
+        ``"not_computable"``; training then ends at the current architecture's plateau
+        or ``max_epochs``), ``"max_epochs"`` (the epoch budget ran out while growth
+        could go on) or ``"interrupted"``.
     n_threads_ : int
         Torch CPU threads the last ``fit`` ran on (``n_threads`` or torch's own count).
     interrupted_ : bool

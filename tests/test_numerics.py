@@ -201,7 +201,8 @@ def test_nan_hessian_vector_product_skips_the_decision(monkeypatch, data):
     reason = decisions["reason"].iloc[0]
     assert reason.startswith("not computable") and "Hessian-vector product" in reason
     assert np.isnan(decisions["derivative_1"].iloc[0])
-    assert est.history_[-1]["growth_stopped"] == reason
+    stopped = [row["epoch"] for row in est.history_ if row.get("growth_stopped") == reason]
+    assert stopped == [decisions["epoch"].iloc[0]] and est.growth_stop_rule_ == "not_computable"
     assert est.interrupted_ is False and est.n_layers_ == 1
     assert finite_weights(est) and np.isfinite(est.predict(X)).all()
 

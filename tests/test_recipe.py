@@ -240,11 +240,15 @@ def test_validation_rule_ends_growth_without_computing_derivatives(data):
     derivative_columns = [c for c in dh.columns if "derivative_" in c]
     assert derivative_columns and last[derivative_columns].isna().all()
     assert np.isfinite(dh["architecture_score"]).all()
-    # The decision compares the grown architecture with the best before it.
+    # The decision compares the grown architecture, as far as it had trained, with the
+    # best before it (after the decision, it trains on to its own plateau).
+    ma = dict(zip(est.history_[:, "epoch"], est.history_[:, "valid_nse_ma"], strict=True))
+    inserted_at, decided_at = dh["epoch"]
+    grown = [ma[e] for e in range(inserted_at + 1, decided_at + 1)]
+    assert last["architecture_score"] == pytest.approx(max(grown))
     scores = [a["best_valid_nse_ma"] for a in est.growth_history_]
     assert len(scores) == 2
-    assert last["architecture_score"] == pytest.approx(scores[1])
-    assert scores[1] <= scores[0] + 1.0
+    assert last["architecture_score"] <= scores[0] + 1.0
     # The fitted architecture is the one with the best moving average.
     assert est.n_layers_ == est.growth_history_[int(np.argmax(scores))]["n_layers"]
 
@@ -269,6 +273,80 @@ def test_fitted_attributes_name_the_best_epoch_and_the_stop_rule(data):
     assert est.growth_stop_rule_ in (*STOP_RULES, "max_epochs", "interrupted")
     short = TLAGRegressor(**{**FAST, "max_epochs": 2}, random_state=0).fit(X, y)
     assert short.growth_stop_rule_ == "max_epochs"
+
+
+# ---------------------------------------------------------------- training after growth ends
+@pytest.mark.parametrize(("max_layers", "threshold", "rule"),
+                         [(1, 0.01, "max_layers"), (2, 1e9, "threshold")])
+def test_growth_ending_at_the_epoch_cap_lets_the_network_train_on_as_if_uncapped(
+        data, max_layers, threshold, rule):
+    # The cap only keeps epochs for growth: once a decision at the cap declines, the
+    # network trains on from where it was, epoch for epoch as an uncapped run.
+    X, y = data
+    # At this rate the sixth epoch validates below the fifth: the decision at the cap
+    # computes on the fifth epoch's weights, and training goes on from the sixth's.
+    params = {**FAST, "max_epochs": 10, "max_epochs_per_layer": 6, "lr": 0.03,
+              "patience": 20, "max_layers": max_layers,
+              "topo_derivative_threshold": threshold}
+    capped = TLAGRegressor(**params, random_state=0).fit(X, y)
+    uncapped = TLAGRegressor(**{**params, "max_epochs_per_layer": 10},
+                             random_state=0).fit(X, y)
+    scores = uncapped.history_[:, "valid_score"]
+    assert np.argmax(scores[:6]) == 4
+    assert list(capped.derivative_history_["epoch"]) == [6]
+    assert capped.growth_stop_rule_ == rule
+    assert len(capped.history_) == len(uncapped.history_) == 10
+    assert capped.history_[:, "valid_score"] == uncapped.history_[:, "valid_score"]
+    assert capped.best_epoch_ == uncapped.best_epoch_
+    np.testing.assert_array_equal(capped.predict(X), uncapped.predict(X))
+
+
+def test_after_growth_ends_at_the_cap_training_ends_at_the_architectures_own_plateau(data):
+    X, y = data
+    params = {**FAST, "max_epochs": 60, "patience": 3, "moving_avg_window": 2}
+    est = TLAGRegressor(**params, min_improvement=1.0, topo_derivative_threshold=0.0,
+                        random_state=0).fit(X, y)
+    dh = est.derivative_history_
+    assert list(dh["rule"]) == ["inserted", "validation"]
+    cap = FAST["max_epochs_per_layer"]
+    assert list(dh["epoch"]) == [cap, 2 * cap]
+    last = len(est.history_)
+    assert 2 * cap < last < params["max_epochs"]
+    ma = est.history_[:, "valid_nse_ma"]
+    # The moving average of the last `patience` epochs never beat the one before them.
+    assert max(ma[-params["patience"]:]) <= max(ma[cap:-params["patience"]])
+    assert est.history_[-1]["plateau"] and est.growth_stop_rule_ == "validation"
+
+
+def test_an_architecture_closed_twice_keeps_its_latest_best_epoch():
+    # An architecture closed at a decision, trained on, then closed again at the end
+    # holds the run's best as if it had been closed once: its best single epoch may
+    # come after the first close at the same moving average.
+    def run(close_midway):
+        torch.manual_seed(0)
+        net = SimpleNamespace(history=History(), initialize_optimizer=lambda: None,
+                              module_=GrowingLSTM(n_features=2, hidden_size=3))
+        checkpoint = ArchitectureCheckpoint().initialize()
+        checkpoint.on_train_begin(net)
+        scores, mas = [0.5, 0.7, 0.45, 0.75], [0.5, 0.6, 0.575, 0.6]
+        for epoch, (score, ma) in enumerate(zip(scores, mas, strict=True), start=1):
+            with torch.no_grad():
+                for p in net.module_.parameters():
+                    p.fill_(float(epoch))
+            net.history.new_epoch()
+            net.history.record("epoch", epoch)
+            net.history.record("valid_score", score)
+            net.history.record("valid_nse_ma", ma)
+            checkpoint.on_epoch_end(net)
+            if close_midway and epoch == 2:
+                checkpoint.close_architecture(net)
+        checkpoint.on_train_end(net)
+        return checkpoint, float(next(net.module_.parameters()).detach().flatten()[0])
+
+    once, kept_once = run(close_midway=False)
+    twice, kept_twice = run(close_midway=True)
+    assert kept_once == kept_twice == 4.0
+    assert once.best_epoch_ == twice.best_epoch_ == 4
 
 
 # ---------------------------------------------------------------- growth on a task that needs depth

@@ -290,10 +290,12 @@ def test_growth_stop_and_max_epochs_are_not_interrupts(data):
     X, y = data
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        # Growth ends at epoch 8 (max_layers), before the budget of 10 epochs runs out.
-        stopped = TLAGRegressor(**{**TINY, "max_epochs": 10}, random_state=0).fit(X, y)
+        # Growth ends at max_layers; training ends at that architecture's plateau,
+        # before the budget of 30 epochs runs out.
+        stopped = TLAGRegressor(**{**TINY, "max_epochs": 30}, random_state=0).fit(X, y)
         full = TLAGRegressor(**{**TINY, "max_epochs": 2}, random_state=0).fit(X, y)
-    assert stopped.interrupted_ is False and "growth_stopped" in stopped.history_[-1]
+    assert stopped.interrupted_ is False and stopped.growth_stop_rule_ == "max_layers"
+    assert len(stopped.history_) < 30 and stopped.history_[-1]["plateau"]
     assert full.interrupted_ is False and len(full.history_) == 2
 
 
