@@ -80,11 +80,15 @@ def estimate(records: Path, epochs: dict[int, float], decisions: dict[int, float
                                 variant=f"fixed-{k}")]
         if len(fixed) < max_layers:
             continue
-        out = G.replay(run, *rules)
+        out = G.replay(run, *rules, trained_on=G.trained_on(runs, run))
         archs = {a["n_layers"]: a for a in run["architectures"]}
         first = run["architectures"][0]["n_layers"]
         visited = list(range(first, first + out["depths_tried"]))
-        train = sum(archs[d]["epochs"] * epochs[d] for d in visited)
+        # Epochs per depth; the first depth's include any training on after growth
+        # ended at the first decision (the replay's count).
+        per_depth = {d: archs[d]["epochs"] for d in visited[1:]}
+        per_depth[first] = out["epochs"] - sum(per_depth.values())
+        train = sum(n * epochs[d] for d, n in per_depth.items())
         # Decisions that computed derivatives: not at max_layers, and not where the
         # replayed validation rule ended growth before any derivative was needed.
         decided = [d for d in run["decisions"] if d["n_layers_before"] in visited
@@ -95,7 +99,7 @@ def estimate(records: Path, epochs: dict[int, float], decisions: dict[int, float
         grid = sum(r["epochs"] * epochs[r["n_layers"]] for r in fixed)
         rows.append({
             "basin": run["basin"], "seed": run["seed"],
-            "growth epochs": sum(archs[d]["epochs"] for d in visited),
+            "growth epochs": out["epochs"],
             "decisions": len(decided),
             "growth s (estimate)": train + decide, "grid s (estimate)": grid,
             "growth / grid": (train + decide) / grid,

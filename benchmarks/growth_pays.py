@@ -207,6 +207,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "n_layers": int(est.n_layers_),
         "stop_rule": est.growth_stop_rule_,
         "epochs": len(est.history_),
+        # Every epoch's moving-average validation score: where two runs share their
+        # first architecture, this shows they trained alike.
+        "valid_ma": [float(v) for v in est.history_[:, "valid_nse_ma"]],
         "fit_seconds": fit_seconds,
         "growth_seconds": sum(d["seconds"] for d in decisions),
         "decisions": decisions,
@@ -233,14 +236,22 @@ def replayable(run: dict[str, Any], criterion: str) -> bool:
 
 
 def replay(run: dict[str, Any], threshold: float, margin: float, select: str,
-           criterion: str = "relative") -> dict[str, Any]:
+           criterion: str = "relative", trained_on: dict[str, Any] | None = None,
+           ) -> dict[str, Any]:
     """What a growing run would have returned under other stop rules and selection.
 
     ``threshold`` applies to the largest value of a decision under ``criterion``
     (relative derivative, raw derivative or held-out statistic), ``margin`` to the
     moving-average validation score of each grown architecture against the best before
     it, ``select`` ("moving_average" or "epoch") picks the returned architecture. Exact
-    for rules that stop no later than the recorded run.
+    for rules that stop no later than the recorded run, with one exception: growth that
+    ends at an architecture's epoch cap lets it train on to its own plateau, which the
+    recording did not do. At the first decision, that training is the fixed-depth run
+    of the same depth and seed (``trained_on``: identical up to the decision, and
+    after it exactly as the package trains on); without it, the replay says
+    ``"exact": False``. A stop at a later architecture's cap is replayed as if training
+    ended there (at the defaults the budget ends before a second architecture has its
+    cap).
     """
     if not replayable(run, criterion):
         raise ValueError(f"the run recorded no {criterion!r} values to replay")
@@ -269,6 +280,13 @@ def replay(run: dict[str, Any], threshold: float, margin: float, select: str,
             stop = "validation"
             break
         best_ma = max(best_ma, score)
+    first_decision_stop = len(visited) == 1 and stop != "recorded run ended"
+    if first_decision_stop and trained_on is not None:
+        decided = [x["seconds"] for x in run["decisions"][:1] if stop != "validation"]
+        return {"n_layers": visited[0], "test_nse": trained_on["test_nse"], "stop": stop,
+                "depths_tried": 1, "epochs": trained_on["epochs"],
+                "seconds": trained_on["fit_seconds"] + sum(decided),
+                "decision_seconds": sum(decided), "exact": True}
     key = "best_valid_ma" if select == "moving_average" else "best_valid"
     chosen = max(visited, key=lambda d: archs[d][key])
     epochs = sum(archs[d]["epochs"] for d in visited)
@@ -285,7 +303,16 @@ def replay(run: dict[str, Any], threshold: float, margin: float, select: str,
             "decision_seconds": sum(
                 x["seconds"] for x in run["decisions"]
                 if x["n_layers_before"] < visited[-1]
-                or (x["n_layers_before"] == visited[-1] and stop != "validation"))}
+                or (x["n_layers_before"] == visited[-1] and stop != "validation")),
+            "exact": not first_decision_stop}
+
+
+def trained_on(results, run: dict[str, Any]) -> dict[str, Any] | None:
+    """The fixed-depth run of ``run``'s starting depth, basin and seed (or None): how
+    its first architecture trains on when growth ends at the first decision."""
+    depth = run["architectures"][0]["n_layers"]
+    same = _by(results, basin=run["basin"], seed=run["seed"], variant=f"fixed-{depth}")
+    return same[0] if same else None
 
 
 def defaults_rules() -> tuple[float, float, str, str]:
@@ -311,7 +338,7 @@ def basin_table(results, max_layers: int) -> list[dict[str, Any]]:
             runs = _by(results, basin=basin, seed=seed, variant="growth")
             if not runs or len(fixed) < max_layers or not replayable(runs[0], rules[3]):
                 continue
-            out = replay(runs[0], *rules)
+            out = replay(runs[0], *rules, trained_on=trained_on(results, runs[0]))
             replayed.append(out)
             growth.append(out["test_nse"])
             pick.append(max(fixed, key=lambda r: r["valid_nse"])["test_nse"])
@@ -409,14 +436,16 @@ def decision_table(results) -> list[dict[str, Any]]:
 
 
 #: Thresholds the replay tries for each criterion.
-REPLAY_THRESHOLDS = {"relative": [0.0, 1e-3, 1e-2, 1e-1], "holdout": [0.0, 1.0, 2.0, 3.0]}
+REPLAY_THRESHOLDS = {"relative": [0.0, 1e-3, 1e-2, 1e-1, 0.3, 1.0],
+                     "holdout": [0.0, 1.0, 2.0, 3.0]}
 
 
 def replay_table(results, margins) -> list[dict[str, Any]]:
     """Growth under other criteria, thresholds, margins and selections, replayed exactly.
 
     A criterion is replayed on the runs of its recording variant that recorded its
-    values (``CRITERION_VARIANT``).
+    values (``CRITERION_VARIANT``); a run that would stop at its first decision counts
+    only where the recording has the fixed-depth run it then equals (see ``replay``).
     """
     rows = []
     basins = sorted({r["basin"] for r in results})
@@ -424,20 +453,24 @@ def replay_table(results, margins) -> list[dict[str, Any]]:
         for select in ("moving_average", "epoch"):
             for threshold in thresholds:
                 for margin in margins:
-                    per_basin, stopped, n = [], 0, 0
+                    per_basin, stopped, n, inexact = [], 0, 0, 0
                     for b in basins:
                         scores = []
                         variant = CRITERION_VARIANT[criterion]
                         for run in _by(results, basin=b, variant=variant):
                             if not replayable(run, criterion):
                                 continue
-                            out = replay(run, threshold, margin, select, criterion)
+                            out = replay(run, threshold, margin, select, criterion,
+                                         trained_on(results, run))
+                            if not out["exact"]:
+                                inexact += 1
+                                continue
                             scores.append(out["test_nse"])
                             stopped += out["stop"] in ("threshold", "validation")
                             n += 1
                         if scores:
                             per_basin.append(C.median(scores))
-                    if not n:
+                    if not n + inexact:
                         continue
                     rows.append({
                         "criterion": criterion, "selection": select,
@@ -445,6 +478,9 @@ def replay_table(results, margins) -> list[dict[str, Any]]:
                         "median basin NSE": C.median(per_basin),
                         "runs stopped by itself": stopped, "runs": n,
                         "basins": len(per_basin),
+                        # Stopped at the first decision, with no fixed-depth run to
+                        # tell how that architecture would have trained on.
+                        "runs not replayable": inexact,
                     })
     return rows
 

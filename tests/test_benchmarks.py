@@ -117,13 +117,41 @@ def test_replay_compares_the_threshold_with_the_criterion_it_names(growth_pays):
     with pytest.raises(ValueError, match="no 'holdout' values"):
         growth_pays.replay(older, 2.0, 0.0, "moving_average", "holdout")
     # Each criterion is replayed on its own recording variant, where it chose the positions.
-    runs = [{**run, "basin": "a", "variant": "growth-holdout"},
-            {**older, "basin": "b", "variant": "growth"},
-            {**older, "basin": "c", "variant": "growth-holdout"}]
+    runs = [{**run, "basin": "a", "variant": "growth-holdout", "seed": 0},
+            {**older, "basin": "b", "variant": "growth", "seed": 0},
+            {**older, "basin": "c", "variant": "growth-holdout", "seed": 0}]
     rows = growth_pays.replay_table(runs, [0.0])
     held_out = [r for r in rows if r["criterion"] == "holdout"]
-    assert held_out and all(r["runs"] == 1 and r["basins"] == 1 for r in held_out)
+    assert held_out and all(r["runs"] + r["runs not replayable"] == 1 for r in held_out)
     assert all(r["runs"] == 1 for r in rows if r["criterion"] == "relative")
+
+
+def test_a_replay_stopping_at_the_first_decision_trains_on_as_the_fixed_run(growth_pays):
+    # Growth that ends at the first decision lets that architecture train on: the fixed
+    # run of its depth and seed is that training. Without one, the replay is not exact.
+    run = {**_recorded_run(), "basin": "a", "seed": 0, "variant": "growth-holdout"}
+    fixed = {"basin": "a", "seed": 0, "variant": "fixed-1", "test_nse": 0.82,
+             "epochs": 25, "fit_seconds": 20.0, "valid_nse": 0.72}
+    other_seed = {**fixed, "seed": 1, "test_nse": 0.5}
+    found = growth_pays.trained_on([run, other_seed, fixed], run)
+    assert found is fixed
+    out = growth_pays.replay(run, 5.0, 0.0, "moving_average", "holdout", found)
+    assert out["exact"] and out["stop"] == "threshold" and out["n_layers"] == 1
+    assert out["test_nse"] == 0.82 and out["epochs"] == 25
+    assert out["seconds"] == 21.0 and out["decision_seconds"] == 1.0  # its one decision
+    alone = growth_pays.replay(run, 5.0, 0.0, "moving_average", "holdout")
+    assert not alone["exact"] and alone["test_nse"] == 0.80
+    # A stop at a later decision is exact without it; so is a run that never stopped.
+    assert growth_pays.replay(run, 2.0, 0.0, "moving_average", "holdout")["exact"]
+    assert growth_pays.replay(run, 0.0, 0.0, "moving_average", "holdout")["exact"]
+    # The replay table counts the first only where the fixed run was recorded.
+    def at_threshold_3(results):
+        rows = growth_pays.replay_table(results, [0.0])
+        return next(r for r in rows if r["criterion"] == "holdout" and r["threshold"] == 3.0
+                    and r["selection"] == "moving_average")
+    assert at_threshold_3([run])["runs not replayable"] == 1
+    with_fixed = at_threshold_3([run, fixed])
+    assert with_fixed["runs"] == 1 and with_fixed["median basin NSE"] == 0.82
 
 
 def test_gain_table_has_a_row_per_recording_variant(growth_pays):
