@@ -47,6 +47,10 @@ def base_parser(description: str, default_seeds: int = 3) -> argparse.ArgumentPa
         help=f"number of random seeds (0, 1, ...); default {default_seeds}, 1 with --quick",
     )
     parser.add_argument(
+        "--first-seed", type=int, default=0,
+        help="the first seed (default 0): --first-seed 1 --seeds 2 runs seeds 1 and 2",
+    )
+    parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT,
         help="folder for <name>.md and <name>.json (default: benchmarks/results)",
     )
@@ -59,11 +63,15 @@ def base_parser(description: str, default_seeds: int = 3) -> argparse.ArgumentPa
 
 
 def seeds_from(args: argparse.Namespace) -> list[int]:
-    """The seeds to run: ``--seeds`` if given, else 1 in quick mode, else the default."""
+    """The seeds to run: ``--seeds`` of them (else 1 in quick mode, else the default),
+    from ``--first-seed`` on."""
     n = args.seeds if args.seeds is not None else (1 if args.quick else args.default_seeds)
     if n < 1:
         raise SystemExit("--seeds must be at least 1")
-    return list(range(n))
+    first = getattr(args, "first_seed", 0)
+    if first < 0:
+        raise SystemExit("--first-seed must be at least 0")
+    return list(range(first, first + n))
 
 
 def _git(*arguments: str) -> str | None:

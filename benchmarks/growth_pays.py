@@ -324,40 +324,58 @@ def defaults_rules() -> tuple[float, float, str, str]:
             est.derivative_criterion)
 
 
-def basin_table(results, max_layers: int) -> list[dict[str, Any]]:
-    """Per basin: growth at the defaults (replayed from the recording runs) against the
-    validation pick and the best fixed depth."""
-    rules = defaults_rules()
+#: The held-out statistic's threshold the per-basin table replays: about two standard
+#: errors above zero (user guide, "The held-out check").
+HOLDOUT_THRESHOLD = 2.0
+
+
+def basin_table(results, max_layers: int,
+                rules: tuple[float, float, str, str] | None = None) -> list[dict[str, Any]]:
+    """Per basin: growth replayed under ``rules`` (threshold, margin, selection,
+    criterion; default: the package defaults) on the criterion's recording variant,
+    against the validation pick and the best of the fixed depths recorded for the same
+    seeds. Where fewer than ``max_layers`` fixed depths were recorded, the pick is among
+    those (the ``fixed depths`` column) and the grid's time is not given."""
+    rules = rules or defaults_rules()
+    variant = CRITERION_VARIANT[rules[3]]
     rows = []
     for basin in sorted({r["basin"] for r in results}):
         seeds = sorted({r["seed"] for r in _by(results, basin=basin)})
-        growth, pick, oracle, ratio, share, replayed = [], [], [], [], [], []
+        growth, pick, oracle, ratio, share, replayed, one = [], [], [], [], [], [], []
+        depths = set()
         for seed in seeds:
             fixed = [r for k in range(1, max_layers + 1)
                      for r in _by(results, basin=basin, seed=seed, variant=f"fixed-{k}")]
-            runs = _by(results, basin=basin, seed=seed, variant="growth")
-            if not runs or len(fixed) < max_layers or not replayable(runs[0], rules[3]):
+            runs = _by(results, basin=basin, seed=seed, variant=variant)
+            if not runs or not fixed or not replayable(runs[0], rules[3]):
                 continue
             out = replay(runs[0], *rules, trained_on=trained_on(results, runs[0]))
+            if not out["exact"]:
+                continue
             replayed.append(out)
+            depths.add(tuple(r["n_layers"] for r in fixed))
             growth.append(out["test_nse"])
             pick.append(max(fixed, key=lambda r: r["valid_nse"])["test_nse"])
+            one.extend(r["test_nse"] for r in fixed if r["variant"] == "fixed-1")
             oracle.append(max(r["test_nse"] for r in fixed))
-            ratio.append(out["seconds"] / sum(r["fit_seconds"] for r in fixed))
+            grid = sum(r["fit_seconds"] for r in fixed)
+            ratio.append(out["seconds"] / grid if len(fixed) == max_layers else math.nan)
             share.append(out["decision_seconds"] / out["seconds"])
         if not growth:
             continue
         # The largest relative derivative of each decision the recording runs computed.
         relative = [max(v for v in d["relative"] if v is not None and math.isfinite(v))
-                    for r in _by(results, basin=basin, variant="growth")
+                    for r in _by(results, basin=basin, variant=variant)
                     for d in r["decisions"]
                     if any(v is not None and math.isfinite(v) for v in d["relative"])]
         rows.append({
             "basin": basin, "seeds": len(growth),
             "growth NSE": C.median(growth), "growth min to max": C.spread(growth),
             "validation pick NSE": C.median(pick), "best fixed NSE": C.median(oracle),
+            "one layer NSE": C.median(one) if one else math.nan,
             "growth - pick": C.median(growth) - C.median(pick),
             "growth - best fixed": C.median(growth) - C.median(oracle),
+            "fixed depths": " / ".join(" ".join(map(str, d)) for d in sorted(depths)),
             "growth / grid time": C.median(ratio), "decision share": C.median(share),
             "relative derivatives": C.spread(relative),
             "depths": " ".join(str(r["n_layers"]) for r in replayed),
@@ -497,29 +515,44 @@ def architecture_table(results) -> list[dict[str, Any]]:
     ]
 
 
+def _across(basins: list[dict[str, Any]]) -> str:
+    """The line under a per-basin table: medians over its basins."""
+    medians = {key: C.fmt(C.median([b[key] for b in basins]))
+               for key in ("growth NSE", "validation pick NSE", "best fixed NSE")}
+    by_itself = [[r in ("validation", "threshold") for r in b["ended by"].split()]
+                 for b in basins]
+    stopped, runs = sum(map(sum, by_itself)), sum(map(len, by_itself))
+    everywhere = sum(all(b) for b in by_itself if b)
+    return (f"Median over basins of the per-basin medians: growth {medians['growth NSE']}, "
+            f"validation pick {medians['validation pick NSE']}, best fixed "
+            f"{medians['best fixed NSE']} ({len(basins)} basins); growth stopped by itself "
+            f"in {stopped} of {runs} runs, in every run on {everywhere} basins.")
+
+
 def report(results, args, machine, seconds) -> None:
     names = list(variants(args.max_layers))
     overall = variant_table(results, names)
     basins = basin_table(results, args.max_layers)
+    _, margin, select, _ = defaults_rules()
+    held_out_rules = (HOLDOUT_THRESHOLD, margin, select, "holdout")
+    held_out = basin_table(results, args.max_layers, held_out_rules)
     decisions = decision_table(results)
     replays = replay_table(results, [0.0, 0.005, 0.01])
-    across = ("Median over basins of the per-basin medians: growth "
-              + ", validation pick ".join(
-                  C.fmt(C.median([b[key] for b in basins]))
-                  for key in ("growth NSE", "validation pick NSE"))
-              + f", best fixed {C.fmt(C.median([b['best fixed NSE'] for b in basins]))}"
-              + f" ({len(basins)} basins).")
     C.write_results(
         args.out, "growth_pays", "Does growth pay? Growth against every fixed depth",
         [("Per basin (growth at the defaults, replayed)",
-          C.markdown_table(basins) + "\n" + across + "\n"),
+          C.markdown_table(basins) + "\n" + _across(basins) + "\n"),
+         (f"Per basin (the held-out check at threshold {HOLDOUT_THRESHOLD:g}, margin "
+          f"{margin:g}, replayed)",
+          C.markdown_table(held_out) + "\n" + _across(held_out) + "\n"),
          ("Per variant", C.markdown_table(overall)),
          ("Derivatives against the validation gain that followed",
           C.markdown_table(decisions)),
          ("Replayed stop rules and selection", C.markdown_table(replays)),
          ("Architectures of the recording runs", C.markdown_table(architecture_table(results)))],
-        {"per_basin": basins, "per_variant": overall, "decisions": decisions,
-         "replay": replays, "architectures": architecture_table(results), "runs": results},
+        {"per_basin": basins, "per_basin_holdout": held_out, "per_variant": overall,
+         "decisions": decisions, "replay": replays,
+         "architectures": architecture_table(results), "runs": results},
         {"seeds": sorted({r["seed"] for r in results}), "max_layers": args.max_layers,
          "quick": args.quick, "device": args.device, "jobs": args.jobs,
          "research_threshold": RESEARCH_THRESHOLD},

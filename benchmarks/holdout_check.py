@@ -34,6 +34,7 @@ from typing import Any
 
 import _basins
 import _common as C
+from skorch.callbacks import Callback
 
 #: A threshold no held-out statistic reaches: the decision computes and never inserts.
 NEVER = 1e300
@@ -43,6 +44,18 @@ QUICK: dict[str, Any] = {
     "patience": 2, "moving_avg_window": 2, "derivative_samples": 32,
     "num_power_iterations": 10,
 }
+
+
+class EndAtFirstDecision(Callback):
+    """End training once growth has ended: here only the decision is wanted, not the
+    training on that follows a decision taken at the epoch cap."""
+
+    def on_epoch_begin(self, net, **kwargs):
+        from sktlag.callbacks import GrowthStopped
+
+        if len(net.history) > 1 and net.history[-2].get("growth_stopped"):
+            del net.history[-1]  # the epoch that will not run
+            raise GrowthStopped("first decision taken")
 
 
 def first_decision(basin, seed: int, quick: bool, threads: int) -> dict[str, Any]:
@@ -58,7 +71,7 @@ def first_decision(basin, seed: int, quick: bool, threads: int) -> dict[str, Any
     n_fit = int(len(X) * C.TRAIN_FRACTION)
     est = TLAGRegressor(**(QUICK if quick else {}), derivative_criterion="holdout",
                         topo_derivative_threshold=NEVER, n_threads=threads,
-                        random_state=seed)
+                        random_state=seed, callbacks=[("end", EndAtFirstDecision())])
     start = time.perf_counter()
     make_pipeline(StandardScaler(), est).fit(X.iloc[:n_fit], y.iloc[:n_fit])
     seconds = time.perf_counter() - start
@@ -68,6 +81,7 @@ def first_decision(basin, seed: int, quick: bool, threads: int) -> dict[str, Any
                            f"({est.growth_stop_rule_})")
     first = decisions.iloc[0]
     return {"basin": basin.name, "seed": seed, "epoch": int(first["epoch"]),
+            "epochs trained": len(est.history_),
             "valid NSE": float(first["architecture_score"]),
             "relative derivative": float(first["relative_derivative_1"]),
             "held-out statistic": float(first["holdout_statistic_1"]),
@@ -89,17 +103,23 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def group_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per group of basins (Lahn, Yuliang, Vistula) and over all: the statistics' range,
-    median and how many exceed 2."""
+    """Per group of basins (Lahn, Yuliang, Vistula) and over all: the validation NSE at
+    the decision, the relative derivatives (and how many are at or below the default
+    threshold, where the default stops growth), the statistics' range, median and how
+    many exceed 2."""
+    from sktlag import TLAGRegressor
+
+    threshold = TLAGRegressor().topo_derivative_threshold
     groups = {r["basin"].split("_")[0]: None for r in rows}
     out = []
     for group in [*groups, "all"]:
-        stats = [r["held-out statistic"] for r in rows
-                 if group == "all" or r["basin"].split("_")[0] == group]
-        rel = [r["relative derivative"] for r in rows
-               if group == "all" or r["basin"].split("_")[0] == group]
+        members = [r for r in rows if group == "all" or r["basin"].split("_")[0] == group]
+        stats = [r["held-out statistic"] for r in members]
+        rel = [r["relative derivative"] for r in members]
         out.append({"basins": group, "decisions": len(stats),
+                    "valid NSE": C.spread([r["valid NSE"] for r in members]),
                     "relative derivative": C.spread(rel),
+                    f"relative <= {threshold:g}": sum(v <= threshold for v in rel),
                     "held-out statistic": C.spread(stats, digits=2),
                     "held-out statistic (median)": C.median(stats),
                     "above 2": sum(v > 2 for v in stats if math.isfinite(v))})

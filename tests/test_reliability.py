@@ -292,7 +292,8 @@ def test_growth_stop_and_max_epochs_are_not_interrupts(data):
         warnings.simplefilter("error", UserWarning)
         # Growth ends at max_layers; training ends at that architecture's plateau,
         # before the budget of 30 epochs runs out.
-        stopped = TLAGRegressor(**{**TINY, "max_epochs": 30}, random_state=0).fit(X, y)
+        stopped = TLAGRegressor(**{**TINY, "max_epochs": 30}, topo_derivative_threshold=0.0,
+                                random_state=0).fit(X, y)
         full = TLAGRegressor(**{**TINY, "max_epochs": 2}, random_state=0).fit(X, y)
     assert stopped.interrupted_ is False and stopped.growth_stop_rule_ == "max_layers"
     assert len(stopped.history_) < 30 and stopped.history_[-1]["plateau"]
