@@ -137,8 +137,11 @@ def test_members_fit_in_parallel_processes():
 
 
 @parametrize_with_checks(
+    # check_regressors_train asks for R^2 > 0.5 after these 8 epochs: growth runs its
+    # course (at the default threshold some members stop at one layer and fall short).
     [TLAGEnsemble(TLAGRegressor(**{**FAST, "lookback": 3, "output_dropout": 0.0,
-                                    "initial_forget_bias": 0.0}),
+                                    "initial_forget_bias": 0.0,
+                                    "topo_derivative_threshold": 0.0}),
                   n_members=2, random_state=0)],
     expected_failed_checks=lambda est: EXPECTED_FAILURES,
 )

@@ -18,10 +18,8 @@ from sktlag.model import GrowingLSTM
 from .conftest import FAST as _FAST
 from .conftest import make_series
 
-# These tests are about the rules themselves: the package's own threshold and validation
-# rule apply.
-FAST = {k: v for k, v in _FAST.items()
-        if k not in ("min_improvement", "topo_derivative_threshold")}
+# These tests are about the rules themselves: the package's own validation rule applies.
+FAST = {k: v for k, v in _FAST.items() if k != "min_improvement"}
 
 
 @pytest.fixture(scope="module")
