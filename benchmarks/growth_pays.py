@@ -364,10 +364,9 @@ def basin_table(results, max_layers: int,
         if not growth:
             continue
         # The largest relative derivative of each decision the recording runs computed.
-        relative = [max(v for v in d["relative"] if v is not None and math.isfinite(v))
-                    for r in _by(results, basin=basin, variant=variant)
-                    for d in r["decisions"]
-                    if any(v is not None and math.isfinite(v) for v in d["relative"])]
+        largest = [_largest(d["relative"])
+                   for r in _by(results, basin=basin, variant=variant) for d in r["decisions"]]
+        relative = [v for v in largest if not math.isnan(v)]
         rows.append({
             "basin": basin, "seeds": len(growth),
             "growth NSE": C.median(growth), "growth min to max": C.spread(growth),
@@ -468,18 +467,19 @@ def replay_table(results, margins) -> list[dict[str, Any]]:
     rows = []
     basins = sorted({r["basin"] for r in results})
     for criterion, thresholds in REPLAY_THRESHOLDS.items():
+        # Each basin's replayable runs, with the fixed-depth run each one trains on as.
+        recorded = {b: [(run, trained_on(results, run))
+                        for run in _by(results, basin=b, variant=CRITERION_VARIANT[criterion])
+                        if replayable(run, criterion)]
+                    for b in basins}
         for select in ("moving_average", "epoch"):
             for threshold in thresholds:
                 for margin in margins:
                     per_basin, stopped, n, inexact = [], 0, 0, 0
                     for b in basins:
                         scores = []
-                        variant = CRITERION_VARIANT[criterion]
-                        for run in _by(results, basin=b, variant=variant):
-                            if not replayable(run, criterion):
-                                continue
-                            out = replay(run, threshold, margin, select, criterion,
-                                         trained_on(results, run))
+                        for run, fixed in recorded[b]:
+                            out = replay(run, threshold, margin, select, criterion, fixed)
                             if not out["exact"]:
                                 inexact += 1
                                 continue
@@ -538,6 +538,7 @@ def report(results, args, machine, seconds) -> None:
     held_out = basin_table(results, args.max_layers, held_out_rules)
     decisions = decision_table(results)
     replays = replay_table(results, [0.0, 0.005, 0.01])
+    architectures = architecture_table(results)
     C.write_results(
         args.out, "growth_pays", "Does growth pay? Growth against every fixed depth",
         [("Per basin (growth at the defaults, replayed)",
@@ -549,10 +550,10 @@ def report(results, args, machine, seconds) -> None:
          ("Derivatives against the validation gain that followed",
           C.markdown_table(decisions)),
          ("Replayed stop rules and selection", C.markdown_table(replays)),
-         ("Architectures of the recording runs", C.markdown_table(architecture_table(results)))],
+         ("Architectures of the recording runs", C.markdown_table(architectures))],
         {"per_basin": basins, "per_basin_holdout": held_out, "per_variant": overall,
          "decisions": decisions, "replay": replays,
-         "architectures": architecture_table(results), "runs": results},
+         "architectures": architectures, "runs": results},
         {"seeds": sorted({r["seed"] for r in results}), "max_layers": args.max_layers,
          "quick": args.quick, "device": args.device, "jobs": args.jobs,
          "research_threshold": RESEARCH_THRESHOLD},

@@ -149,12 +149,13 @@ def main(argv: list[str] | None = None) -> None:
             for basin in basins:
                 rows.append(first_decision(basin, seed, args.quick, args.threads))
                 print({k: C.fmt(v) for k, v in rows[-1].items()}, flush=True)
+    per_basin, per_group = summary(rows), group_summary(rows)
     C.write_results(
         args.out, "holdout_check", "The first growth decision, checked on held-out windows",
         [("Per basin and seed", C.markdown_table(rows)),
-         ("Per basin", C.markdown_table(summary(rows))),
-         ("Per group of basins", C.markdown_table(group_summary(rows)))],
-        {"rows": rows, "summary": summary(rows), "groups": group_summary(rows)},
+         ("Per basin", C.markdown_table(per_basin)),
+         ("Per group of basins", C.markdown_table(per_group))],
+        {"rows": rows, "summary": per_basin, "groups": per_group},
         {"quick": args.quick, "seeds": sorted({r["seed"] for r in rows}),
          "threads": args.threads, "records": args.records},
         C.machine_info(args.threads), time.perf_counter() - start,

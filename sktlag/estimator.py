@@ -661,15 +661,14 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             Xs, ys = train_set.__getitems__(sample_rows)
             return Xs.to(self.device), ys.to(self.device)
 
-        blocks = holdout_blocks(len(valid_set), self.derivative_samples)
-
-        def holdout_sample():
-            return [tuple(t.to(self.device) for t in valid_set.__getitems__(rows))
-                    for rows in blocks]
-
         # The held-out check adds a gradient graph per block: only where it decides.
-        if self.derivative_criterion != "holdout":
-            holdout_sample = None
+        holdout_sample = None
+        if self.derivative_criterion == "holdout":
+            blocks = holdout_blocks(len(valid_set), self.derivative_samples)
+
+            def holdout_sample():
+                return [tuple(t.to(self.device) for t in valid_set.__getitems__(rows))
+                        for rows in blocks]
 
         params = self.get_params(deep=False)
         earlier = decisions_from_table(self.derivative_history_) if continuing else []
