@@ -29,7 +29,7 @@ Usage::
 
     python benchmarks/growth_pays.py --data path/to/DemoData.xlsx \\
         --vistula path/to/modelskill.whl --seeds 3 --jobs 12 --device cuda
-    python benchmarks/growth_pays.py --replay OUT/growth_jobs.jsonl
+    python benchmarks/growth_pays.py --replay OUT/growth_jobs.jsonl [MORE.jsonl ...]
     python benchmarks/growth_pays.py --quick
 """
 
@@ -218,6 +218,28 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------ analysis
+def load_records(paths: list[Path]) -> list[dict[str, Any]]:
+    """The runs of several ``growth_jobs.jsonl`` records, taken together.
+
+    Records may come from different machines (each run names its device); a run of the
+    same basin, variant and seed in two of them is an error, since a replay pairs each
+    growing run with the fixed-depth runs of its basin and seed.
+    """
+    results, seen = [], {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            if not line.strip():
+                continue
+            run = json.loads(line)
+            key = (run["basin"], run["variant"], run["seed"])
+            if key in seen:
+                raise ValueError(f"{path}: basin {key[0]!r}, variant {key[1]!r}, seed "
+                                 f"{key[2]} was already read from {seen[key]}")
+            seen[key] = path
+            results.append(run)
+    return results
+
+
 def _by(results, **match):
     return [r for r in results if all(r[k] == v for k, v in match.items())]
 
@@ -523,10 +545,12 @@ def _across(basins: list[dict[str, Any]]) -> str:
                  for b in basins]
     stopped, runs = sum(map(sum, by_itself)), sum(map(len, by_itself))
     everywhere = sum(all(b) for b in by_itself if b)
+    deepest = sum(b["ended by"].split().count("max_layers") for b in basins)
     return (f"Median over basins of the per-basin medians: growth {medians['growth NSE']}, "
             f"validation pick {medians['validation pick NSE']}, best fixed "
             f"{medians['best fixed NSE']} ({len(basins)} basins); growth stopped by itself "
-            f"in {stopped} of {runs} runs, in every run on {everywhere} basins.")
+            f"in {stopped} of {runs} runs, in every run on {everywhere} basins; "
+            f"{deepest} of {runs} runs ended at max_layers.")
 
 
 def report(results, args, machine, seconds) -> None:
@@ -572,8 +596,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help='torch device, e.g. "cuda"')
     parser.add_argument("--max-layers", type=int, default=None,
                         help="deepest fixed depth (default: the estimator's max_layers)")
-    parser.add_argument("--replay", type=Path, default=None,
-                        help="only analyse an existing growth_jobs.jsonl")
+    parser.add_argument("--replay", type=Path, nargs="+", default=None,
+                        help="only analyse existing growth_jobs.jsonl records, taken together")
     args = parser.parse_args()
     from sktlag import TLAGRegressor
 
@@ -581,7 +605,7 @@ def main() -> None:
         args.max_layers = QUICK["max_layers"] if args.quick else TLAGRegressor().max_layers
     machine = C.machine_info(args.threads)
     if args.replay is not None:
-        results = [json.loads(x) for x in args.replay.read_text().splitlines() if x.strip()]
+        results = load_records(args.replay)
         report(results, args, machine, 0.0)
         return
     seeds = C.seeds_from(args)

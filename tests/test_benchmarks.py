@@ -166,3 +166,23 @@ def test_gain_table_has_a_row_per_recording_variant(growth_pays):
     # The larger statistic (3.0) came before the larger gain (0.05): rank correlation 1.
     assert rows["growth-holdout"]["Spearman(holdout, gain)"] == pytest.approx(1.0)
     assert math.isnan(rows["growth"]["Spearman(holdout, gain)"])  # not recorded there
+
+
+def test_records_are_read_together_and_a_run_recorded_twice_is_refused(growth_pays, tmp_path):
+    run = {**_recorded_run(), "basin": "a", "seed": 0, "variant": "growth"}
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_text(json.dumps(run) + "\n\n")
+    second.write_text(json.dumps({**run, "seed": 1}) + "\n")
+    assert [r["seed"] for r in growth_pays.load_records([first, second])] == [0, 1]
+    second.write_text(json.dumps(run) + "\n")
+    with pytest.raises(ValueError, match="seed 0 was already read from .*first.jsonl"):
+        growth_pays.load_records([first, second])
+
+
+def test_the_line_under_a_basin_table_counts_how_growth_ended(growth_pays):
+    basins = [{"growth NSE": 0.9, "validation pick NSE": 0.9, "best fixed NSE": 0.9,
+               "ended by": ended} for ended in
+              ("threshold validation", "budget max_layers", "max_layers max_layers")]
+    line = growth_pays._across(basins)
+    assert "stopped by itself in 2 of 6 runs, in every run on 1 basins" in line
+    assert "3 of 6 runs ended at max_layers" in line
