@@ -31,7 +31,8 @@ VALID_NSE = "valid_nse"
 #: What checkpoints and plateaus follow: the validation NSE, or ``1 - MSE`` for an
 #: output whose validation target is constant (see ``callbacks.validation_score``).
 VALID_SCORE = "valid_score"
-#: Moving average of ``valid_score`` over the current architecture's epochs.
+#: Moving average of ``valid_score`` over the current architecture's last epochs (NaN
+#: until the architecture has trained a full window).
 VALID_SCORE_MA = "valid_nse_ma"
 #: True in the row of the epoch whose weights the fitted network holds.
 BEST = "valid_nse_best"
@@ -169,30 +170,51 @@ def describe_decision(decision: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------- architectures
+def architecture_score(rows, monitor: str = VALID_SCORE,
+                       ma_key: str = VALID_SCORE_MA) -> float:
+    """How one architecture competes with the others: from its history rows.
+
+    Its best moving average of ``monitor`` (``ma_key``, NaN until the architecture has
+    trained a full window); an architecture that ended before it had one scores the mean
+    of ``monitor`` over all its epochs. Missing or non-finite scores count as -inf.
+    """
+    averages = [row.get(ma_key, math.nan) for row in rows]
+    full = [float(v) for v in averages if v is not None and not math.isnan(v)]
+    if full:
+        return max(full)
+    scores = [row.get(monitor) for row in rows]
+    if not scores:
+        return -math.inf
+    return float(np.mean([v if v is not None and math.isfinite(v) else -math.inf
+                          for v in scores]))
+
+
 def architectures(history) -> list[dict[str, Any]]:
     """One entry per architecture of a history, in the order they trained.
 
     Each has ``n_layers``, ``first_epoch``, ``last_epoch``, ``epochs``,
     ``best_valid_nse`` and ``best_epoch`` (its best single epoch) and
-    ``best_valid_nse_ma`` (the best moving average of its validation score).
+    ``best_valid_nse_ma`` (its :func:`architecture_score`).
     """
-    found: list[dict[str, Any]] = []
+    groups: list[list] = []
     for row in history:
         depth = row.get(N_LAYERS)
         if depth is None:
             continue
-        if not found or found[-1][N_LAYERS] != depth:
-            found.append({N_LAYERS: depth, "first_epoch": row[EPOCH], "last_epoch": row[EPOCH],
-                          "epochs": 0, "best_valid_nse": -math.inf, "best_epoch": None,
-                          "best_valid_nse_ma": -math.inf})
-        arch = found[-1]
-        arch["last_epoch"] = row[EPOCH]
-        arch["epochs"] += 1
-        nse = row.get(VALID_NSE, -math.inf)
-        if nse > arch["best_valid_nse"]:
-            arch["best_valid_nse"], arch["best_epoch"] = float(nse), row[EPOCH]
-        ma = row.get(VALID_SCORE_MA, -math.inf)
-        arch["best_valid_nse_ma"] = max(arch["best_valid_nse_ma"], float(ma))
+        if not groups or groups[-1][0][N_LAYERS] != depth:
+            groups.append([])
+        groups[-1].append(row)
+    found = []
+    for rows in groups:
+        arch = {N_LAYERS: rows[0][N_LAYERS], "first_epoch": rows[0][EPOCH],
+                "last_epoch": rows[-1][EPOCH], "epochs": len(rows),
+                "best_valid_nse": -math.inf, "best_epoch": None,
+                "best_valid_nse_ma": architecture_score(rows)}
+        for row in rows:
+            nse = row.get(VALID_NSE, -math.inf)
+            if nse > arch["best_valid_nse"]:
+                arch["best_valid_nse"], arch["best_epoch"] = float(nse), row[EPOCH]
+        found.append(arch)
     return found
 
 

@@ -9,8 +9,9 @@ One concern per class; they talk through ``net.history``:
   training ends (also when it ends by an interrupt);
 - :class:`NonFiniteGuard` ends an architecture whose training diverged (NaN or inf),
   back at its best finite weights;
-- :class:`PlateauDetector` records ``valid_nse_ma`` and ``plateau``: the moving average
-  has not improved for ``patience`` epochs, or the architecture had its epoch budget;
+- :class:`PlateauDetector` records ``valid_nse_ma`` (from the architecture's first full
+  window) and ``plateau``: the moving average has not improved for ``patience`` epochs,
+  or the architecture had its epoch budget;
 - :class:`TopologicalGrowth` reacts to a plateau: back to the architecture's best
   weights, compute the topological derivatives, insert a layer or end growth. Growth
   that ends at an architecture's epoch budget, not at its own plateau, lets it train on
@@ -46,6 +47,7 @@ from ._record import (
     VALID_NSE,
     VALID_SCORE,
     VALID_SCORE_MA,
+    architecture_score,
     describe_decision,
 )
 from .growth import GrowthDecision, grow
@@ -279,15 +281,12 @@ class ArchitectureCheckpoint(Callback):
         self.arch_start_state_ = None if net is None else _finite_state(net.module_)
 
     def architecture_score(self, net) -> float:
-        """Best moving-average score of the current architecture so far (-inf if none)."""
+        """Best moving-average score of the current architecture so far (-inf if none;
+        see :func:`sktlag._record.architecture_score`)."""
         if self.arch_first_epoch_ is None:
             return -np.inf
-        values = [
-            row.get(self.ma_key, -np.inf) for row in net.history
-            if row[EPOCH] >= self.arch_first_epoch_
-        ]
-        finite = [v for v in values if v is not None and np.isfinite(v)]
-        return float(max(finite)) if finite else -np.inf
+        rows = [row for row in net.history if row[EPOCH] >= self.arch_first_epoch_]
+        return architecture_score(rows, self.monitor, self.ma_key)
 
     def close_architecture(self, net) -> float:
         """Let the current architecture compete for the run's best; its score.
@@ -444,8 +443,9 @@ class PlateauDetector(Callback):
 
     The moving average over the last ``moving_avg_window`` epochs of this architecture's
     ``monitor`` (``valid_score``, which is the validation NSE wherever that is defined)
-    is recorded as ``valid_nse_ma``. ``plateau`` is recorded True when it has not
-    improved for ``patience`` epochs, when the architecture has trained
+    is recorded as ``valid_nse_ma`` (NaN until the architecture has trained that many
+    epochs). ``plateau`` is recorded True when it has not improved for ``patience``
+    epochs counted from its first full window, when the architecture has trained
     ``max_epochs_per_layer`` epochs (its cap, unless lifted), or when
     :class:`NonFiniteGuard` ended it.
 
@@ -489,12 +489,15 @@ class PlateauDetector(Callback):
     def on_epoch_end(self, net, **kwargs):
         score = net.history[-1].get(self.monitor, -np.inf)
         self.scores_.append(score if np.isfinite(score) else -np.inf)
-        window = self.scores_[-self.moving_avg_window :]
-        ma = float(np.mean(window))
+        # No average before a full window: a grown architecture starts from its parent's
+        # best weights, so an average over its first epoch or two would be one lucky
+        # epoch, and would judge it against the parent's full-window averages.
+        full = len(self.scores_) >= self.moving_avg_window
+        ma = float(np.mean(self.scores_[-self.moving_avg_window :])) if full else math.nan
         net.history.record(VALID_SCORE_MA, ma)
-        if ma > self.best_ma_:
+        if full and ma > self.best_ma_:
             self.best_ma_, self.since_best_ = ma, 0
-        else:
+        elif full:
             self.since_best_ += 1
         ended = (
             self.since_best_ >= self.patience

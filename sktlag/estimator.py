@@ -213,7 +213,10 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         Epochs without improvement of the moving-average validation NSE that end an
         architecture's training.
     moving_avg_window : int, default=5
-        Epochs in the moving average of the validation NSE.
+        Epochs in the moving average of the validation NSE. Each architecture's
+        average starts with its first full window, so a grown network is judged on as
+        many epochs as its parent; an architecture that ends sooner is judged on the
+        mean over all its epochs.
     topo_derivative_threshold : float, default=0.1
         A layer is inserted only where the topological derivative exceeds this value;
         ``inf`` disables growth (a fixed-depth LSTM). With

@@ -12,7 +12,7 @@ from skorch.callbacks import Callback
 from skorch.history import History
 
 from sktlag import PRESETS, TLAGRegressor
-from sktlag.callbacks import STOP_RULES, ArchitectureCheckpoint
+from sktlag.callbacks import STOP_RULES, ArchitectureCheckpoint, PlateauDetector
 from sktlag.model import GrowingLSTM
 
 from .conftest import FAST as _FAST
@@ -245,7 +245,8 @@ def test_validation_rule_ends_growth_without_computing_derivatives(data):
     ma = dict(zip(est.history_[:, "epoch"], est.history_[:, "valid_nse_ma"], strict=True))
     inserted_at, decided_at = dh["epoch"]
     grown = [ma[e] for e in range(inserted_at + 1, decided_at + 1)]
-    assert last["architecture_score"] == pytest.approx(max(grown))
+    assert np.isnan(grown[0]) and not np.isnan(grown[1:]).any()  # from its first full window
+    assert last["architecture_score"] == pytest.approx(max(grown[1:]))
     scores = [a["best_valid_nse_ma"] for a in est.growth_history_]
     assert len(scores) == 2
     assert last["architecture_score"] <= scores[0] + 1.0
@@ -314,7 +315,7 @@ def test_after_growth_ends_at_the_cap_training_ends_at_the_architectures_own_pla
     assert 2 * cap < last < params["max_epochs"]
     ma = est.history_[:, "valid_nse_ma"]
     # The moving average of the last `patience` epochs never beat the one before them.
-    assert max(ma[-params["patience"]:]) <= max(ma[cap:-params["patience"]])
+    assert max(ma[-params["patience"]:]) <= np.nanmax(ma[cap:-params["patience"]])
     assert est.history_[-1]["plateau"] and est.growth_stop_rule_ == "validation"
 
 
@@ -347,6 +348,70 @@ def test_an_architecture_closed_twice_keeps_its_latest_best_epoch():
     twice, kept_twice = run(close_midway=True)
     assert kept_once == kept_twice == 4.0
     assert once.best_epoch_ == twice.best_epoch_ == 4
+
+
+def _drive_plateau(architectures, window):
+    """Scores of consecutive architectures through PlateauDetector and
+    ArchitectureCheckpoint; every epoch's weights are filled with the epoch number."""
+    torch.manual_seed(0)
+    net = SimpleNamespace(history=History(), initialize_optimizer=lambda: None,
+                          module_=GrowingLSTM(n_features=2, hidden_size=3))
+    plateau = PlateauDetector(patience=10, moving_avg_window=window,
+                              max_epochs_per_layer=100).initialize()
+    checkpoint = ArchitectureCheckpoint().initialize()
+    checkpoint.on_train_begin(net)
+    epoch, closed = 0, []
+    for depth, scores in enumerate(architectures, start=1):
+        if depth > 1:
+            closed.append(checkpoint.close_architecture(net))
+            net.module_.insert_layer(depth - 1)
+            checkpoint.reset_architecture(net)
+            plateau.reset_architecture()
+        for score in scores:
+            epoch += 1
+            with torch.no_grad():
+                for p in net.module_.parameters():
+                    p.fill_(float(epoch))
+            net.history.new_epoch()
+            net.history.record("epoch", epoch)
+            net.history.record("valid_score", score)
+            checkpoint.on_epoch_end(net)
+            plateau.on_epoch_end(net)
+    checkpoint.on_train_end(net)
+    return closed, checkpoint, net
+
+
+def test_a_grown_architecture_is_averaged_from_its_first_full_window():
+    # A grown network starts from its parent's best weights: its first epoch can score
+    # high (0.9) before training moves it. Judged on full windows it is worse (0.683).
+    parent, grown = [0.5, 0.6, 0.7, 0.7, 0.7], [0.9, 0.6, 0.55, 0.6, 0.6]
+    closed, checkpoint, net = _drive_plateau([parent, grown, [0.5]], window=3)
+    ma = list(net.history[:, "valid_nse_ma"])
+    assert np.isnan(ma[:2]).all() and np.isnan(ma[5:7]).all()
+    assert ma[2:5] == pytest.approx([0.6, 2.0 / 3.0, 0.7])
+    assert ma[7:10] == pytest.approx([2.05 / 3, 1.75 / 3, 1.75 / 3])
+    assert closed == pytest.approx([0.7, 2.05 / 3])
+    # The parent stays the fitted architecture: its weights of epoch 3, its first 0.7.
+    assert checkpoint.best_epoch_ == 3 and net.module_.num_layers == 1
+    # An architecture that ended before a full window is judged on all its epochs.
+    closed, checkpoint, net = _drive_plateau([parent, [0.9, 0.6], [0.5]], window=3)
+    assert closed == pytest.approx([0.7, 0.75])
+    assert checkpoint.best_epoch_ == 6 and net.module_.num_layers == 2
+
+
+def test_patience_counts_from_the_first_full_window():
+    # Falling scores right after a layer went in do not count against its patience:
+    # with a partial window there is no average to improve.
+    plateau = PlateauDetector(patience=1, moving_avg_window=3, max_epochs_per_layer=100)
+    plateau.initialize()
+    history = History()
+    ended = []
+    for score in [0.9, 0.1, 0.2, 1.0, 0.0]:  # averages from epoch 3: 0.4, 0.433, 0.4
+        history.new_epoch()
+        history.record("valid_score", score)
+        plateau.on_epoch_end(SimpleNamespace(history=history))
+        ended.append(history[-1]["plateau"])
+    assert ended == [False, False, False, False, True]
 
 
 # ---------------------------------------------------------------- growth on a task that needs depth
