@@ -32,7 +32,7 @@ from ._training import (
     train,
 )
 from .growth import CRITERIA, EIGENSOLVERS, INSERTION_STRATEGIES
-from .windows import WindowDataset, fit_split, holdout_blocks, padded_series
+from .windows import WindowDataset, fit_split, group_starts, holdout_blocks, padded_series
 
 __all__ = ["PRESETS", "TLAGRegressor", "final_regressor"]
 
@@ -556,15 +556,36 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                 "device='cpu'"
             )
 
-    def _minimum_rows(self, groups) -> int:
-        n_groups = 1 if groups is None else len(pd.unique(np.asarray(groups)))
+    def _minimum_rows(self) -> int:
+        """Rows one series needs: a training and a validation part of full windows."""
         n = self.lookback
         while True:
             windows = n - self.lookback + 1
             n_valid = math.ceil(self.validation_fraction * windows)
             if n_valid >= 2 and windows - n_valid - (self.lookback - 1) >= 2:
-                return n * n_groups
+                return n
             n += 1
+
+    def _check_length(self, n_rows: int, groups) -> None:
+        """Every series (each group, or the whole of ``X``) is long enough to split."""
+        minimum = self._minimum_rows()
+        needed = (f"with lookback={self.lookback} and validation_fraction="
+                  f"{self.validation_fraction} at least {minimum} rows are needed (a training "
+                  "and a validation part of full windows)")
+        if groups is None:
+            if n_rows < minimum:
+                raise ValueError(f"X has {n_rows} rows (n_samples = {n_rows}); {needed}")
+            return
+        starts = group_starts(groups, n_rows)  # checks the shape and the blocks
+        first = np.flatnonzero(starts == np.arange(n_rows))
+        lengths = np.diff(np.append(first, n_rows))
+        short = [(label, n) for label, n in zip(groups[first].tolist(), lengths, strict=True)
+                 if n < minimum]
+        if short:
+            names = ", ".join(f"{label!r} ({n} rows)" for label, n in short)
+            several = len(short) > 1
+            raise ValueError(f"group{'s' if several else ''} {names} "
+                             f"{'are' if several else 'is'} too short: in each group {needed}")
 
     # ------------------------------------------------------------------ fitting
     @_fit_context(prefer_skip_nested_validation=True)
@@ -613,13 +634,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             self._y_ndim = y.ndim
         self._warn_large_inputs(X, frame)
         groups = None if groups is None else np.asarray(groups)
-        minimum = self._minimum_rows(groups)
-        if len(X) < minimum:
-            raise ValueError(
-                f"X has {len(X)} rows (n_samples = {len(X)}); with lookback={self.lookback} and "
-                f"validation_fraction={self.validation_fraction} at least {minimum} rows are "
-                "needed (a training and a validation part of full windows)"
-            )
+        self._check_length(len(X), groups)
         return X, y.reshape(len(y), -1), groups
 
     def _split(self, y: np.ndarray, groups) -> tuple[np.ndarray, np.ndarray]:

@@ -135,6 +135,18 @@ def test_groups_must_be_contiguous_blocks(two_basins):
         est.predict(X, groups=scattered[:-1])
 
 
+def test_a_group_too_short_to_split_is_named():
+    # Enough rows in all, but the second basin alone cannot give a training and a
+    # validation part: it would have been left out of training without a word.
+    X, y, groups, _ = _basins(sizes=(150, 10))
+    with pytest.raises(ValueError, match=r"group 'dill' \(10 rows\) is too short: .*at "
+                                         r"least 12 rows are needed"):
+        TLAGRegressor(**TINY).fit(X, y, groups=groups)
+    X, y, groups, _ = _basins(sizes=(11, 150, 5))
+    with pytest.raises(ValueError, match=r"groups 'lahn' \(11 rows\), 'ohm' \(5 rows\) are"):
+        TLAGRegressor(**TINY).fit(X, y, groups=groups)
+
+
 # ---------------------------------------------------------------- leave one basin out
 def _check_folds(recorded, X, groups, n_fits):
     folds = list(LeaveOneGroupOut().split(X, groups=groups))
