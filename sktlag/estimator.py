@@ -656,6 +656,14 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     def _fit_scaling(self, X: np.ndarray, y: np.ndarray, train_ends: np.ndarray) -> None:
         self.n_outputs_ = y.shape[1]
         train_targets = y[train_ends]
+        observed = (~np.isnan(train_targets)).sum(axis=0)
+        if (observed < 2).any():
+            k = int(np.argmax(observed < 2))
+            raise ValueError(
+                f"y column {k} has {observed[k]} observed values in the {len(train_ends)} "
+                "training windows; each output needs at least 2 to be learned (the "
+                "training part is the first 1 - validation_fraction of the windows)"
+            )
         self.target_mean_ = np.nanmean(train_targets, axis=0)
         scale = np.nanstd(train_targets, axis=0)
         self.target_scale_ = np.where(scale > 0, scale, 1.0)

@@ -265,6 +265,16 @@ def test_nan_target_raises_by_default_and_masks_on_request(series, fast_params):
     assert np.isfinite(est.predict(X)).all()
 
 
+def test_an_output_never_observed_in_training_is_named(series, fast_params):
+    # Masking keeps a window while any output is observed: an output observed only in
+    # the validation part would be predicted as NaN.
+    X, y = series
+    y2 = np.column_stack([y, y])
+    y2[: int(0.85 * len(y)), 1] = np.nan
+    with pytest.raises(ValueError, match="y column 1 has 0 observed values in the"):
+        TLAGRegressor(**fast_params, missing_target="mask").fit(X, y2)
+
+
 def test_non_numeric_columns_are_named(series, fast_params):
     X, y = series
     frame = pd.DataFrame(X, columns=["a", "b", "c"])
