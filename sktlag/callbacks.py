@@ -276,6 +276,7 @@ class ArchitectureCheckpoint(Callback):
         """
         self.arch_best_score_ = -np.inf
         self.arch_best_state_ = None
+        self.arch_best_spec_ = None
         self.arch_best_epoch_ = None
         self.arch_first_epoch_ = None
         self.arch_start_state_ = None if net is None else _finite_state(net.module_)
@@ -305,7 +306,7 @@ class ArchitectureCheckpoint(Callback):
             self.best_arch_first_epoch_ = self.arch_first_epoch_
             if self.selection == "moving_average" and self.arch_best_state_ is not None:
                 self.best_score_ = self.arch_best_score_
-                self.best_spec_ = net.module_.get_spec()
+                self.best_spec_ = self.arch_best_spec_
                 self.best_state_ = self.arch_best_state_
                 self.best_epoch_ = self.arch_best_epoch_
                 _flag_epoch(net.history, self.best_epoch_, BEST)
@@ -321,7 +322,7 @@ class ArchitectureCheckpoint(Callback):
             epoch = net.history[-1][EPOCH] if len(net.history) else None
             self.best_score_ = self.arch_best_score_ = float(score)
             self.best_arch_score_ = float(score)
-            self.best_spec_ = self.start_spec_
+            self.best_spec_ = self.arch_best_spec_ = self.start_spec_
             self.best_state_ = self.arch_best_state_ = self.start_state_
             self.best_epoch_ = self.arch_best_epoch_ = epoch
 
@@ -339,10 +340,13 @@ class ArchitectureCheckpoint(Callback):
         epoch = net.history[-1][EPOCH]
         self.arch_best_score_ = score
         self.arch_best_state_ = state
+        # The spec goes with the weights: the module may have grown by the time the
+        # architecture is closed (an interrupt during a decision).
+        self.arch_best_spec_ = module.get_spec()
         self.arch_best_epoch_ = epoch
         if self.selection == "epoch" and score > self.best_score_:
             self.best_score_ = score
-            self.best_spec_ = module.get_spec()
+            self.best_spec_ = self.arch_best_spec_
             self.best_state_ = state
             self.best_epoch_ = epoch
             net.history.record(BEST, True)

@@ -168,8 +168,9 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     derivative is computed for every position where a residual LSTM layer could be
     inserted, and the layer goes where it is largest, if it exceeds
     ``topo_derivative_threshold`` and the depth is below ``max_layers``. Otherwise
-    growth and training end. The fitted model is the best validation state of the whole
-    run.
+    growth ends, and training with it, unless the decision came at the architecture's
+    ``max_epochs_per_layer`` cap: then it trains on to its own plateau. The fitted model
+    is the best validation state of the whole run.
 
     Parameters
     ----------

@@ -1028,8 +1028,7 @@ def _insert_with_backtracking(
     hidden_size = module.hidden_size
     reference = next(module.parameters())
     direction = torch.as_tensor(best.direction * decision.sign).to(reference)
-    layer = module.insert_layer(best.position)
-    params = dict(layer.lstm.named_parameters())
+    params = {}
 
     def set_scale(scale: float) -> None:
         with torch.no_grad():
@@ -1040,17 +1039,21 @@ def _insert_with_backtracking(
         set_scale(scale)
         return _sample_loss(module, X, y, loss_fn)
 
-    try:
+    depth = module.num_layers
+    try:  # whatever stops it (an error, an interrupt), no layer is left behind
+        layer = module.insert_layer(best.position)
+        params.update(layer.lstm.named_parameters())
         scale, steps, new_loss = backtracking_scale(
             loss_at, decision.loss_before,
             init_scale=init_scale, min_scale=min_scale, tolerance=tolerance,
         )
         set_scale(scale)
+        decision.inserted = True
+        decision.rule = "inserted"
+        decision.scale = scale
+        decision.backtracking_steps = steps
+        decision.loss_after = new_loss
     except BaseException:
-        del module.layers[best.position]
+        if module.num_layers > depth:
+            del module.layers[best.position]
         raise
-    decision.inserted = True
-    decision.rule = "inserted"
-    decision.scale = scale
-    decision.backtracking_steps = steps
-    decision.loss_after = new_loss

@@ -2,6 +2,7 @@
 clipping, the validation stop rule, architecture selection, the optimizer after an
 insertion, and the presets."""
 
+import copy
 import math
 from types import SimpleNamespace
 
@@ -348,6 +349,29 @@ def test_an_architecture_closed_twice_keeps_its_latest_best_epoch():
     twice, kept_twice = run(close_midway=True)
     assert kept_once == kept_twice == 4.0
     assert once.best_epoch_ == twice.best_epoch_ == 4
+
+
+def test_a_layer_inserted_but_not_yet_recorded_is_left_behind_at_the_end():
+    # An interrupt between an insertion and the next epoch ends training on a module
+    # one layer deeper than the weights kept for its architecture: those weights, with
+    # their own architecture, are what the fit ends on.
+    torch.manual_seed(0)
+    net = SimpleNamespace(history=History(), initialize_optimizer=lambda: None,
+                          module_=GrowingLSTM(n_features=2, hidden_size=3))
+    checkpoint = ArchitectureCheckpoint().initialize()
+    checkpoint.on_train_begin(net)
+    for epoch, score in enumerate([0.5, 0.7], start=1):
+        net.history.new_epoch()
+        net.history.record("epoch", epoch)
+        net.history.record("valid_score", score)
+        net.history.record("valid_nse_ma", score)
+        checkpoint.on_epoch_end(net)
+    kept = copy.deepcopy(net.module_.state_dict())
+    net.module_.insert_layer(1)
+    checkpoint.on_train_end(net)
+    assert checkpoint.restored_ == "best" and net.module_.num_layers == 1
+    for name, value in net.module_.state_dict().items():
+        torch.testing.assert_close(value, kept[name])
 
 
 def _drive_plateau(architectures, window):
