@@ -212,7 +212,8 @@ class ArchitectureCheckpoint(Callback):
 
     skorch's ``Checkpoint(load_best=True)`` cannot reload a state whose shapes changed
     through growth; this one stores the architecture spec next to the weights.
-    Records ``n_layers`` every epoch and ``valid_nse_best`` when the run's best improves.
+    Records ``n_layers`` every epoch and ``valid_nse_best``: True in the one row whose
+    weights are the run's best so far.
     Only states with finite parameters and a finite score are stored.
 
     Besides the best states it keeps the state each architecture started from (the
@@ -349,7 +350,7 @@ class ArchitectureCheckpoint(Callback):
             self.best_spec_ = self.arch_best_spec_
             self.best_state_ = state
             self.best_epoch_ = epoch
-            net.history.record(BEST, True)
+            _flag_epoch(net.history, epoch, BEST)
 
     def restore_architecture_best(self, net) -> bool:
         """Load the best weights seen for the current architecture.
@@ -396,11 +397,12 @@ class ArchitectureCheckpoint(Callback):
 
 
 def _flag_epoch(history, epoch, key: str) -> None:
-    """Set ``key`` True in the history row of ``epoch`` (a row already written)."""
-    for row in reversed(history):
+    """Make the row of ``epoch`` (a row already written) the only one with ``key`` True."""
+    for row in history:
         if row[EPOCH] == epoch:
             row[key] = True
-            return
+        elif row.get(key):
+            row[key] = False
 
 
 class NonFiniteGuard(Callback):
