@@ -44,8 +44,10 @@ from .model import GrowingLSTM
 from .windows import WindowDataset, collate_windows
 
 #: Names of the callbacks the training net is built with; a user's callbacks may not
-#: take them.
+#: take them, nor those of the training recipe's callbacks (RECIPE_NAMES).
 CALLBACK_NAMES = ("valid_nse", "checkpoint", "non_finite", "plateau", "growth")
+_LR_SCHEDULE, _CLIP = "lr_schedule", "clip_gradient"
+RECIPE_NAMES = (_LR_SCHEDULE, _CLIP)
 _CHECKPOINT, _GROWTH = "checkpoint", "growth"
 
 #: Windows per forward pass when predicting (at least ``batch_size``): inference needs
@@ -159,10 +161,10 @@ def _callbacks(
     recipe = []
     factors = lr_factors(params["lr_schedule"])
     if factors:
-        recipe.append(("lr_schedule", LearningRateSchedule(params["lr"], factors)))
+        recipe.append((_LR_SCHEDULE, LearningRateSchedule(params["lr"], factors)))
     if params["clip_gradient_norm"] is not None:
         clipping = GradientNormClipping(gradient_clip_value=params["clip_gradient_norm"])
-        recipe.append(("clip_gradient", clipping))
+        recipe.append((_CLIP, clipping))
     ours = (ValidationNSE(), checkpoint, NonFiniteGuard(checkpoint), plateau, growth)
     return [*recipe, *zip(CALLBACK_NAMES, ours, strict=True), *(params["callbacks"] or [])]
 

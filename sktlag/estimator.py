@@ -23,6 +23,8 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._record import architectures, decision_table, decisions_from_table
 from ._training import (
+    CALLBACK_NAMES,
+    RECIPE_NAMES,
     build_net,
     interruption_message,
     lr_factors,
@@ -302,7 +304,8 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         Torch device, e.g. ``"cuda"``.
     callbacks : list of (str, skorch.callbacks.Callback), default=None
         Further skorch callbacks for the training net (progress bars, loggers ...),
-        run after the growth callbacks. The names must not be ``valid_nse``,
+        run after the growth callbacks. The names must not be those of the
+        estimator's own: ``lr_schedule``, ``clip_gradient``, ``valid_nse``,
         ``checkpoint``, ``non_finite``, ``plateau`` or ``growth``.
     random_state : int, RandomState instance or None, default=None
         Seeds weights, batch order and the derivative sample. With the same value and
@@ -538,6 +541,13 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
 
     def _check_hyperparameters(self) -> None:
         lr_factors(self.lr_schedule)
+        own = (*RECIPE_NAMES, *CALLBACK_NAMES)
+        for entry in self.callbacks or []:
+            if isinstance(entry, tuple | list) and entry and entry[0] in own:
+                raise ValueError(
+                    f"callback name {entry[0]!r} is taken by the estimator's own callbacks "
+                    f"{own}; choose another name"
+                )
         if self.initial_num_layers > self.max_layers:
             raise ValueError(
                 f"initial_num_layers={self.initial_num_layers} exceeds "

@@ -335,7 +335,6 @@ def test_unavailable_or_unknown_device_is_a_clear_error(series):
 
 def test_extra_callbacks_see_every_epoch(series, fast_params):
     from skorch.callbacks import Callback
-
     class CountEpochs(Callback):
         def initialize(self):
             self.epochs_ = 0
@@ -350,3 +349,13 @@ def test_extra_callbacks_see_every_epoch(series, fast_params):
                         callbacks=[("count", counter)], random_state=0).fit(X, y)
     assert counter.epochs_ == len(est.history_) >= 1
     assert clone(est).get_params()["callbacks"][0][0] == "count"
+
+
+@pytest.mark.parametrize("name", ["lr_schedule", "clip_gradient", "checkpoint", "growth"])
+def test_a_user_callback_may_not_take_an_own_callbacks_name(series, fast_params, name):
+    from skorch.callbacks import Callback
+
+    X, y = series
+    est = TLAGRegressor(**fast_params, callbacks=[(name, Callback())])
+    with pytest.raises(ValueError, match=f"callback name '{name}' is taken"):
+        est.fit(X, y)
