@@ -505,6 +505,9 @@ def _predict(args) -> int:
     table = read_table(args.table, layout=args.layout, sheet_name=args.sheet,
                        target=targets, features=features, allow_missing_target=True,
                        require_target=False)
+    if args.target and table.target_rule == "none":
+        # The model's own target may be absent (future days); one named here must not.
+        raise CommandError(f"'{args.table}': no target column {args.target}")
     X, y = table.X, table.y
     history = None
     if args.history is not None:

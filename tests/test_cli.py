@@ -557,6 +557,9 @@ def test_predict_errors_for_unusable_forecast_tables(run, tmp_path):
                     f"starts ({day(start)})")
 
     _forecast_error(run, tmp_path, future, ["--history", tmp_path / "nope.csv"], "nope.csv")
+    # A target named on the command line must be a column (the model's own may be absent).
+    _forecast_error(run, tmp_path, future, ["--target", "q_kalkofn"], "future.csv",
+                    "'q_kalkofn'")
     _forecast_error(run, tmp_path, future, ["--warmup-days", "60"],
                     "--warmup-days 60 leaves no rows to predict", "60 rows")
 
