@@ -142,10 +142,6 @@ def _printing_above_bar():
 
 
 # ---------------------------------------------------------------------- arguments
-def _sheet(value: str) -> str | int:
-    return int(value) if value.isdigit() else value
-
-
 def _positive_int(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
@@ -185,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "(precipitation and temperature for the Lahn data)")
     data.add_argument("--layout", choices=["auto", "research", "tidy"], default="auto",
                       help="table layout (default: auto)")
-    data.add_argument("--sheet", type=_sheet, default=0, metavar="NAME",
+    data.add_argument("--sheet", default=0, metavar="NAME",
                       help="workbook sheet, by name or 0-based position (default: 0)")
     data.add_argument("--missing-target", choices=["raise", "mask"], default=None,
                       help="empty target cells: an error (raise, default) or left out of "
@@ -193,8 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     model = run.add_argument_group("model")
     model.add_argument("--preset", choices=sorted(PRESETS),
                        help="start from a named hyperparameter set (hydrology: the reference "
-                       "LSTM recipe at one layer, about 9 min; research: the original "
-                       "study's settings, slow; fast: a quick smoke run)")
+                       "LSTM recipe at one layer, about 9 min; short_record: the same with "
+                       "batches of 32, for ten years of daily data or less; research: the "
+                       "original study's settings, slow; fast: a quick smoke run)")
     model.add_argument("--lookback", type=int, metavar="N", help="days per input window")
     model.add_argument("--hidden-size", type=int, metavar="N", help="LSTM width")
     model.add_argument("--max-layers", type=int, metavar="N", help="largest depth")
@@ -246,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the first N rows of TABLE are history only: used as warm-up, "
                         "not predicted")
     predict.add_argument("--layout", choices=["auto", "research", "tidy"], default="auto")
-    predict.add_argument("--sheet", type=_sheet, default=0, metavar="NAME")
+    predict.add_argument("--sheet", default=0, metavar="NAME")
     predict.add_argument("--force", action="store_true", help="replace an existing FILE")
     predict.set_defaults(handler=_predict)
     return parser

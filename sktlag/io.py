@@ -261,12 +261,15 @@ def _resolve_sheet(sheet_name: str | int, sheet_names: list[str], path: Path) ->
     """The name of the requested sheet; a TableError lists the sheets otherwise."""
     if isinstance(sheet_name, str) and sheet_name in sheet_names:
         return sheet_name
+    # Digits that name no sheet are a position (as typed on a command line).
+    position = int(sheet_name) if isinstance(sheet_name, str) and sheet_name.isdigit() else (
+        sheet_name)
     if (
-        isinstance(sheet_name, int)
-        and not isinstance(sheet_name, bool)
-        and 0 <= sheet_name < len(sheet_names)
+        isinstance(position, int)
+        and not isinstance(position, bool)
+        and 0 <= position < len(sheet_names)
     ):
-        return sheet_names[sheet_name]
+        return sheet_names[position]
     raise TableError(
         f"'{path}': no sheet {sheet_name!r}; the workbook has the sheets {sheet_names} "
         "(pass a name or a 0-based position)."
@@ -630,7 +633,8 @@ def _check_values(
     if details:
         hint = ""
         if any(parsed[name].isna().any() for name in target) and not allow_missing_target:
-            hint = " Empty target cells can be accepted with allow_missing_target=True."
+            hint = (" Empty target cells can be accepted with allow_missing_target=True "
+                    "(on the command line: --missing-target mask).")
         raise TableError(f"{label}: empty cells: {'; '.join(details)}.{hint}")
     empty_targets = [name for name in target if parsed[name].isna().all()]
     if empty_targets and require_target:
@@ -723,7 +727,8 @@ def read_table(
     date_column : str, optional
         Name of the date column of a tidy table.
     sheet_name : str or int, default=0
-        Sheet of a workbook, by name or 0-based position. Ignored for CSV.
+        Sheet of a workbook, by name or 0-based position (digits that name no sheet
+        are a position). Ignored for CSV.
     allow_gaps : bool, default=False
         Accept missing days between the first and the last date. The gaps are
         kept as they are (no rows are added) and ``X.index`` then has no

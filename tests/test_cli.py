@@ -453,6 +453,20 @@ def test_predict_a_table_without_observations(run, tmp_path):
     np.testing.assert_allclose(forecast["predicted"], reference, rtol=1e-12)
 
 
+def test_predict_finds_a_sheet_named_by_digits(run, tmp_path):
+    csv = feature_table(tmp_path / "future.csv", slice(N_FIT, N_ROWS))
+    book = tmp_path / "years.xlsx"
+    with pd.ExcelWriter(book) as writer:
+        pd.DataFrame({"note": ["not this one"]}).to_excel(writer, sheet_name="2019")
+        pd.read_csv(csv).to_excel(writer, sheet_name="2020", index=False)
+    out = tmp_path / "forecast.csv"
+    code, _, stderr = run_main(["predict", run["out"] / MODEL, book, "--sheet", "2020",
+                                "--out", out])
+    assert code == 0, stderr
+    np.testing.assert_allclose(predict_csv(out)["predicted"], reference_predictions(run),
+                               rtol=1e-12)
+
+
 def test_predict_with_a_history_table_or_warmup_days(run, tmp_path):
     reference = reference_predictions(run).iloc[20:]  # rows 340 .. 399
     start = N_FIT + 20

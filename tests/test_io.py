@@ -187,6 +187,16 @@ def test_sheet_by_name_and_position(tmp_path):
     assert read_table(path).layout == "research"
     assert read_table(path, sheet_name="second").layout == "tidy"
     assert read_table(path, sheet_name=1).layout == "tidy"
+    assert read_table(path, sheet_name="1").layout == "tidy"  # as typed on a command line
+
+
+def test_a_sheet_named_by_digits_is_found_by_name(tmp_path):
+    path = tmp_path / "years.xlsx"
+    with pd.ExcelWriter(path) as writer:
+        research_frame(seed=1).to_excel(writer, sheet_name="2019", index=False)
+        tidy_frame().to_excel(writer, sheet_name="2020", index=False)
+    assert read_table(path, sheet_name="2020").layout == "tidy"
+    assert read_table(path, sheet_name="0").layout == "research"
 
 
 def test_table_data_is_frozen(tmp_path):
