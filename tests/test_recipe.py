@@ -320,6 +320,18 @@ def test_after_growth_ends_at_the_cap_training_ends_at_the_architectures_own_pla
     assert est.history_[-1]["plateau"] and est.growth_stop_rule_ == "validation"
 
 
+def _new_epoch(net, epoch, **record):
+    """Fill every weight with the epoch number (a restored state then tells its epoch)
+    and write the epoch's history row."""
+    with torch.no_grad():
+        for p in net.module_.parameters():
+            p.fill_(float(epoch))
+    net.history.new_epoch()
+    net.history.record("epoch", epoch)
+    for key, value in record.items():
+        net.history.record(key, value)
+
+
 def test_an_architecture_closed_twice_keeps_its_latest_best_epoch():
     # An architecture closed at a decision, trained on, then closed again at the end
     # holds the run's best as if it had been closed once: its best single epoch may
@@ -332,13 +344,7 @@ def test_an_architecture_closed_twice_keeps_its_latest_best_epoch():
         checkpoint.on_train_begin(net)
         scores, mas = [0.5, 0.7, 0.45, 0.75], [0.5, 0.6, 0.575, 0.6]
         for epoch, (score, ma) in enumerate(zip(scores, mas, strict=True), start=1):
-            with torch.no_grad():
-                for p in net.module_.parameters():
-                    p.fill_(float(epoch))
-            net.history.new_epoch()
-            net.history.record("epoch", epoch)
-            net.history.record("valid_score", score)
-            net.history.record("valid_nse_ma", ma)
+            _new_epoch(net, epoch, valid_score=score, valid_nse_ma=ma)
             checkpoint.on_epoch_end(net)
             if close_midway and epoch == 2:
                 checkpoint.close_architecture(net)
@@ -361,10 +367,7 @@ def test_a_layer_inserted_but_not_yet_recorded_is_left_behind_at_the_end():
     checkpoint = ArchitectureCheckpoint().initialize()
     checkpoint.on_train_begin(net)
     for epoch, score in enumerate([0.5, 0.7], start=1):
-        net.history.new_epoch()
-        net.history.record("epoch", epoch)
-        net.history.record("valid_score", score)
-        net.history.record("valid_nse_ma", score)
+        _new_epoch(net, epoch, valid_score=score, valid_nse_ma=score)
         checkpoint.on_epoch_end(net)
     kept = copy.deepcopy(net.module_.state_dict())
     net.module_.insert_layer(1)
@@ -393,12 +396,7 @@ def _drive_plateau(architectures, window):
             plateau.reset_architecture()
         for score in scores:
             epoch += 1
-            with torch.no_grad():
-                for p in net.module_.parameters():
-                    p.fill_(float(epoch))
-            net.history.new_epoch()
-            net.history.record("epoch", epoch)
-            net.history.record("valid_score", score)
+            _new_epoch(net, epoch, valid_score=score)
             checkpoint.on_epoch_end(net)
             plateau.on_epoch_end(net)
     checkpoint.on_train_end(net)
@@ -515,14 +513,8 @@ def _drive_checkpoint(selection):
             checkpoint.reset_architecture(net)
         for i, score in enumerate(scores):
             epoch += 1
-            with torch.no_grad():
-                for p in net.module_.parameters():
-                    p.fill_(float(epoch))
             ma = float(np.mean(scores[max(0, i + 1 - window) : i + 1]))
-            net.history.new_epoch()
-            net.history.record("epoch", epoch)
-            net.history.record("valid_score", score)
-            net.history.record("valid_nse_ma", ma)
+            _new_epoch(net, epoch, valid_score=score, valid_nse_ma=ma)
             checkpoint.on_epoch_end(net)
     checkpoint.on_train_end(net)
     return checkpoint, net
