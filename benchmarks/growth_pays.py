@@ -297,6 +297,8 @@ def replay(run: dict[str, Any], threshold: float, margin: float, select: str,
         if nxt not in archs:
             break
         visited.append(nxt)
+        if not any(d["n_layers_before"] == nxt for d in run["decisions"]):
+            break  # the budget ended it before a decision judged it
         score = archs[nxt]["best_valid_ma"]
         if not score > best_ma + margin:
             stop = "validation"

@@ -130,6 +130,18 @@ def test_replay_compares_the_threshold_with_the_criterion_it_names(growth_pays):
                for r in rows if r["criterion"] == "relative")
 
 
+def test_the_validation_rule_judges_only_architectures_that_reached_a_decision(growth_pays):
+    # The third architecture (0.77) does not beat the second (0.75) by 0.03, but the
+    # budget ended it before any decision: growth ended by the budget, not the rule.
+    run = _recorded_run()
+    out = growth_pays.replay(run, 0.1, 0.03, "moving_average", "relative")
+    assert out["stop"] == "recorded run ended" and out["depths_tried"] == 3
+    assert out["n_layers"] == 3  # it still competes in the selection
+    # The second one reached a decision: there the rule applies.
+    out = growth_pays.replay(run, 0.1, 0.06, "moving_average", "relative")
+    assert out["stop"] == "validation" and out["depths_tried"] == 2
+
+
 def test_a_replay_stopping_at_the_first_decision_trains_on_as_the_fixed_run(growth_pays):
     # Growth that ends at the first decision lets that architecture train on: the fixed
     # run of its depth and seed is that training. Without one, the replay is not exact.
