@@ -587,9 +587,8 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             if n_rows < minimum:
                 raise ValueError(f"X has {n_rows} rows (n_samples = {n_rows}); {needed}")
             return
-        starts = group_starts(groups, n_rows)  # checks the shape and the blocks
-        first = np.flatnonzero(starts == np.arange(n_rows))
-        lengths = np.diff(np.append(first, n_rows))
+        # group_starts checks the shape and the blocks; each block's first row and length:
+        first, lengths = np.unique(group_starts(groups, n_rows), return_counts=True)
         short = [(label, n) for label, n in zip(groups[first].tolist(), lengths, strict=True)
                  if n < minimum]
         if short:
