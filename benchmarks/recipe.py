@@ -13,6 +13,13 @@ Protocol (the same on every basin): inputs standardized by a ``StandardScaler`` 
 20 % of those and keeps the best validation epoch); predict the whole series; score
 NSE and KGE on the last 20 % of the days. Seeds 0, 1, ...
 
+``--base defaults`` applies the same changes to the package defaults instead (growth
+on, the estimator as a user gets it), ``--base one-layer`` to the package defaults at
+one layer with growth off; with the configurations ``batch-16`` ... ``batch-256`` and
+``lookback-90`` they are the study behind ``batch_size="auto"``.
+``--last-years 3 5 10`` cuts every basin to its last 3, 5 and 10 years (named
+``<basin>_last<N>y``), the cheapest way to study short records on known data.
+
 Jobs (basin x configuration x seed) run in ``--jobs`` processes, one torch thread each;
 every finished job is appended to ``recipe_jobs.jsonl`` in ``--out`` at once, so an
 interrupted run keeps what it finished (``--resume`` skips those).
@@ -20,6 +27,8 @@ interrupted run keeps what it finished (``--resume`` skips those).
 Usage::
 
     python benchmarks/recipe.py --data path/to/DemoData.xlsx --seeds 3 --jobs 8 --device cuda
+    python benchmarks/recipe.py --base defaults --basins lahn_kalkofen yuliang \
+        --configs batch-16 batch-32 batch-64 batch-128 batch-256 --last-years 3 5 10
     python benchmarks/recipe.py --quick
 """
 
@@ -61,7 +70,12 @@ CONFIGS: dict[str, dict[str, Any] | None] = {
     "no-lr-schedule": {"lr_schedule": None},
     "no-output-dropout": {"output_dropout": 0.0},
     "hidden-32": {"hidden_size": 32},
+    "batch-16": {"batch_size": 16},
+    "batch-32": {"batch_size": 32},
+    "batch-64": {"batch_size": 64},
     "batch-128": {"batch_size": 128},
+    "batch-256": {"batch_size": 256},
+    "lookback-90": {"lookback": 90},
     "early-stopping": {"patience": 10, "moving_avg_window": 5},
     "epochs-30": {"max_epochs": 30, "max_epochs_per_layer": 30},
     "lookback-180-epochs-40": {"lookback": 180, "max_epochs": 40, "max_epochs_per_layer": 40},
@@ -83,17 +97,54 @@ QUICK: dict[str, Any] = {
 }
 
 
-def config_params(name: str, quick: bool) -> dict[str, Any]:
-    """Estimator parameters of configuration ``name`` (one layer, growth off)."""
+def config_params(name: str, quick: bool, base: str = "reference") -> dict[str, Any]:
+    """Estimator parameters of configuration ``name``: a change of the reference recipe
+    at one layer with growth off, or (``base="defaults"``) of the package defaults."""
     change = CONFIGS[name]
     if change == "previous":
         params = dict(PREVIOUS)
+    elif base in ("defaults", "one-layer"):
+        params = dict(change or {})
     else:
         params = {**REFERENCE, **(change or {})}
     if quick:
-        params.update(QUICK)
-    params.update(initial_num_layers=1, max_layers=1, topo_derivative_threshold=math.inf)
+        # Tiny, but the factor the configuration changes stays changed.
+        changed = change if isinstance(change, dict) else {}
+        params.update({k: v for k, v in QUICK.items() if k not in changed})
+    if base in ("reference", "one-layer"):
+        params.update(initial_num_layers=1, max_layers=1, topo_derivative_threshold=math.inf)
     return params
+
+
+def basin_label(name: str, years: int | None) -> str:
+    """The name of a basin, or of its last ``years`` years."""
+    return name if years is None else f"{name}_last{years}y"
+
+
+def last_rows(years: int | None) -> int | None:
+    """Rows (days) of the last ``years`` years."""
+    return None if years is None else round(365.25 * years)
+
+
+def basin_series(source: str, rows: int | None, demo_path: str | None):
+    """Inputs and target of a basin, or of its last ``rows`` rows."""
+    basin = _basins.load_basins([source], demo_path=demo_path)[0]
+    X, y = basin.X, basin.y
+    if rows:
+        X, y = X.iloc[-rows:], y.iloc[-rows:]
+    return X, y
+
+
+def training_windows(y_fit, lookback: int) -> int:
+    """Training windows of a fit on ``y_fit`` (the estimator's own split and defaults)."""
+    import numpy as np
+
+    from sktlag import TLAGRegressor
+    from sktlag.windows import fit_split
+
+    fraction = TLAGRegressor().validation_fraction
+    values = np.asarray(y_fit, dtype=float).reshape(len(y_fit), -1)
+    return len(fit_split(values, lookback, fraction)[0])
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -107,12 +158,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from sktlag.metrics import kge, nse
 
     torch.set_num_threads(1)
-    basin = _basins.load_basins([job["basin"]], demo_path=job["demo_path"])[0]
-    X, y = basin.X, basin.y
-    if job["rows"]:
-        X, y = X.iloc[-job["rows"]:], y.iloc[-job["rows"]:]
+    X, y = basin_series(job.get("source", job["basin"]), job["rows"], job["demo_path"])
     n_fit = int(len(X) * C.TRAIN_FRACTION)
-    params = config_params(job["config"], job["quick"])
+    params = config_params(job["config"], job["quick"], job.get("base", "reference"))
     model = make_pipeline(
         StandardScaler(),
         TLAGRegressor(**params, device=job["device"], n_threads=1, random_state=job["seed"],
@@ -129,6 +177,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     best = max((row for row in history if "valid_nse" in row), key=lambda r: r["valid_score"])
     return {
         **{k: job[k] for k in ("basin", "config", "seed", "device")},
+        "base": job.get("base", "reference"),
+        "batch_size": int(getattr(est, "batch_size_", est.batch_size)),
+        "n_layers": int(est.n_layers_),
+        "train_windows": training_windows(y.iloc[:n_fit], est.lookback),
+        "years": len(X) / 365.25,
         "test_nse": float(nse(obs[keep], pred[keep])),
         "test_kge": float(kge(obs[keep], pred[keep])),
         "valid_nse": float(best["valid_nse"]),
@@ -190,6 +243,72 @@ def across_basins(rows: list[dict[str, Any]], configs: list[str],
     return out
 
 
+def batch_table(results: list[dict[str, Any]], demo_path: str | None
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The batch-size study: per basin the median test NSE of every batch size, the best,
+    what ``batch_size="auto"`` picks and what it gives; and a line across basins.
+
+    Runs recorded without their record's size get it from the basin itself.
+    """
+    from sktlag.recipe import auto_batch_size
+
+    runs = [r for r in results if r["config"].startswith("batch-")]
+    rows = []
+    for basin in dict.fromkeys(r["basin"] for r in runs):
+        mine = [r for r in runs if r["basin"] == basin]
+        sized = [r for r in mine if "train_windows" in r]
+        if sized:
+            n_train, years = sized[0]["train_windows"], sized[0]["years"]
+        else:
+            source, _, cut = basin.partition("_last")
+            rows_cut = last_rows(int(cut[:-1])) if cut else None
+            X, y = basin_series(source if cut else basin, rows_cut, demo_path)
+            n_fit = int(len(X) * C.TRAIN_FRACTION)
+            n_train, years = training_windows(y.iloc[:n_fit], 180), len(X) / 365.25
+        by_size = {int(c.split("-")[1]): C.median([r["test_nse"] for r in mine
+                                                   if r["config"] == c])
+                   for c in dict.fromkeys(r["config"] for r in mine)}
+        sizes = sorted(by_size)
+        best = max(sizes, key=lambda b: by_size[b])
+        pick = auto_batch_size(n_train)
+        row = {"basin": basin, "years": years, "training windows": n_train,
+               "seeds": len({r["seed"] for r in mine})}
+        row.update({f"NSE at {b}": by_size[b] for b in sizes})
+        row.update({"best batch": best, "auto picks": pick,
+                    "best - auto": by_size[best] - by_size.get(pick, float("nan")),
+                    "auto - 256": by_size.get(pick, float("nan")) - by_size.get(256, float("nan"))})
+        rows.append(row)
+    shortfalls = [r["best - auto"] for r in rows]
+    overall = [{
+        "basins": len(rows),
+        "auto within 0.02 of the best": sum(1 for v in shortfalls if v <= 0.02),
+        "median best - auto": C.median(shortfalls),
+        "largest best - auto": max(shortfalls, default=float("nan")),
+        "median auto - 256": C.median([r["auto - 256"] for r in rows]),
+    }] if rows else []
+    return rows, overall
+
+
+def rule_table(years=(2, 3, 4, 5, 7, 10, 15, 20, 30, 40)) -> str:
+    """What ``batch_size="auto"`` chooses for a daily record of so many years given to
+    ``fit`` (every target observed, the default lookback and validation part)."""
+    import numpy as np
+
+    from sktlag import TLAGRegressor
+    from sktlag.recipe import auto_batch_size, updates_per_epoch
+
+    lookback = TLAGRegressor().lookback
+    rows = []
+    for n_years in years:
+        n_train = training_windows(np.zeros(last_rows(n_years)), lookback)
+        size = auto_batch_size(n_train)
+        rows.append({"years given to `fit`": n_years, "training windows": f"{n_train:,}",
+                     "batch size": size,
+                     "updates per epoch": updates_per_epoch(n_train, size),
+                     "updates at batch 256": updates_per_epoch(n_train, 256)})
+    return C.markdown_table(rows)
+
+
 def main() -> None:
     parser = C.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=None,
@@ -200,9 +319,21 @@ def main() -> None:
                         help="configurations (default: all)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
     parser.add_argument("--device", default="cpu", help='torch device, e.g. "cuda"')
+    parser.add_argument("--base", choices=("reference", "defaults", "one-layer"),
+                        default="reference",
+                        help="what the configurations change: the reference recipe at one "
+                        "layer (default), the package defaults (growth on) or the package "
+                        "defaults at one layer")
+    parser.add_argument("--last-years", type=int, nargs="*", default=None,
+                        help="cut every basin to its last N years (several N: several cuts)")
     parser.add_argument("--resume", action="store_true",
                         help="skip jobs already in recipe_jobs.jsonl")
+    parser.add_argument("--rule-table", action="store_true",
+                        help="print what batch_size='auto' chooses by record length, and exit")
     args = parser.parse_args()
+    if args.rule_table:
+        print(rule_table())
+        return
     seeds = C.seeds_from(args)
     configs = args.configs or list(CONFIGS)
     if args.quick:
@@ -218,13 +349,16 @@ def main() -> None:
     elif log.exists():
         log.unlink()
     finished = {(r["basin"], r["config"], r["seed"]) for r in done}
+    cuts = args.last_years or [None]
     # Seed-major order: every configuration of every basin gets one seed before any
     # gets a second, so a run cut short still covers every factor.
     jobs = [
-        {"basin": b, "config": c, "seed": s, "device": args.device, "quick": args.quick,
-         "rows": 1500 if args.quick else None,
+        {"basin": basin_label(b, years), "source": b, "config": c, "seed": s,
+         "device": args.device, "quick": args.quick, "base": args.base,
+         "rows": 1500 if args.quick else last_rows(years),
          "demo_path": str(args.data) if args.data else None}
-        for s in seeds for b in names for c in configs if (b, c, s) not in finished
+        for s in seeds for years in cuts for b in names for c in configs
+        if (basin_label(b, years), c, s) not in finished
     ]
     machine = C.machine_info(1)
     start = time.perf_counter()
@@ -236,12 +370,20 @@ def main() -> None:
     )
     rows = summarize(results, configs)
     overall = across_basins(rows, configs, results)
+    batches, batches_overall = batch_table(results, str(args.data) if args.data else None)
+    tables = [("Across basins", C.markdown_table(overall)),
+              ("Per basin", C.markdown_table(rows))]
+    if batches:
+        tables = [("Batch size: batch_size='auto' against the best batch size",
+                   C.markdown_table(batches_overall)),
+                  ("Batch size per basin (median test NSE over the seeds)",
+                   C.markdown_table(batches)), *tables]
     C.write_results(
-        args.out, "recipe", "Training recipe factor study",
-        [("Across basins", C.markdown_table(overall)),
-         ("Per basin", C.markdown_table(rows))],
-        {"per_basin": rows, "across_basins": overall, "runs": results},
-        {"seeds": seeds, "reference": REFERENCE, "configs": CONFIGS, "previous": PREVIOUS,
+        args.out, "recipe", "Training recipe factor study", tables,
+        {"per_basin": rows, "across_basins": overall, "batch_sizes": batches,
+         "batch_sizes_overall": batches_overall, "runs": results},
+        {"seeds": seeds, "base": args.base, "last_years": args.last_years,
+         "reference": REFERENCE, "configs": CONFIGS, "previous": PREVIOUS,
          "quick": args.quick, "device": args.device, "jobs": args.jobs,
          "cpu_count": os.cpu_count()},
         machine, time.perf_counter() - start,

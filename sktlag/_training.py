@@ -307,6 +307,7 @@ def train(
                 callbacks=_callbacks(params, derivative_sample, seed, initial,
                                      holdout_sample=holdout_sample),
                 max_epochs=params["max_epochs"],
+                batch_size=params["batch_size"],
                 lr=params["lr"],
                 verbose=int(params["verbose"]),
             )

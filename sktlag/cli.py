@@ -45,6 +45,7 @@ from .estimator import PRESETS, TLAGRegressor, final_regressor
 from .growth import CRITERIA
 from .io import read_table, write_table
 from .persistence import load_model
+from .recipe import updates_per_epoch
 from .report import (
     check_output_dir,
     fit_periods,
@@ -148,6 +149,10 @@ def _positive_int(value: str) -> int:
     return int(value)
 
 
+def _batch_size(value: str) -> int | str:
+    return value if value == "auto" else _positive_int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sktlag`` command."""
     parser = argparse.ArgumentParser(
@@ -201,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--criterion", choices=CRITERIA,
                        help="what the threshold is compared with (see the user guide)")
     model.add_argument("--lr", type=float, metavar="X", help="Adam learning rate")
+    model.add_argument("--batch-size", type=_batch_size, metavar="N",
+                       help="windows per training batch, or auto (the default: the largest "
+                       "of 16 to 256 that gives at least 25 updates per epoch)")
     model.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
     model.add_argument("--seed", type=int, default=0, metavar="N",
                        help="random seed (default: 0)")
@@ -258,6 +266,7 @@ _OPTION_PARAMS = {
     "threshold": "topo_derivative_threshold",
     "criterion": "derivative_criterion",
     "lr": "lr",
+    "batch_size": "batch_size",
     "threads": "n_threads",
     "missing_target": "missing_target",
 }
@@ -388,6 +397,7 @@ def _run(args) -> int:
         print(f"sktlag: training interrupted; the artifacts in {out_dir} hold the best "
               "state so far", file=sys.stderr)
     print(f"fitted in {seconds:.0f} s")
+    print(f"  batch size {_batch_line(members[0], len(periods['train']))}")
     for i, member in enumerate(members, start=1):
         which = f"member {i}: " if len(members) > 1 else ""
         print(f"  {which}{member.n_layers_} LSTM layers (best epoch {member.best_epoch_} of "
@@ -403,6 +413,14 @@ def _run(args) -> int:
     # Non-zero although the artifacts exist: a script or scheduler must not take an
     # interrupted fit for a finished one.
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+def _batch_line(est: TLAGRegressor, n_train_windows: int) -> str:
+    """The batch size a fit used, how it was chosen and the updates per epoch it gave."""
+    size = est.batch_size_
+    how = "chosen by batch_size='auto' for" if est.batch_size == "auto" else "for"
+    return (f"{size} ({how} {n_train_windows} training windows: "
+            f"{updates_per_epoch(n_train_windows, size)} updates per epoch)")
 
 
 def _metric_lines(metrics: dict, period: str = "test") -> list[str]:

@@ -34,6 +34,7 @@ from ._training import (
     train,
 )
 from .growth import CRITERIA, EIGENSOLVERS, INSERTION_STRATEGIES
+from .recipe import ShortRecordWarning, record_problems, resolve_batch_size
 from .windows import WindowDataset, fit_split, group_starts, holdout_blocks, padded_series
 
 __all__ = ["PRESETS", "TLAGRegressor", "final_regressor"]
@@ -203,8 +204,12 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     clip_gradient_norm : float or None, default=1.0
         Largest norm of the gradient of all parameters together; larger gradients are
         scaled down to it before the optimizer step. None: no clipping.
-    batch_size : int, default=256
-        Windows per training batch.
+    batch_size : int or "auto", default="auto"
+        Windows per training batch. ``"auto"`` picks it from the record: the largest
+        of 16, 32, 64, 128 and 256 that gives at least 25 updates per epoch
+        (:func:`sktlag.recipe.auto_batch_size`), so 256 on a record of decades and
+        16 to 32 on one of a few years, where 256 would leave a handful of updates
+        per epoch. The value used is ``batch_size_``.
     max_epochs : int, default=80
         Epochs over all architectures together.
     max_epochs_per_layer : int, default=40
@@ -333,6 +338,9 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         Per-epoch records of the completed epochs (``train_loss``, ``valid_loss``,
         ``valid_nse``, ``valid_score``, ``valid_nse_ma``, ``n_layers``,
         ``layer_added``, ``growth_stopped``, ``non_finite`` ...).
+    batch_size_ : int
+        Windows per training batch in the last ``fit`` (``batch_size``, or the value
+        ``"auto"`` chose).
     best_epoch_ : int or None
         Epoch whose weights the fitted network holds (None if no epoch validated).
     best_score_ : float
@@ -409,7 +417,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         "lr": [Interval(Real, 0, None, closed="neither")],
         "lr_schedule": [dict, tuple, list, None],
         "clip_gradient_norm": [Interval(Real, 0, None, closed="neither"), None],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "max_epochs_per_layer": [Interval(Integral, 1, None, closed="left")],
         "patience": [Interval(Integral, 1, None, closed="left")],
@@ -448,7 +456,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         lr=1e-3,
         lr_schedule=((20, 0.5),),
         clip_gradient_norm=1.0,
-        batch_size=256,
+        batch_size="auto",
         max_epochs=80,
         max_epochs_per_layer=40,
         patience=8,
@@ -621,6 +629,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         frame = X if isinstance(X, pd.DataFrame) else None
         X, y, groups = self._validate_fit_input(X, frame, y, groups, continuing)
         train_ends, valid_ends = self._split(y, groups)
+        self._adapt_to_record(y, groups, len(train_ends), len(valid_ends))
         if not continuing:
             self._fit_scaling(X, y, train_ends)
         self._store_warmup(X, frame, groups)
@@ -662,6 +671,27 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                 "have an observed target; more rows with observed targets are needed"
             )
         return train_ends, valid_ends
+
+    def _adapt_to_record(self, y: np.ndarray, groups, n_train: int, n_valid: int) -> None:
+        """Set ``batch_size_`` and warn about what the record cannot carry."""
+        self.batch_size_ = resolve_batch_size(self.batch_size, n_train)
+
+        def lookback_that_fits() -> int:
+            # Training windows grow as the lookback shrinks: the largest lookback whose
+            # training windows outnumber the rows it spends on history.
+            fits = [lb for lb in range(self.lookback - 1, 0, -1)
+                    if len(fit_split(y, lb, self.validation_fraction, groups)[0])
+                    >= 2 * (lb - 1)]
+            return fits[0] if fits else 1
+
+        may_grow = (self.max_layers > self.initial_num_layers
+                    and self.topo_derivative_threshold < math.inf)
+        for problem in record_problems(
+            n_train_windows=n_train, n_valid_windows=n_valid, lookback=self.lookback,
+            batch_size=self.batch_size_, may_grow=may_grow,
+            lookback_that_fits=lookback_that_fits,
+        ):
+            warnings.warn(problem, ShortRecordWarning, stacklevel=4)
 
     def _fit_scaling(self, X: np.ndarray, y: np.ndarray, train_ends: np.ndarray) -> None:
         self.n_outputs_ = y.shape[1]
@@ -706,7 +736,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                 return [tuple(t.to(self.device) for t in valid_set.__getitems__(rows))
                         for rows in blocks]
 
-        params = self.get_params(deep=False)
+        params = {**self.get_params(deep=False), "batch_size": self.batch_size_}
         earlier = decisions_from_table(self.derivative_history_) if continuing else []
         net = self.net_ if continuing else build_net(
             params, self.n_features_in_, self.n_outputs_, valid_set=valid_set,
@@ -731,6 +761,10 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             if self.verbose:
                 print(message)
             warnings.warn(message, UserWarning, stacklevel=3)
+
+    def _batch_size_used(self) -> int:
+        # Models fitted before batch_size="auto" existed have no batch_size_.
+        return getattr(self, "batch_size_", None) or int(self.batch_size)
 
     def _check_continuation(self, y2: np.ndarray) -> None:
         if y2.shape[1] != self.n_outputs_:
@@ -845,7 +879,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             self.lookback,
         )
         with torch_threads(self.n_threads):
-            pred = predict_windows(self.net_.module_, dataset, self.batch_size)
+            pred = predict_windows(self.net_.module_, dataset, self._batch_size_used())
         pred = pred * self.target_scale_ + self.target_mean_
         return pred.ravel() if self._y_ndim == 1 else pred
 

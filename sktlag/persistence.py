@@ -219,6 +219,7 @@ def _regressor_payload(est: TLAGRegressor) -> dict[str, Any]:
         "padding_values": to_plain(est.padding_values_),
         "warmup": _warmup_payload(est),
         "n_layers": int(est.n_layers_),
+        "batch_size": int(est._batch_size_used()),
         "interrupted": bool(getattr(est, "interrupted_", False)),
         "best_epoch": to_plain(getattr(est, "best_epoch_", None)),
         "best_score": to_plain(getattr(est, "best_score_", None)),
@@ -397,12 +398,15 @@ def _restored_params(payload: dict[str, Any], device: str) -> dict[str, Any]:
 
 def _build_regressor(payload: dict[str, Any], device: str) -> TLAGRegressor:
     est = TLAGRegressor(**_restored_params(payload, device))
+    # Files written before batch_size="auto" hold the batch size in the parameters only.
+    est.batch_size_ = int(payload.get("batch_size") or est.batch_size)
     module = GrowingLSTM.from_spec(payload["spec"])
     module.load_state_dict(payload["state_dict"], strict=True)
     n_features, n_outputs = int(payload["n_features_in"]), int(payload["n_outputs"])
     # The estimator's own net (window batches, growth callbacks), around the stored
     # network: warm_start=True continues from its depth and weights.
-    net = build_net(est.get_params(deep=False), n_features, n_outputs, module=module)
+    net = build_net({**est.get_params(deep=False), "batch_size": est.batch_size_},
+                    n_features, n_outputs, module=module)
     net.initialize()
     net.history_ = History(payload.get("history", []))
     est.interrupted_ = net.interrupted_ = bool(payload.get("interrupted", False))

@@ -129,7 +129,9 @@ def architecture_summary(model, *, metadata: dict | None = None) -> dict[str, An
     dict
         ``final_n_layers``, ``final_architecture`` (the spec of the fitted network),
         ``n_parameters``, ``best_epoch``, ``best_valid_nse``, ``epochs_trained``,
-        ``stop_reason``, ``interrupted``, ``architectures`` (one entry per depth tried:
+        ``stop_reason``, ``interrupted``, ``batch_size`` (the windows per training
+        batch the fit used: ``batch_size``, or what ``"auto"`` chose),
+        ``architectures`` (one entry per depth tried:
         ``n_layers``, ``first_epoch``, ``last_epoch``, ``epochs``, ``best_valid_nse``,
         ``best_epoch``), ``growth_decisions`` (one entry per decision: ``epoch``,
         ``n_layers_before``, ``derivatives`` by position, ``position`` chosen,
@@ -171,6 +173,7 @@ def architecture_summary(model, *, metadata: dict | None = None) -> dict[str, An
         "best_valid_nse": nse_at_best,
         "best_score": getattr(est, "best_score_", None),
         "epochs_trained": len(est.history_),
+        "batch_size": int(est._batch_size_used()),
         "stop_rule": getattr(est, "growth_stop_rule_", None),
         "stop_reason": _stop_reason(est, decisions),
         "architectures": architectures,
@@ -208,6 +211,8 @@ def architecture_text(model) -> str:
         "Training",
         f"  epochs trained: {summary['epochs_trained']}"
         + ("  (INTERRUPTED)" if summary["interrupted"] else ""),
+        f"  batch size: {summary['batch_size']} windows"
+        + (" (chosen by batch_size='auto')" if est.batch_size == "auto" else ""),
         f"  stopped because: {summary['stop_reason']}",
     ]
     if summary["best_epoch"] is not None:

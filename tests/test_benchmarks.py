@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from sktlag.recipe import auto_batch_size
+
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = ("accuracy_lahn", "speed", "eigensolver", "memory", "warmup", "recipe", "growth_pays",
             "holdout_check")
@@ -198,3 +200,23 @@ def test_the_line_under_a_basin_table_counts_how_growth_ended(growth_pays):
     line = growth_pays._across(basins)
     assert "stopped by itself in 2 of 6 runs, in every run on 1 basins" in line
     assert "3 of 6 runs ended at max_layers" in line
+
+
+def test_the_batch_size_study_compares_auto_with_every_batch_size(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "recipe.py"), "--quick", "--base",
+         "one-layer", "--basins", "lahn_kalkofen", "--configs", "batch-16", "batch-32",
+         "--last-years", "3", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads((tmp_path / "recipe.json").read_text())["results"]
+    runs = results["runs"]
+    assert {(r["basin"], r["batch_size"]) for r in runs} == {
+        ("lahn_kalkofen_last3y", 16), ("lahn_kalkofen_last3y", 32)}
+    (row,) = results["batch_sizes"]
+    assert row["training windows"] == runs[0]["train_windows"] > 0
+    assert row["auto picks"] == auto_batch_size(row["training windows"])
+    picked = row[f"NSE at {row['auto picks']}"]
+    assert row["best - auto"] == pytest.approx(max(row["NSE at 16"], row["NSE at 32"]) - picked)
+    assert "batch_size='auto' against the best batch size" in done.stdout

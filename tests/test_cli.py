@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from sktlag import cli
 from sktlag.datasets import load_lahn
 from sktlag.io import read_table
 from sktlag.persistence import load_model
+from sktlag.recipe import auto_batch_size, updates_per_epoch
 from sktlag.report import ARTIFACT_FILES
 
 # Tiny settings on top of the "fast" preset.
@@ -646,3 +648,25 @@ def test_criterion_and_threshold_options_set_the_growth_rule():
     assert plain["derivative_criterion"] == "raw"
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["run", "--out", "o", "--criterion", "absolute"])
+
+
+def test_run_prints_and_records_the_batch_size_it_used(run, tmp_path):
+    # The fast preset names its batch size; --batch-size auto lets the record choose.
+    assert re.search(r"batch size 128 \(for \d+ training windows: \d+ updates per epoch\)",
+                     run["stdout"])
+    out = tmp_path / "auto"
+    code, stdout, stderr = run_main(["run", run["table"], "--out", out, *FAST_OPTIONS,
+                                     "--max-epochs", "1", "--batch-size", "auto"])
+    assert code == 0, stderr
+    found = re.search(r"batch size (\d+) \(chosen by batch_size='auto' for (\d+) training "
+                      r"windows: (\d+) updates per epoch\)", stdout)
+    assert found, stdout
+    size, windows, updates = map(int, found.groups())
+    assert size == auto_batch_size(windows) and updates == updates_per_epoch(windows, size)
+    summary = json.loads((out / ARTIFACT_FILES["architecture_json"]).read_text())
+    assert summary["batch_size"] == size and summary["hyperparameters"]["batch_size"] == "auto"
+    text = (out / ARTIFACT_FILES["architecture_txt"]).read_text()
+    assert f"batch size: {size} windows (chosen by batch_size='auto')" in text
+    code, _, stderr = run_main(["run", run["table"], "--out", tmp_path / "bad",
+                                *FAST_OPTIONS, "--batch-size", "big"])
+    assert code != 0 and "--batch-size" in stderr

@@ -1,0 +1,143 @@
+"""What the training recipe adapts to the record at hand, and what a record can carry.
+
+A batch of 256 windows suits a record of decades: about 27 updates per epoch on the
+31-year Lahn record. On a record of four years the same batch leaves three or four
+updates per epoch, and early stopping ends training before the network has learned
+anything. ``batch_size="auto"`` therefore picks the batch from the number of training
+windows, so that every record gets about the same number of updates per epoch; the
+rule and its figures are in the user guide and ``docs/benchmarks.md``.
+
+The checks name what a record cannot carry (too few updates, too much of the record
+spent on history, a validation part shorter than a seasonal cycle), with the number
+and the remedy. They warn; they never change a setting.
+
+Every number of the rule and of the checks is defined here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from numbers import Integral
+
+__all__ = [
+    "AUTO_BATCH_SIZES",
+    "MIN_UPDATES_PER_EPOCH",
+    "MIN_VALIDATION_WINDOWS",
+    "TARGET_UPDATES_PER_EPOCH",
+    "ShortRecordWarning",
+    "auto_batch_size",
+    "record_problems",
+    "resolve_batch_size",
+    "updates_per_epoch",
+]
+
+#: The batch sizes ``batch_size="auto"`` chooses from (powers of two, as usual for
+#: Adam on a GPU): from the reference LSTM's 256 down to 16.
+AUTO_BATCH_SIZES = (16, 32, 64, 128, 256)
+#: Updates per epoch the automatic batch size aims at: the largest batch that still
+#: gives at least this many is chosen.
+TARGET_UPDATES_PER_EPOCH = 25
+#: Fewer updates per epoch than this warn: the epochs that early stopping and growth
+#: count become too coarse to train in.
+MIN_UPDATES_PER_EPOCH = 10
+#: Fewer validation windows than this (days, on a daily record) warn when the network
+#: may grow: a validation part shorter than a year misses part of the seasonal cycle,
+#: so the NSE that decides growth judges one season.
+MIN_VALIDATION_WINDOWS = 365
+
+
+class ShortRecordWarning(UserWarning):
+    """The record is too short for a part of the training recipe (see the message)."""
+
+
+def updates_per_epoch(n_train_windows: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch: every training window once, the last batch partial."""
+    return math.ceil(n_train_windows / batch_size)
+
+
+def auto_batch_size(n_train_windows: int) -> int:
+    """The batch size of ``batch_size="auto"`` for a record with this many training windows.
+
+    The largest of :data:`AUTO_BATCH_SIZES` that gives at least
+    :data:`TARGET_UPDATES_PER_EPOCH` updates per epoch; the smallest where none does.
+
+    Examples
+    --------
+    >>> auto_batch_size(7000)  # about 30 years of daily data
+    256
+    >>> auto_batch_size(850)   # about 5 years
+    32
+    """
+    fitting = [b for b in AUTO_BATCH_SIZES
+               if updates_per_epoch(n_train_windows, b) >= TARGET_UPDATES_PER_EPOCH]
+    return max(fitting) if fitting else min(AUTO_BATCH_SIZES)
+
+
+def resolve_batch_size(batch_size: int | str, n_train_windows: int) -> int:
+    """The batch size a fit uses: ``batch_size`` itself, or the automatic one."""
+    if batch_size == "auto":
+        return auto_batch_size(n_train_windows)
+    if isinstance(batch_size, Integral) and batch_size >= 1:
+        return int(batch_size)
+    raise ValueError(f"batch_size must be a positive int or 'auto', got {batch_size!r}")
+
+
+def record_problems(
+    *,
+    n_train_windows: int,
+    n_valid_windows: int,
+    lookback: int,
+    batch_size: int,
+    may_grow: bool,
+    lookback_that_fits: Callable[[], int] | None = None,
+) -> list[str]:
+    """What the record cannot carry, one message per problem (empty when all is well).
+
+    Parameters
+    ----------
+    n_train_windows, n_valid_windows : int
+        Windows in the training and the validation part of the fit.
+    lookback : int
+        Rows per window.
+    batch_size : int
+        The batch size the fit uses.
+    may_grow : bool
+        Whether growth can insert a layer (the validation part then judges growth).
+    lookback_that_fits : callable, optional
+        Returns the largest lookback whose training windows outnumber the rows it
+        spends on history; named in the message about the lookback.
+
+    Returns
+    -------
+    list of str
+    """
+    problems = []
+    updates = updates_per_epoch(n_train_windows, batch_size)
+    if updates < MIN_UPDATES_PER_EPOCH:
+        largest = max(1, n_train_windows // MIN_UPDATES_PER_EPOCH)
+        problems.append(
+            f"{n_train_windows} training windows in batches of {batch_size} give "
+            f"{updates} updates per epoch, fewer than {MIN_UPDATES_PER_EPOCH}: early "
+            f"stopping and growth count epochs the network barely trains in; use "
+            f"batch_size='auto' or at most batch_size={largest}"
+        )
+    history = 2 * (lookback - 1)
+    if n_train_windows < history:
+        remedy = "a shorter lookback"
+        if lookback_that_fits is not None:
+            remedy = f"a shorter lookback (at most lookback={lookback_that_fits()})"
+        problems.append(
+            f"only {n_train_windows} training windows for lookback={lookback}: the first "
+            f"window's history and the gap before the validation part take "
+            f"{history} rows, more than the training targets; use {remedy} or a longer "
+            "record"
+        )
+    if may_grow and n_valid_windows < MIN_VALIDATION_WINDOWS:
+        problems.append(
+            f"the validation part has {n_valid_windows} windows, fewer than "
+            f"{MIN_VALIDATION_WINDOWS} (a year of days): the validation NSE that decides "
+            "growth misses part of the seasonal cycle; raise validation_fraction, use a "
+            "longer record, or fix the depth (max_layers=initial_num_layers)"
+        )
+    return problems

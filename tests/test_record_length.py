@@ -1,0 +1,171 @@
+"""What adapts to the record: the automatic batch size and the warnings about records
+too short for the recipe."""
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sktlag import TLAGRegressor, load_model, save_model
+from sktlag.datasets import load_lahn
+from sktlag.recipe import (
+    AUTO_BATCH_SIZES,
+    MIN_UPDATES_PER_EPOCH,
+    MIN_VALIDATION_WINDOWS,
+    TARGET_UPDATES_PER_EPOCH,
+    ShortRecordWarning,
+    auto_batch_size,
+    record_problems,
+    resolve_batch_size,
+    updates_per_epoch,
+)
+from sktlag.windows import fit_split
+
+from .conftest import FAST, make_series
+
+ROOT = Path(__file__).resolve().parents[1]
+DAYS_PER_YEAR = 365.25
+
+
+def training_windows(n_rows: int, lookback: int = 180, validation_fraction: float = 0.2):
+    """Training windows of a fit on ``n_rows`` rows with every target observed."""
+    train, _ = fit_split(np.zeros((n_rows, 1)), lookback, validation_fraction)
+    return len(train)
+
+
+def guide_table() -> list[tuple[float, int, int]]:
+    """(years given to fit, training windows, batch size) from the user guide's table."""
+    text = (ROOT / "docs" / "user_guide.md").read_text(encoding="utf-8")
+    section = text.split("<!-- auto-batch-table -->")[1]
+    rows = re.findall(r"^\| ([\d.]+) \| ([\d,]+) \| (\d+) \|", section, flags=re.M)
+    return [(float(y), int(n.replace(",", "")), int(b)) for y, n, b in rows]
+
+
+# ------------------------------------------------------------------ the rule
+def test_the_rule_takes_the_largest_batch_that_gives_enough_updates():
+    for n in range(1, 20_000, 37):
+        size = auto_batch_size(n)
+        assert size in AUTO_BATCH_SIZES
+        if size > min(AUTO_BATCH_SIZES):
+            assert updates_per_epoch(n, size) >= TARGET_UPDATES_PER_EPOCH
+        larger = [b for b in AUTO_BATCH_SIZES if b > size]
+        if larger:
+            assert updates_per_epoch(n, larger[0]) < TARGET_UPDATES_PER_EPOCH
+    assert auto_batch_size(1) == min(AUTO_BATCH_SIZES)
+    assert auto_batch_size(10**6) == max(AUTO_BATCH_SIZES)
+
+
+def test_the_user_guide_table_is_what_the_rule_gives():
+    table = guide_table()
+    assert len(table) >= 5
+    for years, n_train, size in table:
+        assert training_windows(round(years * DAYS_PER_YEAR)) == n_train, years
+        assert auto_batch_size(n_train) == size, years
+
+
+def test_a_short_and_a_long_record_get_their_documented_batch_sizes():
+    # The long end keeps the reference LSTM's batch, the short end gets many updates.
+    assert auto_batch_size(training_windows(round(30 * DAYS_PER_YEAR))) == 256
+    assert auto_batch_size(training_windows(round(3 * DAYS_PER_YEAR))) == 16
+
+
+def test_explicit_batch_sizes_are_kept_and_nonsense_is_refused():
+    assert resolve_batch_size(64, 10) == 64
+    assert resolve_batch_size("auto", 7000) == 256
+    with pytest.raises(ValueError, match="batch_size must be"):
+        resolve_batch_size("big", 100)
+    with pytest.raises(ValueError, match="batch_size"):
+        TLAGRegressor(batch_size="big").fit(*make_series())
+
+
+def test_a_fit_on_a_three_year_record_makes_many_updates_per_epoch():
+    X, y = load_lahn(return_X_y=True)
+    rows = round(3 * DAYS_PER_YEAR)
+    X, y = X[-rows:], y[-rows:]
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    est = TLAGRegressor(hidden_size=4, max_epochs=1, max_layers=1, random_state=0,
+                        n_threads=1).fit(X, y)
+    steps = [b for b in est.history_[-1]["batches"] if "train_loss" in b]
+    # 256 windows a batch would have given 2 updates.
+    assert est.batch_size_ == 16 and len(steps) >= TARGET_UPDATES_PER_EPOCH - 2
+    assert len(steps) == updates_per_epoch(training_windows(rows), 16)
+
+
+def test_the_batch_size_used_is_kept_through_a_model_file_and_a_warm_start(tmp_path):
+    X, y = make_series(n_rows=300)
+    params = {**FAST, "batch_size": "auto", "max_epochs": 2}
+    est = TLAGRegressor(**params, random_state=0).fit(X, y)
+    assert est.batch_size == "auto" and est.batch_size_ == 16
+    save_model(est, tmp_path / "m.pth")
+    loaded = load_model(tmp_path / "m.pth")
+    assert loaded.batch_size_ == 16
+    np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
+    loaded.set_params(warm_start=True, max_epochs=1)
+    loaded.fit(X, y)
+    assert loaded.batch_size_ == 16
+
+
+# ------------------------------------------------------------------ the warnings
+def problems(**overrides):
+    args = dict(n_train_windows=5000, n_valid_windows=2000, lookback=180, batch_size=256,
+                may_grow=True)
+    return record_problems(**{**args, **overrides})
+
+
+def test_a_long_record_raises_no_problem():
+    assert problems() == []
+
+
+def test_too_few_updates_warn_at_the_number_and_not_above():
+    n = MIN_UPDATES_PER_EPOCH * 256
+    assert problems(n_train_windows=n) == []
+    (message,) = problems(n_train_windows=n - 256)
+    assert f"{n - 256} training windows in batches of 256 give " \
+           f"{MIN_UPDATES_PER_EPOCH - 1} updates per epoch" in message
+    assert "batch_size='auto'" in message
+
+
+def test_a_lookback_longer_than_the_record_carries_warns_at_the_number():
+    history = 2 * (180 - 1)
+    assert problems(n_train_windows=history, batch_size=16) == []
+    (message,) = problems(n_train_windows=history - 1, batch_size=16,
+                          lookback_that_fits=lambda: 120)
+    assert f"only {history - 1} training windows for lookback=180" in message
+    assert "at most lookback=120" in message
+
+
+def test_a_validation_part_shorter_than_a_year_warns_only_where_the_network_may_grow():
+    assert problems(n_valid_windows=MIN_VALIDATION_WINDOWS) == []
+    (message,) = problems(n_valid_windows=MIN_VALIDATION_WINDOWS - 1)
+    assert f"{MIN_VALIDATION_WINDOWS - 1} windows, fewer than {MIN_VALIDATION_WINDOWS}" \
+        in message
+    assert problems(n_valid_windows=10, may_grow=False) == []
+
+
+def test_fit_warns_with_the_numbers_of_its_own_split():
+    X, y = make_series(n_rows=400)
+    train, valid = fit_split(y.reshape(-1, 1), 100, 0.2)
+    with pytest.warns(ShortRecordWarning) as caught:
+        est = TLAGRegressor(**{**FAST, "lookback": 100, "batch_size": 128, "max_epochs": 1},
+                            random_state=0).fit(X, y)
+    messages = [str(w.message) for w in caught if w.category is ShortRecordWarning]
+    assert len(messages) == 3
+    assert f"{len(train)} training windows in batches of 128" in messages[0]
+    assert f"only {len(train)} training windows for lookback=100" in messages[1]
+    # The lookback named fits: its own training windows outnumber its history.
+    named = int(re.search(r"at most lookback=(\d+)", messages[1]).group(1))
+    assert named < 100
+    assert len(fit_split(y.reshape(-1, 1), named, 0.2)[0]) >= 2 * (named - 1)
+    assert len(fit_split(y.reshape(-1, 1), named + 1, 0.2)[0]) < 2 * named
+    assert f"the validation part has {len(valid)} windows" in messages[2]
+    assert est.batch_size_ == 128
+
+
+def test_a_fixed_depth_on_a_long_enough_record_fits_without_warnings():
+    X, y = make_series(n_rows=700)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ShortRecordWarning)
+        TLAGRegressor(**{**FAST, "batch_size": "auto", "max_epochs": 1, "max_layers": 1,
+                         "initial_num_layers": 1}, random_state=0).fit(X, y)
