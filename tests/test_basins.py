@@ -1,11 +1,13 @@
-"""The benchmark basin loader: names, inputs without discharge, splits, optional data."""
+"""The benchmark basin loader: names, groups, Lahn cuts, regimes, splits, optional data."""
 
 import importlib.util
 import sys
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,3 +63,142 @@ def test_vistula_round_trips_through_the_exported_csv(basins_module, tmp_path):
     copy = basins_module.load_basins("vistula", vistula_path=path)
     for a, b in zip(original, copy, strict=True):
         assert a.name == b.name and a.X.equals(b.X) and a.y.equals(b.y)
+
+
+# ---------------------------------------------------------------------------- Lahn cuts
+def test_lahn_cuts_are_the_last_years_of_each_gauge(basins_module):
+    full = {b.name: b for b in basins_module.load_basins("lahn")}
+    cuts = basins_module.load_basins("lahn_short")
+    assert len(cuts) == 12 and {b.group for b in cuts} == {"lahn_short"}
+    first_day = {3: "2018-01-01", 5: "2016-01-01", 10: "2011-01-01"}
+    rows = {3: 1096, 5: 1827, 10: 3653}
+    for cut in cuts:
+        parent_name, years = cut.name.rsplit("_last", 1)
+        years = int(years.rstrip("y"))
+        parent = full[parent_name]
+        assert len(cut) == rows[years] and round(cut.years) == years
+        assert cut.dates[0] == pd.Timestamp(first_day[years]) and cut.dates.freqstr == "D"
+        assert cut.dates[-1] == parent.dates[-1]
+        assert cut.X.equals(parent.X.iloc[-rows[years]:])
+        assert cut.y.equals(parent.y.iloc[-rows[years]:])
+        assert cut.input_names == parent.input_names and "last" in cut.source
+
+
+def test_cuts_load_only_when_named(basins_module):
+    default = basins_module._resolve_names(None)
+    short = set(basins_module.GROUP_MEMBERS["lahn_short"])
+    assert not default & short
+    assert default | short == set(basins_module.BASIN_NAMES)
+    assert basins_module._resolve_names(["lahn_short", "lahn_leun"]) == short | {"lahn_leun"}
+    assert len(set(basins_module.BASIN_NAMES)) == len(basins_module.BASIN_NAMES)
+
+
+# ---------------------------------------------------------------------------- regime
+def _daily(values, start="2001-01-01"):
+    return pd.Series(values, index=pd.date_range(start, periods=len(values), freq="D"),
+                     dtype=float)
+
+
+def test_signatures_of_constant_intermittent_and_flashy_flows(basins_module):
+    sig, regime = basins_module.flow_signatures, basins_module.regime_of
+    constant = sig(_daily(np.full(400, 5.0)))
+    assert constant["rb_index"] == 0 and constant["bfi"] == pytest.approx(1)
+    assert regime(constant).startswith("baseflow-dominated")
+
+    rng = np.random.default_rng(0)
+    flow = rng.gamma(2.0, 1.0, 730)
+    flow[rng.random(730) < 0.2] = 0.0
+    dry = sig(_daily(flow))
+    assert 0.15 < dry["zero_flow_share"] < 0.25
+    assert "intermittent" in regime(dry) and "flashy" in regime(dry)
+    assert "baseflow-dominated" not in regime(dry)
+
+    # A gap is never bridged: the jump from 1 to 100 across it is not a change.
+    gap = sig(_daily([1.0, 1.0, np.nan, 100.0, 100.0]))
+    assert gap["rb_index"] == 0
+    with pytest.raises(ValueError, match="consecutive"):
+        sig(_daily([1.0, np.nan, 2.0]))
+
+
+def test_regime_names_the_season_of_the_peak_month(basins_module):
+    dates = pd.date_range("2001-01-01", "2002-12-31", freq="D")
+    for month, season in [(1, "winter"), (4, "spring"), (7, "summer"), (10, "autumn")]:
+        flow = pd.Series(np.where(dates.month == month, 10.0, 1.0), index=dates)
+        signatures = basins_module.flow_signatures(flow)
+        assert signatures["peak_month"] == month
+        assert basins_module.regime_of(signatures).endswith(f"{season} high flow")
+
+
+def test_lahn_regime_and_scaled_target(basins_module):
+    kalkofen = basins_module.load_basins("lahn_kalkofen")[0]
+    assert kalkofen.regime == "winter high flow" and round(kalkofen.years, 2) == 31.17
+    row = kalkofen.summary()
+    assert {"years", "regime", "source", "BFI", "RB index"} <= set(row)
+    scaled = basins_module.Basin("yuliang", kalkofen.X, kalkofen.y, "min-max scaled",
+                                 "test", "yuliang")
+    assert scaled.signatures is None and scaled.regime.startswith("not stated")
+
+
+# ---------------------------------------------------------------------------- spotpy
+_FULDA = "spotpy/examples/cmf_data/fulda_climate.csv"
+_HYMOD = "spotpy/examples/hymod_python/hymod_input.csv"
+
+
+def _fake_spotpy_wheel(folder, fulda_header="date,tmax,tmin,tmean,Prec,Q"):
+    """A wheel named like spotpy 1.6.7's holding two tiny files in its layouts."""
+    days = pd.date_range("2001-01-01", periods=4, freq="D").strftime("%d.%m.%Y")
+    fulda = "\n".join([fulda_header, "#,°C,°C,°C,mm/day,m³/s",
+                       *(f"{d},{i + 2},{i},{i + 1},{i * 0.5},{10 + i}"
+                         for i, d in enumerate(days))])
+    hymod = "\n".join(["Date;rainfall[mm];TURC [mm d-1];Discharge[ls-1]",
+                       *(f"{d};{i};0.5;{'nan' if i == 0 else 3 + i}"
+                         for i, d in enumerate(days))])
+    wheel = folder / "spotpy-1.6.7-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(_FULDA, fulda)
+        archive.writestr(_HYMOD, hymod)
+    return wheel
+
+
+def test_spotpy_basins_read_from_a_wheel_in_a_folder(basins_module, tmp_path):
+    _fake_spotpy_wheel(tmp_path)
+    fulda, hymod = basins_module.load_basins("spotpy", spotpy_path=tmp_path)
+    assert fulda.name == "spotpy_fulda" and fulda.input_names == ["p", "t_min", "t_max",
+                                                                   "t_mean"]
+    assert fulda.y.tolist() == [10, 11, 12, 13] and fulda.X["t_max"].tolist() == [2, 3, 4, 5]
+    assert fulda.dates.freqstr == "D" and fulda.unit == "m3/s"
+    assert hymod.input_names == ["p", "pet"] and hymod.unit == "l/s"
+    assert np.isnan(hymod.y.iloc[0]) and hymod.y.iloc[1:].tolist() == [4, 5, 6]
+    assert "spotpy 1.6.7" in fulda.source and "MIT" in fulda.source
+
+
+def test_spotpy_missing_or_bad_data_is_named(basins_module, tmp_path):
+    with zipfile.ZipFile(tmp_path / "spotpy-1.6.7-py3-none-any.whl", "w") as archive:
+        archive.writestr(_FULDA, "date\n")
+    with pytest.warns(UserWarning, match="holds no " + _HYMOD):
+        assert basins_module.load_basins("spotpy_hymod", spotpy_path=tmp_path) == []
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.warns(UserWarning, match="no fulda_climate.csv"):
+        assert basins_module.load_basins("spotpy", spotpy_path=empty) == []
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    _fake_spotpy_wheel(bad, fulda_header="date,tmax,tmin,tmean,Prec,flow")
+    with pytest.raises(ValueError, match=r"'spotpy_fulda'.*fulda_climate\.csv lacks.*'Q'"):
+        basins_module.load_basins("spotpy_fulda", spotpy_path=bad)
+
+
+def test_spotpy_real_records_when_present(basins_module):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        basins = basins_module.load_basins("spotpy")
+    if not basins:
+        pytest.skip("; ".join(str(w.message) for w in caught))
+    fulda, hymod = basins
+    assert len(fulda) == 3653 and str(fulda.dates[0].date()) == "1979-01-01"
+    assert str(fulda.dates[-1].date()) == "1988-12-31" and not fulda.y.isna().any()
+    # The first day as the file gives it: 1 mm, -12.9 / -20.1 degC, 143 m3/s.
+    assert fulda.X.iloc[0].tolist() == [1.0, -20.1, -12.9, -16.5] and fulda.y.iloc[0] == 143
+    assert len(hymod) == 1827 and int(hymod.y.isna().sum()) == 366
+    assert hymod.y.first_valid_index() == pd.Timestamp("2013-01-01")
+    assert fulda.regime == "spring high flow" and hymod.regime == "winter high flow"
