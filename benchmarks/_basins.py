@@ -9,11 +9,11 @@ Four sources give 15 records, and the Lahn records give 12 shorter ones:
     1989-11-01 to 2020-12-31. Source: example project ``HydPy-H-Lahn`` of HydPy 6.4.0,
     LGPL-3.0.
 ``lahn_<gauge>_last3y``, ``lahn_<gauge>_last5y``, ``lahn_<gauge>_last10y`` (group ``lahn_short``)
-    The last 3, 5 and 10 years of each Lahn gauge (from 2018-01-01, 2016-01-01 and
-    2011-01-01 to 2020-12-31): short records on data whose full-length results are
-    known. They are loaded only when named (the group or a basin), never by
-    ``load_basins()`` without names, so that a median over basins does not count the
-    Lahn twice.
+    The last 3, 5 and 10 years of each Lahn gauge, as the last ``round(365.25 N)`` days
+    (from 2018-01-01, 2016-01-02 and 2011-01-02 to 2020-12-31; :func:`last_years`):
+    short records on data whose full-length results are known. They are loaded only
+    when named (the group or a basin), never by ``load_basins()`` without names, so that
+    a median over basins does not count the Lahn twice.
 ``yuliang``
     The demo table of the original TLAG-LSTM research code (``DemoData.xlsx``), read from
     a path given by the caller (``demo_path``); its licence is not stated, so it is never
@@ -105,6 +105,8 @@ import pandas as pd  # noqa: E402
 LAHN_GAUGES = ("kalkofen", "marburg", "leun", "dillenburg")
 #: Lengths in years of the records cut from the end of each Lahn gauge.
 LAHN_CUT_YEARS = (3, 5, 10)
+#: Mean length of a year in days: a cut of N years is the last ``round(N * 365.25)`` days.
+DAYS_PER_YEAR = 365.25
 #: Gauges of the Vistula file, in the file's order.
 VISTULA_STATIONS = (
     "Tczew", "Krasnystaw", "Sandomierz", "Szczucin", "Nowy Sacz", "Tryncza", "Ptaki", "Suraz",
@@ -729,22 +731,23 @@ def _lahn_basins() -> list[Basin]:
     ]
 
 
+def last_years(basin: Basin, years: int, group: str | None = None) -> Basin:
+    """The last ``years`` years of ``basin`` (its last ``round(years * 365.25)`` days),
+    as a basin of its own named ``<name>_last<years>y``."""
+    rows = round(years * DAYS_PER_YEAR)
+    return Basin(
+        name=f"{basin.name}_last{years}y", X=basin.X.iloc[-rows:].copy(),
+        y=basin.y.iloc[-rows:].copy(), unit=basin.unit,
+        source=f"{basin.source}; last {years} years", group=group or basin.group,
+        info=dict(basin.info, cut_from=basin.name),
+        notes=(f"the last {years} years of {basin.name}",),
+    )
+
+
 def _lahn_cuts(lahn: list[Basin]) -> list[Basin]:
     """The last :data:`LAHN_CUT_YEARS` years of each Lahn gauge, as basins of their own."""
-    cuts = []
-    for basin in lahn:
-        for years in LAHN_CUT_YEARS:
-            # Whole calendar years ending on the last day: the cut starts on the day after
-            # the same date ``years`` years earlier.
-            start = basin.dates[-1] - pd.DateOffset(years=years) + pd.Timedelta(days=1)
-            cuts.append(Basin(
-                name=f"{basin.name}_last{years}y", X=basin.X.loc[start:].copy(),
-                y=basin.y.loc[start:].copy(), unit=basin.unit,
-                source=f"{basin.source}; last {years} years", group="lahn_short",
-                info=dict(basin.info, cut_from=basin.name),
-                notes=(f"the last {years} years of {basin.name}",),
-            ))
-    return cuts
+    return [last_years(basin, years, group="lahn_short")
+            for basin in lahn for years in LAHN_CUT_YEARS]
 
 
 # ---------------------------------------------------------------------------- Yuliang

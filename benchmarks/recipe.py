@@ -17,8 +17,9 @@ NSE and KGE on the last 20 % of the days. Seeds 0, 1, ...
 on, the estimator as a user gets it), ``--base one-layer`` to the package defaults at
 one layer with growth off; with the configurations ``batch-16`` ... ``batch-256`` and
 ``lookback-90`` they are the study behind ``batch_size="auto"``.
-``--last-years 3 5 10`` cuts every basin to its last 3, 5 and 10 years (named
-``<basin>_last<N>y``), the cheapest way to study short records on known data.
+``--last-years 3 5 10`` cuts every basin to its last 3, 5 and 10 years
+(:func:`_basins.last_years`, named ``<basin>_last<N>y`` like the basins of the group
+``lahn_short``), the cheapest way to study short records on known data.
 
 Jobs (basin x configuration x seed) run in ``--jobs`` processes, one torch thread each;
 every finished job is appended to ``recipe_jobs.jsonl`` in ``--out`` at once, so an
@@ -121,14 +122,12 @@ def basin_label(name: str, years: int | None) -> str:
     return name if years is None else f"{name}_last{years}y"
 
 
-def last_rows(years: int | None) -> int | None:
-    """Rows (days) of the last ``years`` years."""
-    return None if years is None else round(365.25 * years)
-
-
-def basin_series(source: str, rows: int | None, demo_path: str | None):
-    """Inputs and target of a basin, or of its last ``rows`` rows."""
+def basin_series(source: str, years: int | None, demo_path: str | None, rows: int | None = None):
+    """Inputs and target of a basin, of its last ``years`` years, or of its last ``rows``
+    rows (quick mode)."""
     basin = _basins.load_basins([source], demo_path=demo_path)[0]
+    if years:
+        basin = _basins.last_years(basin, years)
     X, y = basin.X, basin.y
     if rows:
         X, y = X.iloc[-rows:], y.iloc[-rows:]
@@ -158,7 +157,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from sktlag.metrics import kge, nse
 
     torch.set_num_threads(1)
-    X, y = basin_series(job.get("source", job["basin"]), job["rows"], job["demo_path"])
+    X, y = basin_series(job.get("source", job["basin"]), job.get("years"), job["demo_path"],
+                        job["rows"])
     n_fit = int(len(X) * C.TRAIN_FRACTION)
     params = config_params(job["config"], job["quick"], job.get("base", "reference"))
     model = make_pipeline(
@@ -181,7 +181,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "batch_size": int(getattr(est, "batch_size_", est.batch_size)),
         "n_layers": int(est.n_layers_),
         "train_windows": training_windows(y.iloc[:n_fit], est.lookback),
-        "years": len(X) / 365.25,
+        "years": len(X) / _basins.DAYS_PER_YEAR,
         "test_nse": float(nse(obs[keep], pred[keep])),
         "test_kge": float(kge(obs[keep], pred[keep])),
         "valid_nse": float(best["valid_nse"]),
@@ -261,10 +261,10 @@ def batch_table(results: list[dict[str, Any]], demo_path: str | None
             n_train, years = sized[0]["train_windows"], sized[0]["years"]
         else:
             source, _, cut = basin.partition("_last")
-            rows_cut = last_rows(int(cut[:-1])) if cut else None
-            X, y = basin_series(source if cut else basin, rows_cut, demo_path)
+            X, y = basin_series(source, int(cut[:-1]) if cut else None, demo_path)
             n_fit = int(len(X) * C.TRAIN_FRACTION)
-            n_train, years = training_windows(y.iloc[:n_fit], 180), len(X) / 365.25
+            n_train = training_windows(y.iloc[:n_fit], 180)
+            years = len(X) / _basins.DAYS_PER_YEAR
         by_size = {int(c.split("-")[1]): C.median([r["test_nse"] for r in mine
                                                    if r["config"] == c])
                    for c in dict.fromkeys(r["config"] for r in mine)}
@@ -300,7 +300,7 @@ def rule_table(years=(2, 3, 4, 5, 7, 10, 15, 20, 30, 40)) -> str:
     lookback = TLAGRegressor().lookback
     rows = []
     for n_years in years:
-        n_train = training_windows(np.zeros(last_rows(n_years)), lookback)
+        n_train = training_windows(np.zeros(round(n_years * _basins.DAYS_PER_YEAR)), lookback)
         size = auto_batch_size(n_train)
         rows.append({"years given to `fit`": n_years, "training windows": f"{n_train:,}",
                      "batch size": size,
@@ -355,7 +355,7 @@ def main() -> None:
     jobs = [
         {"basin": basin_label(b, years), "source": b, "config": c, "seed": s,
          "device": args.device, "quick": args.quick, "base": args.base,
-         "rows": 1500 if args.quick else last_rows(years),
+         "rows": 1500 if args.quick else None, "years": years,
          "demo_path": str(args.data) if args.data else None}
         for s in seeds for years in cuts for b in names for c in configs
         if (basin_label(b, years), c, s) not in finished

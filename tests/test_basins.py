@@ -70,8 +70,8 @@ def test_lahn_cuts_are_the_last_years_of_each_gauge(basins_module):
     full = {b.name: b for b in basins_module.load_basins("lahn")}
     cuts = basins_module.load_basins("lahn_short")
     assert len(cuts) == 12 and {b.group for b in cuts} == {"lahn_short"}
-    first_day = {3: "2018-01-01", 5: "2016-01-01", 10: "2011-01-01"}
-    rows = {3: 1096, 5: 1827, 10: 3653}
+    first_day = {3: "2018-01-01", 5: "2016-01-02", 10: "2011-01-02"}
+    rows = {3: 1096, 5: 1826, 10: 3652}
     for cut in cuts:
         parent_name, years = cut.name.rsplit("_last", 1)
         years = int(years.rstrip("y"))
