@@ -253,9 +253,12 @@ def batch_table(results: list[dict[str, Any]], demo_path: str | None
     from sktlag.recipe import auto_batch_size
 
     runs = [r for r in results if r["config"].startswith("batch-")]
+    sizes_run = {r["config"] for r in runs}
     rows = []
     for basin in dict.fromkeys(r["basin"] for r in runs):
         mine = [r for r in runs if r["basin"] == basin]
+        if {r["config"] for r in mine} != sizes_run:
+            continue  # a basin cut short before every batch size ran is not compared
         sized = [r for r in mine if "train_windows" in r]
         if sized:
             n_train, years = sized[0]["train_windows"], sized[0]["years"]
@@ -326,6 +329,9 @@ def main() -> None:
                         "defaults at one layer")
     parser.add_argument("--last-years", type=int, nargs="*", default=None,
                         help="cut every basin to its last N years (several N: several cuts)")
+    parser.add_argument("--records", type=Path, nargs="+", default=None,
+                        help="print the tables of these recorded runs (recipe_jobs.jsonl "
+                        "files, read together) and fit nothing")
     parser.add_argument("--resume", action="store_true",
                         help="skip jobs already in recipe_jobs.jsonl")
     parser.add_argument("--rule-table", action="store_true",
@@ -344,7 +350,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "recipe_jobs.jsonl"
     done = []
-    if args.resume and log.exists():
+    if args.records:
+        # A replay: the tables of recorded runs, nothing is fitted.
+        done = [json.loads(line) for path in args.records
+                for line in path.read_text().splitlines() if line.strip()]
+        seeds = []
+    elif args.resume and log.exists():
         done = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     elif log.exists():
         log.unlink()

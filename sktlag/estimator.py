@@ -206,7 +206,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         scaled down to it before the optimizer step. None: no clipping.
     batch_size : int or "auto", default="auto"
         Windows per training batch. ``"auto"`` picks it from the record: the largest
-        of 16, 32, 64, 128 and 256 that gives at least 25 updates per epoch
+        of 16, 32, 64, 128 and 256 that gives at least 28 updates per epoch
         (:func:`sktlag.recipe.auto_batch_size`), so 256 on a record of decades and
         16 to 32 on one of a few years, where 256 would leave a handful of updates
         per epoch. The value used is ``batch_size_``.
