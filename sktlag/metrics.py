@@ -32,7 +32,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy.signal import find_peaks
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import get_scorer as _sklearn_get_scorer
 from sklearn.metrics import make_scorer
@@ -920,6 +919,9 @@ def _time_coordinates(index, n):
 
 def _peak_lags(obs, sim, window, times, prominence):
     """Absolute timing error of every observed peak of one column."""
+    # Imported here: scipy.signal would add to every `import sktlag`.
+    from scipy.signal import find_peaks
+
     prom = np.std(obs) if prominence is None else prominence
     peaks, _ = find_peaks(obs, prominence=prom)
     if peaks.size == 0:
