@@ -109,7 +109,6 @@ INVENTORY_DIR = HERE / "_build" / "inventories"
 intersphinx_mapping = {
     name: (url, str(path)) for name, (url, path) in write_inventories(INVENTORY_DIR).items()
 }
-intersphinx_timeout = 1
 
 # ---------------------------------------------------------------------- gallery
 sphinx_gallery_conf = {
@@ -125,6 +124,8 @@ sphinx_gallery_conf = {
     "show_memory": False,
     "remove_config_comments": True,
     "min_reported_time": 1e9,
+    # No page of computation times: they depend on the machine, not on the examples.
+    "write_computation_times": False,
     "doc_module": (),
 }
 

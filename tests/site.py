@@ -37,7 +37,8 @@ class SiteBuild:
             [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-q",
              str(DOCS), str(SITE)],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
-            env={**os.environ, "MPLBACKEND": "Agg"},
+            # One torch thread: the build runs beside the other tests, which keep a core.
+            env={**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"},
         )
         self._result: tuple[int, str] | None = None
 

@@ -17,7 +17,7 @@ def test_quick_benchmarks_write_markdown_and_json(tmp_path):
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--quick", "--out",
          str(tmp_path)],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True, text=True, timeout=600, check=False,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     for name in EXPECTED:
