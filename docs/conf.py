@@ -13,7 +13,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-# The package of this checkout, and the helper modules beside this file.
+# The package of this checkout, and _inventories.py and _gallery.py beside this file.
 sys.path[:0] = [str(ROOT), str(HERE)]
 # Figures are written to files only; no window may open while the examples run.
 os.environ.setdefault("MPLBACKEND", "Agg")

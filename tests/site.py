@@ -1,8 +1,8 @@
-"""The documentation site, built once per test session, and a browser to open it.
+"""The documentation site, built once per test run, and a browser to open it.
 
 The build (a few minutes: the gallery runs every example) starts in a child process
 as soon as the tests are collected, so it runs while the other tests do; the site's
-tests are moved to the end of the session and wait for it (see ``conftest.py``).
+tests are moved to the end of the run and wait for it (see ``conftest.py``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The documentation site builds without a warning, and a browser shows its pages.
 
-The site is built once per session (``built_site`` in ``conftest.py``), with warnings
+The site is built once per test run (``built_site`` in ``conftest.py``), with warnings
 as errors: a docstring that does not render, a broken link or an example that fails
 fails the build. The gallery runs every example with its fast settings; the printed
 output checked here is what those runs printed.
