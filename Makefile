@@ -12,13 +12,13 @@ BIN := $(VENV)/bin
 #   make venv TORCH_SPEC=/path/to/torch-2.13.0+cpu-cp311-cp311-linux_x86_64.whl
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: venv demo test lint bench-quick bench-nh clean
+.PHONY: venv demo test docs lint bench-quick bench-nh clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet -e ".[dev,dask]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,dask,docs]"
 	touch $@
 
 venv: $(BIN)/.installed
@@ -29,8 +29,15 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q
 
+# The site, from scratch: pages, API reference and the examples run anew (about 2 min).
+# Open docs/_build/html/index.html in a browser.
+docs: venv
+	rm -rf docs/_build docs/generated docs/auto_examples
+	$(BIN)/python -m sphinx -b html -W --keep-going -q docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
+
 lint: venv
-	$(BIN)/ruff check sktlag tests examples benchmarks
+	$(BIN)/ruff check sktlag tests examples benchmarks docs
 
 bench-quick: venv
 	$(BIN)/python benchmarks/run_all.py --quick
@@ -44,4 +51,4 @@ bench-nh: venv
 	$(BIN)/python benchmarks/vs_neuralhydrology.py $(BENCH_NH_ARGS)
 
 clean:
-	rm -rf $(VENV) sktlag-demo build *.egg-info
+	rm -rf $(VENV) sktlag-demo build *.egg-info docs/_build docs/generated docs/auto_examples

@@ -16,7 +16,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ("accuracy.py", "speed.py", "eigensolver.py", "memory.py", "warmup.py", "recipe.py",
-           "growth_pays.py", "holdout_check.py", "ensemble.py")
+           "growth_pays.py", "holdout_check.py", "ensemble.py", "startup.py")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,6 @@
-"""Search the growth threshold of a TLAG-LSTM on a Dask cluster.
+"""
+Searching the growth threshold on a Dask cluster
+================================================
 
 The search itself is plain scikit-learn (``GridSearchCV`` with ``TimeSeriesSplit``);
 joblib's Dask backend sends its fits to the workers of a Dask cluster. Needs the
@@ -8,14 +10,15 @@ Against a running cluster (one scheduler, workers on as many machines as you hav
 
     dask scheduler                                   # prints tcp://HOST:8786
     dask worker tcp://HOST:8786 --nworkers 4 --nthreads 1
-    python dask_grid_search.py --scheduler tcp://HOST:8786
+    python examples/dask_grid_search.py --scheduler tcp://HOST:8786
 
 To try it on one machine, ``--local`` starts a ``LocalCluster`` on 127.0.0.1::
 
-    python dask_grid_search.py --local --workers 2
+    python examples/dask_grid_search.py --local --workers 2
 
 ``--fast`` shrinks the data, the network and the grid to a smoke test of a few seconds
-per fit. The workers must be able to import ``sktlag`` (same version as here).
+per fit. The workers must be able to import ``sktlag`` (same version as here). This
+page was built with ``--local --fast --workers 2``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import time
 import joblib
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from sklearn.model_selection import GridSearchCV, TimeSeriesSplit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -116,33 +120,53 @@ def report(search: GridSearchCV) -> str:
     return table.to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the search on the cluster and print the results."""
-    args = parse_args(argv)
-    X, y = load_data(args.fast)
-    search = build_search(args.fast, args.threads, args.random_state)
-    client, cluster = connect(args)
-    try:
-        n_workers = len(client.scheduler_info()["workers"])
-        print(f"scheduler {client.scheduler.address}: {n_workers} workers")
-        print(f"{len(X)} days, {X.shape[1]} inputs; "
-              f"{len(search.param_grid['tlag__topo_derivative_threshold'])} thresholds x "
-              f"{search.cv.n_splits} folds")
-        start = time.perf_counter()
-        with joblib.parallel_config(backend="dask"):
-            search.fit(X, y)
-        seconds = time.perf_counter() - start
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-    print(report(search))
-    best = search.best_estimator_.named_steps["tlag"]
-    print(f"best threshold: {search.best_params_['tlag__topo_derivative_threshold']} "
-          f"(NSE {search.best_score_:.3f}); the refitted model has {best.n_layers_} LSTM layer(s)")
-    print(f"search and refit took {seconds:.1f} s")
-    return 0
+def plot_scores(search: GridSearchCV) -> Figure:
+    """Mean test NSE and KGE of every threshold, with one standard deviation."""
+    res = search.cv_results_
+    labels = [str(p["tlag__topo_derivative_threshold"]) for p in res["params"]]
+    fig = Figure(figsize=(6.0, 3.5), layout="constrained")
+    ax = fig.subplots()
+    positions = np.arange(len(labels))
+    for offset, key, name in ((-0.2, "nse", "NSE"), (0.2, "kge", "KGE")):
+        ax.bar(positions + offset, res[f"mean_test_{key}"], width=0.4,
+               yerr=res[f"std_test_{key}"], capsize=3, label=name)
+    ax.set_xticks(positions, labels)
+    ax.set_xlabel("topo_derivative_threshold")
+    ax.set_ylabel("mean test score over the folds")
+    ax.axhline(0.0, color="#495057", linewidth=0.8)
+    ax.legend()
+    return fig
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+# %%
+# Run the search on the cluster
+# -----------------------------
+args = parse_args()
+X, y = load_data(args.fast)
+search = build_search(args.fast, args.threads, args.random_state)
+client, cluster = connect(args)
+try:
+    n_workers = len(client.scheduler_info()["workers"])
+    print(f"scheduler {client.scheduler.address}: {n_workers} workers")
+    print(f"{len(X)} days, {X.shape[1]} inputs; "
+          f"{len(search.param_grid['tlag__topo_derivative_threshold'])} thresholds x "
+          f"{search.cv.n_splits} folds")
+    start = time.perf_counter()
+    with joblib.parallel_config(backend="dask"):
+        search.fit(X, y)
+    seconds = time.perf_counter() - start
+finally:
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+# %%
+# The results
+# -----------
+print(report(search))
+best = search.best_estimator_.named_steps["tlag"]
+print(f"best threshold: {search.best_params_['tlag__topo_derivative_threshold']} "
+      f"(NSE {search.best_score_:.3f}); the refitted model has {best.n_layers_} LSTM "
+      f"layer{'' if best.n_layers_ == 1 else 's'}")
+print(f"search and refit took {seconds:.1f} s")
+fig = plot_scores(search)

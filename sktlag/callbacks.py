@@ -284,7 +284,7 @@ class ArchitectureCheckpoint(Callback):
 
     def architecture_score(self, net) -> float:
         """Best moving-average score of the current architecture so far (-inf if none;
-        see :func:`sktlag._record.architecture_score`)."""
+        see ``architecture_score`` in ``sktlag._record``)."""
         if self.arch_first_epoch_ is None:
             return -np.inf
         rows = [row for row in net.history if row[EPOCH] >= self.arch_first_epoch_]

@@ -19,7 +19,7 @@ by the spread:
   are (peaks are underestimated more often than overestimated).
 
 The same scores define a predictive distribution (``mean + u * r_j`` over all scores
-``r_j``), which :meth:`TLAGEnsemble.score_intervals` scores with the CRPS of the
+``r_j``), which :meth:`~sktlag.TLAGEnsemble.score_intervals` scores with the CRPS of the
 ``scoringrules`` package. Validation days also chose each member's best state, so the
 calibration is slightly optimistic; the benchmark measures coverage on unseen days.
 """

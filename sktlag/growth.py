@@ -122,7 +122,10 @@ def unflatten_lstm_parameters(theta: torch.Tensor, hidden_size: int) -> dict[str
 
 
 def hamiltonian(theta: torch.Tensor, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """``H(theta) = - sum a . LSTM_theta(h)`` for a virtual layer with flat parameters theta.
+    """The Hamiltonian ``H(theta) = - sum a * LSTM_theta(h)`` of a virtual layer.
+
+    ``theta`` holds the layer's flat parameters; the sum runs over batch, time and
+    hidden units.
 
     Parameters
     ----------
@@ -542,7 +545,7 @@ def relative_derivative(derivative: float, loss: float) -> float:
 
 
 def choose_sign(gradient: np.ndarray, direction: np.ndarray) -> float:
-    """``s = sign(grad H(0) . phi)``.
+    """The sign ``s = sign(grad H(0) * phi)`` of the inserted layer's direction.
 
     With ``theta0 = eps * s * phi`` the first-order change of the loss,
     ``-grad H(0) . theta0 = -eps * |grad H(0) . phi|``, is never positive. Returns +1.0
@@ -559,7 +562,7 @@ def backtracking_scale(
     min_scale: float,
     tolerance: float,
 ) -> tuple[float, int, float]:
-    """Largest scale in ``init, init/2, init/4, ... >= min_scale`` the loss accepts.
+    """Largest scale of ``init``, ``init/2``, ``init/4`` ... (>= ``min_scale``) the loss accepts.
 
     A scale ``eps`` is accepted when ``loss_at(eps) <= (1 + tolerance) * base_loss``.
     If none is, the scale is 0 (the layer starts at zero, which by construction leaves

@@ -37,11 +37,15 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "DISCHARGE_WORDS",
+    "NAME_UNITS",
+    "NOT_OBSERVED_WORDS",
     "TableData",
     "TableError",
     "atomic_write",
     "means_discharge",
     "read_table",
+    "unit_in_name",
     "write_table",
 ]
 
@@ -444,6 +448,49 @@ def means_discharge(name: str) -> bool:
     if any(token in NOT_OBSERVED_WORDS for token in tokens):
         return False
     return any(token in DISCHARGE_WORDS or _Q_TOKEN.fullmatch(token) for token in tokens)
+
+
+#: The units a column name may end in, as the tokens of :func:`unit_in_name` (``3``
+#: stands for ``³``), and how the figures write them.
+NAME_UNITS: dict[tuple[str, ...], str] = {
+    ("m3", "s"): "m³/s", ("m3s",): "m³/s", ("cms",): "m³/s", ("cumecs",): "m³/s",
+    ("m3", "d"): "m³/d",
+    ("ft3", "s"): "ft³/s", ("cfs",): "ft³/s",
+    ("l", "s"): "l/s", ("lps",): "l/s",
+    ("mm", "d"): "mm/d", ("mm", "day"): "mm/d", ("mmd",): "mm/d",
+    ("mm", "h"): "mm/h",
+}
+
+
+def unit_in_name(name: str) -> str | None:
+    """The unit a column name ends in, or None.
+
+    The name is split into tokens as in :func:`means_discharge`; when its last tokens
+    are one of the units of :data:`NAME_UNITS` and some token comes before them (a
+    name that is only a unit names no quantity), that unit is returned as the
+    figures write it.
+
+    Parameters
+    ----------
+    name : str
+        A column name.
+
+    Returns
+    -------
+    str or None
+
+    Examples
+    --------
+    >>> [unit_in_name(n) for n in ["q_m3s", "Q [m3/s]", "flow_cms", "Qobs(mm/d)"]]
+    ['m³/s', 'm³/s', 'm³/s', 'mm/d']
+    >>> unit_in_name("q_kalkofen"), unit_in_name("m3s")
+    (None, None)
+    """
+    tokens = _TOKEN.findall(str(name).lower().replace("³", "3"))
+    for key, unit in NAME_UNITS.items():
+        if len(tokens) > len(key) and tuple(tokens[-len(key):]) == key:
+            return unit
+    return None
 
 
 def _target_by_name(

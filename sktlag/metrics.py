@@ -32,7 +32,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy.signal import find_peaks
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import get_scorer as _sklearn_get_scorer
 from sklearn.metrics import make_scorer
@@ -253,9 +252,9 @@ def nse(y_true, y_pred, *, multioutput=_UNIFORM):
         Observed discharge.
     y_pred : array-like of shape (n,) or (n, k)
         Simulated discharge.
-    multioutput : {"raw_values", "uniform_average"} or array-like of shape (k,), \
-            default="uniform_average"
-        How to combine the values of several outputs (see the module notes).
+    multioutput : {"raw_values", "uniform_average"} or array-like, default="uniform_average"
+        How to combine the values of several outputs (an array-like of shape (k,):
+        one weight per output; see the module notes).
 
     Returns
     -------
@@ -308,9 +307,9 @@ def log_nse(y_true, y_pred, epsilon=None, *, multioutput=_UNIFORM):
         Non-negative constant added to both series before the logarithm.
         Defaults to one hundredth of the mean observed flow of each output
         column (Pushpalatha et al., 2012).
-    multioutput : {"raw_values", "uniform_average"} or array-like of shape (k,), \
-            default="uniform_average"
-        How to combine the values of several outputs.
+    multioutput : {"raw_values", "uniform_average"} or array-like, default="uniform_average"
+        How to combine the values of several outputs (an array-like of shape (k,):
+        one weight per output).
 
     Returns
     -------
@@ -379,9 +378,9 @@ def kge(y_true, y_pred, version="2009", return_components=False, *, multioutput=
     return_components : bool, default=False
         If true, return a dict with keys ``"kge"`` (the KGE or KGE' value),
         ``"r"``, ``"alpha"`` (2009) or ``"gamma"`` (2012) and ``"beta"``.
-    multioutput : {"raw_values", "uniform_average"} or array-like of shape (k,), \
-            default="uniform_average"
-        How to combine the values of several outputs. With
+    multioutput : {"raw_values", "uniform_average"} or array-like, default="uniform_average"
+        How to combine the values of several outputs (an array-like of shape (k,):
+        one weight per output). With
         ``return_components=True`` it is applied to each entry of the dict
         separately (an averaged KGE is not recomputed from averaged
         components).
@@ -493,9 +492,9 @@ def pearson_r(y_true, y_pred, *, multioutput=_UNIFORM):
         Observed discharge.
     y_pred : array-like of shape (n,) or (n, k)
         Simulated discharge.
-    multioutput : {"raw_values", "uniform_average"} or array-like of shape (k,), \
-            default="uniform_average"
-        How to combine the values of several outputs.
+    multioutput : {"raw_values", "uniform_average"} or array-like, default="uniform_average"
+        How to combine the values of several outputs (an array-like of shape (k,):
+        one weight per output).
 
     Returns
     -------
@@ -548,9 +547,9 @@ def rmse(y_true, y_pred, *, multioutput=_UNIFORM):
         Observed discharge.
     y_pred : array-like of shape (n,) or (n, k)
         Simulated discharge.
-    multioutput : {"raw_values", "uniform_average"} or array-like of shape (k,), \
-            default="uniform_average"
-        How to combine the values of several outputs.
+    multioutput : {"raw_values", "uniform_average"} or array-like, default="uniform_average"
+        How to combine the values of several outputs (an array-like of shape (k,):
+        one weight per output).
 
     Returns
     -------
@@ -588,9 +587,9 @@ def nmae(y_true, y_pred, *, multioutput=_UNIFORM):
         Observed discharge.
     y_pred : array-like of shape (n,) or (n, k)
         Simulated discharge.
-    multioutput : {"raw_values", "uniform_average"} or array-like of shape (k,), \
-            default="uniform_average"
-        How to combine the values of several outputs.
+    multioutput : {"raw_values", "uniform_average"} or array-like, default="uniform_average"
+        How to combine the values of several outputs (an array-like of shape (k,):
+        one weight per output).
 
     Returns
     -------
@@ -639,9 +638,9 @@ def mape(y_true, y_pred, *, multioutput=_UNIFORM):
         Observed discharge.
     y_pred : array-like of shape (n,) or (n, k)
         Simulated discharge.
-    multioutput : {"raw_values", "uniform_average"} or array-like of shape (k,), \
-            default="uniform_average"
-        How to combine the values of several outputs.
+    multioutput : {"raw_values", "uniform_average"} or array-like, default="uniform_average"
+        How to combine the values of several outputs (an array-like of shape (k,):
+        one weight per output).
 
     Returns
     -------
@@ -700,9 +699,9 @@ def fhv(y_true, y_pred, h=0.02, *, multioutput=_UNIFORM):
         Simulated discharge.
     h : float, default=0.02
         Exceedance probability bounding the high-flow segment, in (0, 1].
-    multioutput : {"raw_values", "uniform_average"} or array-like of shape (k,), \
-            default="uniform_average"
-        How to combine the values of several outputs.
+    multioutput : {"raw_values", "uniform_average"} or array-like, default="uniform_average"
+        How to combine the values of several outputs (an array-like of shape (k,):
+        one weight per output).
 
     Returns
     -------
@@ -762,9 +761,9 @@ def flv(y_true, y_pred, l=0.3, *, multioutput=_UNIFORM):  # noqa: E741
     l : float, default=0.3
         Fraction of the flow duration curve forming the low-flow segment
         (exceedance probabilities from ``1 - l`` to 1), in (0, 1].
-    multioutput : {"raw_values", "uniform_average"} or array-like of shape (k,), \
-            default="uniform_average"
-        How to combine the values of several outputs.
+    multioutput : {"raw_values", "uniform_average"} or array-like, default="uniform_average"
+        How to combine the values of several outputs (an array-like of shape (k,):
+        one weight per output).
 
     Returns
     -------
@@ -831,9 +830,9 @@ def fms(y_true, y_pred, lower=0.2, upper=0.7, *, multioutput=_UNIFORM):
     lower, upper : float, default=0.2, 0.7
         Exceedance probabilities bounding the mid-segment,
         ``0 < lower < upper <= 1``.
-    multioutput : {"raw_values", "uniform_average"} or array-like of shape (k,), \
-            default="uniform_average"
-        How to combine the values of several outputs.
+    multioutput : {"raw_values", "uniform_average"} or array-like, default="uniform_average"
+        How to combine the values of several outputs (an array-like of shape (k,):
+        one weight per output).
 
     Returns
     -------
@@ -920,6 +919,9 @@ def _time_coordinates(index, n):
 
 def _peak_lags(obs, sim, window, times, prominence):
     """Absolute timing error of every observed peak of one column."""
+    # Imported here: scipy.signal would add to every `import sktlag`.
+    from scipy.signal import find_peaks
+
     prom = np.std(obs) if prominence is None else prominence
     peaks, _ = find_peaks(obs, prominence=prom)
     if peaks.size == 0:
@@ -955,9 +957,9 @@ def peak_timing(y_true, y_pred, window=3, index=None, *, prominence=None, multio
     prominence : float, optional
         Minimum prominence of an observed peak. Defaults to the standard
         deviation of the observed series of each column.
-    multioutput : {"raw_values", "uniform_average"} or array-like of shape (k,), \
-            default="uniform_average"
-        How to combine the values of several outputs.
+    multioutput : {"raw_values", "uniform_average"} or array-like, default="uniform_average"
+        How to combine the values of several outputs (an array-like of shape (k,):
+        one weight per output).
 
     Returns
     -------

@@ -1,7 +1,7 @@
 """The network: a stack of LSTM layers that can grow in depth while it trains.
 
 `GrowingLSTM` is a small `torch.nn.Module`; it knows nothing about training. Growth
-changes it through :meth:`GrowingLSTM.insert_layer`, and its architecture can be written
+changes it through :meth:`~sktlag.GrowingLSTM.insert_layer`, and its architecture can be written
 as a plain spec (a dict of ints, floats and bools) and rebuilt from it, which is what the
 ``.pth`` files hold next to the weights.
 """

@@ -2,7 +2,7 @@
 
 A model file holds plain data only: the architecture spec of the grown network, its
 state dict (tensors), the hyperparameters, the target and input standardization, the
-history of the fit and a format version. :func:`load_model` reads it with
+history of the fit and a format version. :func:`~sktlag.load_model` reads it with
 ``torch.load(..., weights_only=True)``, which refuses every pickled object that is not
 a tensor or a plain container, so opening a ``.pth`` file can never execute code.
 
@@ -10,8 +10,8 @@ Models that can be saved: a fitted :class:`~sktlag.TLAGRegressor` or
 :class:`~sktlag.TLAGEnsemble` (its members, seeds and calibration), and a fitted
 :class:`~sklearn.pipeline.Pipeline` whose last step is one of them and whose other steps
 are :class:`~sklearn.preprocessing.StandardScaler` instances (the usual way to
-standardize the inputs). :func:`load_model` gives back the same kind of object.
-Anything else in a pipeline is code, not data: use :mod:`joblib` for such models.
+standardize the inputs). :func:`~sktlag.load_model` gives back the same kind of object.
+Anything else in a pipeline is code, not data: use :func:`joblib.dump` for such models.
 
 A loaded model can be trained further (``warm_start=True``), like the fitted one it was
 saved from. A file written before some hyperparameters existed lacks them: they are
@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 FORMAT = "sktlag-model"
-#: Version of the layout of the ``.pth`` files written by :func:`save_model`: 2 added
+#: Version of the layout of the ``.pth`` files written by :func:`~sktlag.save_model`: 2 added
 #: ensembles (a regressor's entries are those of version 1).
 FORMAT_VERSION = 2
 
@@ -183,7 +183,7 @@ def model_payload(model) -> dict[str, Any]:
     Returns
     -------
     dict
-        What :func:`save_model` writes (see the module notes).
+        What :func:`~sktlag.save_model` writes (see the module notes).
     """
     scalers, step_name, final = _split_model(model)
     if isinstance(final, TLAGEnsemble):
@@ -250,7 +250,7 @@ def _ensemble_payload(ensemble: TLAGEnsemble) -> dict[str, Any]:
 
 
 def save_model(model, path: str | os.PathLike[str], *, metadata: dict | None = None) -> Path:
-    """Write a fitted model to a ``.pth`` file that :func:`load_model` reads safely.
+    """Write a fitted model to a ``.pth`` file that :func:`~sktlag.load_model` reads safely.
 
     The file holds the architecture spec and state dict of the grown network, the
     hyperparameters, the target and input standardization, the padding values and the
@@ -474,16 +474,16 @@ def _build_scaler(data: dict[str, Any]) -> StandardScaler:
 def load_model(
     path: str | os.PathLike[str], *, device: str = "cpu", return_metadata: bool = False
 ):
-    """Load a model written by :func:`save_model`, without unpickling any object.
+    """Load a model written by :func:`~sktlag.save_model`, without unpickling any object.
 
     Parameters
     ----------
     path : str or path-like
-        A ``.pth`` file written by :func:`save_model`.
+        A ``.pth`` file written by :func:`~sktlag.save_model`.
     device : str, default="cpu"
         Torch device for the network (also set as the ``device`` hyperparameter).
     return_metadata : bool, default=False
-        Also return the ``metadata`` dict given to :func:`save_model`.
+        Also return the ``metadata`` dict given to :func:`~sktlag.save_model`.
 
     Returns
     -------

@@ -29,7 +29,8 @@ from ._record import (
 )
 from .ensemble import final_ensemble, members_of
 from .estimator import final_regressor
-from .metrics import kge, nse
+from .io import unit_in_name
+from .metrics import kge, nse, output_names
 
 __all__ = ["history_arrays", "plot_evolution", "plot_loss", "plot_prediction"]
 
@@ -42,6 +43,17 @@ _MA_COLOR = "#0b3d91"
 _TRAIN_COLOR = "#2b8a3e"
 _VALID_COLOR = "#c2255c"
 _INSERT_COLOR = "#868e96"
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 layer"``, ``"2 layers"``, ``"0 layers"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _whole_numbers(axis) -> None:
+    # Layer counts and epochs are whole numbers. min_n_ticks=1: with the default (2) a
+    # depth that never changed (view 0.5 to 1.5 holds one integer) got ticks at 0.1 steps.
+    axis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def _history(model):
@@ -178,7 +190,7 @@ def plot_evolution(model, *, figsize: tuple[float, float] = (10.0, 9.0)) -> Figu
         ax_depth.plot([best], [est.n_layers_], marker="*", markersize=14, color="#f08c00",
                       linestyle="none")
     _mark_insertions(ax_depth, data["insertions"], label=False)
-    ax_depth.yaxis.set_major_locator(MaxNLocator(integer=True))
+    _whole_numbers(ax_depth.yaxis)
     depths = data[N_LAYERS][np.isfinite(data[N_LAYERS])]
     if len(depths):
         ax_depth.set_ylim(depths.min() - 0.5, depths.max() + 0.5)
@@ -187,13 +199,14 @@ def plot_evolution(model, *, figsize: tuple[float, float] = (10.0, 9.0)) -> Figu
 
     _loss_axes(ax_loss, data, insertions_label=False)
     ax_loss.set_xlabel("epoch")
-    ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _whole_numbers(ax_loss.xaxis)
 
-    fitted = f"fitted model: {est.n_layers_} layers"
+    fitted = f"fitted model: {_count(est.n_layers_, 'layer')}"
     if best is not None:
         fitted += f" (epoch {best})"
     fig.suptitle(
-        f"TLAG-LSTM growth: {len(data['insertions'])} insertion(s) in {len(epochs)} epochs, "
+        f"TLAG-LSTM growth: {_count(len(data['insertions']), 'insertion')} in "
+        f"{_count(len(epochs), 'epoch')}, "
         f"{fitted}{_title_suffix(model)}"
     )
     return fig
@@ -208,7 +221,7 @@ def _plot_member_evolution(model, figsize) -> Figure:
     for i, (member, color) in enumerate(zip(members, colors, strict=True)):
         data = history_arrays(member)
         epochs, values = data[EPOCH], data[VALID_NSE]
-        label = f"member {i + 1} ({member.n_layers_} layers)"
+        label = f"member {i + 1} ({_count(member.n_layers_, 'layer')})"
         ax_nse.plot(epochs, values, color=color, linewidth=1.0, label=label)
         ax_depth.step(epochs, data[N_LAYERS] + 0.04 * (i - len(members) / 2), where="mid",
                       color=color, linewidth=1.5)
@@ -226,10 +239,10 @@ def _plot_member_evolution(model, figsize) -> Figure:
     ax_nse.set_ylabel("validation NSE")
     ax_nse.grid(True, alpha=0.3)
     ax_nse.legend(loc="lower right", fontsize="small")
-    ax_depth.yaxis.set_major_locator(MaxNLocator(integer=True))
+    _whole_numbers(ax_depth.yaxis)
     ax_depth.set_ylabel("LSTM layers")
     ax_depth.set_xlabel("epoch")
-    ax_depth.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _whole_numbers(ax_depth.xaxis)
     ax_depth.grid(True, alpha=0.3)
     depths = ", ".join(str(m.n_layers_) for m in members)
     fig.suptitle(f"TLAG-LSTM ensemble of {len(members)}: fitted depths {depths} "
@@ -257,9 +270,24 @@ def plot_loss(model, *, figsize: tuple[float, float] = (9.0, 4.5)) -> Figure:
     ax = fig.subplots()
     _loss_axes(ax, data, insertions_label=True)
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _whole_numbers(ax.xaxis)
     ax.set_title(f"Training and validation loss{_title_suffix(model)}")
     return fig
+
+
+def _units(y_true, names: list[str], unit) -> list[str | None]:
+    """The unit of each output: the option, the data's attrs, or the output's name."""
+    if isinstance(unit, str):
+        return [unit] * len(names)
+    if unit is not None:
+        units = list(unit)
+        if len(units) != len(names):
+            raise ValueError(f"unit has {len(units)} entries for {len(names)} outputs")
+        return units
+    known = getattr(y_true, "attrs", {}).get("units", {})
+    own = output_names(y_true, len(names))
+    return [known.get(name) or known.get(mine) or unit_in_name(name) or unit_in_name(mine)
+            for name, mine in zip(names, own, strict=True)]
 
 
 def plot_prediction(
@@ -274,6 +302,7 @@ def plot_prediction(
     lower=None,
     upper=None,
     coverage: float | None = None,
+    unit: str | Sequence[str | None] | None = None,
 ) -> Figure:
     """Observed against predicted series, one panel per output, NSE and KGE in the titles.
 
@@ -286,17 +315,24 @@ def plot_prediction(
         The date of each row; the time axis shows dates. Without it, the axis counts
         rows.
     names : sequence of str, optional
-        Output names for the panel titles.
+        Output names for the panel titles; by default the name of ``y_true`` (a
+        Series) or its columns (a DataFrame), else ``output_0`` ...
     title : str, default="Test period"
         Start of every panel title.
     ylabel : str, default="discharge"
-        Label of the value axes.
+        Label of the value axes; the unit follows it in parentheses.
     figsize : tuple of float, optional
         Default: 11 inches wide, 4 inches per output.
     lower, upper : array-like of the shape of ``y_pred``, optional
         A prediction interval, drawn as a band.
     coverage : float, optional
         Its nominal coverage, for the legend.
+    unit : str or sequence of str, optional
+        The unit of the values (one for all outputs, or one per output). By default
+        the data say it: ``y_true.attrs["units"]`` (as in the data of
+        :func:`~sktlag.datasets.load_lahn`), else a name that ends in a unit
+        (:func:`~sktlag.io.unit_in_name`: ``q_m3s``, ``Q [m3/s]``, ``flow_cms``);
+        otherwise the axis has no unit.
 
     Returns
     -------
@@ -307,7 +343,8 @@ def plot_prediction(
     if obs.shape != sim.shape:
         raise ValueError(f"y_true and y_pred differ in shape: {obs.shape} and {sim.shape}")
     k = obs.shape[1]
-    names = list(names) if names is not None else [f"output {j}" for j in range(k)]
+    names = list(names) if names is not None else [str(n) for n in output_names(y_true, k)]
+    units = _units(y_true, names, unit)
     x = pd.DatetimeIndex(dates) if dates is not None else np.arange(len(obs))
     fig = Figure(figsize=figsize or (11.0, 4.0 * k), layout="constrained")
     axes = np.atleast_1d(fig.subplots(k, 1, sharex=True, squeeze=False).ravel())
@@ -325,7 +362,8 @@ def plot_prediction(
         seen = np.isfinite(obs[:, j]) & np.isfinite(sim[:, j])
         scores = _scores_text(obs[seen, j], sim[seen, j])
         ax.set_title(f"{title}, {names[j]}{scores}")
-        ax.set_ylabel(ylabel if k == 1 else f"{ylabel} ({names[j]})")
+        about = ([] if k == 1 else [names[j]]) + ([units[j]] if units[j] else [])
+        ax.set_ylabel(f"{ylabel} ({', '.join(about)})" if about else ylabel)
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper right", fontsize="small")
     bottom = axes[-1]

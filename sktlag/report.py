@@ -1,20 +1,20 @@
 """The artifacts of a fit: JSON, text, spreadsheets, figures and the model file.
 
-:func:`write_artifacts` writes everything a study needs into one directory:
+:func:`~sktlag.write_artifacts` writes everything a study needs into one directory:
 
-=====================================  =====================================================
-``lstm_architecture_evolution.json``   architectures tried, growth decisions, final depth,
-                                       best epoch, hyperparameters
-``lstm_evolution.png``                 validation NSE and moving average, depth, losses
-``lstm_loss.png``                      training and validation loss
-``lstm_prediction.png``                observed and predicted discharge of the test period
-``adaptive_lstm_model.pth``            the model (see :func:`sktlag.save_model`)
-``adaptive_lstm_architecture.txt``     a readable summary of the network and the fit
+========================================  =====================================================
+``lstm_architecture_evolution.json``      architectures tried, growth decisions, final depth,
+                                          best epoch, hyperparameters
+``lstm_evolution.png``                    validation NSE and moving average, depth, losses
+``lstm_loss.png``                         training and validation loss
+``lstm_prediction.png``                   observed and predicted discharge of the test period
+``adaptive_lstm_model.pth``               the model (see :func:`sktlag.save_model`)
+``adaptive_lstm_architecture.txt``        a readable summary of the network and the fit
 ``topological_derivatives_history.xlsx``  one row per growth decision, one column per
-                                       candidate position
-``predictions.xlsx``                   date, observed, predicted (test period)
-``metrics.json``                       metrics of the test (and training, validation) period
-=====================================  =====================================================
+                                          candidate position
+``predictions.xlsx``                      date, observed, predicted (test period)
+``metrics.json``                          metrics of the test (and training, validation) period
+========================================  =====================================================
 
 The directory is built under a temporary name next to its destination and renamed into
 place only when every file is complete, so an error never leaves a partial directory.
@@ -58,7 +58,7 @@ __all__ = [
     "write_artifacts",
 ]
 
-#: File name of every artifact, by the key :func:`write_artifacts` returns it under.
+#: File name of every artifact, by the key :func:`~sktlag.write_artifacts` returns it under.
 ARTIFACT_FILES: dict[str, str] = {
     "architecture_json": "lstm_architecture_evolution.json",
     "evolution_png": "lstm_evolution.png",
@@ -233,7 +233,7 @@ def architecture_text(model) -> str:
 def derivative_table(model) -> pd.DataFrame:
     """One row per growth decision: epoch, depth, one column per candidate position, outcome.
 
-    The table of :func:`sktlag._record.decision_table`: ``epoch``, ``n_layers_before``,
+    The growth decisions as a table: ``epoch``, ``n_layers_before``,
     ``derivative_1`` .. ``derivative_k``, ``relative_derivative_1`` .. and
     ``holdout_statistic_1`` .. (empty where the depth had fewer positions or nothing
     was computed), then ``position`` (where the layer went),
@@ -452,6 +452,7 @@ def write_artifacts(
     dpi: int = 150,
     metadata: dict | None = None,
     coverage: float = 0.9,
+    unit: str | Sequence[str] | None = None,
 ) -> dict[str, Path]:
     """Write the artifacts of a fitted model into ``out_dir``, all or nothing.
 
@@ -484,11 +485,14 @@ def write_artifacts(
         Plain information (data source, split) stored in the JSON files and the model.
     coverage : float, default=0.9
         Nominal coverage of an ensemble's intervals.
+    unit : str or sequence of str, optional
+        The unit of the discharge on the axis of ``lstm_prediction.png``; by default
+        the data say it (see :func:`~sktlag.plots.plot_prediction`).
 
     Returns
     -------
     dict of str to pathlib.Path
-        The written files by key (see :data:`ARTIFACT_FILES`).
+        The written files by key (see :data:`~sktlag.report.ARTIFACT_FILES`).
 
     Raises
     ------
@@ -534,7 +538,8 @@ def write_artifacts(
                 if np.isfinite(np.asarray(y_test, dtype=float)).sum() >= 1:
                     intervals["test"] = ensemble.score_intervals(X_final, y_test, coverage)
             _write_figure(plot_prediction(y_test, test_pred, test_dates, names=names,
-                                          ylabel="discharge", coverage=coverage, **band),
+                                          ylabel="discharge", coverage=coverage, unit=unit,
+                                          **band),
                           target("prediction_png"), dpi)
             write_table(prediction_table(y_test, test_pred, test_dates, names=names, **band),
                         target("predictions_xlsx"))

@@ -207,5 +207,5 @@ class WindowDataset(Dataset):
 
 
 def collate_windows(batch):
-    """The batch is already stacked by :meth:`WindowDataset.__getitems__`."""
+    """The batch is already stacked by ``WindowDataset.__getitems__``."""
     return batch

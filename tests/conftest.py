@@ -45,3 +45,38 @@ def series():
 @pytest.fixture
 def fast_params():
     return dict(FAST)
+
+
+# --------------------------------------------------------------- the documentation site
+_SITE_BUILD = pytest.StashKey()
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
+def pytest_collection_modifyitems(session, config, items):
+    # Tests of the site run last, and its build starts now, in the background: it takes
+    # minutes (the gallery runs every example) and runs while the other tests do.
+    site = [item for item in items if "built_site" in getattr(item, "fixturenames", ())]
+    if site:
+        from .site import SiteBuild
+
+        items[:] = [item for item in items if item not in site] + site
+        config.stash[_SITE_BUILD] = SiteBuild()
+
+
+def pytest_unconfigure(config):
+    build = config.stash.get(_SITE_BUILD, None)
+    if build is not None:
+        build.stop()
+
+
+@pytest.fixture(scope="session")
+def built_site(request):
+    """The built documentation site (docs/_build/html); fails with the build's output."""
+    from .site import SITE, SiteBuild
+
+    build = request.config.stash.get(_SITE_BUILD, None) or SiteBuild()
+    code, output = build.result()
+    if code != 0:
+        pytest.fail(f"the documentation site did not build cleanly:\n{output[-6000:]}",
+                    pytrace=False)
+    return SITE

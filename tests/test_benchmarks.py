@@ -12,14 +12,14 @@ from sktlag.recipe import auto_batch_size
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = ("accuracy_lahn", "speed", "eigensolver", "memory", "warmup", "recipe", "growth_pays",
-            "holdout_check")
+            "holdout_check", "startup")
 
 
 def test_quick_benchmarks_write_markdown_and_json(tmp_path):
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--quick", "--out",
          str(tmp_path)],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True, text=True, timeout=600, check=False,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     for name in EXPECTED:
@@ -31,6 +31,12 @@ def test_quick_benchmarks_write_markdown_and_json(tmp_path):
     # The held-out check fits up to the first decision and no further.
     rows = json.loads((tmp_path / "holdout_check.json").read_text())["results"]["rows"]
     assert rows and all(r["epochs trained"] == r["epoch"] for r in rows)
+    # Start-up: one row per statement, the floor first, times and memory measured.
+    startup = json.loads((tmp_path / "startup.json").read_text())["results"]["table"]
+    assert [row["statement"] for row in startup] == [
+        "`import torch, sklearn`", "`import sktlag`", "`import sktlag, then sktlag.plots`"]
+    assert startup[0]["over torch + sklearn s"] == 0
+    assert all(row["median s"] > 0 and row["peak RSS MiB"] > 0 for row in startup)
 
 
 def _vs_research(tmp_path, *options) -> dict:

@@ -23,6 +23,19 @@ LAHN_DEFAULT_FEATURES = (
 )
 
 
+#: Unit of each column of the Lahn table, by the prefix of its name.
+LAHN_UNITS = {"q": "m³/s", "p": "mm/d", "t": "°C"}
+
+
+def _units(names: Sequence[str]) -> dict[str, str]:
+    return {name: LAHN_UNITS[name.split("_")[0]] for name in names}
+
+
+def _with_units(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.attrs["units"] = _units(frame.columns)
+    return frame
+
+
 def _read_descr(name: str) -> str:
     """Return the text of ``descr/<name>`` shipped with the package."""
     return resources.files(_PACKAGE).joinpath("descr", name).read_text(encoding="utf-8")
@@ -118,6 +131,10 @@ def load_lahn(
             Names of the input columns.
         target_names : list of str
             Names of the target columns.
+        target_units : list of str
+            The unit of each target, ``"m³/s"``.
+        feature_units : list of str
+            The unit of each input, ``"mm/d"`` (precipitation) or ``"°C"``.
         dates : DatetimeIndex
             The day of each row (daily frequency, named ``"date"``).
         DESCR : str
@@ -126,6 +143,13 @@ def load_lahn(
     (data, target) : tuple if ``return_X_y`` is True
         The inputs and the targets, as arrays or pandas objects following
         ``as_frame``.
+
+    Notes
+    -----
+    With ``as_frame=True`` every pandas object also carries the units of its columns
+    in ``attrs["units"]`` (a dict of column name to unit), which
+    :func:`~sktlag.plots.plot_prediction` and :func:`~sktlag.write_artifacts` put on
+    the axes.
 
     Raises
     ------
@@ -161,6 +185,9 @@ def load_lahn(
     data = frame[feature_names]
     target_frame = frame[target_names]
     y = target_frame[target_names[0]] if single_target else target_frame
+    if as_frame:
+        data.attrs["units"] = _units(feature_names)
+        y.attrs["units"] = _units(target_names)
 
     if return_X_y:
         if as_frame:
@@ -170,9 +197,11 @@ def load_lahn(
     return Bunch(
         data=data if as_frame else data.to_numpy(),
         target=y if as_frame else y.to_numpy(),
-        frame=pd.concat([data, target_frame], axis=1) if as_frame else None,
+        frame=_with_units(pd.concat([data, target_frame], axis=1)) if as_frame else None,
         feature_names=feature_names,
         target_names=target_names,
+        target_units=list(_units(target_names).values()),
+        feature_units=list(_units(feature_names).values()),
         dates=frame.index.copy(),
         DESCR=_read_descr("lahn.rst"),
     )
