@@ -27,10 +27,11 @@ EXAMPLES = {
                          "2 thresholds x 2 folds", "best threshold: "],
 }
 #: The modules whose public names (``__all__``) the API reference documents.
-MODULES = ("sktlag", "sktlag.datasets", "sktlag.metrics", "sktlag.io", "sktlag.plots",
-           "sktlag.report", "sktlag.persistence", "sktlag.estimator", "sktlag.ensemble",
-           "sktlag.cli", "sktlag.growth", "sktlag.callbacks", "sktlag.model",
-           "sktlag.windows", "sktlag.losses")
+MODULES = (
+    "sktlag", "sktlag.datasets", "sktlag.recipe", "sktlag.metrics", "sktlag.io", "sktlag.plots",
+    "sktlag.report", "sktlag.persistence", "sktlag.estimator", "sktlag.ensemble", "sktlag.cli",
+    "sktlag.growth", "sktlag.callbacks", "sktlag.model", "sktlag.windows", "sktlag.losses",
+)
 
 
 def test_every_example_is_in_the_gallery():
