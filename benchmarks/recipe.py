@@ -254,6 +254,8 @@ def batch_table(results: list[dict[str, Any]], demo_path: str | None
 
     runs = [r for r in results if r["config"].startswith("batch-")]
     sizes_run = {r["config"] for r in runs}
+    if len(sizes_run) < 2:
+        return [], []  # nothing to compare
     rows = []
     for basin in dict.fromkeys(r["basin"] for r in runs):
         mine = [r for r in runs if r["basin"] == basin]
