@@ -31,6 +31,25 @@ def test_quick_benchmarks_write_markdown_and_json(tmp_path):
     # The held-out check fits up to the first decision and no further.
     rows = json.loads((tmp_path / "holdout_check.json").read_text())["results"]["rows"]
     assert rows and all(r["epochs trained"] == r["epoch"] for r in rows)
+    # Exact and difference products compared: the same decision, close eigenvalues.
+    (row,) = json.loads((tmp_path / "eigensolver.json").read_text())["results"]["products"]
+    assert row["position exact"] == row["position difference"]
+    assert row["max eigenvalue rel. diff, step x1"] < 1e-3
+
+
+def test_quick_growth_cost_times_decisions_with_both_kinds_of_products(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "growth_cost.py"), "--quick", "--out",
+         str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    payload = json.loads((tmp_path / "growth_cost.json").read_text())
+    assert payload["settings"]["hessian_products"] == ["exact", "difference"]
+    rows = payload["results"]["unit_costs"]
+    timed = {(r["depth"], r["products"]) for r in rows if r.get("decision s", 0) > 0}
+    depths = {r["depth"] for r in rows}
+    assert timed == {(d, k) for d in sorted(depths)[:-1] for k in ("exact", "difference")}
 
 
 def _vs_research(tmp_path, *options) -> dict:
