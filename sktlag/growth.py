@@ -108,8 +108,9 @@ INSERTION_STRATEGIES = ("topological", "random", "append_zero")
 HESSIAN_PRODUCTS = ("auto", "exact", "difference")
 #: The central difference's step is this factor times the cube root of the machine
 #: epsilon of the dtype (see :func:`difference_step`). In float32, on trained networks,
-#: factors 0.3 and 1 gave the top eigenvalues closest to the exact ones; 0.1 (rounding)
-#: and 3 (truncation) were several times further off (``docs/benchmarks.md``).
+#: factor 1 gave the top eigenvalues closest to the exact ones of 0.1, 0.3, 1, 3 and 10;
+#: 0.1 (rounding) and 3 (truncation) were several times further off
+#: (``docs/benchmarks.md``, section 5).
 DIFFERENCE_STEP_FACTOR = 1.0
 
 
