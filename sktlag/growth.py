@@ -164,12 +164,22 @@ def hamiltonian(theta: torch.Tensor, h: torch.Tensor, a: torch.Tensor) -> torch.
     """
     hidden_size = h.shape[-1]
     template = _lstm_template(hidden_size, h)
-    with warnings.catch_warnings():
-        # The weights are views of one flat vector; where cuDNN wants them in its own
-        # layout it copies them (8 H^2 + 8 H numbers, nothing next to the pass) and says so.
-        warnings.filterwarnings("ignore", "RNN module weights are not part of single")
+    with _quiet_weight_copies(h.device):
         out, _ = functional_call(template, unflatten_lstm_parameters(theta, hidden_size), (h,))
     return -(a * out).sum()
+
+
+@contextlib.contextmanager
+def _quiet_weight_copies(device: torch.device) -> Generator[None, None, None]:
+    # The virtual layer's weights are views of one flat vector; where cuDNN wants them in
+    # its own layout it copies them (8 H^2 + 8 H numbers, nothing next to the pass) and
+    # says so. Only CUDA has cuDNN: elsewhere the warning filters are left alone.
+    if device.type != "cuda":
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "RNN module weights are not part of single")
+        yield
 
 
 @dataclass
