@@ -7,10 +7,16 @@
    reported, and so is the error at the estimator's default budget (40).
 2. Wall time of one growth decision (all positions, the default budget of 40 HVPs per
    position, then insertion with backtracking) on a 2-layer network at hidden 64 and 128.
+3. Exact HVPs (double backward) against central differences of gradients, on float32
+   networks trained for a few epochs on the Lahn series: top eigenvalue, relative
+   derivative and direction of every position, the position and signed direction a
+   decision would insert, the time of the derivatives with each; and the largest
+   eigenvalue difference over a few steps of the central difference around the default.
 
 Usage::
 
     python benchmarks/eigensolver.py
+    python benchmarks/eigensolver.py --parts products
     python benchmarks/eigensolver.py --quick
 """
 
@@ -24,23 +30,35 @@ import _common as C
 import numpy as np
 import torch
 
-from sktlag import GrowingLSTM
+from sktlag import GrowingLSTM, TLAGRegressor
 from sktlag.growth import (
+    block_hessian_vector_product,
+    choose_sign,
+    difference_step,
     grow,
     hamiltonian,
     hessian_vector_product,
     layer_outputs_and_adjoints,
     lstm_parameter_count,
     top_eigenpair,
+    top_eigenpairs,
+    topological_derivatives,
 )
 from sktlag.losses import masked_mse
 
 FULL = {"accuracy_hidden": [4, 8, 12], "accuracy_samples": 32, "decision_hidden": [64, 128],
-        "decision_samples": 256, "lookback": 30, "max_budget": 512, "decision_repeats": 2}
+        "decision_samples": 256, "lookback": 30, "max_budget": 512, "decision_repeats": 2,
+        "products_hidden": [16, 32], "products_depth": 3, "products_samples": 128,
+        "products_lookback": 90, "products_epochs": 4, "products_rows": None}
 QUICK = {"accuracy_hidden": [2], "accuracy_samples": 8, "decision_hidden": [8],
-         "decision_samples": 16, "lookback": 10, "max_budget": 64, "decision_repeats": 1}
+         "decision_samples": 16, "lookback": 10, "max_budget": 64, "decision_repeats": 1,
+         "products_hidden": [6], "products_depth": 2, "products_samples": 16,
+         "products_lookback": 10, "products_epochs": 1, "products_rows": 2000}
 TOLERANCE = 1e-3
 DEFAULT_BUDGET = 40
+PARTS = ("budgets", "decision", "products")
+#: Multiples of the default step of the central difference (section 3).
+STEP_FACTORS = (0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 def budgets(limit: int) -> list[int]:
@@ -120,24 +138,97 @@ def decision_case(data, hidden: int, s: dict[str, Any], seed: int, method: str) 
     }
 
 
+def products_case(data, hidden: int, s: dict[str, Any], seed: int) -> tuple[list, dict]:
+    """Exact vs difference products on a float32 network trained for a few epochs.
+
+    Returns one row per position and one for the whole decision.
+    """
+    lookback, depth = s["products_lookback"], s["products_depth"]
+    n = data["n_train"]
+    est = TLAGRegressor(hidden_size=hidden, lookback=lookback, initial_num_layers=depth,
+                        max_layers=depth, topo_derivative_threshold=math.inf,
+                        max_epochs=s["products_epochs"], batch_size=64,
+                        n_threads=torch.get_num_threads(), random_state=seed)
+    est.fit(data["X"][:n], data["y"][:n])
+    module = est.module_
+    X, y = sample(data, s["products_samples"], lookback, seed)
+    X, y = X.float(), y.float()
+    found, seconds = {}, {}
+    for kind in ("exact", "difference"):
+        start = time.perf_counter()
+        found[kind], loss = topological_derivatives(module, X, y, masked_mse, seed=seed,
+                                                    hessian_products=kind)
+        seconds[kind] = time.perf_counter() - start
+    exact, difference = found["exact"], found["difference"]
+    rows = [{
+        "hidden": hidden, "seed": seed, "position": e.position,
+        "top eigenvalue exact": e.derivative, "top eigenvalue difference": d.derivative,
+        "eigenvalue rel. diff": (d.derivative - e.derivative) / abs(e.derivative),
+        "relative derivative exact": e.relative, "relative derivative difference": d.relative,
+        "1 - |cos| of directions": 1 - abs(float(e.direction @ d.direction)),
+        "HVPs exact": e.n_hvp, "HVPs difference": d.n_hvp,
+    } for e, d in zip(exact, difference, strict=True)]
+    chosen = {kind: max(found[kind], key=lambda p: p.relative) for kind in found}
+    signed = {kind: choose_sign(p.gradient, p.direction) * p.direction
+              for kind, p in chosen.items()}
+    # The largest eigenvalue difference at other steps of the central difference.
+    hidden_seqs, adjoints, _ = layer_outputs_and_adjoints(module, X, y, masked_mse)
+    functions = [lambda t, h=h, a=a: hamiltonian(t, h, a)
+                 for h, a in zip(hidden_seqs, adjoints, strict=True)]
+    zeros = [torch.zeros(lstm_parameter_count(hidden)) for _ in functions]
+    sweep = {}
+    for factor in STEP_FACTORS:
+        op = block_hessian_vector_product(functions, zeros, products="difference",
+                                          step=factor * difference_step(torch.float32))
+        eigs = top_eigenpairs(op, op.sizes, seeds=[seed + p.position for p in exact],
+                              max_hvp=DEFAULT_BUDGET, tol=1e-3)
+        sweep[f"max eigenvalue rel. diff, step x{factor:g}"] = max(
+            abs(g.value - e.derivative) / abs(e.derivative)
+            for g, e in zip(eigs, exact, strict=True))
+    decision = {
+        "hidden": hidden, "depth": depth, "seed": seed, "windows": len(X),
+        "lookback": lookback, "sample loss": loss,
+        "position exact": chosen["exact"].position,
+        "position difference": chosen["difference"].position,
+        "1 - cos of inserted directions": 1 - float(signed["exact"] @ signed["difference"]),
+        "max relative-derivative rel. diff": max(
+            abs(r["relative derivative difference"] - r["relative derivative exact"])
+            / abs(r["relative derivative exact"]) for r in rows),
+        "derivatives s exact": seconds["exact"],
+        "derivatives s difference": seconds["difference"],
+        **sweep,
+    }
+    return rows, decision
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = C.base_parser(__doc__.splitlines()[0], default_seeds=2)
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="sections to run (default: all)")
     args = parser.parse_args(argv)
     C.set_threads(args.threads)
     s = dict(QUICK if args.quick else FULL)
     seeds = C.seeds_from(args)
     machine = C.machine_info(args.threads)
     data = C.lahn_dataset(2000 if args.quick else None)
+    products_data = C.lahn_dataset(s["products_rows"])
     data["X"] = data["X"].astype(np.float64)
     start = time.perf_counter()
     accuracy_rows = [
         accuracy_case(data, hidden, position, s, seed)
         for hidden in s["accuracy_hidden"] for position in (1, 2) for seed in seeds
-    ]
+    ] if "budgets" in args.parts else []
     decision_rows = [
         decision_case(data, hidden, s, seeds[0], method)
         for hidden in s["decision_hidden"] for method in ("lanczos", "power")
-    ]
+    ] if "decision" in args.parts else []
+    position_rows, product_rows = [], []
+    for hidden in s["products_hidden"] if "products" in args.parts else []:
+        for seed in seeds:
+            rows, decision = products_case(products_data, hidden, s, seed)
+            position_rows += rows
+            product_rows.append(decision)
+            print(decision, flush=True)
     seconds = time.perf_counter() - start
 
     def median_needed(method: str) -> str:
@@ -157,23 +248,41 @@ def main(argv: list[str] | None = None) -> None:
             text += f" ({numeric[0]} to {top})"
         return text + (f", {failed} of them not within {limit}" if failed else "")
 
-    sections = [
-        ("Setup", f"Untrained 2-layer `GrowingLSTM` (float64) on {s['accuracy_samples']} random "
-                  f"Lahn training windows of {s['lookback']} days; candidate positions 1 and 2; "
-                  f"seeds {seeds}. Budgets tried: {budgets(s['max_budget'])[:3]} ... "
-                  f"{s['max_budget']}; tolerance 1e-3 relative to the dense top eigenvalue."),
-        ("HVPs to reach the top eigenvalue", C.markdown_table(accuracy_rows, digits=4)),
-        ("Wall time of one growth decision", C.markdown_table(decision_rows)),
-        ("Summary", f"HVPs to 1e-3: Lanczos {median_needed('lanczos')}; power iteration "
-                    f"{median_needed('power')}."),
-    ]
+    sections = []
+    if accuracy_rows:
+        sections += [
+            ("Setup", f"Untrained 2-layer `GrowingLSTM` (float64) on {s['accuracy_samples']} "
+                      f"random Lahn training windows of {s['lookback']} days; candidate "
+                      f"positions 1 and 2; seeds {seeds}. Budgets tried: "
+                      f"{budgets(s['max_budget'])[:3]} ... {s['max_budget']}; tolerance 1e-3 "
+                      "relative to the dense top eigenvalue."),
+            ("HVPs to reach the top eigenvalue", C.markdown_table(accuracy_rows, digits=4)),
+            ("Summary", f"HVPs to 1e-3: Lanczos {median_needed('lanczos')}; power iteration "
+                        f"{median_needed('power')}."),
+        ]
+    if decision_rows:
+        sections.append(("Wall time of one growth decision", C.markdown_table(decision_rows)))
+    if product_rows:
+        sections += [
+            ("Exact vs difference products: setup",
+             f"`TLAGRegressor` with growth off, {s['products_depth']} layers, trained "
+             f"{s['products_epochs']} epochs (float32) on the Lahn training rows; derivatives "
+             f"of every position on {s['products_samples']} random training windows of "
+             f"{s['products_lookback']} days, Lanczos with the default budget "
+             f"({DEFAULT_BUDGET}) and tolerance (1e-3); the central difference's default "
+             f"step is {difference_step(torch.float32):.2e} in float32; seeds {seeds}."),
+            ("Exact vs difference products: the decision", C.markdown_table(product_rows)),
+            ("Exact vs difference products: every position",
+             C.markdown_table(position_rows, digits=5)),
+        ]
     C.write_results(
-        args.out, "eigensolver", "Eigen-solver: Lanczos vs power iteration", sections,
-        {"accuracy": accuracy_rows, "decision": decision_rows},
+        args.out, "eigensolver", "Eigen-solver: Lanczos vs power iteration; HVP kinds",
+        sections,
+        {"accuracy": accuracy_rows, "decision": decision_rows, "products": product_rows,
+         "products_by_position": position_rows},
         {**s, "seeds": seeds, "threads": args.threads, "quick": args.quick,
-         "tolerance": TOLERANCE}, machine, seconds,
+         "tolerance": TOLERANCE, "parts": args.parts}, machine, seconds,
     )
-
 
 if __name__ == "__main__":
     main()

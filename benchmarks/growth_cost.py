@@ -5,18 +5,22 @@ Measures, on the embedded Lahn series (training rows, the package defaults):
 - the wall time of one training epoch (validation included) of a network of depth
   1 .. ``max_layers`` (the second of two epochs, so one-time costs stay out);
 - the wall time of one growth decision (derivatives of every position, the eigen-solver)
-  at depth 1 .. ``max_layers - 1``, on a sample of ``derivative_samples`` windows.
+  at depth 1 .. ``max_layers - 1``, on a sample of ``derivative_samples`` windows, for
+  each way of computing the Hessian-vector products (``--hessian-products``: exact by
+  double backward, or central differences of gradients).
 
 With ``--records`` (a ``growth_jobs.jsonl`` of ``growth_pays.py``) it combines these unit
 costs with the epochs and decisions each fit of the records used (growth replayed at
 the defaults, every fixed depth as run) into an estimate of growth's CPU wall time
 against the whole depth grid's, per basin and seed. Accelerator runs make decisions
 look dearer than they are on a CPU and epochs cheaper, so the ratio measured there
-does not carry over; this estimate does, as far as the unit costs do.
+does not carry over; this estimate does, as far as the unit costs do. With
+``--device cuda`` the unit costs are those of that device.
 
 Usage::
 
     python benchmarks/growth_cost.py --threads 1 --records benchmarks/records/growth_jobs.jsonl
+    python benchmarks/growth_cost.py --hessian-products exact difference --device cuda
     python benchmarks/growth_cost.py --quick
 """
 
@@ -42,8 +46,10 @@ def epoch_seconds(depth: int, params: dict[str, Any], X, y) -> float:
     return float(est.history_[-1]["dur"])
 
 
-def decision_seconds(depth: int, params: dict[str, Any], X, y) -> tuple[float, int]:
-    """Seconds and backward passes of one decision at ``depth`` (lockstep solver)."""
+def decision_seconds(depth: int, params: dict[str, Any], X, y,
+                     hessian_products: str = "exact") -> tuple[float, int]:
+    """Seconds and backward passes of one decision at ``depth`` (lockstep solver), on
+    the device of ``params`` (default the CPU)."""
     import torch
 
     from sktlag import TLAGRegressor
@@ -55,14 +61,18 @@ def decision_seconds(depth: int, params: dict[str, Any], X, y) -> tuple[float, i
     lookback, samples = est.lookback, est.derivative_samples
     torch.manual_seed(0)
     module = GrowingLSTM(X.shape[1], est.hidden_size, num_layers=depth,
-                         initial_forget_bias=est.initial_forget_bias)
+                         initial_forget_bias=est.initial_forget_bias).to(est.device)
     rng = np.random.default_rng(0)
     ends = rng.choice(np.arange(lookback - 1, len(X)), samples, replace=False)
     Xs = torch.from_numpy(np.stack([X[e - lookback + 1: e + 1] for e in ends])).float()
     ys = torch.from_numpy(((y[ends] - y.mean()) / y.std())[:, None]).float()
+    Xs, ys = Xs.to(est.device), ys.to(est.device)
+    # Every product ends on the CPU (the eigen-solver's vectors), so the clock stops
+    # after the device's work.
     start = time.perf_counter()
     found, _ = topological_derivatives(module, Xs, ys, masked_mse,
-                                       max_hvp=est.num_power_iterations)
+                                       max_hvp=est.num_power_iterations,
+                                       hessian_products=hessian_products)
     return time.perf_counter() - start, max(d.n_hvp for d in found)
 
 
@@ -114,7 +124,13 @@ def main() -> None:
                         help="growth_jobs.jsonl of growth_pays.py, for the estimate")
     parser.add_argument("--preset", default=None,
                         help="measure a named preset (sktlag.PRESETS) instead of the defaults")
+    parser.add_argument("--hessian-products", nargs="+", default=None,
+                        choices=("exact", "difference"),
+                        help="how decisions compute Hessian-vector products, each measured "
+                             "(default: exact; both with --quick)")
+    parser.add_argument("--device", default="cpu", help='torch device, e.g. "cuda"')
     args = parser.parse_args()
+    kinds = args.hessian_products or (["exact", "difference"] if args.quick else ["exact"])
     C.set_threads(args.threads)
     from sktlag import TLAGRegressor
 
@@ -123,39 +139,53 @@ def main() -> None:
     from sktlag import PRESETS
 
     params: dict[str, Any] = {**(PRESETS[args.preset] if args.preset else {}),
-                              "n_threads": args.threads}
+                              "n_threads": args.threads, "device": args.device}
     if args.quick:
         params.update(hidden_size=8, lookback=20, derivative_samples=16,
                       num_power_iterations=6, batch_size=128)
     max_layers = TLAGRegressor(**params).max_layers
     C.warm_up()
+    if args.device != "cpu":
+        # An accelerator's one-time costs (kernel selection, memory pools) stay out of
+        # the first timed decision of each kind.
+        for kind in kinds:
+            decision_seconds(1, params, X, y, kind)
     start = time.perf_counter()
-    epochs, decisions, rows = {}, {}, []
+    epochs, rows = {}, []
+    decisions: dict[str, dict[int, float]] = {kind: {} for kind in kinds}
     for depth in range(1, max_layers + 1):
         epochs[depth] = epoch_seconds(depth, params, X, y)
-        row = {"depth": depth, "epoch s": epochs[depth]}
-        if depth < max_layers:
-            decisions[depth], passes = decision_seconds(depth, params, X, y)
-            row.update({"decision s": decisions[depth], "backward passes": passes,
-                        "decision / epoch": decisions[depth] / epochs[depth]})
-        rows.append(row)
-        print(row, flush=True)
-    sections = [("Unit costs on this CPU", C.markdown_table(rows))]
+        for kind in kinds if depth < max_layers else [None]:
+            row = {"depth": depth, "epoch s": epochs[depth], "products": kind or ""}
+            if kind is not None:
+                seconds, passes = decision_seconds(depth, params, X, y, kind)
+                decisions[kind][depth] = seconds
+                row.update({"decision s": seconds, "backward passes": passes,
+                            "decision / epoch": seconds / epochs[depth]})
+            rows.append(row)
+            print(row, flush=True)
+    where = "this CPU" if args.device == "cpu" else args.device
+    sections = [(f"Unit costs on {where}", C.markdown_table(rows))]
     estimates = []
     if args.records is not None:
-        estimates = estimate(args.records, epochs, decisions, max_layers)
-        summary = [{"runs": len(estimates),
-                    "growth / grid (median)": C.median([r["growth / grid"] for r in estimates]),
-                    "growth / grid (max)": max((r["growth / grid"] for r in estimates),
+        for kind in kinds:
+            estimates += [{"products": kind, **r}
+                          for r in estimate(args.records, epochs, decisions[kind], max_layers)]
+        summary = [{"products": kind, "runs": len(part),
+                    "growth / grid (median)": C.median([r["growth / grid"] for r in part]),
+                    "growth / grid (max)": max((r["growth / grid"] for r in part),
                                                default=float("nan")),
-                    "decision share (median)": C.median([r["decision share"]
-                                                         for r in estimates])}]
-        sections += [("Estimated CPU cost of the recorded fits", C.markdown_table(estimates)),
+                    "decision share (median)": C.median([r["decision share"] for r in part])}
+                   for kind in kinds
+                   for part in [[r for r in estimates if r["products"] == kind]]]
+        sections += [(f"Estimated cost of the recorded fits on {where}",
+                      C.markdown_table(estimates)),
                      ("Summary", C.markdown_table(summary))]
     C.write_results(
-        args.out, "growth_cost", "What growth costs on a CPU", sections,
+        args.out, "growth_cost", f"What growth costs on {where}", sections,
         {"unit_costs": rows, "estimates": estimates},
         {"threads": args.threads, "quick": args.quick, "preset": args.preset,
+         "device": args.device, "hessian_products": kinds,
          "defaults": {k: v for k, v in TLAGRegressor(**params).get_params().items()
                       if k in ("hidden_size", "lookback", "batch_size", "derivative_samples",
                                "num_power_iterations", "max_layers")},

@@ -75,7 +75,7 @@ _RAW = ("derivatives", "derivatives")
 DECISION_FIELDS = (
     "epoch", "n_layers_before", "position", "inserted", "rule", "reason",
     "architecture_score", "criterion", "scale", "sign", "backtracking_steps", "n_hvp",
-    "loss_before", "loss_after", "seconds",
+    "hessian_products", "loss_before", "loss_after", "seconds",
 )
 _INTEGER_FIELDS = ("epoch", "n_layers_before", "position", "backtracking_steps", "n_hvp")
 
@@ -96,7 +96,8 @@ def decision_table(decisions: Iterable[dict[str, Any]]) -> pd.DataFrame:
     positions or computed none), then the other fields of
     :data:`DECISION_FIELDS`: ``position`` (where the layer went), ``inserted``,
     ``rule``, ``reason``, ``architecture_score``, ``criterion``, ``scale``, ``sign``,
-    ``backtracking_steps``, ``n_hvp``, ``loss_before``, ``loss_after``, ``seconds``.
+    ``backtracking_steps``, ``n_hvp``, ``hessian_products``, ``loss_before``,
+    ``loss_after``, ``seconds``.
     """
     rows = []
     for decision in decisions:
@@ -150,6 +151,12 @@ def decisions_from_table(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return decisions
 
 
+def _products_label(decision: dict[str, Any]) -> str:
+    # Decisions of older model files do not say how their products were computed.
+    kind = decision.get("hessian_products")
+    return f"{kind} " if kind else ""
+
+
 def describe_decision(decision: dict[str, Any]) -> str:
     """One line on a growth decision: epoch, depth, derivatives, what happened."""
     key, label = _CRITERION_LISTS.get(decision.get("criterion"), _RAW)
@@ -164,7 +171,8 @@ def describe_decision(decision: dict[str, Any]) -> str:
         return (
             f"{head} -> residual layer inserted after layer {decision['position']} "
             f"(scale {decision['scale']:.3g}, {decision['backtracking_steps']} backtracking "
-            f"steps, {decision['n_hvp']} HVPs, {decision['seconds']:.2f} s)"
+            f"steps, {decision['n_hvp']} {_products_label(decision)}HVPs, "
+            f"{decision['seconds']:.2f} s)"
         )
     return f"{head} -> growth stops: {decision['reason']}"
 

@@ -153,6 +153,7 @@ def _callbacks(
             "seed": seed,
             "strategy": params["growth_strategy"],
             "criterion": params["derivative_criterion"],
+            "hessian_products": params["hessian_products"],
         },
         sink=print if params["verbose"] else None,
         min_improvement=params["min_improvement"],

@@ -11,7 +11,26 @@ first order in its output, by ``a_l . LSTM_theta(h_l)``. The Hamiltonian
 ``theta = 0`` the layer outputs exactly zero, so insertion there preserves the network
 function; the *topological derivative* ``d_l`` is the largest algebraic eigenvalue of
 the Hessian of ``H_l`` at 0, and its unit eigenvector ``phi_l`` is the direction the new
-layer starts in. Hessian-vector products are exact (double backward).
+layer starts in.
+
+Hessian-vector products come in two kinds (``HESSIAN_PRODUCTS``). ``"exact"`` ones are
+one more backward pass through a retained gradient graph (double backward); on CUDA they
+run without cuDNN, whose fused RNN kernels have no double backward. ``"difference"``
+ones are central differences of first-order gradients,
+``A v ~ (grad H(eps v) - grad H(-eps v)) / (2 eps)``: two forward-backward passes of the
+virtual layer that the fused kernels can run. Their error is of order ``eps^2`` plus
+rounding of order ``machine_eps / eps``, so the step ``eps`` grows with the cube root of
+the machine epsilon (:func:`difference_step`).
+
+The spectrum's symmetry has a reason that both kinds respect: flipping the sign of the
+candidate block's input weights and biases and of the gates' recurrent weights flips
+the sign of the layer's output at every step, so ``H(S theta) = -H(theta)`` for that
+diagonal reflection ``S``. Then ``S A S = -A`` (each eigenvector ``v`` of ``A`` with
+eigenvalue ``lambda`` gives ``S v`` with ``-lambda``) and ``S grad H(0) = -grad H(0)``;
+the central difference inherits ``S D(v) = -D(S v)``. The reflection does not make
+``H`` odd in ``theta`` itself (``H(-theta) != -H(theta)``), so the fourth derivative
+that the central difference's ``eps^2`` error comes from does not vanish at 0: the
+difference is no more accurate here than for any smooth function.
 
 With ``theta = eps * phi`` the sample loss changes by about
 ``-eps * (grad H_l(0) . phi) - eps^2 / 2 * d_l``. The loss is a mean, so ``d_l`` scales
@@ -58,6 +77,7 @@ __all__ = [
     "backtracking_scale",
     "block_hessian_vector_product",
     "choose_sign",
+    "difference_step",
     "grow",
     "hamiltonian",
     "hessian_vector_product",
@@ -82,6 +102,16 @@ CRITERIA = ("relative", "raw", "holdout")
 #: "random" puts a randomly initialized layer at a random position, "append_zero" puts a
 #: zero layer on top. All three use the same schedule and the same stop rule.
 INSERTION_STRATEGIES = ("topological", "random", "append_zero")
+#: How the eigen-solvers' Hessian-vector products are computed: ``"exact"`` (double
+#: backward, without cuDNN on CUDA), ``"difference"`` (central differences of gradients,
+#: with cuDNN), or ``"auto"``: exact on a CPU, differences on CUDA.
+HESSIAN_PRODUCTS = ("auto", "exact", "difference")
+#: The central difference's step is this factor times the cube root of the machine
+#: epsilon of the dtype (see :func:`difference_step`). In float32, on trained networks,
+#: factor 1 gave the top eigenvalues closest to the exact ones of 0.1, 0.3, 1, 3 and 10;
+#: 0.1 (rounding) and 3 (truncation) were several times further off
+#: (``docs/benchmarks.md``, section 5).
+DIFFERENCE_STEP_FACTOR = 1.0
 
 
 def _lstm_template(hidden_size: int, like: torch.Tensor) -> nn.LSTM:
@@ -137,8 +167,22 @@ def hamiltonian(theta: torch.Tensor, h: torch.Tensor, a: torch.Tensor) -> torch.
     """
     hidden_size = h.shape[-1]
     template = _lstm_template(hidden_size, h)
-    out, _ = functional_call(template, unflatten_lstm_parameters(theta, hidden_size), (h,))
+    with _quiet_weight_copies(h.device):
+        out, _ = functional_call(template, unflatten_lstm_parameters(theta, hidden_size), (h,))
     return -(a * out).sum()
+
+
+@contextlib.contextmanager
+def _quiet_weight_copies(device: torch.device) -> Generator[None, None, None]:
+    # The virtual layer's weights are views of one flat vector; where cuDNN wants them in
+    # its own layout it copies them (8 H^2 + 8 H numbers, nothing next to the pass) and
+    # says so. Only CUDA has cuDNN: elsewhere the warning filters are left alone.
+    if device.type != "cuda":
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "RNN module weights are not part of single")
+        yield
 
 
 @dataclass
@@ -178,19 +222,49 @@ def hessian_vector_product(
     return HessianOperator(gradient=g.detach(), _point=x, _graph_gradient=g)
 
 
+def difference_step(dtype: torch.dtype) -> float:
+    """Step ``eps`` of the central-difference Hessian-vector products in ``dtype``.
+
+    ``DIFFERENCE_STEP_FACTOR * machine_eps ** (1/3)``: the step that balances the
+    truncation error ``O(eps^2)`` with the rounding error ``O(machine_eps / eps)`` when
+    both have their constants near one. In float32 that is about 4.9e-3, in float64
+    about 6.1e-6. The step is the norm of the perturbation: the direction is scaled to
+    unit norm first, so the error does not depend on the length of the vector.
+    """
+    return DIFFERENCE_STEP_FACTOR * torch.finfo(dtype).eps ** (1.0 / 3.0)
+
+
+def _resolve_products(hessian_products: str, device: torch.device) -> str:
+    if hessian_products not in HESSIAN_PRODUCTS:
+        raise ValueError(
+            f"hessian_products must be one of {HESSIAN_PRODUCTS}, got {hessian_products!r}"
+        )
+    if hessian_products == "auto":
+        return "difference" if torch.device(device).type == "cuda" else "exact"
+    return hessian_products
+
+
 @dataclass
 class BlockHessianOperator:
-    """Exact Hessian-vector products of ``sum_l f_l(x_l)`` for separate blocks ``x_l``.
+    """Hessian-vector products of ``sum_l f_l(x_l)`` for separate blocks ``x_l``, counted.
 
     The blocks share no parameters, so the Hessian is block-diagonal; one call is one
     backward pass that returns the product of every block it is given. Blocks left out
     of a call are left out of that backward pass too (no work on blocks whose
     eigen-solver has finished). Built by :func:`block_hessian_vector_product`.
+
+    ``products`` is ``"exact"`` (a backward pass through the retained gradient graph) or
+    ``"difference"`` (the central difference of the gradients at ``x_l +- step * u_l``
+    with ``u_l = v_l / ||v_l||``, times ``||v_l||``: a forward-backward pass of every
+    block given, at both points, without a retained graph).
     """
 
     gradients: list[torch.Tensor]
+    products: str
+    step: float
     _points: list[torch.Tensor]
-    _graph_gradients: list[torch.Tensor]
+    _functions: list[Callable[[torch.Tensor], torch.Tensor]]
+    _graph_gradients: list[torch.Tensor] | None
     calls: int = 0
 
     @property
@@ -204,14 +278,20 @@ class BlockHessianOperator:
             return {}
         self.calls += 1
         blocks = list(vectors)
-        points = [self._points[i] for i in blocks]
+        if self.products == "exact":
+            return self._exact(blocks, vectors)
+        return self._difference(blocks, vectors)
+
+    def _on_device(self, i: int, v: torch.Tensor) -> torch.Tensor:
         # The eigen-solvers hand over CPU float64 vectors; the graph may live on a GPU.
-        directions = [
-            vectors[i].to(device=p.device, dtype=p.dtype)
-            for i, p in zip(blocks, points, strict=True)
-        ]
+        point = self._points[i]
+        return v.to(device=point.device, dtype=point.dtype)
+
+    def _exact(self, blocks, vectors) -> dict[int, torch.Tensor]:
+        points = [self._points[i] for i in blocks]
         products = torch.autograd.grad(
-            [self._graph_gradients[i] for i in blocks], points, directions,
+            [self._graph_gradients[i] for i in blocks], points,
+            [self._on_device(i, vectors[i]) for i in blocks],
             retain_graph=True, allow_unused=True,
         )
         # allow_unused: a block whose gradient does not depend on its parameters has a
@@ -221,12 +301,39 @@ class BlockHessianOperator:
             for i, p, hv in zip(blocks, points, products, strict=True)
         }
 
+    def _difference(self, blocks, vectors) -> dict[int, torch.Tensor]:
+        out = {i: torch.zeros_like(self._points[i]) for i in blocks}
+        # The norms are taken on the solvers' float64 vectors, before the cast.
+        norms = {i: float(torch.linalg.vector_norm(vectors[i].double())) for i in blocks}
+        moved = [i for i in blocks if norms[i] > 0]
+        if not moved:
+            return out
+        sides = [
+            [(self._points[i] + sign * self.step * self._on_device(i, vectors[i] / norms[i]))
+             .detach().requires_grad_(True) for i in moved]
+            for sign in (1.0, -1.0)
+        ]
+        total = sum(
+            self._functions[i](x) for side in sides for i, x in zip(moved, side, strict=True)
+        )
+        grads = torch.autograd.grad(total, [*sides[0], *sides[1]], allow_unused=True)
+        plus, minus = grads[: len(moved)], grads[len(moved):]
+        for i, gp, gm in zip(moved, plus, minus, strict=True):
+            zero = out[i]
+            out[i] = ((zero if gp is None else gp) - (zero if gm is None else gm)) * (
+                norms[i] / (2.0 * self.step)
+            )
+        return out
+
 
 def block_hessian_vector_product(
     functions: Sequence[Callable[[torch.Tensor], torch.Tensor]],
     points: Sequence[torch.Tensor],
+    *,
+    products: str = "exact",
+    step: float | None = None,
 ) -> BlockHessianOperator:
-    """Prepare exact Hessian-vector products of ``sum_l f_l(x_l)`` at ``x_l = points[l]``.
+    """Prepare Hessian-vector products of ``sum_l f_l(x_l)`` at ``x_l = points[l]``.
 
     Parameters
     ----------
@@ -234,6 +341,13 @@ def block_hessian_vector_product(
         Scalar functions of one flat tensor each; block ``l`` is ``functions[l]``.
     points : sequence of Tensor
         The point of each block.
+    products : {"exact", "difference"}, default="exact"
+        ``"exact"``: double backward through one gradient graph built here
+        (``create_graph=True``) and kept. ``"difference"``: central differences of
+        first-order gradients, no graph kept (see :class:`BlockHessianOperator`).
+    step : float, optional
+        Step of the central differences; default :func:`difference_step` of the
+        points' dtype. Ignored by exact products.
 
     Returns
     -------
@@ -243,12 +357,19 @@ def block_hessian_vector_product(
     """
     if len(functions) != len(points):
         raise ValueError(f"{len(functions)} functions but {len(points)} points")
+    if products not in ("exact", "difference"):
+        raise ValueError(f"products must be 'exact' or 'difference', got {products!r}")
+    exact = products == "exact"
     xs = [p.detach().clone().requires_grad_(True) for p in points]
     total = sum(f(x) for f, x in zip(functions, xs, strict=True))
     # One gradient graph for every block: a single backward builds all of them.
-    grads = torch.autograd.grad(total, xs, create_graph=True)
+    grads = torch.autograd.grad(total, xs, create_graph=exact)
+    if step is None:
+        step = difference_step(xs[0].dtype) if xs else 0.0
     return BlockHessianOperator(
-        gradients=[g.detach() for g in grads], _points=xs, _graph_gradients=list(grads)
+        gradients=[g.detach() for g in grads], products=products, step=float(step),
+        _points=xs if exact else [x.detach() for x in xs],
+        _functions=list(functions), _graph_gradients=list(grads) if exact else None,
     )
 
 
@@ -601,9 +722,11 @@ def layer_outputs_and_adjoints(
     was_training = module.training
     module.eval()
     try:
-        pred, hidden = module.forward_with_hidden(X)
-        loss = loss_fn(pred, y)
-        adjoints = torch.autograd.grad(loss, hidden, allow_unused=True)
+        # In eval mode cuDNN's RNN kernels have no backward at all.
+        with _no_cudnn(X.device):
+            pred, hidden = module.forward_with_hidden(X)
+            loss = loss_fn(pred, y)
+            adjoints = torch.autograd.grad(loss, hidden, allow_unused=True)
     finally:
         module.train(was_training)
     adjoints = [
@@ -636,9 +759,10 @@ class PositionDerivative:
         return float(self.gradient @ self.direction)
 
 
-def _no_cudnn(device: torch.device):
-    # cuDNN's RNN kernels have no double backward; the native kernels do.
-    if device.type == "cuda":
+def _no_cudnn(device: torch.device, products: str = "exact"):
+    # cuDNN's RNN kernels have no double backward; the native kernels do. Difference
+    # products need first-order gradients only, which the fused kernels compute.
+    if device.type == "cuda" and products == "exact":
         return torch.backends.cudnn.flags(enabled=False)
     return contextlib.nullcontext()
 
@@ -657,9 +781,10 @@ def _position_derivative(
     )
 
 
-def _one_position(op: HessianOperator, n: int, **solver) -> EigenResult:
+def _one_position(op: BlockHessianOperator, **solver) -> EigenResult:
+    n = op.sizes[0]
     try:
-        return top_eigenpair(op, n, **solver)
+        return top_eigenpair(lambda v: op({0: v})[0], n, **solver)
     except (FloatingPointError, ValueError) as exc:
         # ValueError covers scipy's eigh_tridiagonal and its LinAlgError.
         return EigenResult(value=math.nan, vector=np.zeros(n), n_hvp=op.calls,
@@ -688,6 +813,7 @@ def topological_derivatives(
     seed: int = 0,
     tol: float = 1e-3,
     lockstep: bool = True,
+    hessian_products: str = "exact",
 ) -> tuple[list[PositionDerivative], float]:
     """Topological derivative and direction for every position ``1..num_layers``.
 
@@ -716,6 +842,10 @@ def topological_derivatives(
         iterating, and the number of backward passes is the largest ``n_hvp``. If
         False, one graph and one solver per position in turn (the number of backward
         passes is the sum of the ``n_hvp``). Both give the same result.
+    hessian_products : {"exact", "difference", "auto"}, default="exact"
+        How the Hessian-vector products are computed (see
+        :func:`block_hessian_vector_product`); ``"auto"`` is exact on a CPU and
+        differences on CUDA. Exact products run without cuDNN on CUDA.
 
     Returns
     -------
@@ -728,20 +858,21 @@ def topological_derivatives(
     """
     # Fail on a bad argument here, not as a NaN derivative at every position.
     _check_solver(method, max_hvp)
+    products = _resolve_products(hessian_products, X.device)
     solver = {"method": method, "max_hvp": max_hvp, "tol": tol}
-    with _no_cudnn(X.device):
-        functions, zeros, loss = _hamiltonians(module, X, y, loss_fn)
-        positions = range(1, len(functions) + 1)
+    functions, zeros, loss = _hamiltonians(module, X, y, loss_fn)
+    positions = range(1, len(functions) + 1)
+    with _no_cudnn(X.device, products):
         if lockstep:
-            op = block_hessian_vector_product(functions, zeros)
+            op = block_hessian_vector_product(functions, zeros, products=products)
             eigs = top_eigenpairs(op, op.sizes, seeds=[seed + p for p in positions], **solver)
             gradients = op.gradients
         else:
             eigs, gradients = [], []
             for position, f, zero in zip(positions, functions, zeros, strict=True):
-                one = hessian_vector_product(f, zero)
-                eigs.append(_one_position(one, zero.numel(), seed=seed + position, **solver))
-                gradients.append(one.gradient)
+                one = block_hessian_vector_product([f], [zero], products=products)
+                eigs.append(_one_position(one, seed=seed + position, **solver))
+                gradients += one.gradients
     results = [
         _position_derivative(p, eig, g, loss)
         for p, eig, g in zip(positions, eigs, gradients, strict=True)
@@ -754,6 +885,8 @@ def holdout_gains(
     blocks: Sequence[tuple[torch.Tensor, torch.Tensor]],
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     directions: Sequence[np.ndarray],
+    *,
+    hessian_products: str = "exact",
 ) -> np.ndarray:
     """The second-order gain of every candidate layer, measured on held-out windows.
 
@@ -775,6 +908,8 @@ def holdout_gains(
         ``loss_fn(prediction, y)``, a mean over the block.
     directions : sequence of ndarray
         The unit direction ``phi_l`` of every position ``1..num_layers``.
+    hessian_products : {"exact", "difference", "auto"}, default="exact"
+        How the products are computed (as in :func:`topological_derivatives`).
 
     Returns
     -------
@@ -788,13 +923,14 @@ def holdout_gains(
         if np.isfinite(d).all() and np.linalg.norm(d) > 0
     ]
     for k, (X, y) in enumerate(blocks):
-        with _no_cudnn(X.device):
-            functions, zeros, _ = _hamiltonians(module, X, y, loss_fn)
-            if len(functions) != len(directions):
-                raise ValueError(
-                    f"{len(directions)} directions for a network of {len(functions)} layers"
-                )
-            op = block_hessian_vector_product(functions, zeros)
+        kind = _resolve_products(hessian_products, X.device)
+        functions, zeros, _ = _hamiltonians(module, X, y, loss_fn)
+        if len(functions) != len(directions):
+            raise ValueError(
+                f"{len(directions)} directions for a network of {len(functions)} layers"
+            )
+        with _no_cudnn(X.device, kind):
+            op = block_hessian_vector_product(functions, zeros, products=kind)
             products = op({i: torch.as_tensor(directions[i]) for i in usable})
         for i in usable:
             gains[k, i] = float(np.dot(directions[i], products[i].cpu().double().numpy()))
@@ -842,7 +978,9 @@ class GrowthDecision:
     ``relative_derivatives`` the values ``d_l / (2 * loss)``, ``holdout_statistics``
     the held-out t statistics of their directions; ``criterion`` says which of them
     the threshold was compared with. ``n_hvp`` is the number of
-    Hessian-vector backward passes the decision ran (over all positions).
+    Hessian-vector backward passes the decision ran (over all positions), and
+    ``hessian_products`` how they were computed (``"exact"`` or ``"difference"``; None
+    where no derivative was computed).
     """
 
     derivatives: list[float]
@@ -860,6 +998,7 @@ class GrowthDecision:
     sign: float = 0.0
     backtracking_steps: int = 0
     n_hvp: int = 0
+    hessian_products: str | None = None
     loss_before: float = float("nan")
     loss_after: float = float("nan")
     seconds: float = 0.0
@@ -897,6 +1036,7 @@ def grow(
     tol: float = 1e-3,
     lockstep: bool = True,
     holdout: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    hessian_products: str = "exact",
 ) -> GrowthDecision:
     """Compute the derivatives and, if one exceeds ``threshold``, insert a layer there.
 
@@ -918,7 +1058,10 @@ def grow(
     eigen-solver's relative tolerance and ``lockstep``
     chooses between the solvers of all positions in lockstep and one position after
     the other (see :func:`topological_derivatives`); neither changes what is decided
-    beyond the solver's accuracy.
+    beyond the solver's accuracy. ``hessian_products`` says how the Hessian-vector
+    products are computed, for the derivatives and the held-out statistic alike
+    (``"exact"``, ``"difference"`` or ``"auto"``, see :func:`topological_derivatives`);
+    the decision records the kind used.
 
     A decision that cannot be computed (a non-finite sample loss, Hessian-vector product
     or eigenpair, or relative derivative) inserts nothing and does not raise: its
@@ -929,6 +1072,7 @@ def grow(
         raise ValueError(f"strategy must be one of {INSERTION_STRATEGIES}, got {strategy!r}")
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    products = _resolve_products(hessian_products, X.device)
     if criterion == "holdout" and len(holdout or ()) < 2:
         raise ValueError(
             "criterion 'holdout' needs at least 2 blocks of held-out windows, got "
@@ -949,7 +1093,7 @@ def grow(
         )
     found, loss = topological_derivatives(
         module, X, y, loss_fn, method=method, max_hvp=max_hvp, seed=seed, tol=tol,
-        lockstep=lockstep,
+        lockstep=lockstep, hessian_products=products,
     )
     values = [d.derivative for d in found]
     relative = [d.relative for d in found]
@@ -957,11 +1101,11 @@ def grow(
     # passes run are those of the position that iterated longest.
     counts = [d.n_hvp for d in found]
     n_hvp = max(counts, default=0) if lockstep else sum(counts)
-    held_out = _holdout_values(module, holdout, loss_fn, found) if holdout else []
+    held_out = _holdout_values(module, holdout, loss_fn, found, products) if holdout else []
     decision = GrowthDecision(
         derivatives=values, position=None, inserted=False, reason="",
         relative_derivatives=relative, holdout_statistics=held_out, criterion=criterion,
-        n_hvp=n_hvp, loss_before=loss, loss_after=loss,
+        n_hvp=n_hvp, hessian_products=products, loss_before=loss, loss_after=loss,
     )
     compared = {"relative": relative, "raw": values, "holdout": held_out}[criterion]
     name = _CRITERION_NAMES[criterion]
@@ -1000,9 +1144,12 @@ _CRITERION_NAMES = {
 }
 
 
-def _holdout_values(module, holdout, loss_fn, found: list[PositionDerivative]) -> list[float]:
+def _holdout_values(
+    module, holdout, loss_fn, found: list[PositionDerivative], products: str
+) -> list[float]:
     try:
-        gains = holdout_gains(module, holdout, loss_fn, [d.direction for d in found])
+        gains = holdout_gains(module, holdout, loss_fn, [d.direction for d in found],
+                              hessian_products=products)
     except (FloatingPointError, RuntimeError) as exc:
         warnings.warn(f"held-out statistic not computable: {exc}", RuntimeWarning,
                       stacklevel=3)

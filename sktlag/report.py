@@ -136,7 +136,8 @@ def architecture_summary(model, *, metadata: dict | None = None) -> dict[str, An
         ``best_epoch``), ``growth_decisions`` (one entry per decision: ``epoch``,
         ``n_layers_before``, ``derivatives`` by position, ``position`` chosen,
         ``inserted``, ``reason``, ``scale``, ``sign``, ``backtracking_steps``, ``n_hvp``,
-        ``loss_before``, ``loss_after``, ``seconds``) and ``hyperparameters``.
+        ``hessian_products``, ``loss_before``, ``loss_after``, ``seconds``) and
+        ``hyperparameters``.
     """
     ensemble = final_ensemble(model)
     if ensemble is not None:

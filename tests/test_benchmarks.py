@@ -37,6 +37,25 @@ def test_quick_benchmarks_write_markdown_and_json(tmp_path):
         "`import torch, sklearn`", "`import sktlag`", "`import sktlag, then sktlag.plots`"]
     assert startup[0]["over torch + sklearn s"] == 0
     assert all(row["median s"] > 0 and row["peak RSS MiB"] > 0 for row in startup)
+    # Exact and difference products compared: the same decision, close eigenvalues.
+    (row,) = json.loads((tmp_path / "eigensolver.json").read_text())["results"]["products"]
+    assert row["position exact"] == row["position difference"]
+    assert row["max eigenvalue rel. diff, step x1"] < 1e-3
+
+
+def test_quick_growth_cost_times_decisions_with_both_kinds_of_products(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "growth_cost.py"), "--quick", "--out",
+         str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    payload = json.loads((tmp_path / "growth_cost.json").read_text())
+    assert payload["settings"]["hessian_products"] == ["exact", "difference"]
+    rows = payload["results"]["unit_costs"]
+    timed = {(r["depth"], r["products"]) for r in rows if r.get("decision s", 0) > 0}
+    depths = {r["depth"] for r in rows}
+    assert timed == {(d, k) for d in sorted(depths)[:-1] for k in ("exact", "difference")}
 
 
 def _vs_research(tmp_path, *options) -> dict:

@@ -15,6 +15,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sktlag import PRESETS, TLAGRegressor
+from sktlag.growth import BlockHessianOperator
 
 from .conftest import FAST, make_series
 
@@ -87,6 +88,24 @@ def test_history_records_growth(series, fast_params):
     assert (inserted["backtracking_steps"] >= 1).all()
     assert (inserted["n_hvp"] > 0).all()
     assert est.fit_time_ > 0
+
+
+@pytest.mark.parametrize("kind, expected", [("difference", "difference"), ("auto", "exact")])
+def test_hessian_products_reach_every_decision(series, fast_params, monkeypatch, kind,
+                                               expected):
+    # Count the difference products the fit runs: each decision's lockstep passes.
+    calls = []
+    difference = BlockHessianOperator._difference
+    monkeypatch.setattr(BlockHessianOperator, "_difference",
+                        lambda self, *a: calls.append(1) or difference(self, *a))
+    X, y = series
+    est = TLAGRegressor(**fast_params, topo_derivative_threshold=-np.inf,
+                        hessian_products=kind, random_state=0).fit(X, y)
+    decisions = est.derivative_history_
+    computed = decisions[decisions["n_hvp"] > 0]
+    assert len(computed) >= 1 and (computed["hessian_products"] == expected).all()
+    assert len(calls) == (computed["n_hvp"].sum() if expected == "difference" else 0)
+    assert est.get_params()["hessian_products"] == kind
 
 
 def test_best_state_of_the_run_is_returned(series, fast_params):
@@ -306,6 +325,7 @@ def test_too_short_series(series, fast_params):
     [
         ({"hidden_size": 0}, "hidden_size"),
         ({"eigensolver": "qr"}, "eigensolver"),
+        ({"hessian_products": "forward"}, "hessian_products"),
         ({"validation_fraction": 1.0}, "validation_fraction"),
         ({"lr": -1.0}, "lr"),
         ({"missing_target": "fill"}, "missing_target"),

@@ -120,3 +120,32 @@ def test_topological_derivatives_agree_between_cpu_and_cuda():
         [d.derivative for d in on_gpu], [d.derivative for d in on_cpu], rtol=1e-6, atol=1e-9
     )
     assert torch.backends.cudnn.enabled
+
+
+@needs_cuda
+def test_difference_products_run_on_cudnn_and_agree_with_exact_ones(monkeypatch):
+    import sktlag.growth as growth
+
+    # Whether cuDNN was on each time the virtual layer ran.
+    cudnn_on = {"exact": [], "difference": []}
+    kind = "exact"
+    original = growth.hamiltonian
+
+    def spy(theta, h, a):
+        cudnn_on[kind].append(torch.backends.cudnn.enabled)
+        return original(theta, h, a)
+
+    monkeypatch.setattr(growth, "hamiltonian", spy)
+    torch.manual_seed(0)
+    module = GrowingLSTM(n_features=3, hidden_size=16, num_layers=2).cuda()
+    X, y = torch.randn(64, 20, 3, device="cuda"), torch.randn(64, 1, device="cuda")
+    found = {}
+    for kind in ("exact", "difference"):
+        found[kind], _ = topological_derivatives(module, X, y, masked_mse, tol=1e-6,
+                                                 hessian_products=kind)
+    assert cudnn_on["exact"] and not any(cudnn_on["exact"])
+    assert cudnn_on["difference"] and all(cudnn_on["difference"])
+    for a, b in zip(found["difference"], found["exact"], strict=True):
+        assert a.derivative == pytest.approx(b.derivative, rel=1e-3)
+        assert abs(a.direction @ b.direction) > 0.999
+    assert torch.backends.cudnn.enabled

@@ -8,10 +8,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sktlag import TLAGRegressor
 from sktlag.growth import (
     backtracking_scale,
     block_hessian_vector_product,
     choose_sign,
+    difference_step,
     grow,
     hamiltonian,
     hessian_vector_product,
@@ -28,6 +30,8 @@ from sktlag.growth import (
 from sktlag.losses import masked_mse
 from sktlag.model import GrowingLSTM
 from sktlag.windows import holdout_blocks
+
+from .conftest import FAST, make_series
 
 
 def _problem(hidden=4, batch=5, steps=6, seed=0):
@@ -415,6 +419,145 @@ def test_a_looser_tolerance_needs_fewer_products_and_still_ranks_positions():
     for a, b in zip(loose, tight, strict=True):
         assert a.derivative == pytest.approx(b.derivative, rel=1e-3)
     assert np.argmax([d.derivative for d in loose]) == np.argmax([d.derivative for d in tight])
+
+
+# ---------------------------------------------------------------- difference products
+def _reflection(hidden):
+    """The diagonal S that flips the candidate block's input weights and biases and the
+    gates' recurrent weights: it flips the sign of the layer's output."""
+    s = torch.ones(lstm_parameter_count(hidden), dtype=torch.float64)
+    blocks = unflatten_lstm_parameters(s, hidden)
+    candidate, gates = slice(2 * hidden, 3 * hidden), [slice(0, 2 * hidden),
+                                                       slice(3 * hidden, 4 * hidden)]
+    for name in ("weight_ih_l0", "bias_ih_l0", "bias_hh_l0"):
+        blocks[name][candidate] = -1
+    for rows in gates:
+        blocks["weight_hh_l0"][rows] = -1
+    return s
+
+
+def test_hamiltonian_is_odd_under_the_reflection_but_not_under_negation():
+    f, n = _problem(hidden=3, seed=4)
+    s = _reflection(3)
+    theta = 0.7 * torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert f(s * theta).item() == pytest.approx(-f(theta).item(), rel=1e-12)
+    # Not odd in theta itself: the even-order terms a central difference misses are there.
+    assert abs(f(-theta).item() + f(theta).item()) > 1e-2 * abs(f(theta).item())
+    # Hence S A S = -A: the spectrum is symmetric about zero.
+    dense = _dense_hessian(f, n)
+    np.testing.assert_allclose(np.diag(s) @ dense @ np.diag(s), -dense, atol=1e-12)
+
+
+def test_difference_products_match_dense_truth_to_second_order_in_the_step():
+    f, n = _problem(hidden=3, seed=5)
+    dense = _dense_hessian(f, n)
+    zero = torch.zeros(n, dtype=torch.float64)
+    v = torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    truth = dense @ v.numpy()
+    errors = []
+    for step in (4e-3, 2e-3, 1e-3):
+        op = block_hessian_vector_product([f], [zero], products="difference", step=step)
+        errors.append(np.linalg.norm(op({0: v})[0].numpy() - truth) / np.linalg.norm(truth))
+    # Halving the step quarters the error: a central difference, no first-order term.
+    assert errors[0] < 1e-4
+    np.testing.assert_allclose(np.array(errors[:-1]) / np.array(errors[1:]), 4.0, rtol=0.05)
+    op = block_hessian_vector_product([f], [zero], products="difference")
+    assert op.step == difference_step(torch.float64)
+    # The step applies to the unit direction: the product is linear in the vector's length.
+    long, short = op({0: 1e3 * v})[0].numpy(), 1e3 * op({0: v})[0].numpy()
+    assert np.linalg.norm(long - short) < 1e-9 * np.linalg.norm(short)
+    assert not op({0: torch.zeros(n, dtype=torch.float64)})[0].any()
+    # Its gradient is the exact one, computed once when it is built.
+    exact = block_hessian_vector_product([f], [zero])
+    np.testing.assert_allclose(op.gradients[0], exact.gradients[0], rtol=1e-12)
+    with pytest.raises(ValueError, match="products"):
+        block_hessian_vector_product([f], [zero], products="forward")
+
+
+@pytest.fixture
+def one_thread():
+    # Small matrices gain nothing from more threads and lose much on a busy machine.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trained_float32():
+    """A float32 network fitted for a few epochs, and a sample of its windows."""
+    X, y = make_series(n_rows=400, seed=3)
+    params = {**FAST, "hidden_size": 8, "lookback": 12, "max_epochs": 6,
+              "initial_num_layers": 2, "max_layers": 2}
+    est = TLAGRegressor(**params, topo_derivative_threshold=np.inf, random_state=0).fit(X, y)
+    ends = np.arange(11, 400, 6)
+    Xs = torch.from_numpy(np.stack([X[e - 11: e + 1] for e in ends])).float()
+    ys = torch.from_numpy(((y[ends] - y.mean()) / y.std())[:, None]).float()
+    return est.module_, Xs, ys
+
+
+def test_difference_products_agree_with_exact_ones_on_a_trained_float32_network(
+    trained_float32, one_thread
+):
+    module, X, y = trained_float32
+    hidden, adjoints, _ = layer_outputs_and_adjoints(module, X, y, masked_mse)
+    functions = [lambda t, h=h, a=a: hamiltonian(t, h, a) for h, a in zip(hidden, adjoints,
+                                                                          strict=True)]
+    zeros = [torch.zeros(lstm_parameter_count(8)) for _ in functions]
+    exact = block_hessian_vector_product(functions, zeros)
+    difference = block_hessian_vector_product(functions, zeros, products="difference")
+    found, loss = topological_derivatives(module, X, y, masked_mse, tol=1e-6)
+    rng = np.random.default_rng(0)
+    for i, d in enumerate(found):
+        # The spectrum is symmetric, so the top eigenvalue is the operator's norm: errors
+        # relative to it are what moves the eigenvalues.
+        vectors = [rng.standard_normal(d.direction.shape) for _ in range(5)] + [d.direction]
+        for v in map(torch.from_numpy, vectors):
+            error = difference({i: v})[i].double() - exact({i: v})[i].double()
+            assert float(error.norm() / v.norm()) < 1e-3 * d.derivative
+    fd, fd_loss = topological_derivatives(module, X, y, masked_mse, tol=1e-6,
+                                          hessian_products="difference")
+    assert fd_loss == loss
+    for a, b in zip(fd, found, strict=True):
+        assert a.derivative == pytest.approx(b.derivative, rel=1e-3)
+        assert a.relative == pytest.approx(b.relative, rel=1e-3)
+        assert abs(a.direction @ b.direction) > 0.999
+        # The same first-order gradient (a graph kept for double backward rounds apart).
+        assert np.linalg.norm(a.gradient - b.gradient) < 1e-5 * np.linalg.norm(b.gradient)
+    # The held-out statistic's Rayleigh quotients too.
+    gains = [holdout_gains(module, [(X, y)], masked_mse, [d.direction for d in found],
+                           hessian_products=kind) for kind in ("exact", "difference")]
+    np.testing.assert_allclose(gains[1], gains[0], rtol=1e-3)
+
+
+def test_both_products_insert_at_the_same_position_with_the_same_sign(trained_float32,
+                                                                    one_thread):
+    module, X, y = trained_float32
+    decisions, layers = {}, {}
+    for kind in ("exact", "difference"):
+        grown = copy.deepcopy(module)
+        decisions[kind] = grow(grown, X, y, masked_mse, threshold=-np.inf, max_layers=3,
+                               hessian_products=kind)
+        assert decisions[kind].inserted and grown.num_layers == 3
+        assert decisions[kind].hessian_products == kind
+        layers[kind] = _inserted_parameters(grown, decisions[kind].position).double()
+    exact, difference = decisions["exact"], decisions["difference"]
+    assert exact.position == difference.position and exact.scale == difference.scale
+    # The inserted layer, sign included (an eigenvector's own sign is arbitrary).
+    cos = layers["exact"] @ layers["difference"] / exact.scale**2
+    assert float(cos) > 0.999
+    np.testing.assert_allclose(difference.relative_derivatives, exact.relative_derivatives,
+                               rtol=1e-3)
+    # "auto" is exact on a CPU; an unknown kind is refused before any work.
+    auto = grow(copy.deepcopy(module), X, y, masked_mse, threshold=np.inf, max_layers=3,
+                hessian_products="auto")
+    assert auto.hessian_products is None  # nothing computed at an infinite threshold
+    auto = grow(copy.deepcopy(module), X, y, masked_mse, threshold=1e300, max_layers=3,
+                hessian_products="auto")
+    assert auto.hessian_products == "exact"
+    with pytest.raises(ValueError, match="hessian_products"):
+        grow(copy.deepcopy(module), X, y, masked_mse, threshold=0.0, max_layers=3,
+             hessian_products="forward")
 
 
 # ---------------------------------------------------------------- end to end
