@@ -15,13 +15,18 @@ EXPECTED = ("accuracy_lahn", "speed", "eigensolver", "memory", "warmup", "recipe
             "holdout_check", "startup")
 
 
-def test_quick_benchmarks_write_markdown_and_json(tmp_path):
+def run_script(script: str, *arguments, timeout: int = 300, cwd=None):
+    """Run ``benchmarks/<script>`` with ``arguments``; its completed process, checked."""
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--quick", "--out",
-         str(tmp_path)],
-        capture_output=True, text=True, timeout=600, check=False,
+        [sys.executable, str(ROOT / "benchmarks" / script), *map(str, arguments)],
+        capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done
+
+
+def test_quick_benchmarks_write_markdown_and_json(tmp_path):
+    run_script("run_all.py", "--quick", "--out", tmp_path, timeout=600)
     for name in EXPECTED:
         payload = json.loads((tmp_path / f"{name}.json").read_text())
         assert payload["name"] == name and payload["settings"]["quick"] is True
@@ -44,12 +49,7 @@ def test_quick_benchmarks_write_markdown_and_json(tmp_path):
 
 
 def test_quick_growth_cost_times_decisions_with_both_kinds_of_products(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "growth_cost.py"), "--quick", "--out",
-         str(tmp_path)],
-        capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    run_script("growth_cost.py", "--quick", "--out", tmp_path)
     payload = json.loads((tmp_path / "growth_cost.json").read_text())
     assert payload["settings"]["hessian_products"] == ["exact", "difference"]
     rows = payload["results"]["unit_costs"]
@@ -65,12 +65,8 @@ def _vs_research(tmp_path, *options) -> dict:
     research, demo = shared / "research" / "TLAG-LSTM.py", shared / "data" / "DemoData.xlsx"
     if not (research.is_file() and demo.is_file()):
         pytest.skip("the research code and its demo table are not beside the checkout")
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "vs_research.py"), str(research), str(demo),
-         "--quick", "--out", str(tmp_path), *options],
-        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    run_script("vs_research.py", research, demo, "--quick", "--out", tmp_path, *options,
+               cwd=tmp_path)
     return json.loads((tmp_path / "vs_research.json").read_text())["results"]
 
 
@@ -228,13 +224,9 @@ def test_the_line_under_a_basin_table_counts_how_growth_ended(growth_pays):
 
 
 def test_the_batch_size_study_compares_auto_with_every_batch_size(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "recipe.py"), "--quick", "--base",
-         "one-layer", "--basins", "lahn_kalkofen", "--configs", "batch-16", "batch-32",
-         "--last-years", "3", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    done = run_script("recipe.py", "--quick", "--base", "one-layer", "--basins",
+                      "lahn_kalkofen", "--configs", "batch-16", "batch-32", "--last-years",
+                      "3", "--out", tmp_path)
     results = json.loads((tmp_path / "recipe.json").read_text())["results"]
     runs = results["runs"]
     assert {(r["basin"], r["batch_size"]) for r in runs} == {
