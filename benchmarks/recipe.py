@@ -157,10 +157,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from sktlag.metrics import kge, nse
 
     torch.set_num_threads(1)
-    X, y = basin_series(job.get("source", job["basin"]), job.get("years"), job["demo_path"],
-                        job["rows"])
+    X, y = basin_series(job["source"], job["years"], job["demo_path"], job["rows"])
     n_fit = int(len(X) * C.TRAIN_FRACTION)
-    params = config_params(job["config"], job["quick"], job.get("base", "reference"))
+    params = config_params(job["config"], job["quick"], job["base"])
     model = make_pipeline(
         StandardScaler(),
         TLAGRegressor(**params, device=job["device"], n_threads=1, random_state=job["seed"],
@@ -177,8 +176,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     best = max((row for row in history if "valid_nse" in row), key=lambda r: r["valid_score"])
     return {
         **{k: job[k] for k in ("basin", "config", "seed", "device")},
-        "base": job.get("base", "reference"),
-        "batch_size": int(getattr(est, "batch_size_", est.batch_size)),
+        "base": job["base"],
+        "batch_size": est.batch_size_,
         "n_layers": int(est.n_layers_),
         "train_windows": training_windows(y.iloc[:n_fit], est.lookback),
         "years": len(X) / _basins.DAYS_PER_YEAR,
@@ -243,13 +242,10 @@ def across_basins(rows: list[dict[str, Any]], configs: list[str],
     return out
 
 
-def batch_table(results: list[dict[str, Any]], demo_path: str | None
+def batch_table(results: list[dict[str, Any]]
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The batch-size study: per basin the median test NSE of every batch size, the best,
-    what ``batch_size="auto"`` picks and what it gives; and a line across basins.
-
-    Runs recorded without their record's size get it from the basin itself.
-    """
+    what ``batch_size="auto"`` picks and what it gives; and a line across basins."""
     from sktlag.recipe import auto_batch_size
 
     runs = [r for r in results if r["config"].startswith("batch-")]
@@ -261,15 +257,7 @@ def batch_table(results: list[dict[str, Any]], demo_path: str | None
         mine = [r for r in runs if r["basin"] == basin]
         if {r["config"] for r in mine} != sizes_run:
             continue  # a basin cut short before every batch size ran is not compared
-        sized = [r for r in mine if "train_windows" in r]
-        if sized:
-            n_train, years = sized[0]["train_windows"], sized[0]["years"]
-        else:
-            source, _, cut = basin.partition("_last")
-            X, y = basin_series(source, int(cut[:-1]) if cut else None, demo_path)
-            n_fit = int(len(X) * C.TRAIN_FRACTION)
-            n_train = training_windows(y.iloc[:n_fit], 180)
-            years = len(X) / _basins.DAYS_PER_YEAR
+        n_train, years = mine[0]["train_windows"], mine[0]["years"]
         by_size = {int(c.split("-")[1]): C.median([r["test_nse"] for r in mine
                                                    if r["config"] == c])
                    for c in dict.fromkeys(r["config"] for r in mine)}
@@ -383,7 +371,7 @@ def main() -> None:
     )
     rows = summarize(results, configs)
     overall = across_basins(rows, configs, results)
-    batches, batches_overall = batch_table(results, str(args.data) if args.data else None)
+    batches, batches_overall = batch_table(results)
     tables = [("Across basins", C.markdown_table(overall)),
               ("Per basin", C.markdown_table(rows))]
     if batches:

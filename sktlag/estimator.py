@@ -694,11 +694,10 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
 
         def lookback_that_fits() -> int:
             # Training windows grow as the lookback shrinks: the largest lookback whose
-            # training windows outnumber the rows it spends on history.
-            fits = [lb for lb in range(self.lookback - 1, 0, -1)
-                    if len(fit_split(y, lb, self.validation_fraction, groups)[0])
-                    >= 2 * (lb - 1)]
-            return fits[0] if fits else 1
+            # training windows outnumber the rows it spends on history (1 always does).
+            return next(lb for lb in range(self.lookback - 1, 0, -1)
+                        if len(fit_split(y, lb, self.validation_fraction, groups)[0])
+                        >= 2 * (lb - 1))
 
         may_grow = (self.max_layers > self.initial_num_layers
                     and self.topo_derivative_threshold < math.inf)
@@ -778,10 +777,6 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                 print(message)
             warnings.warn(message, UserWarning, stacklevel=3)
 
-    def _batch_size_used(self) -> int:
-        # Models fitted before batch_size="auto" existed have no batch_size_.
-        return getattr(self, "batch_size_", None) or int(self.batch_size)
-
     def _check_continuation(self, y2: np.ndarray) -> None:
         if y2.shape[1] != self.n_outputs_:
             raise ValueError(
@@ -826,6 +821,8 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         super().__setstate__(state)
         if "net_" in self.__dict__:
             self.module_ = self.net_.module_
+            # Pickled before batch_size="auto" existed: the batch size was the parameter.
+            self.__dict__.setdefault("batch_size_", int(self.batch_size))
 
     def _store_warmup(self, X: np.ndarray, X_frame, groups) -> None:
         # The last lookback - 1 rows seen in fit: predict() uses them as real history
@@ -895,7 +892,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             self.lookback,
         )
         with torch_threads(self.n_threads):
-            pred = predict_windows(self.net_.module_, dataset, self._batch_size_used())
+            pred = predict_windows(self.net_.module_, dataset, self.batch_size_)
         pred = pred * self.target_scale_ + self.target_mean_
         return pred.ravel() if self._y_ndim == 1 else pred
 

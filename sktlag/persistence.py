@@ -219,7 +219,7 @@ def _regressor_payload(est: TLAGRegressor) -> dict[str, Any]:
         "padding_values": to_plain(est.padding_values_),
         "warmup": _warmup_payload(est),
         "n_layers": int(est.n_layers_),
-        "batch_size": int(est._batch_size_used()),
+        "batch_size": int(est.batch_size_),
         "interrupted": bool(getattr(est, "interrupted_", False)),
         "best_epoch": to_plain(getattr(est, "best_epoch_", None)),
         "best_score": to_plain(getattr(est, "best_score_", None)),

@@ -174,7 +174,7 @@ def architecture_summary(model, *, metadata: dict | None = None) -> dict[str, An
         "best_valid_nse": nse_at_best,
         "best_score": getattr(est, "best_score_", None),
         "epochs_trained": len(est.history_),
-        "batch_size": int(est._batch_size_used()),
+        "batch_size": int(est.batch_size_),
         "stop_rule": getattr(est, "growth_stop_rule_", None),
         "stop_reason": _stop_reason(est, decisions),
         "architectures": architectures,
