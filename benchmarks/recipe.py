@@ -284,22 +284,28 @@ def batch_table(results: list[dict[str, Any]]
 
 def rule_table(years=(2, 3, 4, 5, 7, 10, 15, 20, 30, 40)) -> str:
     """What ``batch_size="auto"`` chooses for a daily record of so many years given to
-    ``fit`` (every target observed, the default lookback and validation part)."""
+    ``fit`` (every target observed, the default lookback and validation part), and below
+    the table for the Lahn table's fit part in ``sktlag run`` (the first 80 %)."""
     import numpy as np
 
     from sktlag import TLAGRegressor
+    from sktlag.datasets import load_lahn
     from sktlag.recipe import auto_batch_size, updates_per_epoch
 
     lookback = TLAGRegressor().lookback
-    rows = []
-    for n_years in years:
-        n_train = training_windows(np.zeros(round(n_years * _basins.DAYS_PER_YEAR)), lookback)
+
+    def row(label, n_rows: int) -> dict[str, Any]:
+        n_train = training_windows(np.zeros(n_rows), lookback)
         size = auto_batch_size(n_train)
-        rows.append({"years given to `fit`": n_years, "training windows": f"{n_train:,}",
-                     "batch size": size,
-                     "updates per epoch": updates_per_epoch(n_train, size),
-                     "updates at batch 256": updates_per_epoch(n_train, 256)})
-    return C.markdown_table(rows)
+        return {"years given to `fit`": label, "training windows": f"{n_train:,}",
+                "batch size": size, "updates per epoch": updates_per_epoch(n_train, size),
+                "updates at batch 256": updates_per_epoch(n_train, 256)}
+
+    rows = [row(n, round(n * _basins.DAYS_PER_YEAR)) for n in years]
+    lahn_fit = int(len(load_lahn().target) * C.TRAIN_FRACTION)
+    lahn = row(f"{lahn_fit / _basins.DAYS_PER_YEAR:.1f}", lahn_fit)
+    return (C.markdown_table(rows).rstrip() + "\n\nThe Lahn table's fit part in `sktlag run`: "
+            + ", ".join(f"{k} {v}" for k, v in lahn.items()))
 
 
 def main() -> None:
