@@ -18,6 +18,20 @@ inside each member's ``fit``, in a worker that had a core to itself when ``--job
 at most the number of cores). The ensemble's figures: test NSE and KGE of the mean,
 coverage and mean width of the 90 % intervals on the test days, CRPS of the calibrated
 predictive distribution (``scoringrules``), and the wall time of the whole ensemble fit.
+
+``--intervals`` is the interval study instead: on the basins of ``_basins.py``
+(``--basins``, names or groups), for every ensemble seed, one ensemble per calibration
+(``--calibrations``: ``validation``, the split-conformal default, and ``blocks``); each
+is fitted on the first 80 % of the days (inputs standardized on those days) and scored
+on the last 20 % with the fixed band and with the adaptive band at each rate of
+``--rates`` (each test day's band adapts to the observations of the days before it).
+Per method: coverage at 50/80/90/95 %, mean width over the test days' standard
+deviation, coverage of the high flows (days above the fit period's 90th percentile)
+and CRPS. Ensembles (basin x seed x calibration) run in ``--jobs`` processes, members
+one after another on one torch thread, and are appended to ``intervals_jobs.jsonl`` in
+``--out`` as they finish (``--resume`` skips those; ``--records`` replays).
+
+    python benchmarks/ensemble.py --intervals --basins lahn_short spotpy --seeds 3 --jobs 2
 """
 
 from __future__ import annotations
@@ -27,9 +41,11 @@ import sys
 import time
 from pathlib import Path
 
+import _basins
 import numpy as np  # noqa: E402
 from _common import (  # noqa: F401 (REPO_ROOT puts the checkout on the path)
     REPO_ROOT,
+    TRAIN_FRACTION,
     base_parser,
     demo_dataset,
     fmt,
@@ -37,6 +53,9 @@ from _common import (  # noqa: F401 (REPO_ROOT puts the checkout on the path)
     machine_info,
     markdown_table,
     median,
+    run_logged,
+    seeds_from,
+    spread,
     warm_up,
     write_results,
 )
@@ -144,6 +163,157 @@ def compare_jobs(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------- interval study
+#: Steps of the adaptive band scored by the interval study.
+RATES = (0.005, 0.01, 0.02, 0.05)
+
+
+def interval_job(job: dict) -> dict:
+    """Fit one ensemble on one basin and score every band on its test days."""
+    import torch
+    from sklearn.preprocessing import StandardScaler
+
+    from sktlag import TLAGEnsemble, TLAGRegressor
+    from sktlag.metrics import nse
+
+    torch.set_num_threads(1)
+    basin = _basins.load_basins([job["basin"]], demo_path=job["demo_path"])[0]
+    X, y = basin.X.to_numpy(np.float64), basin.y.to_numpy(np.float64)
+    if job["rows"]:
+        X, y = X[-job["rows"]:], y[-job["rows"]:]
+    n = int(len(X) * TRAIN_FRACTION)
+    X = StandardScaler().fit(X[:n]).transform(X).astype(np.float32)
+    member = TLAGRegressor(**(QUICK if job["quick"] else {}), n_threads=1,
+                           missing_target="mask")
+    ensemble = TLAGEnsemble(member, n_members=job["members"], random_state=job["seed"],
+                            calibration=job["calibration"])
+    start = time.perf_counter()
+    ensemble.fit(X[:n], y[:n])
+    fit_seconds = time.perf_counter() - start
+    test, history = X[n:], X[:n]
+    observed = ~np.isnan(y[n:])
+    mean = ensemble.predict(test, history=history)
+    methods = {"fixed": ensemble.score_intervals(test, y[n:], history=history)}
+    for rate in job["rates"]:
+        methods[f"adaptive-{rate:g}"] = ensemble.score_intervals(
+            test, y[n:], history=history, adaptive=True, adapt_rate=rate)
+    return {
+        **{k: job[k] for k in ("basin", "seed", "calibration", "members")},
+        "years": len(X) / _basins.DAYS_PER_YEAR,
+        "nse": float(nse(y[n:][observed], mean[observed])),
+        "fit_seconds": fit_seconds,
+        "depths": [int(d) for d in ensemble.n_layers_],
+        "calibration_scores": len(ensemble.calibration_scores_),
+        "methods": {name: scores["outputs"][0] for name, scores in methods.items()},
+    }
+
+
+def _percent(share: float) -> str:
+    return fmt(share) if share != share else f"{share:.1%}"  # NaN: "n/a"
+
+
+def _method_label(run: dict, method: str) -> str:
+    return f"{run['calibration']} {method}"
+
+
+def interval_tables(runs: list[dict], coverage: str = "0.9") -> tuple[str, str]:
+    """Per basin: each band's coverage and width at ``coverage`` (medians over seeds);
+    across basins: how many basins each band holds within 87-93 %, and its width
+    over the split-conformal band's where that one covers."""
+    by_basin: dict[str, dict[str, list[dict]]] = {}
+    nses: dict[tuple[str, str], list[float]] = {}
+    for run in runs:
+        nses.setdefault((run["basin"], run["calibration"]), []).append(run["nse"])
+        for method, scores in run["methods"].items():
+            by_basin.setdefault(run["basin"], {}).setdefault(
+                _method_label(run, method), []).append(scores)
+    rows, per_method = [], {}
+    for basin, methods in by_basin.items():
+        split = methods.get("validation fixed")
+        split_width = median([s["levels"][coverage]["mean_width"] for s in split]) if split \
+            else float("nan")
+        split_cover = median([s["levels"][coverage]["coverage"] for s in split]) if split \
+            else float("nan")
+        for label, scores in methods.items():
+            level = [s["levels"][coverage] for s in scores]
+            cover = median([x["coverage"] for x in level])
+            width = median([x["mean_width"] for x in level])
+            calibration = label.split()[0]
+            rows.append({
+                "basin": basin, "band": label, "seeds": len(scores),
+                "ensemble NSE": median(nses[(basin, calibration)]),
+                **{f"{float(c):.0%}": _percent(median([s["levels"][c]["coverage"]
+                                                       for s in scores]))
+                   for c in scores[0]["levels"]},
+                "90 % range": spread([x["coverage"] for x in level]),
+                "width / test std": median([x["relative_width"] for x in level]),
+                "width / split": width / split_width,
+                "high flows": median([x["high_flow_coverage"] for x in level]),
+                "CRPS": median([s["crps"] for s in scores]),
+            })
+            entry = per_method.setdefault(label, {"held": 0, "basins": 0, "covers": [],
+                                                  "ratios": [], "high": []})
+            entry["basins"] += 1
+            entry["held"] += int(0.87 <= cover <= 0.93)
+            entry["covers"].append(cover)
+            entry["high"].append(median([x["high_flow_coverage"] for x in level]))
+            if split_cover >= 0.87:
+                entry["ratios"].append(width / split_width)
+    overall = [{
+        "band": label,
+        "basins": e["basins"],
+        "90 % band within 87-93 %": f"{e['held']} of {e['basins']}",
+        "median coverage": _percent(median(e["covers"])),
+        "coverage range": spread(e["covers"]),
+        "median high-flow coverage": _percent(median(e["high"])),
+        "width / split where split covers (median)": median(e["ratios"]),
+    } for label, e in per_method.items()]
+    return markdown_table(overall), markdown_table(rows)
+
+
+def run_intervals(args) -> None:
+    log = args.out / "intervals_jobs.jsonl"
+    done = []
+    if args.records:
+        done = [json.loads(line) for path in args.records
+                for line in path.read_text().splitlines() if line.strip()]
+    elif args.resume and log.exists():
+        done = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    elif log.exists():
+        log.unlink()
+    finished = {(r["basin"], r["seed"], r["calibration"]) for r in done}
+    names = [b.name for b in _basins.load_basins(args.basins or ["lahn_short"],
+                                                 demo_path=args.data)]
+    if args.quick:
+        names = names[:1]
+    seeds = [] if args.records else seeds_from(args)
+    members = 2 if args.quick else args.members
+    # Seed-major: every basin and calibration gets a seed before any gets the next.
+    jobs = [{"basin": b, "seed": s, "calibration": c, "members": members,
+             "rates": list(args.rates), "quick": args.quick,
+             "rows": 600 if args.quick else None,
+             "demo_path": str(args.data) if args.data else None}
+            for s in seeds for b in names for c in args.calibrations
+            if (b, s, c) not in finished]
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    runs = list(done) + run_logged(
+        interval_job, jobs, args.jobs, log,
+        lambda r: (f"{r['basin']:<26} seed {r['seed']} {r['calibration']:<10} NSE "
+                   f"{r['nse']:.3f} 90 %: fixed {r['methods']['fixed']['coverage']:.1%}, "
+                   f"{r['fit_seconds']:.0f} s"))
+    overall, per_basin = interval_tables(runs)
+    write_results(
+        args.out, "intervals", "Prediction intervals on new years",
+        [("Across basins (90 % bands)", overall), ("Per basin", per_basin)],
+        {"runs": runs},
+        {"members": members, "rates": list(args.rates), "calibrations": args.calibrations,
+         "seeds": seeds, "member_params": QUICK if args.quick else "TLAGRegressor() defaults",
+         "member_threads": 1, "jobs": args.jobs},
+        machine_info(threads=1), time.perf_counter() - start,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__.splitlines()[0], default_seeds=1)
     parser.add_argument("--data", type=Path, default=None,
@@ -151,13 +321,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--members", type=int, default=5, help="ensemble members (5)")
     parser.add_argument("--jobs", type=int, default=2,
                         help="worker processes fitting members (2: one per core here)")
-    parser.add_argument("--basins", nargs="+", choices=["lahn", "yuliang"],
-                        default=["lahn", "yuliang"],
-                        help="basins to run (yuliang needs --data)")
+    parser.add_argument("--basins", nargs="+", default=None,
+                        help="basins to run: lahn and yuliang (yuliang needs --data); with "
+                        "--intervals, names or groups of _basins.py (default lahn_short)")
+    parser.add_argument("--intervals", action="store_true",
+                        help="the interval study on the basin set (see the module notes)")
+    parser.add_argument("--calibrations", nargs="+", default=["validation", "blocks"],
+                        choices=["validation", "blocks"], help="with --intervals")
+    parser.add_argument("--rates", type=float, nargs="+", default=list(RATES),
+                        help="steps of the adaptive band, with --intervals")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --intervals: skip ensembles already in intervals_jobs.jsonl")
     parser.add_argument("--records", type=Path, nargs="+", default=None,
                         help="print the tables of earlier runs' JSON instead of running (a "
                         "later file replaces an earlier run of the same basin and processes)")
     args = parser.parse_args(argv)
+    if args.intervals:
+        run_intervals(args)
+        return
+    args.basins = args.basins or ["lahn", "yuliang"]
     if args.records is not None:
         # A later record replaces an earlier run of the same basin and process count
         # (a rerun on a quiet machine).

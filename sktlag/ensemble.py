@@ -18,6 +18,19 @@ by the spread:
   (finite-sample ranks). Signed scores give asymmetric intervals, as discharge errors
   are (peaks are underestimated more often than overestimated).
 
+Where the scores come from is the ``calibration`` parameter:
+
+- ``"validation"``: the validation windows above (split-conformal);
+- ``"blocks"``: also the training part of the fit period, cut into one block per
+  member; member ``m`` never trains on block ``m`` (its targets are masked), so its
+  predictions there are out-of-sample, as in the out-of-bag scores of EnbPI (Xu and Xie
+  2021, ICML). The scores then span every season and year of the fit period instead
+  of its last stretch, at the price of each member training on ``1 / n_members`` less.
+
+When observations arrive after the predictions (forecasting), ``observed`` in
+:meth:`~sktlag.TLAGEnsemble.predict_interval` adapts the band to them by adaptive
+conformal inference (:func:`sktlag.conformal.adaptive_levels`).
+
 The same scores define a predictive distribution (``mean + u * r_j`` over all scores
 ``r_j``), which :meth:`~sktlag.TLAGEnsemble.score_intervals` scores with the CRPS of the
 ``scoringrules`` package. Validation days also chose each member's best state, so the
@@ -27,15 +40,24 @@ calibration is slightly optimistic; the benchmark measures coverage on unseen da
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .conformal import (
+    ADAPT_RATE,
+    HIGH_FLOW_QUANTILE,
+    REPORTED_COVERAGES,
+    adaptive_levels,
+    check_coverage,
+    interval_coverage,
+    score_quantiles,
+)
 from .estimator import SeriesRegressorMixin, TLAGRegressor, final_regressor, final_step
 from .windows import fit_split
 
@@ -49,21 +71,6 @@ def _as_2d(y) -> np.ndarray:
 
 def _fit_member(estimator, X, y, groups):
     return estimator.fit(X, y, groups=groups)
-
-
-def _conformal_quantile(scores: np.ndarray, level: float) -> float:
-    """The finite-sample conformal quantile of ``scores`` at ``level``.
-
-    The ``ceil((n + 1) * level)``-th smallest score (the ``floor((n + 1) * level)``-th
-    for a lower level below 0.5); beyond the scores' range, the extreme score.
-    """
-    ordered = np.sort(scores)
-    n = len(ordered)
-    if level >= 0.5:
-        rank = math.ceil((n + 1) * level)
-    else:
-        rank = math.floor((n + 1) * level)
-    return float(ordered[min(max(rank, 1), n) - 1])
 
 
 class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
@@ -88,6 +95,11 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         cluster). Each member uses the ``n_threads`` of ``estimator``.
     random_state : int, RandomState instance or None, default=None
         Draws the members' seeds.
+    calibration : {"validation", "blocks"}, default="validation"
+        Where the interval's calibration scores come from (see the module notes):
+        the validation windows, or also one out-of-sample block of the training part
+        per member (each member then trains on ``1 / n_members`` less; needs one
+        series, no ``groups``, and at least 2 members).
 
     Attributes
     ----------
@@ -95,11 +107,14 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         The fitted members.
     seeds_ : ndarray of int
         The ``random_state`` of each member.
-    calibration_scores_ : ndarray of shape (n_validation_windows, n_outputs)
-        Signed residuals of the validation windows in units of the spread (NaN where
-        the target is missing).
+    calibration_scores_ : ndarray of shape (n_scores, n_outputs)
+        Signed residuals of the calibration windows in units of the spread, in time
+        order (NaN where the target is missing).
     spread_offset_ : ndarray of shape (n_outputs,)
         The mean spread added to the members' standard deviation in the scale ``u``.
+    high_flow_threshold_ : ndarray of shape (n_outputs,)
+        The fit period's 90th percentile of each output: days above it are the high
+        flows :meth:`score_intervals` scores on their own.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Defined when ``X`` has string column names.
@@ -120,13 +135,16 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         "n_members": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
+        "calibration": [StrOptions({"validation", "blocks"})],
     }
 
-    def __init__(self, estimator=None, n_members=5, n_jobs=None, random_state=None):
+    def __init__(self, estimator=None, n_members=5, n_jobs=None, random_state=None,
+                 calibration="validation"):
         self.estimator = estimator
         self.n_members = n_members
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.calibration = calibration
 
     # ------------------------------------------------------------------ fitting
     @_fit_context(prefer_skip_nested_validation=False)
@@ -150,16 +168,62 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         self.seeds_ = rng.randint(np.iinfo(np.int32).max, size=self.n_members)
         members = [clone(template).set_params(random_state=int(s)) for s in self.seeds_]
+        targets = [y] * self.n_members
+        if self.calibration == "blocks":
+            members, targets, blocks = self._held_out_blocks(members, y, groups)
         self.estimators_ = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_member)(member, X, y, groups) for member in members
+            delayed(_fit_member)(member, X, target, groups)
+            for member, target in zip(members, targets, strict=True)
         )
         first = self.estimators_[0]
         self.n_features_in_ = first.n_features_in_
         if hasattr(first, "feature_names_in_"):
             self.feature_names_in_ = first.feature_names_in_
         self.n_outputs_ = first.n_outputs_
-        self._calibrate(X, y, groups)
+        self._calibrate(X, y, groups, blocks if self.calibration == "blocks" else None)
         return self
+
+    def _held_out_blocks(self, members, y, groups):
+        """Members that each never train on one block of the training part.
+
+        Returns the members (set to mask missing targets, with the validation fraction
+        that keeps every member's validation windows those of a plain fit), their
+        targets (block ``m`` NaN for member ``m``) and the blocks' rows.
+        """
+        if groups is not None:
+            raise ValueError("calibration='blocks' needs one series; with groups use "
+                             "calibration='validation'")
+        if self.n_members < 2:
+            raise ValueError("calibration='blocks' needs n_members >= 2 (one member "
+                             "has no block it did not train on)")
+        y2 = _as_2d(y)
+        lookback = members[0].lookback
+        train, valid = fit_split(y2, lookback, members[0].validation_fraction)
+        blocks = np.array_split(train, self.n_members)
+        if min(len(b) for b in blocks) == 0:
+            raise ValueError(f"calibration='blocks' needs at least {self.n_members} "
+                             f"training windows, the fit has {len(train)}")
+        masked_members, targets = [], []
+        for member, block in zip(members, blocks, strict=True):
+            target = y2.copy()
+            target[block] = np.nan
+            # fit_split validates on ceil(fraction * windows): a fraction just below
+            # len(valid) / windows gives the plain fit's validation windows exactly.
+            n_windows = len(train) - len(block) + len(valid) + lookback - 1
+            fraction = (len(valid) - 0.5) / n_windows
+            if not np.array_equal(fit_split(target, lookback, fraction)[1], valid):
+                raise RuntimeError("the masked fit would validate on other windows")
+            masked_members.append(member.set_params(missing_target="mask",
+                                                    validation_fraction=fraction))
+            targets.append(target if np.ndim(y) == 2 else target.ravel())
+        return masked_members, targets, blocks
+    def __setstate__(self, state):
+        # Ensembles saved before 0.3 calibrated on validation windows only and kept no
+        # high-flow threshold: their high flows cannot be told apart.
+        state.setdefault("calibration", "validation")
+        if "calibration_scores_" in state and "high_flow_threshold_" not in state:
+            state["high_flow_threshold_"] = np.full(state["calibration_scores_"].shape[1], np.nan)
+        super().__setstate__(state)
 
     def _template(self) -> TLAGRegressor:
         template = TLAGRegressor() if self.estimator is None else self.estimator
@@ -170,18 +234,25 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             )
         return template
 
-    def _calibrate(self, X, y, groups) -> None:
-        first = self.estimators_[0]
+    def _calibrate(self, X, y, groups, blocks=None) -> None:
         y2 = _as_2d(y)
-        _, valid = fit_split(
-            y2, first.lookback, first.validation_fraction,
-            None if groups is None else np.asarray(groups),
-        )
+        # The template's own split: with blocks, every member validates on it too.
+        template = self._template()
+        _, valid = fit_split(y2, template.lookback, template.validation_fraction,
+                             None if groups is None else np.asarray(groups))
+        self.high_flow_threshold_ = np.nanquantile(y2, HIGH_FLOW_QUANTILE, axis=0)
         members, _ = self._member_predictions(X, groups=groups)
-        members = members[:, valid]
-        mean, std = members.mean(axis=0), members.std(axis=0)
+        mean, std = members[:, valid].mean(axis=0), members[:, valid].std(axis=0)
         self.spread_offset_ = std.mean(axis=0) if len(std) else np.zeros(y2.shape[1])
-        self.calibration_scores_ = (y2[valid] - mean) / self._scale(std)
+        rows, scores = [valid], [(y2[valid] - mean) / self._scale(std)]
+        for m, block in enumerate(blocks or []):
+            # Out of sample for member m alone: its residual, in the ensemble's scale.
+            scale = self._scale(members[:, block].std(axis=0))
+            rows.append(block)
+            scores.append((y2[block] - members[m, block]) / scale)
+        # In time order: the adaptive band replaces the oldest scores first.
+        order = np.argsort(np.concatenate(rows), kind="stable")
+        self.calibration_scores_ = np.concatenate(scores)[order]
 
     def _scale(self, std: np.ndarray) -> np.ndarray:
         # With one member (or members that never disagree) the scale is 1: plain
@@ -223,8 +294,9 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             return mean, shape(members.std(axis=0))
         return mean
 
-    def predict_interval(self, X, coverage=0.9, groups=None, history=None):
-        """Prediction intervals calibrated on the validation period.
+    def predict_interval(self, X, coverage=0.9, groups=None, history=None, observed=None,
+                         adapt_rate=ADAPT_RATE):
+        """Prediction intervals calibrated on the fit period.
 
         Parameters
         ----------
@@ -233,14 +305,34 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             Nominal share of observations inside the interval, in (0, 1).
         groups, history : optional
             As for :meth:`TLAGRegressor.predict`.
+        observed : array-like of shape (n_rows,) or (n_rows, n_outputs), optional
+            Observations that arrive after each row's prediction (NaN: none). The band
+            of row ``t`` then adapts to the observations of the rows before it, by
+            adaptive conformal inference (:func:`sktlag.conformal.adaptive_levels`).
+        adapt_rate : float, default=0.02
+            Step of the adaptive band's miscoverage per observed row.
 
         Returns
         -------
         lower, upper : ndarray of shape (n_rows,) or (n_rows, n_outputs)
         """
-        low, high = self._score_quantiles(coverage)
+        coverage = check_coverage(coverage)
         mean, scale, shape = self._mean_and_scale(X, groups=groups, history=history)
-        return shape(mean + scale * low), shape(mean + scale * high)
+        low, high = self._bounds(mean, scale, coverage, observed, adapt_rate)
+        return shape(low), shape(high)
+
+    def _bounds(self, mean, scale, coverage, observed=None, adapt_rate=ADAPT_RATE):
+        """The band around ``mean`` in units of ``scale``: fixed, or adapted to ``observed``."""
+        if observed is None:
+            low, high = score_quantiles(self.calibration_scores_, coverage)
+        else:
+            observed = _as_2d(observed)
+            if observed.shape != mean.shape:
+                raise ValueError(f"observed has shape {observed.shape}, the predictions "
+                                 f"{mean.shape}: one value per row and output")
+            low, high, _ = adaptive_levels(self.calibration_scores_, (observed - mean) / scale,
+                                           coverage, adapt_rate)
+        return mean + scale * low, mean + scale * high
 
     def _mean_and_scale(self, X, **kwargs):
         """The members' mean and the calibration scale ``u``, both (n_rows, n_outputs),
@@ -248,19 +340,6 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         check_is_fitted(self, "estimators_")
         members, shape = self._member_predictions(X, **kwargs)
         return members.mean(axis=0), self._scale(members.std(axis=0)), shape
-
-    def _score_quantiles(self, coverage: float) -> tuple[np.ndarray, np.ndarray]:
-        if not (isinstance(coverage, Real) and 0 < coverage < 1):
-            raise ValueError(f"coverage must lie in (0, 1), got {coverage!r}")
-        low, high = [], []
-        for k in range(self.calibration_scores_.shape[1]):
-            scores = self.calibration_scores_[:, k]
-            scores = scores[np.isfinite(scores)]
-            if len(scores) == 0:
-                raise ValueError(f"output {k} has no observed validation target to calibrate on")
-            low.append(_conformal_quantile(scores, (1 - coverage) / 2))
-            high.append(_conformal_quantile(scores, (1 + coverage) / 2))
-        return np.array(low), np.array(high)
 
     def predictive_samples(self, X, groups=None, history=None) -> np.ndarray:
         """Draws of the calibrated predictive distribution, one per calibration score.
@@ -277,45 +356,59 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     def _samples(self, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
         return mean[:, :, None] + scale[:, :, None] * self.calibration_scores_.T[None]
 
-    def score_intervals(self, X, y, coverage=0.9, groups=None, history=None) -> dict:
-        """Coverage, mean width and CRPS of the calibrated predictions on ``X, y``.
+    def score_intervals(self, X, y, coverage=0.9, groups=None, history=None,
+                        adaptive=False, adapt_rate=ADAPT_RATE,
+                        coverages=REPORTED_COVERAGES) -> dict:
+        """How the calibrated predictions hold on ``X, y``.
 
-        Rows where ``y`` is NaN are left out.
+        Rows where ``y`` is NaN are left out. With ``adaptive=True`` the band of each
+        row adapts to the observations of the rows before it (``observed=y`` in
+        :meth:`predict_interval`): what a forecaster who receives each day's
+        observation gets.
 
         Returns
         -------
         dict
-            Per output (a list of one entry per output): ``coverage`` (share of
-            observations inside the interval), ``mean_width`` (in the units of ``y``),
-            ``crps`` (mean CRPS of the predictive distribution, units of ``y``; from
-            ``scoringrules.crps_ensemble``) and ``n`` (rows scored), plus the nominal
-            ``nominal_coverage``.
+            ``nominal_coverage``, ``method`` (``"fixed"`` or ``"adaptive"``),
+            ``calibration`` and per output (a list of one entry per output): at
+            ``coverage``, ``coverage`` (share of observations inside), ``mean_width``
+            (units of ``y``), ``relative_width`` (over the observations' standard
+            deviation) and ``high_flow_coverage`` (days above
+            ``high_flow_threshold_``); ``levels``, the same four at each of
+            ``coverages``; ``crps`` (mean CRPS of the predictive distribution, units of
+            ``y``, from ``scoringrules.crps_ensemble``; the same for both methods); ``n``
+            and ``n_high_flow`` (rows scored).
         """
         # Imported here: it takes seconds to import, and only this method needs it.
         import scoringrules
 
-        # The members predict once for the interval and the samples.
-        low, high = self._score_quantiles(coverage)
+        coverage = check_coverage(coverage)
+        # The members predict once for every band and the samples.
         mean, scale, _ = self._mean_and_scale(X, groups=groups, history=history)
-        lower, upper = mean + scale * low, mean + scale * high
-        samples = self._samples(mean, scale)
         y2 = _as_2d(y)
+        observed = y2 if adaptive else None
+        bands = {c: self._bounds(mean, scale, c, observed, adapt_rate)
+                 for c in sorted({coverage, *coverages})}
+        samples = self._samples(mean, scale)
         outputs = []
         for k in range(y2.shape[1]):
             seen = np.isfinite(y2[:, k])
+            levels = {
+                f"{c:g}": interval_coverage(y2[:, k], low[:, k], high[:, k],
+                                            self.high_flow_threshold_[k])
+                for c, (low, high) in bands.items()
+            }
             draws = samples[seen, k]
             draws = draws[:, np.isfinite(draws).all(axis=0)]
             obs = y2[seen, k]
-            inside = (obs >= lower[seen, k]) & (obs <= upper[seen, k])
             crps = scoringrules.crps_ensemble(obs, draws) if len(obs) else np.array([])
             outputs.append({
-                "coverage": float(inside.mean()) if len(obs) else math.nan,
-                "mean_width": float((upper[seen, k] - lower[seen, k]).mean())
-                if len(obs) else math.nan,
+                **levels[f"{coverage:g}"],
                 "crps": float(np.mean(crps)) if len(obs) else math.nan,
-                "n": int(seen.sum()),
+                "levels": levels,
             })
-        return {"nominal_coverage": float(coverage), "outputs": outputs}
+        return {"nominal_coverage": coverage, "method": "adaptive" if adaptive else "fixed",
+                "calibration": self.calibration, "outputs": outputs}
 
     @property
     def n_layers_(self) -> list[int]:

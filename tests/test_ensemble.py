@@ -10,7 +10,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sktlag import TLAGEnsemble, TLAGRegressor
-from sktlag.ensemble import _conformal_quantile
 
 from .conftest import FAST, make_series
 from .test_sklearn_checks import EXPECTED_FAILURES
@@ -42,21 +41,6 @@ def test_a_seed_makes_the_ensemble_reproducible(fitted):
     ens, X, y = fitted
     again = TLAGEnsemble(TLAGRegressor(**TINY), n_members=3, random_state=0).fit(X[:300], y[:300])
     np.testing.assert_array_equal(again.predict(X[300:]), ens.predict(X[300:]))
-
-
-def test_conformal_quantile_ranks():
-    scores = np.arange(1.0, 20.0)  # 19 scores: (n + 1) * 0.95 = 19 -> the largest
-    assert _conformal_quantile(scores, 0.95) == 19.0
-    assert _conformal_quantile(scores, 0.05) == 1.0
-    assert _conformal_quantile(scores, 0.5) == 10.0
-    # Ten scores: the upper rank rounds up ((n + 1) * 0.9 = 9.9 -> the 10th), the lower
-    # one down ((n + 1) * 0.1 = 1.1 -> the 1st), so the interval never shrinks below the
-    # nominal coverage.
-    assert _conformal_quantile(scores[:10], 0.9) == 10.0
-    assert _conformal_quantile(scores[:10], 0.1) == 1.0
-    # Beyond the range of the scores, the extreme one.
-    assert _conformal_quantile(scores[:5], 0.99) == 5.0
-    assert _conformal_quantile(scores[:5], 0.01) == 1.0
 
 
 def test_intervals_are_calibrated_on_the_validation_windows(fitted):
@@ -262,3 +246,108 @@ def test_the_evolution_figure_shows_every_members_depth(fitted):
         # a few hundredths so that equal depths stay visible).
         assert abs(line.get_ydata()[-1] - member.history_[-1]["n_layers"]) < 0.2
     assert ", ".join(map(str, ens.n_layers_)) in ax_nse.figure.get_suptitle()
+
+
+def test_every_level_and_the_high_flows_are_scored_against_a_direct_count(fitted):
+    ens, X, y = fitted
+    threshold = np.quantile(y[:300], 0.9)
+    np.testing.assert_allclose(ens.high_flow_threshold_, [threshold])
+    scores = ens.score_intervals(X[300:], y[300:], coverage=0.9)
+    assert scores["method"] == "fixed" and scores["calibration"] == "validation"
+    out = scores["outputs"][0]
+    assert list(out["levels"]) == ["0.5", "0.8", "0.9", "0.95"]
+    high = y[300:] > threshold
+    assert out["n_high_flow"] == high.sum() > 0
+    for key, level in out["levels"].items():
+        lower, upper = ens.predict_interval(X[300:], coverage=float(key))
+        inside = (y[300:] >= lower) & (y[300:] <= upper)
+        assert level["coverage"] == pytest.approx(inside.mean())
+        assert level["high_flow_coverage"] == pytest.approx(inside[high].mean())
+        assert level["relative_width"] == pytest.approx(np.mean(upper - lower) / np.std(y[300:]))
+    assert {k: out[k] for k in ("coverage", "mean_width")} == {
+        k: out["levels"]["0.9"][k] for k in ("coverage", "mean_width")}
+
+
+def test_the_adaptive_band_of_a_day_reads_only_earlier_observations(fitted):
+    ens, X, y = fitted
+    observed = y[300:].copy()
+    lower, upper = ens.predict_interval(X[300:], 0.9, observed=observed, adapt_rate=0.05)
+    # Changing the observation of day 60 changes no band up to day 60, and the later ones.
+    changed = observed.copy()
+    changed[60] += 100.0
+    lower2, upper2 = ens.predict_interval(X[300:], 0.9, observed=changed, adapt_rate=0.05)
+    np.testing.assert_array_equal(lower[:61], lower2[:61])
+    assert not np.array_equal(upper[61:], upper2[61:])
+    scores = ens.score_intervals(X[300:], y[300:], adaptive=True, adapt_rate=0.05)
+    inside = (y[300:] >= lower) & (y[300:] <= upper)
+    assert scores["method"] == "adaptive"
+    assert scores["outputs"][0]["coverage"] == pytest.approx(inside.mean())
+    with pytest.raises(ValueError, match="one value per row and output"):
+        ens.predict_interval(X[300:], 0.9, observed=observed[:-1])
+
+
+def test_adaptive_band_holds_where_the_noise_grows_in_the_test_years():
+    # Noise that grows over the test years: the band calibrated on the fit period is
+    # too narrow there; the adaptive one learns from each day's observation.
+    X, y = make_series(n_rows=1400, seed=4)
+    rng = np.random.default_rng(4)
+    noise = rng.normal(size=1400) * np.where(np.arange(1400) < 400, 0.05, 2.0) * y.std()
+    y = y + noise
+    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, random_state=0).fit(X[:400], y[:400])
+    rate = 0.02
+    fixed = ens.score_intervals(X[400:], y[400:], history=X[:400])["outputs"][0]
+    adaptive = ens.score_intervals(X[400:], y[400:], history=X[:400], adaptive=True,
+                                   adapt_rate=rate)["outputs"][0]
+    # The stated tolerance of the adaptive band over T observed days.
+    tolerance = (0.9 + rate) / (rate * 1000)
+    assert abs(adaptive["coverage"] - 0.9) <= tolerance
+    assert fixed["coverage"] < 0.9 - tolerance
+
+
+def test_block_calibration_scores_every_member_out_of_sample():
+    from sktlag.windows import fit_split
+
+    X, y = make_series(n_rows=400)
+    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=3, random_state=0,
+                       calibration="blocks").fit(X[:300], y[:300])
+    plain_train, plain_valid = fit_split(y[:300, None], TINY["lookback"],
+                                         TLAGRegressor().validation_fraction)
+    blocks = np.array_split(plain_train, 3)
+    for member, block in zip(ens.estimators_, blocks, strict=True):
+        # Each member masks its own block only, and validates on the plain windows.
+        assert member.n_masked_targets_ == len(block)
+        masked = y[:300, None].copy()
+        masked[block] = np.nan
+        train, valid = fit_split(masked, member.lookback, member.validation_fraction)
+        np.testing.assert_array_equal(valid, plain_valid)
+        assert len(train) == len(plain_train) - len(block)
+    # A score for every training and validation window, in time order.
+    assert len(ens.calibration_scores_) == len(plain_train) + len(plain_valid)
+    members = np.stack([m.predict(X[:300]) for m in ens.estimators_])
+    first = blocks[0]
+    scale = members[:, first].std(axis=0) + ens.spread_offset_
+    np.testing.assert_allclose(ens.calibration_scores_[: len(first), 0],
+                               (y[first] - members[0, first]) / scale, rtol=1e-10)
+    lower, upper = ens.predict_interval(X[300:], 0.9)
+    assert np.all(upper > lower)
+    with pytest.raises(ValueError, match="needs one series"):
+        TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, calibration="blocks").fit(
+            X[:300], y[:300], groups=np.repeat([0, 1], 150))
+    with pytest.raises(ValueError, match="needs n_members >= 2"):
+        TLAGEnsemble(TLAGRegressor(**TINY), n_members=1, calibration="blocks").fit(
+            X[:300], y[:300])
+
+
+def test_an_ensemble_saved_before_block_calibration_still_loads(fitted):
+    import math
+    import pickle
+
+    ens, X, y = fitted
+    state = dict(ens.__getstate__())
+    del state["calibration"], state["high_flow_threshold_"]
+    old = TLAGEnsemble.__new__(TLAGEnsemble)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert old.get_params()["calibration"] == "validation"
+    out = old.score_intervals(X[300:], y[300:])["outputs"][0]
+    assert math.isnan(out["high_flow_coverage"]) and out["n_high_flow"] == 0
+    assert out["coverage"] == ens.score_intervals(X[300:], y[300:])["outputs"][0]["coverage"]

@@ -29,7 +29,8 @@ EXAMPLES = {
 #: The modules whose public names (``__all__``) the API reference documents.
 MODULES = (
     "sktlag", "sktlag.datasets", "sktlag.recipe", "sktlag.metrics", "sktlag.io", "sktlag.plots",
-    "sktlag.report", "sktlag.persistence", "sktlag.estimator", "sktlag.ensemble", "sktlag.cli",
+    "sktlag.report", "sktlag.persistence", "sktlag.estimator", "sktlag.ensemble",
+    "sktlag.conformal", "sktlag.cli",
     "sktlag.growth", "sktlag.callbacks", "sktlag.model", "sktlag.windows", "sktlag.losses",
 )
 

@@ -1,0 +1,209 @@
+"""The conformal arithmetic of the ensemble's intervals, as pure functions on scores.
+
+A score is a signed residual in units of a scale: ``r = (y - mean) / u``. An interval of
+coverage ``c`` is ``mean + u * [q_lo, q_hi]``, with ``q_lo`` and ``q_hi`` quantiles of
+the calibration scores; everything here works on scores alone, so it is the same for
+every way the scores were gathered (:class:`sktlag.TLAGEnsemble` says which).
+
+- :func:`conformal_quantile` and :func:`score_quantiles`: split-conformal quantiles with
+  finite-sample ranks (Vovk et al. 2005; Lei et al. 2018, JASA 113:1094).
+- :func:`adaptive_levels`: as observations arrive, each observed day's score joins the
+  pool the quantiles are taken from (and the oldest leaves, as in EnbPI, Xu and Xie
+  2021, ICML), and the miscoverage ``a_t`` of the next interval follows adaptive
+  conformal inference (Gibbs and Candes 2021, NeurIPS 34):
+  ``a_{t+1} = a_t + rate * ((1 - c) - miss_t)``, with ``miss_t = 1`` when the
+  observation of day ``t`` fell outside that day's interval. Over ``T`` observed days
+  the share of misses differs from ``1 - c`` by at most
+  ``(max(a_1, 1 - a_1) + rate) / (rate * T)`` as long as the pool's extremes bound the
+  scores, whatever the river does.
+- :func:`interval_coverage`: what a hydrologist reads of a band (coverage, width
+  relative to the spread of the observations, coverage of high flows).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from numbers import Real
+
+import numpy as np
+
+__all__ = [
+    "ADAPT_RATE",
+    "HIGH_FLOW_QUANTILE",
+    "REPORTED_COVERAGES",
+    "adaptive_levels",
+    "check_coverage",
+    "conformal_quantile",
+    "interval_coverage",
+    "score_quantiles",
+]
+
+#: Nominal coverages every interval method is scored at.
+REPORTED_COVERAGES = (0.5, 0.8, 0.9, 0.95)
+
+#: Step of the adaptive band's miscoverage per observed day (:func:`adaptive_levels`).
+ADAPT_RATE = 0.02
+
+#: High flows are the days above this quantile of the fit period's discharge.
+HIGH_FLOW_QUANTILE = 0.9
+
+
+def check_coverage(coverage) -> float:
+    """``coverage`` as a float in (0, 1), or a ValueError that names it."""
+    if isinstance(coverage, bool) or not (isinstance(coverage, Real) and 0 < coverage < 1):
+        raise ValueError(f"coverage must lie in (0, 1), got {coverage!r}")
+    return float(coverage)
+
+
+def conformal_quantile(scores: np.ndarray, level: float) -> float:
+    """The finite-sample conformal quantile of ``scores`` at ``level``.
+
+    The ``ceil((n + 1) * level)``-th smallest score (the ``floor((n + 1) * level)``-th
+    for a lower level below 0.5); beyond the scores' range, the extreme score.
+    """
+    return _ordered_quantile(np.sort(scores), level)
+
+
+def _ordered_quantile(ordered, level: float) -> float:
+    """:func:`conformal_quantile` of scores already sorted."""
+    n = len(ordered)
+    if level >= 0.5:
+        rank = math.ceil((n + 1) * level)
+    else:
+        rank = math.floor((n + 1) * level)
+    return float(ordered[min(max(rank, 1), n) - 1])
+
+
+def _finite_columns(scores: np.ndarray) -> list[np.ndarray]:
+    columns = []
+    for k in range(scores.shape[1]):
+        column = scores[:, k]
+        column = column[np.isfinite(column)]
+        if len(column) == 0:
+            raise ValueError(f"output {k} has no observed validation target to calibrate on")
+        columns.append(column)
+    return columns
+
+
+def score_quantiles(scores: np.ndarray, coverage: float) -> tuple[np.ndarray, np.ndarray]:
+    """The lower and upper score quantiles of a central interval of ``coverage``.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_scores, n_outputs)
+        Calibration scores; NaN (an unobserved target) is left out.
+    coverage : float in (0, 1)
+
+    Returns
+    -------
+    low, high : ndarray of shape (n_outputs,)
+        The conformal quantiles at ``(1 - coverage) / 2`` and ``(1 + coverage) / 2``.
+    """
+    coverage = check_coverage(coverage)
+    columns = _finite_columns(scores)
+    low = [conformal_quantile(c, (1 - coverage) / 2) for c in columns]
+    high = [conformal_quantile(c, (1 + coverage) / 2) for c in columns]
+    return np.array(low), np.array(high)
+
+
+def adaptive_levels(
+    calibration: np.ndarray, new_scores: np.ndarray, coverage: float, rate: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Adaptive conformal inference over days whose scores become known one by one.
+
+    The interval of day ``t`` uses only the scores of days before ``t``, in two ways:
+
+    - the pool of scores slides: every observed day's score replaces the oldest score
+      of the pool (the calibration scores first, in their time order), as EnbPI updates
+      its residuals (Xu and Xie 2021), so the band learns the new period's errors;
+    - its miscoverage ``a_t`` starts at ``1 - coverage`` and moves by
+      ``rate * ((1 - coverage) - miss)`` after every observed day (Gibbs and Candes
+      2021), so a run of misses widens the band until the misses are paid back.
+
+    A day without observation (NaN score) changes neither. A miscoverage at or below 0
+    gives the widest interval the pool allows; at or above 1, the pool's median.
+
+    Parameters
+    ----------
+    calibration : ndarray of shape (n_scores, n_outputs)
+        The calibration scores, oldest first; NaN is left out.
+    new_scores : ndarray of shape (n_days, n_outputs)
+        The score of each new day, ``(y - mean) / u``, in time order; NaN where unobserved.
+    coverage : float in (0, 1)
+        Nominal coverage.
+    rate : float > 0
+        The step ``gamma`` of the miscoverage.
+
+    Returns
+    -------
+    low, high : ndarray of shape (n_days, n_outputs)
+        The score quantiles of each day's interval.
+    miscoverage : ndarray of shape (n_days, n_outputs)
+        ``a_t``, the miscoverage each day's interval was built for.
+    """
+    coverage = check_coverage(coverage)
+    if isinstance(rate, bool) or not (isinstance(rate, Real) and rate > 0):
+        raise ValueError(f"rate must be a positive number, got {rate!r}")
+    target = 1.0 - coverage
+    columns = _finite_columns(calibration)
+    n_days, n_outputs = new_scores.shape
+    low, high = np.empty((n_days, n_outputs)), np.empty((n_days, n_outputs))
+    miscoverage = np.empty((n_days, n_outputs))
+    for k, column in enumerate(columns):
+        arrival = deque(column.tolist())
+        pool = sorted(arrival)
+        a = target
+        for t in range(n_days):
+            # The quantiles at the clipped level; the state itself is not clipped, so a
+            # run of misses is paid back by as many covered days (the guarantee needs it).
+            level = min(max(a, 0.0), 1.0)
+            lo = _ordered_quantile(pool, min(level / 2, 0.5))
+            hi = _ordered_quantile(pool, max(1 - level / 2, 0.5))
+            low[t, k], high[t, k], miscoverage[t, k] = lo, hi, a
+            score = float(new_scores[t, k])
+            if math.isfinite(score):
+                a += rate * (target - float(score < lo or score > hi))
+                del pool[bisect.bisect_left(pool, arrival.popleft())]
+                bisect.insort(pool, score)
+                arrival.append(score)
+    return low, high, miscoverage
+
+
+def interval_coverage(
+    y: np.ndarray, lower: np.ndarray, upper: np.ndarray, high_flow: float | None = None
+) -> dict:
+    """Coverage and width of a band on the observed days of one output.
+
+    Parameters
+    ----------
+    y, lower, upper : ndarray of shape (n_days,)
+        Observations (NaN: not observed, left out) and the band.
+    high_flow : float, optional
+        Days with ``y`` above it are also scored on their own.
+
+    Returns
+    -------
+    dict
+        ``coverage`` (share of observed days inside the band, bounds included),
+        ``mean_width`` (units of ``y``), ``relative_width`` (mean width over the
+        standard deviation of the observations), ``n``; with ``high_flow``, also
+        ``high_flow_coverage`` and ``n_high_flow`` (NaN and 0 when no day exceeds it).
+    """
+    seen = np.isfinite(y)
+    obs, lo, hi = y[seen], lower[seen], upper[seen]
+    inside = (obs >= lo) & (obs <= hi)
+    width = hi - lo
+    spread = float(np.std(obs)) if len(obs) else math.nan
+    out = {
+        "coverage": float(inside.mean()) if len(obs) else math.nan,
+        "mean_width": float(width.mean()) if len(obs) else math.nan,
+        "relative_width": float(width.mean() / spread) if len(obs) and spread > 0 else math.nan,
+        "n": int(len(obs)),
+    }
+    if high_flow is not None:
+        high = obs > high_flow
+        out["high_flow_coverage"] = float(inside[high].mean()) if high.any() else math.nan
+        out["n_high_flow"] = int(high.sum())
+    return out

@@ -1,0 +1,112 @@
+"""The conformal arithmetic on scores: quantile ranks, the adaptive band, band scores."""
+
+import math
+
+import numpy as np
+import pytest
+
+from sktlag.conformal import (
+    adaptive_levels,
+    conformal_quantile,
+    interval_coverage,
+    score_quantiles,
+)
+
+
+def test_conformal_quantile_ranks():
+    scores = np.arange(1.0, 20.0)  # 19 scores: (n + 1) * 0.95 = 19 -> the largest
+    assert conformal_quantile(scores, 0.95) == 19.0
+    assert conformal_quantile(scores, 0.05) == 1.0
+    assert conformal_quantile(scores, 0.5) == 10.0
+    # Ten scores: the upper rank rounds up ((n + 1) * 0.9 = 9.9 -> the 10th), the lower
+    # one down ((n + 1) * 0.1 = 1.1 -> the 1st), so the interval never shrinks below the
+    # nominal coverage.
+    assert conformal_quantile(scores[:10], 0.9) == 10.0
+    assert conformal_quantile(scores[:10], 0.1) == 1.0
+    # Beyond the range of the scores, the extreme one.
+    assert conformal_quantile(scores[:5], 0.99) == 5.0
+    assert conformal_quantile(scores[:5], 0.01) == 1.0
+
+
+def test_score_quantiles_leave_out_unobserved_scores_and_name_an_empty_output():
+    scores = np.column_stack([np.arange(1.0, 20.0), np.r_[np.arange(1.0, 10.0), [np.nan] * 10]])
+    low, high = score_quantiles(scores, 0.9)
+    np.testing.assert_array_equal(low, [1.0, 1.0])
+    np.testing.assert_array_equal(high, [19.0, 9.0])
+    with pytest.raises(ValueError, match="output 1 has no observed"):
+        score_quantiles(np.column_stack([scores[:, 0], np.full(19, np.nan)]), 0.9)
+    for bad in (0, 1, True, "0.9"):
+        with pytest.raises(ValueError, match="coverage must lie in"):
+            score_quantiles(scores, bad)
+
+
+def _adaptive_by_definition(calibration, new_scores, coverage, rate):
+    """The adaptive band written out from its definition, one day at a time."""
+    pool = [s for s in calibration if not math.isnan(s)]
+    a, target, out = 1 - coverage, 1 - coverage, []
+    for score in new_scores:
+        level = min(max(a, 0.0), 1.0)
+        lo = conformal_quantile(np.array(pool), min(level / 2, 0.5))
+        hi = conformal_quantile(np.array(pool), max(1 - level / 2, 0.5))
+        out.append((lo, hi, a))
+        if not math.isnan(score):
+            a = a + rate * (target - (1.0 if (score < lo or score > hi) else 0.0))
+            pool = pool[1:] + [score]  # the oldest score leaves, the new one joins
+    return np.array(out)
+
+
+def test_adaptive_band_follows_its_definition():
+    rng = np.random.default_rng(3)
+    calibration = rng.normal(size=(40, 2))
+    calibration[5, 1] = np.nan
+    new = rng.normal(scale=2.0, size=(120, 2))  # the errors grow: the band must widen
+    new[[10, 11, 50], 0] = np.nan                 # days without observation
+    low, high, miscoverage = adaptive_levels(calibration, new, 0.8, 0.05)
+    for k in range(2):
+        expected = _adaptive_by_definition(calibration[:, k], new[:, k], 0.8, 0.05)
+        np.testing.assert_allclose(low[:, k], expected[:, 0])
+        np.testing.assert_allclose(high[:, k], expected[:, 1])
+        np.testing.assert_allclose(miscoverage[:, k], expected[:, 2])
+    # The first day knows no new observation: the split-conformal band.
+    np.testing.assert_allclose([low[0], high[0]], score_quantiles(calibration, 0.8))
+    # An unobserved day moves nothing.
+    assert miscoverage[11, 0] == miscoverage[12, 0]
+    # The first misses drove the miscoverage down; the new, larger scores that replaced
+    # the calibration scores widened the band.
+    assert miscoverage[:, 0].min() < 0.2 and high[-1, 0] - low[-1, 0] > high[0, 0] - low[0, 0]
+
+
+def test_adaptive_band_holds_its_coverage_where_the_errors_grow():
+    rng = np.random.default_rng(0)
+    calibration = rng.normal(size=(300, 1))
+    new = rng.normal(scale=np.linspace(1.0, 4.0, 1500))[:, None]
+    fixed_low, fixed_high = score_quantiles(calibration, 0.9)
+    fixed = np.mean((new >= fixed_low) & (new <= fixed_high))
+    rate = 0.02
+    low, high, _ = adaptive_levels(calibration, new, 0.9, rate)
+    adaptive = np.mean((new >= low) & (new <= high))
+    # The long-run bound of adaptive conformal inference: (max(a, 1 - a) + rate) / (rate T).
+    bound = (0.9 + rate) / (rate * len(new))
+    assert abs(adaptive - 0.9) <= bound
+    assert fixed < 0.9 - 0.1  # the band of the calibration period falls far short
+
+
+def test_adaptive_band_rejects_a_bad_rate():
+    for bad in (0, -0.1, True):
+        with pytest.raises(ValueError, match="rate must be a positive number"):
+            adaptive_levels(np.zeros((3, 1)), np.zeros((2, 1)), 0.9, bad)
+
+
+def test_interval_coverage_counts_days_inside_and_high_flows():
+    y = np.array([1.0, 2.0, np.nan, 4.0, 10.0, 12.0])
+    lower = np.array([0.0, 2.5, 0.0, 4.0, 5.0, 13.0])
+    upper = np.array([2.0, 3.0, 0.0, 5.0, 11.0, 14.0])
+    scores = interval_coverage(y, lower, upper, high_flow=9.0)
+    # Inside (bounds included): days 0, 3 and 4 of the five observed.
+    assert scores["coverage"] == pytest.approx(3 / 5) and scores["n"] == 5
+    assert scores["mean_width"] == pytest.approx(np.mean([2.0, 0.5, 1.0, 6.0, 1.0]))
+    assert scores["relative_width"] == pytest.approx(scores["mean_width"] / np.std(y[~np.isnan(y)]))
+    assert scores["high_flow_coverage"] == pytest.approx(1 / 2) and scores["n_high_flow"] == 2
+    none = interval_coverage(y, lower, upper, high_flow=100.0)
+    assert math.isnan(none["high_flow_coverage"]) and none["n_high_flow"] == 0
+    assert "high_flow_coverage" not in interval_coverage(y, lower, upper)
