@@ -39,8 +39,9 @@ from tqdm.auto import tqdm
 
 from ._record import N_LAYERS, VALID_NSE, decisions_from_table, describe_decision
 from ._version import __version__
+from .conformal import ADAPT_RATE
 from .datasets import load_lahn
-from .ensemble import TLAGEnsemble, final_ensemble, members_of
+from .ensemble import CALIBRATION_WINDOWS, TLAGEnsemble, final_ensemble, members_of
 from .estimator import PRESETS, TLAGRegressor, final_regressor
 from .growth import CRITERIA
 from .io import read_table, write_table
@@ -216,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fit an ensemble of N members with their own seeds (drawn from "
                        "--seed): the mean prediction and 90 %% intervals calibrated on the "
                        "validation period (default: 1, a single model)")
+    model.add_argument("--calibration", choices=("validation", "blocks"), default="validation",
+                       help="where an ensemble's intervals are calibrated: on the validation "
+                       "windows (the default), or also on one block of the training part "
+                       "per member that the member does not train on")
     model.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
                        help="processes fitting ensemble members at once (default: all "
                        "--members; on fewer cores they share them, which keeps every core "
@@ -246,10 +251,16 @@ def build_parser() -> argparse.ArgumentParser:
     warmup.add_argument("--history", type=Path, metavar="HIST_TABLE",
                         help="a table with the same feature columns for the days directly "
                         "before the first day of TABLE (first sheet of a workbook); its last "
-                        "lookback - 1 rows are the warm-up")
+                        "lookback - 1 rows are the warm-up; its observed discharge, if any, "
+                        "adapts an ensemble's band (see --band)")
     warmup.add_argument("--warmup-days", type=_positive_int, metavar="N",
                         help="the first N rows of TABLE are history only: used as warm-up, "
                         "not predicted")
+    predict.add_argument("--band", choices=["adaptive", "fixed"], default="adaptive",
+                         help="an ensemble's 90 %% band: adaptive (the default) adapts each "
+                         "day's band to the observed discharge of the days before it, in the "
+                         "history and the table, when the history has any; fixed keeps the "
+                         "band calibrated at fit time")
     predict.add_argument("--layout", choices=["auto", "research", "tidy"], default="auto")
     predict.add_argument("--sheet", default=0, metavar="NAME")
     predict.add_argument("--force", action="store_true", help="replace an existing FILE")
@@ -351,6 +362,9 @@ def _run(args) -> int:
         print(f"fit (training + validation): {_span(X_fit.index)}")
         print(f"test: {_span(X_test.index)}")
 
+    if args.calibration == "blocks" and args.members < 2:
+        raise CommandError("--calibration blocks needs --members 2 or more: each member "
+                           "leaves out a block of the training part the others calibrate on")
     est = TLAGRegressor(**params)
     final, jobs = est, 1
     if args.members > 1:
@@ -363,7 +377,7 @@ def _run(args) -> int:
             if not args.quiet:
                 print(f"fitting {args.members} members in {jobs} processes ...")
         final = TLAGEnsemble(est, n_members=args.members, n_jobs=jobs,
-                             random_state=args.seed)
+                             random_state=args.seed, calibration=args.calibration)
     pipe = Pipeline([("scaler", StandardScaler()), ("tlag", final)])
     pipe.set_output(transform="pandas")
     start = time.perf_counter()
@@ -436,13 +450,34 @@ def _metric_lines(metrics: dict, period: str = "test") -> list[str]:
             for m in HEADLINE_METRICS
         )
         lines.append(f"{output:<16}{cells}")
-    intervals = entry.get("intervals")
-    for output, scores in (intervals or {}).items():
-        if output == "nominal_coverage":
-            continue
-        lines.append(f"{output:<16}{intervals['nominal_coverage']:.0%} interval: coverage "
-                     f"{scores['coverage']:.1%}, mean width {scores['mean_width']:.4g}, "
-                     f"CRPS {scores['crps']:.4g}")
+    return lines + _interval_lines(entry.get("intervals"))
+
+
+def _percent(share) -> str:
+    return "n/a" if share is None else f"{share:.1%}"
+
+
+def _interval_lines(intervals: dict | None) -> list[str]:
+    """Per band and output of ``metrics.json``: coverage at every level, width, high flows."""
+    if not intervals:
+        return []
+    nominal = f"{intervals['nominal_coverage']:.0%}"
+    described = {
+        "fixed": f"fixed band (calibrated on {CALIBRATION_WINDOWS[intervals['calibration']]})",
+        "adaptive": f"adaptive band (each day adapts to the observations before it, rate "
+                    f"{intervals['adapt_rate']:g})" if intervals["adapt_rate"] else "",
+    }
+    lines = []
+    for band, outputs in intervals["bands"].items():
+        lines.append(f"{described[band]}:")
+        for output, scores in outputs.items():
+            levels = scores["levels"]
+            lines.append(
+                f"  {output:<14}{nominal} coverage {_percent(scores['coverage'])} (high flows "
+                f"{_percent(scores['high_flow_coverage'])}), width "
+                f"{scores['relative_width']:.2f} test std, CRPS {scores['crps']:.4g}; coverage "
+                f"at {'/'.join(f'{float(c):.0%}'.rstrip('%') for c in levels)} %: "
+                f"{' / '.join(_percent(v['coverage']).rstrip('%') for v in levels.values())} %")
     return lines
 
 
@@ -451,8 +486,8 @@ def _day(stamp) -> str:
     return f"{pd.Timestamp(stamp):%Y-%m-%d}"
 
 
-def _read_history(args, targets, features, start) -> pd.DataFrame:
-    """The feature rows of ``--history``, which must end the day before ``start``."""
+def _read_history(args, targets, features, start):
+    """The table of ``--history``, which must end the day before ``start``."""
     past = read_table(args.history, layout=args.layout, target=targets, features=features,
                       allow_missing_target=True, require_target=False)
     expected = start - pd.Timedelta(days=1)
@@ -461,14 +496,16 @@ def _read_history(args, targets, features, start) -> pd.DataFrame:
             f"'{args.history}' ends on {_day(past.dates[-1])}, but the history must end on "
             f"{_day(expected)}, the day before '{args.table}' starts ({_day(start)})"
         )
-    return past.X
+    return past
 
 
-def _predict_rows(model, X: pd.DataFrame, history: pd.DataFrame | None):
+def _predict_rows(model, X: pd.DataFrame, history: pd.DataFrame | None, observed=None):
     """Predictions for ``X`` and, for an ensemble, its interval bounds (else an empty dict).
 
     ``history`` (raw inputs, like ``X``) goes through the model's scalers: a pipeline
-    would pass it to its last step untransformed.
+    would pass it to its last step untransformed. ``observed`` (discharge of the history
+    days, then of the rows of ``X``; NaN where unknown) makes the band adaptive: each
+    row's band adapts to the observations of the days before it.
     """
     steps = getattr(model, "steps", None)
     ensemble = final_ensemble(model)
@@ -481,8 +518,33 @@ def _predict_rows(model, X: pd.DataFrame, history: pd.DataFrame | None):
     pred = final.predict(X, **context)
     if ensemble is None:
         return pred, {}
-    lower, upper = ensemble.predict_interval(X, COVERAGE, **context)
-    return pred, {"lower": lower, "upper": upper}
+    if observed is None:
+        lower, upper = ensemble.predict_interval(X, COVERAGE, **context)
+        return pred, {"lower": lower, "upper": upper}
+    # The history days are predicted too, and the band runs through them into X.
+    both = pd.concat([history, X]) if isinstance(X, pd.DataFrame) else np.concatenate(
+        [history, X])
+    lower, upper = ensemble.predict_interval(both, COVERAGE, observed=observed)
+    n = len(X)
+    return pred, {"lower": lower[-n:], "upper": upper[-n:]}
+
+
+def _observed_days(history_y, y, n_rows: int, n_outputs: int, lookback: int):
+    """The discharge of the history days and of the table (NaN where unknown), or None
+    when the history has no usable observation.
+
+    The first ``lookback - 1`` history days are predicted from padding: their
+    observations would judge the padding, not the model, and are left out.
+    """
+    if history_y is None:
+        return None
+    before = np.asarray(history_y, dtype=float).reshape(len(history_y), -1).copy()
+    before[: lookback - 1] = np.nan
+    if not np.isfinite(before).any():
+        return None
+    after = (np.full((n_rows, n_outputs), np.nan) if y is None
+             else np.asarray(y, dtype=float).reshape(n_rows, -1))
+    return np.concatenate([before, after])
 
 
 def _padding_warning(est, X: pd.DataFrame, history: pd.DataFrame | None) -> str | None:
@@ -524,9 +586,10 @@ def _predict(args) -> int:
         # The model's own target may be absent (future days); one named here must not.
         raise CommandError(f"'{args.table}': no target column {args.target}")
     X, y = table.X, table.y
-    history = None
+    history = history_y = None
     if args.history is not None:
-        history = _read_history(args, targets, features, table.dates[0])
+        past = _read_history(args, targets, features, table.dates[0])
+        history, history_y = past.X, past.y
     elif args.warmup_days is not None:
         if args.warmup_days >= len(X):
             raise CommandError(
@@ -534,16 +597,20 @@ def _predict(args) -> int:
                 f"'{args.table}' has {len(X)} rows"
             )
         history, X = X.iloc[: args.warmup_days], X.iloc[args.warmup_days :]
-        y = None if y is None else y.iloc[args.warmup_days :]
+        if y is not None:
+            history_y, y = y.iloc[: args.warmup_days], y.iloc[args.warmup_days :]
     warning = _padding_warning(est, X, history)
     if warning:
         print(f"sktlag: warning: {warning}", file=sys.stderr)
 
-    pred, band = _predict_rows(model, X, history)
+    ensemble = final_ensemble(model)
+    observed = None
+    if ensemble is not None and args.band == "adaptive":
+        observed = _observed_days(history_y, y, len(X), est.n_outputs_, est.lookback)
+    pred, band = _predict_rows(model, X, history, observed)
     names = list(table.target_names) or list(targets or [])
-    n_outputs = np.asarray(pred).reshape(len(X), -1).shape[1]
-    if y is None and len(names) != n_outputs:
-        names = [f"output_{j}" for j in range(n_outputs)]
+    if y is None and len(names) != est.n_outputs_:
+        names = [f"output_{j}" for j in range(est.n_outputs_)]
     frame = prediction_table(y, pred, X.index, names=names, **band)
     write_table(frame, out)
     if history is not None:
@@ -554,6 +621,15 @@ def _predict(args) -> int:
               "discharge; --target chooses another)")
     elif y is None:
         print("observed: none (the table has no target column)")
+    if ensemble is not None:
+        if observed is None:
+            print(f"band: {COVERAGE:.0%}, fixed (calibrated on "
+                  f"{CALIBRATION_WINDOWS[ensemble.calibration]})")
+        else:
+            seen = int(np.isfinite(observed[:-len(X)]).any(axis=1).sum())
+            print(f"band: {COVERAGE:.0%}, adaptive: each day's band adapts to the observed "
+                  f"discharge of the days before it ({seen} observed history days, then "
+                  f"the table's; rate {ADAPT_RATE:g})")
     print(f"{len(frame)} predictions ({_span(X.index)}) written to {out}")
     observed = np.asarray(y, dtype=float) if y is not None else np.empty(0)
     if np.isfinite(observed).sum() >= 2:

@@ -63,6 +63,13 @@ from .windows import fit_split
 
 __all__ = ["TLAGEnsemble"]
 
+#: Where the calibration scores come from, by the value of ``calibration``.
+CALIBRATION_WINDOWS = {
+    "validation": "the validation windows",
+    "blocks": "the validation windows and, for each member, the block of the training "
+              "part it did not train on",
+}
+
 
 def _as_2d(y) -> np.ndarray:
     y = np.asarray(y, dtype=np.float64)
@@ -370,10 +377,10 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         -------
         dict
             ``nominal_coverage``, ``method`` (``"fixed"`` or ``"adaptive"``),
-            ``calibration`` and per output (a list of one entry per output): at
-            ``coverage``, ``coverage`` (share of observations inside), ``mean_width``
-            (units of ``y``), ``relative_width`` (over the observations' standard
-            deviation) and ``high_flow_coverage`` (days above
+            ``calibration``, ``adapt_rate`` (None for the fixed band) and ``outputs``,
+            one entry per output: at ``coverage``, ``coverage`` (share of observations
+            inside), ``mean_width`` (units of ``y``), ``relative_width`` (over the
+            observations' standard deviation) and ``high_flow_coverage`` (days above
             ``high_flow_threshold_``); ``levels``, the same four at each of
             ``coverages``; ``crps`` (mean CRPS of the predictive distribution, units of
             ``y``, from ``scoringrules.crps_ensemble``; the same for both methods); ``n``
@@ -408,7 +415,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                 "levels": levels,
             })
         return {"nominal_coverage": coverage, "method": "adaptive" if adaptive else "fixed",
-                "calibration": self.calibration, "outputs": outputs}
+                "calibration": self.calibration, "adapt_rate": adapt_rate if adaptive else None,
+                "outputs": outputs}
 
     @property
     def n_layers_(self) -> list[int]:

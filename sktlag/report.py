@@ -37,7 +37,7 @@ import pandas as pd
 
 from ._record import EPOCH, VALID_NSE, decision_table, decisions_from_table, describe_decision
 from ._version import __version__
-from .ensemble import final_ensemble, members_of
+from .ensemble import CALIBRATION_WINDOWS, final_ensemble, members_of
 from .estimator import TLAGRegressor, final_regressor
 from .io import write_table
 from .metrics import evaluate, output_names
@@ -193,8 +193,9 @@ def architecture_text(model) -> str:
     if ensemble is not None:
         lines = [f"TLAG-LSTM ensemble of {len(ensemble.estimators_)} members (sktlag "
                  f"{__version__}), seeds {', '.join(map(str, ensemble.seeds_))}",
-                 "  prediction: the members' mean; intervals calibrated by split-conformal "
-                 f"scores on {len(ensemble.calibration_scores_)} validation windows", ""]
+                 "  prediction: the members' mean; intervals calibrated by conformal scores "
+                 f"on {len(ensemble.calibration_scores_)} windows "
+                 f"({CALIBRATION_WINDOWS[ensemble.calibration]})", ""]
         for i, member in enumerate(ensemble.estimators_, start=1):
             lines += [f"=== member {i} (random_state {member.random_state}) ===",
                       *architecture_text(member).splitlines()[1:], ""]
@@ -325,9 +326,12 @@ def metrics_summary(
     metadata : dict, optional
         Stored under ``"metadata"``.
     intervals : dict of str to dict, optional
-        Interval scores per period name (of :meth:`sktlag.TLAGEnsemble.score_intervals`),
-        stored in that period as ``intervals``: ``nominal_coverage`` and per output
-        ``coverage``, ``mean_width``, ``crps``.
+        Per period name, the scores of each band by its name (``"fixed"``,
+        ``"adaptive"``: results of :meth:`sktlag.TLAGEnsemble.score_intervals`), stored
+        in that period as ``intervals``: ``nominal_coverage``, ``calibration``,
+        ``adapt_rate`` and ``bands``, per band and output its scores (``coverage``,
+        ``mean_width``, ``relative_width``, ``high_flow_coverage``, ``crps``, ``n``,
+        ``n_high_flow`` and the same at every level of ``levels``).
 
     Returns
     -------
@@ -363,11 +367,14 @@ def metrics_summary(
         period_names = list(names) if names is not None else output_names(y_true, k)
         result["periods"][period] = _period(y_true, y_pred, dates, period_names)
         if intervals and period in intervals:
-            scores = intervals[period]
+            bands = intervals[period]
+            first = next(iter(bands.values()))
             result["periods"][period]["intervals"] = {
-                "nominal_coverage": scores["nominal_coverage"],
-                **{name: entry for name, entry in zip(period_names, scores["outputs"],
-                                                      strict=True)},
+                "nominal_coverage": first["nominal_coverage"],
+                "calibration": first["calibration"],
+                "adapt_rate": bands["adaptive"]["adapt_rate"] if "adaptive" in bands else None,
+                "bands": {band: dict(zip(period_names, scores["outputs"], strict=True))
+                          for band, scores in bands.items()},
             }
     return to_plain(result)
 
@@ -464,8 +471,9 @@ def write_artifacts(
         fitted pipeline ending in one (its ``StandardScaler`` steps go into the model
         file). For an ensemble, the test period also gets calibrated intervals: a band
         in ``lstm_prediction.png``, ``lower`` and ``upper`` columns in
-        ``predictions.xlsx``, and their coverage, mean width and CRPS in
-        ``metrics.json``.
+        ``predictions.xlsx`` (the fixed band, which needs no observation), and in
+        ``metrics.json`` the scores of the fixed band and of the band that adapts to
+        each day's observation (:meth:`~sktlag.TLAGEnsemble.score_intervals`).
     out_dir : str or path-like
         The directory to create. Missing parent directories are created.
     X_test, y_test : array-like or DataFrame, optional
@@ -537,7 +545,11 @@ def write_artifacts(
                 lower, upper = ensemble.predict_interval(X_final, coverage)
                 band = {"lower": lower, "upper": upper}
                 if np.isfinite(np.asarray(y_test, dtype=float)).sum() >= 1:
-                    intervals["test"] = ensemble.score_intervals(X_final, y_test, coverage)
+                    intervals["test"] = {
+                        band: ensemble.score_intervals(X_final, y_test, coverage,
+                                                       adaptive=band == "adaptive")
+                        for band in ("fixed", "adaptive")
+                    }
             _write_figure(plot_prediction(y_test, test_pred, test_dates, names=names,
                                           ylabel="discharge", coverage=coverage, unit=unit,
                                           **band),

@@ -414,6 +414,12 @@ def test_run_without_a_clear_target_asks_for_target(tmp_path, columns, fragments
 MODEL = "adaptive_lstm_model.pth"
 
 
+def table_rows(path: Path, rows: slice) -> pd.DataFrame:
+    """The feature columns of ``rows`` of the Lahn data, as the model reads them."""
+    frame = load_lahn(as_frame=True).frame.iloc[rows]
+    return frame[[c for c in frame.columns if c.startswith(("p_", "t_"))]]
+
+
 def feature_table(path: Path, rows: slice, *, target: str | None = None) -> Path:
     """Lahn rows in the tidy layout: dates and the model's inputs (p_*, t_*), no discharge.
 
@@ -608,8 +614,12 @@ def test_run_with_members_writes_intervals(ensemble_run):
     model = load_model(out / MODEL)
     ensemble = model[-1]
     assert len(ensemble.estimators_) == 2
-    assert "member 2:" in ensemble_run["stdout"]
-    assert "90% interval: coverage" in ensemble_run["stdout"]
+    stdout = ensemble_run["stdout"]
+    assert "member 2:" in stdout
+    assert "fixed band (calibrated on the validation windows):" in stdout
+    assert "adaptive band (each day adapts to the observations before it, rate 0.02):" in stdout
+    assert re.search(r"q_kalkofen +90% coverage [\d.]+% \(high flows ([\d.]+%|n/a)\), width "
+                     r"[\d.]+ test std, CRPS [\d.e+-]+; coverage at 50/80/90/95 %: ", stdout)
     table = pd.read_excel(out / "predictions.xlsx", index_col="date")
     assert list(table.columns) == ["observed", "predicted", "lower", "upper"]
     # Signed calibration scores may shift the whole interval off the mean (a bias seen on
@@ -617,9 +627,18 @@ def test_run_with_members_writes_intervals(ensemble_run):
     assert (table["lower"] <= table["upper"]).all()
     inside = (table["observed"] >= table["lower"]) & (table["observed"] <= table["upper"])
     metrics = json.loads((out / "metrics.json").read_text())
-    scores = metrics["periods"]["test"]["intervals"]["q_kalkofen"]
+    intervals = metrics["periods"]["test"]["intervals"]
+    assert intervals["calibration"] == "validation" and intervals["adapt_rate"] == 0.02
+    scores = intervals["bands"]["fixed"]["q_kalkofen"]
     assert scores["coverage"] == pytest.approx(inside.mean())
     assert scores["mean_width"] == pytest.approx((table["upper"] - table["lower"]).mean())
+    assert list(scores["levels"]) == ["0.5", "0.8", "0.9", "0.95"]
+    # The adaptive band of the test days: each day adapts to the observations before it.
+    X_test = model[:-1].transform(table_rows(ensemble_run["table"], slice(N_FIT, N_ROWS)))
+    lower, upper = ensemble.predict_interval(X_test, 0.9, observed=table["observed"])
+    adaptive = intervals["bands"]["adaptive"]["q_kalkofen"]
+    assert adaptive["coverage"] == pytest.approx(
+        np.mean((table["observed"] >= lower) & (table["observed"] <= upper)))
     assert metrics["n_members"] == 2 and len(metrics["n_layers"]) == 2
 
 
@@ -633,6 +652,36 @@ def test_predict_with_an_ensemble_writes_its_intervals(ensemble_run, tmp_path):
     assert list(forecast.columns) == ["predicted", "lower", "upper"]
     for column in forecast.columns:
         np.testing.assert_allclose(forecast[column], reference[column], rtol=1e-12)
+
+
+def test_predict_adapts_an_ensembles_band_to_observed_history(ensemble_run, tmp_path):
+    start = N_FIT
+    future = feature_table(tmp_path / "future.csv", slice(start, N_ROWS))
+    history = feature_table(tmp_path / "history.csv", slice(start - 60, start),
+                            target="q_kalkofen")
+    outs = {}
+    for band in ("adaptive", "fixed"):
+        outs[band] = tmp_path / f"{band}.csv"
+        code, stdout, stderr = run_main(["predict", ensemble_run["out"] / MODEL, future,
+                                         "--history", history, "--out", outs[band],
+                                         "--band", band])
+        assert code == 0, stderr
+        assert f"band: 90%, {band}" in stdout
+    assert "adapts to the observed discharge of the days before it (56 observed history" \
+        in run_main(["predict", ensemble_run["out"] / MODEL, future, "--history", history,
+                     "--out", tmp_path / "again.csv"])[1]
+    model = load_model(ensemble_run["out"] / MODEL)
+    both = model[:-1].transform(table_rows(ensemble_run["table"], slice(start - 60, N_ROWS)))
+    observed = np.r_[load_lahn(as_frame=True).frame["q_kalkofen"].to_numpy()[start - 60:start],
+                     np.full(N_ROWS - start, np.nan)]
+    observed[:4] = np.nan  # the first lookback - 1 history days read padding
+    lower, upper = model[-1].predict_interval(both, 0.9, observed=observed)
+    adaptive, fixed = predict_csv(outs["adaptive"]), predict_csv(outs["fixed"])
+    np.testing.assert_allclose(adaptive["lower"], lower[60:], rtol=1e-10)
+    np.testing.assert_allclose(adaptive["upper"], upper[60:], rtol=1e-10)
+    # The same predictions; the band moved with what the history days showed.
+    np.testing.assert_allclose(adaptive["predicted"], fixed["predicted"], rtol=1e-12)
+    assert not np.allclose(adaptive["upper"] - adaptive["lower"], fixed["upper"] - fixed["lower"])
 
 
 def test_criterion_and_threshold_options_set_the_growth_rule():
@@ -670,3 +719,10 @@ def test_run_prints_and_records_the_batch_size_it_used(run, tmp_path):
     code, _, stderr = run_main(["run", run["table"], "--out", tmp_path / "bad",
                                 *FAST_OPTIONS, "--batch-size", "big"])
     assert code != 0 and "--batch-size" in stderr
+
+
+def test_block_calibration_needs_several_members(tmp_path):
+    code, _, stderr = run_main(["run", "--out", tmp_path / "out", *FAST_OPTIONS,
+                                "--calibration", "blocks"])
+    assert code == 2 and "--calibration blocks needs --members 2 or more" in stderr
+    assert not (tmp_path / "out").exists()

@@ -196,9 +196,10 @@ def test_artifacts_of_an_ensemble_carry_its_intervals(tmp_path):
     metrics = json.loads(paths["metrics_json"].read_text())
     test = metrics["periods"]["test"]["intervals"]
     inside = (y[280:] >= lower) & (y[280:] <= upper)
-    assert test["nominal_coverage"] == 0.9
-    assert test["q"]["coverage"] == pytest.approx(inside.mean())
-    assert test["q"]["mean_width"] == pytest.approx(np.mean(upper - lower))
+    assert test["nominal_coverage"] == 0.9 and test["calibration"] == "validation"
+    assert test["bands"]["fixed"]["q"]["coverage"] == pytest.approx(inside.mean())
+    assert test["bands"]["fixed"]["q"]["mean_width"] == pytest.approx(np.mean(upper - lower))
+    assert set(test["bands"]) == {"fixed", "adaptive"}
     assert metrics["n_members"] == 2 and metrics["n_layers"] == ens.n_layers_
     summary = json.loads(paths["architecture_json"].read_text())
     assert summary["final_n_layers"] == ens.n_layers_ and len(summary["members"]) == 2
@@ -224,15 +225,15 @@ def test_interval_scores_land_under_their_output_names(fitted):
 
     ens, _, _ = fitted
     obs = np.arange(20.0).reshape(10, 2)
-    scores = {"nominal_coverage": 0.9, "outputs": [
-        {"coverage": 0.1, "mean_width": 1.0, "crps": 0.5, "n": 10},
-        {"coverage": 0.2, "mean_width": 2.0, "crps": 0.6, "n": 10},
-    ]}
+    scores = {"nominal_coverage": 0.9, "calibration": "validation", "adapt_rate": None,
+              "outputs": [{"coverage": 0.1, "mean_width": 1.0, "crps": 0.5, "n": 10},
+                          {"coverage": 0.2, "mean_width": 2.0, "crps": 0.6, "n": 10}]}
     summary = metrics_summary(ens, {"test": (obs, obs + 1.0, None)}, names=["up", "down"],
-                              intervals={"test": scores})
+                              intervals={"test": {"fixed": scores}})
     intervals = summary["periods"]["test"]["intervals"]
-    assert intervals["up"]["coverage"] == 0.1 and intervals["down"]["coverage"] == 0.2
-    assert intervals["nominal_coverage"] == 0.9
+    fixed = intervals["bands"]["fixed"]
+    assert fixed["up"]["coverage"] == 0.1 and fixed["down"]["coverage"] == 0.2
+    assert intervals["nominal_coverage"] == 0.9 and intervals["adapt_rate"] is None
 
 
 def test_the_evolution_figure_shows_every_members_depth(fitted):
