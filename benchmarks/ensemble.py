@@ -340,6 +340,9 @@ def main(argv: list[str] | None = None) -> None:
         run_intervals(args)
         return
     args.basins = args.basins or ["lahn", "yuliang"]
+    unknown = sorted(set(args.basins) - {"lahn", "yuliang"})
+    if unknown:
+        parser.error(f"without --intervals the basins are lahn and yuliang, not {unknown}")
     if args.records is not None:
         # A later record replaces an earlier run of the same basin and process count
         # (a rerun on a quiet machine).

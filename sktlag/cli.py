@@ -390,7 +390,7 @@ def _run(args) -> int:
     members = members_of(pipe)
     interrupted = any(getattr(m, "interrupted_", False) for m in members)
 
-    periods = fit_periods(members[0], y_fit)
+    periods = fit_periods(pipe, y_fit)
     metadata = {
         "data": source,
         "target_names": _target_names(y),
@@ -453,8 +453,9 @@ def _metric_lines(metrics: dict, period: str = "test") -> list[str]:
     return lines + _interval_lines(entry.get("intervals"))
 
 
-def _percent(share) -> str:
-    return "n/a" if share is None else f"{share:.1%}"
+def _number(value, spec: str) -> str:
+    """``value`` formatted, or n/a for an undefined one (null in the JSON file)."""
+    return "n/a" if value is None or value != value else format(value, spec)
 
 
 def _interval_lines(intervals: dict | None) -> list[str]:
@@ -473,11 +474,13 @@ def _interval_lines(intervals: dict | None) -> list[str]:
         for output, scores in outputs.items():
             levels = scores["levels"]
             lines.append(
-                f"  {output:<14}{nominal} coverage {_percent(scores['coverage'])} (high flows "
-                f"{_percent(scores['high_flow_coverage'])}), width "
-                f"{scores['relative_width']:.2f} test std, CRPS {scores['crps']:.4g}; coverage "
-                f"at {'/'.join(f'{float(c):.0%}'.rstrip('%') for c in levels)} %: "
-                f"{' / '.join(_percent(v['coverage']).rstrip('%') for v in levels.values())} %")
+                f"  {output:<14}{nominal} coverage {_number(scores['coverage'], '.1%')} (high "
+                f"flows {_number(scores['high_flow_coverage'], '.1%')}), width "
+                f"{_number(scores['relative_width'], '.2f')} test std, CRPS "
+                f"{_number(scores['crps'], '.4g')}; coverage at "
+                f"{'/'.join(f'{float(c) * 100:g}' for c in levels)} %: "
+                f"{' / '.join(_number(v['coverage'], '.1%').rstrip('%') for v in levels.values())}"
+                " %")
     return lines
 
 
@@ -503,9 +506,9 @@ def _predict_rows(model, X: pd.DataFrame, history: pd.DataFrame | None, observed
     """Predictions for ``X`` and, for an ensemble, its interval bounds (else an empty dict).
 
     ``history`` (raw inputs, like ``X``) goes through the model's scalers: a pipeline
-    would pass it to its last step untransformed. ``observed`` (discharge of the history
-    days, then of the rows of ``X``; NaN where unknown) makes the band adaptive: each
-    row's band adapts to the observations of the days before it.
+    would pass it to its last step untransformed. ``observed`` (the discharge of the
+    history days, then of the rows of ``X``; NaN where unknown) makes the band adaptive:
+    each row's band adapts to the observations of the days before it.
     """
     steps = getattr(model, "steps", None)
     ensemble = final_ensemble(model)
@@ -515,36 +518,38 @@ def _predict_rows(model, X: pd.DataFrame, history: pd.DataFrame | None, observed
         X = scalers.transform(X)
         history = None if history is None else scalers.transform(history)
     context = {} if history is None else {"history": history}
-    pred = final.predict(X, **context)
     if ensemble is None:
-        return pred, {}
+        return final.predict(X, **context), {}
     if observed is None:
         lower, upper = ensemble.predict_interval(X, COVERAGE, **context)
-        return pred, {"lower": lower, "upper": upper}
-    # The history days are predicted too, and the band runs through them into X.
-    both = pd.concat([history, X]) if isinstance(X, pd.DataFrame) else np.concatenate(
-        [history, X])
-    lower, upper = ensemble.predict_interval(both, COVERAGE, observed=observed)
+        return ensemble.predict(X, **context), {"lower": lower, "upper": upper}
+    # The history days are predicted too (the band runs through them into X); the
+    # same windows give the predictions of X.
     n = len(X)
-    return pred, {"lower": lower[-n:], "upper": upper[-n:]}
+    if history is not None:
+        X = pd.concat([history, X]) if isinstance(X, pd.DataFrame) else np.concatenate(
+            [history, X])
+    pred = ensemble.predict(X)
+    lower, upper = ensemble.predict_interval(X, COVERAGE, observed=observed)
+    return pred[-n:], {"lower": lower[-n:], "upper": upper[-n:]}
 
 
 def _observed_days(history_y, y, n_rows: int, n_outputs: int, lookback: int):
-    """The discharge of the history days and of the table (NaN where unknown), or None
-    when the history has no usable observation.
+    """The discharge of the history days (if any) and of the table, NaN where unknown;
+    None when no day is observed.
 
     The first ``lookback - 1`` history days are predicted from padding: their
     observations would judge the padding, not the model, and are left out.
     """
-    if history_y is None:
-        return None
-    before = np.asarray(history_y, dtype=float).reshape(len(history_y), -1).copy()
-    before[: lookback - 1] = np.nan
-    if not np.isfinite(before).any():
-        return None
-    after = (np.full((n_rows, n_outputs), np.nan) if y is None
-             else np.asarray(y, dtype=float).reshape(n_rows, -1))
-    return np.concatenate([before, after])
+    parts = []
+    if history_y is not None:
+        before = np.asarray(history_y, dtype=float).reshape(len(history_y), -1).copy()
+        before[: lookback - 1] = np.nan
+        parts.append(before)
+    parts.append(np.full((n_rows, n_outputs), np.nan) if y is None
+                 else np.asarray(y, dtype=float).reshape(n_rows, -1))
+    observed = np.concatenate(parts)
+    return observed if np.isfinite(observed).any() else None
 
 
 def _padding_warning(est, X: pd.DataFrame, history: pd.DataFrame | None) -> str | None:
@@ -623,13 +628,14 @@ def _predict(args) -> int:
         print("observed: none (the table has no target column)")
     if ensemble is not None:
         if observed is None:
-            print(f"band: {COVERAGE:.0%}, fixed (calibrated on "
-                  f"{CALIBRATION_WINDOWS[ensemble.calibration]})")
+            why = " (no observed discharge to adapt to)" if args.band == "adaptive" else ""
+            print(f"band: {COVERAGE:.0%}, fixed, calibrated on "
+                  f"{CALIBRATION_WINDOWS[ensemble.calibration]}{why}")
         else:
-            seen = int(np.isfinite(observed[:-len(X)]).any(axis=1).sum())
+            seen = int(np.isfinite(observed).any(axis=1).sum())
             print(f"band: {COVERAGE:.0%}, adaptive: each day's band adapts to the observed "
-                  f"discharge of the days before it ({seen} observed history days, then "
-                  f"the table's; rate {ADAPT_RATE:g})")
+                  f"discharge of the days before it ({seen} observed days in the history "
+                  f"and the table; rate {ADAPT_RATE:g})")
     print(f"{len(frame)} predictions ({_span(X.index)}) written to {out}")
     observed = np.asarray(y, dtype=float) if y is not None else np.empty(0)
     if np.isfinite(observed).sum() >= 2:

@@ -35,6 +35,7 @@ __all__ = [
     "REPORTED_COVERAGES",
     "adaptive_levels",
     "check_coverage",
+    "check_rate",
     "conformal_quantile",
     "interval_coverage",
     "score_quantiles",
@@ -55,6 +56,13 @@ def check_coverage(coverage) -> float:
     if isinstance(coverage, bool) or not (isinstance(coverage, Real) and 0 < coverage < 1):
         raise ValueError(f"coverage must lie in (0, 1), got {coverage!r}")
     return float(coverage)
+
+
+def check_rate(rate) -> float:
+    """``rate`` as a positive float, or a ValueError that names it."""
+    if isinstance(rate, bool) or not (isinstance(rate, Real) and rate > 0):
+        raise ValueError(f"rate must be a positive number, got {rate!r}")
+    return float(rate)
 
 
 def conformal_quantile(scores: np.ndarray, level: float) -> float:
@@ -143,9 +151,7 @@ def adaptive_levels(
     miscoverage : ndarray of shape (n_days, n_outputs)
         ``a_t``, the miscoverage each day's interval was built for.
     """
-    coverage = check_coverage(coverage)
-    if isinstance(rate, bool) or not (isinstance(rate, Real) and rate > 0):
-        raise ValueError(f"rate must be a positive number, got {rate!r}")
+    coverage, rate = check_coverage(coverage), check_rate(rate)
     target = 1.0 - coverage
     columns = _finite_columns(calibration)
     n_days, n_outputs = new_scores.shape

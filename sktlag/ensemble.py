@@ -22,14 +22,23 @@ Where the scores come from is the ``calibration`` parameter:
 
 - ``"validation"``: the validation windows above (split-conformal);
 - ``"blocks"``: also the training part of the fit period, cut into one block per
-  member; member ``m`` never trains on block ``m`` (its targets are masked), so its
-  predictions there are out-of-sample, as in the out-of-bag scores of EnbPI (Xu and Xie
-  2021, ICML). The scores then span every season and year of the fit period instead
-  of its last stretch, at the price of each member training on ``1 / n_members`` less.
+  member; member ``m`` never trains on the targets of block ``m`` (they are masked), so
+  its predictions there are out of sample, in the spirit of the out-of-bag scores of
+  EnbPI (Xu and Xie 2021, ICML), which average every model that did not see a day; here
+  one member did not. The scores then span every season and year of the fit period
+  instead of its last stretch, at the price of each member training on
+  ``1 / n_members`` fewer windows. A block score is one member's residual in the
+  ensemble's scale, around the ensemble's mean at prediction time: one member errs
+  more than the mean, so these scores lean wide. The windows next to a block share
+  input days with it (no gap is left): only its targets are unseen.
 
 When observations arrive after the predictions (forecasting), ``observed`` in
-:meth:`~sktlag.TLAGEnsemble.predict_interval` adapts the band to them by adaptive
-conformal inference (:func:`sktlag.conformal.adaptive_levels`).
+:meth:`~sktlag.TLAGEnsemble.predict_interval` adapts the band to them
+(:func:`sktlag.conformal.adaptive_levels`): each observed day's score replaces the
+oldest in the pool (as many as there are calibration scores: about a fifth of the fit
+period's days with ``"validation"``, nearly all of them with ``"blocks"``, which
+therefore learns a new period more slowly), and the miscoverage follows adaptive
+conformal inference. With ``groups``, every series adapts on its own.
 
 The same scores define a predictive distribution (``mean + u * r_j`` over all scores
 ``r_j``), which :meth:`~sktlag.TLAGEnsemble.score_intervals` scores with the CRPS of the
@@ -55,11 +64,18 @@ from .conformal import (
     REPORTED_COVERAGES,
     adaptive_levels,
     check_coverage,
+    check_rate,
     interval_coverage,
     score_quantiles,
 )
-from .estimator import SeriesRegressorMixin, TLAGRegressor, final_regressor, final_step
-from .windows import fit_split
+from .estimator import (
+    SeriesRegressorMixin,
+    TLAGRegressor,
+    _check_finite,
+    final_regressor,
+    final_step,
+)
+from .windows import fit_split, group_starts
 
 __all__ = ["TLAGEnsemble"]
 
@@ -120,8 +136,9 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     spread_offset_ : ndarray of shape (n_outputs,)
         The mean spread added to the members' standard deviation in the scale ``u``.
     high_flow_threshold_ : ndarray of shape (n_outputs,)
-        The fit period's 90th percentile of each output: days above it are the high
-        flows :meth:`score_intervals` scores on their own.
+        The fit period's 90th percentile of each output (over every series when fitted
+        with ``groups``): days above it are the high flows :meth:`score_intervals`
+        scores on their own.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Defined when ``X`` has string column names.
@@ -204,6 +221,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             raise ValueError("calibration='blocks' needs n_members >= 2 (one member "
                              "has no block it did not train on)")
         y2 = _as_2d(y)
+        # The members mask their blocks: NaN the template would reject must not pass.
+        _check_finite(y2, "y", None, allow_nan=members[0].missing_target == "mask")
         lookback = members[0].lookback
         train, valid = fit_split(y2, lookback, members[0].validation_fraction)
         blocks = np.array_split(train, self.n_members)
@@ -224,14 +243,6 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                                                     validation_fraction=fraction))
             targets.append(target if np.ndim(y) == 2 else target.ravel())
         return masked_members, targets, blocks
-    def __setstate__(self, state):
-        # Ensembles saved before 0.3 calibrated on validation windows only and kept no
-        # high-flow threshold: their high flows cannot be told apart.
-        state.setdefault("calibration", "validation")
-        if "calibration_scores_" in state and "high_flow_threshold_" not in state:
-            state["high_flow_threshold_"] = np.full(state["calibration_scores_"].shape[1], np.nan)
-        super().__setstate__(state)
-
     def _template(self) -> TLAGRegressor:
         template = TLAGRegressor() if self.estimator is None else self.estimator
         if not isinstance(template, TLAGRegressor):
@@ -266,6 +277,14 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         # residuals.
         offset = np.where(self.spread_offset_ > 0, self.spread_offset_, 1.0)
         return std + offset
+
+    def __setstate__(self, state):
+        # Ensembles saved before 0.3 calibrated on validation windows only and kept no
+        # high-flow threshold: their high flows cannot be told apart.
+        state.setdefault("calibration", "validation")
+        if "calibration_scores_" in state and "high_flow_threshold_" not in state:
+            state["high_flow_threshold_"] = np.full(state["calibration_scores_"].shape[1], np.nan)
+        super().__setstate__(state)
 
     # ------------------------------------------------------------------ prediction
     def _member_predictions(self, X, **kwargs):
@@ -323,22 +342,29 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         -------
         lower, upper : ndarray of shape (n_rows,) or (n_rows, n_outputs)
         """
-        coverage = check_coverage(coverage)
+        coverage, adapt_rate = check_coverage(coverage), check_rate(adapt_rate)
         mean, scale, shape = self._mean_and_scale(X, groups=groups, history=history)
-        low, high = self._bounds(mean, scale, coverage, observed, adapt_rate)
+        low, high = self._bounds(mean, scale, coverage, observed, adapt_rate, groups)
         return shape(low), shape(high)
 
-    def _bounds(self, mean, scale, coverage, observed=None, adapt_rate=ADAPT_RATE):
-        """The band around ``mean`` in units of ``scale``: fixed, or adapted to ``observed``."""
+    def _bounds(self, mean, scale, coverage, observed=None, adapt_rate=ADAPT_RATE,
+                groups=None):
+        """The band around ``mean`` in units of ``scale``: fixed, or adapted to ``observed``
+        (every group on its own)."""
         if observed is None:
             low, high = score_quantiles(self.calibration_scores_, coverage)
-        else:
-            observed = _as_2d(observed)
-            if observed.shape != mean.shape:
-                raise ValueError(f"observed has shape {observed.shape}, the predictions "
-                                 f"{mean.shape}: one value per row and output")
-            low, high, _ = adaptive_levels(self.calibration_scores_, (observed - mean) / scale,
-                                           coverage, adapt_rate)
+            return mean + scale * low, mean + scale * high
+        observed = _as_2d(observed)
+        if observed.shape != mean.shape:
+            raise ValueError(f"observed has shape {observed.shape}, the predictions "
+                             f"{mean.shape}: one value per row and output")
+        scores = (observed - mean) / scale
+        low, high = np.empty_like(mean), np.empty_like(mean)
+        starts = np.unique(group_starts(None if groups is None else np.asarray(groups),
+                                        len(mean)))
+        for rows in np.split(np.arange(len(mean)), starts[1:]):
+            low[rows], high[rows], _ = adaptive_levels(
+                self.calibration_scores_, scores[rows], coverage, adapt_rate)
         return mean + scale * low, mean + scale * high
 
     def _mean_and_scale(self, X, **kwargs):
@@ -389,12 +415,12 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         # Imported here: it takes seconds to import, and only this method needs it.
         import scoringrules
 
-        coverage = check_coverage(coverage)
+        coverage, adapt_rate = check_coverage(coverage), check_rate(adapt_rate)
         # The members predict once for every band and the samples.
         mean, scale, _ = self._mean_and_scale(X, groups=groups, history=history)
         y2 = _as_2d(y)
         observed = y2 if adaptive else None
-        bands = {c: self._bounds(mean, scale, c, observed, adapt_rate)
+        bands = {c: self._bounds(mean, scale, c, observed, adapt_rate, groups)
                  for c in sorted({coverage, *coverages})}
         samples = self._samples(mean, scale)
         outputs = []

@@ -385,9 +385,15 @@ def fit_periods(model, y_train, groups=None) -> dict[str, np.ndarray]:
     The split is the estimator's own (:func:`sktlag.windows.fit_split`: chronological
     within each group, the last ``validation_fraction`` of the windows with an observed
     target validate, after a gap of ``lookback - 1`` windows). Pass the ``groups``
-    given to ``fit``, if any.
+    given to ``fit``, if any. For an ensemble, the split of its member template: every
+    member validates on it (with ``calibration="blocks"`` each member also leaves out
+    a block of the training rows).
     """
-    est = final_regressor(model)
+    ensemble = final_ensemble(model)
+    if ensemble is None:
+        est = final_regressor(model)
+    else:
+        est = TLAGRegressor() if ensemble.estimator is None else ensemble.estimator
     y2 = np.asarray(y_train, dtype=float).reshape(len(y_train), -1)
     groups = None if groups is None else np.asarray(groups)
     train, valid = fit_split(y2, est.lookback, est.validation_fraction, groups)
@@ -508,7 +514,6 @@ def write_artifacts(
     FileExistsError
         If ``out_dir`` is a non-empty directory and ``overwrite`` is False, or a file.
     """
-    est = members_of(model)[0]
     ensemble = final_ensemble(model)
     out_dir = check_output_dir(out_dir, overwrite)
     if (X_test is None) != (y_test is None) or (X_train is None) != (y_train is None):
@@ -529,7 +534,7 @@ def write_artifacts(
             obs = np.asarray(y_train, dtype=float)
             train_dates = _dates_of(X_train, y_train)
             names = output_names(y_train, obs.reshape(len(obs), -1).shape[1])
-            for period, rows in fit_periods(est, y_train).items():
+            for period, rows in fit_periods(model, y_train).items():
                 periods[period] = (obs[rows], pred[rows],
                                    None if train_dates is None else train_dates[rows])
         intervals, band = {}, {}
@@ -546,9 +551,9 @@ def write_artifacts(
                 band = {"lower": lower, "upper": upper}
                 if np.isfinite(np.asarray(y_test, dtype=float)).sum() >= 1:
                     intervals["test"] = {
-                        band: ensemble.score_intervals(X_final, y_test, coverage,
-                                                       adaptive=band == "adaptive")
-                        for band in ("fixed", "adaptive")
+                        method: ensemble.score_intervals(X_final, y_test, coverage,
+                                                         adaptive=method == "adaptive")
+                        for method in ("fixed", "adaptive")
                     }
             _write_figure(plot_prediction(y_test, test_pred, test_dates, names=names,
                                           ylabel="discharge", coverage=coverage, unit=unit,

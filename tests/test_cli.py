@@ -414,7 +414,7 @@ def test_run_without_a_clear_target_asks_for_target(tmp_path, columns, fragments
 MODEL = "adaptive_lstm_model.pth"
 
 
-def table_rows(path: Path, rows: slice) -> pd.DataFrame:
+def table_rows(rows: slice) -> pd.DataFrame:
     """The feature columns of ``rows`` of the Lahn data, as the model reads them."""
     frame = load_lahn(as_frame=True).frame.iloc[rows]
     return frame[[c for c in frame.columns if c.startswith(("p_", "t_"))]]
@@ -634,7 +634,7 @@ def test_run_with_members_writes_intervals(ensemble_run):
     assert scores["mean_width"] == pytest.approx((table["upper"] - table["lower"]).mean())
     assert list(scores["levels"]) == ["0.5", "0.8", "0.9", "0.95"]
     # The adaptive band of the test days: each day adapts to the observations before it.
-    X_test = model[:-1].transform(table_rows(ensemble_run["table"], slice(N_FIT, N_ROWS)))
+    X_test = model[:-1].transform(table_rows(slice(N_FIT, N_ROWS)))
     lower, upper = ensemble.predict_interval(X_test, 0.9, observed=table["observed"])
     adaptive = intervals["bands"]["adaptive"]["q_kalkofen"]
     assert adaptive["coverage"] == pytest.approx(
@@ -667,11 +667,11 @@ def test_predict_adapts_an_ensembles_band_to_observed_history(ensemble_run, tmp_
                                          "--band", band])
         assert code == 0, stderr
         assert f"band: 90%, {band}" in stdout
-    assert "adapts to the observed discharge of the days before it (56 observed history" \
+    assert "adapts to the observed discharge of the days before it (56 observed days" \
         in run_main(["predict", ensemble_run["out"] / MODEL, future, "--history", history,
                      "--out", tmp_path / "again.csv"])[1]
     model = load_model(ensemble_run["out"] / MODEL)
-    both = model[:-1].transform(table_rows(ensemble_run["table"], slice(start - 60, N_ROWS)))
+    both = model[:-1].transform(table_rows(slice(start - 60, N_ROWS)))
     observed = np.r_[load_lahn(as_frame=True).frame["q_kalkofen"].to_numpy()[start - 60:start],
                      np.full(N_ROWS - start, np.nan)]
     observed[:4] = np.nan  # the first lookback - 1 history days read padding
@@ -682,6 +682,22 @@ def test_predict_adapts_an_ensembles_band_to_observed_history(ensemble_run, tmp_
     # The same predictions; the band moved with what the history days showed.
     np.testing.assert_allclose(adaptive["predicted"], fixed["predicted"], rtol=1e-12)
     assert not np.allclose(adaptive["upper"] - adaptive["lower"], fixed["upper"] - fixed["lower"])
+
+
+def test_predict_adapts_the_band_to_the_tables_own_observations(ensemble_run, tmp_path):
+    table = feature_table(tmp_path / "days.csv", slice(N_FIT, N_ROWS), target="q_kalkofen")
+    out = tmp_path / "days_out.csv"
+    code, stdout, stderr = run_main(["predict", ensemble_run["out"] / MODEL, table,
+                                     "--out", out])
+    assert code == 0, stderr
+    assert f"({N_ROWS - N_FIT} observed days in the history and the table" in stdout
+    model = load_model(ensemble_run["out"] / MODEL)
+    observed = load_lahn(as_frame=True).frame["q_kalkofen"].to_numpy()[N_FIT:N_ROWS]
+    lower, upper = model[-1].predict_interval(model[:-1].transform(
+        table_rows(slice(N_FIT, N_ROWS))), 0.9, observed=observed)
+    written = pd.read_csv(out, index_col="date")
+    np.testing.assert_allclose(written["lower"], lower, rtol=1e-10)
+    np.testing.assert_allclose(written["upper"], upper, rtol=1e-10)
 
 
 def test_criterion_and_threshold_options_set_the_growth_rule():

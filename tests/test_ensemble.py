@@ -278,6 +278,7 @@ def test_the_adaptive_band_of_a_day_reads_only_earlier_observations(fitted):
     changed[60] += 100.0
     lower2, upper2 = ens.predict_interval(X[300:], 0.9, observed=changed, adapt_rate=0.05)
     np.testing.assert_array_equal(lower[:61], lower2[:61])
+    np.testing.assert_array_equal(upper[:61], upper2[:61])
     assert not np.array_equal(upper[61:], upper2[61:])
     scores = ens.score_intervals(X[300:], y[300:], adaptive=True, adapt_rate=0.05)
     inside = (y[300:] >= lower) & (y[300:] <= upper)
@@ -337,6 +338,53 @@ def test_block_calibration_scores_every_member_out_of_sample():
     with pytest.raises(ValueError, match="needs n_members >= 2"):
         TLAGEnsemble(TLAGRegressor(**TINY), n_members=1, calibration="blocks").fit(
             X[:300], y[:300])
+    # The artifacts' periods are the plain split every member validates on.
+    from sktlag.report import fit_periods
+
+    periods = fit_periods(ens, y[:300])
+    np.testing.assert_array_equal(periods["validation"], plain_valid)
+    np.testing.assert_array_equal(periods["train"], plain_train)
+
+
+def test_block_calibration_keeps_the_templates_rule_on_missing_targets():
+    X, y = make_series(n_rows=300)
+    y = y.copy()
+    y[40] = np.nan
+    with pytest.raises(ValueError, match="y contains NaN at row 40"):
+        TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, calibration="blocks").fit(X, y)
+    ens = TLAGEnsemble(TLAGRegressor(**TINY, missing_target="mask"), n_members=2,
+                       calibration="blocks", random_state=0).fit(X, y)
+    # The unobserved day has no window; every other training window has a score, and
+    # each member masked its block on top of the missing day.
+    from sktlag.windows import fit_split
+
+    train, valid = fit_split(y[:, None], TINY["lookback"], TLAGRegressor().validation_fraction)
+    assert 40 not in train and len(ens.calibration_scores_) == len(train) + len(valid)
+    assert not np.isnan(ens.calibration_scores_).any()
+    blocks = np.array_split(train, 2)
+    assert [m.n_masked_targets_ for m in ens.estimators_] == [len(b) + 1 for b in blocks]
+
+
+def test_adaptive_band_runs_per_output_and_per_series():
+    X, y = make_series(n_rows=320, n_outputs=2)
+    groups = np.repeat([0, 1], 160)
+    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, random_state=0).fit(
+        X, y, groups=groups)
+    mean = ens.predict(X, groups=groups)
+    lower, upper = ens.predict_interval(X, 0.8, groups=groups, observed=y, adapt_rate=0.1)
+    assert lower.shape == (320, 2)
+    # Each series starts afresh: the second one's band equals that of the series alone.
+    alone = ens.predict_interval(X[160:], 0.8, groups=groups[160:], observed=y[160:],
+                                 adapt_rate=0.1)
+    np.testing.assert_allclose(lower[160:], alone[0])
+    np.testing.assert_allclose(upper[160:], alone[1])
+    # And each output adapts to its own observations.
+    changed = y.copy()
+    changed[:150, 1] += 50.0
+    lower2, _ = ens.predict_interval(X, 0.8, groups=groups, observed=changed, adapt_rate=0.1)
+    np.testing.assert_array_equal(lower2[:, 0], lower[:, 0])
+    assert not np.array_equal(lower2[:160, 1], lower[:160, 1])
+    assert np.all(np.isfinite(mean))
 
 
 def test_an_ensemble_saved_before_block_calibration_still_loads(fitted):
