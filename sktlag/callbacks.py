@@ -612,31 +612,24 @@ class TopologicalGrowth(Callback):
             self._end_training = True
             return
         if net.history[-1][EPOCH] - self.first_epoch_ + 1 >= net.max_epochs:
-            return  # the epoch budget ends here: a new layer could not be trained
+            # The epoch budget ends here: a new layer could not be trained, but the
+            # validation rule can still judge the last grown architecture, so the
+            # record says whether deeper stopped helping (the architecture competes for
+            # the run's best when training ends, as always).
+            score = self.checkpoint.architecture_score(net)
+            decision = self._validation_rule(net, score, self.checkpoint.best_arch_score_)
+            if decision is not None:
+                self._stop(net, decision, score, net.module_.num_layers)
+            return
         # Where training may go on after the decision, it goes on from here.
         current = _finite_state(net.module_) if self.plateau.at_cap_only_ else None
         self.checkpoint.restore_architecture_best(net)
         best_before = self.checkpoint.best_arch_score_
         score = self.checkpoint.close_architecture(net)
-        depth = net.module_.num_layers
-        grown = bool(self.decisions_) and self.decisions_[-1]["rule"] == INSERTED
-        # min_improvement = -inf switches the rule off (also when scores are -inf).
-        validating = grown and self.min_improvement != -math.inf
-        if validating and not score > best_before + self.min_improvement:
-            decision = GrowthDecision(
-                derivatives=[], position=None, inserted=False, rule="validation",
-                reason=(
-                    f"validation: {depth} layers reached {score:.4f}, not more than "
-                    f"{self.min_improvement:g} above the best {best_before:.4f}"
-                ),
-            )
-        else:
-            decision = self._decide(net)
-        entry = {EPOCH: net.history[-1][EPOCH], "n_layers_before": depth,
-                 "architecture_score": score}
-        entry.update(decision.as_dict())
-        self.decisions_.append(entry)
+        depth = net.module_.num_layers  # before a decision inserts a layer
+        decision = self._validation_rule(net, score, best_before) or self._decide(net)
         if decision.inserted:
+            self._record(net, decision, score, depth)
             net.history.record(LAYER_ADDED, decision.position)
             self.checkpoint.reset_architecture(net)
             self.plateau.reset_architecture()
@@ -645,13 +638,8 @@ class TopologicalGrowth(Callback):
                 net.optimizer_.add_param_group({"params": list(layer.parameters())})
             else:
                 net.initialize_optimizer()
-            if self.sink is not None:
-                self.sink(describe_decision(entry))
             return
-        self.stopped_ = True
-        net.history.record(GROWTH_STOPPED, decision.reason)
-        if self.sink is not None:
-            self.sink(describe_decision(entry))
+        self._stop(net, decision, score, depth)
         if current is None:
             self._end_training = True
             return
@@ -660,6 +648,34 @@ class TopologicalGrowth(Callback):
         # training continues as if the cap had never been.
         net.module_.load_state_dict(current)
         self.plateau.lift_cap()
+
+    def _validation_rule(self, net, score: float, best_before: float):
+        """The decision that ends growth when the last grown architecture did not beat
+        the best before it by ``min_improvement``; None otherwise."""
+        grown = bool(self.decisions_) and self.decisions_[-1]["rule"] == INSERTED
+        # min_improvement = -inf switches the rule off (also when scores are -inf).
+        if not grown or self.min_improvement == -math.inf:
+            return None
+        if score > best_before + self.min_improvement:
+            return None
+        return GrowthDecision(
+            derivatives=[], position=None, inserted=False, rule="validation",
+            reason=(f"validation: {net.module_.num_layers} layers reached {score:.4f}, not "
+                    f"more than {self.min_improvement:g} above the best {best_before:.4f}"),
+        )
+
+    def _record(self, net, decision: GrowthDecision, score: float, depth: int) -> None:
+        entry = {EPOCH: net.history[-1][EPOCH], "n_layers_before": depth,
+                 "architecture_score": score}
+        entry.update(decision.as_dict())
+        self.decisions_.append(entry)
+        if self.sink is not None:
+            self.sink(describe_decision(entry))
+
+    def _stop(self, net, decision: GrowthDecision, score: float, depth: int) -> None:
+        self._record(net, decision, score, depth)
+        self.stopped_ = True
+        net.history.record(GROWTH_STOPPED, decision.reason)
 
     def _decide(self, net) -> GrowthDecision:
         X, y = self.sample()

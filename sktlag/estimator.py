@@ -361,8 +361,9 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     growth_stop_rule_ : str
         What ended growth: a rule (``"validation"``, ``"threshold"``, ``"max_layers"``,
         ``"not_computable"``; training then ends at the current architecture's plateau
-        or ``max_epochs``), ``"max_epochs"`` (the epoch budget ran out while growth
-        could go on) or ``"interrupted"``.
+        or ``max_epochs``; ``"validation"`` also when the architecture that ends with
+        the budget did not beat the best before it), ``"max_epochs"`` (the epoch budget
+        ran out while growth could go on) or ``"interrupted"``.
     n_threads_ : int
         Torch CPU threads the last ``fit`` ran on (``n_threads`` or torch's own count).
     interrupted_ : bool

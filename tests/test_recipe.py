@@ -255,6 +255,33 @@ def test_validation_rule_ends_growth_without_computing_derivatives(data):
     assert est.n_layers_ == est.growth_history_[int(np.argmax(scores))]["n_layers"]
 
 
+@pytest.mark.parametrize(("min_improvement", "rule"), [(1.0, "validation"),
+                                                       (-np.inf, "max_epochs")])
+def test_the_validation_rule_judges_the_architecture_that_ends_with_the_budget(
+        data, min_improvement, rule):
+    # Both architectures train to their cap, the second's cap being the last epoch of
+    # the budget: no layer can follow, but whether depth helped is still judged.
+    X, y = data
+    cap = FAST["max_epochs_per_layer"]
+    params = {**FAST, "max_epochs": 2 * cap, "patience": 50, "max_layers": 3}
+    est = TLAGRegressor(**params, min_improvement=min_improvement,
+                        topo_derivative_threshold=0.0, random_state=0).fit(X, y)
+    dh = est.derivative_history_
+    assert len(est.history_) == 2 * cap and est.growth_stop_rule_ == rule
+    assert list(dh["rule"]) == ["inserted", "validation"][: 2 if rule == "validation" else 1]
+    if rule == "validation":
+        last = dh.iloc[-1]
+        assert last["epoch"] == 2 * cap and last["n_layers_before"] == 2
+        assert last["n_hvp"] == 0 and not last["inserted"]
+        assert last["architecture_score"] == pytest.approx(
+            est.growth_history_[1]["best_valid_nse_ma"])
+    # Judging changes nothing that was fitted: the same run without the rule predicts
+    # the same.
+    plain = TLAGRegressor(**params, min_improvement=-np.inf, topo_derivative_threshold=0.0,
+                          random_state=0).fit(X, y)
+    np.testing.assert_array_equal(est.predict(X), plain.predict(X))
+
+
 def test_without_validation_rule_growth_reaches_max_layers(data):
     X, y = data
     params = {**FAST, "max_epochs": 20, "max_layers": 3}
