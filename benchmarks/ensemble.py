@@ -197,6 +197,14 @@ def interval_job(job: dict) -> dict:
     for rate in job["rates"]:
         methods[f"adaptive-{rate:g}"] = ensemble.score_intervals(
             test, y[n:], history=history, adaptive=True, adapt_rate=rate)
+    if job.get("save_predictions"):
+        # Everything a new band needs, to be scored without refitting.
+        members = np.stack([m.predict(X) for m in ensemble.estimators_])
+        name = f"{job['basin']}_{job['seed']}_{job['calibration']}.npz"
+        np.savez_compressed(
+            Path(job["save_predictions"]) / name, members=members, y=y, n_fit=n,
+            scores=ensemble.calibration_scores_[:, 0], spread_offset=ensemble.spread_offset_,
+            threshold=ensemble.high_flow_threshold_)
     return {
         **{k: job[k] for k in ("basin", "seed", "calibration", "members")},
         "years": len(X) / _basins.DAYS_PER_YEAR,
@@ -291,6 +299,7 @@ def run_intervals(args) -> None:
     # Seed-major: every basin and calibration gets a seed before any gets the next.
     jobs = [{"basin": b, "seed": s, "calibration": c, "members": members,
              "rates": list(args.rates), "quick": args.quick,
+             "save_predictions": str(args.out) if args.save_predictions else None,
              "rows": 600 if args.quick else None,
              "demo_path": str(args.data) if args.data else None}
             for s in seeds for b in names for c in args.calibrations
@@ -332,6 +341,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="steps of the adaptive band, with --intervals")
     parser.add_argument("--resume", action="store_true",
                         help="with --intervals: skip ensembles already in intervals_jobs.jsonl")
+    parser.add_argument("--save-predictions", action="store_true",
+                        help="with --intervals: also write every member's predictions and "
+                        "the calibration scores of each ensemble (<basin>_<seed>_<calibration>"
+                        ".npz in --out), to score other bands without refitting")
     parser.add_argument("--records", type=Path, nargs="+", default=None,
                         help="print the tables of earlier runs' JSON instead of running (a "
                         "later file replaces an earlier run of the same basin and processes)")
