@@ -45,7 +45,7 @@ __all__ = [
 REPORTED_COVERAGES = (0.5, 0.8, 0.9, 0.95)
 
 #: Step of the adaptive band's miscoverage per observed day (:func:`adaptive_levels`).
-ADAPT_RATE = 0.02
+ADAPT_RATE = 0.05
 
 #: High flows are the days above this quantile of the fit period's discharge.
 HIGH_FLOW_QUANTILE = 0.9

@@ -335,7 +335,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             Observations that arrive after each row's prediction (NaN: none). The band
             of row ``t`` then adapts to the observations of the rows before it, by
             adaptive conformal inference (:func:`sktlag.conformal.adaptive_levels`).
-        adapt_rate : float, default=0.02
+        adapt_rate : float, default=0.05
             Step of the adaptive band's miscoverage per observed row.
 
         Returns

@@ -237,3 +237,19 @@ def test_the_batch_size_study_compares_auto_with_every_batch_size(tmp_path):
     picked = row[f"NSE at {row['auto picks']}"]
     assert row["best - auto"] == pytest.approx(max(row["NSE at 16"], row["NSE at 32"]) - picked)
     assert "batch_size='auto' against the best batch size" in done.stdout
+
+
+def test_interval_study_scores_every_band_and_replays_its_records(tmp_path):
+    run_script("ensemble.py", "--intervals", "--quick", "--basins", "lahn_kalkofen_last3y",
+               "--rates", "0.05", "--out", tmp_path, timeout=600)
+    runs = json.loads((tmp_path / "intervals.json").read_text())["results"]["runs"]
+    assert sorted(r["calibration"] for r in runs) == ["blocks", "validation"]
+    for run in runs:
+        assert set(run["methods"]) == {"fixed", "adaptive-0.05"}
+        fixed = run["methods"]["fixed"]
+        assert list(fixed["levels"]) == ["0.5", "0.8", "0.9", "0.95"]
+        assert fixed["coverage"] == fixed["levels"]["0.9"]["coverage"]
+    replay = run_script("ensemble.py", "--intervals", "--records",
+                        tmp_path / "intervals_jobs.jsonl", "--out", tmp_path / "replay").stdout
+    assert "| validation fixed | 1 |" in replay and "| blocks adaptive-0.05 | 1 |" in replay
+    assert "Ensemble NSE with calibration='blocks' minus with 'validation'" in replay

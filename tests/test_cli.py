@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from sktlag import cli
+from sktlag.conformal import ADAPT_RATE
 from sktlag.datasets import load_lahn
 from sktlag.io import read_table
 from sktlag.persistence import load_model
@@ -617,7 +618,8 @@ def test_run_with_members_writes_intervals(ensemble_run):
     stdout = ensemble_run["stdout"]
     assert "member 2:" in stdout
     assert "fixed band (calibrated on the validation windows):" in stdout
-    assert "adaptive band (each day adapts to the observations before it, rate 0.02):" in stdout
+    assert (f"adaptive band (each day adapts to the observations before it, rate "
+            f"{ADAPT_RATE:g}):") in stdout
     assert re.search(r"q_kalkofen +90% coverage [\d.]+% \(high flows ([\d.]+%|n/a)\), width "
                      r"[\d.]+ test std, CRPS [\d.e+-]+; coverage at 50/80/90/95 %: ", stdout)
     table = pd.read_excel(out / "predictions.xlsx", index_col="date")
@@ -628,7 +630,7 @@ def test_run_with_members_writes_intervals(ensemble_run):
     inside = (table["observed"] >= table["lower"]) & (table["observed"] <= table["upper"])
     metrics = json.loads((out / "metrics.json").read_text())
     intervals = metrics["periods"]["test"]["intervals"]
-    assert intervals["calibration"] == "validation" and intervals["adapt_rate"] == 0.02
+    assert intervals["calibration"] == "validation" and intervals["adapt_rate"] == ADAPT_RATE
     scores = intervals["bands"]["fixed"]["q_kalkofen"]
     assert scores["coverage"] == pytest.approx(inside.mean())
     assert scores["mean_width"] == pytest.approx((table["upper"] - table["lower"]).mean())
