@@ -259,7 +259,7 @@ def replayable(run: dict[str, Any], criterion: str) -> bool:
 
 def replay(run: dict[str, Any], threshold: float, margin: float, select: str,
            criterion: str = "relative", trained_on: dict[str, Any] | None = None,
-           ) -> dict[str, Any]:
+           cap: int | None = None) -> dict[str, Any]:
     """What a growing run would have returned under other stop rules and selection.
 
     ``threshold`` applies to the largest value of a decision under ``criterion``
@@ -297,9 +297,12 @@ def replay(run: dict[str, Any], threshold: float, margin: float, select: str,
         if nxt not in archs:
             break
         visited.append(nxt)
-        if not any(d["n_layers_before"] == nxt for d in run["decisions"]):
-            break  # the budget ended it before a decision judged it
         score = archs[nxt]["best_valid_ma"]
+        if not any(d["n_layers_before"] == nxt for d in run["decisions"]):
+            # The budget ended it before a decision; at its cap it is judged all the same.
+            if cap is not None and archs[nxt]["epochs"] >= cap and not score > best_ma + margin:
+                stop = "validation"
+            break
         if not score > best_ma + margin:
             stop = "validation"
             break
@@ -354,18 +357,22 @@ HOLDOUT_THRESHOLD = 2.0
 
 
 def basin_table(results, max_layers: int,
-                rules: tuple[float, float, str, str] | None = None) -> list[dict[str, Any]]:
+                rules: tuple[float, float, str, str] | None = None,
+                cap: int | None = None) -> list[dict[str, Any]]:
     """Per basin: growth replayed under ``rules`` (threshold, margin, selection,
     criterion; default: the package defaults) on the criterion's recording variant,
     against the validation pick and the best of the fixed depths recorded for the same
     seeds. Where fewer than ``max_layers`` fixed depths were recorded, the pick is among
-    those (the ``fixed depths`` column) and the grid's time is not given."""
+    those (the ``fixed depths`` column) and the grid's time is not given. With ``cap``,
+    also how growth ends when the architecture the budget ends at its cap is judged
+    (see ``replay``)."""
     rules = rules or defaults_rules()
     variant = CRITERION_VARIANT[rules[3]]
     rows = []
     for basin in sorted({r["basin"] for r in results}):
         seeds = sorted({r["seed"] for r in _by(results, basin=basin)})
         growth, pick, oracle, ratio, share, replayed, one = [], [], [], [], [], [], []
+        judged = []
         depths = set()
         for seed in seeds:
             fixed = [r for k in range(1, max_layers + 1)
@@ -377,6 +384,9 @@ def basin_table(results, max_layers: int,
             if not out["exact"]:
                 continue
             replayed.append(out)
+            if cap is not None:
+                judged.append(replay(runs[0], *rules, trained_on=trained_on(results, runs[0]),
+                                     cap=cap)["stop"])
             depths.add(tuple(r["n_layers"] for r in fixed))
             growth.append(out["test_nse"])
             pick.append(max(fixed, key=lambda r: r["valid_nse"])["test_nse"])
@@ -404,6 +414,9 @@ def basin_table(results, max_layers: int,
             "depths": " ".join(str(r["n_layers"]) for r in replayed),
             "ended by": " ".join(r["stop"].replace("recorded run ended", "budget")
                                  for r in replayed),
+            **({"ended by, budget's last judged": " ".join(
+                stop.replace("recorded run ended", "budget") for stop in judged)}
+               if cap is not None else {}),
         })
     return rows
 
@@ -558,7 +571,7 @@ def _across(basins: list[dict[str, Any]]) -> str:
 def report(results, args, machine, seconds) -> None:
     names = list(variants(args.max_layers))
     overall = variant_table(results, names)
-    basins = basin_table(results, args.max_layers)
+    basins = basin_table(results, args.max_layers, cap=args.cap)
     _, margin, select, _ = defaults_rules()
     held_out_rules = (HOLDOUT_THRESHOLD, margin, select, "holdout")
     held_out = basin_table(results, args.max_layers, held_out_rules)
@@ -600,11 +613,19 @@ def main() -> None:
                         help="deepest fixed depth (default: the estimator's max_layers)")
     parser.add_argument("--replay", type=Path, nargs="+", default=None,
                         help="only analyse existing growth_jobs.jsonl records, taken together")
+    parser.add_argument("--cap", type=int, default=None,
+                        help="the recording's max_epochs_per_layer: the per-basin table "
+                        "then also says how growth ends when the architecture the budget "
+                        "ends at its cap is judged by the validation rule (default: the "
+                        "estimator's, or the quick settings')")
     args = parser.parse_args()
     from sktlag import TLAGRegressor
 
     if args.max_layers is None:
         args.max_layers = QUICK["max_layers"] if args.quick else TLAGRegressor().max_layers
+    if args.cap is None:
+        args.cap = (QUICK["max_epochs_per_layer"] if args.quick
+                    else TLAGRegressor().max_epochs_per_layer)
     machine = C.machine_info(args.threads)
     if args.replay is not None:
         results = load_records(args.replay)

@@ -163,6 +163,15 @@ def test_the_validation_rule_judges_only_architectures_that_reached_a_decision(g
     # The second one reached a decision: there the rule applies.
     out = growth_pays.replay(run, 0.1, 0.06, "moving_average", "relative")
     assert out["stop"] == "validation" and out["depths_tried"] == 2
+    # The package judges the architecture that the budget ended at its cap (10 epochs
+    # here): with the recording's cap the third one is judged, below it it is not.
+    judged = growth_pays.replay(run, 0.1, 0.03, "moving_average", "relative", cap=10)
+    assert judged["stop"] == "validation" and judged["depths_tried"] == 3
+    assert judged["n_layers"] == 3 and judged["test_nse"] == 0.83  # the selection is the same
+    assert growth_pays.replay(run, 0.1, 0.03, "moving_average", "relative",
+                              cap=11)["stop"] == "recorded run ended"
+    assert growth_pays.replay(run, 0.1, 0.01, "moving_average", "relative",
+                              cap=10)["stop"] == "recorded run ended"  # it beat 0.75 + 0.01
 
 
 def test_a_replay_stopping_at_the_first_decision_trains_on_as_the_fixed_run(growth_pays):
