@@ -92,7 +92,7 @@ numpydoc_xref_ignore = {
     "instance", "file", "time", "batch", "dates", "k", "n", "n_rows", "n_outputs",
     "n_features", "n_samples", "n_positions", "n_blocks", "n_windows",
     "n_validation_windows", "n_scores", "n_history", "n_groups", "lookback",
-    "hidden_size", "y_true", "y_pred", "H", "F",
+    "hidden_size", "y_true", "y_pred", "H", "F", "n_days", "in",
 }
 
 
