@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from ._record import N_LAYERS, VALID_NSE, decisions_from_table, describe_decision
 from ._version import __version__
-from .conformal import ADAPT_RATE
+from .conformal import ADAPT_RATE, interval_coverage
 from .datasets import load_lahn
 from .ensemble import CALIBRATION_WINDOWS, TLAGEnsemble, final_ensemble, members_of
 from .estimator import PRESETS, TLAGRegressor, final_regressor
@@ -641,7 +641,24 @@ def _predict(args) -> int:
     if np.isfinite(observed).sum() >= 2:
         summary = metrics_summary(model, {"table": (y, pred, X.index)}, names=names)
         print("\n".join(_metric_lines(summary, "table")))
+        if band:
+            print("\n".join(_band_lines(ensemble, observed, band, names)))
     return EXIT_OK
+
+
+def _band_lines(ensemble, observed: np.ndarray, band: dict, names: list[str]) -> list[str]:
+    """How the written band covered the table's observations, per output."""
+    observed = observed.reshape(len(observed), -1)
+    lower = np.asarray(band["lower"], dtype=float).reshape(observed.shape)
+    upper = np.asarray(band["upper"], dtype=float).reshape(observed.shape)
+    lines = []
+    for k, name in enumerate(names):
+        scores = interval_coverage(observed[:, k], lower[:, k], upper[:, k],
+                                   ensemble.high_flow_threshold_[k])
+        lines.append(f"{name:<16}{COVERAGE:.0%} band: coverage {_number(scores['coverage'], '.1%')}"
+                     f" (high flows {_number(scores['high_flow_coverage'], '.1%')}), width "
+                     f"{_number(scores['relative_width'], '.2f')} std of the observations")
+    return lines
 
 
 # ---------------------------------------------------------------------- entry point

@@ -235,6 +235,7 @@ def _regressor_payload(est: TLAGRegressor) -> dict[str, Any]:
 
 def _ensemble_payload(ensemble: TLAGEnsemble) -> dict[str, Any]:
     random_state = ensemble.random_state
+    template = TLAGRegressor() if ensemble.estimator is None else ensemble.estimator
     return {
         "n_members": int(ensemble.n_members),
         "n_jobs": to_plain(ensemble.n_jobs),
@@ -245,6 +246,12 @@ def _ensemble_payload(ensemble: TLAGEnsemble) -> dict[str, Any]:
             np.array(ensemble.calibration_scores_, dtype=np.float64)
         ),
         "spread_offset": to_plain(ensemble.spread_offset_),
+        "calibration": ensemble.calibration,
+        "high_flow_threshold": to_plain(ensemble.high_flow_threshold_),
+        # With calibration="blocks" the members' split settings differ from the
+        # template's: these two are the template's own.
+        "template": {name: to_plain(getattr(template, name))
+                     for name in ("validation_fraction", "missing_target")},
         "members": [_regressor_payload(member) for member in ensemble.estimators_],
     }
 
@@ -442,15 +449,21 @@ def _build_regressor(payload: dict[str, Any], device: str) -> TLAGRegressor:
 
 def _build_ensemble(data: dict[str, Any], device: str) -> TLAGEnsemble:
     members = [_build_regressor(member, device) for member in data["members"]]
-    template = clone(members[0]).set_params(random_state=None)
+    template = clone(members[0]).set_params(random_state=None, **data.get("template", {}))
     ensemble = TLAGEnsemble(
         estimator=template, n_members=int(data["n_members"]), n_jobs=data.get("n_jobs"),
         random_state=data.get("random_state"),
+        # Files written before block calibration calibrated on the validation windows.
+        calibration=data.get("calibration", "validation"),
     )
     ensemble.estimators_ = members
     ensemble.seeds_ = np.asarray(data["seeds"], dtype=np.int64)
     ensemble.calibration_scores_ = data["calibration_scores"].numpy().astype(np.float64)
     ensemble.spread_offset_ = np.asarray(data["spread_offset"], dtype=np.float64)
+    # Files written before it kept no high-flow threshold: no day counts as high flow.
+    ensemble.high_flow_threshold_ = np.asarray(
+        data.get("high_flow_threshold", [math.nan] * ensemble.calibration_scores_.shape[1]),
+        dtype=np.float64)
     ensemble.n_features_in_ = members[0].n_features_in_
     if hasattr(members[0], "feature_names_in_"):
         ensemble.feature_names_in_ = members[0].feature_names_in_

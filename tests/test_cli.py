@@ -700,6 +700,9 @@ def test_predict_adapts_the_band_to_the_tables_own_observations(ensemble_run, tm
     written = pd.read_csv(out, index_col="date")
     np.testing.assert_allclose(written["lower"], lower, rtol=1e-10)
     np.testing.assert_allclose(written["upper"], upper, rtol=1e-10)
+    # The command says how the band covered the observations: a direct count.
+    inside = np.mean((observed >= lower) & (observed <= upper))
+    assert f"90% band: coverage {inside:.1%} (high flows " in stdout
 
 
 def test_criterion_and_threshold_options_set_the_growth_rule():

@@ -163,6 +163,8 @@ def test_an_ensemble_round_trips_through_a_model_file(fitted, tmp_path):
         assert isinstance(final, TLAGEnsemble)
         np.testing.assert_array_equal(final.seeds_, ens.seeds_)
         np.testing.assert_array_equal(final.calibration_scores_, ens.calibration_scores_)
+        np.testing.assert_array_equal(final.high_flow_threshold_, ens.high_flow_threshold_)
+        assert final.calibration == "validation"
         assert final.n_layers_ == ens.n_layers_
         np.testing.assert_array_equal(loaded.predict(X[300:]), model.predict(X[300:]))
         for a, b in zip(final.predict_interval(X[300:]), ens.predict_interval(X[300:]),
@@ -344,6 +346,26 @@ def test_block_calibration_scores_every_member_out_of_sample():
     periods = fit_periods(ens, y[:300])
     np.testing.assert_array_equal(periods["validation"], plain_valid)
     np.testing.assert_array_equal(periods["train"], plain_train)
+
+
+def test_a_block_calibrated_ensemble_round_trips_through_a_model_file(tmp_path):
+    from sktlag import load_model, save_model
+    from sktlag.report import fit_periods
+
+    X, y = make_series(n_rows=300)
+    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, calibration="blocks",
+                       random_state=0).fit(X, y)
+    loaded = load_model(save_model(ens, tmp_path / "blocks.pth"))
+    assert loaded.calibration == "blocks"
+    # The template keeps its own split, not the members' adjusted one.
+    assert loaded.estimator.validation_fraction == TLAGRegressor().validation_fraction
+    assert loaded.estimator.missing_target == "raise"
+    for period in ("train", "validation"):
+        np.testing.assert_array_equal(fit_periods(loaded, y)[period], fit_periods(ens, y)[period])
+    np.testing.assert_array_equal(loaded.high_flow_threshold_, ens.high_flow_threshold_)
+    for a, b in zip(loaded.predict_interval(X, observed=y), ens.predict_interval(X, observed=y),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_block_calibration_keeps_the_templates_rule_on_missing_targets():
