@@ -261,4 +261,4 @@ def test_interval_study_scores_every_band_and_replays_its_records(tmp_path):
     replay = run_script("ensemble.py", "--intervals", "--records",
                         tmp_path / "intervals_jobs.jsonl", "--out", tmp_path / "replay").stdout
     assert "| validation fixed | 1 |" in replay and "| blocks adaptive-0.05 | 1 |" in replay
-    assert "Ensemble NSE with calibration='blocks' minus with 'validation'" in replay
+    assert "Ensemble NSE with calibration='blocks' minus with 'validation' (same seed)" in replay
