@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run", help="fit on a table (default: the embedded Lahn data) and write artifacts",
-        description="Fit a TLAG-LSTM with a sequential 64/16/20 %% split (training, "
+        description="Fit a TLAG-LSTM with a sequential 64/16/20 % split (training, "
         "validation, test) and write the artifacts into a new directory.",
     )
     run.add_argument("table", nargs="?", metavar="TABLE",
@@ -259,8 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--band", choices=["adaptive", "fixed"], default="adaptive",
                          help="an ensemble's 90 %% band: adaptive (the default) adapts each "
                          "day's band to the observed discharge of the days before it, in the "
-                         "history and the table, when the history has any; fixed keeps the "
-                         "band calibrated at fit time")
+                         "history and the table, where they have any; fixed keeps the band "
+                         "calibrated at fit time")
     predict.add_argument("--layout", choices=["auto", "research", "tidy"], default="auto")
     predict.add_argument("--sheet", default=0, metavar="NAME")
     predict.add_argument("--force", action="store_true", help="replace an existing FILE")

@@ -747,3 +747,11 @@ def test_block_calibration_needs_several_members(tmp_path):
                                 "--calibration", "blocks"])
     assert code == 2 and "--calibration blocks needs --members 2 or more" in stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_help_texts_print_percent_signs_once(capsys):
+    for command in ("run", "predict"):
+        with pytest.raises(SystemExit):
+            cli.build_parser().parse_args([command, "--help"])
+        text = capsys.readouterr().out
+        assert "%%" not in text and "% " in text
