@@ -300,9 +300,9 @@ def compact_table(runs: list[dict], adaptive: str, coverage: str = "0.9") -> str
     calibration: coverage (of all days / of the high flows) and width over the test
     days' standard deviation; medians over seeds."""
     rows = []
-    for basin in dict.fromkeys(r["basin"] for r in runs):
-        row = {"basin": basin,
-               "years": f"{runs[[r['basin'] for r in runs].index(basin)]['years']:.1f}"}
+    years = {r["basin"]: r["years"] for r in runs}
+    for basin in years:
+        row = {"basin": basin, "years": f"{years[basin]:.1f}"}
         for calibration, method, label in (("validation", "fixed", "fixed, validation"),
                                            ("blocks", "fixed", "fixed, blocks"),
                                            ("validation", adaptive, adaptive)):

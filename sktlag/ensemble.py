@@ -244,13 +244,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             targets.append(target if np.ndim(y) == 2 else target.ravel())
         return masked_members, targets, blocks
     def _template(self) -> TLAGRegressor:
-        template = TLAGRegressor() if self.estimator is None else self.estimator
-        if not isinstance(template, TLAGRegressor):
-            raise TypeError(
-                f"estimator must be a TLAGRegressor, got {type(template).__name__}; put "
-                "scalers in front of the ensemble in a Pipeline"
-            )
-        return template
+        return member_template(self)
 
     def _calibrate(self, X, y, groups, blocks=None) -> None:
         y2 = _as_2d(y)
@@ -449,6 +443,18 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         """Depth of every member."""
         check_is_fitted(self, "estimators_")
         return [m.n_layers_ for m in self.estimators_]
+
+
+def member_template(ensemble: TLAGEnsemble) -> TLAGRegressor:
+    """The regressor every member of ``ensemble`` is a clone of (``TLAGRegressor()`` when
+    ``estimator`` is None); a TypeError for anything else."""
+    template = TLAGRegressor() if ensemble.estimator is None else ensemble.estimator
+    if not isinstance(template, TLAGRegressor):
+        raise TypeError(
+            f"estimator must be a TLAGRegressor, got {type(template).__name__}; put "
+            "scalers in front of the ensemble in a Pipeline"
+        )
+    return template
 
 
 def final_ensemble(model) -> TLAGEnsemble | None:

@@ -38,7 +38,7 @@ from skorch.history import History
 
 from ._training import build_net
 from ._version import __version__
-from .ensemble import TLAGEnsemble
+from .ensemble import TLAGEnsemble, member_template
 from .estimator import TLAGRegressor
 from .io import atomic_write
 from .model import GrowingLSTM
@@ -235,7 +235,7 @@ def _regressor_payload(est: TLAGRegressor) -> dict[str, Any]:
 
 def _ensemble_payload(ensemble: TLAGEnsemble) -> dict[str, Any]:
     random_state = ensemble.random_state
-    template = TLAGRegressor() if ensemble.estimator is None else ensemble.estimator
+    template = member_template(ensemble)
     return {
         "n_members": int(ensemble.n_members),
         "n_jobs": to_plain(ensemble.n_jobs),

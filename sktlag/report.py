@@ -37,7 +37,7 @@ import pandas as pd
 
 from ._record import EPOCH, VALID_NSE, decision_table, decisions_from_table, describe_decision
 from ._version import __version__
-from .ensemble import CALIBRATION_WINDOWS, final_ensemble, members_of
+from .ensemble import CALIBRATION_WINDOWS, final_ensemble, member_template, members_of
 from .estimator import TLAGRegressor, final_regressor
 from .io import write_table
 from .metrics import evaluate, output_names
@@ -390,10 +390,7 @@ def fit_periods(model, y_train, groups=None) -> dict[str, np.ndarray]:
     a block of the training rows).
     """
     ensemble = final_ensemble(model)
-    if ensemble is None:
-        est = final_regressor(model)
-    else:
-        est = TLAGRegressor() if ensemble.estimator is None else ensemble.estimator
+    est = final_regressor(model) if ensemble is None else member_template(ensemble)
     y2 = np.asarray(y_train, dtype=float).reshape(len(y_train), -1)
     groups = None if groups is None else np.asarray(groups)
     train, valid = fit_split(y2, est.lookback, est.validation_fraction, groups)
