@@ -32,6 +32,12 @@ one after another on one torch thread, and are appended to ``intervals_jobs.json
 ``--out`` as they finish (``--resume`` skips those; ``--records`` replays).
 
     python benchmarks/ensemble.py --intervals --basins lahn_short spotpy --seeds 3 --jobs 2
+
+``--rescore DIR ...`` scores the saved ensembles of earlier ``--save-predictions`` runs
+again, with the scores in units of each scale of ``--scales`` (``spread``, ``flow``:
+``TLAGEnsemble(scale=...)``), from the members' predictions alone: the same bands
+without refitting (validation calibration; the scores of a saved scale must come out
+as saved, or it stops).
 """
 
 from __future__ import annotations
@@ -206,9 +212,10 @@ def interval_job(job: dict) -> dict:
         np.savez_compressed(
             Path(job["save_predictions"]) / name, members=members, y=y, n_fit=n,
             scores=ensemble.calibration_scores_[:, 0], spread_offset=ensemble.spread_offset_,
-            threshold=ensemble.high_flow_threshold_)
+            threshold=ensemble.high_flow_threshold_, scale=ensemble.scale)
     return {
         **{k: job[k] for k in ("basin", "seed", "calibration", "members")},
+        "scale": ensemble.scale,
         "years": len(X) / _basins.DAYS_PER_YEAR,
         "nse": float(nse(y[n:][observed], mean[observed])),
         "fit_seconds": fit_seconds,
@@ -218,12 +225,49 @@ def interval_job(job: dict) -> dict:
     }
 
 
+def rescored_job(path: Path, scale: str, rates) -> dict:
+    """The bands of one saved ensemble with its scores in units of ``scale``: the same
+    arithmetic as ``TLAGEnsemble`` (``sktlag.conformal``) on the saved predictions."""
+    from sktlag.conformal import REPORTED_COVERAGES, interval_scale, score_bands
+    from sktlag.metrics import nse
+
+    saved = np.load(path)
+    basin, seed, calibration = path.stem.rsplit("_", 2)
+    members, y = saved["members"], saved["y"][:, None]
+    n, n_scores = int(saved["n_fit"]), len(saved["scores"])
+    # The validation windows are the last windows of the fit period.
+    valid, test = slice(n - n_scores, n), slice(n, len(y))
+    mean, std = members.mean(axis=0)[:, None], members.std(axis=0)[:, None]
+    level = np.maximum(mean[valid], 0).mean(axis=0) if scale == "flow" else None
+    u = interval_scale(std, std[valid].mean(axis=0), mean, level)
+    calibration_scores = (y[valid] - mean[valid]) / u[valid]
+    # Files written before the flow scale hold scores in units of the spread.
+    if (str(saved["scale"]) if "scale" in saved.files else "spread") == scale:
+        np.testing.assert_allclose(calibration_scores[:, 0], saved["scores"], atol=1e-5,
+                                   err_msg=f"{path.name}: the {scale} scores differ from "
+                                   "the saved ones")
+    methods = {}
+    for name, adaptive, rate in [("fixed", False, ADAPT_RATE),
+                                 *((f"adaptive-{r:g}", True, r) for r in rates)]:
+        out = score_bands(y[test], mean[test], u[test], calibration_scores,
+                          REPORTED_COVERAGES, saved["threshold"], adaptive, rate)[0]
+        methods[name] = {**out["levels"][f"{COVERAGE:g}"], **out}
+    observed = np.isfinite(y[test, 0])
+    return {"basin": basin, "seed": int(seed), "calibration": calibration,
+            "members": len(members), "scale": scale,
+            "years": len(y) / _basins.DAYS_PER_YEAR,
+            "nse": float(nse(y[test, 0][observed], mean[test, 0][observed])),
+            "rescored_from": path.name, "methods": methods}
+
+
 def _percent(share: float) -> str:
     return fmt(share) if share != share else f"{share:.1%}"  # NaN: "n/a"
 
 
 def _method_label(run: dict, method: str) -> str:
-    return f"{run['calibration']} {method}"
+    # Runs recorded before the flow scale are in units of the spread.
+    scale = run.get("scale", "spread")
+    return f"{run['calibration']} {method}" + ("" if scale == "spread" else f", {scale} scale")
 
 
 def interval_tables(runs: list[dict], coverage: str = "0.9") -> tuple[str, str]:
@@ -297,16 +341,24 @@ def interval_tables(runs: list[dict], coverage: str = "0.9") -> tuple[str, str]:
 def compact_table(runs: list[dict], adaptive: str, coverage: str = "0.9") -> str:
     """Per basin, at ``coverage``: the fixed band of each calibration and the adaptive
     band ``adaptive`` (a method name such as ``"adaptive-0.05"``) of the validation
-    calibration: coverage (of all days / of the high flows) and width over the test
-    days' standard deviation; medians over seeds."""
+    calibration, with the spread scale, and the same two of the validation calibration
+    with the flow scale where runs have it: coverage (of all days / of the high flows)
+    and width over the test days' standard deviation; medians over seeds."""
     rows = []
     years = {r["basin"]: r["years"] for r in runs}
+    columns = [("validation", "fixed", "spread", "fixed, validation"),
+               ("blocks", "fixed", "spread", "fixed, blocks"),
+               ("validation", adaptive, "spread", adaptive),
+               ("validation", "fixed", "flow", "fixed, flow scale"),
+               ("validation", adaptive, "flow", f"{adaptive}, flow scale")]
+    scales = {r.get("scale", "spread") for r in runs}
     for basin in years:
         row = {"basin": basin, "years": f"{years[basin]:.1f}"}
-        for calibration, method, label in (("validation", "fixed", "fixed, validation"),
-                                           ("blocks", "fixed", "fixed, blocks"),
-                                           ("validation", adaptive, adaptive)):
-            same = [r for r in runs if r["basin"] == basin and r["calibration"] == calibration]
+        for calibration, method, scale, label in columns:
+            if scale not in scales:
+                continue
+            same = [r for r in runs if r["basin"] == basin and r["calibration"] == calibration
+                    and r.get("scale", "spread") == scale]
             if not same:
                 row[label] = "n/a"
                 continue
@@ -314,7 +366,7 @@ def compact_table(runs: list[dict], adaptive: str, coverage: str = "0.9") -> str
             row[label] = (f"{_percent(median([x['coverage'] for x in level]))} / "
                           f"{_percent(median([x['high_flow_coverage'] for x in level]))}, "
                           f"{median([x['relative_width'] for x in level]):.2f}")
-            if method == "fixed":
+            if method == "fixed" and scale == "spread":
                 row[f"NSE, {calibration}"] = median([r["nse"] for r in same])
         row["seeds"] = len({r["seed"] for r in runs if r["basin"] == basin})
         rows.append(row)
@@ -324,7 +376,17 @@ def compact_table(runs: list[dict], adaptive: str, coverage: str = "0.9") -> str
 def run_intervals(args) -> None:
     log = args.out / "intervals_jobs.jsonl"
     done = []
-    if args.records:
+    if args.rescore:
+        # A block's score needs the member that left it out: only the validation
+        # calibration is scored again.
+        paths = sorted(p for folder in args.rescore for p in folder.glob("*_validation.npz"))
+        if not paths:
+            raise SystemExit("no saved predictions of validation-calibrated ensembles "
+                             f"(*_validation.npz) in {', '.join(map(str, args.rescore))}")
+        args.out.mkdir(parents=True, exist_ok=True)
+        done = [rescored_job(p, scale, args.rates) for p in paths for scale in args.scales]
+        log.write_text("".join(json.dumps(run) + "\n" for run in done))
+    elif args.records:
         done = [json.loads(line) for path in args.records
                 for line in path.read_text().splitlines() if line.strip()]
     elif args.resume and log.exists():
@@ -336,7 +398,7 @@ def run_intervals(args) -> None:
                                                  demo_path=args.data)]
     if args.quick:
         names = names[:1]
-    seeds = [] if args.records else seeds_from(args)
+    seeds = [] if args.records or args.rescore else seeds_from(args)
     members = 2 if args.quick else args.members
     # Seed-major: every basin and calibration gets a seed before any gets the next.
     jobs = [{"basin": b, "seed": s, "calibration": c, "members": members,
@@ -392,6 +454,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="with --intervals: also write every member's predictions and "
                         "the calibration scores of each ensemble (<basin>_<seed>_<calibration>"
                         ".npz in --out), to score other bands without refitting")
+    parser.add_argument("--rescore", type=Path, nargs="+", default=None, metavar="DIR",
+                        help="with --intervals: score the ensembles saved by "
+                        "--save-predictions in DIR again, in units of each of --scales")
+    parser.add_argument("--scales", nargs="+", default=["spread", "flow"],
+                        choices=["spread", "flow"], help="with --rescore")
     parser.add_argument("--records", type=Path, nargs="+", default=None,
                         help="print the tables of earlier runs' JSON instead of running (a "
                         "later file replaces an earlier run of the same basin and processes)")

@@ -221,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where an ensemble's intervals are calibrated: on the validation "
                        "windows (the default), or also on one block of the training part "
                        "per member that the member does not train on")
+    model.add_argument("--interval-scale", choices=("spread", "flow"), default=None,
+                       help="the unit of an ensemble's interval scores: the members' spread, "
+                       "or the spread plus a part that grows with the predicted flow, so "
+                       "the band widens on floods (default: the ensemble's, "
+                       f"{TLAGEnsemble().scale})")
     model.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
                        help="processes fitting ensemble members at once (default: all "
                        "--members; on fewer cores they share them, which keeps every core "
@@ -365,6 +370,9 @@ def _run(args) -> int:
     if args.calibration == "blocks" and args.members < 2:
         raise CommandError("--calibration blocks needs --members 2 or more: each member "
                            "leaves out a block of the training part the others calibrate on")
+    if args.interval_scale is not None and args.members < 2:
+        raise CommandError("--interval-scale needs --members 2 or more: intervals come from "
+                           "an ensemble")
     est = TLAGRegressor(**params)
     final, jobs = est, 1
     if args.members > 1:
@@ -378,6 +386,8 @@ def _run(args) -> int:
                 print(f"fitting {args.members} members in {jobs} processes ...")
         final = TLAGEnsemble(est, n_members=args.members, n_jobs=jobs,
                              random_state=args.seed, calibration=args.calibration)
+        if args.interval_scale is not None:
+            final.set_params(scale=args.interval_scale)
     pipe = Pipeline([("scaler", StandardScaler()), ("tlag", final)])
     pipe.set_output(transform="pandas")
     start = time.perf_counter()
@@ -464,7 +474,8 @@ def _interval_lines(intervals: dict | None) -> list[str]:
         return []
     nominal = f"{intervals['nominal_coverage']:.0%}"
     described = {
-        "fixed": f"fixed band (calibrated on {CALIBRATION_WINDOWS[intervals['calibration']]})",
+        "fixed": f"fixed band (calibrated on {CALIBRATION_WINDOWS[intervals['calibration']]}"
+                 f", scale {intervals['scale']})",
         "adaptive": f"adaptive band (each day adapts to the observations before it, rate "
                     f"{intervals['adapt_rate']:g})" if intervals["adapt_rate"] else "",
     }

@@ -16,8 +16,15 @@ every way the scores were gathered (:class:`sktlag.TLAGEnsemble` says which).
   the share of misses differs from ``1 - c`` by at most
   ``(max(a_1, 1 - a_1) + rate) / (rate * T)`` as long as the pool's extremes bound the
   scores, whatever the river does.
+- :func:`interval_scale`: the scale ``u`` itself, from the members' spread alone or
+  growing with the predicted flow as well (discharge errors grow with the flow: a
+  fixed share of the band would be spent on the many low-flow days and too little
+  left for the floods).
+- :func:`interval_bounds`: the band itself, fixed or adapted to observations.
 - :func:`interval_coverage`: what a hydrologist reads of a band (coverage, width
-  relative to the spread of the observations, coverage of high flows).
+  relative to the spread of the observations, coverage of high flows), and
+  :func:`score_bands`, the same at several coverages with the CRPS of the predictive
+  distribution.
 """
 
 from __future__ import annotations
@@ -31,13 +38,18 @@ import numpy as np
 
 __all__ = [
     "ADAPT_RATE",
+    "FLOW_FLOOR",
     "HIGH_FLOW_QUANTILE",
     "REPORTED_COVERAGES",
     "adaptive_levels",
     "check_coverage",
     "check_rate",
     "conformal_quantile",
+    "interval_bounds",
     "interval_coverage",
+    "interval_scale",
+    "predictive_draws",
+    "score_bands",
     "score_quantiles",
 ]
 
@@ -49,6 +61,11 @@ ADAPT_RATE = 0.05
 
 #: High flows are the days above this quantile of the fit period's discharge.
 HIGH_FLOW_QUANTILE = 0.9
+
+#: With the flow scale, the share of the typical spread a day of zero predicted flow
+#: keeps (:func:`interval_scale`): where the members agree on a dry day, the band still
+#: has a width, and no score divides by zero.
+FLOW_FLOOR = 0.1
 
 
 def check_coverage(coverage) -> float:
@@ -175,6 +192,141 @@ def adaptive_levels(
                 bisect.insort(pool, score)
                 arrival.append(score)
     return low, high, miscoverage
+
+
+def interval_scale(
+    std: np.ndarray, offset: np.ndarray, mean: np.ndarray | None = None,
+    flow_level: np.ndarray | None = None,
+) -> np.ndarray:
+    """The scale ``u`` of the scores ``(y - mean) / u``, per day and output.
+
+    - Spread (``flow_level`` None): ``u = std + offset``, the members' standard
+      deviation plus their typical spread, so that ``u`` never collapses where the
+      members happen to agree.
+    - Flow: ``u = std + offset * (FLOW_FLOOR + max(mean, 0) / flow_level)``: the part
+      added to the spread grows in proportion to the predicted flow (the linear
+      heteroscedastic error model of hydrology, e.g. McInerney et al. 2017, WRR
+      53:2199), equal to about ``offset`` on a day of typical flow and to
+      ``FLOW_FLOOR * offset`` on a dry one.
+
+    Parameters
+    ----------
+    std : ndarray of shape (n_days, n_outputs)
+        The members' standard deviation.
+    offset : ndarray of shape (n_outputs,)
+        The typical spread; positive.
+    mean : ndarray of shape (n_days, n_outputs), optional
+        The members' mean: needed with ``flow_level``.
+    flow_level : ndarray of shape (n_outputs,), optional
+        The typical predicted flow; positive.
+
+    Returns
+    -------
+    ndarray of shape (n_days, n_outputs)
+    """
+    # No typical spread (one member, or members that never disagree) or no typical flow
+    # (a river predicted dry throughout) counts as 1: the scale stays positive.
+    offset = np.where(offset > 0, offset, 1.0)
+    if flow_level is None:
+        return std + offset
+    flow_level = np.where(flow_level > 0, flow_level, 1.0)
+    return std + offset * (FLOW_FLOOR + np.maximum(mean, 0.0) / flow_level)
+
+
+def interval_bounds(
+    mean: np.ndarray, scale: np.ndarray, calibration: np.ndarray, coverage: float,
+    observed: np.ndarray | None = None, rate: float = ADAPT_RATE, starts=(0,),
+) -> tuple[np.ndarray, np.ndarray]:
+    """The band ``mean + scale * [low, high]`` of ``coverage``, per day and output.
+
+    Without ``observed``, ``low`` and ``high`` are the quantiles of the ``calibration``
+    scores (:func:`score_quantiles`); with it, each day's adapt to the scores of the
+    observations before it (:func:`adaptive_levels`), every stretch that begins at a
+    row of ``starts`` (a series of its own) on its own.
+
+    Parameters
+    ----------
+    mean, scale : ndarray of shape (n_days, n_outputs)
+    calibration : ndarray of shape (n_scores, n_outputs)
+    coverage : float in (0, 1)
+    observed : ndarray of shape (n_days, n_outputs), optional
+        NaN where a day is not observed.
+    rate : float > 0
+        The adaptive band's step.
+    starts : sequence of int
+        First rows of the series, ascending, beginning with 0.
+
+    Returns
+    -------
+    lower, upper : ndarray of shape (n_days, n_outputs)
+    """
+    if observed is None:
+        low, high = score_quantiles(calibration, coverage)
+        return mean + scale * low, mean + scale * high
+    if observed.shape != mean.shape:
+        raise ValueError(f"observed has shape {observed.shape}, the predictions "
+                         f"{mean.shape}: one value per row and output")
+    scores = (observed - mean) / scale
+    low, high = np.empty_like(mean), np.empty_like(mean)
+    for rows in np.split(np.arange(len(mean)), list(starts)[1:]):
+        low[rows], high[rows], _ = adaptive_levels(calibration, scores[rows], coverage, rate)
+    return mean + scale * low, mean + scale * high
+
+
+def score_bands(
+    y: np.ndarray, mean: np.ndarray, scale: np.ndarray, calibration: np.ndarray,
+    coverages, high_flow: np.ndarray, adaptive: bool = False, rate: float = ADAPT_RATE,
+    starts=(0,),
+) -> list[dict]:
+    """How the bands of several coverages, and the predictive distribution, hold on ``y``.
+
+    Parameters
+    ----------
+    y, mean, scale : ndarray of shape (n_days, n_outputs)
+        Observations (NaN: left out), and the band's centre and scale.
+    calibration : ndarray of shape (n_scores, n_outputs)
+    coverages : iterable of float
+    high_flow : ndarray of shape (n_outputs,)
+        Days above it are also scored on their own.
+    adaptive : bool, default=False
+        Each day's band adapts to the observations of the days before it
+        (:func:`interval_bounds` with ``observed=y``).
+    rate, starts
+        As for :func:`interval_bounds`.
+
+    Returns
+    -------
+    list of dict, one per output
+        ``levels``: per coverage (keyed ``f"{c:g}"``), :func:`interval_coverage` of its
+        band; ``crps``: the mean CRPS of the predictive distribution ``mean + scale * r``
+        over the calibration scores ``r`` (``scoringrules.crps_ensemble``, units of
+        ``y``; NaN without observations).
+    """
+    # Imported here: it takes seconds to import, and only scoring needs it.
+    import scoringrules
+
+    bands = {c: interval_bounds(mean, scale, calibration, c, y if adaptive else None, rate,
+                                starts) for c in sorted(set(coverages))}
+    samples = predictive_draws(mean, scale, calibration)
+    outputs = []
+    for k in range(y.shape[1]):
+        seen = np.isfinite(y[:, k])
+        draws = samples[seen, k]
+        draws = draws[:, np.isfinite(draws).all(axis=0)]
+        crps = scoringrules.crps_ensemble(y[seen, k], draws) if seen.any() else None
+        outputs.append({
+            "levels": {f"{c:g}": interval_coverage(y[:, k], low[:, k], high[:, k],
+                                                    high_flow[k])
+                       for c, (low, high) in bands.items()},
+            "crps": float(np.mean(crps)) if crps is not None else math.nan,
+        })
+    return outputs
+
+
+def predictive_draws(mean: np.ndarray, scale: np.ndarray, calibration: np.ndarray) -> np.ndarray:
+    """``mean + scale * r_j`` for every calibration score ``r_j``: shape (n_days,
+    n_outputs, n_scores), NaN where an output's score is missing."""
+    return mean[:, :, None] + scale[:, :, None] * calibration.T[None]
 
 
 def interval_coverage(

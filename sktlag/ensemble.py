@@ -9,10 +9,13 @@ calibrated on the validation period, by split-conformal prediction on residuals 
 by the spread:
 
 - on every validation window (the members' own chronological split, never used for
-  training), the score is ``r = (y - mean) / u`` with ``u = std + mean(std)``: the
-  residual in units of the members' spread, plus the typical spread so that ``u`` never
-  collapses where the members happen to agree (with one member, ``u = 1`` and the
-  scores are plain residuals);
+  training), the score is ``r = (y - mean) / u``, the residual in units of a scale
+  ``u`` (:func:`sktlag.conformal.interval_scale`), chosen by ``scale``: with
+  ``"spread"``, ``u = std + mean(std)``, the members' spread plus the typical spread so
+  that ``u`` never collapses where the members happen to agree; with ``"flow"``, the
+  typical spread added grows in proportion to the predicted flow, as discharge errors
+  do, so the band widens on floods and narrows on dry days (with one member, the
+  spread is 0, its typical value taken as 1);
 - an interval of coverage ``c`` is ``mean + u * [q_lo, q_hi]`` with ``q_lo`` and
   ``q_hi`` the conformal quantiles of the scores at ``(1 - c) / 2`` and ``(1 + c) / 2``
   (finite-sample ranks). Signed scores give asymmetric intervals, as discharge errors
@@ -48,7 +51,6 @@ calibration is slightly optimistic; the benchmark measures coverage on unseen da
 
 from __future__ import annotations
 
-import math
 from numbers import Integral
 
 import numpy as np
@@ -62,11 +64,12 @@ from .conformal import (
     ADAPT_RATE,
     HIGH_FLOW_QUANTILE,
     REPORTED_COVERAGES,
-    adaptive_levels,
     check_coverage,
     check_rate,
-    interval_coverage,
-    score_quantiles,
+    interval_bounds,
+    interval_scale,
+    predictive_draws,
+    score_bands,
 )
 from .estimator import (
     SeriesRegressorMixin,
@@ -123,6 +126,10 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         the validation windows, or also one out-of-sample block of the training part
         per member (each member then trains on ``1 / n_members`` less; needs one
         series, no ``groups``, and at least 2 members).
+    scale : {"spread", "flow"}, default="spread"
+        The unit of the scores (:func:`sktlag.conformal.interval_scale`): the members'
+        spread plus its typical value, or the spread plus a part that grows with the
+        predicted flow.
 
     Attributes
     ----------
@@ -135,6 +142,9 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         order (NaN where the target is missing).
     spread_offset_ : ndarray of shape (n_outputs,)
         The mean spread added to the members' standard deviation in the scale ``u``.
+    flow_level_ : ndarray of shape (n_outputs,)
+        The mean predicted flow (its positive part) on the validation windows: the
+        typical flow of ``scale="flow"`` (NaN for ensembles saved before it existed).
     high_flow_threshold_ : ndarray of shape (n_outputs,)
         The fit period's 90th percentile of each output (over every series when fitted
         with ``groups``): days above it are the high flows :meth:`score_intervals`
@@ -160,15 +170,17 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "calibration": [StrOptions({"validation", "blocks"})],
+        "scale": [StrOptions({"spread", "flow"})],
     }
 
     def __init__(self, estimator=None, n_members=5, n_jobs=None, random_state=None,
-                 calibration="validation"):
+                 calibration="validation", scale="spread"):
         self.estimator = estimator
         self.n_members = n_members
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.calibration = calibration
+        self.scale = scale
 
     # ------------------------------------------------------------------ fitting
     @_fit_context(prefer_skip_nested_validation=False)
@@ -256,26 +268,30 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         members, _ = self._member_predictions(X, groups=groups)
         mean, std = members[:, valid].mean(axis=0), members[:, valid].std(axis=0)
         self.spread_offset_ = std.mean(axis=0) if len(std) else np.zeros(y2.shape[1])
-        rows, scores = [valid], [(y2[valid] - mean) / self._scale(std)]
+        self.flow_level_ = (np.maximum(mean, 0).mean(axis=0) if len(mean)
+                            else np.zeros(y2.shape[1]))
+        rows, scores = [valid], [(y2[valid] - mean) / self._scale(mean, std)]
         for m, block in enumerate(blocks or []):
             # Out of sample for member m alone: its residual, in the ensemble's scale.
-            scale = self._scale(members[:, block].std(axis=0))
+            scale = self._scale(members[:, block].mean(axis=0), members[:, block].std(axis=0))
             rows.append(block)
             scores.append((y2[block] - members[m, block]) / scale)
         # In time order: the adaptive band replaces the oldest scores first.
         order = np.argsort(np.concatenate(rows), kind="stable")
         self.calibration_scores_ = np.concatenate(scores)[order]
 
-    def _scale(self, std: np.ndarray) -> np.ndarray:
-        # With one member (or members that never disagree) the scale is 1: plain
-        # residuals.
-        offset = np.where(self.spread_offset_ > 0, self.spread_offset_, 1.0)
-        return std + offset
+    def _scale(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+        return interval_scale(std, self.spread_offset_, mean,
+                              self.flow_level_ if self.scale == "flow" else None)
 
     def __setstate__(self, state):
         # Ensembles saved before 0.3 calibrated on validation windows only and kept no
         # high-flow threshold: their high flows cannot be told apart.
         state.setdefault("calibration", "validation")
+        # Before the flow scale, every score was in units of the spread.
+        state.setdefault("scale", "spread")
+        if "calibration_scores_" in state and "flow_level_" not in state:
+            state["flow_level_"] = np.full(state["calibration_scores_"].shape[1], np.nan)
         if "calibration_scores_" in state and "high_flow_threshold_" not in state:
             state["high_flow_threshold_"] = np.full(state["calibration_scores_"].shape[1], np.nan)
         super().__setstate__(state)
@@ -345,28 +361,21 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                 groups=None):
         """The band around ``mean`` in units of ``scale``: fixed, or adapted to ``observed``
         (every group on its own)."""
-        if observed is None:
-            low, high = score_quantiles(self.calibration_scores_, coverage)
-            return mean + scale * low, mean + scale * high
-        observed = _as_2d(observed)
-        if observed.shape != mean.shape:
-            raise ValueError(f"observed has shape {observed.shape}, the predictions "
-                             f"{mean.shape}: one value per row and output")
-        scores = (observed - mean) / scale
-        low, high = np.empty_like(mean), np.empty_like(mean)
-        starts = np.unique(group_starts(None if groups is None else np.asarray(groups),
-                                        len(mean)))
-        for rows in np.split(np.arange(len(mean)), starts[1:]):
-            low[rows], high[rows], _ = adaptive_levels(
-                self.calibration_scores_, scores[rows], coverage, adapt_rate)
-        return mean + scale * low, mean + scale * high
+        return interval_bounds(mean, scale, self.calibration_scores_, coverage,
+                               None if observed is None else _as_2d(observed), adapt_rate,
+                               self._starts(groups, len(mean)))
+
+    @staticmethod
+    def _starts(groups, n_rows: int) -> np.ndarray:
+        return np.unique(group_starts(None if groups is None else np.asarray(groups), n_rows))
 
     def _mean_and_scale(self, X, **kwargs):
         """The members' mean and the calibration scale ``u``, both (n_rows, n_outputs),
         and the function that gives an array the members' output shape."""
         check_is_fitted(self, "estimators_")
         members, shape = self._member_predictions(X, **kwargs)
-        return members.mean(axis=0), self._scale(members.std(axis=0)), shape
+        mean = members.mean(axis=0)
+        return mean, self._scale(mean, members.std(axis=0)), shape
 
     def predictive_samples(self, X, groups=None, history=None) -> np.ndarray:
         """Draws of the calibrated predictive distribution, one per calibration score.
@@ -378,10 +387,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             where the output's score is missing).
         """
         mean, scale, _ = self._mean_and_scale(X, groups=groups, history=history)
-        return self._samples(mean, scale)
-
-    def _samples(self, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        return mean[:, :, None] + scale[:, :, None] * self.calibration_scores_.T[None]
+        return predictive_draws(mean, scale, self.calibration_scores_)
 
     def score_intervals(self, X, y, coverage=0.9, groups=None, history=None,
                         adaptive=False, adapt_rate=ADAPT_RATE,
@@ -397,7 +403,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         -------
         dict
             ``nominal_coverage``, ``method`` (``"fixed"`` or ``"adaptive"``),
-            ``calibration``, ``adapt_rate`` (None for the fixed band) and ``outputs``,
+            ``calibration``, ``scale``, ``adapt_rate`` (None for the fixed band) and ``outputs``,
             one entry per output: at ``coverage``, ``coverage`` (share of observations
             inside), ``mean_width`` (units of ``y``), ``relative_width`` (over the
             observations' standard deviation) and ``high_flow_coverage`` (days above
@@ -406,36 +412,16 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             ``y``, from ``scoringrules.crps_ensemble``; the same for both methods); ``n``
             and ``n_high_flow`` (rows scored).
         """
-        # Imported here: it takes seconds to import, and only this method needs it.
-        import scoringrules
-
         coverage, adapt_rate = check_coverage(coverage), check_rate(adapt_rate)
         # The members predict once for every band and the samples.
         mean, scale, _ = self._mean_and_scale(X, groups=groups, history=history)
-        y2 = _as_2d(y)
-        observed = y2 if adaptive else None
-        bands = {c: self._bounds(mean, scale, c, observed, adapt_rate, groups)
-                 for c in sorted({coverage, *coverages})}
-        samples = self._samples(mean, scale)
-        outputs = []
-        for k in range(y2.shape[1]):
-            seen = np.isfinite(y2[:, k])
-            levels = {
-                f"{c:g}": interval_coverage(y2[:, k], low[:, k], high[:, k],
-                                            self.high_flow_threshold_[k])
-                for c, (low, high) in bands.items()
-            }
-            draws = samples[seen, k]
-            draws = draws[:, np.isfinite(draws).all(axis=0)]
-            obs = y2[seen, k]
-            crps = scoringrules.crps_ensemble(obs, draws) if len(obs) else np.array([])
-            outputs.append({
-                **levels[f"{coverage:g}"],
-                "crps": float(np.mean(crps)) if len(obs) else math.nan,
-                "levels": levels,
-            })
+        scored = score_bands(_as_2d(y), mean, scale, self.calibration_scores_,
+                             {coverage, *coverages}, self.high_flow_threshold_, adaptive,
+                             adapt_rate, self._starts(groups, len(mean)))
+        outputs = [{**out["levels"][f"{coverage:g}"], **out} for out in scored]
         return {"nominal_coverage": coverage, "method": "adaptive" if adaptive else "fixed",
-                "calibration": self.calibration, "adapt_rate": adapt_rate if adaptive else None,
+                "calibration": self.calibration, "scale": self.scale,
+                "adapt_rate": adapt_rate if adaptive else None,
                 "outputs": outputs}
 
     @property

@@ -247,6 +247,8 @@ def _ensemble_payload(ensemble: TLAGEnsemble) -> dict[str, Any]:
         ),
         "spread_offset": to_plain(ensemble.spread_offset_),
         "calibration": ensemble.calibration,
+        "scale": ensemble.scale,
+        "flow_level": to_plain(ensemble.flow_level_),
         "high_flow_threshold": to_plain(ensemble.high_flow_threshold_),
         # With calibration="blocks" the members' split settings differ from the
         # template's: these two are the template's own.
@@ -455,11 +457,17 @@ def _build_ensemble(data: dict[str, Any], device: str) -> TLAGEnsemble:
         random_state=data.get("random_state"),
         # Files written before block calibration calibrated on the validation windows.
         calibration=data.get("calibration", "validation"),
+        # Files written before the flow scale scored in units of the spread.
+        scale=data.get("scale", "spread"),
     )
     ensemble.estimators_ = members
     ensemble.seeds_ = np.asarray(data["seeds"], dtype=np.int64)
     ensemble.calibration_scores_ = data["calibration_scores"].numpy().astype(np.float64)
     ensemble.spread_offset_ = np.asarray(data["spread_offset"], dtype=np.float64)
+    # Files written before the flow scale kept no typical flow.
+    ensemble.flow_level_ = np.asarray(
+        data.get("flow_level", [math.nan] * ensemble.calibration_scores_.shape[1]),
+        dtype=np.float64)
     # Files written before it kept no high-flow threshold: no day counts as high flow.
     ensemble.high_flow_threshold_ = np.asarray(
         data.get("high_flow_threshold", [math.nan] * ensemble.calibration_scores_.shape[1]),

@@ -195,7 +195,7 @@ def architecture_text(model) -> str:
                  f"{__version__}), seeds {', '.join(map(str, ensemble.seeds_))}",
                  "  prediction: the members' mean; intervals calibrated by conformal scores "
                  f"on {len(ensemble.calibration_scores_)} windows "
-                 f"({CALIBRATION_WINDOWS[ensemble.calibration]})", ""]
+                 f"({CALIBRATION_WINDOWS[ensemble.calibration]}; scale {ensemble.scale})", ""]
         for i, member in enumerate(ensemble.estimators_, start=1):
             lines += [f"=== member {i} (random_state {member.random_state}) ===",
                       *architecture_text(member).splitlines()[1:], ""]
@@ -329,7 +329,7 @@ def metrics_summary(
         Per period name, the scores of each band by its name (``"fixed"``,
         ``"adaptive"``: results of :meth:`sktlag.TLAGEnsemble.score_intervals`), stored
         in that period as ``intervals``: ``nominal_coverage``, ``calibration``,
-        ``adapt_rate`` and ``bands``, per band and output its scores (``coverage``,
+        ``scale``, ``adapt_rate`` and ``bands``, per band and output its scores (``coverage``,
         ``mean_width``, ``relative_width``, ``high_flow_coverage``, ``crps``, ``n``,
         ``n_high_flow`` and the same at every level of ``levels``).
 
@@ -372,6 +372,7 @@ def metrics_summary(
             result["periods"][period]["intervals"] = {
                 "nominal_coverage": first["nominal_coverage"],
                 "calibration": first["calibration"],
+                "scale": first["scale"],
                 "adapt_rate": bands["adaptive"]["adapt_rate"] if "adaptive" in bands else None,
                 "bands": {band: dict(zip(period_names, scores["outputs"], strict=True))
                           for band, scores in bands.items()},

@@ -250,7 +250,7 @@ def test_the_batch_size_study_compares_auto_with_every_batch_size(tmp_path):
 
 def test_interval_study_scores_every_band_and_replays_its_records(tmp_path):
     run_script("ensemble.py", "--intervals", "--quick", "--basins", "lahn_kalkofen_last3y",
-               "--rates", "0.05", "--out", tmp_path, timeout=600)
+               "--rates", "0.05", "--save-predictions", "--out", tmp_path, timeout=600)
     runs = json.loads((tmp_path / "intervals.json").read_text())["results"]["runs"]
     assert sorted(r["calibration"] for r in runs) == ["blocks", "validation"]
     for run in runs:
@@ -262,3 +262,21 @@ def test_interval_study_scores_every_band_and_replays_its_records(tmp_path):
                         tmp_path / "intervals_jobs.jsonl", "--out", tmp_path / "replay").stdout
     assert "| validation fixed | 1 |" in replay and "| blocks adaptive-0.05 | 1 |" in replay
     assert "Ensemble NSE with calibration='blocks' minus with 'validation' (same seed)" in replay
+    # Scored again from the saved predictions: the ensemble's own scale gives the
+    # ensemble's own bands (up to the float32 noise of predicting the whole series at
+    # once), and the other scale is scored too.
+    rescored = run_script("ensemble.py", "--intervals", "--rescore", tmp_path, "--rates", "0.05",
+                          "--out", tmp_path / "rescored").stdout
+    again = [json.loads(line) for line in
+             (tmp_path / "rescored" / "intervals_jobs.jsonl").read_text().splitlines()]
+    (fitted,) = [r for r in runs if r["calibration"] == "validation"]
+    assert sorted(r["scale"] for r in again) == ["flow", "spread"]
+    (same,) = [r for r in again if r["scale"] == fitted["scale"]]
+    assert same["nse"] == pytest.approx(fitted["nse"], abs=1e-6)
+    for method, scores in fitted["methods"].items():
+        for level, band in scores["levels"].items():
+            assert same["methods"][method]["levels"][level]["coverage"] == pytest.approx(
+                band["coverage"], abs=0.01)
+            assert same["methods"][method]["levels"][level]["mean_width"] == pytest.approx(
+                band["mean_width"], rel=1e-3)
+    assert "| validation adaptive-0.05, flow scale | 1 |" in rescored

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sktlag import cli
+from sktlag import TLAGEnsemble, cli
 from sktlag.conformal import ADAPT_RATE
 from sktlag.datasets import load_lahn
 from sktlag.io import read_table
@@ -598,13 +598,17 @@ def test_predict_warmup_options_are_checked(run, tmp_path):
 
 
 # ---------------------------------------------------------------- ensembles
+OTHER_SCALE = "spread" if TLAGEnsemble().scale == "flow" else "flow"
+
 @pytest.fixture(scope="module")
 def ensemble_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("cli_ensemble")
     table = research_table(base / "lahn.csv", slice(0, N_ROWS))
     out = base / "out"
+    # Not the ensemble's default scale: the option reaches the ensemble.
     code, stdout, stderr = run_main(["run", table, "--out", out, *FAST_OPTIONS,
-                                     "--members", "2", "--jobs", "1"])
+                                     "--members", "2", "--jobs", "1", "--interval-scale",
+                                     OTHER_SCALE])
     return {"base": base, "table": table, "out": out, "code": code, "stdout": stdout,
             "stderr": stderr}
 
@@ -617,7 +621,8 @@ def test_run_with_members_writes_intervals(ensemble_run):
     assert len(ensemble.estimators_) == 2
     stdout = ensemble_run["stdout"]
     assert "member 2:" in stdout
-    assert "fixed band (calibrated on the validation windows):" in stdout
+    assert ensemble.scale == OTHER_SCALE
+    assert f"fixed band (calibrated on the validation windows, scale {OTHER_SCALE}):" in stdout
     assert (f"adaptive band (each day adapts to the observations before it, rate "
             f"{ADAPT_RATE:g}):") in stdout
     assert re.search(r"q_kalkofen +90% coverage [\d.]+% \(high flows ([\d.]+%|n/a)\), width "
@@ -631,6 +636,7 @@ def test_run_with_members_writes_intervals(ensemble_run):
     metrics = json.loads((out / "metrics.json").read_text())
     intervals = metrics["periods"]["test"]["intervals"]
     assert intervals["calibration"] == "validation" and intervals["adapt_rate"] == ADAPT_RATE
+    assert intervals["scale"] == OTHER_SCALE
     scores = intervals["bands"]["fixed"]["q_kalkofen"]
     assert scores["coverage"] == pytest.approx(inside.mean())
     assert scores["mean_width"] == pytest.approx((table["upper"] - table["lower"]).mean())
@@ -746,6 +752,13 @@ def test_block_calibration_needs_several_members(tmp_path):
     code, _, stderr = run_main(["run", "--out", tmp_path / "out", *FAST_OPTIONS,
                                 "--calibration", "blocks"])
     assert code == 2 and "--calibration blocks needs --members 2 or more" in stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_interval_scale_needs_several_members(tmp_path):
+    code, _, stderr = run_main(["run", "--out", tmp_path / "out", *FAST_OPTIONS,
+                                "--interval-scale", "flow"])
+    assert code == 2 and "--interval-scale needs --members 2 or more" in stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from sktlag.conformal import (
+    FLOW_FLOOR,
     adaptive_levels,
     conformal_quantile,
     interval_coverage,
+    interval_scale,
     score_quantiles,
 )
 
@@ -110,3 +112,44 @@ def test_interval_coverage_counts_days_inside_and_high_flows():
     none = interval_coverage(y, lower, upper, high_flow=100.0)
     assert math.isnan(none["high_flow_coverage"]) and none["n_high_flow"] == 0
     assert "high_flow_coverage" not in interval_coverage(y, lower, upper)
+
+
+def test_interval_scale_follows_its_definition():
+    std = np.array([[0.0, 1.0], [0.5, 0.0], [2.0, 3.0]])
+    mean = np.array([[0.0, 4.0], [-3.0, 2.0], [10.0, 8.0]])
+    offset, level = np.array([2.0, 0.5]), np.array([5.0, 4.0])
+    np.testing.assert_array_equal(interval_scale(std, offset), std + offset)
+    flow = interval_scale(std, offset, mean, level)
+    # A dry day (zero or negative predicted flow) keeps FLOW_FLOOR of the typical spread.
+    assert flow[0, 0] == FLOW_FLOOR * 2.0
+    assert flow[1, 0] == 0.5 + FLOW_FLOOR * 2.0
+    # At the typical flow the added part is (1 + FLOW_FLOOR) times the typical spread,
+    # and it grows in proportion to the flow.
+    assert flow[0, 1] == pytest.approx(1.0 + 0.5 * (FLOW_FLOOR + 1.0))
+    assert flow[2, 0] == pytest.approx(2.0 + 2.0 * (FLOW_FLOOR + 2.0))
+    assert flow[1, 1] == pytest.approx(0.5 * (FLOW_FLOOR + 0.5))
+
+
+def test_flow_scale_covers_high_flows_where_errors_grow_with_the_flow():
+    # A perfect mean with errors in proportion to the flow (as discharge errors are):
+    # the spread scale's band is equally wide on every day, too narrow on floods; the
+    # flow scale's widens with the flow and covers the high flows too.
+    rng = np.random.default_rng(0)
+    flow = rng.gamma(0.7, 10.0, size=(4000, 1))
+    y = flow * (1 + 0.3 * rng.standard_normal(flow.shape))
+    # Members that agree: the scale is the typical spread (and the flow's part of it).
+    std, offset = np.zeros_like(flow), np.array([0.5])
+    level = flow[:2000].mean(axis=0)
+    high = np.quantile(y[:2000], 0.9)
+    coverage = {}
+    for name, u in (("spread", interval_scale(std, offset)),
+                    ("flow", interval_scale(std, offset, flow, level))):
+        scores = (y - flow) / u
+        low, up = score_quantiles(scores[:2000], 0.9)
+        band = interval_coverage(y[2000:, 0], (flow + u * low)[2000:, 0],
+                                 (flow + u * up)[2000:, 0], high)
+        coverage[name] = band["coverage"], band["high_flow_coverage"]
+    assert abs(coverage["flow"][0] - 0.9) < 0.02 and abs(coverage["spread"][0] - 0.9) < 0.02
+    # Days picked for a high observation are also the days of large positive errors: even
+    # the right scale covers fewer of them than nominal (here 86 %).
+    assert coverage["flow"][1] >= 0.8 > 0.6 > coverage["spread"][1]

@@ -227,7 +227,8 @@ def test_interval_scores_land_under_their_output_names(fitted):
 
     ens, _, _ = fitted
     obs = np.arange(20.0).reshape(10, 2)
-    scores = {"nominal_coverage": 0.9, "calibration": "validation", "adapt_rate": None,
+    scores = {"nominal_coverage": 0.9, "calibration": "validation", "scale": "flow",
+              "adapt_rate": None,
               "outputs": [{"coverage": 0.1, "mean_width": 1.0, "crps": 0.5, "n": 10},
                           {"coverage": 0.2, "mean_width": 2.0, "crps": 0.6, "n": 10}]}
     summary = metrics_summary(ens, {"test": (obs, obs + 1.0, None)}, names=["up", "down"],
@@ -236,6 +237,7 @@ def test_interval_scores_land_under_their_output_names(fitted):
     fixed = intervals["bands"]["fixed"]
     assert fixed["up"]["coverage"] == 0.1 and fixed["down"]["coverage"] == 0.2
     assert intervals["nominal_coverage"] == 0.9 and intervals["adapt_rate"] is None
+    assert intervals["scale"] == "flow"
 
 
 def test_the_evolution_figure_shows_every_members_depth(fitted):
@@ -415,10 +417,40 @@ def test_an_ensemble_saved_before_block_calibration_still_loads(fitted):
 
     ens, X, y = fitted
     state = dict(ens.__getstate__())
-    del state["calibration"], state["high_flow_threshold_"]
+    del state["calibration"], state["high_flow_threshold_"], state["scale"], state["flow_level_"]
     old = TLAGEnsemble.__new__(TLAGEnsemble)
     old.__setstate__(pickle.loads(pickle.dumps(state)))
     assert old.get_params()["calibration"] == "validation"
+    # Its scores are in units of the spread, whatever the default is now.
+    assert old.get_params()["scale"] == "spread" and np.isnan(old.flow_level_).all()
     out = old.score_intervals(X[300:], y[300:])["outputs"][0]
     assert math.isnan(out["high_flow_coverage"]) and out["n_high_flow"] == 0
     assert out["coverage"] == ens.score_intervals(X[300:], y[300:])["outputs"][0]["coverage"]
+
+
+def test_flow_scaled_scores_and_bands_grow_with_the_predicted_flow(fitted, tmp_path):
+    from sktlag import load_model, save_model
+    from sktlag.conformal import FLOW_FLOOR
+
+    _, X, y = fitted
+    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=3, random_state=0,
+                       scale="flow").fit(X[:300], y[:300])
+    n_valid = len(ens.calibration_scores_)
+    members = np.stack([m.predict(X[:300]) for m in ens.estimators_])[:, 300 - n_valid:]
+    mean, std = members.mean(axis=0), members.std(axis=0)
+    level = np.maximum(mean, 0).mean()
+    np.testing.assert_allclose(ens.flow_level_, [level], rtol=1e-12)
+    u = std + std.mean() * (FLOW_FLOOR + np.maximum(mean, 0) / level)
+    np.testing.assert_allclose(ens.calibration_scores_[:, 0], (y[300 - n_valid:300] - mean) / u,
+                               rtol=1e-10)
+    # The band is u times a width in scores: its width follows the scale day by day.
+    test = np.stack([m.predict(X[300:]) for m in ens.estimators_])
+    u_test = test.std(axis=0) + std.mean() * (FLOW_FLOOR + np.maximum(test.mean(axis=0), 0) / level)
+    lower, upper = ens.predict_interval(X[300:], 0.9)
+    np.testing.assert_allclose((upper - lower) / u_test, ((upper - lower) / u_test)[0], rtol=1e-9)
+    assert ens.score_intervals(X[300:], y[300:])["scale"] == "flow"
+    loaded = load_model(save_model(ens, tmp_path / "flow.pth"))
+    assert loaded.scale == "flow"
+    np.testing.assert_array_equal(loaded.flow_level_, ens.flow_level_)
+    for a, b in zip(loaded.predict_interval(X[300:]), (lower, upper), strict=True):
+        np.testing.assert_array_equal(a, b)
