@@ -319,6 +319,9 @@ def interval_tables(runs: list[dict], coverage: str = "0.9") -> tuple[str, str]:
         "90 % band within 87-93 %": f"{e['held']} of {e['basins']}",
         "median coverage": _percent(median(e["covers"])),
         "coverage range": spread(e["covers"]),
+        # How far from nominal a basin's band typically lands, over or under.
+        "median distance from 90 %":
+            f"{median([abs(c - float(coverage)) for c in e['covers']]):.1%}",
         "median high-flow coverage": _percent(median(e["high"])),
         "width / split where split covers (median)": median(e["ratios"]),
     } for label, e in per_method.items()]
@@ -335,6 +338,19 @@ def interval_tables(runs: list[dict], coverage: str = "0.9") -> tuple[str, str]:
     note = (f"\nEnsemble NSE with calibration='blocks' minus with 'validation' (same seed): "
             f"median {median(cost):+.3f} ({spread(cost)}) over {len(cost)} basins\n"
             ) if cost else ""
+    # The predictive distribution of each scale, on the same ensembles.
+    crps: dict[tuple[str, int, str], float] = {
+        (r["basin"], r["seed"], r.get("scale", "spread")): r["methods"]["fixed"]["crps"]
+        for r in runs if r["calibration"] == "validation"}
+    ratios = {}
+    for (basin, seed, scale), value in crps.items():
+        if scale == "flow" and (basin, seed, "spread") in crps:
+            ratios.setdefault(basin, []).append(value / crps[(basin, seed, "spread")])
+    if ratios:
+        per_basin = [median(r) for r in ratios.values()]
+        note += (f"\nCRPS with the flow scale over the spread scale's (same ensembles): "
+                 f"median {median(per_basin):.3f} ({spread(per_basin)}) over "
+                 f"{len(per_basin)} basins\n")
     return markdown_table(overall) + note, markdown_table(rows)
 
 
@@ -421,7 +437,7 @@ def run_intervals(args) -> None:
         args.out, "intervals", "Prediction intervals on new years",
         [("Across basins (90 % bands)", overall),
          (f"Per basin: 90 % coverage of all days / of high flows, width over the test "
-          f"std (fixed bands; {adaptive}: the default adaptive band)",
+          f"std (fixed bands; {adaptive}: the adaptive band at the default rate)",
           compact_table(runs, adaptive)),
          ("Per basin, every band", per_basin)],
         {"runs": runs},

@@ -260,7 +260,9 @@ def test_interval_study_scores_every_band_and_replays_its_records(tmp_path):
         assert fixed["coverage"] == fixed["levels"]["0.9"]["coverage"]
     replay = run_script("ensemble.py", "--intervals", "--records",
                         tmp_path / "intervals_jobs.jsonl", "--out", tmp_path / "replay").stdout
-    assert "| validation fixed | 1 |" in replay and "| blocks adaptive-0.05 | 1 |" in replay
+    # The default scale is named in every band's label.
+    assert "| validation fixed, flow scale | 1 |" in replay
+    assert "| blocks adaptive-0.05, flow scale | 1 |" in replay
     assert "Ensemble NSE with calibration='blocks' minus with 'validation' (same seed)" in replay
     # Scored again from the saved predictions: the ensemble's own scale gives the
     # ensemble's own bands (up to the float32 noise of predicting the whole series at
@@ -280,3 +282,5 @@ def test_interval_study_scores_every_band_and_replays_its_records(tmp_path):
             assert same["methods"][method]["levels"][level]["mean_width"] == pytest.approx(
                 band["mean_width"], rel=1e-3)
     assert "| validation adaptive-0.05, flow scale | 1 |" in rescored
+    assert "| validation adaptive-0.05 | 1 |" in rescored  # the spread scale
+    assert "CRPS with the flow scale over the spread scale's (same ensembles)" in rescored

@@ -10,6 +10,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sktlag import TLAGEnsemble, TLAGRegressor
+from sktlag.conformal import interval_scale
 
 from .conftest import FAST, make_series
 from .test_sklearn_checks import EXPECTED_FAILURES
@@ -81,7 +82,14 @@ def test_bad_coverage_and_estimator():
     for bad in (0, 1, 1.5, -0.1):
         with pytest.raises(ValueError, match="coverage must lie in"):
             ens.predict_interval(X, coverage=bad)
-    # One member: no spread, the intervals are plain split-conformal residual intervals.
+    # One member: no spread. With the flow scale the width follows the predicted flow;
+    # with the spread scale the intervals are plain split-conformal residual intervals.
+    from sktlag.conformal import FLOW_FLOOR
+
+    lower, upper = ens.predict_interval(X, coverage=0.9)
+    flow = FLOW_FLOOR + np.maximum(ens.predict(X), 0) / ens.flow_level_[0]
+    np.testing.assert_allclose((upper - lower) / flow, (upper - lower)[0] / flow[0])
+    ens.set_params(scale="spread").fit(X, y)
     lower, upper = ens.predict_interval(X, coverage=0.9)
     np.testing.assert_allclose(upper - lower, (upper - lower)[0])
 
@@ -213,7 +221,9 @@ def test_artifacts_of_an_ensemble_carry_its_intervals(tmp_path):
 
 
 def test_calibration_scores_are_residuals_in_units_of_the_offset_spread(fitted):
-    ens, X, y = fitted
+    _, X, y = fitted
+    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=3, random_state=0,
+                       scale="spread").fit(X[:300], y[:300])
     n_valid = len(ens.calibration_scores_)
     members = np.stack([m.predict(X[:300]) for m in ens.estimators_])[:, 300 - n_valid:]
     mean, std = members.mean(axis=0), members.std(axis=0)
@@ -331,7 +341,8 @@ def test_block_calibration_scores_every_member_out_of_sample():
     assert len(ens.calibration_scores_) == len(plain_train) + len(plain_valid)
     members = np.stack([m.predict(X[:300]) for m in ens.estimators_])
     first = blocks[0]
-    scale = members[:, first].std(axis=0) + ens.spread_offset_
+    scale = interval_scale(members[:, first].std(axis=0), ens.spread_offset_,
+                           members[:, first].mean(axis=0), ens.flow_level_)
     np.testing.assert_allclose(ens.calibration_scores_[: len(first), 0],
                                (y[first] - members[0, first]) / scale, rtol=1e-10)
     lower, upper = ens.predict_interval(X[300:], 0.9)
@@ -415,7 +426,10 @@ def test_an_ensemble_saved_before_block_calibration_still_loads(fitted):
     import math
     import pickle
 
-    ens, X, y = fitted
+    _, X, y = fitted
+    # Ensembles of then scored in units of the spread.
+    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, random_state=0,
+                       scale="spread").fit(X[:300], y[:300])
     state = dict(ens.__getstate__())
     del state["calibration"], state["high_flow_threshold_"], state["scale"], state["flow_level_"]
     old = TLAGEnsemble.__new__(TLAGEnsemble)
@@ -428,13 +442,32 @@ def test_an_ensemble_saved_before_block_calibration_still_loads(fitted):
     assert out["coverage"] == ens.score_intervals(X[300:], y[300:])["outputs"][0]["coverage"]
 
 
+def test_a_model_file_written_before_the_flow_scale_scores_in_units_of_the_spread(
+        fitted, tmp_path):
+    import torch
+
+    from sktlag import load_model, save_model
+
+    _, X, y = fitted
+    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, random_state=0,
+                       scale="spread").fit(X[:300], y[:300])
+    path = save_model(ens, tmp_path / "old.pth")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    del payload["ensemble"]["scale"], payload["ensemble"]["flow_level"]
+    torch.save(payload, path)
+    old = load_model(path)
+    assert old.scale == "spread" and np.isnan(old.flow_level_).all()
+    for a, b in zip(old.predict_interval(X[300:]), ens.predict_interval(X[300:]), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_flow_scaled_scores_and_bands_grow_with_the_predicted_flow(fitted, tmp_path):
     from sktlag import load_model, save_model
     from sktlag.conformal import FLOW_FLOOR
 
-    _, X, y = fitted
-    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=3, random_state=0,
-                       scale="flow").fit(X[:300], y[:300])
+    # The default scale.
+    ens, X, y = fitted
+    assert ens.scale == "flow"
     n_valid = len(ens.calibration_scores_)
     members = np.stack([m.predict(X[:300]) for m in ens.estimators_])[:, 300 - n_valid:]
     mean, std = members.mean(axis=0), members.std(axis=0)
