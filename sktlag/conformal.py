@@ -239,10 +239,10 @@ def interval_bounds(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The band ``mean + scale * [low, high]`` of ``coverage``, per day and output.
 
-    Without ``observed``, ``low`` and ``high`` are the quantiles of the ``calibration``
-    scores (:func:`score_quantiles`); with it, each day's adapt to the scores of the
-    observations before it (:func:`adaptive_levels`), every stretch that begins at a
-    row of ``starts`` (a series of its own) on its own.
+    Without ``observed``, ``low`` and ``high`` are the quantiles of the
+    ``calibration`` scores (:func:`score_quantiles`); with it, each day's quantiles
+    adapt to the scores of the observations before it (:func:`adaptive_levels`), every
+    stretch that begins at a row of ``starts`` (a series of its own) on its own.
 
     Parameters
     ----------
