@@ -284,3 +284,31 @@ def test_interval_study_scores_every_band_and_replays_its_records(tmp_path):
     assert "| validation adaptive-0.05, flow scale | 1 |" in rescored
     assert "| validation adaptive-0.05 | 1 |" in rescored  # the spread scale
     assert "CRPS with the flow scale over the spread scale's (same ensembles)" in rescored
+    assert "| median distance from 90 % | median high-flow coverage | high flows within 10 " \
+        "points |" in rescored
+
+
+def test_interval_tables_count_basins_against_the_goals():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import ensemble as module
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    def run(basin, cover, high, scale="flow"):
+        level = {"coverage": cover, "mean_width": 1.0, "relative_width": 1.0,
+                 "high_flow_coverage": high}
+        return {"basin": basin, "seed": 0, "calibration": "validation", "scale": scale,
+                "years": 5.0, "nse": 0.5,
+                "methods": {"fixed": {"levels": {"0.9": level}, "crps": 1.0}}}
+
+    # 0.8 is exactly 10 points below nominal (it counts); 0.79 is not; NaN (no high
+    # flows in the test days) is left out of both counts.
+    runs = [run("a", 0.93, 0.8), run("b", 0.86, 0.79), run("c", 0.90, math.nan),
+            run("a", 0.95, 0.5, "spread"), run("b", 0.9, 0.9, "spread")]
+    overall, _ = module.interval_tables(runs)
+    flow = next(line for line in overall.splitlines() if "| validation fixed, flow scale |" in line)
+    cells = [c.strip() for c in flow.strip("|").split("|")]
+    assert cells[2] == "2 of 3"  # within 87-93 %: 0.93 and 0.90, not 0.86
+    assert cells[5] == "3.0%"  # median distance from 90 %: of 3, 4 and 0 points
+    assert cells[7] == "1 of 2"  # high flows within 10 points
