@@ -372,11 +372,12 @@ def compact_table(runs: list[dict], adaptive: str, coverage: str = "0.9") -> str
                ("validation", adaptive, "spread", adaptive),
                ("validation", "fixed", "flow", "fixed, flow scale"),
                ("validation", adaptive, "flow", f"{adaptive}, flow scale")]
-    scales = {r.get("scale", "spread") for r in runs}
+    # Only the columns some run has.
+    present = {(r["calibration"], r.get("scale", "spread")) for r in runs}
     for basin in years:
         row = {"basin": basin, "years": f"{years[basin]:.1f}"}
         for calibration, method, scale, label in columns:
-            if scale not in scales:
+            if (calibration, scale) not in present:
                 continue
             same = [r for r in runs if r["basin"] == basin and r["calibration"] == calibration
                     and r.get("scale", "spread") == scale]
@@ -405,7 +406,8 @@ def run_intervals(args) -> None:
             raise SystemExit("no saved predictions of validation-calibrated ensembles "
                              f"(*_validation.npz) in {', '.join(map(str, args.rescore))}")
         args.out.mkdir(parents=True, exist_ok=True)
-        done = [rescored_job(p, scale, args.rates) for p in paths for scale in args.scales]
+        done = sorted((rescored_job(p, scale, args.rates) for p in paths for scale in args.scales),
+                      key=lambda r: (round(r["years"], 1), r["basin"], r["seed"], r["scale"]))
         log.write_text("".join(json.dumps(run) + "\n" for run in done))
     elif args.records:
         done = [json.loads(line) for path in args.records
