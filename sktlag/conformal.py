@@ -285,7 +285,7 @@ def score_bands(
     y, mean, scale : ndarray of shape (n_days, n_outputs)
         Observations (NaN: left out), and the band's centre and scale.
     calibration : ndarray of shape (n_scores, n_outputs)
-    coverages : iterable of float
+    coverages : sequence of float
     high_flow : ndarray of shape (n_outputs,)
         Days above it are also scored on their own.
     adaptive : bool, default=False
@@ -296,11 +296,11 @@ def score_bands(
 
     Returns
     -------
-    list of dict, one per output
-        ``levels``: per coverage (keyed ``f"{c:g}"``), :func:`interval_coverage` of its
-        band; ``crps``: the mean CRPS of the predictive distribution ``mean + scale * r``
-        over the calibration scores ``r`` (``scoringrules.crps_ensemble``, units of
-        ``y``; NaN without observations).
+    outputs : list of dict
+        One per output. ``levels``: per coverage (keyed ``f"{c:g}"``),
+        :func:`interval_coverage` of its band; ``crps``: the mean CRPS of the predictive
+        distribution ``mean + scale * r`` over the calibration scores ``r``
+        (``scoringrules.crps_ensemble``, units of ``y``; NaN without observations).
     """
     # Imported here: it takes seconds to import, and only scoring needs it.
     import scoringrules

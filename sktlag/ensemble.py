@@ -419,7 +419,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         # The members predict once for every band and the samples.
         mean, scale, _ = self._mean_and_scale(X, groups=groups, history=history)
         scored = score_bands(_as_2d(y), mean, scale, self.calibration_scores_,
-                             {coverage, *coverages}, self.high_flow_threshold_, adaptive,
+                             sorted({coverage, *coverages}), self.high_flow_threshold_, adaptive,
                              adapt_rate, self._starts(groups, len(mean)))
         outputs = [{**out["levels"][f"{coverage:g}"], **out} for out in scored]
         return {"nominal_coverage": coverage, "method": "adaptive" if adaptive else "fixed",
