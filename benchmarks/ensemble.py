@@ -228,7 +228,7 @@ def interval_job(job: dict) -> dict:
 def rescored_job(path: Path, scale: str, rates) -> dict:
     """The bands of one saved ensemble with its scores in units of ``scale``: the same
     arithmetic as ``TLAGEnsemble`` (``sktlag.conformal``) on the saved predictions."""
-    from sktlag.conformal import REPORTED_COVERAGES, interval_scale, score_bands
+    from sktlag.conformal import REPORTED_COVERAGES, interval_scale, scale_levels, score_bands
     from sktlag.metrics import nse
 
     saved = np.load(path)
@@ -238,8 +238,8 @@ def rescored_job(path: Path, scale: str, rates) -> dict:
     # The validation windows are the last windows of the fit period.
     valid, test = slice(n - n_scores, n), slice(n, len(y))
     mean, std = members.mean(axis=0)[:, None], members.std(axis=0)[:, None]
-    level = np.maximum(mean[valid], 0).mean(axis=0) if scale == "flow" else None
-    u = interval_scale(std, std[valid].mean(axis=0), mean, level)
+    offset, level = scale_levels(mean[valid], std[valid])
+    u = interval_scale(std, offset, mean, level if scale == "flow" else None)
     calibration_scores = (y[valid] - mean[valid]) / u[valid]
     # Files written before the flow scale hold scores in units of the spread.
     if (str(saved["scale"]) if "scale" in saved.files else "spread") == scale:

@@ -49,6 +49,7 @@ __all__ = [
     "interval_coverage",
     "interval_scale",
     "predictive_draws",
+    "scale_levels",
     "score_bands",
     "score_quantiles",
 ]
@@ -231,6 +232,26 @@ def interval_scale(
         return std + offset
     flow_level = np.where(flow_level > 0, flow_level, 1.0)
     return std + offset * (FLOW_FLOOR + np.maximum(mean, 0.0) / flow_level)
+
+
+def scale_levels(mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The typical spread and the typical predicted flow of the calibration windows: the
+    ``offset`` and ``flow_level`` of :func:`interval_scale`.
+
+    Parameters
+    ----------
+    mean, std : ndarray of shape (n_windows, n_outputs)
+        The members' mean and standard deviation on the calibration windows.
+
+    Returns
+    -------
+    offset, flow_level : ndarray of shape (n_outputs,)
+        The mean of ``std`` and of the positive part of ``mean`` (zeros without
+        windows).
+    """
+    if not len(mean):
+        return np.zeros(mean.shape[1]), np.zeros(mean.shape[1])
+    return std.mean(axis=0), np.maximum(mean, 0.0).mean(axis=0)
 
 
 def interval_bounds(

@@ -69,6 +69,7 @@ from .conformal import (
     interval_bounds,
     interval_scale,
     predictive_draws,
+    scale_levels,
     score_bands,
 )
 from .estimator import (
@@ -270,9 +271,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         self.high_flow_threshold_ = np.nanquantile(y2, HIGH_FLOW_QUANTILE, axis=0)
         members, _ = self._member_predictions(X, groups=groups)
         mean, std = members[:, valid].mean(axis=0), members[:, valid].std(axis=0)
-        self.spread_offset_ = std.mean(axis=0) if len(std) else np.zeros(y2.shape[1])
-        self.flow_level_ = (np.maximum(mean, 0).mean(axis=0) if len(mean)
-                            else np.zeros(y2.shape[1]))
+        self.spread_offset_, self.flow_level_ = scale_levels(mean, std)
         rows, scores = [valid], [(y2[valid] - mean) / self._scale(mean, std)]
         for m, block in enumerate(blocks or []):
             # Out of sample for member m alone: its residual, in the ensemble's scale.
