@@ -5,6 +5,8 @@ For each basin and seed this fits (protocol of the design guide, section 6):
 - ``growth``: the package defaults (growth from one layer);
 - ``growth-keep`` (or ``growth-fresh``): the same with the other way of continuing after
   an insertion (Adam's state kept for the existing layers, or Adam re-created);
+- ``growth-difference``: the defaults with ``hessian_products="difference"`` (the
+  eigensolver's products from differences of gradients, on the fast fused kernels);
 - ``growth-holdout``: the defaults with ``derivative_criterion="holdout"`` (positions
   chosen, and every decision's held-out statistic recorded, by that criterion);
 - ``fixed-k`` for k = 1 .. ``max_layers``: depth k, growth off, trained to early
@@ -76,6 +78,7 @@ def variants(max_layers: int) -> dict[str, dict[str, Any]]:
     for k in range(1, max_layers + 1):
         out[f"fixed-{k}"] = {"initial_num_layers": k, "max_layers": k,
                              "topo_derivative_threshold": math.inf, "fixed": True}
+    out["growth-difference"] = {**RECORDING, "hessian_products": "difference"}
     # The held-out criterion's own recording: its positions, its values at every decision.
     out["growth-holdout"] = {**RECORDING, "derivative_criterion": "holdout"}
     out["random"] = {**RECORDING, "growth_strategy": "random"}
@@ -127,6 +130,21 @@ def _architecture_test_scores(model, snapshots, X, obs, n_fit) -> dict[int, floa
             out[depth] = float(nse(obs[keep], pred[keep]))
     finally:
         est.net_.module_ = fitted
+    return out
+
+
+def variant_names(names: list[str] | None, max_layers: int, error) -> list[str]:
+    """The variants to run: all without ``names``; ``"fixed"`` stands for every fixed
+    depth up to ``max_layers``; an unknown name is passed to ``error`` with the known."""
+    known = list(variants(max_layers))
+    if not names:
+        return known
+    fixed = [v for v in known if v.startswith("fixed-")]
+    out = list(dict.fromkeys(n for name in names for n in (fixed if name == "fixed" else [name])))
+    unknown = [n for n in out if n not in known]
+    if unknown:
+        error(f"unknown variant(s) {', '.join(unknown)} with max_layers {max_layers}; "
+              f"known: fixed, {', '.join(known)}")
     return out
 
 
@@ -358,16 +376,17 @@ HOLDOUT_THRESHOLD = 2.0
 
 def basin_table(results, max_layers: int,
                 rules: tuple[float, float, str, str] | None = None,
-                cap: int | None = None) -> list[dict[str, Any]]:
+                cap: int | None = None, variant: str | None = None) -> list[dict[str, Any]]:
     """Per basin: growth replayed under ``rules`` (threshold, margin, selection,
-    criterion; default: the package defaults) on the criterion's recording variant,
+    criterion; default: the package defaults) on ``variant`` (default: the criterion's
+    recording variant),
     against the validation pick and the best of the fixed depths recorded for the same
     seeds. Where fewer than ``max_layers`` fixed depths were recorded, the pick is among
     those (the ``fixed depths`` column) and the grid's time is not given. With ``cap``,
     also how growth ends when the architecture the budget ends at its cap is judged
     (see ``replay``)."""
     rules = rules or defaults_rules()
-    variant = CRITERION_VARIANT[rules[3]]
+    variant = variant or CRITERION_VARIANT[rules[3]]
     rows = []
     for basin in sorted({r["basin"] for r in results}):
         seeds = sorted({r["seed"] for r in _by(results, basin=basin)})
@@ -575,6 +594,10 @@ def report(results, args, machine, seconds) -> None:
     _, margin, select, _ = defaults_rules()
     held_out_rules = (HOLDOUT_THRESHOLD, margin, select, "holdout")
     held_out = basin_table(results, args.max_layers, held_out_rules)
+    # The same growth with the products from differences of gradients, where recorded:
+    # its decision share and time against the grid, basin by basin.
+    difference = basin_table(results, args.max_layers, cap=args.cap,
+                             variant="growth-difference")
     decisions = decision_table(results)
     replays = replay_table(results, [0.0, 0.005, 0.01])
     architectures = architecture_table(results)
@@ -585,12 +608,16 @@ def report(results, args, machine, seconds) -> None:
          (f"Per basin (the held-out check at threshold {HOLDOUT_THRESHOLD:g}, margin "
           f"{margin:g}, replayed)",
           C.markdown_table(held_out) + "\n" + _across(held_out) + "\n"),
+         *([("Per basin (growth with hessian_products='difference', replayed)",
+             C.markdown_table(difference) + "\n" + _across(difference) + "\n")]
+           if difference else []),
          ("Per variant", C.markdown_table(overall)),
          ("Derivatives against the validation gain that followed",
           C.markdown_table(decisions)),
          ("Replayed stop rules and selection", C.markdown_table(replays)),
          ("Architectures of the recording runs", C.markdown_table(architectures))],
-        {"per_basin": basins, "per_basin_holdout": held_out, "per_variant": overall,
+        {"per_basin": basins, "per_basin_holdout": held_out,
+         "per_basin_difference": difference, "per_variant": overall,
          "decisions": decisions, "replay": replays,
          "architectures": architectures, "runs": results},
         {"seeds": sorted({r["seed"] for r in results}), "max_layers": args.max_layers,
@@ -606,7 +633,8 @@ def main() -> None:
     parser.add_argument("--vistula", type=Path, default=None,
                         help="modelskill 1.3.2 wheel or vistula.msk (Vistula gauges)")
     parser.add_argument("--basins", nargs="*", default=None, help="basin or group names")
-    parser.add_argument("--variants", nargs="*", default=None, help="model variants")
+    parser.add_argument("--variants", nargs="*", default=None,
+                        help='model variants (default: all); "fixed" names every fixed depth')
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
     parser.add_argument("--device", default="cpu", help='torch device, e.g. "cuda"')
     parser.add_argument("--max-layers", type=int, default=None,
@@ -632,7 +660,7 @@ def main() -> None:
         report(results, args, machine, 0.0)
         return
     seeds = C.seeds_from(args)
-    names = args.variants or list(variants(args.max_layers))
+    names = variant_names(args.variants, args.max_layers, parser.error)
     basins = [b.name for b in _basins.load_basins(args.basins, demo_path=args.data,
                                                   vistula_path=args.vistula)]
     if args.quick and not args.basins:

@@ -223,6 +223,37 @@ def test_records_are_read_together_and_a_run_recorded_twice_is_refused(growth_pa
         growth_pays.load_records([first, second])
 
 
+def test_variant_names_expand_the_grid_and_refuse_unknown_names(growth_pays):
+    def error(message):
+        raise SystemExit(message)
+
+    names = growth_pays.variant_names(["growth-difference", "fixed", "fixed-2"], 3, error)
+    assert names == ["growth-difference", "fixed-1", "fixed-2", "fixed-3"]
+    assert growth_pays.variant_names(None, 3, error) == list(growth_pays.variants(3))
+    assert growth_pays.variants(3)["growth-difference"]["hessian_products"] == "difference"
+    with pytest.raises(SystemExit, match="unknown variant.*fixed-4 with max_layers 3"):
+        growth_pays.variant_names(["fixed-4"], 3, error)
+
+
+def test_the_basin_table_replays_the_variant_it_is_given(growth_pays):
+    # The same basin and seed recorded with both kinds of products and a fixed grid:
+    # each table replays its own variant, with its own decision seconds.
+    exact = {**_recorded_run(), "basin": "a", "seed": 0, "variant": "growth"}
+    difference = {**_recorded_run(), "basin": "a", "seed": 0, "variant": "growth-difference"}
+    difference["decisions"] = [{**d, "seconds": 0.25} for d in difference["decisions"]]
+    fixed = [{"basin": "a", "seed": 0, "variant": f"fixed-{k}", "n_layers": k,
+              "valid_nse": 0.7, "test_nse": 0.8, "fit_seconds": 20.0, "epochs": 10}
+             for k in (1, 2, 3)]
+    runs = [exact, difference, *fixed]
+    rules = (0.1, 0.0, "moving_average", "relative")
+    by_exact = growth_pays.basin_table(runs, 3, rules)[0]
+    by_difference = growth_pays.basin_table(runs, 3, rules, variant="growth-difference")[0]
+    assert by_exact["decision share"] == pytest.approx(2.0 / 32.0)
+    assert by_difference["decision share"] == pytest.approx(0.5 / 32.0)
+    assert by_exact["growth / grid time"] == pytest.approx(32.0 / 60.0)
+    assert growth_pays.basin_table(runs[:1] + fixed, 3, rules, variant="growth-difference") == []
+
+
 def test_the_line_under_a_basin_table_counts_how_growth_ended(growth_pays):
     basins = [{"growth NSE": 0.9, "validation pick NSE": 0.9, "best fixed NSE": 0.9,
                "ended by": ended} for ended in
