@@ -282,6 +282,22 @@ def test_the_validation_rule_judges_the_architecture_that_ends_with_the_budget(
     np.testing.assert_array_equal(est.predict(X), plain.predict(X))
 
 
+def test_growth_on_a_task_no_depth_can_help_ends_by_its_own_rule_well_before_the_budget():
+    # The target is noise, independent of the inputs: nothing for a deeper network to
+    # learn. Under the package's own stop rules (patience, moving average, threshold,
+    # validation margin, epoch cap and budget) growth must end by a rule of its own, at
+    # one layer, long before the epoch budget would end it.
+    rng = np.random.default_rng(0)
+    X = rng.gamma(0.6, 2.0, size=(1000, 3))
+    y = rng.standard_normal(1000)
+    est = TLAGRegressor(hidden_size=8, lookback=10, n_threads=1, random_state=0)
+    with pytest.warns(UserWarning, match="validation part has"):  # a short toy record
+        est.fit(X, y)
+    assert est.growth_stop_rule_ in ("threshold", "validation")
+    assert est.n_layers_ == 1
+    assert len(est.history_) <= 3 * est.max_epochs // 8
+
+
 def test_without_validation_rule_growth_reaches_max_layers(data):
     X, y = data
     params = {**FAST, "max_epochs": 20, "max_layers": 3}
