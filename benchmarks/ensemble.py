@@ -220,6 +220,11 @@ def interval_job(job: dict) -> dict:
         "nse": float(nse(y[n:][observed], mean[observed])),
         "fit_seconds": fit_seconds,
         "depths": [int(d) for d in ensemble.n_layers_],
+        # How each member's growth ended: every member is a growing fit at the defaults.
+        "growth": [{"stop_rule": m.growth_stop_rule_, "epochs": len(m.history_),
+                    "architecture_epochs": [a["last_epoch"] - a["first_epoch"] + 1
+                                            for a in m.growth_history_]}
+                   for m in ensemble.estimators_],
         "calibration_scores": len(ensemble.calibration_scores_),
         "methods": {name: scores["outputs"][0] for name, scores in methods.items()},
     }

@@ -289,6 +289,13 @@ def test_interval_study_scores_every_band_and_replays_its_records(tmp_path):
         fixed = run["methods"]["fixed"]
         assert list(fixed["levels"]) == ["0.5", "0.8", "0.9", "0.95"]
         assert fixed["coverage"] == fixed["levels"]["0.9"]["coverage"]
+        # Every member's growth is recorded: how it ended and its epochs by architecture.
+        assert len(run["growth"]) == len(run["depths"])
+        for member, depth in zip(run["growth"], run["depths"], strict=True):
+            assert member["stop_rule"] in ("threshold", "validation", "max_layers",
+                                           "max_epochs", "not_computable")
+            assert sum(member["architecture_epochs"]) == member["epochs"]
+            assert len(member["architecture_epochs"]) >= depth
     replay = run_script("ensemble.py", "--intervals", "--records",
                         tmp_path / "intervals_jobs.jsonl", "--out", tmp_path / "replay").stdout
     # The default scale is named in every band's label.
