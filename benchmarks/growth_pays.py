@@ -2,6 +2,8 @@
 
 For each basin and seed this fits (protocol of the design guide, section 6):
 
+- ``defaults``: the package defaults as they are (growth with its own stop rules: how
+  growth ends, fit time and accuracy exactly as a user gets them);
 - ``growth``: the package defaults (growth from one layer);
 - ``growth-keep`` (or ``growth-fresh``): the same with the other way of continuing after
   an insertion (Adam's state kept for the existing layers, or Adam re-created);
@@ -72,6 +74,7 @@ def variants(max_layers: int) -> dict[str, dict[str, Any]]:
 
     other = "keep" if TLAGRegressor().growth_optimizer == "fresh" else "fresh"
     out: dict[str, dict[str, Any]] = {
+        "defaults": {},
         "growth": dict(RECORDING),
         f"growth-{other}": {**RECORDING, "growth_optimizer": other},
     }
@@ -175,6 +178,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     change = dict(variants(job["max_layers"])[job["variant"]])
     fixed = change.pop("fixed", False)
     params = dict(QUICK) if job["quick"] else {}
+    if job.get("max_epochs"):
+        params["max_epochs"] = job["max_epochs"]
     params.update(change)
     if fixed:
         params["max_epochs_per_layer"] = params.get("max_epochs", TLAGRegressor().max_epochs)
@@ -224,6 +229,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "valid_nse": est.best_score_,
         "n_layers": int(est.n_layers_),
         "stop_rule": est.growth_stop_rule_,
+        "max_epochs": est.max_epochs,
         "epochs": len(est.history_),
         # Every epoch's moving-average validation score: where two runs share their
         # first architecture, this shows they trained alike.
@@ -559,15 +565,35 @@ def replay_table(results, margins) -> list[dict[str, Any]]:
     return rows
 
 
-def architecture_table(results) -> list[dict[str, Any]]:
-    """Every architecture of the recording runs: epochs, validation and test NSE."""
+def late_gains(run: dict[str, Any], last: int) -> list[float]:
+    """Per architecture of ``run``: how much its moving-average validation score rose in
+    its ``last`` epochs (its last value less the best before them; NaN where the run
+    recorded no per-epoch scores or the architecture trained no more than ``last``
+    epochs). Above zero, the architecture was still improving when it ended."""
+    ma = [math.nan if v is None else v for v in run.get("valid_ma") or []]
+    out, start = [], 0
+    for a in run["architectures"]:
+        scores = ma[start:start + a["epochs"]]
+        start += a["epochs"]
+        before = [v for v in scores[:-last] if math.isfinite(v)]
+        if len(scores) != a["epochs"] or not before or not math.isfinite(scores[-1]):
+            out.append(math.nan)
+        else:
+            out.append(scores[-1] - max(before))
+    return out
+
+
+def architecture_table(results, last: int) -> list[dict[str, Any]]:
+    """Every architecture of the recording runs: epochs, validation and test NSE, and
+    its gain over its last ``last`` epochs (:func:`late_gains`)."""
     return [
         {"basin": run["basin"], "variant": run["variant"], "seed": run["seed"],
          "layers": a["n_layers"], "epochs": a["epochs"],
-         "best validation (moving average)": a["best_valid_ma"], "test NSE": a["test_nse"]}
+         "best validation (moving average)": a["best_valid_ma"],
+         f"gain in its last {last} epochs": gain, "test NSE": a["test_nse"]}
         for variant in dict.fromkeys(CRITERION_VARIANT.values())
         for run in _by(results, variant=variant)
-        for a in run["architectures"]
+        for a, gain in zip(run["architectures"], late_gains(run, last), strict=True)
     ]
 
 
@@ -600,7 +626,10 @@ def report(results, args, machine, seconds) -> None:
                              variant="growth-difference")
     decisions = decision_table(results)
     replays = replay_table(results, [0.0, 0.005, 0.01])
-    architectures = architecture_table(results)
+    from sktlag import TLAGRegressor
+
+    patience = QUICK["patience"] if args.quick else TLAGRegressor().patience
+    architectures = architecture_table(results, patience)
     C.write_results(
         args.out, "growth_pays", "Does growth pay? Growth against every fixed depth",
         [("Per basin (growth at the defaults, replayed)",
@@ -621,6 +650,7 @@ def report(results, args, machine, seconds) -> None:
          "decisions": decisions, "replay": replays,
          "architectures": architectures, "runs": results},
         {"seeds": sorted({r["seed"] for r in results}), "max_layers": args.max_layers,
+         "max_epochs": sorted({r["max_epochs"] for r in results if "max_epochs" in r}),
          "quick": args.quick, "device": args.device, "jobs": args.jobs,
          "research_threshold": RESEARCH_THRESHOLD},
         machine, seconds,
@@ -639,6 +669,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help='torch device, e.g. "cuda"')
     parser.add_argument("--max-layers", type=int, default=None,
                         help="deepest fixed depth (default: the estimator's max_layers)")
+    parser.add_argument("--max-epochs", type=int, default=None,
+                        help="the epoch budget of every variant (default: the "
+                        "estimator's, or the quick settings')")
     parser.add_argument("--replay", type=Path, nargs="+", default=None,
                         help="only analyse existing growth_jobs.jsonl records, taken together")
     parser.add_argument("--cap", type=int, default=None,
@@ -673,6 +706,7 @@ def main() -> None:
     jobs = [
         {"basin": b, "variant": v, "seed": s, "device": args.device, "quick": args.quick,
          "max_layers": args.max_layers, "threads": args.threads,
+         "max_epochs": args.max_epochs,
          "demo_path": str(args.data) if args.data else None,
          "vistula_path": str(args.vistula) if args.vistula else None}
         for s in seeds for b in basins for v in names
