@@ -446,6 +446,30 @@ def basin_table(results, max_layers: int,
     return rows
 
 
+def defaults_table(results) -> list[dict[str, Any]]:
+    """Per basin and budget, the ``defaults`` runs as fitted: test NSE, depth, how growth
+    ended, epochs and fit time (no replay: the package's own rules ended them)."""
+    rows = []
+    runs = _by(results, variant="defaults")
+    for basin, budget in sorted({(r["basin"], r.get("max_epochs")) for r in runs},
+                                key=lambda k: (k[0], k[1] or 0)):
+        part = sorted((r for r in runs if r["basin"] == basin
+                       and r.get("max_epochs") == budget), key=lambda r: r["seed"])
+        rows.append({
+            "basin": basin, "budget": budget if budget is not None else math.nan,
+            "seeds": " ".join(str(r["seed"]) for r in part),
+            "test NSE": C.median([r["test_nse"] for r in part]),
+            "test NSE min to max": C.spread([r["test_nse"] for r in part]),
+            "depths": " ".join(str(r["n_layers"]) for r in part),
+            "ended by": " ".join(r["stop_rule"] for r in part),
+            "epochs": " ".join(str(r["epochs"]) for r in part),
+            "epochs by architecture": " / ".join(
+                " ".join(str(a["epochs"]) for a in r["architectures"]) for r in part),
+            "fit s (median)": C.median([r["fit_seconds"] for r in part]),
+        })
+    return rows
+
+
 def variant_table(results, names: list[str]) -> list[dict[str, Any]]:
     """Per variant: median over basins of the per-basin median test NSE."""
     rows = []
@@ -624,6 +648,7 @@ def report(results, args, machine, seconds) -> None:
     # its decision share and time against the grid, basin by basin.
     difference = basin_table(results, args.max_layers, cap=args.cap,
                              variant="growth-difference")
+    as_fitted = defaults_table(results)
     decisions = decision_table(results)
     replays = replay_table(results, [0.0, 0.005, 0.01])
     from sktlag import TLAGRegressor
@@ -640,13 +665,16 @@ def report(results, args, machine, seconds) -> None:
          *([("Per basin (growth with hessian_products='difference', replayed)",
              C.markdown_table(difference) + "\n" + _across(difference) + "\n")]
            if difference else []),
+         *([("Per basin and budget (the defaults as fitted)",
+             C.markdown_table(as_fitted))] if as_fitted else []),
          ("Per variant", C.markdown_table(overall)),
          ("Derivatives against the validation gain that followed",
           C.markdown_table(decisions)),
          ("Replayed stop rules and selection", C.markdown_table(replays)),
          ("Architectures of the recording runs", C.markdown_table(architectures))],
         {"per_basin": basins, "per_basin_holdout": held_out,
-         "per_basin_difference": difference, "per_variant": overall,
+         "per_basin_difference": difference, "per_basin_defaults": as_fitted,
+         "per_variant": overall,
          "decisions": decisions, "replay": replays,
          "architectures": architectures, "runs": results},
         {"seeds": sorted({r["seed"] for r in results}), "max_layers": args.max_layers,

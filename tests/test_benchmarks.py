@@ -254,6 +254,36 @@ def test_the_basin_table_replays_the_variant_it_is_given(growth_pays):
     assert growth_pays.basin_table(runs[:1] + fixed, 3, rules, variant="growth-difference") == []
 
 
+def test_late_gains_say_whether_an_architecture_was_still_improving(growth_pays):
+    run = _recorded_run()
+    # 10 epochs per architecture; None before each architecture's first full window.
+    run["valid_ma"] = ([None, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+                       + [None, 0.9, 0.95, 0.94, 0.93, 0.92, 0.91, 0.9, 0.89, 0.88]
+                       + [None] * 10)
+    gains = growth_pays.late_gains(run, 3)
+    assert gains[0] == pytest.approx(0.9 - 0.6)  # still rising at its end
+    assert gains[1] == pytest.approx(0.88 - 0.95)  # past its best
+    assert math.isnan(gains[2])  # no score recorded
+    assert all(math.isnan(g) for g in growth_pays.late_gains(_recorded_run(), 3))
+    rows = growth_pays.architecture_table([{**run, "basin": "a", "seed": 0,
+                                            "variant": "growth"}], 3)
+    assert [r["gain in its last 3 epochs"] for r in rows][:2] == pytest.approx(gains[:2])
+
+
+def test_the_defaults_table_has_a_row_per_basin_and_budget(growth_pays):
+    def run(seed, budget, nse, rule):
+        return {**_recorded_run(), "basin": "a", "variant": "defaults", "seed": seed,
+                "max_epochs": budget, "test_nse": nse, "n_layers": 2, "stop_rule": rule,
+                "epochs": 30}
+    runs = [run(1, 120, 0.9, "validation"), run(0, 120, 0.8, "threshold"),
+            run(0, 80, 0.7, "max_epochs"), {**run(0, 80, 0.0, "x"), "variant": "growth"}]
+    rows = growth_pays.defaults_table(runs)
+    assert [(r["budget"], r["seeds"], r["ended by"]) for r in rows] == [
+        (80, "0", "max_epochs"), (120, "0 1", "threshold validation")]
+    assert rows[1]["test NSE"] == pytest.approx(0.85)
+    assert rows[1]["epochs by architecture"] == "10 10 10 / 10 10 10"
+
+
 def test_the_line_under_a_basin_table_counts_how_growth_ended(growth_pays):
     basins = [{"growth NSE": 0.9, "validation pick NSE": 0.9, "best fixed NSE": 0.9,
                "ended by": ended} for ended in
