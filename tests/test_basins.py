@@ -202,3 +202,79 @@ def test_spotpy_real_records_when_present(basins_module):
     assert len(hymod) == 1827 and int(hymod.y.isna().sum()) == 366
     assert hymod.y.first_valid_index() == pd.Timestamp("2013-01-01")
     assert fulda.regime == "spring high flow" and hymod.regime == "winter high flow"
+
+
+_AIRGR_DAILY = "grsuite-1.1.1/tests/data/basin_daily.csv.gz"
+_AIRGR_SNOW = "grsuite-1.1.1/tests/data/basin_snow.csv.gz"
+
+
+def _fake_grsuite_sdist(folder, members=(_AIRGR_DAILY, _AIRGR_SNOW), header="Date,P,E,T,Qmm"):
+    """A grsuite 1.1.1 source distribution holding gzip-compressed airGR tables."""
+    import gzip
+    import io
+    import tarfile
+
+    days = pd.date_range("1984-01-01", periods=4, freq="D").strftime("%Y-%m-%d")
+    sdist = folder / "grsuite-1.1.1.tar.gz"
+    with tarfile.open(sdist, "w:gz") as archive:
+        for k, member in enumerate(members):
+            rows = [header, *(f"{d},{i},{0.5 * i},{i - 2},{'NA' if k == 0 and i == 1 else i + k}"
+                              for i, d in enumerate(days))]
+            data = gzip.compress("\n".join(rows).encode())
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return sdist
+
+
+def test_airgr_basins_read_from_the_grsuite_sdist(basins_module, tmp_path):
+    sdist = _fake_grsuite_sdist(tmp_path)
+    for path in (tmp_path, sdist):
+        daily, snow = basins_module.load_basins("airgr", grsuite_path=path)
+        assert daily.name == "airgr_l0123001" and snow.name == "airgr_l0123002"
+        assert daily.input_names == ["p", "pet", "t"] and daily.unit == "mm/day"
+        assert daily.X["pet"].tolist() == [0, 0.5, 1, 1.5] and daily.X["t"].iloc[0] == -2
+        assert np.isnan(daily.y.iloc[1]) and daily.y.drop(daily.dates[1]).tolist() == [0, 2, 3]
+        assert snow.y.tolist() == [1, 2, 3, 4] and snow.dates.freqstr == "D"
+        assert "grsuite 1.1.1 sdist" in snow.source and "GPL-2" in snow.source
+
+
+def test_airgr_missing_or_bad_data_is_named(basins_module, tmp_path):
+    _fake_grsuite_sdist(tmp_path, members=(_AIRGR_DAILY,))
+    with pytest.warns(UserWarning, match="holds no " + _AIRGR_SNOW):
+        assert basins_module.load_basins("airgr_l0123002", grsuite_path=tmp_path) == []
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.warns(UserWarning,
+                      match=r"no basin_daily\.csv\.gz and no grsuite-1\.1\.1\.tar\.gz"):
+        assert basins_module.load_basins("airgr_l0123001", grsuite_path=empty) == []
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    _fake_grsuite_sdist(bad, header="Date,P,E,T,Q")
+    with pytest.raises(ValueError, match=r"'airgr_l0123001'.*basin_daily\.csv\.gz lacks.*'Qmm'"):
+        basins_module.load_basins("airgr_l0123001", grsuite_path=bad)
+    # Without a path, the sdist is looked for in the data folder, and the message says how
+    # to put it there.
+    missing = basins_module.PackagedFile("grsuite", "0.0.0", "grsuite-0.0.0/x.csv", "GPL",
+                                         sdist=True)
+    with pytest.raises(basins_module.BasinUnavailable,
+                       match=r"--no-binary :all: -d benchmarks/data grsuite==0\.0\.0"):
+        basins_module._read_packaged(missing, None)
+
+
+def test_airgr_real_records_when_present(basins_module):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        basins = basins_module.load_basins("airgr")
+    if not basins:
+        pytest.skip("; ".join(str(w.message) for w in caught))
+    daily, snow = basins
+    for basin in basins:
+        assert len(basin) == 10593 and str(basin.dates[0].date()) == "1984-01-01"
+        assert str(basin.dates[-1].date()) == "2012-12-31"
+    assert int(daily.y.isna().sum()) == 802 and not snow.y.isna().any()
+    # The first day as the file gives it.
+    assert snow.X.iloc[0].tolist() == pytest.approx([7.09, 0.0, -1.60835])
+    assert snow.y.iloc[0] == pytest.approx(0.4042)
+    # The snow catchment's discharge peaks after the thaw, the other's in winter.
+    assert snow.regime == "spring high flow" and daily.regime == "winter high flow"
