@@ -1,6 +1,6 @@
 """Every real basin the benchmarks can use: daily inputs and discharge, indexed by date.
 
-Five sources give 17 records, and the Lahn records give 12 shorter ones:
+Six sources give 19 records, and the Lahn records give 12 shorter ones:
 
 ``lahn_kalkofen``, ``lahn_marburg``, ``lahn_leun``, ``lahn_dillenburg``
     The Lahn table shipped with sktlag (:func:`sktlag.datasets.load_lahn`), one basin per
@@ -53,6 +53,21 @@ Five sources give 17 records, and the Lahn records give 12 shorter ones:
     catchment airGR demonstrates its snow module on; its high flow comes in spring.
     Only the sdist holds these files, so the sdist is read (``pip download --no-deps
     --no-binary :all: -d benchmarks/data grsuite==1.1.1``).
+
+``susquehanna_marietta``, ``susquehanna_juniata``
+    Two gauges of the Susquehanna basin (USA) from the data of tutorial 3 of the source
+    distribution of the PyPI package ``hydrocnhs`` 1.2.0 (BSD-3-Clause; the package
+    states no licence of the data, whose file names say USGS and Daymet):
+    ``usgs_Q_D_cms_1985_2021.csv`` (daily discharge in m3/s at six outlets) and Daymet
+    precipitation, potential evapotranspiration (both cm/day) and mean air temperature
+    (degC) of the basin's 18 HUC-8 sub-basins, with their areas in ``SRB_HU8.csv``. The
+    inputs of a gauge are the area-weighted means over the sub-basins that drain to it
+    (precipitation and evapotranspiration converted to mm/day): for
+    ``susquehanna_marietta`` (outlet ``Sb6_2``, which the package says it extended "to
+    fit 1576000 outlet", the gauge at Marietta, PA) all 18; for ``susquehanna_juniata``
+    (outlet ``Sb5_3``, the Juniata River) ``Sb5_1``, ``Sb5_2`` and ``Sb5_3``, as the
+    tutorial's ``model.yaml`` routes them. 1985-01-01 to 2020-12-31. The other outlets
+    are left out: the package does not say which sub-basins drain to them.
 
 The Vistula and spotpy basins need the optional extra ``basins``
 (``pip install -e ".[basins]"``); without their data they are skipped with a warning.
@@ -133,6 +148,7 @@ GROUP_MEMBERS: dict[str, tuple[str, ...]] = {
                      for station in VISTULA_STATIONS),
     "spotpy": ("spotpy_fulda", "spotpy_hymod"),
     "airgr": ("airgr_l0123001", "airgr_l0123002"),
+    "susquehanna": ("susquehanna_marietta", "susquehanna_juniata"),
     "lahn_short": tuple(f"lahn_{gauge}_last{years}y" for gauge in LAHN_GAUGES
                         for years in LAHN_CUT_YEARS),
 }
@@ -260,6 +276,30 @@ _SPOTPY_TABLES = (
                         "(Turc) mm/day"},
     ),
 )
+
+_HYDROCNHS_DATA = "hydrocnhs-1.2.0/tutorials/Tutorial_3-Sediment_Routing/Data/"
+_HYDROCNHS_LICENCE = "BSD-3-Clause package; data licence not stated, USGS and Daymet"
+
+
+def _hydrocnhs_file(name: str) -> PackagedFile:
+    return PackagedFile("hydrocnhs", "1.2.0", _HYDROCNHS_DATA + name, _HYDROCNHS_LICENCE,
+                        sdist=True)
+
+
+#: The files of the Susquehanna gauges: sub-basin areas, discharge, and the forcing of
+#: every sub-basin with the factor to mm/day (temperature: degC as it is).
+_SUSQUEHANNA_AREAS = _hydrocnhs_file("SRB_HU8.csv")
+_SUSQUEHANNA_DISCHARGE = _hydrocnhs_file("usgs_Q_D_cms_1985_2021.csv")
+_SUSQUEHANNA_FORCING = {
+    "p": (_hydrocnhs_file("daymet_srb_hu8_d_prcp_cm_1984_2021.csv"), 10.0),
+    "pet": (_hydrocnhs_file("daymet_srb_hu8_d_pet_cm_1984_2021.csv"), 10.0),
+    "t": (_hydrocnhs_file("daymet_srb_hu8_d_tavg_degC_1984_2021.csv"), 1.0),
+}
+#: Gauge -> (outlet column of the discharge file, the sub-basins that drain to it).
+_SUSQUEHANNA_GAUGES = {
+    "susquehanna_marietta": ("Sb6_2", None),  # None: all of them
+    "susquehanna_juniata": ("Sb5_3", ("Sb5_1", "Sb5_2", "Sb5_3")),
+}
 
 _AIRGR_INPUTS = "p: precipitation mm/day, pet: potential evapotranspiration mm/day, " \
                 "t: air temperature degC"
@@ -389,6 +429,7 @@ def load_basins(
     vistula_path: str | Path | None = None,
     spotpy_path: str | Path | None = None,
     grsuite_path: str | Path | None = None,
+    hydrocnhs_path: str | Path | None = None,
 ) -> list[Basin]:
     """Load the requested basins.
 
@@ -414,6 +455,9 @@ def load_basins(
         Where to read the airGR catchments: the grsuite 1.1.1 source distribution
         (``grsuite-1.1.1.tar.gz``) or a folder holding it or the two CSV files. None
         uses that sdist in :data:`DATA_DIR`.
+    hydrocnhs_path : str or path-like, optional
+        Where to read the Susquehanna gauges: the hydrocnhs 1.2.0 source distribution or
+        a folder holding it. None uses that sdist in :data:`DATA_DIR`.
 
     Returns
     -------
@@ -431,9 +475,9 @@ def load_basins(
     -----
     UserWarning
         For every group skipped because its data are not at hand (no ``demo_path``, no
-        modelskill, spotpy or grsuite data), and for every basin dropped because its inputs are
-        not finite or its dates are not a gap-free daily sequence. Nothing is skipped
-        silently.
+        modelskill, spotpy, grsuite or hydrocnhs data), and for every basin dropped
+        because its inputs are not finite or its dates are not a gap-free daily
+        sequence. Nothing is skipped silently.
     """
     wanted = _resolve_names(names)
     groups = {_GROUP_OF[name] for name in wanted}
@@ -451,7 +495,8 @@ def load_basins(
             basins.append(_yuliang_basin(Path(demo_path)))
     optional = {"vistula": lambda: _vistula_basins(vistula_path),
                 "spotpy": lambda: _table_basins(_SPOTPY_TABLES, spotpy_path, wanted),
-                "airgr": lambda: _table_basins(_AIRGR_TABLES, grsuite_path, wanted)}
+                "airgr": lambda: _table_basins(_AIRGR_TABLES, grsuite_path, wanted),
+                "susquehanna": lambda: _susquehanna_basins(hydrocnhs_path, wanted)}
     for group, read in optional.items():
         if group in groups:
             try:
@@ -847,6 +892,55 @@ def _table_basins(specs, path: str | Path | None, wanted: set[str]) -> list[Basi
             for spec in specs if spec.name in wanted]
 
 
+# ---------------------------------------------------------------------------- Susquehanna
+def _susquehanna_basins(path: str | Path | None, wanted: set[str]) -> list[Basin]:
+    def table(file: PackagedFile, index: str) -> pd.DataFrame:
+        frame = pd.read_csv(io.BytesIO(_read_packaged(file, path)), encoding="utf-8")
+        if index not in frame.columns:
+            raise ValueError(f"{file.package} {file.version} {file.member} has no column "
+                             f"{index!r}")
+        return frame.set_index(index)
+
+    areas = table(_SUSQUEHANNA_AREAS, "ID")["area_ha"].astype(np.float64)
+    discharge = table(_SUSQUEHANNA_DISCHARGE, "date")
+    forcing = {name: (table(file, "Date"), factor)
+               for name, (file, factor) in _SUSQUEHANNA_FORCING.items()}
+    basins = []
+    for name, (outlet, upstream) in _SUSQUEHANNA_GAUGES.items():
+        if name not in wanted:
+            continue
+        sub_basins = list(upstream or areas.index)
+        unknown = [b for b in sub_basins if b not in areas.index]
+        if unknown:
+            raise ValueError(f"basin {name!r}: {_SUSQUEHANNA_AREAS.member} gives no area "
+                             f"of {unknown}")
+        weights = (areas[sub_basins] / areas[sub_basins].sum()).to_numpy()
+        where = f"basin {name!r}: {_SUSQUEHANNA_DISCHARGE.member}"
+        if outlet not in discharge.columns:
+            raise ValueError(f"{where} has no outlet {outlet!r}")
+        dates = pd.DatetimeIndex(pd.to_datetime(discharge.index, format="%Y-%m-%d"))
+        inputs = {}
+        for key, (frame, factor) in forcing.items():
+            frame = frame.set_axis(pd.to_datetime(frame.index, format="%Y-%m-%d"))
+            missing = [str(d.date()) for d in dates.difference(frame.index)[:3]]
+            if missing or any(b not in frame.columns for b in sub_basins):
+                raise ValueError(f"basin {name!r}: the {key} file lacks the days "
+                                 f"{missing} or a sub-basin of {sub_basins}")
+            inputs[key] = factor * frame.loc[dates, sub_basins].to_numpy(np.float64) @ weights
+        index = _daily_index(pd.Series(dates))
+        basins.append(Basin(
+            name=name, X=pd.DataFrame(inputs, index=index),
+            y=pd.Series(discharge[outlet].to_numpy(np.float64), index=index, name="q"),
+            unit="m3/s", source=_SUSQUEHANNA_DISCHARGE.source, group="susquehanna",
+            info={"outlet": outlet, "sub_basins": ", ".join(sub_basins),
+                  "area_km2": float(areas[sub_basins].sum() / 100.0),
+                  "inputs": "area-weighted means of the sub-basins: p: precipitation "
+                            "mm/day, pet: potential evapotranspiration mm/day, t: mean "
+                            "air temperature degC"},
+        ))
+    return basins
+
+
 # ---------------------------------------------------------------------------- Vistula
 def _vistula_basins(vistula_path: str | Path | None) -> list[Basin]:
     kind, source = _vistula_source(vistula_path, allow_csv=True)
@@ -960,6 +1054,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grsuite", type=Path, default=None,
                         help="the grsuite 1.1.1 sdist or a folder holding it (default: "
                              "benchmarks/data)")
+    parser.add_argument("--hydrocnhs", type=Path, default=None,
+                        help="the hydrocnhs 1.2.0 sdist or a folder holding it (default: "
+                             "benchmarks/data)")
     parser.add_argument("--export-vistula", type=Path, nargs="?", default=None,
                         const=DEFAULT_VISTULA_CACHE, metavar="PATH",
                         help="also write the Vistula gauges to PATH (default "
@@ -971,7 +1068,8 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         basins = load_basins(BASIN_NAMES, demo_path=args.data, vistula_path=args.vistula,
-                             spotpy_path=args.spotpy, grsuite_path=args.grsuite)
+                             spotpy_path=args.spotpy, grsuite_path=args.grsuite,
+                             hydrocnhs_path=args.hydrocnhs)
     print(markdown_table([basin.summary() for basin in basins], digits=3), end="")
     for warning in caught:
         print(f"note: {warning.message}")

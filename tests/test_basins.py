@@ -278,3 +278,93 @@ def test_airgr_real_records_when_present(basins_module):
     assert snow.y.iloc[0] == pytest.approx(0.4042)
     # The snow catchment's discharge peaks after the thaw, the other's in winter.
     assert snow.regime == "spring high flow" and daily.regime == "winter high flow"
+
+
+_HYDROCNHS = "hydrocnhs-1.2.0/tutorials/Tutorial_3-Sediment_Routing/Data/"
+
+
+def _fake_hydrocnhs_sdist(folder, outlets=("Sb5_3", "Sb6_2"), forcing_days=4,
+                          sub_basins=("Sb5_1", "Sb5_2", "Sb5_3", "Sb6_1")):
+    """A hydrocnhs 1.2.0 sdist: four sub-basins, two outlets, four days."""
+    import io
+    import tarfile
+
+    days = pd.date_range("1985-01-01", periods=4, freq="D").strftime("%Y-%m-%d")
+    forcing_dates = pd.date_range("1985-01-01", periods=forcing_days,
+                                  freq="D").strftime("%Y-%m-%d")
+    files = {
+        "SRB_HU8.csv": "ID,name,area_ha\n" + "".join(
+            f"{b},{b},{area}\n"
+            for b, area in zip(("Sb5_1", "Sb5_2", "Sb5_3", "Sb6_1"), (100, 300, 600, 1000),
+                               strict=True) if b in sub_basins),
+        "usgs_Q_D_cms_1985_2021.csv": "\n".join(
+            ["date," + ",".join(outlets),
+             *(f"{d}," + ",".join(str(10 * k + i) for k in range(len(outlets)))
+               for i, d in enumerate(days))]),
+    }
+    # Each sub-basin's forcing is constant: 1, 2, 3, 4 (in the file's unit) for Sb5_1,
+    # Sb5_2, Sb5_3, Sb6_1, in another column order.
+    for key in ("prcp_cm", "pet_cm", "tavg_degC"):
+        files[f"daymet_srb_hu8_d_{key}_1984_2021.csv"] = "\n".join(
+            ["Date,Sb6_1,Sb5_1,Sb5_3,Sb5_2", *(f"{d},4,1,3,2" for d in forcing_dates)])
+    sdist = folder / "hydrocnhs-1.2.0.tar.gz"
+    with tarfile.open(sdist, "w:gz") as archive:
+        for name, text in files.items():
+            info = tarfile.TarInfo(_HYDROCNHS + name)
+            info.size = len(text.encode())
+            archive.addfile(info, io.BytesIO(text.encode()))
+    return sdist
+
+
+def test_susquehanna_inputs_are_area_weighted_means_in_mm(basins_module, tmp_path):
+    _fake_hydrocnhs_sdist(tmp_path)
+    marietta, juniata = basins_module.load_basins("susquehanna", hydrocnhs_path=tmp_path)
+    assert marietta.name == "susquehanna_marietta" and juniata.name == "susquehanna_juniata"
+    # All four sub-basins drain to Marietta, weights 0.05, 0.15, 0.3, 0.5; cm become mm.
+    assert marietta.X["p"].tolist() == pytest.approx([10 * (0.05 + 0.3 + 0.9 + 2.0)] * 4)
+    assert marietta.X["t"].tolist() == pytest.approx([0.05 + 0.3 + 0.9 + 2.0] * 4)
+    # The Juniata: its three sub-basins, weights 0.1, 0.3, 0.6.
+    assert juniata.X["pet"].tolist() == pytest.approx([10 * (0.1 + 0.6 + 1.8)] * 4)
+    assert juniata.y.tolist() == [0, 1, 2, 3] and marietta.y.tolist() == [10, 11, 12, 13]
+    assert juniata.info["area_km2"] == 10.0 and marietta.info["area_km2"] == 20.0
+    assert marietta.dates.freqstr == "D"
+    assert "hydrocnhs 1.2.0 sdist" in juniata.source
+
+
+def test_susquehanna_missing_or_bad_data_is_named(basins_module, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.warns(UserWarning, match="susquehanna basins skipped.*hydrocnhs-1.2.0.tar.gz"):
+        assert basins_module.load_basins("susquehanna", hydrocnhs_path=empty) == []
+    no_outlet = tmp_path / "no_outlet"
+    no_outlet.mkdir()
+    _fake_hydrocnhs_sdist(no_outlet, outlets=("Sb6_2",))
+    with pytest.raises(ValueError, match="'susquehanna_juniata'.*no outlet 'Sb5_3'"):
+        basins_module.load_basins("susquehanna_juniata", hydrocnhs_path=no_outlet)
+    short = tmp_path / "short"
+    short.mkdir()
+    _fake_hydrocnhs_sdist(short, forcing_days=3)
+    with pytest.raises(ValueError, match=r"the p file lacks the days \['1985-01-04'\]"):
+        basins_module.load_basins("susquehanna_marietta", hydrocnhs_path=short)
+    no_area = tmp_path / "no_area"
+    no_area.mkdir()
+    _fake_hydrocnhs_sdist(no_area, sub_basins=("Sb5_1", "Sb5_3", "Sb6_1"))
+    with pytest.raises(ValueError, match=r"SRB_HU8\.csv gives no area of \['Sb5_2'\]"):
+        basins_module.load_basins("susquehanna_juniata", hydrocnhs_path=no_area)
+
+
+def test_susquehanna_real_records_when_present(basins_module):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        basins = basins_module.load_basins("susquehanna")
+    if not basins:
+        pytest.skip("; ".join(str(w.message) for w in caught))
+    marietta, juniata = basins
+    for basin in basins:
+        assert len(basin) == 13149 and str(basin.dates[0].date()) == "1985-01-01"
+        assert str(basin.dates[-1].date()) == "2020-12-31" and not basin.y.isna().any()
+    # The discharge of the first day as the file gives it.
+    assert marietta.y.iloc[0] == pytest.approx(2166.2388)
+    assert juniata.y.iloc[0] == pytest.approx(125.7268)
+    assert len(marietta.info["sub_basins"].split(", ")) == 18
+    assert juniata.info["sub_basins"] == "Sb5_1, Sb5_2, Sb5_3"
