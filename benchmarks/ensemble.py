@@ -400,6 +400,38 @@ def compact_table(runs: list[dict], adaptive: str, coverage: str = "0.9") -> str
     return markdown_table(rows)
 
 
+#: The stop rules by which growth ends by itself, not by the epoch budget or a cap on
+#: depth (the same count as ``growth_pays.py``'s).
+OWN_RULES = ("threshold", "validation")
+
+
+def growth_table(runs: list[dict]) -> str:
+    """Per basin, how the members' growth ended (every member is a growing fit at the
+    defaults; runs recorded before members' growth was kept are left out), and a line
+    with the count over basins."""
+    rows, own_basins = [], 0
+    for basin in dict.fromkeys(r["basin"] for r in runs):
+        members = [m for r in runs if r["basin"] == basin for m in r.get("growth", [])]
+        if not members:
+            continue
+        rules = [m["stop_rule"] for m in members]
+        own = sum(rule in OWN_RULES for rule in rules)
+        own_basins += own > len(members) / 2
+        rows.append({
+            "basin": basin, "members": len(members),
+            "ended by": ", ".join(f"{rule} {rules.count(rule)}"
+                                  for rule in sorted(set(rules))),
+            "by its own rule": own,
+            "epochs (median)": median([m["epochs"] for m in members]),
+            "architectures' epochs": " / ".join(
+                " ".join(map(str, m["architecture_epochs"])) for m in members),
+        })
+    if not rows:
+        return ""
+    return (markdown_table(rows) + f"\nGrowth ended by its own rule ({', '.join(OWN_RULES)}) "
+            f"in most members on {own_basins} of {len(rows)} basins.\n")
+
+
 def run_intervals(args) -> None:
     log = args.out / "intervals_jobs.jsonl"
     done = []
@@ -451,7 +483,9 @@ def run_intervals(args) -> None:
          (f"Per basin: 90 % coverage of all days / of high flows, width over the test "
           f"std (fixed bands; {adaptive}: the adaptive band at the default rate)",
           compact_table(runs, adaptive)),
-         ("Per basin, every band", per_basin)],
+         ("Per basin, every band", per_basin),
+         *([("How the members' growth ended", growth)] if (growth := growth_table(runs))
+           else [])],
         {"runs": runs},
         {"members": members, "rates": list(args.rates), "calibrations": args.calibrations,
          "seeds": seeds, "member_params": QUICK if args.quick else "TLAGRegressor() defaults",

@@ -380,3 +380,18 @@ def test_interval_tables_count_basins_against_the_goals():
     assert cells[2] == "2 of 3"  # within 87-93 %: 0.93 and 0.90, not 0.86
     assert cells[5] == "3.0%"  # median distance from 90 %: of 3, 4 and 0 points
     assert cells[7] == "1 of 2"  # high flows within 10 points
+    # How the members' growth ended: a basin counts where most of its members (over all
+    # its runs) ended by the threshold or the validation rule; runs without records of
+    # their members' growth are left out.
+    def members(*rules):
+        return [{"stop_rule": r, "epochs": 10, "architecture_epochs": [10]} for r in rules]
+
+    grown = [{"basin": "a", "growth": members("validation", "max_epochs")},
+             {"basin": "a", "growth": members("threshold")},
+             {"basin": "b", "growth": members("max_epochs", "validation")},
+             {"basin": "c", "growth": members("max_layers")}, {"basin": "d"}]
+    table = module.growth_table(grown)
+    assert "| a | 3 | max_epochs 1, threshold 1, validation 1 | 2 |" in table
+    assert "| b | 2 | max_epochs 1, validation 1 | 1 |" in table and "| d |" not in table
+    assert "in most members on 1 of 3 basins" in table
+    assert module.growth_table(runs) == ""
