@@ -406,12 +406,14 @@ OWN_RULES = ("threshold", "validation")
 
 
 def growth_table(runs: list[dict]) -> str:
-    """Per basin, how the members' growth ended (every member is a growing fit at the
-    defaults; runs recorded before members' growth was kept are left out), and a line
-    with the count over basins."""
+    """Per basin, how the members' growth ended in the validation-calibrated ensembles
+    (every member a growing fit at the defaults on the whole fit period; runs recorded
+    before members' growth was kept are left out), and a line with the count over
+    basins."""
     rows, own_basins = [], 0
-    for basin in dict.fromkeys(r["basin"] for r in runs):
-        members = [m for r in runs if r["basin"] == basin for m in r.get("growth", [])]
+    plain = [r for r in runs if r.get("calibration", "validation") == "validation"]
+    for basin in dict.fromkeys(r["basin"] for r in plain):
+        members = [m for r in plain if r["basin"] == basin for m in r.get("growth", [])]
         if not members:
             continue
         rules = [m["stop_rule"] for m in members]

@@ -389,7 +389,8 @@ def test_interval_tables_count_basins_against_the_goals():
     grown = [{"basin": "a", "growth": members("validation", "max_epochs")},
              {"basin": "a", "growth": members("threshold")},
              {"basin": "b", "growth": members("max_epochs", "validation")},
-             {"basin": "c", "growth": members("max_layers")}, {"basin": "d"}]
+             {"basin": "c", "growth": members("max_layers")}, {"basin": "d"},
+             {"basin": "c", "calibration": "blocks", "growth": members("validation") * 3}]
     table = module.growth_table(grown)
     assert "| a | 3 | max_epochs 1, threshold 1, validation 1 | 2 |" in table
     assert "| b | 2 | max_epochs 1, validation 1 | 1 |" in table and "| d |" not in table
