@@ -608,14 +608,15 @@ def late_gains(run: dict[str, Any], last: int) -> list[float]:
 
 
 def architecture_table(results, last: int) -> list[dict[str, Any]]:
-    """Every architecture of the recording runs: epochs, validation and test NSE, and
-    its gain over its last ``last`` epochs (:func:`late_gains`)."""
+    """Every architecture of the recording runs and of the ``defaults`` runs: epochs,
+    validation and test NSE, and its gain over its last ``last`` epochs
+    (:func:`late_gains`)."""
     return [
         {"basin": run["basin"], "variant": run["variant"], "seed": run["seed"],
          "layers": a["n_layers"], "epochs": a["epochs"],
          "best validation (moving average)": a["best_valid_ma"],
          f"gain in its last {last} epochs": gain, "test NSE": a["test_nse"]}
-        for variant in dict.fromkeys(CRITERION_VARIANT.values())
+        for variant in dict.fromkeys([*CRITERION_VARIANT.values(), "defaults"])
         for run in _by(results, variant=variant)
         for a, gain in zip(run["architectures"], late_gains(run, last), strict=True)
     ]
