@@ -894,15 +894,19 @@ def _table_basins(specs, path: str | Path | None, wanted: set[str]) -> list[Basi
 
 # ---------------------------------------------------------------------------- Susquehanna
 def _susquehanna_basins(path: str | Path | None, wanted: set[str]) -> list[Basin]:
-    def table(file: PackagedFile, index: str) -> pd.DataFrame:
+    def table(file: PackagedFile, index: str, dated: bool = True) -> pd.DataFrame:
         frame = pd.read_csv(io.BytesIO(_read_packaged(file, path)), encoding="utf-8")
         if index not in frame.columns:
             raise ValueError(f"{file.package} {file.version} {file.member} has no column "
                              f"{index!r}")
-        return frame.set_index(index)
+        frame = frame.set_index(index)
+        if dated:
+            frame.index = pd.DatetimeIndex(pd.to_datetime(frame.index, format="%Y-%m-%d"))
+        return frame
 
-    areas = table(_SUSQUEHANNA_AREAS, "ID")["area_ha"].astype(np.float64)
+    areas = table(_SUSQUEHANNA_AREAS, "ID", dated=False)["area_ha"].astype(np.float64)
     discharge = table(_SUSQUEHANNA_DISCHARGE, "date")
+    dates = discharge.index
     forcing = {name: (table(file, "Date"), factor)
                for name, (file, factor) in _SUSQUEHANNA_FORCING.items()}
     basins = []
@@ -918,10 +922,8 @@ def _susquehanna_basins(path: str | Path | None, wanted: set[str]) -> list[Basin
         where = f"basin {name!r}: {_SUSQUEHANNA_DISCHARGE.member}"
         if outlet not in discharge.columns:
             raise ValueError(f"{where} has no outlet {outlet!r}")
-        dates = pd.DatetimeIndex(pd.to_datetime(discharge.index, format="%Y-%m-%d"))
         inputs = {}
         for key, (frame, factor) in forcing.items():
-            frame = frame.set_axis(pd.to_datetime(frame.index, format="%Y-%m-%d"))
             missing = [str(d.date()) for d in dates.difference(frame.index)[:3]]
             if missing or any(b not in frame.columns for b in sub_basins):
                 raise ValueError(f"basin {name!r}: the {key} file lacks the days "

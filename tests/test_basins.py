@@ -188,12 +188,18 @@ def test_spotpy_missing_or_bad_data_is_named(basins_module, tmp_path):
         basins_module.load_basins("spotpy_fulda", spotpy_path=bad)
 
 
-def test_spotpy_real_records_when_present(basins_module):
+def _real_or_skip(basins_module, group):
+    """The group's real records, or a skip that says why they are not at hand."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        basins = basins_module.load_basins("spotpy")
+        basins = basins_module.load_basins(group)
     if not basins:
         pytest.skip("; ".join(str(w.message) for w in caught))
+    return basins
+
+
+def test_spotpy_real_records_when_present(basins_module):
+    basins = _real_or_skip(basins_module, "spotpy")
     fulda, hymod = basins
     assert len(fulda) == 3653 and str(fulda.dates[0].date()) == "1979-01-01"
     assert str(fulda.dates[-1].date()) == "1988-12-31" and not fulda.y.isna().any()
@@ -263,11 +269,7 @@ def test_airgr_missing_or_bad_data_is_named(basins_module, tmp_path):
 
 
 def test_airgr_real_records_when_present(basins_module):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        basins = basins_module.load_basins("airgr")
-    if not basins:
-        pytest.skip("; ".join(str(w.message) for w in caught))
+    basins = _real_or_skip(basins_module, "airgr")
     daily, snow = basins
     for basin in basins:
         assert len(basin) == 10593 and str(basin.dates[0].date()) == "1984-01-01"
@@ -354,11 +356,7 @@ def test_susquehanna_missing_or_bad_data_is_named(basins_module, tmp_path):
 
 
 def test_susquehanna_real_records_when_present(basins_module):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        basins = basins_module.load_basins("susquehanna")
-    if not basins:
-        pytest.skip("; ".join(str(w.message) for w in caught))
+    basins = _real_or_skip(basins_module, "susquehanna")
     marietta, juniata = basins
     for basin in basins:
         assert len(basin) == 13149 and str(basin.dates[0].date()) == "1985-01-01"
