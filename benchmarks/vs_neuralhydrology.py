@@ -22,12 +22,17 @@ run into ``--work`` (default: a temporary folder, removed afterwards), calls
 ``neuralhydrology.nh_run.start_run`` and ``eval_run`` and reads the test predictions
 from NH's result pickle.
 
-Basins: the four gauges of the embedded Lahn dataset (:func:`sktlag.datasets.load_lahn`;
-inputs the four precipitation and four temperature series, never a discharge series;
-targets ``q_kalkofen``, ``q_marburg``, ``q_leun``, ``q_dillenburg``), split into
-training 1989-11-01 to 2009-10-11, validation 2009-10-12 to 2014-10-07 and test
-2014-10-08 to 2020-12-31; with ``--data``, also the research demo table (basin
-``yuliang``), split 64/16/20 % in time order.
+Basins: by default the four gauges of the embedded Lahn dataset
+(:func:`sktlag.datasets.load_lahn`; inputs the four precipitation and four temperature
+series, never a discharge series; targets ``q_kalkofen``, ``q_marburg``, ``q_leun``,
+``q_dillenburg``), split into training 1989-11-01 to 2009-10-11, validation 2009-10-12
+to 2014-10-07 and test 2014-10-08 to 2020-12-31; with ``--data``, also the research demo
+table (basin ``yuliang``). ``--basins`` also takes any basin or group of the benchmark
+basin set (``_basins.py``: ``lahn_short``, ``vistula``, ``spotpy_hymod``, ...), split
+64/16/20 % in time order (:func:`_basins.split_masks`), the split of the other studies.
+
+Every finished job (one model, basin and seed) is appended to ``vs_nh_jobs.jsonl`` in
+``--out`` at once, so a cut run keeps what it finished; ``--resume`` skips those jobs.
 
 Wall times are end to end per model: NH's ``start_run`` (data preparation, training
 and the validation after every epoch; the test evaluation is timed apart) against the
@@ -46,15 +51,15 @@ Usage::
         --data path/to/DemoData.xlsx
     python benchmarks/vs_neuralhydrology.py --quick
     python benchmarks/vs_neuralhydrology.py --skip-nh --sktlag-preset fast --basins leun
+    python benchmarks/vs_neuralhydrology.py --basins lahn_short vistula spotpy_hymod \
+        --parallel 2 --out benchmarks/results/nh_short --resume
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
 import logging
-import multiprocessing
 import pickle
 import shutil
 import sys
@@ -64,6 +69,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import _basins
 import _common as C
 import numpy as np
 import pandas as pd
@@ -79,7 +85,8 @@ LAHN_BASINS = {
     "leun": "q_leun",
     "dillenburg": "q_dillenburg",
 }
-DEMO_BASIN = "yuliang"
+#: Jobs already run, one JSON line per job, in ``--out``.
+JOBS_LOG = "vs_nh_jobs.jsonl"
 
 #: The issue's split of the Lahn series; periods follow each other without a gap.
 LAHN_SPLIT = {
@@ -96,8 +103,6 @@ QUICK_SPLIT = {
     "test_start": "2020-01-01",
     "test_end": "2020-12-31",
 }
-#: Chronological fractions of the demo table: training, validation (the rest tests).
-DEMO_FRACTIONS = (0.64, 0.16)
 
 NH_EPOCHS, NH_QUICK_EPOCHS = 100, 2
 NH_SEQ_LENGTH, NH_HIDDEN = 365, 64
@@ -147,25 +152,28 @@ def lahn_basins(names: list[str], split: dict[str, pd.Timestamp]) -> list[dict[s
     return basins
 
 
-def demo_basin(path: Path) -> dict[str, Any]:
-    """The research demo table as one basin, split 64/16/20 % in time order."""
-    from sktlag.io import read_table
+def set_basins(names: list[str], demo_path: Path | None) -> list[dict[str, Any]]:
+    """Basins of the benchmark set (:mod:`_basins`), split 64/16/20 % in time order.
 
-    table = read_table(path, layout="research")
-    dates = table.dates
-    if len(dates) < 100:
-        raise SystemExit(f"{path.name}: only {len(dates)} rows")
-    n_train = int(len(dates) * DEMO_FRACTIONS[0])
-    n_valid = int(len(dates) * DEMO_FRACTIONS[1])
-    split = _split(dates[0], dates[n_train], dates[n_train + n_valid], dates[-1])
-    target = table.target_names[0]
-    frame = pd.concat([table.X, table.y.rename(target)], axis=1)
-    return {
-        "basin": DEMO_BASIN, "short": DEMO_BASIN, "frame": frame,
-        "inputs": list(table.feature_names), "target": target, "split": split,
-        "note": f"demo table: {len(table.feature_names)} stations as inputs, min-max scaled "
-                "as shipped; split 64/16/20 %",
-    }
+    The target column keeps the name of the basin's discharge series (``q`` where it
+    has none).
+    """
+    basins = []
+    for basin in _basins.load_basins(names, demo_path=demo_path):
+        masks = _basins.split_masks(basin)
+        dates = basin.dates
+        target = str(basin.y.name or "q")
+        if target in basin.input_names:
+            raise SystemExit(f"{basin.name}: the target name {target!r} is also an input")
+        basins.append({
+            "basin": basin.name, "short": basin.name, "years": basin.years,
+            "frame": pd.concat([basin.X, basin.y.rename(target)], axis=1),
+            "inputs": basin.input_names, "target": target,
+            "split": _split(dates[0], dates[masks.valid][0], dates[masks.test][0], dates[-1]),
+            "note": f"{basin.years:.1f} years, {basin.regime}; inputs "
+                    f"{', '.join(basin.input_names)}; split 64/16/20 %; {basin.source}",
+        })
+    return basins
 
 
 # ---------------------------------------------------------------------------- scores
@@ -435,17 +443,26 @@ def run_sktlag(basin: dict[str, Any], seed: int, settings: dict[str, Any]) -> li
         "fit_seconds": fit_seconds, "predict_seconds": predict_seconds,
         "epochs": len(est.history_), "epoch_used": None, "depth": int(est.n_layers_),
         "validation_fraction": params["validation_fraction"],
+        # What the recipe chose for this record, and how growth ended.
+        "batch_size": int(est.batch_size_), "lookback": int(est.lookback),
+        "stop_rule": est.growth_stop_rule_,
+        "architecture_epochs": [a["last_epoch"] - a["first_epoch"] + 1
+                                for a in est.growth_history_],
     }]
 
 
 # ---------------------------------------------------------------------------- jobs
-def run_job(job: dict[str, Any]) -> list[dict]:
-    """One model on one basin with one seed; runs in the main process or a worker."""
-    import torch
+_PREPARED: list[bool] = []  # whether this process has paid its one-time costs
 
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """One model on one basin with one seed, in a worker process: its key and rows."""
     settings = job["settings"]
-    torch.set_num_threads(settings["threads"])
+    if not _PREPARED:
+        prepare_process(settings["threads"], settings["device"])
+        _PREPARED.append(True)
     basin, seed = job["basin"], job["seed"]
+    key = {"kind": job["kind"], "basin": basin["short"], "seed": seed}
     start = time.perf_counter()
     try:
         if job["kind"] == "nh":
@@ -456,14 +473,22 @@ def run_job(job: dict[str, Any]) -> list[dict]:
         message = traceback.format_exc()
         print(f"[{basin['short']}] seed {seed} {job['kind']} FAILED:\n{message}", flush=True)
         models = ("nh-best", "nh-last") if job["kind"] == "nh" else ("sktlag",)
-        return [{"model": m, "basin": basin["short"], "seed": seed, "error": message,
-                 "test_nse": float("nan"), "test_kge": float("nan")} for m in models]
+        return {**key, "rows": [{"model": m, "basin": basin["short"], "seed": seed,
+                                 "error": message, "test_nse": float("nan"),
+                                 "test_kge": float("nan")} for m in models]}
     for row in rows:
-        print(f"[{basin['short']}] seed {seed} {row['model']:8s} test NSE "
-              f"{row['test_nse']:.3f} KGE {row['test_kge']:.3f} valid NSE "
-              f"{row['valid_nse']:.3f} fit {row['fit_seconds']:.1f} s "
-              f"(job {time.perf_counter() - start:.1f} s)", flush=True)
-    return rows
+        row["years"] = basin.get("years")
+    return {**key, "seconds": time.perf_counter() - start, "rows": rows}
+
+
+def job_line(job: dict[str, Any]) -> str:
+    """What a finished job prints: one line per model."""
+    return "\n".join(
+        f"[{row['basin']}] seed {row['seed']} {row['model']:8s} test NSE "
+        f"{row['test_nse']:.3f} KGE {row['test_kge']:.3f}"
+        + ("" if "error" in row else f" valid NSE {row['valid_nse']:.3f} fit "
+           f"{row['fit_seconds']:.1f} s (job {job['seconds']:.1f} s)")
+        for row in job["rows"])
 
 
 def prepare_process(threads: int, device: str) -> None:
@@ -483,20 +508,28 @@ def prepare_process(threads: int, device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_jobs(jobs: list[dict[str, Any]], parallel: int, threads: int,
-             device: str) -> list[dict]:
-    """Run the jobs, in ``parallel`` worker processes when more than one."""
-    if parallel <= 1 or len(jobs) <= 1:
-        prepare_process(threads, device)
-        return [row for job in jobs for row in run_job(job)]
-    # Spawned workers: CUDA cannot be used in a forked child of a process that touched
-    # it, and every worker starts with clean global state (NH's logging, torch threads).
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(
-        min(parallel, len(jobs)), mp_context=context, initializer=prepare_process,
-        initargs=(threads, device),
-    ) as pool:
-        return [row for rows in pool.map(run_job, jobs) for row in rows]
+def run_jobs(jobs: list[dict[str, Any]], parallel: int, log: Path,
+             resume: bool) -> list[dict]:
+    """Run the jobs in ``parallel`` spawned worker processes; return every model's rows.
+
+    Spawned workers, not forks: CUDA cannot be used in a forked child of a process that
+    touched it, and every worker starts with clean global state (NH's logging, torch
+    threads). With ``resume``, the jobs already in ``log`` are not run again.
+    """
+    done = []
+    if resume and log.exists():
+        done = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    elif log.exists():
+        log.unlink()
+    finished = {(d["kind"], d["basin"], d["seed"]) for d in done}
+    todo = [job for job in jobs
+            if (job["kind"], job["basin"]["short"], job["seed"]) not in finished]
+    wanted = {(job["kind"], job["basin"]["short"], job["seed"]) for job in jobs}
+    done = [d for d in done if (d["kind"], d["basin"], d["seed"]) in wanted]
+    if todo:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        done += C.run_logged(run_job, todo, min(parallel, len(todo)), log, job_line)
+    return [row for job in done for row in job["rows"]]
 
 
 # ---------------------------------------------------------------------------- tables
@@ -513,7 +546,8 @@ def basin_table(runs: list[dict[str, Any]], basin: str) -> list[dict[str, Any]]:
             continue
         ok = [r for r in mine if "error" not in r]
         if model == "sktlag":
-            epochs = _join(f"{r['epochs']} (depth {r['depth']})" for r in ok)
+            epochs = _join(f"{r['epochs']} (depth {r['depth']}"
+                           + (f", {r['stop_rule']})" if "stop_rule" in r else ")") for r in ok)
         elif model == "nh-best":
             epochs = _join(f"{r['epoch_used']} of {r['epochs']}" for r in ok)
         else:
@@ -552,15 +586,30 @@ def overview(runs: list[dict[str, Any]], basins: list[str]) -> list[dict[str, An
     return rows
 
 
+def overview_summary(rows: list[dict[str, Any]]) -> str:
+    """How many basins sktlag matches or beats NH on, and the median difference."""
+    differences = [r["sktlag - NH"] for r in rows if np.isfinite(r["sktlag - NH"])]
+    if not differences:
+        return ""
+    return (f"sktlag at or above NH on {sum(d >= 0 for d in differences)} of "
+            f"{len(differences)} basins; median difference {C.median(differences):+.3f}.\n")
+
+
 # ---------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = C.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=None,
                         help="the research demo table (DemoData.xlsx): adds basin 'yuliang'")
     parser.add_argument("--basins", nargs="+", default=None,
-                        choices=[*LAHN_BASINS, DEMO_BASIN],
-                        help="basins to run (default: the four Lahn gauges, plus 'yuliang' "
-                             "with --data; with --quick: kalkofen)")
+                        choices=[*LAHN_BASINS, *_basins.BASIN_NAMES, *_basins.GROUPS],
+                        metavar="BASIN",
+                        help="basins to run: the Lahn gauges by short name "
+                             f"({', '.join(LAHN_BASINS)}; the dated split) or basins and "
+                             "groups of the benchmark set (_basins.py; split 64/16/20 %%) "
+                             "(default: the four Lahn gauges, plus 'yuliang' with --data; "
+                             "with --quick: kalkofen)")
+    parser.add_argument("--resume", action="store_true",
+                        help=f"skip the jobs already in {JOBS_LOG} in --out")
     parser.add_argument("--work", type=Path, default=None,
                         help="working folder for NH's data, configurations and runs "
                              "(default: a temporary folder, removed at the end)")
@@ -612,9 +661,10 @@ def report_records(paths: list[Path]) -> None:
             if key not in seen:  # the same model, basin and seed in two files: the first
                 seen.add(key)
                 runs.append(run)
-    shorts = [b for b in [*LAHN_BASINS, DEMO_BASIN] if any(r["basin"] == b for r in runs)]
+    shorts = list(dict.fromkeys(r["basin"] for r in runs))
     print("## Overview (medians over seeds)\n")
-    print(C.markdown_table(overview(runs, shorts)))
+    rows = overview(runs, shorts)
+    print(C.markdown_table(rows) + "\n" + overview_summary(rows))
     for basin in shorts:
         print(f"## Basin {basin}\n")
         print(C.markdown_table(basin_table(runs, basin)))
@@ -630,12 +680,15 @@ def main(argv: list[str] | None = None) -> None:
     defaults = QUICK_SPLIT if args.quick else LAHN_SPLIT
     split = _split(*(getattr(args, key) or defaults[key] for key in LAHN_SPLIT))
     names = args.basins or (["kalkofen"] if args.quick else
-                            [*LAHN_BASINS, *([DEMO_BASIN] if args.data else [])])
-    if DEMO_BASIN in names and args.data is None:
+                            [*LAHN_BASINS, *(["yuliang"] if args.data else [])])
+    if "yuliang" in names and args.data is None:
         raise SystemExit("basin 'yuliang' needs --data path/to/DemoData.xlsx")
     basins = lahn_basins([n for n in names if n in LAHN_BASINS], split)
-    if DEMO_BASIN in names:
-        basins.append(demo_basin(args.data))
+    others = [n for n in names if n not in LAHN_BASINS]
+    if others:
+        basins += set_basins(others, args.data)
+    if not basins:
+        raise SystemExit(f"none of the basins {names} could be loaded on this machine")
 
     preset = args.sktlag_preset or (SKTLAG_QUICK_PRESET if args.quick else "defaults")
     work = args.work if args.work is not None else Path(tempfile.mkdtemp(prefix="vs_nh_"))
@@ -666,11 +719,13 @@ def main(argv: list[str] | None = None) -> None:
         machine["platform"] += f"; GPU {machine['gpu']}"
 
     kinds = [k for k, skip in (("nh", args.skip_nh), ("sktlag", args.skip_sktlag)) if not skip]
+    # Seed-major: every basin gets a seed before any gets the next, so a cut run still
+    # covers every basin.
     jobs = [{"kind": kind, "basin": basin, "seed": seed, "settings": settings}
-            for basin in basins for seed in seeds for kind in kinds]
+            for seed in seeds for basin in basins for kind in kinds]
     start = time.perf_counter()
     try:
-        runs = run_jobs(jobs, args.parallel, args.threads, args.device)
+        runs = run_jobs(jobs, args.parallel, args.out / JOBS_LOG, args.resume)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -695,8 +750,9 @@ def main(argv: list[str] | None = None) -> None:
     setup.append("Scores with sktlag.metrics on the same test days.")
     sections = [("Setup", " ".join(setup))]
     if len(basins) > 1 and not (args.skip_nh or args.skip_sktlag):
+        rows = overview(runs, shorts)
         sections.append(("Overview (medians over seeds)",
-                         C.markdown_table(overview(runs, shorts))))
+                         C.markdown_table(rows) + "\n" + overview_summary(rows)))
     for basin in basins:
         s = basin["split"]
         n_test = int(basin["frame"][basin["target"]].loc[s["test_start"]:s["test_end"]]

@@ -12,6 +12,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import vs_neuralhydrology as V  # noqa: E402
 
+from sktlag._record import FIT_END_RULES, STOP_RULES  # noqa: E402
 from sktlag.windows import chronological_split, window_ends  # noqa: E402
 
 
@@ -66,5 +67,73 @@ def test_quick_run_without_neuralhydrology_writes_results(tmp_path):
     payload = json.loads((tmp_path / "vs_neuralhydrology.json").read_text())
     (run,) = payload["results"]["runs"]
     assert run["model"] == "sktlag" and run["n_test_days"] == 366
+    # What the recipe chose and how growth ended are recorded with the scores.
+    assert run["batch_size"] == 128 and run["lookback"] == 7
+    assert run["stop_rule"] in STOP_RULES + FIT_END_RULES
+    assert sum(run["architecture_epochs"]) == run["epochs"]
     assert -1 < run["test_nse"] <= 1
     assert "| sktlag |" in (tmp_path / "vs_neuralhydrology.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["lahn_leun_last3y", "lahn_marburg_last5y"])
+def test_set_basins_take_the_split_of_the_other_studies(name):
+    import _basins
+
+    (basin,) = V.set_basins([name], None)
+    (truth,) = _basins.load_basins([name])
+    masks = _basins.split_masks(truth)
+    split = basin["split"]
+    assert split["train_start"] == truth.dates[masks.train][0]
+    assert split["train_end"] == truth.dates[masks.train][-1]
+    assert split["valid_start"] == truth.dates[masks.valid][0]
+    assert split["valid_end"] == truth.dates[masks.valid][-1]
+    assert split["test_start"] == truth.dates[masks.test][0]
+    assert split["test_end"] == truth.dates[-1]
+    assert list(basin["frame"].columns) == truth.input_names + [basin["target"]]
+    assert basin["frame"][basin["target"]].equals(truth.y.rename(basin["target"]))
+    assert basin["years"] == truth.years
+    # sktlag then validates on exactly NH's validation days.
+    lookback = 90
+    rows = V.fit_rows(basin, lookback)
+    fraction = V.validation_fraction(rows, basin["target"], lookback, split["valid_start"])
+    _, valid = chronological_split(window_ends(len(rows), lookback), fraction, lookback)
+    assert rows.index[valid[0]] == split["valid_start"]
+    assert rows.index[valid[-1]] == split["valid_end"]
+
+
+def _job(kind, basin, seed):
+    return {"kind": kind, "basin": {"short": basin}, "seed": seed, "settings": {}}
+
+
+def _done(kind, basin, seed):
+    return {"kind": kind, "basin": basin, "seed": seed, "seconds": 1.0,
+            "rows": [{"model": kind, "basin": basin, "seed": seed}]}
+
+
+def test_resume_runs_only_the_jobs_missing_from_the_log(tmp_path, monkeypatch):
+    log = tmp_path / V.JOBS_LOG
+    log.write_text("".join(json.dumps(_done(*key)) + "\n" for key in
+                           [("nh", "a", 0), ("sktlag", "a", 0), ("sktlag", "zzz", 7)]))
+    ran = []
+
+    def fake_run_logged(function, jobs, processes, path, line):
+        ran.extend((j["kind"], j["basin"]["short"], j["seed"]) for j in jobs)
+        return [_done(j["kind"], j["basin"]["short"], j["seed"]) for j in jobs]
+
+    monkeypatch.setattr(V.C, "run_logged", fake_run_logged)
+    jobs = [_job(kind, "a", seed) for seed in (0, 1) for kind in ("nh", "sktlag")]
+    rows = V.run_jobs(jobs, 2, log, resume=True)
+    assert ran == [("nh", "a", 1), ("sktlag", "a", 1)]
+    # The log's job of another basin is not reported as part of this run.
+    assert sorted((r["model"], r["seed"]) for r in rows) == [
+        ("nh", 0), ("nh", 1), ("sktlag", 0), ("sktlag", 1)]
+    # Without --resume the log starts afresh and every job runs.
+    ran.clear()
+    V.run_jobs(jobs, 2, log, resume=False)
+    assert len(ran) == 4 and not log.exists()
+
+
+def test_overview_summary_counts_basins_at_or_above_nh():
+    rows = [{"sktlag - NH": d} for d in (0.02, 0.0, -0.05, float("nan"))]
+    assert V.overview_summary(rows) == ("sktlag at or above NH on 2 of 3 basins; median "
+                                        "difference +0.000.\n")
