@@ -30,6 +30,10 @@ if str(REPO_ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+#: The stop rules by which growth ends by itself (deeper stopped helping), not by the
+#: epoch budget or the cap on depth.
+OWN_RULES = ("threshold", "validation")
+
 #: Split of the research code: the first 80 % of the rows train (the estimator keeps
 #: the last 20 % of those for validation), the last 20 % test.
 TRAIN_FRACTION = 0.8

@@ -50,6 +50,7 @@ from pathlib import Path
 import _basins
 import numpy as np  # noqa: E402
 from _common import (  # noqa: F401 (REPO_ROOT puts the checkout on the path)
+    OWN_RULES,
     REPO_ROOT,
     TRAIN_FRACTION,
     base_parser,
@@ -398,11 +399,6 @@ def compact_table(runs: list[dict], adaptive: str, coverage: str = "0.9") -> str
         row["seeds"] = len({r["seed"] for r in runs if r["basin"] == basin})
         rows.append(row)
     return markdown_table(rows)
-
-
-#: The stop rules by which growth ends by itself, not by the epoch budget or a cap on
-#: depth (the same count as ``growth_pays.py``'s).
-OWN_RULES = ("threshold", "validation")
 
 
 def growth_table(runs: list[dict]) -> str:

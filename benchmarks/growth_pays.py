@@ -486,8 +486,7 @@ def variant_table(results, names: list[str]) -> list[dict[str, Any]]:
             "final depth (median)": C.median([r["n_layers"] for r in runs]),
             "fit s (median)": C.median([r["fit_seconds"] for r in runs]),
             "epochs (median)": C.median([r["epochs"] for r in runs]),
-            "stopped by itself": sum(r["stop_rule"] in ("validation", "threshold")
-                                     for r in runs),
+            "stopped by itself": sum(r["stop_rule"] in C.OWN_RULES for r in runs),
         })
     return rows
 
@@ -570,7 +569,7 @@ def replay_table(results, margins) -> list[dict[str, Any]]:
                                 inexact += 1
                                 continue
                             scores.append(out["test_nse"])
-                            stopped += out["stop"] in ("threshold", "validation")
+                            stopped += out["stop"] in C.OWN_RULES
                             n += 1
                         if scores:
                             per_basin.append(C.median(scores))
@@ -626,7 +625,7 @@ def _across(basins: list[dict[str, Any]]) -> str:
     """The line under a per-basin table: medians over its basins."""
     medians = {key: C.fmt(C.median([b[key] for b in basins]))
                for key in ("growth NSE", "validation pick NSE", "best fixed NSE")}
-    by_itself = [[r in ("validation", "threshold") for r in b["ended by"].split()]
+    by_itself = [[r in C.OWN_RULES for r in b["ended by"].split()]
                  for b in basins]
     stopped, runs = sum(map(sum, by_itself)), sum(map(len, by_itself))
     everywhere = sum(all(b) for b in by_itself if b)

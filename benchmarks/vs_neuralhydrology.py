@@ -566,8 +566,14 @@ def basin_table(runs: list[dict[str, Any]], basin: str) -> list[dict[str, Any]]:
     return table
 
 
+def _counts(values: list[Any]) -> str:
+    return ", ".join(f"{v} {values.count(v)}" for v in sorted(set(values), key=str))
+
+
 def overview(runs: list[dict[str, Any]], basins: list[str]) -> list[dict[str, Any]]:
-    """One line per basin: NH (best epoch) against sktlag."""
+    """One line per basin: NH (best epoch) against sktlag, what sktlag's recipe chose
+    (batch size) and how its growth ended, over the seeds (runs recorded before these
+    were kept leave those cells empty)."""
     def med(basin, model, key):
         return C.median([r.get(key, float("nan")) for r in runs
                          if r["basin"] == basin and r["model"] == model])
@@ -576,23 +582,37 @@ def overview(runs: list[dict[str, Any]], basins: list[str]) -> list[dict[str, An
     for basin in basins:
         nh, sk = med(basin, "nh-best", "test_nse"), med(basin, "sktlag", "test_nse")
         nh_s, sk_s = med(basin, "nh-best", "fit_seconds"), med(basin, "sktlag", "fit_seconds")
+        fits = [r for r in runs if r["basin"] == basin and r["model"] == "sktlag"
+                and "stop_rule" in r]
         rows.append({
-            "basin": basin,
+            "basin": basin, "years": med(basin, "sktlag", "years"),
             "NH test NSE": nh, "sktlag test NSE": sk, "sktlag - NH": sk - nh,
             "NH test KGE": med(basin, "nh-best", "test_kge"),
             "sktlag test KGE": med(basin, "sktlag", "test_kge"),
             "NH fit s": nh_s, "sktlag fit s": sk_s,
+            "sktlag batch": _counts([r["batch_size"] for r in fits]),
+            "growth ended by": _counts([r["stop_rule"] for r in fits]),
         })
     return rows
 
 
-def overview_summary(rows: list[dict[str, Any]]) -> str:
-    """How many basins sktlag matches or beats NH on, and the median difference."""
+def overview_summary(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> str:
+    """How many basins sktlag matches or beats NH on, the median difference, and on how
+    many growth ended by its own rule in most seeds."""
     differences = [r["sktlag - NH"] for r in rows if np.isfinite(r["sktlag - NH"])]
     if not differences:
         return ""
-    return (f"sktlag at or above NH on {sum(d >= 0 for d in differences)} of "
-            f"{len(differences)} basins; median difference {C.median(differences):+.3f}.\n")
+    text = (f"sktlag at or above NH on {sum(d >= 0 for d in differences)} of "
+            f"{len(differences)} basins; median difference {C.median(differences):+.3f}.")
+    endings = [[r["stop_rule"] in C.OWN_RULES for r in runs
+                if r["basin"] == row["basin"] and r["model"] == "sktlag" and "stop_rule" in r]
+               for row in rows]
+    endings = [ended for ended in endings if ended]
+    if endings:
+        own = sum(sum(ended) > len(ended) / 2 for ended in endings)
+        text += (f" sktlag's growth ended by its own rule ({', '.join(C.OWN_RULES)}) in most "
+                 f"seeds on {own} of {len(endings)} basins.")
+    return text + "\n"
 
 
 # ---------------------------------------------------------------------------- main
@@ -619,7 +639,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="worker processes, one job (model, basin, seed) each; every "
                              "worker uses --threads torch threads (default 1)")
     parser.add_argument("--records", type=Path, nargs="+", default=None,
-                        help="only print the tables of earlier result files (JSON)")
+                        help="only print the tables of earlier result files (JSON) or "
+                             f"jobs logs ({JOBS_LOG})")
     parser.add_argument("--skip-nh", action="store_true", help="run sktlag only")
     parser.add_argument("--skip-sktlag", action="store_true", help="run NH only")
     parser.add_argument("--nh-epochs", type=int, default=None,
@@ -652,11 +673,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def recorded_runs(path: Path) -> list[dict[str, Any]]:
+    """The model runs of a result file (``.json``) or of a jobs log (``.jsonl``)."""
+    text = Path(path).read_text()
+    if Path(path).suffix == ".jsonl":
+        return [row for line in text.splitlines() if line.strip()
+                for row in json.loads(line)["rows"]]
+    return json.loads(text)["results"]["runs"]
+
+
 def report_records(paths: list[Path]) -> None:
-    """Print the tables of earlier runs from their JSON result files (no fitting)."""
+    """Print the tables of earlier runs from their result files or jobs logs (no fitting)."""
     runs, seen = [], set()
     for path in paths:
-        for run in json.loads(Path(path).read_text())["results"]["runs"]:
+        for run in recorded_runs(path):
             key = (run["basin"], run["model"], run["seed"])
             if key not in seen:  # the same model, basin and seed in two files: the first
                 seen.add(key)
@@ -664,7 +694,7 @@ def report_records(paths: list[Path]) -> None:
     shorts = list(dict.fromkeys(r["basin"] for r in runs))
     print("## Overview (medians over seeds)\n")
     rows = overview(runs, shorts)
-    print(C.markdown_table(rows) + "\n" + overview_summary(rows))
+    print(C.markdown_table(rows) + "\n" + overview_summary(rows, runs))
     for basin in shorts:
         print(f"## Basin {basin}\n")
         print(C.markdown_table(basin_table(runs, basin)))
@@ -752,7 +782,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(basins) > 1 and not (args.skip_nh or args.skip_sktlag):
         rows = overview(runs, shorts)
         sections.append(("Overview (medians over seeds)",
-                         C.markdown_table(rows) + "\n" + overview_summary(rows)))
+                         C.markdown_table(rows) + "\n" + overview_summary(rows, runs)))
     for basin in basins:
         s = basin["split"]
         n_test = int(basin["frame"][basin["target"]].loc[s["test_start"]:s["test_end"]]

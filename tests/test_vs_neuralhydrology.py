@@ -133,7 +133,39 @@ def test_resume_runs_only_the_jobs_missing_from_the_log(tmp_path, monkeypatch):
     assert len(ran) == 4 and not log.exists()
 
 
-def test_overview_summary_counts_basins_at_or_above_nh():
-    rows = [{"sktlag - NH": d} for d in (0.02, 0.0, -0.05, float("nan"))]
-    assert V.overview_summary(rows) == ("sktlag at or above NH on 2 of 3 basins; median "
-                                        "difference +0.000.\n")
+def _run(model, basin, seed, nse, **extra):
+    return {"model": model, "basin": basin, "seed": seed, "test_nse": nse, "test_kge": nse,
+            "fit_seconds": 1.0, **extra}
+
+
+def test_overview_counts_what_the_recipe_chose_and_how_growth_ended():
+    runs = []
+    for seed, (rule, batch) in enumerate([("validation", 16), ("max_epochs", 16),
+                                          ("threshold", 32)]):
+        runs += [_run("nh-best", "a", seed, 0.5),
+                 _run("sktlag", "a", seed, 0.6, batch_size=batch, stop_rule=rule),
+                 _run("nh-best", "b", seed, 0.5),
+                 _run("sktlag", "b", seed, 0.5, batch_size=256,
+                      stop_rule="validation" if seed == 0 else "max_epochs"),
+                 _run("nh-best", "c", seed, 0.5), _run("sktlag", "c", seed, 0.4)]
+    # Basin d: one of two seeds by an own rule is not most seeds.
+    runs += [_run("nh-best", "d", seed, 0.5) for seed in (0, 1)]
+    runs += [_run("sktlag", "d", 0, 0.5, batch_size=16, stop_rule="threshold"),
+             _run("sktlag", "d", 1, 0.5, batch_size=16, stop_rule="max_layers")]
+    rows = V.overview(runs, ["a", "b", "c", "d"])
+    assert rows[0]["sktlag batch"] == "16 2, 32 1"
+    assert rows[0]["growth ended by"] == "max_epochs 1, threshold 1, validation 1"
+    assert rows[2]["growth ended by"] == ""  # recorded before endings were kept
+    assert [round(r["sktlag - NH"], 3) for r in rows] == [0.1, 0.0, -0.1, 0.0]
+    # Basin a: 2 of 3 seeds by an own rule; b: 1 of 3; c has no endings; d: 1 of 2.
+    assert V.overview_summary(rows, runs) == (
+        "sktlag at or above NH on 3 of 4 basins; median difference +0.000. sktlag's growth "
+        "ended by its own rule (threshold, validation) in most seeds on 1 of 3 basins.\n")
+
+
+def test_records_replay_reads_a_jobs_log(tmp_path):
+    log = tmp_path / V.JOBS_LOG
+    log.write_text("".join(json.dumps(_done(*key)) + "\n"
+                           for key in [("nh", "a", 0), ("sktlag", "a", 0)]))
+    assert [(r["model"], r["basin"]) for r in V.recorded_runs(log)] == [("nh", "a"),
+                                                                        ("sktlag", "a")]
