@@ -600,19 +600,18 @@ def overview_summary(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> 
     """How many basins sktlag matches or beats NH on, the median difference, and on how
     many growth ended by its own rule in most seeds."""
     differences = [r["sktlag - NH"] for r in rows if np.isfinite(r["sktlag - NH"])]
-    if not differences:
-        return ""
-    text = (f"sktlag at or above NH on {sum(d >= 0 for d in differences)} of "
-            f"{len(differences)} basins; median difference {C.median(differences):+.3f}.")
+    parts = [f"sktlag at or above NH on {sum(d >= 0 for d in differences)} of "
+             f"{len(differences)} basins; median difference "
+             f"{C.median(differences):+.3f}."] if differences else []
     endings = [[r["stop_rule"] in C.OWN_RULES for r in runs
                 if r["basin"] == row["basin"] and r["model"] == "sktlag" and "stop_rule" in r]
                for row in rows]
     endings = [ended for ended in endings if ended]
     if endings:
         own = sum(sum(ended) > len(ended) / 2 for ended in endings)
-        text += (f" sktlag's growth ended by its own rule ({', '.join(C.OWN_RULES)}) in most "
-                 f"seeds on {own} of {len(endings)} basins.")
-    return text + "\n"
+        parts.append(f"sktlag's growth ended by its own rule ({', '.join(C.OWN_RULES)}) in "
+                     f"most seeds on {own} of {len(endings)} basins.")
+    return " ".join(parts) + "\n" if parts else ""
 
 
 # ---------------------------------------------------------------------------- main

@@ -161,6 +161,12 @@ def test_overview_counts_what_the_recipe_chose_and_how_growth_ended():
     assert V.overview_summary(rows, runs) == (
         "sktlag at or above NH on 3 of 4 basins; median difference +0.000. sktlag's growth "
         "ended by its own rule (threshold, validation) in most seeds on 1 of 3 basins.\n")
+    # Without NH (--skip-nh) the endings are still counted.
+    alone = [r for r in runs if r["model"] == "sktlag"]
+    assert V.overview_summary(V.overview(alone, ["a", "b"]), alone) == (
+        "sktlag's growth ended by its own rule (threshold, validation) in most seeds on 1 "
+        "of 2 basins.\n")
+    assert V.overview_summary(V.overview([], ["a"]), []) == ""
 
 
 def test_records_replay_reads_a_jobs_log(tmp_path):
