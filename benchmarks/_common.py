@@ -249,13 +249,29 @@ def demo_dataset(path: Path, rows: int | None = None) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- jobs
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file, one per non-empty line."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def resumed(log: Path, resume: bool) -> list[dict[str, Any]]:
+    """The finished jobs a run starts from: with ``resume`` those in ``log``; without,
+    none, and an old ``log`` is removed so that it holds only this run's jobs."""
+    log = Path(log)
+    if resume and log.exists():
+        return read_jsonl(log)
+    log.unlink(missing_ok=True)
+    return []
+
+
 def run_logged(function, jobs: Sequence[dict[str, Any]], processes: int, log: Path,
-               line) -> list[dict[str, Any]]:
+               line, initializer=None, initargs: tuple = ()) -> list[dict[str, Any]]:
     """Run ``function(job)`` for every job in ``processes`` worker processes.
 
     Each result is appended to the JSON-lines file ``log`` as soon as it arrives (a run
     cut short keeps what it finished) and ``line(result)`` is printed; a job that
-    raises is reported and the others go on. Returns the results in arrival order.
+    raises is reported and the others go on. ``initializer(*initargs)`` runs once in
+    every worker before its first job. Returns the results in arrival order.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -263,7 +279,8 @@ def run_logged(function, jobs: Sequence[dict[str, Any]], processes: int, log: Pa
     results = []
     # Fresh interpreters, not forks: a forked CUDA context does not work in the child.
     spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=max(processes, 1), mp_context=spawn) as pool:
+    with ProcessPoolExecutor(max_workers=max(processes, 1), mp_context=spawn,
+                             initializer=initializer, initargs=initargs) as pool:
         futures = {pool.submit(function, job): job for job in jobs}
         for future in as_completed(futures):
             try:
@@ -283,6 +300,11 @@ def median(values: Sequence[float]) -> float:
     """Median ignoring NaN; NaN when nothing is left."""
     finite = [v for v in values if v is not None and not math.isnan(v)]
     return float(np.median(finite)) if finite else float("nan")
+
+
+def counts(values: Sequence[Any]) -> str:
+    """Each distinct value and how often it occurs, sorted: ``"max_epochs 1, validation 2"``."""
+    return ", ".join(f"{v} {list(values).count(v)}" for v in sorted(set(values), key=str))
 
 
 def spread(values: Sequence[float], digits: int = 3) -> str:

@@ -54,12 +54,15 @@ from _common import (  # noqa: F401 (REPO_ROOT puts the checkout on the path)
     REPO_ROOT,
     TRAIN_FRACTION,
     base_parser,
+    counts,
     demo_dataset,
     fmt,
     lahn_dataset,
     machine_info,
     markdown_table,
     median,
+    read_jsonl,
+    resumed,
     run_logged,
     seeds_from,
     spread,
@@ -417,8 +420,7 @@ def growth_table(runs: list[dict]) -> str:
         own_basins += own > len(members) / 2
         rows.append({
             "basin": basin, "members": len(members),
-            "ended by": ", ".join(f"{rule} {rules.count(rule)}"
-                                  for rule in sorted(set(rules))),
+            "ended by": counts(rules),
             "by its own rule": own,
             "epochs (median)": median([m["epochs"] for m in members]),
             "architectures' epochs": " / ".join(
@@ -432,7 +434,6 @@ def growth_table(runs: list[dict]) -> str:
 
 def run_intervals(args) -> None:
     log = args.out / "intervals_jobs.jsonl"
-    done = []
     if args.rescore:
         # A block's score needs the member that left it out: only the validation
         # calibration is scored again.
@@ -445,12 +446,9 @@ def run_intervals(args) -> None:
                       key=lambda r: (round(r["years"], 1), r["basin"], r["seed"], r["scale"]))
         log.write_text("".join(json.dumps(run) + "\n" for run in done))
     elif args.records:
-        done = [json.loads(line) for path in args.records
-                for line in path.read_text().splitlines() if line.strip()]
-    elif args.resume and log.exists():
-        done = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    elif log.exists():
-        log.unlink()
+        done = [run for path in args.records for run in read_jsonl(path)]
+    else:
+        done = resumed(log, args.resume)
     finished = {(r["basin"], r["seed"], r["calibration"]) for r in done}
     names = [b.name for b in _basins.load_basins(args.basins or ["lahn_short"],
                                                  demo_path=args.data)]

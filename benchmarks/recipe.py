@@ -35,7 +35,6 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -345,16 +344,12 @@ def main() -> None:
         names = names[:1]
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "recipe_jobs.jsonl"
-    done = []
     if args.records:
         # A replay: the tables of recorded runs, nothing is fitted.
-        done = [json.loads(line) for path in args.records
-                for line in path.read_text().splitlines() if line.strip()]
+        done = [run for path in args.records for run in C.read_jsonl(path)]
         seeds = []
-    elif args.resume and log.exists():
-        done = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    elif log.exists():
-        log.unlink()
+    else:
+        done = C.resumed(log, args.resume)
     finished = {(r["basin"], r["config"], r["seed"]) for r in done}
     cuts = args.last_years or [None]
     # Seed-major order: every configuration of every basin gets one seed before any

@@ -452,15 +452,9 @@ def run_sktlag(basin: dict[str, Any], seed: int, settings: dict[str, Any]) -> li
 
 
 # ---------------------------------------------------------------------------- jobs
-_PREPARED: list[bool] = []  # whether this process has paid its one-time costs
-
-
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """One model on one basin with one seed, in a worker process: its key and rows."""
     settings = job["settings"]
-    if not _PREPARED:
-        prepare_process(settings["threads"], settings["device"])
-        _PREPARED.append(True)
     basin, seed = job["basin"], job["seed"]
     key = {"kind": job["kind"], "basin": basin["short"], "seed": seed}
     start = time.perf_counter()
@@ -516,11 +510,7 @@ def run_jobs(jobs: list[dict[str, Any]], parallel: int, log: Path,
     touched it, and every worker starts with clean global state (NH's logging, torch
     threads). With ``resume``, the jobs already in ``log`` are not run again.
     """
-    done = []
-    if resume and log.exists():
-        done = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    elif log.exists():
-        log.unlink()
+    done = C.resumed(log, resume)
     finished = {(d["kind"], d["basin"], d["seed"]) for d in done}
     todo = [job for job in jobs
             if (job["kind"], job["basin"]["short"], job["seed"]) not in finished]
@@ -528,7 +518,9 @@ def run_jobs(jobs: list[dict[str, Any]], parallel: int, log: Path,
     done = [d for d in done if (d["kind"], d["basin"], d["seed"]) in wanted]
     if todo:
         log.parent.mkdir(parents=True, exist_ok=True)
-        done += C.run_logged(run_job, todo, min(parallel, len(todo)), log, job_line)
+        settings = todo[0]["settings"]
+        done += C.run_logged(run_job, todo, min(parallel, len(todo)), log, job_line,
+                             prepare_process, (settings["threads"], settings["device"]))
     return [row for job in done for row in job["rows"]]
 
 
@@ -566,10 +558,6 @@ def basin_table(runs: list[dict[str, Any]], basin: str) -> list[dict[str, Any]]:
     return table
 
 
-def _counts(values: list[Any]) -> str:
-    return ", ".join(f"{v} {values.count(v)}" for v in sorted(set(values), key=str))
-
-
 def overview(runs: list[dict[str, Any]], basins: list[str]) -> list[dict[str, Any]]:
     """One line per basin: NH (best epoch) against sktlag, what sktlag's recipe chose
     (batch size) and how its growth ended, over the seeds (runs recorded before these
@@ -590,8 +578,8 @@ def overview(runs: list[dict[str, Any]], basins: list[str]) -> list[dict[str, An
             "NH test KGE": med(basin, "nh-best", "test_kge"),
             "sktlag test KGE": med(basin, "sktlag", "test_kge"),
             "NH fit s": nh_s, "sktlag fit s": sk_s,
-            "sktlag batch": _counts([r["batch_size"] for r in fits]),
-            "growth ended by": _counts([r["stop_rule"] for r in fits]),
+            "sktlag batch": C.counts([r["batch_size"] for r in fits]),
+            "growth ended by": C.counts([r["stop_rule"] for r in fits]),
         })
     return rows
 
@@ -674,11 +662,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def recorded_runs(path: Path) -> list[dict[str, Any]]:
     """The model runs of a result file (``.json``) or of a jobs log (``.jsonl``)."""
-    text = Path(path).read_text()
     if Path(path).suffix == ".jsonl":
-        return [row for line in text.splitlines() if line.strip()
-                for row in json.loads(line)["rows"]]
-    return json.loads(text)["results"]["runs"]
+        return [row for job in C.read_jsonl(path) for row in job["rows"]]
+    return json.loads(Path(path).read_text())["results"]["runs"]
 
 
 def report_records(paths: list[Path]) -> None:

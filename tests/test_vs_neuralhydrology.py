@@ -102,7 +102,8 @@ def test_set_basins_take_the_split_of_the_other_studies(name):
 
 
 def _job(kind, basin, seed):
-    return {"kind": kind, "basin": {"short": basin}, "seed": seed, "settings": {}}
+    return {"kind": kind, "basin": {"short": basin}, "seed": seed,
+            "settings": {"threads": 1, "device": "cpu"}}
 
 
 def _done(kind, basin, seed):
@@ -116,7 +117,7 @@ def test_resume_runs_only_the_jobs_missing_from_the_log(tmp_path, monkeypatch):
                            [("nh", "a", 0), ("sktlag", "a", 0), ("sktlag", "zzz", 7)]))
     ran = []
 
-    def fake_run_logged(function, jobs, processes, path, line):
+    def fake_run_logged(function, jobs, processes, path, line, *initializer):
         ran.extend((j["kind"], j["basin"]["short"], j["seed"]) for j in jobs)
         return [_done(j["kind"], j["basin"]["short"], j["seed"]) for j in jobs]
 
