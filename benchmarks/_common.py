@@ -334,10 +334,12 @@ def fmt(value: Any, digits: int = 3) -> str:
 
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None,
                    digits: int = 3) -> str:
-    """A GitHub-flavoured Markdown table of ``rows`` (dicts), columns in order."""
+    """A GitHub-flavoured Markdown table of ``rows`` (dicts), columns in order: by
+    default every key of any row, in the order first seen (a row without a key gets an
+    empty cell)."""
     if not rows:
         return "(no rows)\n"
-    columns = list(columns or rows[0].keys())
+    columns = list(columns or dict.fromkeys(k for row in rows for k in row))
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for row in rows:
         lines.append("| " + " | ".join(fmt(row.get(c), digits) for c in columns) + " |")

@@ -16,7 +16,8 @@ NSE and KGE on the last 20 % of the days. Seeds 0, 1, ...
 ``--base defaults`` applies the same changes to the package defaults instead (growth
 on, the estimator as a user gets it), ``--base one-layer`` to the package defaults at
 one layer with growth off; with the configurations ``batch-16`` ... ``batch-256`` and
-``lookback-90`` they are the study behind ``batch_size="auto"``.
+``lookback-90`` they are the study behind ``batch_size="auto"``, with ``lookback-90`` and
+``lookback-365`` the lookback study by record length.
 ``--last-years 3 5 10`` cuts every basin to its last 3, 5 and 10 years
 (:func:`_basins.last_years`, named ``<basin>_last<N>y`` like the basins of the group
 ``lahn_short``), the cheapest way to study short records on known data.
@@ -76,6 +77,8 @@ CONFIGS: dict[str, dict[str, Any] | None] = {
     "batch-128": {"batch_size": 128},
     "batch-256": {"batch_size": 256},
     "lookback-90": {"lookback": 90},
+    # The reference's own window, as a change of the package defaults (--base defaults).
+    "lookback-365": {"lookback": 365},
     "early-stopping": {"patience": 10, "moving_avg_window": 5},
     "epochs-30": {"max_epochs": 30, "max_epochs_per_layer": 30},
     "lookback-180-epochs-40": {"lookback": 180, "max_epochs": 40, "max_epochs_per_layer": 40},

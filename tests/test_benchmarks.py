@@ -284,6 +284,27 @@ def test_the_defaults_table_has_a_row_per_basin_and_budget(growth_pays):
     assert rows[1]["epochs by architecture"] == "10 10 10 / 10 10 10"
 
 
+def test_the_defaults_table_sets_the_defaults_against_the_best_fixed_depth(growth_pays):
+    defaults = [{**_recorded_run(), "basin": "a", "variant": "defaults", "seed": s,
+                 "max_epochs": 80, "test_nse": nse, "n_layers": 2, "stop_rule": "threshold",
+                 "epochs": 30} for s, nse in ((0, 0.80), (1, 0.70))]
+
+    def fixed(seed, depth, valid, test, budget=80):
+        return {"basin": "a", "variant": f"fixed-{depth}", "seed": seed, "n_layers": depth,
+                "max_epochs": budget, "valid_nse": valid, "test_nse": test}
+
+    grid = [fixed(0, 1, 0.9, 0.60), fixed(0, 2, 0.5, 0.90),   # validation picks depth 1
+            fixed(1, 1, 0.2, 0.50), fixed(1, 2, 0.3, 0.70),
+            fixed(1, 3, 0.1, 0.99, budget=120),                # another budget: not compared
+            {**fixed(0, 3, 0.9, 0.99), "basin": "b"}]          # another basin: not compared
+    row = growth_pays.defaults_table(defaults + grid)[0]
+    assert row["best fixed depth"] == "2 2"
+    assert row["best fixed NSE"] == pytest.approx(0.80)
+    assert row["defaults - best fixed"] == pytest.approx(0.75 - 0.80)
+    assert row["validation pick NSE"] == pytest.approx((0.60 + 0.70) / 2)
+    assert "best fixed NSE" not in growth_pays.defaults_table(defaults)[0]
+
+
 def test_the_line_under_a_basin_table_counts_how_growth_ended(growth_pays):
     basins = [{"growth NSE": 0.9, "validation pick NSE": 0.9, "best fixed NSE": 0.9,
                "ended by": ended} for ended in
@@ -396,3 +417,9 @@ def test_interval_tables_count_basins_against_the_goals():
     assert "| b | 2 | max_epochs 1, validation 1 | 1 |" in table and "| d |" not in table
     assert "in most members on 1 of 3 basins" in table
     assert module.growth_table(runs) == ""
+
+
+def test_a_markdown_table_has_a_column_for_a_key_the_first_row_lacks(growth_pays):
+    table = growth_pays.C.markdown_table([{"basin": "a"}, {"basin": "b", "best": 0.5}])
+    assert table.splitlines()[0] == "| basin | best |"
+    assert table.splitlines()[2:] == ["| a |  |", "| b | 0.500 |"]
