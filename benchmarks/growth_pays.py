@@ -721,6 +721,8 @@ def main() -> None:
                         "estimator's, or the quick settings')")
     parser.add_argument("--replay", type=Path, nargs="+", default=None,
                         help="only analyse existing growth_jobs.jsonl records, taken together")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip jobs already in growth_jobs.jsonl in --out")
     parser.add_argument("--cap", type=int, default=None,
                         help="the recording's max_epochs_per_layer: the per-basin table "
                         "then also says how growth ends when the architecture the budget "
@@ -747,8 +749,8 @@ def main() -> None:
         basins = basins[:1]
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "growth_jobs.jsonl"
-    if log.exists():
-        log.unlink()
+    done = C.resumed(log, args.resume)
+    finished = {(r["basin"], r["variant"], r["seed"]) for r in done}
     # Seed-major order: every basin and variant gets seed 0 before any gets seed 1.
     jobs = [
         {"basin": b, "variant": v, "seed": s, "device": args.device, "quick": args.quick,
@@ -756,10 +758,10 @@ def main() -> None:
          "max_epochs": args.max_epochs,
          "demo_path": str(args.data) if args.data else None,
          "vistula_path": str(args.vistula) if args.vistula else None}
-        for s in seeds for b in basins for v in names
+        for s in seeds for b in basins for v in names if (b, v, s) not in finished
     ]
     start = time.perf_counter()
-    results = C.run_logged(
+    results = done + C.run_logged(
         run_job, jobs, args.jobs, log,
         lambda r: (f"{r['basin']:<20} {r['variant']:<14} seed {r['seed']} "
                    f"NSE {r['test_nse']:.3f} depth {r['n_layers']} ({r['stop_rule']}) "

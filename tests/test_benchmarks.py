@@ -423,3 +423,21 @@ def test_a_markdown_table_has_a_column_for_a_key_the_first_row_lacks(growth_pays
     table = growth_pays.C.markdown_table([{"basin": "a"}, {"basin": "b", "best": 0.5}])
     assert table.splitlines()[0] == "| basin | best |"
     assert table.splitlines()[2:] == ["| a |  |", "| b | 0.500 |"]
+
+
+def test_growth_pays_resumes_with_only_the_missing_jobs(tmp_path):
+    arguments = ("growth_pays.py", "--quick", "--basins", "lahn_kalkofen", "--seeds", "1",
+                 "--variants", "fixed-1", "fixed-2", "--out", tmp_path)
+    run_script(*arguments)
+    log = tmp_path / "growth_jobs.jsonl"
+    first, _ = (json.loads(line) for line in log.read_text().splitlines())
+    kept = {**first, "fit_seconds": 12345.0}  # a mark no new fit would carry
+    log.write_text(json.dumps(kept) + "\n")
+    run_script(*arguments, "--resume")
+    runs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert runs[0] == kept and len(runs) == 2
+    assert {r["variant"] for r in runs} == {"fixed-1", "fixed-2"}
+    # Without --resume the log starts afresh.
+    run_script(*arguments)
+    assert all(json.loads(line)["fit_seconds"] != 12345.0
+               for line in log.read_text().splitlines())
