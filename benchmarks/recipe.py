@@ -208,6 +208,7 @@ def summarize(results: list[dict[str, Any]], configs: list[str]) -> list[dict[st
             nses = [r["test_nse"] for r in runs]
             rows.append({
                 "basin": basin,
+                "years": runs[0]["years"],
                 "configuration": config,
                 "seeds": len(runs),
                 "test NSE (median)": C.median(nses),
@@ -241,6 +242,22 @@ def across_basins(rows: list[dict[str, Any]], configs: list[str],
             "fit s (median over runs)": C.median([r["fit_seconds"] for r in runs
                                                   if r["config"] == config]),
         })
+    return out
+
+
+def across_lengths(rows: list[dict[str, Any]], configs: list[str],
+                   runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`across_basins` for each record length (whole years) on its own; empty when
+    every basin has the same length."""
+    lengths = sorted({round(r["years"]) for r in rows})
+    if len(lengths) < 2:
+        return []
+    out = []
+    for years in lengths:
+        basins = {r["basin"] for r in rows if round(r["years"]) == years}
+        out.extend({"years": years, **row} for row in across_basins(
+            [r for r in rows if r["basin"] in basins], configs,
+            [r for r in runs if r["basin"] in basins]))
     return out
 
 
@@ -375,8 +392,11 @@ def main() -> None:
     )
     rows = summarize(results, configs)
     overall = across_basins(rows, configs, results)
+    by_length = across_lengths(rows, configs, results)
     batches, batches_overall = batch_table(results)
     tables = [("Across basins", C.markdown_table(overall)),
+              *([("Across basins, by record length (whole years)",
+                  C.markdown_table(by_length))] if by_length else []),
               ("Per basin", C.markdown_table(rows))]
     if batches:
         tables = [("Batch size: batch_size='auto' against the best batch size",
@@ -385,7 +405,8 @@ def main() -> None:
                    C.markdown_table(batches)), *tables]
     C.write_results(
         args.out, "recipe", "Training recipe factor study", tables,
-        {"per_basin": rows, "across_basins": overall, "batch_sizes": batches,
+        {"per_basin": rows, "across_basins": overall, "across_lengths": by_length,
+         "batch_sizes": batches,
          "batch_sizes_overall": batches_overall, "runs": results},
         {"seeds": seeds, "base": args.base, "last_years": args.last_years,
          "reference": REFERENCE, "configs": CONFIGS, "previous": PREVIOUS,

@@ -441,3 +441,31 @@ def test_growth_pays_resumes_with_only_the_missing_jobs(tmp_path):
     run_script(*arguments)
     assert all(json.loads(line)["fit_seconds"] != 12345.0
                for line in log.read_text().splitlines())
+
+
+def test_the_factor_study_summarizes_each_record_length_on_its_own():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import recipe
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    def run(basin, years, config, nse):
+        return {"basin": basin, "years": years, "config": config, "seed": 0,
+                "test_nse": nse, "test_kge": nse, "best_epoch": 1, "epochs": 2,
+                "fit_seconds": 1.0}
+
+    runs = [run("a", 3.001, "reference", 0.8), run("a", 3.001, "lookback-90", 0.7),
+            run("b", 2.9, "reference", 0.6), run("b", 2.9, "lookback-90", 0.3),
+            run("c", 5.002, "reference", 0.5), run("c", 5.002, "lookback-90", 0.9)]
+    configs = ["reference", "lookback-90"]
+    rows = recipe.summarize(runs, configs)
+    table = recipe.across_lengths(rows, configs, runs)
+    change = {(r["years"], r["configuration"]): r["median change of test NSE vs reference"]
+              for r in table}
+    assert change[3, "lookback-90"] == pytest.approx((-0.1 - 0.3) / 2)
+    assert change[5, "lookback-90"] == pytest.approx(0.4)
+    assert [r["basins"] for r in table] == [2, 2, 1, 1]
+    same_length = [r for r in runs if r["basin"] != "c"]
+    assert recipe.across_lengths(recipe.summarize(same_length, configs), configs,
+                                 same_length) == []
