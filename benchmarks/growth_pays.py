@@ -477,6 +477,7 @@ def defaults_table(results) -> list[dict[str, Any]]:
             **({"best fixed NSE": C.median([r["test_nse"] for r in best]),
                 "defaults - best fixed": defaults_nse - C.median([r["test_nse"] for r in best]),
                 "validation pick NSE": C.median(picked),
+                "defaults - validation pick": defaults_nse - C.median(picked),
                 "best fixed depth": " ".join(str(r["n_layers"]) for r in best)}
                if grids else {}),
             "depths": " ".join(str(r["n_layers"]) for r in part),
@@ -656,6 +657,23 @@ def _across(basins: list[dict[str, Any]]) -> str:
             f"{deepest} of {runs} runs ended at max_layers.")
 
 
+def _defaults_across(rows: list[dict[str, Any]]) -> str:
+    """The line under the defaults table: on how many basins the defaults scored at or
+    above the validation pick and the best fixed depth, and by how much on the median
+    basin; and in how many runs growth ended by its own rule."""
+    compared = [r for r in rows if "best fixed NSE" in r]
+    ended = [rule for r in rows for rule in r["ended by"].split()]
+    line = (f"Growth ended by its own rule in {sum(e in C.OWN_RULES for e in ended)} of "
+            f"{len(ended)} runs.")
+    for key, name in (("defaults - validation pick", "the validation pick"),
+                      ("defaults - best fixed", "the best fixed depth")):
+        changes = [r[key] for r in compared]
+        if changes:
+            line += (f" At or above {name} on {sum(c >= 0 for c in changes)} of "
+                     f"{len(changes)} basins, median difference {C.fmt(C.median(changes))}.")
+    return line
+
+
 def report(results, args, machine, seconds) -> None:
     names = list(variants(args.max_layers))
     overall = variant_table(results, names)
@@ -685,7 +703,8 @@ def report(results, args, machine, seconds) -> None:
              C.markdown_table(difference) + "\n" + _across(difference) + "\n")]
            if difference else []),
          *([("Per basin and budget (the defaults as fitted)",
-             C.markdown_table(as_fitted))] if as_fitted else []),
+             C.markdown_table(as_fitted) + "\n" + _defaults_across(as_fitted) + "\n")]
+           if as_fitted else []),
          ("Per variant", C.markdown_table(overall)),
          ("Derivatives against the validation gain that followed",
           C.markdown_table(decisions)),

@@ -303,6 +303,15 @@ def test_the_defaults_table_sets_the_defaults_against_the_best_fixed_depth(growt
     assert row["defaults - best fixed"] == pytest.approx(0.75 - 0.80)
     assert row["validation pick NSE"] == pytest.approx((0.60 + 0.70) / 2)
     assert "best fixed NSE" not in growth_pays.defaults_table(defaults)[0]
+    # The line under the table: a tie counts as at or above; a basin without fixed
+    # depths counts only in how growth ended.
+    tie = {"ended by": "max_epochs", "defaults - validation pick": 0.0,
+           "defaults - best fixed": 0.0, "best fixed NSE": 0.5}
+    alone = {"ended by": "validation max_layers"}
+    line = growth_pays._defaults_across([row, tie, alone])
+    assert line == ("Growth ended by its own rule in 3 of 5 runs. At or above the validation "
+                    "pick on 2 of 2 basins, median difference 0.050. At or above the best "
+                    "fixed depth on 1 of 2 basins, median difference -0.025.")
 
 
 def test_the_line_under_a_basin_table_counts_how_growth_ended(growth_pays):
