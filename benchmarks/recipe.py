@@ -16,8 +16,8 @@ NSE and KGE on the last 20 % of the days. Seeds 0, 1, ...
 ``--base defaults`` applies the same changes to the package defaults instead (growth
 on, the estimator as a user gets it), ``--base one-layer`` to the package defaults at
 one layer with growth off; with the configurations ``batch-16`` ... ``batch-256`` and
-``lookback-90`` they are the study behind ``batch_size="auto"``, with ``lookback-90`` and
-``lookback-365`` the lookback study by record length.
+``lookback-90`` they are the study behind ``batch_size="auto"``, and with ``lookback-90``
+and ``lookback-365`` the lookback study by record length.
 ``--last-years 3 5 10`` cuts every basin to its last 3, 5 and 10 years
 (:func:`_basins.last_years`, named ``<basin>_last<N>y`` like the basins of the group
 ``lahn_short``), the cheapest way to study short records on known data.
@@ -208,7 +208,8 @@ def summarize(results: list[dict[str, Any]], configs: list[str]) -> list[dict[st
             nses = [r["test_nse"] for r in runs]
             rows.append({
                 "basin": basin,
-                "years": runs[0]["years"],
+                # Records made before the length was recorded have none.
+                "years": runs[0].get("years", math.nan),
                 "configuration": config,
                 "seeds": len(runs),
                 "test NSE (median)": C.median(nses),
@@ -248,8 +249,8 @@ def across_basins(rows: list[dict[str, Any]], configs: list[str],
 def across_lengths(rows: list[dict[str, Any]], configs: list[str],
                    runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """:func:`across_basins` for each record length (whole years) on its own; empty when
-    every basin has the same length."""
-    lengths = sorted({round(r["years"]) for r in rows})
+    fewer than two lengths are known."""
+    lengths = sorted({round(r["years"]) for r in rows if math.isfinite(r["years"])})
     if len(lengths) < 2:
         return []
     out = []

@@ -478,3 +478,6 @@ def test_the_factor_study_summarizes_each_record_length_on_its_own():
     same_length = [r for r in runs if r["basin"] != "c"]
     assert recipe.across_lengths(recipe.summarize(same_length, configs), configs,
                                  same_length) == []
+    # Records made before the length was recorded: no table by length, no error.
+    unknown = [{k: v for k, v in r.items() if k != "years"} for r in runs]
+    assert recipe.across_lengths(recipe.summarize(unknown, configs), configs, unknown) == []
