@@ -467,17 +467,18 @@ def defaults_table(results) -> list[dict[str, Any]]:
         grids = [g for g in (_fixed_depths(results, basin, r["seed"], budget) for r in part)
                  if g]
         best = [max(g, key=lambda r: r["test_nse"]) for g in grids]
-        picked = [max(g, key=lambda r: r["valid_nse"])["test_nse"] for g in grids]
+        best_nse = C.median([r["test_nse"] for r in best])
+        picked = C.median([max(g, key=lambda r: r["valid_nse"])["test_nse"] for g in grids])
         defaults_nse = C.median([r["test_nse"] for r in part])
         rows.append({
             "basin": basin, "budget": budget if budget is not None else math.nan,
             "seeds": " ".join(str(r["seed"]) for r in part),
             "test NSE": defaults_nse,
             "test NSE min to max": C.spread([r["test_nse"] for r in part]),
-            **({"best fixed NSE": C.median([r["test_nse"] for r in best]),
-                "defaults - best fixed": defaults_nse - C.median([r["test_nse"] for r in best]),
-                "validation pick NSE": C.median(picked),
-                "defaults - validation pick": defaults_nse - C.median(picked),
+            **({"best fixed NSE": best_nse,
+                "defaults - best fixed": defaults_nse - best_nse,
+                "validation pick NSE": picked,
+                "defaults - validation pick": defaults_nse - picked,
                 "best fixed depth": " ".join(str(r["n_layers"]) for r in best)}
                if grids else {}),
             "depths": " ".join(str(r["n_layers"]) for r in part),

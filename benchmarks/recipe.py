@@ -250,12 +250,13 @@ def across_lengths(rows: list[dict[str, Any]], configs: list[str],
                    runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """:func:`across_basins` for each record length (whole years) on its own; empty when
     fewer than two lengths are known."""
-    lengths = sorted({round(r["years"]) for r in rows if math.isfinite(r["years"])})
+    known = [r for r in rows if math.isfinite(r["years"])]
+    lengths = sorted({round(r["years"]) for r in known})
     if len(lengths) < 2:
         return []
     out = []
     for years in lengths:
-        basins = {r["basin"] for r in rows if round(r["years"]) == years}
+        basins = {r["basin"] for r in known if round(r["years"]) == years}
         out.extend({"years": years, **row} for row in across_basins(
             [r for r in rows if r["basin"] in basins], configs,
             [r for r in runs if r["basin"] in basins]))

@@ -481,3 +481,6 @@ def test_the_factor_study_summarizes_each_record_length_on_its_own():
     # Records made before the length was recorded: no table by length, no error.
     unknown = [{k: v for k, v in r.items() if k != "years"} for r in runs]
     assert recipe.across_lengths(recipe.summarize(unknown, configs), configs, unknown) == []
+    # Replayed together with newer records, they are left out of the table by length.
+    mixed = runs + [{**r, "basin": "d"} for r in unknown[:2]]
+    assert recipe.across_lengths(recipe.summarize(mixed, configs), configs, mixed) == table
