@@ -760,11 +760,37 @@ class PositionDerivative:
 
 
 def _no_cudnn(device: torch.device, products: str = "exact"):
-    # cuDNN's RNN kernels have no double backward; the native kernels do. Difference
-    # products need first-order gradients only, which the fused kernels compute.
-    if device.type == "cuda" and products == "exact":
-        return torch.backends.cudnn.flags(enabled=False)
-    return contextlib.nullcontext()
+    """The CUDA backend settings of a growth decision: cuDNN off for exact products,
+    on for difference products, and float32 arithmetic (no TF32) for the latter."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    if products == "exact":
+        # cuDNN's RNN kernels have no double backward; the native kernels do.
+        return torch.backends.cudnn.flags(**_cudnn_flags(enabled=False))
+    # Difference products need first-order gradients only, which the fused kernels
+    # compute, but in float32: TF32 (which cuDNN and, if asked, matmul may use on Ampere
+    # and later GPUs) rounds to about 5e-4, and dividing by 2 * step (about 1e-2) would
+    # turn that into errors of a few per cent of a product instead of about 1e-5.
+    return _without_tf32()
+
+
+def _cudnn_flags(**changed) -> dict:
+    # torch.backends.cudnn.flags resets every flag it is not given: keep the caller's.
+    cudnn = torch.backends.cudnn
+    return {"enabled": cudnn.enabled, "benchmark": cudnn.benchmark,
+            "deterministic": cudnn.deterministic, "allow_tf32": cudnn.allow_tf32, **changed}
+
+
+@contextlib.contextmanager
+def _without_tf32():
+    matmul = torch.backends.cuda.matmul
+    was = matmul.allow_tf32
+    try:
+        with torch.backends.cudnn.flags(**_cudnn_flags(enabled=True, allow_tf32=False)):
+            matmul.allow_tf32 = False
+            yield
+    finally:
+        matmul.allow_tf32 = was
 
 
 def _position_derivative(

@@ -149,3 +149,29 @@ def test_difference_products_run_on_cudnn_and_agree_with_exact_ones(monkeypatch)
         assert a.derivative == pytest.approx(b.derivative, rel=1e-3)
         assert abs(a.direction @ b.direction) > 0.999
     assert torch.backends.cudnn.enabled
+
+
+@pytest.mark.parametrize("products", ["exact", "difference"])
+def test_decision_backend_settings_on_cuda_keep_the_callers_flags(products):
+    # Checkable without a GPU: the settings are process flags, the device only a name.
+    from sktlag.growth import _no_cudnn
+
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.enabled, cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32)
+    cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32 = True, True, True
+    try:
+        with _no_cudnn(torch.device("cuda"), products):
+            # Exact products need the native kernels' double backward; difference
+            # products run on cuDNN, in float32: TF32's rounding, divided by the small
+            # step, would swamp the products.
+            assert cudnn.enabled == (products == "difference")
+            assert cudnn.deterministic
+            if products == "difference":
+                assert not cudnn.allow_tf32 and not matmul.allow_tf32
+        assert cudnn.enabled and cudnn.deterministic
+        assert cudnn.allow_tf32 and matmul.allow_tf32
+        with _no_cudnn(torch.device("cpu"), products):
+            assert cudnn.allow_tf32 and matmul.allow_tf32
+    finally:
+        cudnn.enabled, cudnn.deterministic = before[0], before[1]
+        cudnn.allow_tf32, matmul.allow_tf32 = before[2], before[3]
