@@ -66,6 +66,9 @@ QUICK: dict[str, Any] = {
 #: The position is the default criterion's choice: another criterion replays exactly
 #: up to the first decision with more than one position, where it might choose another.
 RECORDING = {"topo_derivative_threshold": -math.inf, "min_improvement": 0.0}
+#: The defaults with one setting of the growth budget changed (variants ``defaults-NAME``):
+#: what lets growth's own rules end it where the epoch budget does today.
+BUDGET_CHANGES = {"cap30": {"max_epochs_per_layer": 30}, "patience5": {"patience": 5}}
 
 
 def variants(max_layers: int) -> dict[str, dict[str, Any]]:
@@ -75,6 +78,7 @@ def variants(max_layers: int) -> dict[str, dict[str, Any]]:
     other = "keep" if TLAGRegressor().growth_optimizer == "fresh" else "fresh"
     out: dict[str, dict[str, Any]] = {
         "defaults": {},
+        **{f"defaults-{name}": dict(change) for name, change in BUDGET_CHANGES.items()},
         "growth": dict(RECORDING),
         f"growth-{other}": {**RECORDING, "growth_optimizer": other},
     }
@@ -491,6 +495,71 @@ def defaults_table(results) -> list[dict[str, Any]]:
     return rows
 
 
+#: The changes table's column of fit time with the change over the defaults'.
+TIME_RATIO = "fit s, changed / defaults (median)"
+
+
+def changes_table(results) -> list[dict[str, Any]]:
+    """Per changed setting (``defaults-NAME`` variants) and basin, against the defaults
+    of the same seeds and budget: test NSE, how growth ended, epochs and fit time."""
+    rows = []
+    changes = sorted({r["variant"] for r in results if r["variant"].startswith("defaults-")})
+    for name in changes:
+        for basin, budget in sorted({(r["basin"], r.get("max_epochs"))
+                                     for r in _by(results, variant=name)},
+                                    key=lambda k: (k[0], k[1] or 0)):
+            base = {r["seed"]: r for r in _by(results, basin=basin, variant="defaults")
+                    if r.get("max_epochs") == budget}
+            pairs = [(base[r["seed"]], r) for r in sorted(
+                _by(results, basin=basin, variant=name), key=lambda r: r["seed"])
+                if r.get("max_epochs") == budget and r["seed"] in base]
+            if not pairs:
+                continue
+            before, after = (C.median([p[i]["test_nse"] for p in pairs]) for i in (0, 1))
+            rows.append({
+                "change": name.removeprefix("defaults-"), "basin": basin,
+                "budget": budget if budget is not None else math.nan,
+                "seeds": " ".join(str(b["seed"]) for b, _ in pairs),
+                "defaults NSE": before, "changed NSE": after, "change of NSE": after - before,
+                "defaults ended by": " ".join(b["stop_rule"] for b, _ in pairs),
+                "changed ended by": " ".join(c["stop_rule"] for _, c in pairs),
+                "changed depths": " ".join(str(c["n_layers"]) for _, c in pairs),
+                "changed epochs by architecture": " / ".join(
+                    " ".join(str(a["epochs"]) for a in c["architectures"]) for _, c in pairs),
+                TIME_RATIO: C.median(
+                    [c["fit_seconds"] / b["fit_seconds"] for b, c in pairs]),
+            })
+    return rows
+
+
+def _changes_across(rows: list[dict[str, Any]]) -> str:
+    """The lines under the changes table, one per change: own-rule endings (runs, and
+    basins where most seeds ended so) with the change and with the defaults, and the
+    test NSE of the median basin with each."""
+
+    def own(ended: str) -> tuple[int, int]:
+        rules = ended.split()
+        return sum(r in C.OWN_RULES for r in rules), len(rules)
+
+    lines = []
+    for name in dict.fromkeys(r["change"] for r in rows):
+        part = [r for r in rows if r["change"] == name]
+        text = {}
+        for key in ("defaults", "changed"):
+            ends = [own(r[f"{key} ended by"]) for r in part]
+            text[key] = (f"{sum(e for e, _ in ends)} of {sum(n for _, n in ends)} runs, "
+                         f"most seeds on {sum(e > n / 2 for e, n in ends)} of {len(ends)} "
+                         f"basins; median basin NSE "
+                         f"{C.fmt(C.median([r[f'{key} NSE'] for r in part]))}")
+        changes = [r["change of NSE"] for r in part]
+        lines.append(
+            f"{name}: own rule in {text['changed']} (defaults: {text['defaults']}); change "
+            f"of NSE median {C.median(changes):+.3f}, worst {min(changes):+.3f}; fit time "
+            f"{C.fmt(C.median([r[TIME_RATIO] for r in part]))} times the defaults' (median "
+            "basin).")
+    return "\n".join(lines)
+
+
 def variant_table(results, names: list[str]) -> list[dict[str, Any]]:
     """Per variant: median over basins of the per-basin median test NSE."""
     rows = []
@@ -687,6 +756,7 @@ def report(results, args, machine, seconds) -> None:
     difference = basin_table(results, args.max_layers, cap=args.cap,
                              variant="growth-difference")
     as_fitted = defaults_table(results)
+    changed = changes_table(results)
     decisions = decision_table(results)
     replays = replay_table(results, [0.0, 0.005, 0.01])
     from sktlag import TLAGRegressor
@@ -706,6 +776,9 @@ def report(results, args, machine, seconds) -> None:
          *([("Per basin and budget (the defaults as fitted)",
              C.markdown_table(as_fitted) + "\n" + _defaults_across(as_fitted) + "\n")]
            if as_fitted else []),
+         *([("The defaults with one setting changed",
+             C.markdown_table(changed) + "\n" + _changes_across(changed) + "\n")]
+           if changed else []),
          ("Per variant", C.markdown_table(overall)),
          ("Derivatives against the validation gain that followed",
           C.markdown_table(decisions)),
@@ -713,6 +786,7 @@ def report(results, args, machine, seconds) -> None:
          ("Architectures of the recording runs", C.markdown_table(architectures))],
         {"per_basin": basins, "per_basin_holdout": held_out,
          "per_basin_difference": difference, "per_basin_defaults": as_fitted,
+         "defaults_changed": changed,
          "per_variant": overall,
          "decisions": decisions, "replay": replays,
          "architectures": architectures, "runs": results},

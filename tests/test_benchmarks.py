@@ -314,6 +314,36 @@ def test_the_defaults_table_sets_the_defaults_against_the_best_fixed_depth(growt
                     "fixed depth on 1 of 2 basins, median difference -0.025.")
 
 
+def test_the_changes_table_pairs_each_change_with_the_defaults_of_its_seeds(growth_pays):
+    def run(variant, seed, nse, rule, seconds=10.0, basin="a", budget=80):
+        return {**_recorded_run(), "basin": basin, "variant": variant, "seed": seed,
+                "max_epochs": budget, "test_nse": nse, "n_layers": 2, "stop_rule": rule,
+                "fit_seconds": seconds}
+    runs = [run("defaults", 0, 0.80, "max_epochs"), run("defaults", 1, 0.70, "max_epochs"),
+            run("defaults", 2, 0.10, "validation"),            # no changed run: left out
+            run("defaults-cap30", 0, 0.90, "validation", 20.0),
+            run("defaults-cap30", 1, 0.60, "max_epochs", 5.0),
+            run("defaults-cap30", 3, 0.99, "validation"),      # no defaults run: left out
+            run("defaults-cap30", 0, 0.99, "validation", budget=120),   # another budget
+            run("defaults", 0, 0.50, "threshold", basin="b"),
+            run("defaults-cap30", 0, 0.40, "threshold", basin="b"),
+            run("growth", 0, 0.99, "max_epochs")]
+    rows = growth_pays.changes_table(runs)
+    assert [(r["change"], r["basin"], r["seeds"]) for r in rows] == [
+        ("cap30", "a", "0 1"), ("cap30", "b", "0")]
+    a = rows[0]
+    assert (a["defaults NSE"], a["changed NSE"]) == pytest.approx((0.75, 0.75))
+    assert a["defaults ended by"] == "max_epochs max_epochs"
+    assert a["changed ended by"] == "validation max_epochs"
+    assert a[growth_pays.TIME_RATIO] == pytest.approx((2.0 + 0.5) / 2)
+    # Basin a: 1 of 2 runs by the rule is not most; basin b: 1 of 1 is.
+    assert growth_pays._changes_across(rows) == (
+        "cap30: own rule in 2 of 3 runs, most seeds on 1 of 2 basins; median basin NSE "
+        "0.575 (defaults: 1 of 3 runs, most seeds on 1 of 2 basins; median basin NSE "
+        "0.625); change of NSE median -0.050, worst -0.100; fit time 1.125 times the "
+        "defaults' (median basin).")
+
+
 def test_the_line_under_a_basin_table_counts_how_growth_ended(growth_pays):
     basins = [{"growth NSE": 0.9, "validation pick NSE": 0.9, "best fixed NSE": 0.9,
                "ended by": ended} for ended in
