@@ -66,9 +66,10 @@ QUICK: dict[str, Any] = {
 #: The position is the default criterion's choice: another criterion replays exactly
 #: up to the first decision with more than one position, where it might choose another.
 RECORDING = {"topo_derivative_threshold": -math.inf, "min_improvement": 0.0}
-#: The defaults with one setting of the growth budget changed (variants ``defaults-NAME``):
-#: what lets growth's own rules end it where the epoch budget does today.
-BUDGET_CHANGES = {"cap30": {"max_epochs_per_layer": 30}, "patience5": {"patience": 5}}
+#: The defaults with one setting changed (variants ``defaults-NAME``): what lets growth's
+#: own rules end it where the epoch budget does today, and what the decisions cost.
+DEFAULTS_CHANGES = {"cap30": {"max_epochs_per_layer": 30}, "patience5": {"patience": 5},
+                    "difference": {"hessian_products": "difference"}}
 
 
 def variants(max_layers: int) -> dict[str, dict[str, Any]]:
@@ -78,7 +79,7 @@ def variants(max_layers: int) -> dict[str, dict[str, Any]]:
     other = "keep" if TLAGRegressor().growth_optimizer == "fresh" else "fresh"
     out: dict[str, dict[str, Any]] = {
         "defaults": {},
-        **{f"defaults-{name}": dict(change) for name, change in BUDGET_CHANGES.items()},
+        **{f"defaults-{name}": dict(change) for name, change in DEFAULTS_CHANGES.items()},
         "growth": dict(RECORDING),
         f"growth-{other}": {**RECORDING, "growth_optimizer": other},
     }
@@ -468,8 +469,8 @@ def defaults_table(results) -> list[dict[str, Any]]:
                                 key=lambda k: (k[0], k[1] or 0)):
         part = sorted((r for r in runs if r["basin"] == basin
                        and r.get("max_epochs") == budget), key=lambda r: r["seed"])
-        grids = [g for g in (_fixed_depths(results, basin, r["seed"], budget) for r in part)
-                 if g]
+        per_seed = [(r, _fixed_depths(results, basin, r["seed"], budget)) for r in part]
+        grids = [g for _, g in per_seed if g]
         best = [max(g, key=lambda r: r["test_nse"]) for g in grids]
         best_nse = C.median([r["test_nse"] for r in best])
         picked = C.median([max(g, key=lambda r: r["valid_nse"])["test_nse"] for g in grids])
@@ -483,7 +484,11 @@ def defaults_table(results) -> list[dict[str, Any]]:
                 "defaults - best fixed": defaults_nse - best_nse,
                 "validation pick NSE": picked,
                 "defaults - validation pick": defaults_nse - picked,
-                "best fixed depth": " ".join(str(r["n_layers"]) for r in best)}
+                "best fixed depth": " ".join(str(r["n_layers"]) for r in best),
+                # Each seed's growing fit over the summed fits of its fixed depths.
+                "defaults / grid time": C.median(
+                    [r["fit_seconds"] / sum(f["fit_seconds"] for f in g)
+                     for r, g in per_seed if g])}
                if grids else {}),
             "depths": " ".join(str(r["n_layers"]) for r in part),
             "ended by": " ".join(r["stop_rule"] for r in part),
@@ -491,6 +496,8 @@ def defaults_table(results) -> list[dict[str, Any]]:
             "epochs by architecture": " / ".join(
                 " ".join(str(a["epochs"]) for a in r["architectures"]) for r in part),
             "fit s (median)": C.median([r["fit_seconds"] for r in part]),
+            "decision share": C.median([r["growth_seconds"] / r["fit_seconds"]
+                                        for r in part]),
         })
     return rows
 
@@ -528,6 +535,9 @@ def changes_table(results) -> list[dict[str, Any]]:
                     " ".join(str(a["epochs"]) for a in c["architectures"]) for _, c in pairs),
                 TIME_RATIO: C.median(
                     [c["fit_seconds"] / b["fit_seconds"] for b, c in pairs]),
+                **{f"{key} decision share": C.median(
+                    [p[i]["growth_seconds"] / p[i]["fit_seconds"] for p in pairs])
+                   for i, key in enumerate(("defaults", "changed"))},
             })
     return rows
 
@@ -556,7 +566,10 @@ def _changes_across(rows: list[dict[str, Any]]) -> str:
             f"{name}: own rule in {text['changed']} (defaults: {text['defaults']}); change "
             f"of NSE median {C.median(changes):+.3f}, worst {min(changes):+.3f}; fit time "
             f"{C.fmt(C.median([r[TIME_RATIO] for r in part]))} times the defaults' (median "
-            "basin).")
+            f"basin); decisions took a median "
+            f"{C.fmt(C.median([r['changed decision share'] for r in part]))} of a fit's "
+            f"time (defaults: "
+            f"{C.fmt(C.median([r['defaults decision share'] for r in part]))}).")
     return "\n".join(lines)
 
 
@@ -741,6 +754,14 @@ def _defaults_across(rows: list[dict[str, Any]]) -> str:
         if changes:
             line += (f" At or above {name} on {sum(c >= 0 for c in changes)} of "
                      f"{len(changes)} basins, median difference {C.fmt(C.median(changes))}.")
+    shares = [r["decision share"] for r in rows if "decision share" in r]
+    if shares:
+        line += (f" Decisions took a median {C.fmt(C.median(shares))} of a growing fit's "
+                 f"time (largest {C.fmt(max(shares))}).")
+    ratios = [r["defaults / grid time"] for r in compared]
+    if ratios:
+        line += (f" A growing fit took a median {C.fmt(C.median(ratios))} of the time of "
+                 f"fitting every depth of the grid (largest {C.fmt(max(ratios))}).")
     return line
 
 

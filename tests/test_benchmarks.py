@@ -274,7 +274,7 @@ def test_the_defaults_table_has_a_row_per_basin_and_budget(growth_pays):
     def run(seed, budget, nse, rule):
         return {**_recorded_run(), "basin": "a", "variant": "defaults", "seed": seed,
                 "max_epochs": budget, "test_nse": nse, "n_layers": 2, "stop_rule": rule,
-                "epochs": 30}
+                "epochs": 30, "growth_seconds": 2.0 * seed}
     runs = [run(1, 120, 0.9, "validation"), run(0, 120, 0.8, "threshold"),
             run(0, 80, 0.7, "max_epochs"), {**run(0, 80, 0.0, "x"), "variant": "growth"}]
     rows = growth_pays.defaults_table(runs)
@@ -282,43 +282,54 @@ def test_the_defaults_table_has_a_row_per_basin_and_budget(growth_pays):
         (80, "0", "max_epochs"), (120, "0 1", "threshold validation")]
     assert rows[1]["test NSE"] == pytest.approx(0.85)
     assert rows[1]["epochs by architecture"] == "10 10 10 / 10 10 10"
+    assert rows[1]["decision share"] == pytest.approx((0.0 + 2.0 / 32.0) / 2)
 
 
 def test_the_defaults_table_sets_the_defaults_against_the_best_fixed_depth(growth_pays):
     defaults = [{**_recorded_run(), "basin": "a", "variant": "defaults", "seed": s,
                  "max_epochs": 80, "test_nse": nse, "n_layers": 2, "stop_rule": "threshold",
-                 "epochs": 30} for s, nse in ((0, 0.80), (1, 0.70))]
+                 "epochs": 30, "fit_seconds": fit, "growth_seconds": 3.0}
+                # Seed 0 has no fixed depths: only seeds 1 and 2 are compared.
+                for s, nse, fit in ((0, 0.75, 24.0), (1, 0.80, 60.0), (2, 0.70, 15.0))]
 
     def fixed(seed, depth, valid, test, budget=80):
         return {"basin": "a", "variant": f"fixed-{depth}", "seed": seed, "n_layers": depth,
-                "max_epochs": budget, "valid_nse": valid, "test_nse": test}
+                "max_epochs": budget, "valid_nse": valid, "test_nse": test,
+                "fit_seconds": 10.0 * depth}
 
-    grid = [fixed(0, 1, 0.9, 0.60), fixed(0, 2, 0.5, 0.90),   # validation picks depth 1
-            fixed(1, 1, 0.2, 0.50), fixed(1, 2, 0.3, 0.70),
-            fixed(1, 3, 0.1, 0.99, budget=120),                # another budget: not compared
-            {**fixed(0, 3, 0.9, 0.99), "basin": "b"}]          # another basin: not compared
+    grid = [fixed(1, 1, 0.9, 0.60), fixed(1, 2, 0.5, 0.90),   # validation picks depth 1
+            fixed(2, 1, 0.2, 0.50), fixed(2, 2, 0.3, 0.70),
+            fixed(2, 3, 0.1, 0.99, budget=120),                # another budget: not compared
+            {**fixed(1, 3, 0.9, 0.99), "basin": "b"}]          # another basin: not compared
     row = growth_pays.defaults_table(defaults + grid)[0]
     assert row["best fixed depth"] == "2 2"
     assert row["best fixed NSE"] == pytest.approx(0.80)
     assert row["defaults - best fixed"] == pytest.approx(0.75 - 0.80)
     assert row["validation pick NSE"] == pytest.approx((0.60 + 0.70) / 2)
+    # Each seed against its own grid of the same budget (10 + 20 s in both seeds).
+    assert row["defaults / grid time"] == pytest.approx((60.0 / 30.0 + 15.0 / 30.0) / 2)
+    assert row["decision share"] == pytest.approx(3.0 / 24.0)  # the median of 3 seeds
     assert "best fixed NSE" not in growth_pays.defaults_table(defaults)[0]
     # The line under the table: a tie counts as at or above; a basin without fixed
     # depths counts only in how growth ended.
     tie = {"ended by": "max_epochs", "defaults - validation pick": 0.0,
-           "defaults - best fixed": 0.0, "best fixed NSE": 0.5}
-    alone = {"ended by": "validation max_layers"}
+           "defaults - best fixed": 0.0, "best fixed NSE": 0.5, "decision share": 0.5,
+           "defaults / grid time": 0.25}
+    alone = {"ended by": "validation max_layers", "decision share": 0.1}
     line = growth_pays._defaults_across([row, tie, alone])
-    assert line == ("Growth ended by its own rule in 3 of 5 runs. At or above the validation "
+    assert line == ("Growth ended by its own rule in 4 of 6 runs. At or above the validation "
                     "pick on 2 of 2 basins, median difference 0.050. At or above the best "
-                    "fixed depth on 1 of 2 basins, median difference -0.025.")
+                    "fixed depth on 1 of 2 basins, median difference -0.025. Decisions took "
+                    "a median 0.125 of a growing fit's time (largest 0.500). A growing fit "
+                    "took a median 0.750 of the time of fitting every depth of the grid "
+                    "(largest 1.250).")
 
 
 def test_the_changes_table_pairs_each_change_with_the_defaults_of_its_seeds(growth_pays):
     def run(variant, seed, nse, rule, seconds=10.0, basin="a", budget=80):
         return {**_recorded_run(), "basin": basin, "variant": variant, "seed": seed,
                 "max_epochs": budget, "test_nse": nse, "n_layers": 2, "stop_rule": rule,
-                "fit_seconds": seconds}
+                "fit_seconds": seconds, "growth_seconds": 1.0 + (variant == "defaults")}
     runs = [run("defaults", 0, 0.80, "max_epochs"), run("defaults", 1, 0.70, "max_epochs"),
             run("defaults", 2, 0.10, "validation"),            # no changed run: left out
             run("defaults-cap30", 0, 0.90, "validation", 20.0),
@@ -326,7 +337,7 @@ def test_the_changes_table_pairs_each_change_with_the_defaults_of_its_seeds(grow
             run("defaults-cap30", 3, 0.99, "validation"),      # no defaults run: left out
             run("defaults-cap30", 0, 0.99, "validation", budget=120),   # another budget
             run("defaults", 0, 0.50, "threshold", basin="b"),
-            run("defaults-cap30", 0, 0.40, "threshold", basin="b"),
+            run("defaults-cap30", 0, 0.40, "threshold", 8.0, basin="b"),
             run("growth", 0, 0.99, "max_epochs")]
     rows = growth_pays.changes_table(runs)
     assert [(r["change"], r["basin"], r["seeds"]) for r in rows] == [
@@ -336,12 +347,15 @@ def test_the_changes_table_pairs_each_change_with_the_defaults_of_its_seeds(grow
     assert a["defaults ended by"] == "max_epochs max_epochs"
     assert a["changed ended by"] == "validation max_epochs"
     assert a[growth_pays.TIME_RATIO] == pytest.approx((2.0 + 0.5) / 2)
+    assert a["defaults decision share"] == pytest.approx(0.2)
+    assert a["changed decision share"] == pytest.approx((1.0 / 20.0 + 1.0 / 5.0) / 2)
     # Basin a: 1 of 2 runs by the rule is not most; basin b: 1 of 1 is.
     assert growth_pays._changes_across(rows) == (
         "cap30: own rule in 2 of 3 runs, most seeds on 1 of 2 basins; median basin NSE "
         "0.575 (defaults: 1 of 3 runs, most seeds on 1 of 2 basins; median basin NSE "
-        "0.625); change of NSE median -0.050, worst -0.100; fit time 1.125 times the "
-        "defaults' (median basin).")
+        "0.625); change of NSE median -0.050, worst -0.100; fit time 1.025 times the "
+        "defaults' (median basin); decisions took a median 0.125 of a fit's time "
+        "(defaults: 0.200).")
 
 
 def test_the_line_under_a_basin_table_counts_how_growth_ended(growth_pays):
