@@ -12,11 +12,15 @@
    derivative and direction of every position, the position and signed direction a
    decision would insert, the time of the derivatives with each; and the largest
    eigenvalue difference over a few steps of the central difference around the default.
+4. The eigen-solver's stopping tolerance, on the networks of part 3: for each tolerance
+   the products a decision ran and their time, and how far its relative derivatives,
+   chosen position and signed direction are from a reference solved to 1e-8.
 
 Usage::
 
     python benchmarks/eigensolver.py
     python benchmarks/eigensolver.py --parts products
+    python benchmarks/eigensolver.py --parts tolerance
     python benchmarks/eigensolver.py --quick
 """
 
@@ -56,7 +60,10 @@ QUICK = {"accuracy_hidden": [2], "accuracy_samples": 8, "decision_hidden": [8],
          "products_lookback": 10, "products_epochs": 1, "products_rows": 2000}
 TOLERANCE = 1e-3
 DEFAULT_BUDGET = 40
-PARTS = ("budgets", "decision", "products")
+PARTS = ("budgets", "decision", "products", "tolerance")
+#: Stopping tolerances of the eigen-solver compared in part 4, and its reference solve.
+TOLERANCES = (1e-3, 3e-3, 1e-2, 3e-2)
+REFERENCE_SOLVE = {"tol": 1e-8, "max_hvp": 200}
 #: Multiples of the default step of the central difference (section 3).
 STEP_FACTORS = (0.1, 0.3, 1.0, 3.0, 10.0)
 
@@ -138,11 +145,9 @@ def decision_case(data, hidden: int, s: dict[str, Any], seed: int, method: str) 
     }
 
 
-def products_case(data, hidden: int, s: dict[str, Any], seed: int) -> tuple[list, dict]:
-    """Exact vs difference products on a float32 network trained for a few epochs.
-
-    Returns one row per position and one for the whole decision.
-    """
+def trained_case(data, hidden: int, s: dict[str, Any], seed: int):
+    """A float32 network of ``products_depth`` layers trained for a few epochs, and a
+    sample of training windows with their targets."""
     lookback, depth = s["products_lookback"], s["products_depth"]
     n = data["n_train"]
     est = TLAGRegressor(hidden_size=hidden, lookback=lookback, initial_num_layers=depth,
@@ -150,9 +155,56 @@ def products_case(data, hidden: int, s: dict[str, Any], seed: int) -> tuple[list
                         max_epochs=s["products_epochs"], batch_size=64,
                         n_threads=torch.get_num_threads(), random_state=seed)
     est.fit(data["X"][:n], data["y"][:n])
-    module = est.module_
     X, y = sample(data, s["products_samples"], lookback, seed)
-    X, y = X.float(), y.float()
+    return est.module_, X.float(), y.float()
+
+
+def _inserted(found) -> tuple[Any, np.ndarray]:
+    """The position a decision would choose, and its signed direction."""
+    chosen = max(found, key=lambda p: p.relative)
+    return chosen, choose_sign(chosen.gradient, chosen.direction) * chosen.direction
+
+
+def tolerance_case(data, hidden: int, s: dict[str, Any], seed: int) -> list[dict]:
+    """One decision's derivatives at each of ``TOLERANCES`` against the reference solve.
+
+    Every solve starts from the same vectors, so a looser tolerance stops the same
+    Lanczos iteration sooner.
+    """
+    module, X, y = trained_case(data, hidden, s, seed)
+    reference, _ = topological_derivatives(module, X, y, masked_mse, seed=seed,
+                                           **REFERENCE_SOLVE)
+    ref_chosen, ref_direction = _inserted(reference)
+    rows = []
+    for tol in TOLERANCES:
+        start = time.perf_counter()
+        found, _ = topological_derivatives(module, X, y, masked_mse, seed=seed, tol=tol,
+                                           max_hvp=DEFAULT_BUDGET)
+        seconds = time.perf_counter() - start
+        chosen, direction = _inserted(found)
+        rows.append({
+            "hidden": hidden, "seed": seed, "tolerance": tol,
+            "HVPs (lockstep)": max(p.n_hvp for p in found),
+            "derivatives s": seconds,
+            "max relative-derivative rel. error": max(
+                abs(f.relative - r.relative) / abs(r.relative)
+                for f, r in zip(found, reference, strict=True)),
+            "position": chosen.position, "reference position": ref_chosen.position,
+            "1 - cos to the reference's inserted direction": (
+                1 - float(direction @ ref_direction)
+                if chosen.position == ref_chosen.position else math.nan),
+            "reference HVPs": max(p.n_hvp for p in reference),
+        })
+    return rows
+
+
+def products_case(data, hidden: int, s: dict[str, Any], seed: int) -> tuple[list, dict]:
+    """Exact vs difference products on a float32 network trained for a few epochs.
+
+    Returns one row per position and one for the whole decision.
+    """
+    lookback, depth = s["products_lookback"], s["products_depth"]
+    module, X, y = trained_case(data, hidden, s, seed)
     found, seconds = {}, {}
     for kind in ("exact", "difference"):
         start = time.perf_counter()
@@ -168,9 +220,9 @@ def products_case(data, hidden: int, s: dict[str, Any], seed: int) -> tuple[list
         "1 - |cos| of directions": 1 - abs(float(e.direction @ d.direction)),
         "HVPs exact": e.n_hvp, "HVPs difference": d.n_hvp,
     } for e, d in zip(exact, difference, strict=True)]
-    chosen = {kind: max(found[kind], key=lambda p: p.relative) for kind in found}
-    signed = {kind: choose_sign(p.gradient, p.direction) * p.direction
-              for kind, p in chosen.items()}
+    inserted = {kind: _inserted(found[kind]) for kind in found}
+    chosen = {kind: p for kind, (p, _) in inserted.items()}
+    signed = {kind: d for kind, (_, d) in inserted.items()}
     # The largest eigenvalue difference at other steps of the central difference.
     hidden_seqs, adjoints, _ = layer_outputs_and_adjoints(module, X, y, masked_mse)
     functions = [lambda t, h=h, a=a: hamiltonian(t, h, a)
@@ -229,6 +281,10 @@ def main(argv: list[str] | None = None) -> None:
             position_rows += rows
             product_rows.append(decision)
             print(decision, flush=True)
+    tolerance_rows = [
+        row for hidden in s["products_hidden"] for seed in seeds
+        for row in tolerance_case(products_data, hidden, s, seed)
+    ] if "tolerance" in args.parts else []
     seconds = time.perf_counter() - start
 
     def median_needed(method: str) -> str:
@@ -275,11 +331,22 @@ def main(argv: list[str] | None = None) -> None:
             ("Exact vs difference products: every position",
              C.markdown_table(position_rows, digits=5)),
         ]
+    if tolerance_rows:
+        sections += [
+            ("Stopping tolerance: setup",
+             f"The networks and windows of the exact-vs-difference part ({s['products_depth']} "
+             f"layers, {s['products_epochs']} epochs, {s['products_samples']} windows of "
+             f"{s['products_lookback']} days), exact products; each tolerance with the "
+             f"default budget ({DEFAULT_BUDGET}), the reference with tolerance "
+             f"{REFERENCE_SOLVE['tol']:g} and budget {REFERENCE_SOLVE['max_hvp']}; seeds "
+             f"{seeds}."),
+            ("Stopping tolerance", C.markdown_table(tolerance_rows, digits=4)),
+        ]
     C.write_results(
         args.out, "eigensolver", "Eigen-solver: Lanczos vs power iteration; HVP kinds",
         sections,
         {"accuracy": accuracy_rows, "decision": decision_rows, "products": product_rows,
-         "products_by_position": position_rows},
+         "products_by_position": position_rows, "tolerance": tolerance_rows},
         {**s, "seeds": seeds, "threads": args.threads, "quick": args.quick,
          "tolerance": TOLERANCE, "parts": args.parts}, machine, seconds,
     )

@@ -69,7 +69,9 @@ RECORDING = {"topo_derivative_threshold": -math.inf, "min_improvement": 0.0}
 #: The defaults with one setting changed (variants ``defaults-NAME``): what lets growth's
 #: own rules end it where the epoch budget does today, and what the decisions cost.
 DEFAULTS_CHANGES = {"cap30": {"max_epochs_per_layer": 30}, "patience5": {"patience": 5},
-                    "difference": {"hessian_products": "difference"}}
+                    "difference": {"hessian_products": "difference"},
+                    "tol0.03": {"eigensolver_tol": 3e-2},
+                    "samples64": {"derivative_samples": 64}}
 
 
 def variants(max_layers: int) -> dict[str, dict[str, Any]]:

@@ -147,6 +147,7 @@ def _callbacks(
             "max_layers": params["max_layers"],
             "method": params["eigensolver"],
             "max_hvp": params["num_power_iterations"],
+            "tol": params["eigensolver_tol"],
             "init_scale": params["init_scale"],
             "min_scale": params["min_init_scale"],
             "tolerance": params["backtracking_tolerance"],

@@ -260,6 +260,11 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     eigensolver : {"lanczos", "power"}, default="lanczos"
         Lanczos (full reorthogonalization) or power iteration shifted to find the
         largest algebraic eigenvalue.
+    eigensolver_tol : float, default=1e-3
+        Stopping tolerance of the eigen-solver, relative to the eigenvalue: the Ritz
+        residual bound for Lanczos, the change of the Rayleigh quotient for power
+        iteration. A position stops earlier than ``num_power_iterations`` products once
+        it is met.
     hessian_products : {"exact", "difference", "auto"}, default="exact"
         How the eigen-solver's Hessian-vector products are computed. ``"exact"``: by
         double backward; on CUDA without cuDNN, whose fused LSTM kernels have no double
@@ -443,6 +448,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         "growth_optimizer": [StrOptions({"keep", "fresh"})],
         "num_power_iterations": [Interval(Integral, 2, None, closed="left")],
         "eigensolver": [StrOptions(set(EIGENSOLVERS))],
+        "eigensolver_tol": [Interval(Real, 0, None, closed="left")],
         "hessian_products": [StrOptions(set(HESSIAN_PRODUCTS))],
         "init_scale": [Interval(Real, 0, None, closed="neither")],
         "min_init_scale": [Interval(Real, 0, None, closed="neither")],
@@ -483,6 +489,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         growth_optimizer="fresh",
         num_power_iterations=40,
         eigensolver="lanczos",
+        eigensolver_tol=1e-3,
         hessian_products="exact",
         init_scale=0.1,
         min_init_scale=1e-4,
@@ -520,6 +527,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         self.growth_optimizer = growth_optimizer
         self.num_power_iterations = num_power_iterations
         self.eigensolver = eigensolver
+        self.eigensolver_tol = eigensolver_tol
         self.hessian_products = hessian_products
         self.init_scale = init_scale
         self.min_init_scale = min_init_scale

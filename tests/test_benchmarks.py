@@ -46,6 +46,15 @@ def test_quick_benchmarks_write_markdown_and_json(tmp_path):
     (row,) = json.loads((tmp_path / "eigensolver.json").read_text())["results"]["products"]
     assert row["position exact"] == row["position difference"]
     assert row["max eigenvalue rel. diff, step x1"] < 1e-3
+    # Each tolerance continues the same Lanczos iteration: a looser one stops no later.
+    tolerance = json.loads((tmp_path / "eigensolver.json").read_text())["results"]["tolerance"]
+    assert sorted({r["tolerance"] for r in tolerance}) == [1e-3, 3e-3, 1e-2, 3e-2]
+    for case in {(r["hidden"], r["seed"]) for r in tolerance}:
+        rows = sorted((r for r in tolerance if (r["hidden"], r["seed"]) == case),
+                      key=lambda r: r["tolerance"])
+        hvps = [r["HVPs (lockstep)"] for r in rows]
+        assert hvps == sorted(hvps, reverse=True) and hvps[0] <= rows[0]["reference HVPs"]
+        assert rows[0]["max relative-derivative rel. error"] < 1e-3
 
 
 def test_quick_growth_cost_times_decisions_with_both_kinds_of_products(tmp_path):

@@ -90,6 +90,19 @@ def test_history_records_growth(series, fast_params):
     assert est.fit_time_ > 0
 
 
+def test_the_eigensolver_tolerance_reaches_every_decision(series, fast_params):
+    # The same fit up to its first decision: a looser tolerance stops the same Lanczos
+    # iteration sooner, a zero tolerance runs every position to the budget.
+    X, y = series
+    params = {**fast_params, "topo_derivative_threshold": -np.inf, "random_state": 0}
+    used = {}
+    for tol in (0.0, 0.3):
+        est = TLAGRegressor(**params, eigensolver_tol=tol).fit(X, y)
+        used[tol] = int(est.derivative_history_["n_hvp"].iloc[0])
+    assert used[0.0] == fast_params["num_power_iterations"]
+    assert used[0.3] < used[0.0]
+
+
 @pytest.mark.parametrize("kind, expected", [("difference", "difference"), ("auto", "exact")])
 def test_hessian_products_reach_every_decision(series, fast_params, monkeypatch, kind,
                                                expected):
