@@ -530,6 +530,22 @@ def test_difference_products_agree_with_exact_ones_on_a_trained_float32_network(
     np.testing.assert_allclose(gains[1], gains[0], rtol=1e-3)
 
 
+def test_the_default_tolerance_decides_as_a_tight_solve(trained_float32, one_thread):
+    # The estimator's default stops Lanczos early; the decision it feeds must not move:
+    # the same position, relative derivatives within 1 %, nearly the same signed direction.
+    module, X, y = trained_float32
+    tol = TLAGRegressor().eigensolver_tol
+    tight, _ = topological_derivatives(module, X, y, masked_mse, max_hvp=200, tol=1e-10)
+    found, _ = topological_derivatives(module, X, y, masked_mse, tol=tol)
+    assert sum(d.n_hvp for d in found) < sum(d.n_hvp for d in tight)
+    for a, b in zip(found, tight, strict=True):
+        assert a.relative == pytest.approx(b.relative, rel=1e-2)
+    chosen = [max(f, key=lambda d: d.relative) for f in (found, tight)]
+    assert chosen[0].position == chosen[1].position
+    signed = [choose_sign(d.gradient, d.direction) * d.direction for d in chosen]
+    assert float(signed[0] @ signed[1]) > 0.99
+
+
 def test_both_products_insert_at_the_same_position_with_the_same_sign(trained_float32,
                                                                     one_thread):
     module, X, y = trained_float32
