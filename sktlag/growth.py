@@ -723,7 +723,7 @@ def layer_outputs_and_adjoints(
     module.eval()
     try:
         # In eval mode cuDNN's RNN kernels have no backward at all.
-        with _no_cudnn(X.device):
+        with _growth_backends(X.device):
             pred, hidden = module.forward_with_hidden(X)
             loss = loss_fn(pred, y)
             adjoints = torch.autograd.grad(loss, hidden, allow_unused=True)
@@ -759,7 +759,7 @@ class PositionDerivative:
         return float(self.gradient @ self.direction)
 
 
-def _no_cudnn(device: torch.device, products: str = "exact"):
+def _growth_backends(device: torch.device, products: str = "exact"):
     """The CUDA backend settings of a growth decision: cuDNN off for exact products,
     on for difference products, and float32 arithmetic (no TF32) for the latter."""
     if device.type != "cuda":
@@ -888,7 +888,7 @@ def topological_derivatives(
     solver = {"method": method, "max_hvp": max_hvp, "tol": tol}
     functions, zeros, loss = _hamiltonians(module, X, y, loss_fn)
     positions = range(1, len(functions) + 1)
-    with _no_cudnn(X.device, products):
+    with _growth_backends(X.device, products):
         if lockstep:
             op = block_hessian_vector_product(functions, zeros, products=products)
             eigs = top_eigenpairs(op, op.sizes, seeds=[seed + p for p in positions], **solver)
@@ -955,7 +955,7 @@ def holdout_gains(
             raise ValueError(
                 f"{len(directions)} directions for a network of {len(functions)} layers"
             )
-        with _no_cudnn(X.device, kind):
+        with _growth_backends(X.device, kind):
             op = block_hessian_vector_product(functions, zeros, products=kind)
             products = op({i: torch.as_tensor(directions[i]) for i in usable})
         for i in usable:

@@ -154,13 +154,13 @@ def test_difference_products_run_on_cudnn_and_agree_with_exact_ones(monkeypatch)
 @pytest.mark.parametrize("products", ["exact", "difference"])
 def test_decision_backend_settings_on_cuda_keep_the_callers_flags(products):
     # Checkable without a GPU: the settings are process flags, the device only a name.
-    from sktlag.growth import _no_cudnn
+    from sktlag.growth import _growth_backends
 
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     before = (cudnn.enabled, cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32)
     cudnn.deterministic, cudnn.allow_tf32, matmul.allow_tf32 = True, True, True
     try:
-        with _no_cudnn(torch.device("cuda"), products):
+        with _growth_backends(torch.device("cuda"), products):
             # Exact products need the native kernels' double backward; difference
             # products run on cuDNN, in float32: TF32's rounding, divided by the small
             # step, would swamp the products.
@@ -170,7 +170,7 @@ def test_decision_backend_settings_on_cuda_keep_the_callers_flags(products):
                 assert not cudnn.allow_tf32 and not matmul.allow_tf32
         assert cudnn.enabled and cudnn.deterministic
         assert cudnn.allow_tf32 and matmul.allow_tf32
-        with _no_cudnn(torch.device("cpu"), products):
+        with _growth_backends(torch.device("cpu"), products):
             assert cudnn.allow_tf32 and matmul.allow_tf32
     finally:
         cudnn.enabled, cudnn.deterministic = before[0], before[1]
