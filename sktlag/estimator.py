@@ -265,10 +265,10 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         residual bound for Lanczos, the change of the Rayleigh quotient for power
         iteration. A position stops earlier than ``num_power_iterations`` products once
         it is met. On trained networks, 0.03 chose the position of a solve to 1e-8
-        with relative derivatives within 0.5 % of it, in 12 to 17 products where 1e-3
-        (the former default) took 22 to 28. On 17 records of 3 to 5 years the median
-        record's test NSE did not change, and the decisions' median share of a fit's
-        time fell from 0.194 to 0.133 (``docs/benchmarks.md``, section 5).
+        with relative derivatives within 0.0044 (relative) of it, in 12 to 17 products
+        where 1e-3 (the former default) took 22 to 28. On 17 records of 3 to 5 years
+        the median record's test NSE did not change, and the decisions' median share of
+        a fit's time fell from 0.194 to 0.133 (``docs/benchmarks.md``, section 5).
     hessian_products : {"exact", "difference", "auto"}, default="exact"
         How the eigen-solver's Hessian-vector products are computed. ``"exact"``: by
         double backward; on CUDA without cuDNN, whose fused LSTM kernels have no double
