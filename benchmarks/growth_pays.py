@@ -459,6 +459,27 @@ def _fixed_depths(results, basin: str, seed: int, budget: int | None) -> list[di
             if r["variant"].startswith("fixed-") and r.get("max_epochs") == budget]
 
 
+def _basins_and_budgets(runs) -> list[tuple[str, int | None]]:
+    """The (basin, epoch budget) groups of ``runs``, sorted."""
+    return sorted({(r["basin"], r.get("max_epochs")) for r in runs},
+                  key=lambda k: (k[0], k[1] or 0))
+
+
+def _architecture_epochs(runs) -> str:
+    """Each run's epochs per architecture: ``"40 30 10 / 40 40"``."""
+    return " / ".join(" ".join(str(a["epochs"]) for a in r["architectures"]) for r in runs)
+
+
+def _decision_share(run: dict[str, Any]) -> float:
+    """The growth decisions' share of a fit's time."""
+    return run["growth_seconds"] / run["fit_seconds"]
+
+
+def _own_endings(ended: str) -> list[bool]:
+    """For each growth ending of an ``ended by`` text, whether growth's own rule ended it."""
+    return [rule in C.OWN_RULES for rule in ended.split()]
+
+
 def defaults_table(results) -> list[dict[str, Any]]:
     """Per basin and budget, the ``defaults`` runs as fitted: test NSE, depth, how growth
     ended, epochs and fit time (no replay: the package's own rules ended them). Where
@@ -467,8 +488,7 @@ def defaults_table(results) -> list[dict[str, Any]]:
     was best in each seed."""
     rows = []
     runs = _by(results, variant="defaults")
-    for basin, budget in sorted({(r["basin"], r.get("max_epochs")) for r in runs},
-                                key=lambda k: (k[0], k[1] or 0)):
+    for basin, budget in _basins_and_budgets(runs):
         part = sorted((r for r in runs if r["basin"] == basin
                        and r.get("max_epochs") == budget), key=lambda r: r["seed"])
         per_seed = [(r, _fixed_depths(results, basin, r["seed"], budget)) for r in part]
@@ -495,11 +515,9 @@ def defaults_table(results) -> list[dict[str, Any]]:
             "depths": " ".join(str(r["n_layers"]) for r in part),
             "ended by": " ".join(r["stop_rule"] for r in part),
             "epochs": " ".join(str(r["epochs"]) for r in part),
-            "epochs by architecture": " / ".join(
-                " ".join(str(a["epochs"]) for a in r["architectures"]) for r in part),
+            "epochs by architecture": _architecture_epochs(part),
             "fit s (median)": C.median([r["fit_seconds"] for r in part]),
-            "decision share": C.median([r["growth_seconds"] / r["fit_seconds"]
-                                        for r in part]),
+            "decision share": C.median([_decision_share(r) for r in part]),
         })
     return rows
 
@@ -514,9 +532,7 @@ def changes_table(results) -> list[dict[str, Any]]:
     rows = []
     changes = sorted({r["variant"] for r in results if r["variant"].startswith("defaults-")})
     for name in changes:
-        for basin, budget in sorted({(r["basin"], r.get("max_epochs"))
-                                     for r in _by(results, variant=name)},
-                                    key=lambda k: (k[0], k[1] or 0)):
+        for basin, budget in _basins_and_budgets(_by(results, variant=name)):
             base = {r["seed"]: r for r in _by(results, basin=basin, variant="defaults")
                     if r.get("max_epochs") == budget}
             pairs = [(base[r["seed"]], r) for r in sorted(
@@ -533,12 +549,10 @@ def changes_table(results) -> list[dict[str, Any]]:
                 "defaults ended by": " ".join(b["stop_rule"] for b, _ in pairs),
                 "changed ended by": " ".join(c["stop_rule"] for _, c in pairs),
                 "changed depths": " ".join(str(c["n_layers"]) for _, c in pairs),
-                "changed epochs by architecture": " / ".join(
-                    " ".join(str(a["epochs"]) for a in c["architectures"]) for _, c in pairs),
+                "changed epochs by architecture": _architecture_epochs(c for _, c in pairs),
                 TIME_RATIO: C.median(
                     [c["fit_seconds"] / b["fit_seconds"] for b, c in pairs]),
-                **{f"{key} decision share": C.median(
-                    [p[i]["growth_seconds"] / p[i]["fit_seconds"] for p in pairs])
+                **{f"{key} decision share": C.median([_decision_share(p[i]) for p in pairs])
                    for i, key in enumerate(("defaults", "changed"))},
             })
     return rows
@@ -548,20 +562,15 @@ def _changes_across(rows: list[dict[str, Any]]) -> str:
     """The lines under the changes table, one per change: own-rule endings (runs, and
     basins where most seeds ended so) with the change and with the defaults, and the
     test NSE of the median basin with each."""
-
-    def own(ended: str) -> tuple[int, int]:
-        rules = ended.split()
-        return sum(r in C.OWN_RULES for r in rules), len(rules)
-
     lines = []
     for name in dict.fromkeys(r["change"] for r in rows):
         part = [r for r in rows if r["change"] == name]
         text = {}
         for key in ("defaults", "changed"):
-            ends = [own(r[f"{key} ended by"]) for r in part]
-            text[key] = (f"{sum(e for e, _ in ends)} of {sum(n for _, n in ends)} runs, "
-                         f"most seeds on {sum(e > n / 2 for e, n in ends)} of {len(ends)} "
-                         f"basins; median basin NSE "
+            ends = [_own_endings(r[f"{key} ended by"]) for r in part]
+            text[key] = (f"{sum(map(sum, ends))} of {sum(map(len, ends))} runs, "
+                         f"most seeds on {sum(sum(e) > len(e) / 2 for e in ends)} of "
+                         f"{len(ends)} basins; median basin NSE "
                          f"{C.fmt(C.median([r[f'{key} NSE'] for r in part]))}")
         changes = [r["change of NSE"] for r in part]
         lines.append(
@@ -730,8 +739,7 @@ def _across(basins: list[dict[str, Any]]) -> str:
     """The line under a per-basin table: medians over its basins."""
     medians = {key: C.fmt(C.median([b[key] for b in basins]))
                for key in ("growth NSE", "validation pick NSE", "best fixed NSE")}
-    by_itself = [[r in C.OWN_RULES for r in b["ended by"].split()]
-                 for b in basins]
+    by_itself = [_own_endings(b["ended by"]) for b in basins]
     stopped, runs = sum(map(sum, by_itself)), sum(map(len, by_itself))
     everywhere = sum(all(b) for b in by_itself if b)
     deepest = sum(b["ended by"].split().count("max_layers") for b in basins)
@@ -747,9 +755,8 @@ def _defaults_across(rows: list[dict[str, Any]]) -> str:
     above the validation pick and the best fixed depth, and by how much on the median
     basin; and in how many runs growth ended by its own rule."""
     compared = [r for r in rows if "best fixed NSE" in r]
-    ended = [rule for r in rows for rule in r["ended by"].split()]
-    line = (f"Growth ended by its own rule in {sum(e in C.OWN_RULES for e in ended)} of "
-            f"{len(ended)} runs.")
+    ended = [own for r in rows for own in _own_endings(r["ended by"])]
+    line = f"Growth ended by its own rule in {sum(ended)} of {len(ended)} runs."
     for key, name in (("defaults - validation pick", "the validation pick"),
                       ("defaults - best fixed", "the best fixed depth")):
         changes = [r[key] for r in compared]
