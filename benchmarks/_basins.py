@@ -1,6 +1,6 @@
 """Every real basin the benchmarks can use: daily inputs and discharge, indexed by date.
 
-Six sources give 19 records, and the Lahn records give 12 shorter ones:
+Eight sources give 26 records, and the Lahn records give 12 shorter ones:
 
 ``lahn_kalkofen``, ``lahn_marburg``, ``lahn_leun``, ``lahn_dillenburg``
     The Lahn table shipped with sktlag (:func:`sktlag.datasets.load_lahn`), one basin per
@@ -68,6 +68,30 @@ Six sources give 19 records, and the Lahn records give 12 shorter ones:
     (outlet ``Sb5_3``, the Juniata River) ``Sb5_1``, ``Sb5_2`` and ``Sb5_3``, as the
     tutorial's ``model.yaml`` routes them. 1985-01-01 to 2020-12-31. The other outlets
     are left out: the package does not say which sub-basins drain to them.
+
+``cnkit_accotink``, ``cnkit_difficult_run``
+    Two small flashy creeks of northern Virginia (USA), from the test data of the source
+    distribution of the PyPI package ``cnkit`` 1.1.0 (MIT licence): USGS daily discharge
+    in ft3/s (``tests/data/discharge_<gauge>.csv``) and PRISM daily precipitation in
+    inches at the gauge's sample point (``tests/data/precip_<gauge>.csv``), as the
+    package's ``tests/conftest.py`` names them; names and drainage areas from
+    ``tests/data/sites.csv``. Accotink Creek near Annandale, VA (USGS 01654000, 61.9
+    km2, urban) and Difficult Run near Great Falls, VA (USGS 01646000, 149.7 km2).
+    1990-01-01 to 2026-08-01; the 2 days the Accotink discharge file leaves out are NaN.
+    Input: precipitation in mm/day; target: discharge in m3/s.
+``pywatershed_<creek>`` (``poquessing``, ``shellpot``, ``christina``, ``skippack``, ``cobbs``)
+    Five small flashy creeks of the Delaware River basin (USA), 2 years (1979-01-01 to
+    1980-12-31), from the folder ``pywatershed/data/drb_2yr/`` of the source
+    distribution of the PyPI package ``pywatershed`` 3.0.0 (CC0-1.0; the discharge at the
+    model's gauges is observed USGS data by its gauge numbers, the source of the forcing
+    is not stated): the five gauges of ``drb_2yr_gage_poi_obs.nc`` with the highest
+    Richards-Baker index among those with discharge on every day (Poquessing Creek,
+    Shellpot Creek, Christina River, Skippack Creek, Cobbs Creek at Darby). The inputs
+    of a gauge are the area-weighted means of the daily precipitation and minimum and
+    maximum air temperature (``prcp.nc``, ``tmin.nc``, ``tmax.nc``) over the model units
+    that drain to the gauge's stream segment or above it (``parameters_dis_both.nc``,
+    ``parameters_PRMSChannel.nc``), converted to mm/day and degC; the target is the
+    discharge in m3/s.
 
 The Vistula and spotpy basins need the optional extra ``basins``
 (``pip install -e ".[basins]"``); without their data they are skipped with a warning.
@@ -149,6 +173,9 @@ GROUP_MEMBERS: dict[str, tuple[str, ...]] = {
     "spotpy": ("spotpy_fulda", "spotpy_hymod"),
     "airgr": ("airgr_l0123001", "airgr_l0123002"),
     "susquehanna": ("susquehanna_marietta", "susquehanna_juniata"),
+    "cnkit": ("cnkit_accotink", "cnkit_difficult_run"),
+    "pywatershed": ("pywatershed_poquessing", "pywatershed_shellpot", "pywatershed_christina",
+                    "pywatershed_skippack", "pywatershed_cobbs"),
     "lahn_short": tuple(f"lahn_{gauge}_last{years}y" for gauge in LAHN_GAUGES
                         for years in LAHN_CUT_YEARS),
 }
@@ -301,6 +328,51 @@ _SUSQUEHANNA_GAUGES = {
     "susquehanna_juniata": ("Sb5_3", ("Sb5_1", "Sb5_2", "Sb5_3")),
 }
 
+#: Unit conversions of the US records.
+_CUBIC_FOOT_M3 = 0.3048 ** 3
+_INCH_MM = 25.4
+_SQUARE_MILE_KM2 = 1.609344 ** 2
+
+_CNKIT_DATA = "cnkit-1.1.0/tests/data/"
+_CNKIT_LICENCE = "MIT package; USGS discharge, PRISM precipitation"
+
+
+def _cnkit_file(name: str) -> PackagedFile:
+    return PackagedFile("cnkit", "1.1.0", _CNKIT_DATA + name, _CNKIT_LICENCE, sdist=True)
+
+
+#: The site table (names, areas) and the gauge of each cnkit basin.
+_CNKIT_SITES = _cnkit_file("sites.csv")
+_CNKIT_GAUGES = {"cnkit_accotink": "01654000", "cnkit_difficult_run": "01646000"}
+
+_PYWATERSHED_DATA = "pywatershed-3.0.0/pywatershed/data/drb_2yr/"
+_PYWATERSHED_LICENCE = ("CC0-1.0 package; USGS discharge, forcing source not stated")
+
+
+def _pywatershed_file(name: str) -> PackagedFile:
+    return PackagedFile("pywatershed", "3.0.0", _PYWATERSHED_DATA + name,
+                        _PYWATERSHED_LICENCE, sdist=True)
+
+
+_PYWATERSHED_OBSERVED = _pywatershed_file("drb_2yr_gage_poi_obs.nc")
+#: The model units' (HRUs') areas and the stream segment each drains to, and the network.
+_PYWATERSHED_NETWORK = _pywatershed_file("parameters_dis_both.nc")
+_PYWATERSHED_HRU_SEGMENT = _pywatershed_file("parameters_PRMSChannel.nc")
+#: Input name -> (file, its variable, the conversion from the file's unit: inches to
+#: mm/day, degrees Fahrenheit to degC).
+_PYWATERSHED_FORCING = {
+    "p": (_pywatershed_file("prcp.nc"), "prcp", lambda inches: _INCH_MM * inches),
+    "t_min": (_pywatershed_file("tmin.nc"), "tmin", lambda deg_f: (deg_f - 32.0) / 1.8),
+    "t_max": (_pywatershed_file("tmax.nc"), "tmax", lambda deg_f: (deg_f - 32.0) / 1.8),
+}
+#: The five flashiest gauges of the file (Richards-Baker index 0.77 to 1.09) among those
+#: with discharge on every day: small creeks around Philadelphia and Wilmington.
+_PYWATERSHED_GAUGES = {
+    "pywatershed_poquessing": "01465798", "pywatershed_shellpot": "01477800",
+    "pywatershed_christina": "01478000", "pywatershed_skippack": "01473120",
+    "pywatershed_cobbs": "01475550",
+}
+
 _AIRGR_INPUTS = "p: precipitation mm/day, pet: potential evapotranspiration mm/day, " \
                 "t: air temperature degC"
 _AIRGR_TABLES = (
@@ -401,6 +473,7 @@ class Basin:
             "target NaN": int(self.y.isna().sum()),
             "mean Q": float(self.y.mean()),
             "unit": self.unit,
+            "area km2": self.info.get("area_km2"),
             "zero-flow days": signatures.get("zero_flow_share"),
             "RB index": signatures.get("rb_index"),
             "BFI": signatures.get("bfi"),
@@ -430,6 +503,8 @@ def load_basins(
     spotpy_path: str | Path | None = None,
     grsuite_path: str | Path | None = None,
     hydrocnhs_path: str | Path | None = None,
+    cnkit_path: str | Path | None = None,
+    pywatershed_path: str | Path | None = None,
 ) -> list[Basin]:
     """Load the requested basins.
 
@@ -458,6 +533,10 @@ def load_basins(
     hydrocnhs_path : str or path-like, optional
         Where to read the Susquehanna gauges: the hydrocnhs 1.2.0 source distribution or
         a folder holding it. None uses that sdist in :data:`DATA_DIR`.
+    cnkit_path, pywatershed_path : str or path-like, optional
+        Where to read the cnkit and pywatershed gauges: the source distribution of
+        cnkit 1.1.0 or pywatershed 3.0.0, or a folder holding it. None uses that sdist
+        in :data:`DATA_DIR`.
 
     Returns
     -------
@@ -496,7 +575,9 @@ def load_basins(
     optional = {"vistula": lambda: _vistula_basins(vistula_path),
                 "spotpy": lambda: _table_basins(_SPOTPY_TABLES, spotpy_path, wanted),
                 "airgr": lambda: _table_basins(_AIRGR_TABLES, grsuite_path, wanted),
-                "susquehanna": lambda: _susquehanna_basins(hydrocnhs_path, wanted)}
+                "susquehanna": lambda: _susquehanna_basins(hydrocnhs_path, wanted),
+                "cnkit": lambda: _cnkit_basins(cnkit_path, wanted),
+                "pywatershed": lambda: _pywatershed_basins(pywatershed_path, wanted)}
     for group, read in optional.items():
         if group in groups:
             try:
@@ -943,6 +1024,137 @@ def _susquehanna_basins(path: str | Path | None, wanted: set[str]) -> list[Basin
     return basins
 
 
+# ---------------------------------------------------------------------------- cnkit
+def _cnkit_basins(path: str | Path | None, wanted: set[str]) -> list[Basin]:
+    def table(file: PackagedFile, columns: tuple[str, ...]) -> pd.DataFrame:
+        frame = pd.read_csv(io.BytesIO(_read_packaged(file, path)), encoding="utf-8",
+                            dtype={"gage_number": str})
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{file.package} {file.version} {file.member} lacks the "
+                             f"columns {missing}")
+        return frame
+
+    def series(file: PackagedFile, column: str) -> pd.Series:
+        frame = table(file, ("date", column))
+        try:
+            dates = pd.DatetimeIndex(pd.to_datetime(frame["date"], format="%Y-%m-%d"))
+            return pd.Series(frame[column].astype(np.float64).to_numpy(), index=dates)
+        except ValueError as error:
+            raise ValueError(f"{file.member}: a date or a value cannot be read "
+                             f"({error})") from error
+
+    sites = table(_CNKIT_SITES, ("gage_number", "name", "drainage_area_sqmi"))
+    sites = sites.set_index("gage_number")
+    basins = []
+    for name, gauge in _CNKIT_GAUGES.items():
+        if name not in wanted:
+            continue
+        if gauge not in sites.index:
+            raise ValueError(f"basin {name!r}: {_CNKIT_SITES.member} has no gauge {gauge}")
+        precipitation = series(_cnkit_file(f"precip_{gauge}.csv"), "P_in")
+        discharge = series(_cnkit_file(f"discharge_{gauge}.csv"), "Q_cfs")
+        unknown = discharge.index.difference(precipitation.index)
+        if len(unknown):
+            raise ValueError(f"basin {name!r}: discharge on days without precipitation, "
+                             f"from {unknown[0].date()}")
+        # Days the discharge file leaves out are days without discharge: NaN, said in
+        # the notes, never filled.
+        absent = precipitation.index.difference(discharge.index)
+        index = _daily_index(precipitation.index)
+        basins.append(Basin(
+            name=name, X=pd.DataFrame({"p": _INCH_MM * precipitation.to_numpy()}, index=index),
+            y=pd.Series(_CUBIC_FOOT_M3 * discharge.reindex(precipitation.index).to_numpy(),
+                        index=index, name="q"),
+            unit="m3/s", source=_cnkit_file(f"discharge_{gauge}.csv").source, group="cnkit",
+            info={"river": str(sites.loc[gauge, "name"]), "gauge": f"USGS {gauge}",
+                  "area_km2": round(_SQUARE_MILE_KM2
+                                    * float(sites.loc[gauge, "drainage_area_sqmi"]), 1),
+                  "inputs": "p: PRISM precipitation at the gauge's sample point, mm/day"},
+            notes=(f"{len(absent)} days absent from the discharge file are NaN",)
+            if len(absent) else (),
+        ))
+    return basins
+
+
+# ---------------------------------------------------------------------------- pywatershed
+def _upstream_segments(to_segment: np.ndarray, segment: int) -> set[int]:
+    """``segment`` and every segment that drains to it; ``to_segment[i]`` is where segment
+    ``i + 1`` drains (0: out of the network)."""
+    above: dict[int, list[int]] = {}
+    for source, target in enumerate(to_segment.tolist(), start=1):
+        above.setdefault(int(target), []).append(source)
+    found, stack = set(), [segment]
+    while stack:
+        current = stack.pop()
+        if current not in found:
+            found.add(current)
+            stack.extend(above.get(current, ()))
+    return found
+
+
+def _pywatershed_basins(path: str | Path | None, wanted: set[str]) -> list[Basin]:
+    try:
+        import h5netcdf  # noqa: F401
+        import xarray as xr
+    except ImportError as error:
+        raise BasinUnavailable(f"reading the pywatershed files needs xarray and h5netcdf "
+                               f"({error}); pip install -e \".[basins]\"") from error
+
+    def dataset(file: PackagedFile, *variables: str):
+        with xr.open_dataset(io.BytesIO(_read_packaged(file, path)),
+                             engine="h5netcdf") as raw:
+            missing = [v for v in variables if v not in raw.variables]
+            if missing:
+                raise ValueError(f"{file.member} lacks the variables {missing}")
+            return raw[list(variables)].load()
+
+    observed = dataset(_PYWATERSHED_OBSERVED, "discharge", "drainage_area", "poi_name")
+    network = dataset(_PYWATERSHED_NETWORK, "poi_gage_id", "poi_gage_segment", "tosegment",
+                      "hru_area", "nhm_id")
+    hru_segment = dataset(_PYWATERSHED_HRU_SEGMENT, "hru_segment")["hru_segment"].to_numpy()
+    forcing = {key: (file, dataset(file, variable)[variable], convert)
+               for key, (file, variable, convert) in _PYWATERSHED_FORCING.items()}
+    gauges = [str(g) for g in network["poi_gage_id"].to_numpy()]
+    hru_area = network["hru_area"].to_numpy().astype(np.float64)
+    dates = observed["time"].to_numpy()
+    basins = []
+    for name, gauge in _PYWATERSHED_GAUGES.items():
+        if name not in wanted:
+            continue
+        if gauge not in gauges:
+            raise ValueError(f"basin {name!r}: {_PYWATERSHED_NETWORK.member} has no gauge "
+                             f"{gauge}")
+        segment = int(network["poi_gage_segment"].to_numpy()[gauges.index(gauge)])
+        # The model units that drain to the gauge's segment or above it; their
+        # area-weighted mean is the catchment's forcing.
+        units = np.isin(hru_segment, list(_upstream_segments(
+            network["tosegment"].to_numpy(), segment)))
+        weights = hru_area[units] / hru_area[units].sum()
+        inputs = {}
+        for key, (file, values, convert) in forcing.items():
+            if not np.array_equal(values["time"].to_numpy(), dates) or not np.array_equal(
+                    values["nhm_id"].to_numpy(), network["nhm_id"].to_numpy()):
+                raise ValueError(f"basin {name!r}: {file.member} is not on the days and "
+                                 f"model units of the discharge")
+            inputs[key] = convert(values.to_numpy().astype(np.float64)[:, units] @ weights)
+        index = _daily_index(dates)
+        flow = observed["discharge"].sel(poi_id=gauge).to_numpy().astype(np.float64)
+        basins.append(Basin(
+            name=name, X=pd.DataFrame(inputs, index=index),
+            y=pd.Series(_CUBIC_FOOT_M3 * flow, index=index, name="q"), unit="m3/s",
+            source=_PYWATERSHED_OBSERVED.source, group="pywatershed",
+            info={"river": str(observed["poi_name"].sel(poi_id=gauge).item()),
+                  "gauge": f"USGS {gauge}",
+                  "area_km2": round(_SQUARE_MILE_KM2 * float(
+                      observed["drainage_area"].sel(poi_id=gauge)), 1),
+                  "model_units": int(units.sum()),
+                  "inputs": "area-weighted means of the model units: p: precipitation "
+                            "mm/day, t_min, t_max: air temperature degC"},
+        ))
+    return basins
+
+
 # ---------------------------------------------------------------------------- Vistula
 def _vistula_basins(vistula_path: str | Path | None) -> list[Basin]:
     kind, source = _vistula_source(vistula_path, allow_csv=True)
@@ -1059,6 +1271,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hydrocnhs", type=Path, default=None,
                         help="the hydrocnhs 1.2.0 sdist or a folder holding it (default: "
                              "benchmarks/data)")
+    for package, version in (("cnkit", "1.1.0"), ("pywatershed", "3.0.0")):
+        parser.add_argument(f"--{package}", type=Path, default=None,
+                            help=f"the {package} {version} sdist or a folder holding it "
+                                 "(default: benchmarks/data)")
     parser.add_argument("--export-vistula", type=Path, nargs="?", default=None,
                         const=DEFAULT_VISTULA_CACHE, metavar="PATH",
                         help="also write the Vistula gauges to PATH (default "
@@ -1071,7 +1287,8 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("always")
         basins = load_basins(BASIN_NAMES, demo_path=args.data, vistula_path=args.vistula,
                              spotpy_path=args.spotpy, grsuite_path=args.grsuite,
-                             hydrocnhs_path=args.hydrocnhs)
+                             hydrocnhs_path=args.hydrocnhs, cnkit_path=args.cnkit,
+                             pywatershed_path=args.pywatershed)
     print(markdown_table([basin.summary() for basin in basins], digits=3), end="")
     for warning in caught:
         print(f"note: {warning.message}")

@@ -366,3 +366,165 @@ def test_susquehanna_real_records_when_present(basins_module):
     assert juniata.y.iloc[0] == pytest.approx(125.7268)
     assert len(marietta.info["sub_basins"].split(", ")) == 18
     assert juniata.info["sub_basins"] == "Sb5_1, Sb5_2, Sb5_3"
+
+
+# ---------------------------------------------------------------------------- cnkit
+_CNKIT = "cnkit-1.1.0/tests/data/"
+
+
+def _write_sdist(path, prefix, files):
+    """A source distribution (tar.gz) holding ``files`` (name -> bytes) under ``prefix``."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(prefix + name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _fake_cnkit_sdist(folder, precip_column="P_in"):
+    """cnkit 1.1.0's layout: a site table, and per gauge rain (in) and discharge (ft3/s);
+    the Accotink discharge lacks its third day."""
+    days = pd.date_range("1990-01-01", periods=4, freq="D").strftime("%Y-%m-%d")
+    sites = ("watershed,name,gage,gage_number,drainage_area_sqmi\n"
+             "difficult_run,Difficult Run,USGS-01646000,01646000,57.8\n"
+             "accotink_creek,Accotink Creek,USGS-01654000,01654000,23.9\n")
+    files = {"sites.csv": sites.encode()}
+    for gauge in ("01646000", "01654000"):
+        flow_days = [d for i, d in enumerate(days) if gauge == "01646000" or i != 2]
+        files[f"precip_{gauge}.csv"] = "\n".join(
+            [f"date,{precip_column}", *(f"{d},{i}" for i, d in enumerate(days))]).encode()
+        files[f"discharge_{gauge}.csv"] = "\n".join(
+            ["date,Q_cfs", *(f"{d},{100 * (i + 1)}" for i, d in enumerate(flow_days))]).encode()
+    return _write_sdist(folder / "cnkit-1.1.0.tar.gz", _CNKIT, files)
+
+
+def test_cnkit_basins_in_metric_units_with_absent_days_as_nan(basins_module, tmp_path):
+    _fake_cnkit_sdist(tmp_path)
+    accotink, difficult = basins_module.load_basins("cnkit", cnkit_path=tmp_path)
+    assert accotink.name == "cnkit_accotink" and difficult.name == "cnkit_difficult_run"
+    # Inches to mm, cubic feet to cubic metres, square miles to km2.
+    assert accotink.X["p"].tolist() == pytest.approx([0.0, 25.4, 50.8, 76.2])
+    assert difficult.y.tolist() == pytest.approx([2.8316847 * k for k in (1, 2, 3, 4)])
+    assert difficult.info["area_km2"] == pytest.approx(149.7)
+    # The day the discharge file leaves out is NaN and said so, the others keep their day.
+    assert accotink.y.iloc[[0, 1, 3]].tolist() == pytest.approx([2.8316847, 5.6633694,
+                                                                8.4950540])
+    assert np.isnan(accotink.y.iloc[2]) and accotink.notes == (
+        "1 days absent from the discharge file are NaN",)
+    assert difficult.notes == () and accotink.dates.freqstr == "D"
+    assert "cnkit 1.1.0 sdist" in accotink.source and "MIT" in accotink.source
+
+
+def test_cnkit_missing_or_bad_data_is_named(basins_module, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.warns(UserWarning, match="cnkit basins skipped.*cnkit-1.1.0.tar.gz"):
+        assert basins_module.load_basins("cnkit", cnkit_path=empty) == []
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    _fake_cnkit_sdist(bad, precip_column="rain")
+    with pytest.raises(ValueError, match=r"precip_01654000\.csv lacks the columns \['P_in'\]"):
+        basins_module.load_basins("cnkit_accotink", cnkit_path=bad)
+
+
+def test_cnkit_real_records_when_present(basins_module):
+    accotink, difficult = _real_or_skip(basins_module, "cnkit")
+    for basin in (accotink, difficult):
+        assert len(basin) == 13362 and str(basin.dates[0].date()) == "1990-01-01"
+        assert "flashy" in basin.regime
+    assert int(accotink.y.isna().sum()) == 2 and not difficult.y.isna().any()
+    # The first day as the files give it: 0.91 in of rain, 233 ft3/s.
+    assert accotink.X["p"].iloc[0] == pytest.approx(23.114)
+    assert accotink.y.iloc[0] == pytest.approx(233 * 0.3048 ** 3)
+
+
+# ---------------------------------------------------------------------------- pywatershed
+_DRB = "pywatershed-3.0.0/pywatershed/data/drb_2yr/"
+
+
+def test_upstream_segments_follow_the_network(basins_module):
+    # Segments 1 and 2 drain to 3, 3 to 5, 4 to 5, 5 out of the network.
+    to_segment = np.array([3, 3, 5, 5, 0])
+    assert basins_module._upstream_segments(to_segment, 3) == {1, 2, 3}
+    assert basins_module._upstream_segments(to_segment, 5) == {1, 2, 3, 4, 5}
+    assert basins_module._upstream_segments(to_segment, 4) == {4}
+
+
+def _fake_pywatershed_sdist(folder, forcing_days=3):
+    """pywatershed 3.0.0's layout: one gauge (Poquessing's id) on segment 2; segment 1
+    drains to 2, segment 3 out. Model units 1, 2, 3 of 10, 30, 60 acres drain to segments
+    1, 2, 3: the gauge's catchment is units 1 and 2, weights 0.25 and 0.75."""
+    h5netcdf = pytest.importorskip("h5netcdf")  # noqa: F841
+    xr = pytest.importorskip("xarray")
+    days = pd.date_range("1979-01-01", periods=3, freq="D")
+    nhm_id = np.array([7, 8, 9])
+
+    def netcdf(dataset):
+        return dataset.to_netcdf(engine="h5netcdf")
+
+    observed = xr.Dataset(
+        {"discharge": (("poi_id", "time"), np.array([[100.0, 200.0, 300.0]])),
+         "drainage_area": (("poi_id",), np.array([1.0])),
+         "poi_name": (("poi_id",), np.array(["Poquessing Creek"]))},
+        coords={"poi_id": ["01465798"], "time": days})
+    network = xr.Dataset(
+        {"poi_gage_id": (("npoigages",), np.array(["01465798"])),
+         "poi_gage_segment": (("npoigages",), np.array([2])),
+         "tosegment": (("nsegment",), np.array([2, 0, 0])),
+         "hru_area": (("nhm_id",), np.array([10.0, 30.0, 60.0]))},
+        coords={"nhm_id": nhm_id})
+    channel = xr.Dataset({"hru_segment": (("nhm_id",), np.array([1, 2, 3]))},
+                         coords={"nhm_id": nhm_id})
+    # Every unit's forcing is constant over the days: 1, 2, 3 (in, degF + 32).
+    forcing_days = pd.date_range("1979-01-01", periods=forcing_days, freq="D")
+    files = {"drb_2yr_gage_poi_obs.nc": netcdf(observed),
+             "parameters_dis_both.nc": netcdf(network),
+             "parameters_PRMSChannel.nc": netcdf(channel)}
+    for variable, offset in (("prcp", 0.0), ("tmin", 32.0), ("tmax", 32.0)):
+        values = np.tile(np.array([1.0, 2.0, 3.0]) * (1.8 if offset else 1.0) + offset,
+                         (len(forcing_days), 1))
+        files[f"{variable}.nc"] = netcdf(xr.Dataset(
+            {variable: (("time", "nhm_id"), values)},
+            coords={"time": forcing_days, "nhm_id": nhm_id}))
+    return _write_sdist(folder / "pywatershed-3.0.0.tar.gz", _DRB, files)
+
+
+def test_pywatershed_inputs_are_catchment_means_in_metric_units(basins_module, tmp_path):
+    _fake_pywatershed_sdist(tmp_path)
+    (basin,) = basins_module.load_basins("pywatershed_poquessing", pywatershed_path=tmp_path)
+    assert basin.input_names == ["p", "t_min", "t_max"] and basin.info["model_units"] == 2
+    # Units 1 and 2 (weights 0.25, 0.75); inches to mm; degF to degC.
+    assert basin.X["p"].tolist() == pytest.approx([25.4 * 1.75] * 3)
+    assert basin.X["t_min"].tolist() == pytest.approx([1.75] * 3)
+    assert basin.y.tolist() == pytest.approx([2.8316847, 5.6633694, 8.4950540])
+    assert basin.info["river"] == "Poquessing Creek" and basin.dates.freqstr == "D"
+    assert basin.info["area_km2"] == pytest.approx(2.6)
+
+
+def test_pywatershed_missing_or_bad_data_is_named(basins_module, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.warns(UserWarning, match="pywatershed basins skipped.*pywatershed-3.0.0"):
+        assert basins_module.load_basins("pywatershed", pywatershed_path=empty) == []
+    short = tmp_path / "short"
+    short.mkdir()
+    _fake_pywatershed_sdist(short, forcing_days=2)
+    with pytest.raises(ValueError, match=r"'pywatershed_poquessing'.*prcp\.nc is not on the "
+                                         r"days"):
+        basins_module.load_basins("pywatershed_poquessing", pywatershed_path=short)
+    with pytest.raises(ValueError, match="'pywatershed_shellpot'.*has no gauge 01477800"):
+        basins_module.load_basins("pywatershed_shellpot", pywatershed_path=tmp_path / "short")
+
+
+def test_pywatershed_real_records_when_present(basins_module):
+    basins = _real_or_skip(basins_module, "pywatershed")
+    assert len(basins) == 5
+    for basin in basins:
+        assert len(basin) == 731 and str(basin.dates[0].date()) == "1979-01-01"
+        assert not basin.y.isna().any() and "flashy" in basin.regime
+    # Cobbs Creek's three model units, the others' one.
+    assert [b.info["model_units"] for b in basins] == [1, 1, 1, 1, 3]
