@@ -453,10 +453,13 @@ def basin_table(results, max_layers: int,
     return rows
 
 
-def _fixed_depths(results, basin: str, seed: int, budget: int | None) -> list[dict[str, Any]]:
-    """The fixed-depth runs of one basin and seed under one epoch budget."""
+def _fixed_depths(results, basin: str, seed: int, budget: int | None,
+                  max_layers: int | None = None) -> list[dict[str, Any]]:
+    """The fixed-depth runs of one basin and seed under one epoch budget, of depths up to
+    ``max_layers`` (None: every depth recorded)."""
     return [r for r in _by(results, basin=basin, seed=seed)
-            if r["variant"].startswith("fixed-") and r.get("max_epochs") == budget]
+            if r["variant"].startswith("fixed-") and r.get("max_epochs") == budget
+            and (max_layers is None or r["n_layers"] <= max_layers)]
 
 
 def _basins_and_budgets(runs) -> list[tuple[str, int | None]]:
@@ -480,18 +483,20 @@ def _own_endings(ended: str) -> list[bool]:
     return [rule in C.OWN_RULES for rule in ended.split()]
 
 
-def defaults_table(results) -> list[dict[str, Any]]:
+def defaults_table(results, max_layers: int | None = None) -> list[dict[str, Any]]:
     """Per basin and budget, the ``defaults`` runs as fitted: test NSE, depth, how growth
     ended, epochs and fit time (no replay: the package's own rules ended them). Where
     fixed depths ran for the same seeds and budget, also the best of them on the test
-    set (an upper bound no user gets), the one validation picks, and the depth that
-    was best in each seed."""
+    set (an upper bound no user gets), the one validation picks, the depth that was best
+    in each seed, and the growing fit's time over the grid's; the grid is the fixed
+    depths up to ``max_layers`` (None: every depth recorded)."""
     rows = []
     runs = _by(results, variant="defaults")
     for basin, budget in _basins_and_budgets(runs):
         part = sorted((r for r in runs if r["basin"] == basin
                        and r.get("max_epochs") == budget), key=lambda r: r["seed"])
-        per_seed = [(r, _fixed_depths(results, basin, r["seed"], budget)) for r in part]
+        per_seed = [(r, _fixed_depths(results, basin, r["seed"], budget, max_layers))
+                    for r in part]
         grids = [g for _, g in per_seed if g]
         best = [max(g, key=lambda r: r["test_nse"]) for g in grids]
         best_nse = C.median([r["test_nse"] for r in best])
@@ -785,7 +790,7 @@ def report(results, args, machine, seconds) -> None:
     # its decision share and time against the grid, basin by basin.
     difference = basin_table(results, args.max_layers, cap=args.cap,
                              variant="growth-difference")
-    as_fitted = defaults_table(results)
+    as_fitted = defaults_table(results, args.max_layers)
     changed = changes_table(results)
     decisions = decision_table(results)
     replays = replay_table(results, [0.0, 0.005, 0.01])

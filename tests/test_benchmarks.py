@@ -319,6 +319,10 @@ def test_the_defaults_table_sets_the_defaults_against_the_best_fixed_depth(growt
     assert row["defaults / grid time"] == pytest.approx((60.0 / 30.0 + 15.0 / 30.0) / 2)
     assert row["decision share"] == pytest.approx(3.0 / 24.0)  # the median of 3 seeds
     assert "best fixed NSE" not in growth_pays.defaults_table(defaults)[0]
+    # A grid of depths up to 1: seed 1's depth 2 and seed 2's depth 2 leave it.
+    shallow = growth_pays.defaults_table(defaults + grid, max_layers=1)[0]
+    assert shallow["best fixed depth"] == "1 1"
+    assert shallow["defaults / grid time"] == pytest.approx((60.0 / 10.0 + 15.0 / 10.0) / 2)
     # The line under the table: a tie counts as at or above; a basin without fixed
     # depths counts only in how growth ended.
     tie = {"ended by": "max_epochs", "defaults - validation pick": 0.0,
