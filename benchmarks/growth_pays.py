@@ -483,6 +483,13 @@ def _own_endings(ended: str) -> list[bool]:
     return [rule in C.OWN_RULES for rule in ended.split()]
 
 
+def _own_rule_counts(ends: list[list[bool]]) -> str:
+    """Own-rule endings of several basins' runs (one list per basin): in how many runs,
+    and on how many basins in most seeds."""
+    return (f"{sum(map(sum, ends))} of {sum(map(len, ends))} runs, most seeds on "
+            f"{sum(sum(e) > len(e) / 2 for e in ends)} of {len(ends)} basins")
+
+
 def defaults_table(results, max_layers: int | None = None) -> list[dict[str, Any]]:
     """Per basin and budget, the ``defaults`` runs as fitted: test NSE, depth, how growth
     ended, epochs and fit time (no replay: the package's own rules ended them). Where
@@ -573,9 +580,7 @@ def _changes_across(rows: list[dict[str, Any]]) -> str:
         text = {}
         for key in ("defaults", "changed"):
             ends = [_own_endings(r[f"{key} ended by"]) for r in part]
-            text[key] = (f"{sum(map(sum, ends))} of {sum(map(len, ends))} runs, "
-                         f"most seeds on {sum(sum(e) > len(e) / 2 for e in ends)} of "
-                         f"{len(ends)} basins; median basin NSE "
+            text[key] = (f"{_own_rule_counts(ends)}; median basin NSE "
                          f"{C.fmt(C.median([r[f'{key} NSE'] for r in part]))}")
         changes = [r["change of NSE"] for r in part]
         lines.append(
@@ -760,8 +765,8 @@ def _defaults_across(rows: list[dict[str, Any]]) -> str:
     above the validation pick and the best fixed depth, and by how much on the median
     basin; and in how many runs growth ended by its own rule."""
     compared = [r for r in rows if "best fixed NSE" in r]
-    ended = [own for r in rows for own in _own_endings(r["ended by"])]
-    line = f"Growth ended by its own rule in {sum(ended)} of {len(ended)} runs."
+    ended = [_own_endings(r["ended by"]) for r in rows]
+    line = f"Growth ended by its own rule in {_own_rule_counts(ended)}."
     for key, name in (("defaults - validation pick", "the validation pick"),
                       ("defaults - best fixed", "the best fixed depth")):
         changes = [r[key] for r in compared]
