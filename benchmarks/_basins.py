@@ -76,7 +76,7 @@ Eight sources give 26 records, and the Lahn records give 12 shorter ones:
     inches at the gauge's sample point (``tests/data/precip_<gauge>.csv``), as the
     package's ``tests/conftest.py`` names them; names and drainage areas from
     ``tests/data/sites.csv``. Accotink Creek near Annandale, VA (USGS 01654000, 61.9
-    km2, urban) and Difficult Run near Great Falls, VA (USGS 01646000, 149.7 km2).
+    km2) and Difficult Run near Great Falls, VA (USGS 01646000, 149.7 km2).
     1990-01-01 to 2026-08-01; the 2 days the Accotink discharge file leaves out are NaN.
     Input: precipitation in mm/day; target: discharge in m3/s.
 ``pywatershed_<creek>`` (``poquessing``, ``shellpot``, ``christina``, ``skippack``, ``cobbs``)
@@ -346,7 +346,7 @@ _CNKIT_SITES = _cnkit_file("sites.csv")
 _CNKIT_GAUGES = {"cnkit_accotink": "01654000", "cnkit_difficult_run": "01646000"}
 
 _PYWATERSHED_DATA = "pywatershed-3.0.0/pywatershed/data/drb_2yr/"
-_PYWATERSHED_LICENCE = ("CC0-1.0 package; USGS discharge, forcing source not stated")
+_PYWATERSHED_LICENCE = "CC0-1.0 package; USGS discharge, forcing source not stated"
 
 
 def _pywatershed_file(name: str) -> PackagedFile:
@@ -554,9 +554,9 @@ def load_basins(
     -----
     UserWarning
         For every group skipped because its data are not at hand (no ``demo_path``, no
-        modelskill, spotpy, grsuite or hydrocnhs data), and for every basin dropped
-        because its inputs are not finite or its dates are not a gap-free daily
-        sequence. Nothing is skipped silently.
+        modelskill, spotpy, grsuite, hydrocnhs, cnkit or pywatershed data), and for every
+        basin dropped because its inputs are not finite or its dates are not a gap-free
+        daily sequence. Nothing is skipped silently.
     """
     wanted = _resolve_names(names)
     groups = {_GROUP_OF[name] for name in wanted}
