@@ -214,23 +214,30 @@ _AIRGR_DAILY = "grsuite-1.1.1/tests/data/basin_daily.csv.gz"
 _AIRGR_SNOW = "grsuite-1.1.1/tests/data/basin_snow.csv.gz"
 
 
-def _fake_grsuite_sdist(folder, members=(_AIRGR_DAILY, _AIRGR_SNOW), header="Date,P,E,T,Qmm"):
-    """A grsuite 1.1.1 source distribution holding gzip-compressed airGR tables."""
-    import gzip
+def _write_sdist(path, prefix, files):
+    """A source distribution (tar.gz) holding ``files`` (name -> bytes) under ``prefix``."""
     import io
     import tarfile
 
-    days = pd.date_range("1984-01-01", periods=4, freq="D").strftime("%Y-%m-%d")
-    sdist = folder / "grsuite-1.1.1.tar.gz"
-    with tarfile.open(sdist, "w:gz") as archive:
-        for k, member in enumerate(members):
-            rows = [header, *(f"{d},{i},{0.5 * i},{i - 2},{'NA' if k == 0 and i == 1 else i + k}"
-                              for i, d in enumerate(days))]
-            data = gzip.compress("\n".join(rows).encode())
-            info = tarfile.TarInfo(member)
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(prefix + name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
-    return sdist
+    return path
+
+
+def _fake_grsuite_sdist(folder, members=(_AIRGR_DAILY, _AIRGR_SNOW), header="Date,P,E,T,Qmm"):
+    """A grsuite 1.1.1 source distribution holding gzip-compressed airGR tables."""
+    import gzip
+
+    days = pd.date_range("1984-01-01", periods=4, freq="D").strftime("%Y-%m-%d")
+    files = {}
+    for k, member in enumerate(members):
+        rows = [header, *(f"{d},{i},{0.5 * i},{i - 2},{'NA' if k == 0 and i == 1 else i + k}"
+                          for i, d in enumerate(days))]
+        files[member] = gzip.compress("\n".join(rows).encode())
+    return _write_sdist(folder / "grsuite-1.1.1.tar.gz", "", files)
 
 
 def test_airgr_basins_read_from_the_grsuite_sdist(basins_module, tmp_path):
@@ -288,9 +295,6 @@ _HYDROCNHS = "hydrocnhs-1.2.0/tutorials/Tutorial_3-Sediment_Routing/Data/"
 def _fake_hydrocnhs_sdist(folder, outlets=("Sb5_3", "Sb6_2"), forcing_days=4,
                           sub_basins=("Sb5_1", "Sb5_2", "Sb5_3", "Sb6_1")):
     """A hydrocnhs 1.2.0 sdist: four sub-basins, two outlets, four days."""
-    import io
-    import tarfile
-
     days = pd.date_range("1985-01-01", periods=4, freq="D").strftime("%Y-%m-%d")
     forcing_dates = pd.date_range("1985-01-01", periods=forcing_days,
                                   freq="D").strftime("%Y-%m-%d")
@@ -309,13 +313,8 @@ def _fake_hydrocnhs_sdist(folder, outlets=("Sb5_3", "Sb6_2"), forcing_days=4,
     for key in ("prcp_cm", "pet_cm", "tavg_degC"):
         files[f"daymet_srb_hu8_d_{key}_1984_2021.csv"] = "\n".join(
             ["Date,Sb6_1,Sb5_1,Sb5_3,Sb5_2", *(f"{d},4,1,3,2" for d in forcing_dates)])
-    sdist = folder / "hydrocnhs-1.2.0.tar.gz"
-    with tarfile.open(sdist, "w:gz") as archive:
-        for name, text in files.items():
-            info = tarfile.TarInfo(_HYDROCNHS + name)
-            info.size = len(text.encode())
-            archive.addfile(info, io.BytesIO(text.encode()))
-    return sdist
+    return _write_sdist(folder / "hydrocnhs-1.2.0.tar.gz", _HYDROCNHS,
+                        {name: text.encode() for name, text in files.items()})
 
 
 def test_susquehanna_inputs_are_area_weighted_means_in_mm(basins_module, tmp_path):
@@ -370,19 +369,6 @@ def test_susquehanna_real_records_when_present(basins_module):
 
 # ---------------------------------------------------------------------------- cnkit
 _CNKIT = "cnkit-1.1.0/tests/data/"
-
-
-def _write_sdist(path, prefix, files):
-    """A source distribution (tar.gz) holding ``files`` (name -> bytes) under ``prefix``."""
-    import io
-    import tarfile
-
-    with tarfile.open(path, "w:gz") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(prefix + name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
 
 
 def _fake_cnkit_sdist(folder, precip_column="P_in"):
