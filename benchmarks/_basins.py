@@ -230,6 +230,10 @@ class PackagedFile:
     sdist : bool
         The file is only in the release's source distribution
         (``<package>-<version>.tar.gz``), not in its wheel nor the installed package.
+    download_options : str
+        More ``pip download`` options that this release's sdist needs: pip builds an
+        sdist's metadata before it saves the file, which some releases allow only on
+        another Python.
     """
 
     package: str
@@ -237,6 +241,16 @@ class PackagedFile:
     member: str
     licence: str
     sdist: bool = False
+    download_options: str = ""
+
+    @property
+    def download(self) -> str:
+        """The ``pip download`` command that puts the release into :data:`DATA_DIR`."""
+        folder = DATA_DIR.relative_to(REPO_ROOT).as_posix()
+        binary = " --no-binary :all:" if self.sdist else ""
+        options = f" {self.download_options}" if self.download_options else ""
+        return (f"pip download --no-deps{binary}{options} -d {folder} "
+                f"{self.package}=={self.version}")
 
     @property
     def source(self) -> str:
@@ -350,8 +364,12 @@ _PYWATERSHED_LICENCE = "CC0-1.0 package; USGS discharge, forcing source not stat
 
 
 def _pywatershed_file(name: str) -> PackagedFile:
+    # pywatershed 3.0.0 requires Python 3.12 and builds with setuptools: on an older
+    # Python pip saves its sdist only past that check and with the environment's own
+    # setuptools (that of the project's virtual environment).
     return PackagedFile("pywatershed", "3.0.0", _PYWATERSHED_DATA + name,
-                        _PYWATERSHED_LICENCE, sdist=True)
+                        _PYWATERSHED_LICENCE, sdist=True,
+                        download_options="--ignore-requires-python --no-build-isolation")
 
 
 _PYWATERSHED_OBSERVED = _pywatershed_file("drb_2yr_gage_poi_obs.nc")
@@ -847,13 +865,13 @@ def _read_packaged(file: PackagedFile, path: str | Path | None) -> bytes:
     folder = DATA_DIR.relative_to(REPO_ROOT).as_posix()
     if file.sdist:
         raise BasinUnavailable(
-            f"{folder} holds no {file.release} (pip download --no-deps --no-binary :all: "
-            f"-d {folder} {file.package}=={file.version}), so {file.member} cannot be read."
+            f"{folder} holds no {file.release} ({file.download}), so {file.member} "
+            "cannot be read."
         )
     raise BasinUnavailable(
         f"{file.package} {file.version} is not installed (pip install -e \".[basins]\") "
-        f"and {folder} holds no {file.release} (pip download --no-deps -d {folder} "
-        f"{file.package}=={file.version}), so {file.member} cannot be read."
+        f"and {folder} holds no {file.release} ({file.download}), so {file.member} "
+        "cannot be read."
     )
 
 

@@ -273,6 +273,17 @@ def test_airgr_missing_or_bad_data_is_named(basins_module, tmp_path):
     with pytest.raises(basins_module.BasinUnavailable,
                        match=r"--no-binary :all: -d benchmarks/data grsuite==0\.0\.0"):
         basins_module._read_packaged(missing, None)
+    # A release whose sdist pip saves only with more options gets them in the command.
+    picky = basins_module.PackagedFile("grsuite", "0.0.0", "grsuite-0.0.0/x.csv", "GPL",
+                                       sdist=True, download_options="--no-build-isolation")
+    with pytest.raises(basins_module.BasinUnavailable,
+                       match=r"--no-binary :all: --no-build-isolation -d benchmarks/data "
+                       r"grsuite==0\.0\.0\), so grsuite-0\.0\.0/x\.csv cannot be read"):
+        basins_module._read_packaged(picky, None)
+    # pywatershed 3.0.0 requires Python 3.12: pip on an older one needs both options.
+    assert basins_module._PYWATERSHED_OBSERVED.download == (
+        "pip download --no-deps --no-binary :all: --ignore-requires-python "
+        "--no-build-isolation -d benchmarks/data pywatershed==3.0.0")
 
 
 def test_airgr_real_records_when_present(basins_module):
