@@ -7,8 +7,9 @@ For each basin and seed this fits (protocol of the design guide, section 6):
 - ``growth``: the package defaults (growth from one layer);
 - ``growth-keep`` (or ``growth-fresh``): the same with the other way of continuing after
   an insertion (Adam's state kept for the existing layers, or Adam re-created);
-- ``growth-difference``: the defaults with ``hessian_products="difference"`` (the
-  eigensolver's products from differences of gradients, on the fast fused kernels);
+- ``growth-difference`` and ``growth-exact``: the same with each kind of the
+  eigensolver's Hessian-vector products (``hessian_products``: differences of gradients,
+  on the fast fused kernels, or double backward; the default is one of them by device);
 - ``growth-holdout``: the defaults with ``derivative_criterion="holdout"`` (positions
   chosen, and every decision's held-out statistic recorded, by that criterion);
 - ``fixed-k`` for k = 1 .. ``max_layers``: depth k, growth off, trained to early
@@ -74,6 +75,11 @@ DEFAULTS_CHANGES = {"cap30": {"max_epochs_per_layer": 30}, "patience5": {"patien
                     "samples64": {"derivative_samples": 64}}
 
 
+#: The kinds of Hessian-vector products with a recording of their own
+#: (``growth-<kind>``), to set against each other on one device.
+PRODUCT_KINDS = ("difference", "exact")
+
+
 def variants(max_layers: int) -> dict[str, dict[str, Any]]:
     """Parameter changes of every compared model, relative to the defaults."""
     from sktlag import TLAGRegressor
@@ -88,7 +94,8 @@ def variants(max_layers: int) -> dict[str, dict[str, Any]]:
     for k in range(1, max_layers + 1):
         out[f"fixed-{k}"] = {"initial_num_layers": k, "max_layers": k,
                              "topo_derivative_threshold": math.inf, "fixed": True}
-    out["growth-difference"] = {**RECORDING, "hessian_products": "difference"}
+    for kind in PRODUCT_KINDS:
+        out[f"growth-{kind}"] = {**RECORDING, "hessian_products": kind}
     # The held-out criterion's own recording: its positions, its values at every decision.
     out["growth-holdout"] = {**RECORDING, "derivative_criterion": "holdout"}
     out["random"] = {**RECORDING, "growth_strategy": "random"}
@@ -791,10 +798,10 @@ def report(results, args, machine, seconds) -> None:
     _, margin, select, _ = defaults_rules()
     held_out_rules = (HOLDOUT_THRESHOLD, margin, select, "holdout")
     held_out = basin_table(results, args.max_layers, held_out_rules)
-    # The same growth with the products from differences of gradients, where recorded:
-    # its decision share and time against the grid, basin by basin.
-    difference = basin_table(results, args.max_layers, cap=args.cap,
-                             variant="growth-difference")
+    # The same growth with each kind of products, where recorded: its decision share and
+    # time against the grid, basin by basin.
+    by_products = {kind: basin_table(results, args.max_layers, cap=args.cap,
+                                     variant=f"growth-{kind}") for kind in PRODUCT_KINDS}
     as_fitted = defaults_table(results, args.max_layers)
     changed = changes_table(results)
     decisions = decision_table(results)
@@ -810,9 +817,9 @@ def report(results, args, machine, seconds) -> None:
          (f"Per basin (the held-out check at threshold {HOLDOUT_THRESHOLD:g}, margin "
           f"{margin:g}, replayed)",
           C.markdown_table(held_out) + "\n" + _across(held_out) + "\n"),
-         *([("Per basin (growth with hessian_products='difference', replayed)",
-             C.markdown_table(difference) + "\n" + _across(difference) + "\n")]
-           if difference else []),
+         *[(f"Per basin (growth with hessian_products='{kind}', replayed)",
+            C.markdown_table(rows) + "\n" + _across(rows) + "\n")
+           for kind, rows in by_products.items() if rows],
          *([("Per basin and budget (the defaults as fitted)",
              C.markdown_table(as_fitted) + "\n" + _defaults_across(as_fitted) + "\n")]
            if as_fitted else []),
@@ -825,7 +832,8 @@ def report(results, args, machine, seconds) -> None:
          ("Replayed stop rules and selection", C.markdown_table(replays)),
          ("Architectures of the recording runs", C.markdown_table(architectures))],
         {"per_basin": basins, "per_basin_holdout": held_out,
-         "per_basin_difference": difference, "per_basin_defaults": as_fitted,
+         **{f"per_basin_{kind}": rows for kind, rows in by_products.items()},
+         "per_basin_defaults": as_fitted,
          "defaults_changed": changed,
          "per_variant": overall,
          "decisions": decisions, "replay": replays,

@@ -576,6 +576,17 @@ def test_both_products_insert_at_the_same_position_with_the_same_sign(trained_fl
              hessian_products="forward")
 
 
+def test_the_default_products_are_differences_on_cuda_and_exact_elsewhere():
+    # Checkable without a GPU: the rule reads only the device's type.
+    from sktlag.growth import _resolve_products
+
+    default = TLAGRegressor().hessian_products
+    assert _resolve_products(default, torch.device("cuda", 0)) == "difference"
+    assert _resolve_products(default, torch.device("cpu")) == "exact"
+    for kind in ("exact", "difference"):  # an explicit kind holds on every device
+        assert _resolve_products(kind, torch.device("cuda")) == kind
+
+
 # ---------------------------------------------------------------- end to end
 def _loss(m, X, y):
     m.eval()
