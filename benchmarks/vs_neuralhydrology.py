@@ -472,6 +472,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                                  "test_kge": float("nan")} for m in models]}
     for row in rows:
         row["years"] = basin.get("years")
+        if job["kind"] == "sktlag":  # a record says what it fitted (--sktlag-params)
+            row["params"] = settings["sktlag_params"]
     return {**key, "seconds": time.perf_counter() - start, "rows": rows}
 
 

@@ -69,6 +69,8 @@ def test_quick_run_without_neuralhydrology_writes_results(tmp_path):
     assert run["model"] == "sktlag" and run["n_test_days"] == 366
     # What the recipe chose and how growth ended are recorded with the scores.
     assert run["batch_size"] == 128 and run["lookback"] == 7
+    # The estimator's parameters the run was given are kept with it.
+    assert run["params"]["lookback"] == 7
     assert run["stop_rule"] in STOP_RULES + FIT_END_RULES
     assert sum(run["architecture_epochs"]) == run["epochs"]
     assert -1 < run["test_nse"] <= 1
