@@ -53,6 +53,8 @@ Usage::
     python benchmarks/vs_neuralhydrology.py --skip-nh --sktlag-preset fast --basins leun
     python benchmarks/vs_neuralhydrology.py --basins lahn_short vistula spotpy_hymod \
         --parallel 2 --out benchmarks/results/nh_short --resume
+    python benchmarks/vs_neuralhydrology.py --records VARIANT.jsonl NH.jsonl \
+        --against DEFAULTS.jsonl   # a --sktlag-params variant against the defaults
 """
 
 from __future__ import annotations
@@ -604,6 +606,62 @@ def overview_summary(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> 
     return " ".join(parts) + "\n" if parts else ""
 
 
+#: Upper ends (years, inclusive) of the record-length classes a variant is summarised by.
+LENGTH_CLASSES = (2.5, 5.5, 15.0, float("inf"))
+
+
+def _length_class(years: float) -> str:
+    low = 0.0
+    for high in LENGTH_CLASSES:
+        if years <= high:
+            return f"over {low:g} years" if high == float("inf") else f"{low:g} to {high:g} years"
+        low = high
+    raise ValueError(f"no length class for {years} years")
+
+
+def variant_rows(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
+                 basins: list[str]) -> list[dict[str, Any]]:
+    """One line per basin recorded in both: the sktlag runs of ``runs`` (a variant, e.g.
+    ``--sktlag-params``) against those of ``baseline``, as medians over each one's seeds."""
+    def med(source, basin, key):
+        return C.median([r.get(key, float("nan")) for r in source
+                         if r["basin"] == basin and r["model"] == "sktlag"])
+
+    rows = []
+    for basin in basins:
+        new, old = med(runs, basin, "test_nse"), med(baseline, basin, "test_nse")
+        if np.isnan(new) or np.isnan(old):
+            continue
+        years = med(runs, basin, "years")
+        rows.append({
+            "basin": basin, "years": years, "length": _length_class(years),
+            "baseline NSE": old, "variant NSE": new, "variant - baseline": new - old,
+            "baseline fit s": med(baseline, basin, "fit_seconds"),
+            "variant fit s": med(runs, basin, "fit_seconds"),
+            "fit time ratio": med(runs, basin, "fit_seconds")
+            / med(baseline, basin, "fit_seconds"),
+        })
+    return rows
+
+
+def variant_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The variant's change by record-length class and over all basins."""
+    classes = [*dict.fromkeys(r["length"] for r in sorted(rows, key=lambda r: r["years"])),
+               "all"]
+    summary = []
+    for name in classes:
+        mine = [r for r in rows if name in ("all", r["length"])]
+        changes = [r["variant - baseline"] for r in mine]
+        summary.append({
+            "records": name, "basins": len(mine),
+            "variant at or above baseline": f"{sum(c >= 0 for c in changes)} of {len(mine)}",
+            "median change": C.median(changes),
+            "worst": min(changes), "best": max(changes),
+            "median fit time ratio": C.median([r["fit time ratio"] for r in mine]),
+        })
+    return summary
+
+
 # ---------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = C.base_parser(__doc__.splitlines()[0])
@@ -630,6 +688,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--records", type=Path, nargs="+", default=None,
                         help="only print the tables of earlier result files (JSON) or "
                              f"jobs logs ({JOBS_LOG})")
+    parser.add_argument("--against", type=Path, nargs="+", default=None,
+                        help="with --records: also compare the sktlag runs of --records (a "
+                             "variant) with the sktlag runs of these records (the baseline), "
+                             "per basin and by record length")
     parser.add_argument("--skip-nh", action="store_true", help="run sktlag only")
     parser.add_argument("--skip-sktlag", action="store_true", help="run NH only")
     parser.add_argument("--nh-epochs", type=int, default=None,
@@ -655,6 +717,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.skip_nh and args.skip_sktlag:
         parser.error("--skip-nh and --skip-sktlag together leave nothing to run")
+    if args.against and not args.records:
+        parser.error("--against compares recordings: give the variant's with --records")
     if not isinstance(args.sktlag_params, dict):
         parser.error("--sktlag-params must be a JSON object")
     if args.parallel < 1:
@@ -669,8 +733,7 @@ def recorded_runs(path: Path) -> list[dict[str, Any]]:
     return json.loads(Path(path).read_text())["results"]["runs"]
 
 
-def report_records(paths: list[Path]) -> None:
-    """Print the tables of earlier runs from their result files or jobs logs (no fitting)."""
+def _recorded(paths: list[Path]) -> list[dict[str, Any]]:
     runs, seen = [], set()
     for path in paths:
         for run in recorded_runs(path):
@@ -678,10 +741,23 @@ def report_records(paths: list[Path]) -> None:
             if key not in seen:  # the same model, basin and seed in two files: the first
                 seen.add(key)
                 runs.append(run)
+    return runs
+
+
+def report_records(paths: list[Path], against: list[Path] | None = None) -> None:
+    """Print the tables of earlier runs from their result files or jobs logs (no fitting);
+    with ``against``, also their sktlag runs against those of the ``against`` records."""
+    runs = _recorded(paths)
     shorts = list(dict.fromkeys(r["basin"] for r in runs))
     print("## Overview (medians over seeds)\n")
     rows = overview(runs, shorts)
     print(C.markdown_table(rows) + "\n" + overview_summary(rows, runs))
+    if against:
+        compared = variant_rows(runs, _recorded(against), shorts)
+        print("## sktlag variant against baseline (medians over seeds)\n")
+        print(C.markdown_table(compared) + "\n")
+        print("## Variant against baseline, by record length\n")
+        print(C.markdown_table(variant_summary(compared)) + "\n")
     for basin in shorts:
         print(f"## Basin {basin}\n")
         print(C.markdown_table(basin_table(runs, basin)))
@@ -690,7 +766,7 @@ def report_records(paths: list[Path]) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.records:
-        report_records(args.records)
+        report_records(args.records, args.against)
         return
     C.set_threads(args.threads)
     seeds = C.seeds_from(args)

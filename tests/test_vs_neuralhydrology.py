@@ -178,3 +178,30 @@ def test_records_replay_reads_a_jobs_log(tmp_path):
                            for key in [("nh", "a", 0), ("sktlag", "a", 0)]))
     assert [(r["model"], r["basin"]) for r in V.recorded_runs(log)] == [("nh", "a"),
                                                                         ("sktlag", "a")]
+
+
+def test_a_variant_is_compared_with_its_baseline_per_basin_and_by_record_length():
+    def fits(nses, years, seconds):
+        return [_run("sktlag", basin, seed, nse, years=years, fit_seconds=seconds)
+                for basin, values in nses.items() for seed, nse in enumerate(values)]
+
+    baseline = (fits({"a": [0.5, 0.6, 0.7]}, 3.0, 10.0) + fits({"b": [0.8]}, 10.0, 20.0)
+                + fits({"c": [0.2]}, 2.0, 5.0) + [_run("nh-best", "a", 0, 0.9)])
+    variant = (fits({"a": [0.7, 0.4, 0.65]}, 3.0, 30.0) + fits({"b": [0.75]}, 10.0, 30.0)
+               + fits({"c": [0.3]}, 2.0, 5.0) + fits({"d": [0.9]}, 30.0, 9.0))
+    rows = V.variant_rows(variant, baseline, ["a", "b", "c", "d"])
+    # d has no baseline; medians over seeds: a 0.65 against 0.6.
+    assert [r["basin"] for r in rows] == ["a", "b", "c"]
+    assert [r["length"] for r in rows] == ["2.5 to 5.5 years", "5.5 to 15 years",
+                                           "0 to 2.5 years"]
+    assert [round(r["variant - baseline"], 3) for r in rows] == [0.05, -0.05, 0.1]
+    assert [r["fit time ratio"] for r in rows] == [3.0, 1.5, 1.0]
+    summary = V.variant_summary(rows)
+    assert [s["records"] for s in summary] == ["0 to 2.5 years", "2.5 to 5.5 years",
+                                               "5.5 to 15 years", "all"]
+    total = summary[-1]
+    assert total["variant at or above baseline"] == "2 of 3"
+    assert round(total["median change"], 3) == 0.05
+    assert (round(total["worst"], 3), round(total["best"], 3)) == (-0.05, 0.1)
+    assert total["median fit time ratio"] == 1.5
+    assert V._length_class(40.0) == "over 15 years"
