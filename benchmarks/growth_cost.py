@@ -21,6 +21,7 @@ Usage::
 
     python benchmarks/growth_cost.py --threads 1 --records benchmarks/records/growth_jobs.jsonl
     python benchmarks/growth_cost.py --hessian-products exact difference --device cuda
+    python benchmarks/growth_cost.py --threads 1 --params '{"hidden_size": 64}'
     python benchmarks/growth_cost.py --quick
 """
 
@@ -129,7 +130,12 @@ def main() -> None:
                         help="how decisions compute Hessian-vector products, each measured "
                              "(default: exact; both with --quick)")
     parser.add_argument("--device", default="cpu", help='torch device, e.g. "cuda"')
+    parser.add_argument("--params", type=json.loads, default={},
+                        help='JSON object of TLAGRegressor parameters that override the '
+                             'preset or defaults, e.g. \'{"hidden_size": 64}\'')
     args = parser.parse_args()
+    if not isinstance(args.params, dict):
+        parser.error("--params must be a JSON object")
     kinds = args.hessian_products or (["exact", "difference"] if args.quick else ["exact"])
     C.set_threads(args.threads)
     from sktlag import TLAGRegressor
@@ -138,7 +144,7 @@ def main() -> None:
     X, y = data["X"][: data["n_train"]], data["y"][: data["n_train"]]
     from sktlag import PRESETS
 
-    params: dict[str, Any] = {**(PRESETS[args.preset] if args.preset else {}),
+    params: dict[str, Any] = {**(PRESETS[args.preset] if args.preset else {}), **args.params,
                               "n_threads": args.threads, "device": args.device}
     if args.quick:
         params.update(hidden_size=8, lookback=20, derivative_samples=16,
@@ -185,6 +191,7 @@ def main() -> None:
         args.out, "growth_cost", f"What growth costs on {where}", sections,
         {"unit_costs": rows, "estimates": estimates},
         {"threads": args.threads, "quick": args.quick, "preset": args.preset,
+         "params": args.params,
          "device": args.device, "hessian_products": kinds,
          "defaults": {k: v for k, v in TLAGRegressor(**params).get_params().items()
                       if k in ("hidden_size", "lookback", "batch_size", "derivative_samples",

@@ -58,12 +58,14 @@ def test_quick_benchmarks_write_markdown_and_json(tmp_path):
 
 
 def test_quick_growth_cost_times_decisions_with_both_kinds_of_products(tmp_path):
-    run_script("growth_cost.py", "--quick", "--out", tmp_path)
+    run_script("growth_cost.py", "--quick", "--out", tmp_path, "--params", '{"max_layers": 3}')
     payload = json.loads((tmp_path / "growth_cost.json").read_text())
     assert payload["settings"]["hessian_products"] == ["exact", "difference"]
+    assert payload["settings"]["params"] == {"max_layers": 3}
     rows = payload["results"]["unit_costs"]
     timed = {(r["depth"], r["products"]) for r in rows if r.get("decision s", 0) > 0}
     depths = {r["depth"] for r in rows}
+    assert depths == {1, 2, 3}  # --params overrides the defaults' max_layers of 4
     assert timed == {(d, k) for d in sorted(depths)[:-1] for k in ("exact", "difference")}
 
 
