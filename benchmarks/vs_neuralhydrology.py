@@ -562,13 +562,18 @@ def basin_table(runs: list[dict[str, Any]], basin: str) -> list[dict[str, Any]]:
     return table
 
 
+def _median_of(runs: list[dict[str, Any]], basin: str, model: str, key: str) -> float:
+    """The median of ``key`` over one model's runs (seeds) on one basin; NaN if none."""
+    return C.median([r.get(key, float("nan")) for r in runs
+                     if r["basin"] == basin and r["model"] == model])
+
+
 def overview(runs: list[dict[str, Any]], basins: list[str]) -> list[dict[str, Any]]:
     """One line per basin: NH (best epoch) against sktlag, what sktlag's recipe chose
     (batch size) and how its growth ended, over the seeds (runs recorded before these
     were kept leave those cells empty)."""
     def med(basin, model, key):
-        return C.median([r.get(key, float("nan")) for r in runs
-                         if r["basin"] == basin and r["model"] == model])
+        return _median_of(runs, basin, model, key)
 
     rows = []
     for basin in basins:
@@ -623,23 +628,19 @@ def variant_rows(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
                  basins: list[str]) -> list[dict[str, Any]]:
     """One line per basin recorded in both: the sktlag runs of ``runs`` (a variant, e.g.
     ``--sktlag-params``) against those of ``baseline``, as medians over each one's seeds."""
-    def med(source, basin, key):
-        return C.median([r.get(key, float("nan")) for r in source
-                         if r["basin"] == basin and r["model"] == "sktlag"])
-
     rows = []
     for basin in basins:
-        new, old = med(runs, basin, "test_nse"), med(baseline, basin, "test_nse")
+        new = _median_of(runs, basin, "sktlag", "test_nse")
+        old = _median_of(baseline, basin, "sktlag", "test_nse")
         if np.isnan(new) or np.isnan(old):
             continue
-        years = med(runs, basin, "years")
+        years = _median_of(runs, basin, "sktlag", "years")
+        new_s = _median_of(runs, basin, "sktlag", "fit_seconds")
+        old_s = _median_of(baseline, basin, "sktlag", "fit_seconds")
         rows.append({
             "basin": basin, "years": years, "length": _length_class(years),
             "baseline NSE": old, "variant NSE": new, "variant - baseline": new - old,
-            "baseline fit s": med(baseline, basin, "fit_seconds"),
-            "variant fit s": med(runs, basin, "fit_seconds"),
-            "fit time ratio": med(runs, basin, "fit_seconds")
-            / med(baseline, basin, "fit_seconds"),
+            "baseline fit s": old_s, "variant fit s": new_s, "fit time ratio": new_s / old_s,
         })
     return rows
 
