@@ -594,12 +594,18 @@ def overview(runs: list[dict[str, Any]], basins: list[str]) -> list[dict[str, An
 
 
 def overview_summary(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> str:
-    """How many basins sktlag matches or beats NH on, the median difference, and on how
-    many growth ended by its own rule in most seeds."""
+    """How many basins sktlag matches or beats NH on, the median difference, on how many
+    its median fit took no longer than NH's, and on how many growth ended by its own rule
+    in most seeds."""
     differences = [r["sktlag - NH"] for r in rows if np.isfinite(r["sktlag - NH"])]
     parts = [f"sktlag at or above NH on {sum(d >= 0 for d in differences)} of "
              f"{len(differences)} basins; median difference "
              f"{C.median(differences):+.3f}."] if differences else []
+    times = [(r["sktlag fit s"], r["NH fit s"]) for r in rows
+             if np.isfinite(r["sktlag fit s"]) and np.isfinite(r["NH fit s"])]
+    if times:
+        parts.append(f"sktlag's median fit took no longer than NH's on "
+                     f"{sum(sk <= nh for sk, nh in times)} of {len(times)} basins.")
     endings = [[r["stop_rule"] in C.OWN_RULES for r in runs
                 if r["basin"] == row["basin"] and r["model"] == "sktlag" and "stop_rule" in r]
                for row in rows]
