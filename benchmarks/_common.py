@@ -66,6 +66,17 @@ def base_parser(description: str, default_seeds: int = 3) -> argparse.ArgumentPa
     return parser
 
 
+def json_object(text: str) -> dict[str, Any]:
+    """argparse type of an option that takes estimator parameters as a JSON object."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON ({error}): {text}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON object: {text}")
+    return value
+
+
 def seeds_from(args: argparse.Namespace) -> list[int]:
     """The seeds to run: ``--seeds`` of them (else 1 in quick mode, else the default),
     from ``--first-seed`` on."""

@@ -130,12 +130,10 @@ def main() -> None:
                         help="how decisions compute Hessian-vector products, each measured "
                              "(default: exact; both with --quick)")
     parser.add_argument("--device", default="cpu", help='torch device, e.g. "cuda"')
-    parser.add_argument("--params", type=json.loads, default={},
+    parser.add_argument("--params", type=C.json_object, default={},
                         help='JSON object of TLAGRegressor parameters that override the '
                              'preset or defaults, e.g. \'{"hidden_size": 64}\'')
     args = parser.parse_args()
-    if not isinstance(args.params, dict):
-        parser.error("--params must be a JSON object")
     kinds = args.hessian_products or (["exact", "difference"] if args.quick else ["exact"])
     C.set_threads(args.threads)
     from sktlag import TLAGRegressor

@@ -60,6 +60,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import pickle
@@ -572,9 +573,7 @@ def overview(runs: list[dict[str, Any]], basins: list[str]) -> list[dict[str, An
     """One line per basin: NH (best epoch) against sktlag, what sktlag's recipe chose
     (batch size) and how its growth ended, over the seeds (runs recorded before these
     were kept leave those cells empty)."""
-    def med(basin, model, key):
-        return _median_of(runs, basin, model, key)
-
+    med = functools.partial(_median_of, runs)
     rows = []
     for basin in basins:
         nh, sk = med(basin, "nh-best", "test_nse"), med(basin, "sktlag", "test_nse")
@@ -714,7 +713,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a name of sktlag.estimator.PRESETS, or 'defaults' for the "
                              f"estimator's defaults (default 'defaults', "
                              f"'{SKTLAG_QUICK_PRESET}' with --quick)")
-    parser.add_argument("--sktlag-params", type=json.loads, default={},
+    parser.add_argument("--sktlag-params", type=C.json_object, default={},
                         help='JSON object of TLAGRegressor parameters that override the '
                              'preset, e.g. \'{"max_epochs": 200}\'')
     for key, default in LAHN_SPLIT.items():
@@ -726,8 +725,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--skip-nh and --skip-sktlag together leave nothing to run")
     if args.against and not args.records:
         parser.error("--against compares recordings: give the variant's with --records")
-    if not isinstance(args.sktlag_params, dict):
-        parser.error("--sktlag-params must be a JSON object")
     if args.parallel < 1:
         parser.error("--parallel must be at least 1")
     return args

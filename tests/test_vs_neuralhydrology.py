@@ -208,3 +208,12 @@ def test_a_variant_is_compared_with_its_baseline_per_basin_and_by_record_length(
     assert (round(total["worst"], 3), round(total["best"], 3)) == (-0.05, 0.1)
     assert total["median fit time ratio"] == 1.5
     assert V._length_class(40.0) == "over 15 years"
+
+
+def test_sktlag_params_must_be_a_json_object(capsys):
+    assert V.parse_args(["--sktlag-params", '{"hidden_size": 64}']).sktlag_params == {
+        "hidden_size": 64}
+    for text in ("[64]", "{hidden_size: 64}"):
+        with pytest.raises(SystemExit):
+            V.parse_args(["--sktlag-params", text])
+        assert "--sktlag-params" in capsys.readouterr().err
