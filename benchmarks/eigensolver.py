@@ -7,11 +7,13 @@
    reported, and so is the error at the estimator's default budget (40).
 2. Wall time of one growth decision (all positions, the default budget of 40 HVPs per
    position, then insertion with backtracking) on a 2-layer network at hidden 64 and 128.
-3. Exact HVPs (double backward) against central differences of gradients, on float32
-   networks trained for a few epochs on the Lahn series: top eigenvalue, relative
-   derivative and direction of every position, the position and signed direction a
-   decision would insert, the time of the derivatives with each; and the largest
-   eigenvalue difference over a few steps of the central difference around the default.
+3. Exact HVPs (double backward) against central differences of gradients and against
+   exact products of the Hamiltonian's second-order expansion (``"expansion"``), on
+   float32 networks trained for a few epochs on the Lahn series: top eigenvalue,
+   relative derivative and direction of every position, the position and signed
+   direction a decision would insert, the time of the derivatives with each; and the
+   largest eigenvalue difference over a few steps of the central difference around the
+   default.
 4. The eigen-solver's stopping tolerance, on the networks of part 3: for each tolerance
    the products a decision ran and their time, and how far its relative derivatives,
    chosen position and signed direction are from a reference solved to 1e-8.
@@ -198,28 +200,37 @@ def tolerance_case(data, hidden: int, s: dict[str, Any], seed: int) -> list[dict
     return rows
 
 
+#: The kinds of products compared with exact ones (double backward) in part 3.
+OTHER_PRODUCTS = ("difference", "expansion")
+
+
 def products_case(data, hidden: int, s: dict[str, Any], seed: int) -> tuple[list, dict]:
-    """Exact vs difference products on a float32 network trained for a few epochs.
+    """Exact products against every other kind on a float32 network trained a few epochs.
 
     Returns one row per position and one for the whole decision.
     """
     lookback, depth = s["products_lookback"], s["products_depth"]
     module, X, y = trained_case(data, hidden, s, seed)
     found, seconds = {}, {}
-    for kind in ("exact", "difference"):
+    for kind in ("exact", *OTHER_PRODUCTS):
         start = time.perf_counter()
         found[kind], loss = topological_derivatives(module, X, y, masked_mse, seed=seed,
                                                     hessian_products=kind)
         seconds[kind] = time.perf_counter() - start
-    exact, difference = found["exact"], found["difference"]
-    rows = [{
-        "hidden": hidden, "seed": seed, "position": e.position,
-        "top eigenvalue exact": e.derivative, "top eigenvalue difference": d.derivative,
-        "eigenvalue rel. diff": (d.derivative - e.derivative) / abs(e.derivative),
-        "relative derivative exact": e.relative, "relative derivative difference": d.relative,
-        "1 - |cos| of directions": 1 - abs(float(e.direction @ d.direction)),
-        "HVPs exact": e.n_hvp, "HVPs difference": d.n_hvp,
-    } for e, d in zip(exact, difference, strict=True)]
+    exact = found["exact"]
+    rows = []
+    for i, e in enumerate(exact):
+        row = {"hidden": hidden, "seed": seed, "position": e.position,
+               "top eigenvalue exact": e.derivative, "relative derivative exact": e.relative,
+               "HVPs exact": e.n_hvp}
+        for kind in OTHER_PRODUCTS:
+            d = found[kind][i]
+            row |= {f"eigenvalue rel. diff {kind}": (d.derivative - e.derivative)
+                    / abs(e.derivative),
+                    f"relative derivative {kind}": d.relative,
+                    f"1 - |cos| of directions {kind}": 1 - abs(float(e.direction @ d.direction)),
+                    f"HVPs {kind}": d.n_hvp}
+        rows.append(row)
     inserted = {kind: _inserted(found[kind]) for kind in found}
     chosen = {kind: p for kind, (p, _) in inserted.items()}
     signed = {kind: d for kind, (_, d) in inserted.items()}
@@ -237,20 +248,21 @@ def products_case(data, hidden: int, s: dict[str, Any], seed: int) -> tuple[list
         sweep[f"max eigenvalue rel. diff, step x{factor:g}"] = max(
             abs(g.value - e.derivative) / abs(e.derivative)
             for g, e in zip(eigs, exact, strict=True))
-    decision = {
-        "hidden": hidden, "depth": depth, "seed": seed, "windows": len(X),
-        "lookback": lookback, "sample loss": loss,
-        "position exact": chosen["exact"].position,
-        "position difference": chosen["difference"].position,
-        "1 - cos of inserted directions": 1 - float(signed["exact"] @ signed["difference"]),
-        "max relative-derivative rel. diff": max(
-            abs(r["relative derivative difference"] - r["relative derivative exact"])
-            / abs(r["relative derivative exact"]) for r in rows),
-        "derivatives s exact": seconds["exact"],
-        "derivatives s difference": seconds["difference"],
-        **sweep,
-    }
-    return rows, decision
+    decision = {"hidden": hidden, "depth": depth, "seed": seed, "windows": len(X),
+                "lookback": lookback, "sample loss": loss,
+                "position exact": chosen["exact"].position,
+                "derivatives s exact": seconds["exact"]}
+    for kind in OTHER_PRODUCTS:
+        decision |= {
+            f"position {kind}": chosen[kind].position,
+            f"1 - cos of inserted directions {kind}":
+                1 - float(signed["exact"] @ signed[kind]),
+            f"max relative-derivative rel. diff {kind}": max(
+                abs(r[f"relative derivative {kind}"] - r["relative derivative exact"])
+                / abs(r["relative derivative exact"]) for r in rows),
+            f"derivatives s {kind}": seconds[kind],
+        }
+    return rows, {**decision, **sweep}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -320,15 +332,16 @@ def main(argv: list[str] | None = None) -> None:
         sections.append(("Wall time of one growth decision", C.markdown_table(decision_rows)))
     if product_rows:
         sections += [
-            ("Exact vs difference products: setup",
+            ("Exact vs difference and expansion products: setup",
              f"`TLAGRegressor` with growth off, {s['products_depth']} layers, trained "
              f"{s['products_epochs']} epochs (float32) on the Lahn training rows; derivatives "
              f"of every position on {s['products_samples']} random training windows of "
              f"{s['products_lookback']} days, Lanczos with the default budget "
              f"({DEFAULT_BUDGET}) and tolerance (1e-3); the central difference's default "
              f"step is {difference_step(torch.float32):.2e} in float32; seeds {seeds}."),
-            ("Exact vs difference products: the decision", C.markdown_table(product_rows)),
-            ("Exact vs difference products: every position",
+            ("Exact vs difference and expansion products: the decision",
+             C.markdown_table(product_rows)),
+            ("Exact vs difference and expansion products: every position",
              C.markdown_table(position_rows, digits=5)),
         ]
     if tolerance_rows:

@@ -2,11 +2,13 @@
 # What growth costs on a CUDA GPU, recorded in one command:
 #
 #   1. growth_cost.py: seconds per epoch by depth and seconds per decision by depth,
-#      for the exact products and for differences of gradients (unit costs);
+#      for each kind of products: the expansion (the default), exact by double backward,
+#      and differences of gradients (unit costs);
 #   2. growth_pays.py on the four 31-year Lahn gauges, seeds 0-2: growth at the default
-#      products (differences on CUDA), growth with the exact products, and every fixed
-#      depth of the grid, so that its replay gives, basin by basin, the decisions' share
-#      of a growing fit, growth's time over the grid's and how growth ended.
+#      products (the expansion), growth with differences of gradients (the default on
+#      CUDA before the expansion), and every fixed depth of the grid, so that its replay
+#      gives, basin by basin, the decisions' share of a growing fit, growth's time over
+#      the grid's and how growth ended.
 #
 # Usage (from the repository root):
 #
@@ -36,9 +38,9 @@ fi
 
 status=0
 timeout "$limit" python benchmarks/growth_cost.py --device "$device" \
-    --hessian-products exact difference --out "$out" "$@" || status=$?
+    --hessian-products expansion exact difference --out "$out" "$@" || status=$?
 timeout "$limit" python benchmarks/growth_pays.py --device "$device" --basins lahn \
-    --variants growth growth-exact fixed \
+    --variants growth growth-difference fixed \
     --seeds 3 --jobs "$jobs" --threads 1 --out "$out" "$@" || status=$?
 # The tables of whatever finished, also after a step ran out of time.
 if [ -s "$out/growth_jobs.jsonl" ]; then

@@ -6,8 +6,9 @@ Measures, on the embedded Lahn series (training rows, the package defaults):
   1 .. ``max_layers`` (the second of two epochs, so one-time costs stay out);
 - the wall time of one growth decision (derivatives of every position, the eigen-solver)
   at depth 1 .. ``max_layers - 1``, on a sample of ``derivative_samples`` windows, for
-  each way of computing the Hessian-vector products (``--hessian-products``: exact by
-  double backward, or central differences of gradients).
+  each way of computing the Hessian-vector products (``--hessian-products``: the
+  default, exact products of the Hamiltonian's second-order expansion; exact by double
+  backward through the virtual layers; or central differences of gradients).
 
 With ``--records`` (a ``growth_jobs.jsonl`` of ``growth_pays.py``) it combines these unit
 costs with the epochs and decisions each fit of the records used (growth replayed at
@@ -20,7 +21,7 @@ does not carry over; this estimate does, as far as the unit costs do. With
 Usage::
 
     python benchmarks/growth_cost.py --threads 1 --records benchmarks/records/growth_jobs.jsonl
-    python benchmarks/growth_cost.py --hessian-products exact difference --device cuda
+    python benchmarks/growth_cost.py --hessian-products expansion exact difference --device cuda
     python benchmarks/growth_cost.py --threads 1 --params '{"hidden_size": 64}'
     python benchmarks/growth_cost.py --quick
 """
@@ -48,7 +49,7 @@ def epoch_seconds(depth: int, params: dict[str, Any], X, y) -> float:
 
 
 def decision_seconds(depth: int, params: dict[str, Any], X, y,
-                     hessian_products: str = "exact") -> tuple[float, int]:
+                     hessian_products: str = "auto") -> tuple[float, int]:
     """Seconds and backward passes of one decision at ``depth`` (lockstep solver), on
     the device of ``params`` (default the CPU)."""
     import torch
@@ -73,6 +74,7 @@ def decision_seconds(depth: int, params: dict[str, Any], X, y,
     start = time.perf_counter()
     found, _ = topological_derivatives(module, Xs, ys, masked_mse,
                                        max_hvp=est.num_power_iterations,
+                                       tol=est.eigensolver_tol,
                                        hessian_products=hessian_products)
     return time.perf_counter() - start, max(d.n_hvp for d in found)
 
@@ -126,15 +128,16 @@ def main() -> None:
     parser.add_argument("--preset", default=None,
                         help="measure a named preset (sktlag.PRESETS) instead of the defaults")
     parser.add_argument("--hessian-products", nargs="+", default=None,
-                        choices=("exact", "difference"),
+                        choices=("expansion", "exact", "difference"),
                         help="how decisions compute Hessian-vector products, each measured "
-                             "(default: exact; both with --quick)")
+                             "(default: expansion and exact; all three with --quick)")
     parser.add_argument("--device", default="cpu", help='torch device, e.g. "cuda"')
     parser.add_argument("--params", type=C.json_object, default={},
                         help='JSON object of TLAGRegressor parameters that override the '
                              'preset or defaults, e.g. \'{"hidden_size": 64}\'')
     args = parser.parse_args()
-    kinds = args.hessian_products or (["exact", "difference"] if args.quick else ["exact"])
+    kinds = args.hessian_products or (
+        ["expansion", "exact", "difference"] if args.quick else ["expansion", "exact"])
     C.set_threads(args.threads)
     from sktlag import TLAGRegressor
 

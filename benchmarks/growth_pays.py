@@ -7,9 +7,10 @@ For each basin and seed this fits (protocol of the design guide, section 6):
 - ``growth``: the package defaults (growth from one layer);
 - ``growth-keep`` (or ``growth-fresh``): the same with the other way of continuing after
   an insertion (Adam's state kept for the existing layers, or Adam re-created);
-- ``growth-difference`` and ``growth-exact``: the same with each kind of the
-  eigensolver's Hessian-vector products (``hessian_products``: differences of gradients,
-  on the fast fused kernels, or double backward; the default is one of them by device);
+- ``growth-difference``, ``growth-exact`` and ``growth-expansion``: the same with each
+  kind of the eigensolver's Hessian-vector products (``hessian_products``: differences
+  of gradients on the fast fused kernels, double backward through the virtual layers,
+  or exact products of the Hamiltonian's second-order expansion, the default);
 - ``growth-holdout``: the defaults with ``derivative_criterion="holdout"`` (positions
   chosen, and every decision's held-out statistic recorded, by that criterion);
 - ``fixed-k`` for k = 1 .. ``max_layers``: depth k, growth off, trained to early
@@ -71,13 +72,14 @@ RECORDING = {"topo_derivative_threshold": -math.inf, "min_improvement": 0.0}
 #: own rules end it where the epoch budget does today, and what the decisions cost.
 DEFAULTS_CHANGES = {"cap30": {"max_epochs_per_layer": 30}, "patience5": {"patience": 5},
                     "difference": {"hessian_products": "difference"},
+                    "exact": {"hessian_products": "exact"},
                     "tol0.03": {"eigensolver_tol": 3e-2},
                     "samples64": {"derivative_samples": 64}}
 
 
 #: The kinds of Hessian-vector products with a recording of their own
 #: (``growth-<kind>``), to set against each other on one device.
-PRODUCT_KINDS = ("difference", "exact")
+PRODUCT_KINDS = ("difference", "exact", "expansion")
 
 
 def variants(max_layers: int) -> dict[str, dict[str, Any]]:

@@ -269,20 +269,20 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         where 1e-3 (the former default) took 22 to 28. On 17 records of 3 to 5 years
         the median record's test NSE did not change, and the decisions' median share of
         a fit's time fell from 0.194 to 0.133 (``docs/benchmarks.md``, section 5).
-    hessian_products : {"auto", "exact", "difference"}, default="auto"
-        How the eigen-solver's Hessian-vector products are computed. ``"exact"``: by
-        double backward; on CUDA without cuDNN, whose fused LSTM kernels have no double
-        backward. ``"difference"``: central differences of first-order gradients, two
-        forward-backward passes of the virtual layers per product that cuDNN can run,
-        at a step of the cube root of the machine epsilon (4.9e-3 in float32). Their
-        error is of order the step squared: in float32, on trained 3-layer networks of
-        hidden size 16 and 32, the top eigenvalues and relative derivatives agreed with
-        the exact ones within 1e-4 (relative), and every decision chose the same
-        position and the same signed direction (``docs/benchmarks.md``, section 5).
-        ``"auto"``: exact on a CPU, where differences saved little (0.959 of the fit
-        time on 17 short records), and differences on CUDA, where the exact products
-        must run without cuDNN. Each decision records the kind it used in
-        ``derivative_history_``.
+    hessian_products : {"auto", "expansion", "exact", "difference"}, default="auto"
+        How the eigen-solver's Hessian-vector products are computed. ``"expansion"``:
+        exact products of the Hamiltonian's second-order Taylor polynomial at zero,
+        whose coefficients are moments of the derivative sample computed once per
+        decision (:func:`sktlag.growth.hamiltonian_expansion`); no pass through a
+        recurrent layer, so a product costs a few small matrix products on any device.
+        ``"exact"``: by double backward through the virtual layers; on CUDA without
+        cuDNN, whose fused LSTM kernels have no double backward. ``"difference"``:
+        central differences of first-order gradients, two forward-backward passes of
+        the virtual layers per product that cuDNN can run, at a step of the cube root
+        of the machine epsilon (4.9e-3 in float32), with an error of order the step
+        squared. All three choose the same position and direction on trained networks
+        (``docs/benchmarks.md``, section 5). ``"auto"``: the expansion, on every
+        device. Each decision records the kind it used in ``derivative_history_``.
     init_scale : float, default=0.1
         First scale tried by the backtracking search for the new layer's parameters.
     min_init_scale : float, default=1e-4

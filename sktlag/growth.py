@@ -13,7 +13,7 @@ function; the *topological derivative* ``d_l`` is the largest algebraic eigenval
 the Hessian of ``H_l`` at 0, and its unit eigenvector ``phi_l`` is the direction the new
 layer starts in.
 
-Hessian-vector products come in two kinds (``HESSIAN_PRODUCTS``). ``"exact"`` ones are
+Hessian-vector products come in three kinds (``HESSIAN_PRODUCTS``). ``"exact"`` ones are
 one more backward pass through a retained gradient graph (double backward); on CUDA they
 run without cuDNN, whose fused RNN kernels have no double backward. ``"difference"``
 ones are central differences of first-order gradients,
@@ -31,6 +31,19 @@ the central difference inherits ``S D(v) = -D(S v)``. The reflection does not ma
 ``H`` odd in ``theta`` itself (``H(-theta) != -H(theta)``), so the fourth derivative
 that the central difference's ``eps^2`` error comes from does not vanish at 0: the
 difference is no more accurate here than for any smooth function.
+
+At ``theta = 0`` the virtual layer's state is zero at every step and its gates sit at
+one half, so to second order in ``theta`` the layer is a fixed linear filter (the cell
+keeps half of its last value) driven by products of two gates' pre-activations. The
+Hamiltonian's second-order Taylor polynomial at 0 (:func:`hamiltonian_expansion`) is
+therefore a quadratic form whose coefficients are moments of ``h_l`` and ``a_l`` over
+the sample: sums over windows and steps, computed once per decision. Its gradient and
+Hessian at 0 are those of ``H_l`` exactly, and ``"expansion"`` products, exact products
+of this polynomial, cost a few small matrix products each, however many windows and
+steps the sample has, with no recurrent pass (and no cuDNN question) at all. It
+couples only the candidate block's input weights and biases with the other gates'
+input weights and biases and with the candidate block's recurrent weights, which is
+the reflection symmetry above seen from the other side.
 
 With ``theta = eps * phi`` the sample loss changes by about
 ``-eps * (grad H_l(0) . phi) - eps^2 / 2 * d_l``. The loss is a mean, so ``d_l`` scales
@@ -73,6 +86,7 @@ __all__ = [
     "BlockHessianOperator",
     "EigenResult",
     "GrowthDecision",
+    "HamiltonianExpansion",
     "PositionDerivative",
     "backtracking_scale",
     "block_hessian_vector_product",
@@ -80,6 +94,7 @@ __all__ = [
     "difference_step",
     "grow",
     "hamiltonian",
+    "hamiltonian_expansion",
     "hessian_vector_product",
     "holdout_gains",
     "holdout_statistic",
@@ -102,10 +117,12 @@ CRITERIA = ("relative", "raw", "holdout")
 #: "random" puts a randomly initialized layer at a random position, "append_zero" puts a
 #: zero layer on top. All three use the same schedule and the same stop rule.
 INSERTION_STRATEGIES = ("topological", "random", "append_zero")
-#: How the eigen-solvers' Hessian-vector products are computed: ``"exact"`` (double
-#: backward, without cuDNN on CUDA), ``"difference"`` (central differences of gradients,
-#: with cuDNN), or ``"auto"``: exact on a CPU, differences on CUDA.
-HESSIAN_PRODUCTS = ("auto", "exact", "difference")
+#: How the eigen-solvers' Hessian-vector products are computed: ``"expansion"`` (exact
+#: products of the Hamiltonian's second-order expansion at zero, from moments of the
+#: sample), ``"exact"`` (double backward through the virtual layers, without cuDNN on
+#: CUDA), ``"difference"`` (central differences of gradients, with cuDNN), or ``"auto"``:
+#: the expansion on every device.
+HESSIAN_PRODUCTS = ("auto", "expansion", "exact", "difference")
 #: The central difference's step is this factor times the cube root of the machine
 #: epsilon of the dtype (see :func:`difference_step`). In float32, on trained networks,
 #: factor 1 gave the top eigenvalues closest to the exact ones of 0.1, 0.3, 1, 3 and 10;
@@ -172,6 +189,119 @@ def hamiltonian(theta: torch.Tensor, h: torch.Tensor, a: torch.Tensor) -> torch.
     return -(a * out).sum()
 
 
+def _decayed(x: torch.Tensor, *, reverse: bool = False) -> torch.Tensor:
+    """``y_t = x_t + y_{t-1} / 2`` along dim 1, or ``y_t = x_t + y_{t+1} / 2`` reversed.
+
+    The zero-state LSTM's cell to first order: its forget gate keeps half of the cell.
+    """
+    y = x.clone()
+    steps = range(y.shape[1] - 2, -1, -1) if reverse else range(1, y.shape[1])
+    for t in steps:
+        y[:, t] += 0.5 * y[:, t + 1 if reverse else t - 1]
+    return y
+
+
+def _without_subnormals(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with the entries below ``eps ** 2`` of its largest magnitude set to zero."""
+    # Adjoints of a window's first steps vanish through the recurrence (and the
+    # half-decayed sums halve them again at every step) into subnormal numbers, which
+    # slow a CPU's arithmetic about eightfold. Entries this small cannot move a sum over
+    # the sample beyond its rounding, so they count as zero.
+    cutoff = t.abs().max() * torch.finfo(t.dtype).eps ** 2
+    return torch.where(t.abs() < cutoff, torch.zeros_like(t), t)
+
+
+def _unit_moments(weights: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """``M[j] = sum_n weights[n, j] * outer(left[n], right[n])`` for every unit ``j``."""
+    # One matrix product per unit keeps the memory at one (n, k) copy, not (n, j, k).
+    return torch.stack([(left * weights[:, j, None]).T @ right for j in range(weights.shape[1])])
+
+
+@dataclass(frozen=True)
+class HamiltonianExpansion:
+    """The Hamiltonian ``H(theta)`` of a virtual layer to second order at ``theta = 0``.
+
+    Built by :func:`hamiltonian_expansion`; calling it with a flat ``theta`` returns the
+    polynomial's value. The fields are moments over the sample's windows and steps
+    ``n``, with ``x = [h, 1]`` the layer's input and a constant for the biases, ``F`` its
+    causal half-decayed sum (``F_t = x_t + F_{t-1} / 2``), ``P`` the same one step
+    earlier (zero at the first step), ``a`` the adjoint and ``r`` its anti-causal
+    half-decayed sum: ``linear[j] = sum a_j F``, ``input_gate[j] = sum r_j x x^T``,
+    ``forget_gate[j] = sum r_j x P^T``, ``output_gate[j] = sum a_j x F^T``,
+    ``recurrent[j] = sum r_j P``.
+    """
+
+    hidden_size: int
+    linear: torch.Tensor
+    input_gate: torch.Tensor
+    forget_gate: torch.Tensor
+    output_gate: torch.Tensor
+    recurrent: torch.Tensor
+
+    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
+        hidden = self.hidden_size
+        p = unflatten_lstm_parameters(theta, hidden)
+        # Each gate's row j acts on x = [h, 1]: its input weights, then its two biases.
+        bias = (p["bias_ih_l0"] + p["bias_hh_l0"])[:, None]
+        i, f, g, o = torch.cat([p["weight_ih_l0"], bias], dim=1).chunk(4)
+        recurrent_g = p["weight_hh_l0"][2 * hidden: 3 * hidden]
+
+        def bilinear(left, moments, right):
+            return torch.einsum("jk,jkm,jm->", left, moments, right)
+
+        # Derivation: with c1 = F g^T / 2 and h1 = c1 / 2 the first-order cell and
+        # output, the second-order output is h2 = c2 / 2 + (x o^T / 4) * c1, where the
+        # second-order cell c2 is the half-decayed sum of
+        # (x f^T / 4) * c1_{t-1} + W_hh,g h1_{t-1} / 2 + (x i^T / 4) * (x g^T); and
+        # H = -sum a * (h1 + h2).
+        first = -0.25 * (self.linear * g).sum()
+        second = -(
+            bilinear(i, self.input_gate, g) / 8
+            + bilinear(f, self.forget_gate, g) / 16
+            + (recurrent_g * (self.recurrent @ g.T)).sum() / 16
+            + bilinear(o, self.output_gate, g) / 8
+        )
+        return first + second
+
+
+def hamiltonian_expansion(h: torch.Tensor, a: torch.Tensor) -> HamiltonianExpansion:
+    """The second-order Taylor polynomial of :func:`hamiltonian` at ``theta = 0``.
+
+    Its value, gradient and Hessian at 0 are those of ``hamiltonian(theta, h, a)``;
+    its Hessian is the same everywhere (a quadratic form), so exact products of it are
+    the Hessian's at 0 at the cost of a few ``H x (H + 1)`` matrix products, whatever the
+    number of windows and steps. Building it costs about three passes of ``H`` matrix
+    products over the sample.
+
+    Parameters
+    ----------
+    h : Tensor of shape (batch, time, H)
+        Input sequence of the virtual layer (held fixed).
+    a : Tensor of shape (batch, time, H)
+        Adjoint of the loss with respect to ``h`` (held fixed).
+    """
+    h, a = h.detach(), a.detach()
+    x = torch.cat([h, torch.ones_like(h[..., :1])], dim=-1)
+    filtered = _decayed(x)
+    earlier = torch.nn.functional.pad(filtered[:, :-1], (0, 0, 1, 0))
+    a = _without_subnormals(a)
+    reverse = _without_subnormals(_decayed(a, reverse=True))
+    rows = x.shape[0] * x.shape[1]
+    x, filtered, earlier, a, reverse = (
+        t.reshape(rows, -1) for t in (x, filtered, earlier, a, reverse)
+    )
+    width = x.shape[1]
+    with_reverse = _unit_moments(reverse, x, torch.cat([x, earlier], dim=1))
+    return HamiltonianExpansion(
+        hidden_size=h.shape[-1],
+        linear=a.T @ filtered,
+        input_gate=with_reverse[..., :width],
+        forget_gate=with_reverse[..., width:],
+        output_gate=_unit_moments(a, x, filtered),
+        recurrent=reverse.T @ earlier,
+    )
+
+
 @contextlib.contextmanager
 def _quiet_weight_copies(device: torch.device) -> Generator[None, None, None]:
     # The virtual layer's weights are views of one flat vector; where cuDNN wants them in
@@ -234,13 +364,13 @@ def difference_step(dtype: torch.dtype) -> float:
     return DIFFERENCE_STEP_FACTOR * torch.finfo(dtype).eps ** (1.0 / 3.0)
 
 
-def _resolve_products(hessian_products: str, device: torch.device) -> str:
+def _resolve_products(hessian_products: str) -> str:
     if hessian_products not in HESSIAN_PRODUCTS:
         raise ValueError(
             f"hessian_products must be one of {HESSIAN_PRODUCTS}, got {hessian_products!r}"
         )
     if hessian_products == "auto":
-        return "difference" if torch.device(device).type == "cuda" else "exact"
+        return "expansion"
     return hessian_products
 
 
@@ -761,7 +891,7 @@ class PositionDerivative:
 
 def _growth_backends(device: torch.device, products: str = "exact"):
     """The CUDA backend settings of a growth decision: cuDNN off for exact products,
-    on for difference products, and float32 arithmetic (no TF32) for the latter."""
+    and float32 arithmetic (no TF32) with cuDNN on for the other kinds."""
     if device.type != "cuda":
         return contextlib.nullcontext()
     if products == "exact":
@@ -770,7 +900,8 @@ def _growth_backends(device: torch.device, products: str = "exact"):
     # Difference products need first-order gradients only, which the fused kernels
     # compute, but in float32: TF32 (which cuDNN and, if asked, matmul may use on Ampere
     # and later GPUs) rounds to about 5e-4, and dividing by 2 * step (about 1e-2) would
-    # turn that into errors of a few per cent of a product instead of about 1e-5.
+    # turn that into errors of a few per cent of a product instead of about 1e-5. The
+    # expansion's moments are matrix products too, over the whole sample.
     return _without_tf32()
 
 
@@ -817,15 +948,25 @@ def _one_position(op: BlockHessianOperator, **solver) -> EigenResult:
                            error=f"{type(exc).__name__}: {exc}")
 
 
-def _hamiltonians(module, X, y, loss_fn) -> tuple[list[Callable], list[torch.Tensor], float]:
-    """The Hamiltonian of every position on ``(X, y)``, its zero point, and the loss."""
+def _hamiltonians(
+    module, X, y, loss_fn, products: str
+) -> tuple[list[Callable], list[torch.Tensor], float]:
+    """The Hamiltonian of every position on ``(X, y)`` (for ``"expansion"`` products its
+    second-order expansion at 0), its zero point, and the loss."""
     hidden, adjoints, loss = layer_outputs_and_adjoints(module, X, y, loss_fn)
-    functions = [
-        lambda theta, h=h, a=a: hamiltonian(theta, h, a)
-        for h, a in zip(hidden, adjoints, strict=True)
-    ]
+    pairs = list(zip(hidden, adjoints, strict=True))
+    if products == "expansion":
+        functions = [hamiltonian_expansion(h, a) for h, a in pairs]
+    else:
+        functions = [lambda theta, h=h, a=a: hamiltonian(theta, h, a) for h, a in pairs]
     zeros = [torch.zeros(lstm_parameter_count(h.shape[-1])).to(h) for h in hidden]
     return functions, zeros, loss
+
+
+def _products_operator(functions, zeros, products: str) -> BlockHessianOperator:
+    # The expansion is a quadratic polynomial: its exact products are the Hessian's at 0.
+    kind = "exact" if products == "expansion" else products
+    return block_hessian_vector_product(functions, zeros, products=kind)
 
 
 def topological_derivatives(
@@ -868,10 +1009,11 @@ def topological_derivatives(
         iterating, and the number of backward passes is the largest ``n_hvp``. If
         False, one graph and one solver per position in turn (the number of backward
         passes is the sum of the ``n_hvp``). Both give the same result.
-    hessian_products : {"exact", "difference", "auto"}, default="exact"
-        How the Hessian-vector products are computed (see
-        :func:`block_hessian_vector_product`); ``"auto"`` is exact on a CPU and
-        differences on CUDA. Exact products run without cuDNN on CUDA.
+    hessian_products : {"exact", "difference", "expansion", "auto"}, default="exact"
+        How the Hessian-vector products are computed: ``"exact"`` and ``"difference"``
+        through the virtual layers (see :func:`block_hessian_vector_product`; exact
+        products run without cuDNN on CUDA), ``"expansion"`` as exact products of
+        :func:`hamiltonian_expansion`; ``"auto"`` is the expansion.
 
     Returns
     -------
@@ -884,19 +1026,19 @@ def topological_derivatives(
     """
     # Fail on a bad argument here, not as a NaN derivative at every position.
     _check_solver(method, max_hvp)
-    products = _resolve_products(hessian_products, X.device)
+    products = _resolve_products(hessian_products)
     solver = {"method": method, "max_hvp": max_hvp, "tol": tol}
-    functions, zeros, loss = _hamiltonians(module, X, y, loss_fn)
-    positions = range(1, len(functions) + 1)
     with _growth_backends(X.device, products):
+        functions, zeros, loss = _hamiltonians(module, X, y, loss_fn, products)
+        positions = range(1, len(functions) + 1)
         if lockstep:
-            op = block_hessian_vector_product(functions, zeros, products=products)
+            op = _products_operator(functions, zeros, products)
             eigs = top_eigenpairs(op, op.sizes, seeds=[seed + p for p in positions], **solver)
             gradients = op.gradients
         else:
             eigs, gradients = [], []
             for position, f, zero in zip(positions, functions, zeros, strict=True):
-                one = block_hessian_vector_product([f], [zero], products=products)
+                one = _products_operator([f], [zero], products)
                 eigs.append(_one_position(one, seed=seed + position, **solver))
                 gradients += one.gradients
     results = [
@@ -934,7 +1076,7 @@ def holdout_gains(
         ``loss_fn(prediction, y)``, a mean over the block.
     directions : sequence of ndarray
         The unit direction ``phi_l`` of every position ``1..num_layers``.
-    hessian_products : {"exact", "difference", "auto"}, default="exact"
+    hessian_products : {"exact", "difference", "expansion", "auto"}, default="exact"
         How the products are computed (as in :func:`topological_derivatives`).
 
     Returns
@@ -949,14 +1091,14 @@ def holdout_gains(
         if np.isfinite(d).all() and np.linalg.norm(d) > 0
     ]
     for k, (X, y) in enumerate(blocks):
-        kind = _resolve_products(hessian_products, X.device)
-        functions, zeros, _ = _hamiltonians(module, X, y, loss_fn)
-        if len(functions) != len(directions):
-            raise ValueError(
-                f"{len(directions)} directions for a network of {len(functions)} layers"
-            )
+        kind = _resolve_products(hessian_products)
         with _growth_backends(X.device, kind):
-            op = block_hessian_vector_product(functions, zeros, products=kind)
+            functions, zeros, _ = _hamiltonians(module, X, y, loss_fn, kind)
+            if len(functions) != len(directions):
+                raise ValueError(
+                    f"{len(directions)} directions for a network of {len(functions)} layers"
+                )
+            op = _products_operator(functions, zeros, kind)
             products = op({i: torch.as_tensor(directions[i]) for i in usable})
         for i in usable:
             gains[k, i] = float(np.dot(directions[i], products[i].cpu().double().numpy()))
@@ -1005,8 +1147,8 @@ class GrowthDecision:
     the held-out t statistics of their directions; ``criterion`` says which of them
     the threshold was compared with. ``n_hvp`` is the number of
     Hessian-vector backward passes the decision ran (over all positions), and
-    ``hessian_products`` how they were computed (``"exact"`` or ``"difference"``; None
-    where no derivative was computed).
+    ``hessian_products`` how they were computed (``"expansion"``, ``"exact"`` or
+    ``"difference"``; None where no derivative was computed).
     """
 
     derivatives: list[float]
@@ -1086,7 +1228,8 @@ def grow(
     the other (see :func:`topological_derivatives`); neither changes what is decided
     beyond the solver's accuracy. ``hessian_products`` says how the Hessian-vector
     products are computed, for the derivatives and the held-out statistic alike
-    (``"exact"``, ``"difference"`` or ``"auto"``, see :func:`topological_derivatives`);
+    (``"exact"``, ``"difference"``, ``"expansion"`` or ``"auto"``, see
+    :func:`topological_derivatives`);
     the decision records the kind used.
 
     A decision that cannot be computed (a non-finite sample loss, Hessian-vector product
@@ -1098,7 +1241,7 @@ def grow(
         raise ValueError(f"strategy must be one of {INSERTION_STRATEGIES}, got {strategy!r}")
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-    products = _resolve_products(hessian_products, X.device)
+    products = _resolve_products(hessian_products)
     if criterion == "holdout" and len(holdout or ()) < 2:
         raise ValueError(
             "criterion 'holdout' needs at least 2 blocks of held-out windows, got "

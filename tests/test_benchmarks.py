@@ -42,10 +42,12 @@ def test_quick_benchmarks_write_markdown_and_json(tmp_path):
         "`import torch, sklearn`", "`import sktlag`", "`import sktlag, then sktlag.plots`"]
     assert startup[0]["over torch + sklearn s"] == 0
     assert all(row["median s"] > 0 and row["peak RSS MiB"] > 0 for row in startup)
-    # Exact and difference products compared: the same decision, close eigenvalues.
+    # Exact, difference and expansion products compared: the same decision, close
+    # eigenvalues.
     (row,) = json.loads((tmp_path / "eigensolver.json").read_text())["results"]["products"]
-    assert row["position exact"] == row["position difference"]
+    assert row["position exact"] == row["position difference"] == row["position expansion"]
     assert row["max eigenvalue rel. diff, step x1"] < 1e-3
+    assert row["max relative-derivative rel. diff expansion"] < 1e-4
     # Each tolerance continues the same Lanczos iteration: a looser one stops no later.
     tolerance = json.loads((tmp_path / "eigensolver.json").read_text())["results"]["tolerance"]
     assert sorted({r["tolerance"] for r in tolerance}) == [1e-3, 3e-3, 1e-2, 3e-2]
@@ -57,16 +59,17 @@ def test_quick_benchmarks_write_markdown_and_json(tmp_path):
         assert rows[0]["max relative-derivative rel. error"] < 1e-3
 
 
-def test_quick_growth_cost_times_decisions_with_both_kinds_of_products(tmp_path):
+def test_quick_growth_cost_times_decisions_with_every_kind_of_products(tmp_path):
     run_script("growth_cost.py", "--quick", "--out", tmp_path, "--params", '{"max_layers": 3}')
     payload = json.loads((tmp_path / "growth_cost.json").read_text())
-    assert payload["settings"]["hessian_products"] == ["exact", "difference"]
+    kinds = ["expansion", "exact", "difference"]
+    assert payload["settings"]["hessian_products"] == kinds
     assert payload["settings"]["params"] == {"max_layers": 3}
     rows = payload["results"]["unit_costs"]
     timed = {(r["depth"], r["products"]) for r in rows if r.get("decision s", 0) > 0}
     depths = {r["depth"] for r in rows}
     assert depths == {1, 2, 3}  # --params overrides the defaults' max_layers of 4
-    assert timed == {(d, k) for d in sorted(depths)[:-1] for k in ("exact", "difference")}
+    assert timed == {(d, k) for d in sorted(depths)[:-1] for k in kinds}
 
 
 def _vs_research(tmp_path, *options) -> dict:

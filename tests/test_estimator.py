@@ -103,21 +103,35 @@ def test_the_eigensolver_tolerance_reaches_every_decision(series, fast_params):
     assert used[0.3] < used[0.0]
 
 
-@pytest.mark.parametrize("kind, expected", [("difference", "difference"), ("auto", "exact")])
+@pytest.mark.parametrize("kind, expected", [
+    ("difference", "difference"), ("exact", "exact"), ("auto", "expansion"),
+])
 def test_hessian_products_reach_every_decision(series, fast_params, monkeypatch, kind,
                                                expected):
-    # Count the difference products the fit runs: each decision's lockstep passes.
-    calls = []
-    difference = BlockHessianOperator._difference
-    monkeypatch.setattr(BlockHessianOperator, "_difference",
-                        lambda self, *a: calls.append(1) or difference(self, *a))
+    # Count the difference products the fit runs (each decision's lockstep passes) and
+    # the expansions it builds (one per position and decision).
+    import sktlag.growth as growth
+
+    calls = {"difference": 0, "expansion": 0}
+    difference, expansion = BlockHessianOperator._difference, growth.hamiltonian_expansion
+
+    def count(name, function):
+        def counted(*args):
+            calls[name] += 1
+            return function(*args)
+        return counted
+
+    monkeypatch.setattr(BlockHessianOperator, "_difference", count("difference", difference))
+    monkeypatch.setattr(growth, "hamiltonian_expansion", count("expansion", expansion))
     X, y = series
     est = TLAGRegressor(**fast_params, topo_derivative_threshold=-np.inf,
                         hessian_products=kind, random_state=0).fit(X, y)
     decisions = est.derivative_history_
     computed = decisions[decisions["n_hvp"] > 0]
     assert len(computed) >= 1 and (computed["hessian_products"] == expected).all()
-    assert len(calls) == (computed["n_hvp"].sum() if expected == "difference" else 0)
+    positions = int(computed["n_layers_before"].sum())
+    assert calls == {"difference": computed["n_hvp"].sum() if expected == "difference" else 0,
+                     "expansion": positions if expected == "expansion" else 0}
     assert est.get_params()["hessian_products"] == kind
 
 

@@ -148,10 +148,18 @@ def test_difference_products_run_on_cudnn_and_agree_with_exact_ones(monkeypatch)
     for a, b in zip(found["difference"], found["exact"], strict=True):
         assert a.derivative == pytest.approx(b.derivative, rel=1e-3)
         assert abs(a.direction @ b.direction) > 0.999
+    # The expansion runs no virtual layer at all, and agrees to rounding.
+    calls = len(cudnn_on["difference"])
+    expansion, _ = topological_derivatives(module, X, y, masked_mse, tol=1e-6,
+                                           hessian_products="expansion")
+    assert len(cudnn_on["difference"]) == calls
+    for a, b in zip(expansion, found["exact"], strict=True):
+        assert a.derivative == pytest.approx(b.derivative, rel=1e-4)
+        assert abs(a.direction @ b.direction) > 0.9999
     assert torch.backends.cudnn.enabled
 
 
-@pytest.mark.parametrize("products", ["exact", "difference"])
+@pytest.mark.parametrize("products", ["exact", "difference", "expansion"])
 def test_decision_backend_settings_on_cuda_keep_the_callers_flags(products):
     # Checkable without a GPU: the settings are process flags, the device only a name.
     from sktlag.growth import _growth_backends
@@ -163,10 +171,10 @@ def test_decision_backend_settings_on_cuda_keep_the_callers_flags(products):
         with _growth_backends(torch.device("cuda"), products):
             # Exact products need the native kernels' double backward; difference
             # products run on cuDNN, in float32: TF32's rounding, divided by the small
-            # step, would swamp the products.
-            assert cudnn.enabled == (products == "difference")
+            # step, would swamp the products (and it would round the expansion's sums).
+            assert cudnn.enabled == (products != "exact")
             assert cudnn.deterministic
-            if products == "difference":
+            if products != "exact":
                 assert not cudnn.allow_tf32 and not matmul.allow_tf32
         assert cudnn.enabled and cudnn.deterministic
         assert cudnn.allow_tf32 and matmul.allow_tf32

@@ -16,6 +16,7 @@ from sktlag.growth import (
     difference_step,
     grow,
     hamiltonian,
+    hamiltonian_expansion,
     hessian_vector_product,
     holdout_gains,
     holdout_statistic,
@@ -474,6 +475,76 @@ def test_difference_products_match_dense_truth_to_second_order_in_the_step():
         block_hessian_vector_product([f], [zero], products="forward")
 
 
+# ---------------------------------------------------------------- expansion products
+@pytest.mark.parametrize(("hidden", "steps", "seed"), [(1, 1, 0), (3, 6, 1), (4, 9, 2)])
+def test_expansion_has_the_hamiltonians_gradient_and_hessian_at_zero(hidden, steps, seed):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(4, steps, hidden, generator=g, dtype=torch.float64)
+    a = torch.randn(4, steps, hidden, generator=g, dtype=torch.float64)
+    f = lambda theta: hamiltonian(theta, h, a)  # noqa: E731
+    expansion = hamiltonian_expansion(h, a)
+    n = lstm_parameter_count(hidden)
+    zero = torch.zeros(n, dtype=torch.float64)
+    assert expansion(zero).item() == 0.0 == f(zero).item()
+    gradient = torch.autograd.functional.jacobian(f, zero).numpy()
+    np.testing.assert_allclose(torch.autograd.functional.jacobian(expansion, zero).numpy(),
+                               gradient, atol=1e-12 * np.abs(gradient).max())
+    dense = _dense_hessian(f, n)
+    np.testing.assert_allclose(_dense_hessian(expansion, n), dense,
+                               atol=1e-12 * np.abs(dense).max())
+    # A quadratic polynomial: away from 0 it leaves the Hamiltonian at third order.
+    v = torch.randn(n, generator=g, dtype=torch.float64)
+    gaps = [abs(f(eps * v).item() - expansion(eps * v).item()) for eps in (0.04, 0.02)]
+    assert gaps[0] / gaps[1] > 6.0
+
+
+def test_expansion_counts_subnormal_adjoints_as_zero_without_moving_the_hessian():
+    # The first steps' adjoints of a long window underflow; the moments must not slow
+    # down on them, nor change beyond rounding.
+    from sktlag.growth import _without_subnormals
+
+    g = torch.Generator().manual_seed(3)
+    h = torch.randn(3, 8, 2, generator=g)
+    a = torch.randn(3, 8, 2, generator=g)
+    a[:, :4] *= 1e-40  # subnormal in float32
+    cleaned = _without_subnormals(a)
+    assert not cleaned[:, :4].any() and torch.equal(cleaned[:, 4:], a[:, 4:])
+    n = lstm_parameter_count(2)
+    dense = _dense_hessian(lambda t: hamiltonian(t, h.double(), a.double()), n)
+    expansion = hamiltonian_expansion(h, a)
+    np.testing.assert_allclose(_dense_hessian(lambda t: expansion(t.float()).double(), n),
+                               dense, atol=1e-6 * np.abs(dense).max())
+
+
+def test_expansion_products_are_the_exact_products_of_a_trained_float32_network(
+    trained_float32, one_thread
+):
+    module, X, y = trained_float32
+    hidden, adjoints, _ = layer_outputs_and_adjoints(module, X, y, masked_mse)
+    zero = torch.zeros(lstm_parameter_count(8))
+    rng = np.random.default_rng(1)
+    for h, a in zip(hidden, adjoints, strict=True):
+        exact = block_hessian_vector_product([lambda t, h=h, a=a: hamiltonian(t, h, a)], [zero])
+        expansion = block_hessian_vector_product([hamiltonian_expansion(h, a)], [zero])
+        np.testing.assert_allclose(expansion.gradients[0], exact.gradients[0], rtol=1e-4,
+                                   atol=1e-5 * float(exact.gradients[0].abs().max()))
+        for v in (torch.from_numpy(rng.standard_normal(zero.numel())) for _ in range(3)):
+            truth = exact({0: v})[0].double()
+            error = expansion({0: v})[0].double() - truth
+            assert float(error.norm() / truth.norm()) < 1e-4
+    # Through the whole decision: the same derivatives as exact products, in as many steps.
+    found, loss = topological_derivatives(module, X, y, masked_mse, tol=1e-6)
+    fast, fast_loss = topological_derivatives(module, X, y, masked_mse, tol=1e-6,
+                                              hessian_products="expansion")
+    assert fast_loss == loss
+    for a, b in zip(fast, found, strict=True):
+        assert a.relative == pytest.approx(b.relative, rel=1e-4)
+        assert abs(a.direction @ b.direction) > 0.9999
+    gains = [holdout_gains(module, [(X, y)], masked_mse, [d.direction for d in found],
+                           hessian_products=kind) for kind in ("exact", "expansion")]
+    np.testing.assert_allclose(gains[1], gains[0], rtol=1e-4)
+
+
 @pytest.fixture
 def one_thread():
     # Small matrices gain nothing from more threads and lose much on a busy machine.
@@ -550,41 +621,40 @@ def test_both_products_insert_at_the_same_position_with_the_same_sign(trained_fl
                                                                     one_thread):
     module, X, y = trained_float32
     decisions, layers = {}, {}
-    for kind in ("exact", "difference"):
+    for kind in ("exact", "difference", "expansion"):
         grown = copy.deepcopy(module)
         decisions[kind] = grow(grown, X, y, masked_mse, threshold=-np.inf, max_layers=3,
                                hessian_products=kind)
         assert decisions[kind].inserted and grown.num_layers == 3
         assert decisions[kind].hessian_products == kind
         layers[kind] = _inserted_parameters(grown, decisions[kind].position).double()
-    exact, difference = decisions["exact"], decisions["difference"]
-    assert exact.position == difference.position and exact.scale == difference.scale
-    # The inserted layer, sign included (an eigenvector's own sign is arbitrary).
-    cos = layers["exact"] @ layers["difference"] / exact.scale**2
-    assert float(cos) > 0.999
-    np.testing.assert_allclose(difference.relative_derivatives, exact.relative_derivatives,
-                               rtol=1e-3)
-    # "auto" is exact on a CPU; an unknown kind is refused before any work.
+    exact = decisions["exact"]
+    for kind in ("difference", "expansion"):
+        other = decisions[kind]
+        assert exact.position == other.position and exact.scale == other.scale
+        # The inserted layer, sign included (an eigenvector's own sign is arbitrary).
+        cos = layers["exact"] @ layers[kind] / exact.scale**2
+        assert float(cos) > 0.999
+        np.testing.assert_allclose(other.relative_derivatives, exact.relative_derivatives,
+                                   rtol=1e-3)
+    # "auto" is the expansion; an unknown kind is refused before any work.
     auto = grow(copy.deepcopy(module), X, y, masked_mse, threshold=np.inf, max_layers=3,
                 hessian_products="auto")
     assert auto.hessian_products is None  # nothing computed at an infinite threshold
     auto = grow(copy.deepcopy(module), X, y, masked_mse, threshold=1e300, max_layers=3,
                 hessian_products="auto")
-    assert auto.hessian_products == "exact"
+    assert auto.hessian_products == "expansion"
     with pytest.raises(ValueError, match="hessian_products"):
         grow(copy.deepcopy(module), X, y, masked_mse, threshold=0.0, max_layers=3,
              hessian_products="forward")
 
 
-def test_the_default_products_are_differences_on_cuda_and_exact_elsewhere():
-    # Checkable without a GPU: the rule reads only the device's type.
-    from sktlag.growth import _resolve_products
+def test_the_default_products_are_the_expansion_and_an_explicit_kind_holds():
+    from sktlag.growth import HESSIAN_PRODUCTS, _resolve_products
 
-    default = TLAGRegressor().hessian_products
-    assert _resolve_products(default, torch.device("cuda", 0)) == "difference"
-    assert _resolve_products(default, torch.device("cpu")) == "exact"
-    for kind in ("exact", "difference"):  # an explicit kind holds on every device
-        assert _resolve_products(kind, torch.device("cuda")) == kind
+    assert _resolve_products(TLAGRegressor().hessian_products) == "expansion"
+    for kind in set(HESSIAN_PRODUCTS) - {"auto"}:
+        assert _resolve_products(kind) == kind
 
 
 # ---------------------------------------------------------------- end to end
