@@ -204,9 +204,9 @@ def _decayed(x: torch.Tensor, *, reverse: bool = False) -> torch.Tensor:
 def _without_subnormals(t: torch.Tensor) -> torch.Tensor:
     """``t`` with the entries below ``eps ** 2`` of its largest magnitude set to zero."""
     # Adjoints of a window's first steps vanish through the recurrence (and the
-    # half-decayed sums halve them again at every step) into subnormal numbers, which
-    # slow a CPU's arithmetic about eightfold. Entries this small cannot move a sum over
-    # the sample beyond its rounding, so they count as zero.
+    # half-decayed sums halve them again at every step) into subnormal numbers, on
+    # which a CPU's arithmetic is many times slower. Entries this small cannot move a
+    # sum over the sample beyond its rounding, so they count as zero.
     cutoff = t.abs().max() * torch.finfo(t.dtype).eps ** 2
     return torch.where(t.abs() < cutoff, torch.zeros_like(t), t)
 
