@@ -7,10 +7,11 @@ For each basin and seed this fits (protocol of the design guide, section 6):
 - ``growth``: the package defaults (growth from one layer);
 - ``growth-keep`` (or ``growth-fresh``): the same with the other way of continuing after
   an insertion (Adam's state kept for the existing layers, or Adam re-created);
-- ``growth-difference``, ``growth-exact`` and ``growth-expansion``: the same with each
-  kind of the eigensolver's Hessian-vector products (``hessian_products``: differences
-  of gradients on the fast fused kernels, double backward through the virtual layers,
-  or exact products of the Hamiltonian's second-order expansion, the default);
+- ``growth-difference`` and ``growth-exact``: the same with the other kinds of the
+  eigensolver's Hessian-vector products (``hessian_products``: differences of gradients
+  on the fast fused kernels, or double backward through the virtual layers; ``growth``
+  itself records the default, exact products of the Hamiltonian's second-order
+  expansion);
 - ``growth-holdout``: the defaults with ``derivative_criterion="holdout"`` (positions
   chosen, and every decision's held-out statistic recorded, by that criterion);
 - ``fixed-k`` for k = 1 .. ``max_layers``: depth k, growth off, trained to early
@@ -78,8 +79,9 @@ DEFAULTS_CHANGES = {"cap30": {"max_epochs_per_layer": 30}, "patience5": {"patien
 
 
 #: The kinds of Hessian-vector products with a recording of their own
-#: (``growth-<kind>``), to set against each other on one device.
-PRODUCT_KINDS = ("difference", "exact", "expansion")
+#: (``growth-<kind>``), to set against ``growth``, whose default kind (the expansion)
+#: needs none.
+PRODUCT_KINDS = ("difference", "exact")
 
 
 def variants(max_layers: int) -> dict[str, dict[str, Any]]:
