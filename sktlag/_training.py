@@ -89,6 +89,38 @@ def torch_threads(n: int | None):
         torch.set_num_threads(previous)
 
 
+def flushing_subnormals() -> bool:
+    """Whether this thread's CPU now flushes subnormal floats to zero."""
+    # torch has no getter for the flag; with it on, a subnormal float32 reads as zero.
+    return torch.tensor(1e-39, dtype=torch.float32).item() == 0.0
+
+
+@contextlib.contextmanager
+def subnormals_flushed():
+    """Run the block with subnormal floats flushed to zero on the CPU (where it can).
+
+    Why: an inserted layer starts with its gates at one half, so backpropagation through
+    time halves its cell-state adjoint at every step, and over a window of months the
+    gradients of the window's first days fall below float32's smallest normal number
+    (1.2e-38). x86 CPUs compute on such subnormal numbers in microcode, many times
+    slower: an epoch of a grown network took about three times that of a built one of
+    the same depth. Values that small cannot change a float32 gradient they are added
+    to, so flushing them leaves the fit as it was (``benchmarks/growth_cost.py``).
+
+    The flag belongs to the calling thread, and is restored when the block ends.
+    torch's intra-op threads take the flag of the thread that starts them, so threads
+    first started inside the block keep flushing afterwards; torch offers no way to
+    reach them.
+    """
+    if flushing_subnormals() or not torch.set_flush_denormal(True):
+        yield  # already on, or not supported by this CPU
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def threads_for(n: int | None) -> int:
     """The torch CPU thread count ``torch_threads(n)`` runs a block on."""
     return torch.get_num_threads() if n is None else int(n)
@@ -299,7 +331,7 @@ def train(
     its pickle should not carry them), and an interrupted run's history loses the epoch
     cut short.
     """
-    with torch_threads(params["n_threads"]):
+    with torch_threads(params["n_threads"]), subnormals_flushed():
         torch.manual_seed(seed)
         if continuing:
             initial = validation_score(*_targets_and_predictions(net.module_, valid_set,

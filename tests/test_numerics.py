@@ -16,6 +16,7 @@ from skorch.callbacks import Callback
 
 from sktlag import TLAGRegressor
 from sktlag import growth as G
+from sktlag._training import flushing_subnormals
 from sktlag.callbacks import nse_per_output, validation_score
 from sktlag.losses import MaskedMSELoss, masked_mse
 from sktlag.model import GrowingLSTM
@@ -328,3 +329,46 @@ def test_validation_score_falls_back_to_mse_only_for_constant_targets():
     y_pred[3, 0] = np.nan
     assert validation_score(y_true, y_pred) == -np.inf
     assert validation_score(np.full((4, 1), np.nan), np.zeros((4, 1))) == -np.inf
+
+
+def _can_flush_subnormals() -> bool:
+    supported = torch.set_flush_denormal(True)
+    torch.set_flush_denormal(False)
+    return supported
+
+
+needs_flush = pytest.mark.skipif(not _can_flush_subnormals(),
+                                 reason="this CPU cannot flush subnormal numbers")
+
+
+class FlushProbe(Callback):
+    """Records at every epoch's end whether subnormal numbers are flushed to zero."""
+
+    def initialize(self):
+        self.flushed_ = []
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        self.flushed_.append(flushing_subnormals())
+
+
+@needs_flush
+def test_training_flushes_subnormals_and_restores_the_flag(data):
+    X, y = data
+    probe = FlushProbe()
+    est = TLAGRegressor(**TINY, topo_derivative_threshold=-np.inf, random_state=0,
+                        callbacks=[("probe", probe)]).fit(X, y)
+    assert max(est.history_[:, "n_layers"]) > 1  # grown networks trained under it too
+    assert len(probe.flushed_) == len(est.history_) and all(probe.flushed_)
+    assert not flushing_subnormals()
+
+
+@needs_flush
+def test_a_flush_the_caller_set_stays_set(data):
+    X, y = data
+    torch.set_flush_denormal(True)
+    try:
+        TLAGRegressor(**TINY, random_state=0).fit(X, y)
+        assert flushing_subnormals()
+    finally:
+        torch.set_flush_denormal(False)
