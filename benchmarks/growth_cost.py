@@ -10,6 +10,11 @@ Measures, on the embedded Lahn series (training rows, the package defaults):
   default, exact products of the Hamiltonian's second-order expansion; exact by double
   backward through the virtual layers; or central differences of gradients).
 
+- the wall time of an epoch of a *grown* network of depth 2 .. ``max_layers`` (a layer
+  inserted every ``GROWN_EPOCHS`` epochs) against a built one of the same depth, as
+  ``fit`` trains it (subnormal floats flushed to zero) and with subnormals kept, as
+  before ``fit`` flushed them; and whether the two grown fits predict the same.
+
 With ``--records`` (a ``growth_jobs.jsonl`` of ``growth_pays.py``) it combines these unit
 costs with the epochs and decisions each fit of the records used (growth replayed at
 the defaults, every fixed depth as run) into an estimate of growth's CPU wall time
@@ -46,6 +51,59 @@ def epoch_seconds(depth: int, params: dict[str, Any], X, y) -> float:
     est = TLAGRegressor(**fixed, random_state=0)
     est.fit(X, y)
     return float(est.history_[-1]["dur"])
+
+
+#: Epochs each architecture of the grown network trains before the next insertion.
+GROWN_EPOCHS = 3
+
+
+def _epoch_medians(est) -> dict[int, float]:
+    """Median seconds of an epoch at each depth of a fit, each architecture's first
+    epoch left out (one-time costs: a new optimizer, a new layer's buffers)."""
+    by_depth: dict[int, list[float]] = {}
+    for i, row in enumerate(est.history_):
+        if i and est.history_[i - 1]["n_layers"] == row["n_layers"]:
+            by_depth.setdefault(row["n_layers"], []).append(float(row["dur"]))
+    return {d: float(np.median(v)) for d, v in by_depth.items()}
+
+
+def grown_against_built(params: dict[str, Any], X, y) -> list[dict[str, Any]]:
+    """Epoch seconds of grown and built networks of each depth >= 2, the grown ones with
+    and without subnormal floats flushed to zero during training."""
+    import contextlib
+
+    from sktlag import TLAGRegressor, _training
+
+    max_layers = TLAGRegressor(**params).max_layers
+    common = {**params, "max_epochs_per_layer": GROWN_EPOCHS,
+              "moving_avg_window": 1, "patience": GROWN_EPOCHS,
+              "max_epochs": GROWN_EPOCHS * max_layers, "random_state": 0}
+    grown, predictions = {}, {}
+    for flushed in (True, False):
+        # Without flushing: fit as it trained before it flushed subnormals.
+        context = (_training.subnormals_flushed if flushed else contextlib.nullcontext)
+        original, _training.subnormals_flushed = _training.subnormals_flushed, context
+        try:
+            est = TLAGRegressor(**common, topo_derivative_threshold=-np.inf,
+                                min_improvement=-np.inf).fit(X, y)
+        finally:
+            _training.subnormals_flushed = original
+        grown[flushed], predictions[flushed] = _epoch_medians(est), est.predict(X)
+    rows = []
+    for depth in range(2, max_layers + 1):
+        built = _epoch_medians(TLAGRegressor(
+            **{**common, "initial_num_layers": depth, "max_layers": depth,
+               "max_epochs": GROWN_EPOCHS}).fit(X, y))[depth]
+        rows.append({
+            "depth": depth, "built epoch s": built,
+            "grown epoch s": grown[True].get(depth, np.nan),
+            "grown epoch s, subnormals kept": grown[False].get(depth, np.nan),
+            "grown / built": grown[True].get(depth, np.nan) / built,
+            "grown / built, subnormals kept": grown[False].get(depth, np.nan) / built,
+            "same predictions": bool(np.array_equal(predictions[True], predictions[False])),
+        })
+        print(rows[-1], flush=True)
+    return rows
 
 
 def decision_seconds(depth: int, params: dict[str, Any], X, y,
@@ -173,6 +231,10 @@ def main() -> None:
             print(row, flush=True)
     where = "this CPU" if args.device == "cpu" else args.device
     sections = [(f"Unit costs on {where}", C.markdown_table(rows))]
+    grown = grown_against_built(params, X, y) if args.device == "cpu" else []
+    if grown:
+        sections.append(("Grown against built networks, epoch seconds",
+                         C.markdown_table(grown)))
     estimates = []
     if args.records is not None:
         for kind in kinds:
@@ -190,7 +252,7 @@ def main() -> None:
                      ("Summary", C.markdown_table(summary))]
     C.write_results(
         args.out, "growth_cost", f"What growth costs on {where}", sections,
-        {"unit_costs": rows, "estimates": estimates},
+        {"unit_costs": rows, "grown": grown, "estimates": estimates},
         {"threads": args.threads, "quick": args.quick, "preset": args.preset,
          "params": args.params,
          "device": args.device, "hessian_products": kinds,

@@ -70,6 +70,12 @@ def test_quick_growth_cost_times_decisions_with_every_kind_of_products(tmp_path)
     depths = {r["depth"] for r in rows}
     assert depths == {1, 2, 3}  # --params overrides the defaults' max_layers of 4
     assert timed == {(d, k) for d in sorted(depths)[:-1] for k in kinds}
+    grown = payload["results"]["grown"]
+    assert [r["depth"] for r in grown] == [2, 3]
+    for row in grown:
+        assert row["built epoch s"] > 0 and row["grown epoch s"] > 0
+        assert row["grown epoch s, subnormals kept"] > 0
+        assert row["same predictions"] is True  # quick windows are too short for subnormals
 
 
 def _vs_research(tmp_path, *options) -> dict:
