@@ -489,6 +489,16 @@ def _decision_share(run: dict[str, Any]) -> float:
     return run["growth_seconds"] / run["fit_seconds"]
 
 
+def _grown_epoch_ratios(run: dict[str, Any], fixed: list[dict[str, Any]]) -> list[float]:
+    """For each grown architecture of ``run`` (depth 2 or more), its seconds per epoch
+    over those of the fixed network of its depth in ``fixed`` (same seed and budget)."""
+    per_epoch = {f["n_layers"]: a["seconds"] / a["epochs"]
+                 for f in fixed for a in f.get("architectures", [])[:1] if a["epochs"]}
+    return [a["seconds"] / a["epochs"] / per_epoch[a["n_layers"]]
+            for a in run["architectures"][1:]
+            if a["epochs"] >= 2 and per_epoch.get(a["n_layers"])]
+
+
 def _own_endings(ended: str) -> list[bool]:
     """For each growth ending of an ``ended by`` text, whether growth's own rule ended it."""
     return [rule in C.OWN_RULES for rule in ended.split()]
@@ -533,7 +543,9 @@ def defaults_table(results, max_layers: int | None = None) -> list[dict[str, Any
                 # Each seed's growing fit over the summed fits of its fixed depths.
                 "defaults / grid time": C.median(
                     [r["fit_seconds"] / sum(f["fit_seconds"] for f in g)
-                     for r, g in per_seed if g])}
+                     for r, g in per_seed if g]),
+                "grown / fixed epoch s": C.median(
+                    [x for r, g in per_seed for x in _grown_epoch_ratios(r, g)])}
                if grids else {}),
             "depths": " ".join(str(r["n_layers"]) for r in part),
             "ended by": " ".join(r["stop_rule"] for r in part),
@@ -791,7 +803,14 @@ def _defaults_across(rows: list[dict[str, Any]]) -> str:
     ratios = [r["defaults / grid time"] for r in compared]
     if ratios:
         line += (f" A growing fit took a median {C.fmt(C.median(ratios))} of the time of "
-                 f"fitting every depth of the grid (largest {C.fmt(max(ratios))}).")
+                 f"fitting every depth of the grid (largest {C.fmt(max(ratios))}; at most "
+                 f"0.5 on {sum(r <= 0.5 for r in ratios)} of {len(ratios)} basins).")
+    epochs = [r.get("grown / fixed epoch s", math.nan) for r in compared]
+    epochs = [e for e in epochs if math.isfinite(e)]
+    if epochs:
+        line += (f" An epoch of a grown architecture took a median "
+                 f"{C.fmt(C.median(epochs))} times one of the fixed network of its depth "
+                 f"({C.fmt(min(epochs))} to {C.fmt(max(epochs))} over {len(epochs)} basins).")
     return line
 
 

@@ -317,7 +317,8 @@ def test_the_defaults_table_sets_the_defaults_against_the_best_fixed_depth(growt
     def fixed(seed, depth, valid, test, budget=80):
         return {"basin": "a", "variant": f"fixed-{depth}", "seed": seed, "n_layers": depth,
                 "max_epochs": budget, "valid_nse": valid, "test_nse": test,
-                "fit_seconds": 10.0 * depth}
+                "fit_seconds": 10.0 * depth,
+                "architectures": [{"n_layers": depth, "epochs": 10, "seconds": 4.0 * depth}]}
 
     grid = [fixed(1, 1, 0.9, 0.60), fixed(1, 2, 0.5, 0.90),   # validation picks depth 1
             fixed(2, 1, 0.2, 0.50), fixed(2, 2, 0.3, 0.70),
@@ -331,6 +332,9 @@ def test_the_defaults_table_sets_the_defaults_against_the_best_fixed_depth(growt
     # Each seed against its own grid of the same budget (10 + 20 s in both seeds).
     assert row["defaults / grid time"] == pytest.approx((60.0 / 30.0 + 15.0 / 30.0) / 2)
     assert row["decision share"] == pytest.approx(3.0 / 24.0)  # the median of 3 seeds
+    # The grown depth 2 took 1 s per epoch, the fixed one 0.8 s; no fixed depth 3 ran
+    # under this budget, so the grown depth 3 is not compared.
+    assert row["grown / fixed epoch s"] == pytest.approx(1.25)
     assert "best fixed NSE" not in growth_pays.defaults_table(defaults)[0]
     # A grid of depths up to 1: seed 1's depth 2 and seed 2's depth 2 leave it.
     shallow = growth_pays.defaults_table(defaults + grid, max_layers=1)[0]
@@ -350,7 +354,9 @@ def test_the_defaults_table_sets_the_defaults_against_the_best_fixed_depth(growt
                     "fixed depth on 1 of 2 basins, median difference -0.025. Decisions took "
                     "a median 0.125 of a growing fit's time (largest 0.500). A growing fit "
                     "took a median 0.750 of the time of fitting every depth of the grid "
-                    "(largest 1.250).")
+                    "(largest 1.250; at most 0.5 on 1 of 2 basins). An epoch of a grown "
+                    "architecture took a median 1.250 times one of the fixed network of its "
+                    "depth (1.250 to 1.250 over 1 basins).")
 
 
 def test_the_changes_table_pairs_each_change_with_the_defaults_of_its_seeds(growth_pays):
