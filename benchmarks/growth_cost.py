@@ -13,7 +13,9 @@ Measures, on the embedded Lahn series (training rows, the package defaults):
 - the wall time of an epoch of a *grown* network of depth 2 .. ``max_layers`` (a layer
   inserted every ``GROWN_EPOCHS`` epochs) against a built one of the same depth, as
   ``fit`` trains it (subnormal floats flushed to zero) and with subnormals kept, as
-  before ``fit`` flushed them; and whether the two grown fits predict the same.
+  before ``fit`` flushed them; and whether the two grown fits predict the same. The
+  flag is per thread: with ``--threads`` above 1, torch's intra-op threads, started by
+  the warm-up, flush in neither fit (as in a process that used torch before ``fit``).
 
 With ``--records`` (a ``growth_jobs.jsonl`` of ``growth_pays.py``) it combines these unit
 costs with the epochs and decisions each fit of the records used (growth replayed at

@@ -103,10 +103,10 @@ def subnormals_flushed():
     time halves its cell-state adjoint at every step, and over a window of months the
     gradients of the window's first days fall below float32's smallest normal number
     (1.2e-38). Many CPUs compute on such subnormal numbers far slower (Intel's through
-    microcode assists): on the 31-year Lahn an epoch of a grown network took 3.8 to 6.4 times that
-    of a built one of the same depth on an Intel Xeon. Values that small cannot change
-    a float32 gradient they are added to, so flushing them leaves the fit as it was
-    (``benchmarks/growth_cost.py`` measures both).
+    microcode assists): on the 31-year Lahn an epoch of a grown network took 3.8 to 6.4
+    times that of a built one of the same depth on an Intel Xeon. Values that small
+    cannot change a float32 gradient they are added to, so flushing them leaves the fit
+    as it was (``benchmarks/growth_cost.py`` measures both).
 
     The flag belongs to the calling thread, and is restored when the block ends.
     torch's intra-op threads copy the flag of the thread that starts them: those started
