@@ -14,8 +14,9 @@ Measures, on the embedded Lahn series (training rows, the package defaults):
   inserted every ``GROWN_EPOCHS`` epochs) against a built one of the same depth, as
   ``fit`` trains it (subnormal floats flushed to zero) and with subnormals kept, as
   before ``fit`` flushed them; and whether the two grown fits predict the same. The
-  flag is per thread: with ``--threads`` above 1, torch's intra-op threads, started by
-  the warm-up, flush in neither fit (as in a process that used torch before ``fit``).
+  flag is per thread, and torch's intra-op threads copy it from the thread that starts
+  them, at whatever point of the run that is: ``--threads 1`` gives figures that do
+  not depend on it.
 
 With ``--records`` (a ``growth_jobs.jsonl`` of ``growth_pays.py``) it combines these unit
 costs with the epochs and decisions each fit of the records used (growth replayed at
