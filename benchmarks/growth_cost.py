@@ -36,24 +36,25 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import _common as C
 import numpy as np
 
 
-def epoch_seconds(depth: int, params: dict[str, Any], X, y) -> float:
-    """Seconds of the second training epoch of a fixed-depth network."""
+def epoch_seconds(depth: int, params: dict[str, Any], X, y, epochs: int = 2) -> float:
+    """Median seconds of the training epochs after the first of a fixed-depth network
+    trained ``epochs`` epochs (by default: the second epoch)."""
     from sktlag import TLAGRegressor
 
     fixed = {**params, "initial_num_layers": depth, "max_layers": depth,
-             "topo_derivative_threshold": np.inf, "max_epochs": 2}
-    est = TLAGRegressor(**fixed, random_state=0)
-    est.fit(X, y)
-    return float(est.history_[-1]["dur"])
+             "topo_derivative_threshold": np.inf, "max_epochs": epochs, "random_state": 0}
+    return _epoch_medians(TLAGRegressor(**fixed).fit(X, y))[depth]
 
 
 #: Epochs each architecture of the grown network trains before the next insertion.
@@ -73,30 +74,23 @@ def _epoch_medians(est) -> dict[int, float]:
 def grown_against_built(params: dict[str, Any], X, y) -> list[dict[str, Any]]:
     """Epoch seconds of grown and built networks of each depth >= 2, the grown ones with
     and without subnormal floats flushed to zero during training."""
-    import contextlib
-
     from sktlag import TLAGRegressor, _training
 
     max_layers = TLAGRegressor(**params).max_layers
     common = {**params, "max_epochs_per_layer": GROWN_EPOCHS,
-              "moving_avg_window": 1, "patience": GROWN_EPOCHS,
-              "max_epochs": GROWN_EPOCHS * max_layers, "random_state": 0}
+              "moving_avg_window": 1, "patience": GROWN_EPOCHS}
     grown, predictions = {}, {}
     for flushed in (True, False):
-        # Without flushing: fit as it trained before it flushed subnormals.
-        context = (_training.subnormals_flushed if flushed else contextlib.nullcontext)
-        original, _training.subnormals_flushed = _training.subnormals_flushed, context
-        try:
-            est = TLAGRegressor(**common, topo_derivative_threshold=-np.inf,
-                                min_improvement=-np.inf).fit(X, y)
-        finally:
-            _training.subnormals_flushed = original
+        # Subnormals kept: the training block without the flag, as fit trained before.
+        with (contextlib.nullcontext() if flushed else
+              mock.patch.object(_training, "subnormals_flushed", contextlib.nullcontext)):
+            est = TLAGRegressor(**common, max_epochs=GROWN_EPOCHS * max_layers,
+                                topo_derivative_threshold=-np.inf, min_improvement=-np.inf,
+                                random_state=0).fit(X, y)
         grown[flushed], predictions[flushed] = _epoch_medians(est), est.predict(X)
     rows = []
     for depth in range(2, max_layers + 1):
-        built = _epoch_medians(TLAGRegressor(
-            **{**common, "initial_num_layers": depth, "max_layers": depth,
-               "max_epochs": GROWN_EPOCHS}).fit(X, y))[depth]
+        built = epoch_seconds(depth, common, X, y, epochs=GROWN_EPOCHS)
         rows.append({
             "depth": depth, "built epoch s": built,
             "grown epoch s": grown[True].get(depth, np.nan),
