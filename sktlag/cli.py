@@ -85,12 +85,18 @@ class EpochProgressBar(Callback):
         The epoch budget (``max_epochs``); training usually stops earlier, when growth
         ends.
     file : file object, optional
-        Where the bar is drawn (default: standard output at construction time).
+        Where the bar is drawn (default: tqdm's, standard error). Copies of the bar
+        draw on the same stream.
     """
 
     def __init__(self, total: int, file=None):
         self.total = total
         self.file = file
+
+    def __sklearn_clone__(self):
+        # sklearn's clone would deep-copy the stream (an ensemble clones its template
+        # for every member), and a terminal's stream cannot be copied.
+        return type(self)(self.total, file=self.file)
 
     def on_train_begin(self, net, **kwargs):
         self.bar_ = tqdm(total=self.total, desc="epochs", unit="epoch", file=self.file,

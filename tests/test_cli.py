@@ -41,11 +41,16 @@ def research_table(path: Path, rows: slice) -> Path:
     return path
 
 
+def terminal_stream() -> io.TextIOWrapper:
+    """A text stream that, like a terminal's and unlike a ``StringIO``, cannot be copied."""
+    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
+
+
 def run_main(argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
+    out, err = terminal_stream(), terminal_stream()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
+    return code, out.buffer.getvalue().decode(), err.buffer.getvalue().decode()
 
 
 @pytest.fixture(scope="module")
