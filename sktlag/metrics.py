@@ -772,10 +772,9 @@ def flv(y_true, y_pred, l=0.3, *, multioutput=_UNIFORM):  # noqa: E741
 
     Raises
     ------
-    ValueError
-        If ``round(l * n)`` is smaller than 2.
     UndefinedMetricError
-        If the observed low flows are all equal (the denominator is zero).
+        If ``round(l * n)`` is smaller than 2 (too few flows for a segment), or
+        if the observed low flows are all equal (the denominator is zero).
 
     Notes
     -----
@@ -804,7 +803,7 @@ def flv(y_true, y_pred, l=0.3, *, multioutput=_UNIFORM):  # noqa: E741
     obs, sim, single = _check_pair(y_true, y_pred)
     count = _round_half_up(l * obs.shape[0])
     if count < 2:
-        raise ValueError(
+        raise UndefinedMetricError(
             f"FLV needs at least 2 flows in the low-flow segment; l * n = {l * obs.shape[0]:g}"
         )
 
@@ -842,11 +841,9 @@ def fms(y_true, y_pred, lower=0.2, upper=0.7, *, multioutput=_UNIFORM):
 
     Raises
     ------
-    ValueError
-        If the series is too short to separate the two exceedance
-        probabilities.
     UndefinedMetricError
-        If the observed mid-segment is flat.
+        If the series is too short to separate the two exceedance
+        probabilities, or if the observed mid-segment is flat.
 
     Notes
     -----
@@ -878,7 +875,7 @@ def fms(y_true, y_pred, lower=0.2, upper=0.7, *, multioutput=_UNIFORM):
     i_lower = max(1, _round_half_up(lower * n)) - 1
     i_upper = max(1, _round_half_up(upper * n)) - 1
     if i_lower == i_upper:
-        raise ValueError(
+        raise UndefinedMetricError(
             f"{n} time steps are too few to separate exceedance probabilities "
             f"{lower} and {upper} for FMS"
         )

@@ -228,7 +228,7 @@ def test_flv_floors_zero_flows():
 def test_flv_flat_low_flows_and_short_series():
     with pytest.raises(M.UndefinedMetricError, match="FLV"):
         M.flv([0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], np.arange(10.0))
-    with pytest.raises(ValueError, match="at least 2 flows"):
+    with pytest.raises(M.UndefinedMetricError, match="at least 2 flows"):
         M.flv([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
 
 
@@ -645,6 +645,19 @@ def test_evaluate_marks_undefined_cells_with_nan_and_warns():
     assert np.isnan(table.loc["nse", "output_1"])
     assert table.loc["peak_timing"].isna().all()  # monotonic series have no peaks
     assert "null" in table.to_json()
+
+
+def test_evaluate_leaves_the_duration_curve_cells_of_a_few_days_empty():
+    # Two days: too few for a low-flow segment of two flows and for two separate
+    # exceedance probabilities; every other metric still has a value.
+    obs, sim = [1.0, 3.0], [1.5, 2.5]
+    with pytest.warns(UndefinedMetricWarning, match="is undefined") as record:
+        table = M.evaluate(obs, sim)
+    assert {str(w.message).split()[0] for w in record} >= {"flv", "fms"}
+    assert np.isnan(table.loc["flv", "output_0"]) and np.isnan(table.loc["fms", "output_0"])
+    assert table.loc["nse", "output_0"] == pytest.approx(M.nse(obs, sim))
+    with pytest.raises(M.UndefinedMetricError, match="FMS"):
+        M.fms(obs, sim)
 
 
 def test_evaluate_rejects_invalid_input():
