@@ -240,7 +240,7 @@ def _ensemble_payload(ensemble: TLAGEnsemble) -> dict[str, Any]:
         "n_members": int(ensemble.n_members),
         "n_jobs": to_plain(ensemble.n_jobs),
         # A RandomState instance is state, not a setting.
-        "random_state": random_state if isinstance(random_state, Integral) else None,
+        "random_state": int(random_state) if isinstance(random_state, Integral) else None,
         "seeds": to_plain(ensemble.seeds_),
         "calibration_scores": torch.from_numpy(
             np.array(ensemble.calibration_scores_, dtype=np.float64)

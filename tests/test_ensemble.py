@@ -1,5 +1,7 @@
 """TLAGEnsemble: members, mean and spread, calibrated intervals, scikit-learn contracts."""
 
+import copy
+
 import joblib
 import numpy as np
 import pytest
@@ -179,6 +181,17 @@ def test_an_ensemble_round_trips_through_a_model_file(fitted, tmp_path):
                         strict=True):
             np.testing.assert_array_equal(a, b)
         assert final.get_params()["n_members"] == 3
+
+
+def test_a_seed_given_as_a_numpy_integer_round_trips(fitted, tmp_path):
+    from sktlag import load_model, save_model
+
+    ens, X, _ = fitted
+    # Seeds often come from numpy (a loop over np.arange); the file holds plain data.
+    ens = copy.deepcopy(ens).set_params(random_state=np.int64(7))
+    loaded = load_model(save_model(ens, tmp_path / "numpy_seed.pth"))
+    assert loaded.random_state == 7 and type(loaded.random_state) is int
+    np.testing.assert_array_equal(loaded.predict(X[300:]), ens.predict(X[300:]))
 
 
 def test_artifacts_of_an_ensemble_carry_its_intervals(tmp_path):
