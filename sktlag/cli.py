@@ -600,6 +600,12 @@ def _predict(args) -> int:
             "columns cannot be matched; predict from Python instead"
         )
     features = [str(f) for f in features]
+    if args.target and len(args.target) != est.n_outputs_:
+        raise CommandError(
+            f"--target names {len(args.target)} column{'s' if len(args.target) > 1 else ''} "
+            f"({', '.join(args.target)}), but '{args.model}' predicts {est.n_outputs_} "
+            f"output{'s' if est.n_outputs_ > 1 else ''}"
+        )
     targets = args.target or metadata.get("target_names") or None
     table = read_table(args.table, layout=args.layout, sheet_name=args.sheet,
                        target=targets, features=features, allow_missing_target=True,

@@ -588,6 +588,11 @@ def test_predict_errors_for_unusable_forecast_tables(run, tmp_path):
     # A target named on the command line must be a column (the model's own may be absent).
     _forecast_error(run, tmp_path, future, ["--target", "q_kalkofn"], "future.csv",
                     "'q_kalkofn'")
+    # As many targets as the model has outputs.
+    observed = feature_table(tmp_path / "observed.csv", slice(start, N_ROWS), target="q")
+    pd.read_csv(observed).assign(q_copy=lambda t: t["q"]).to_csv(observed, index=False)
+    _forecast_error(run, tmp_path, observed, ["--target", "q", "q_copy"],
+                    "--target names 2 columns (q, q_copy)", "predicts 1 output")
     _forecast_error(run, tmp_path, future, ["--warmup-days", "60"],
                     "--warmup-days 60 leaves no rows to predict", "60 rows")
 
