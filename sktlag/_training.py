@@ -55,6 +55,19 @@ _CHECKPOINT, _GROWTH = "checkpoint", "growth"
 _PREDICT_CHUNK = 1024
 
 
+def check_device(device) -> torch.device:
+    """The torch device ``device`` names, or a ``ValueError`` that says why it cannot be used."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not a torch device: {exc}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} but torch finds no CUDA device here; use device='cpu'"
+        )
+    return resolved
+
+
 class GrowingNet(NeuralNet):
     """skorch ``NeuralNet`` that remembers whether its last fit loop was interrupted.
 

@@ -26,6 +26,7 @@ from ._training import (
     CALLBACK_NAMES,
     RECIPE_NAMES,
     build_net,
+    check_device,
     interruption_message,
     lr_factors,
     predict_windows,
@@ -596,15 +597,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             raise ValueError(
                 f"min_init_scale={self.min_init_scale} exceeds init_scale={self.init_scale}"
             )
-        try:
-            device = torch.device(self.device)
-        except RuntimeError as exc:
-            raise ValueError(f"device={self.device!r} is not a torch device: {exc}") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(
-                f"device={self.device!r} but torch finds no CUDA device here; use "
-                "device='cpu'"
-            )
+        check_device(self.device)
 
     def _minimum_rows(self) -> int:
         """Rows one series needs: a training and a validation part of full windows."""

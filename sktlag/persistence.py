@@ -36,7 +36,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from skorch.history import History
 
-from ._training import build_net
+from ._training import build_net, check_device
 from ._version import __version__
 from .ensemble import TLAGEnsemble, member_template
 from .estimator import TLAGRegressor
@@ -527,12 +527,15 @@ def load_model(
     ------
     FileNotFoundError
         If ``path`` does not exist.
+    ValueError
+        If ``device`` is not a torch device, or a CUDA device where torch finds none.
     ModelFileError
         (a ``ValueError``) if the file is truncated or damaged, holds pickled objects
         other than tensors and plain data, is not an sktlag model file, or was written
         in a newer format. The message names the file.
     """
     path = Path(path)
+    check_device(device)
     payload = _read_payload(path)
     try:
         ensemble = payload.get("ensemble")

@@ -134,6 +134,16 @@ def test_other_files_are_rejected(tmp_path):
         load_model(tmp_path)
 
 
+def test_an_unusable_device_is_named_and_the_file_not_blamed(saved):
+    # A good file: the message is about the argument, as fit's check of ``device`` says.
+    with pytest.raises(ValueError, match="device='gpu' is not a torch device") as info:
+        load_model(saved, device="gpu")
+    assert not isinstance(info.value, ModelFileError)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch finds no CUDA device"):
+            load_model(saved, device="cuda")
+
+
 def test_inconsistent_weights_are_a_clear_error(saved, tmp_path):
     payload = model_payload(study().model)
     payload["spec"]["num_layers"] += 1
