@@ -236,6 +236,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         if self.n_members < 2:
             raise ValueError("calibration='blocks' needs n_members >= 2 (one member "
                              "has no block it did not train on)")
+        # The blocks are cut with the members' settings before their own fit checks them.
+        members[0]._validate_params()
         y2 = _as_2d(y)
         # The members mask their blocks: NaN the template would reject must not pass.
         _check_finite(y2, "y", None, allow_nan=members[0].missing_target == "mask")

@@ -366,6 +366,13 @@ def test_block_calibration_scores_every_member_out_of_sample():
     with pytest.raises(ValueError, match="needs n_members >= 2"):
         TLAGEnsemble(TLAGRegressor(**TINY), n_members=1, calibration="blocks").fit(
             X[:300], y[:300])
+    # The members' settings are checked before the blocks are cut with them.
+    for bad in ({"lookback": 0}, {"validation_fraction": 1.5},
+                {"missing_target": "bogus"}):
+        name = next(iter(bad))
+        with pytest.raises(ValueError, match=f"'{name}' parameter of TLAGRegressor"):
+            TLAGEnsemble(TLAGRegressor(**{**TINY, **bad}), n_members=2,
+                         calibration="blocks").fit(X[:300], y[:300])
     # The artifacts' periods are the plain split every member validates on.
     from sktlag.report import fit_periods
 
