@@ -460,6 +460,7 @@ def write_artifacts(
     dates=None,
     X_train=None,
     y_train=None,
+    groups=None,
     overwrite: bool = False,
     dpi: int = 150,
     metadata: dict | None = None,
@@ -490,6 +491,9 @@ def write_artifacts(
     X_train, y_train : array-like or DataFrame, optional
         The series given to ``fit``; with both, ``metrics.json`` also scores the
         training and the validation period (the estimator's own split).
+    groups : array-like of shape (n_rows,), optional
+        The series labels of ``X_train`` given to ``fit``, if any: the periods are
+        then split, and the windows predicted, within each series.
     overwrite : bool, default=False
         Replace an existing non-empty ``out_dir`` (only after the new one is complete).
     dpi : int, default=150
@@ -528,11 +532,11 @@ def write_artifacts(
         periods = {}
         names = None
         if X_train is not None:
-            pred = model.predict(X_train)
+            pred = model.predict(X_train, groups=groups)
             obs = np.asarray(y_train, dtype=float)
             train_dates = _dates_of(X_train, y_train)
             names = output_names(y_train, obs.reshape(len(obs), -1).shape[1])
-            for period, rows in fit_periods(model, y_train).items():
+            for period, rows in fit_periods(model, y_train, groups).items():
                 periods[period] = (obs[rows], pred[rows],
                                    None if train_dates is None else train_dates[rows])
         intervals, band = {}, {}

@@ -125,6 +125,24 @@ def test_metrics_json(artifacts):
     assert data["periods"]["train"]["end"] < data["periods"]["validation"]["start"]
 
 
+def test_periods_of_a_fit_on_several_series(tmp_path):
+    from sktlag import TLAGRegressor
+    from sktlag.metrics import nse
+
+    from .conftest import FAST, make_series
+
+    X, y = make_series(n_rows=300)
+    groups = np.repeat([0, 1], 150)
+    model = TLAGRegressor(**{**FAST, "max_epochs": 2}, random_state=0).fit(X, y, groups=groups)
+    paths = write_artifacts(model, tmp_path / "run", X_train=X, y_train=y, groups=groups)
+    data = json.loads(paths["metrics_json"].read_text())
+    # Each series split on its own, and its windows never reach into the other series.
+    valid = fit_periods(model, y, groups)["validation"]
+    assert data["periods"]["validation"]["n_rows"] == len(valid)
+    expected = nse(y[valid], model.predict(X, groups=groups)[valid])
+    assert data["periods"]["validation"]["metrics"]["output_0"]["nse"] == pytest.approx(expected)
+
+
 def test_interrupted_fit_is_marked(artifacts, tmp_path):
     model = load_model(artifacts[1]["model"])
     model[-1].interrupted_ = True
