@@ -2,7 +2,7 @@
 
 ``sktlag run [TABLE] --out DIR``
     Splits the series in time order (first 64 % training, next 16 % validation for the
-    growth decisions, last 20 % test), standardizes the inputs on the training rows,
+    growth decisions, last 20 % test), standardizes the inputs on the first 80 %,
     grows and trains a TLAG-LSTM, prints the epoch table, the growth decisions and the
     test metrics, and writes the artifacts of :func:`sktlag.write_artifacts`.
 ``sktlag predict MODEL TABLE --out FILE``

@@ -142,10 +142,12 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     seeds_ : ndarray of int
         The ``random_state`` of each member.
     calibration_scores_ : ndarray of shape (n_scores, n_outputs)
-        Signed residuals of the calibration windows in units of the spread, in time
-        order (NaN where the target is missing).
+        Signed residuals of the calibration windows in units of the scale ``u`` (see
+        ``scale``), in time order (NaN where the target is missing).
     spread_offset_ : ndarray of shape (n_outputs,)
-        The mean spread added to the members' standard deviation in the scale ``u``.
+        The members' typical spread ``s`` on the validation windows, which the scale
+        ``u`` adds to their standard deviation (with ``scale="flow"``, in proportion
+        to the predicted flow).
     flow_level_ : ndarray of shape (n_outputs,)
         The mean predicted flow (its positive part) on the validation windows: the
         typical flow of ``scale="flow"`` (NaN for ensembles saved before it existed).

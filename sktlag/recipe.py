@@ -1,6 +1,6 @@
 """What the training recipe adapts to the record at hand, and what a record can carry.
 
-A batch of 256 windows suits a record of decades: about 27 updates per epoch on the
+A batch of 256 windows suits a record of decades: 28 updates per epoch on the
 31-year Lahn record. On a record of four years the same batch leaves three or four
 updates per epoch, and early stopping ends training before the network has learned
 anything. ``batch_size="auto"`` therefore picks the batch from the number of training
