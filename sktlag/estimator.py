@@ -36,7 +36,14 @@ from ._training import (
 )
 from .growth import CRITERIA, EIGENSOLVERS, HESSIAN_PRODUCTS, INSERTION_STRATEGIES
 from .recipe import ShortRecordWarning, record_problems, resolve_batch_size
-from .windows import WindowDataset, fit_split, group_starts, holdout_blocks, padded_series
+from .windows import (
+    WindowDataset,
+    fit_split,
+    group_starts,
+    holdout_blocks,
+    minimum_rows,
+    padded_series,
+)
 
 __all__ = ["PRESETS", "TLAGRegressor", "final_regressor"]
 
@@ -599,19 +606,9 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             )
         check_device(self.device)
 
-    def _minimum_rows(self) -> int:
-        """Rows one series needs: a training and a validation part of full windows."""
-        n = self.lookback
-        while True:
-            windows = n - self.lookback + 1
-            n_valid = math.ceil(self.validation_fraction * windows)
-            if n_valid >= 2 and windows - n_valid - (self.lookback - 1) >= 2:
-                return n
-            n += 1
-
     def _check_length(self, n_rows: int, groups) -> None:
         """Every series (each group, or the whole of ``X``) is long enough to split."""
-        minimum = self._minimum_rows()
+        minimum = minimum_rows(self.lookback, self.validation_fraction)
         needed = (f"with lookback={self.lookback} and validation_fraction="
                   f"{self.validation_fraction} at least {minimum} rows are needed (a training "
                   "and a validation part of full windows)")

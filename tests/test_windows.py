@@ -8,6 +8,7 @@ from sktlag.windows import (
     WindowDataset,
     chronological_split,
     group_starts,
+    minimum_rows,
     padded_series,
     sliding_windows,
     window_ends,
@@ -65,6 +66,28 @@ def test_chronological_split_is_ordered_and_disjoint(lookback):
     assert train.max() < valid.min()
     # no row is shared by a training and a validation window
     assert train.max() < valid.min() - lookback + 1
+
+
+def _splits(n_rows: int, lookback: int, fraction: float) -> bool:
+    train, valid = chronological_split(window_ends(n_rows, lookback), fraction, lookback)
+    return len(train) >= 2 and len(valid) >= 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(lookback=st.integers(1, 8), fraction=st.floats(0.01, 0.99))
+def test_minimum_rows_is_the_fewest_rows_the_split_divides(lookback, fraction):
+    n = minimum_rows(lookback, fraction)
+    assert _splits(n, lookback, fraction) and not _splits(n - 1, lookback, fraction)
+
+
+@pytest.mark.parametrize("fraction", [1e-9, 1 - 1e-9])
+def test_minimum_rows_of_an_extreme_fraction_without_counting_up(fraction):
+    # A search from one window up would take minutes here.
+    n = minimum_rows(5, fraction)
+    windows = n - 4
+    n_valid = int(np.ceil(fraction * windows))
+    assert n_valid >= 2 and windows - n_valid - 4 >= 2
+    assert n > 1e8
 
 
 def test_chronological_split_per_group():
