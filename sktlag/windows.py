@@ -104,20 +104,22 @@ def minimum_rows(lookback: int, valid_fraction: float) -> int:
     """The fewest rows of one series that :func:`chronological_split` divides into at
     least 2 training and 2 validation windows.
 
-    With ``w`` windows it keeps ``w - ceil(f w) - (lookback - 1)`` for training, which
-    never falls as ``w`` grows, so the answer is the first ``w`` that fits. Two training
-    windows need ``w (1 - f) >= lookback + 1`` and two validation windows ``w f > 1``:
-    the search starts just below both bounds, since a fraction near 0 or 1 needs
-    billions of windows.
+    With ``w`` windows the split validates on ``ceil(f * w)`` (``f * w`` rounded to a
+    float) and trains on ``w - ceil(f * w) - (lookback - 1)``. Two training windows need
+    ``w (1 - f) >= lookback + 1`` and two validation windows ``w f > 1``, up to the
+    product's rounding (at most ``w * 2**-53``); the search for the first ``w`` that
+    fits starts below both bounds with that allowance, since a fraction near 0 or 1
+    needs billions of windows.
     """
 
     def fits(windows: int) -> bool:
         n_valid = math.ceil(valid_fraction * windows)
         return n_valid >= 2 and windows - n_valid - (lookback - 1) >= 2
 
-    bound = max((lookback + 1) / (1.0 - valid_fraction), 1.0 / valid_fraction)
-    # A few windows below the bound: fits() rounds f * w as the split does.
-    windows = max(1, int(bound * (1 - 1e-9)) - 2)
+    rounding = 2.0**-52  # twice the relative rounding of f * w
+    bound = max((lookback + 1) / (1.0 - valid_fraction + rounding),
+                1.0 / (valid_fraction * (1.0 + rounding)))
+    windows = max(1, int(bound) - 2)
     while not fits(windows):
         windows += 1
     return windows + lookback - 1

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -80,14 +82,21 @@ def test_minimum_rows_is_the_fewest_rows_the_split_divides(lookback, fraction):
     assert _splits(n, lookback, fraction) and not _splits(n - 1, lookback, fraction)
 
 
-@pytest.mark.parametrize("fraction", [1e-9, 1 - 1e-9])
-def test_minimum_rows_of_an_extreme_fraction_without_counting_up(fraction):
-    # A search from one window up would take minutes here.
-    n = minimum_rows(5, fraction)
-    windows = n - 4
-    n_valid = int(np.ceil(fraction * windows))
-    assert n_valid >= 2 and windows - n_valid - 4 >= 2
-    assert n > 1e8
+def _windows_split(windows: int, lookback: int, fraction: float) -> bool:
+    # chronological_split's counts, without building billions of window ends.
+    n_valid = math.ceil(fraction * windows)
+    return n_valid >= 2 and windows - n_valid - (lookback - 1) >= 2
+
+
+@pytest.mark.parametrize("fraction", [1e-9, 1e-6, 1 - 1e-6, 1 - 1e-8, 1 - 1e-9])
+@pytest.mark.parametrize("lookback", [1, 5, 365])
+def test_minimum_rows_of_an_extreme_fraction(fraction, lookback):
+    # Millions to billions of windows: counted up from one, minutes; here, at once.
+    windows = minimum_rows(lookback, fraction) - (lookback - 1)
+    assert _windows_split(windows, lookback, fraction)
+    # The fewest: the split's rounding of f * w lets fewer windows fit than exact
+    # arithmetic would, and those count.
+    assert not _windows_split(windows - 1, lookback, fraction)
 
 
 def test_chronological_split_per_group():
