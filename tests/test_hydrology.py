@@ -7,6 +7,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sktlag import TLAGRegressor
+from sktlag._record import NON_FINITE
 
 from .conftest import FAST, make_series
 
@@ -70,6 +71,10 @@ def test_multi_output_with_partial_gaps():
     y[::7, 0] = np.nan
     est = TLAGRegressor(**PARAMS, missing_target="mask", random_state=0).fit(X, y)
     assert est.n_masked_targets_ == len(y[::7])
+    # The gaps reach the loss here (the other output is observed on those days), and
+    # no epoch's loss was NaN: the guard that restores a finite state never fired.
+    assert np.isfinite(est.history_[:, "train_loss"]).all()
+    assert not any(row.get(NON_FINITE, False) for row in est.history_)
     assert np.isfinite(est.predict(X)).all()
 
 
