@@ -69,11 +69,11 @@ def test_interval_scores_match_their_definitions(fitted):
     assert scores["n"] == 100
     assert scores["coverage"] == pytest.approx(np.mean((y[300:] >= lower) & (y[300:] <= upper)))
     assert scores["mean_width"] == pytest.approx(np.mean(upper - lower))
-    # The CRPS of a distribution is at most the mean absolute error of its draws, and
-    # positive for a spread-out forecast.
+    # The CRPS of the draws' empirical distribution, E|X - y| - E|X - X'| / 2, per day.
     draws = ens.predictive_samples(X[300:])[:, 0]
-    mae_of_draws = np.mean(np.abs(draws - y[300:, None]))
-    assert 0 < scores["crps"] <= mae_of_draws
+    to_obs = np.abs(draws - y[300:, None]).mean(axis=1)
+    between = np.abs(draws[:, :, None] - draws[:, None, :]).mean(axis=(1, 2))
+    assert scores["crps"] == pytest.approx(np.mean(to_obs - between / 2), rel=1e-9)
 
 
 def test_bad_coverage_and_estimator():
