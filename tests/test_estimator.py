@@ -15,7 +15,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sktlag import PRESETS, TLAGRegressor
+from sktlag._record import VALID_NSE, VALID_SCORE
 from sktlag.growth import BlockHessianOperator
+from sktlag.metrics import nse
+from sktlag.report import fit_periods
 
 from .conftest import FAST, make_series
 
@@ -62,8 +65,9 @@ def test_grows_from_one_layer_on_a_task_that_needs_depth():
     # Growth is function-preserving and starts from the best weights: the deeper
     # architectures do not validate worse than the one-layer network did.
     assert max(a["best_valid_nse"] for a in arch[1:]) >= arch[0]["best_valid_nse"]
-    # The fitted model is the best validation state of the whole run.
-    best = max(arch, key=lambda a: a["best_valid_nse"])
+    # The fitted model is the best validation state of the whole run, by the
+    # selection score (the moving average, by default).
+    best = max(arch, key=lambda a: a["best_valid_nse_ma"])
     assert est.n_layers_ == best["n_layers"]
 
 
@@ -137,10 +141,17 @@ def test_hessian_products_reach_every_decision(series, fast_params, monkeypatch,
 
 def test_best_state_of_the_run_is_returned(series, fast_params):
     X, y = series
-    est = TLAGRegressor(**fast_params, topo_derivative_threshold=-np.inf, random_state=1)
+    est = TLAGRegressor(**{**fast_params, "max_epochs": 16},
+                        topo_derivative_threshold=-np.inf, random_state=2)
     est.fit(X, y)
-    best_epoch = max(est.history_, key=lambda r: r["valid_nse"])
-    assert est.n_layers_ == best_epoch["n_layers"]
+    # The epoch of the best selection score (the moving average, by default); here not
+    # the last one, so returning the final network would fail.
+    best = max(est.history_, key=lambda r: r[VALID_SCORE])
+    assert est.best_epoch_ == best["epoch"] < len(est.history_)
+    assert est.n_layers_ == best["n_layers"]
+    # That epoch's network: it scores on the validation windows what was recorded then.
+    valid = fit_periods(est, y)["validation"]
+    assert nse(y[valid], est.predict(X)[valid]) == pytest.approx(best[VALID_NSE], abs=1e-5)
 
 
 # ---------------------------------------------------------------- sklearn composition
