@@ -123,10 +123,24 @@ def test_pipeline_search_and_pickle(tmp_path):
 
 
 def test_members_fit_in_parallel_processes():
+    import os
+
+    from skorch.callbacks import Callback
+
+    class ProcessId(Callback):
+        # Defined here, so that it travels to the worker processes by value.
+        def on_train_begin(self, net, **kwargs):
+            self.pid_ = os.getpid()
+
+    def ensemble(**kwargs):
+        member = TLAGRegressor(**TINY, callbacks=[("pid", ProcessId())])
+        return TLAGEnsemble(member, n_members=2, random_state=3, **kwargs)
+
     X, y = make_series(n_rows=200)
-    serial = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, random_state=3).fit(X, y)
-    parallel = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, n_jobs=2,
-                            random_state=3).fit(X, y)
+    serial, parallel = ensemble().fit(X, y), ensemble(n_jobs=2).fit(X, y)
+    pids = {dict(m.net_.callbacks_)["pid"].pid_ for m in parallel.estimators_}
+    assert os.getpid() not in pids
+    assert {dict(m.net_.callbacks_)["pid"].pid_ for m in serial.estimators_} == {os.getpid()}
     np.testing.assert_array_equal(parallel.predict(X), serial.predict(X))
 
 
