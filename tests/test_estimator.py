@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sktlag import PRESETS, TLAGRegressor
-from sktlag._record import VALID_NSE, VALID_SCORE
+from sktlag._record import architectures
 from sktlag.growth import BlockHessianOperator
 from sktlag.metrics import nse
 from sktlag.report import fit_periods
@@ -144,14 +144,16 @@ def test_best_state_of_the_run_is_returned(series, fast_params):
     est = TLAGRegressor(**{**fast_params, "max_epochs": 16},
                         topo_derivative_threshold=-np.inf, random_state=2)
     est.fit(X, y)
-    # The epoch of the best selection score (the moving average, by default); here not
-    # the last one, so returning the final network would fail.
-    best = max(est.history_, key=lambda r: r[VALID_SCORE])
-    assert est.best_epoch_ == best["epoch"] < len(est.history_)
+    # The selection (moving average, the default): the architecture of the best moving
+    # average, at its best single epoch; here not the last epoch, so returning the final
+    # network would fail.
+    best = max(architectures(est.history_), key=lambda a: a["best_valid_nse_ma"])
+    assert est.best_epoch_ == best["best_epoch"] < len(est.history_)
     assert est.n_layers_ == best["n_layers"]
     # That epoch's network: it scores on the validation windows what was recorded then.
     valid = fit_periods(est, y)["validation"]
-    assert nse(y[valid], est.predict(X)[valid]) == pytest.approx(best[VALID_NSE], abs=1e-5)
+    assert nse(y[valid], est.predict(X)[valid]) == pytest.approx(best["best_valid_nse"],
+                                                                 abs=1e-5)
 
 
 # ---------------------------------------------------------------- sklearn composition

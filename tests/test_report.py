@@ -9,7 +9,6 @@ from matplotlib.image import imread
 
 from sktlag import load_model, write_artifacts
 from sktlag import report as report_module
-from sktlag._record import VALID_SCORE
 from sktlag.io import read_table
 from sktlag.report import ARTIFACT_FILES, derivative_table, fit_periods
 
@@ -56,9 +55,10 @@ def test_architecture_json(artifacts):
     assert data["metadata"] == {"data": "toy"}
     assert [a["n_layers"] for a in data["architectures"]] == [1, 2, 3]
     assert sum(a["epochs"] for a in data["architectures"]) == data["epochs_trained"]
-    # The fit's best epoch by its selection score (the moving average, by default).
-    best = max(est.history_, key=lambda row: row[VALID_SCORE])
-    assert data["best_epoch"] == est.best_epoch_ == best["epoch"]
+    # The selection (moving average, the default): the architecture of the best moving
+    # average, at its best single epoch.
+    best = max(data["architectures"], key=lambda a: a["best_valid_nse_ma"])
+    assert data["best_epoch"] == est.best_epoch_ == best["best_epoch"]
     decisions = data["growth_decisions"]
     assert [d["inserted"] for d in decisions] == [True, True]
     rows = est.derivative_history_.to_dict("records")
