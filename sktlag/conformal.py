@@ -95,10 +95,13 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
 def _ordered_quantile(ordered, level: float) -> float:
     """:func:`conformal_quantile` of scores already sorted."""
     n = len(ordered)
-    if level >= 0.5:
-        rank = math.ceil((n + 1) * level)
-    else:
-        rank = math.floor((n + 1) * level)
+    position = (n + 1) * level
+    # A level such as (1 - 0.9) / 2 is 0.04999... in floating point: a product that is
+    # a whole number in exact arithmetic is taken as that number, or the rank would be
+    # one off.
+    if abs(position - round(position)) <= 1e-9 * max(1.0, position):
+        position = round(position)
+    rank = math.ceil(position) if level >= 0.5 else math.floor(position)
     return float(ordered[min(max(rank, 1), n) - 1])
 
 

@@ -1,6 +1,7 @@
 """The conformal arithmetic on scores: quantile ranks, the adaptive band, band scores."""
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -28,6 +29,19 @@ def test_conformal_quantile_ranks():
     # Beyond the range of the scores, the extreme one.
     assert conformal_quantile(scores[:5], 0.99) == 5.0
     assert conformal_quantile(scores[:5], 0.01) == 1.0
+
+
+@pytest.mark.parametrize("coverage", ["0.5", "0.8", "0.9", "0.95", "0.99"])
+def test_score_quantile_ranks_are_exact_where_n_plus_one_times_the_level_is_whole(coverage):
+    # (1 - 0.9) / 2 is 0.04999... in floating point: floor((n + 1) * level) fell one
+    # rank short whenever the exact product is a whole number (n = 19, 39, ... at 0.9).
+    exact = Fraction(coverage)
+    for n in range(1, 400):
+        scores = np.arange(1.0, n + 1.0)[:, None]  # the k-th smallest score is k
+        low, high = score_quantiles(scores, float(exact))
+        low_rank = math.floor((n + 1) * (1 - exact) / 2)
+        high_rank = math.ceil((n + 1) * (1 + exact) / 2)
+        assert (low[0], high[0]) == (min(max(low_rank, 1), n), min(high_rank, n)), n
 
 
 def test_score_quantiles_leave_out_unobserved_scores_and_name_an_empty_output():
