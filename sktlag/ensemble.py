@@ -221,6 +221,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         self.n_features_in_ = first.n_features_in_
         if hasattr(first, "feature_names_in_"):
             self.feature_names_in_ = first.feature_names_in_
+        elif hasattr(self, "feature_names_in_"):  # a refit on an array: no names now
+            del self.feature_names_in_
         self.n_outputs_ = first.n_outputs_
         self._calibrate(X, y, groups, blocks if self.calibration == "blocks" else None)
         return self

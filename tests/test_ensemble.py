@@ -521,3 +521,14 @@ def test_flow_scaled_scores_and_bands_grow_with_the_predicted_flow(fitted, tmp_p
     np.testing.assert_array_equal(loaded.flow_level_, ens.flow_level_)
     for a, b in zip(loaded.predict_interval(X[300:]), (lower, upper), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_refit_on_an_array_forgets_the_column_names_of_a_frame():
+    pd = pytest.importorskip("pandas")
+    X, y = make_series(n_rows=300)
+    frame = pd.DataFrame(X, columns=[f"P{k}" for k in range(X.shape[1])])
+    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, random_state=0).fit(frame, y)
+    np.testing.assert_array_equal(ens.feature_names_in_, frame.columns)
+    ens.fit(X, y)  # as every scikit-learn estimator: a refit resets what fit learned
+    assert not hasattr(ens, "feature_names_in_")
+    assert not hasattr(ens.estimators_[0], "feature_names_in_")
