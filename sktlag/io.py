@@ -221,7 +221,12 @@ def _to_day(value: Any) -> pd.Timestamp | None:
     stamp = pd.Timestamp(value)
     if stamp.tzinfo is not None or stamp != stamp.normalize():
         return None
-    return stamp
+    return _held(stamp)
+
+
+def _held(stamp: pd.Timestamp) -> pd.Timestamp | None:
+    """``stamp``, or None beyond the days a nanosecond index holds (years 1678-2261)."""
+    return stamp if pd.Timestamp.min <= stamp <= pd.Timestamp.max else None
 
 
 def _day_from_parts(year: Any, month: Any, day: Any) -> pd.Timestamp | None:
@@ -230,7 +235,7 @@ def _day_from_parts(year: Any, month: Any, day: Any) -> pd.Timestamp | None:
     if any(part is None or np.isnan(part) or part != int(part) for part in parts):
         return None
     try:
-        return pd.Timestamp(dt.date(*(int(part) for part in parts)))
+        return _held(pd.Timestamp(dt.date(*(int(part) for part in parts))))
     except (ValueError, OverflowError):
         return None
 
@@ -578,7 +583,7 @@ def _parse_dates(data: pd.DataFrame, date_columns: list[str], label: str) -> pd.
             "whole numbers forming a calendar day"
             if len(date_columns) == 3
             else "dates without time of day, as spreadsheet dates or ISO text YYYY-MM-DD"
-        )
+        ) + " in the years 1678 to 2261"
         raise TableError(
             f"{label}: invalid dates in {_quoted(date_columns)}: {_preview(shown, len(bad))}; "
             f"expected {expected}."

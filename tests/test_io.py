@@ -450,6 +450,17 @@ def test_dates_with_time_of_day_are_invalid(tmp_path):
         read_table(path)
 
 
+def test_dates_beyond_the_years_pandas_holds_name_rows(tmp_path):
+    path = tmp_path / "basin.csv"
+    path.write_text("date,q,p\n2000-01-01,1,2\n2920-01-02,1,2\n")  # a typo for 2000
+    with pytest.raises(TableError, match=r"invalid dates.*row 3 \('2920-01-02'\).*1678"):
+        read_table(path)
+    research = tmp_path / "research.csv"
+    research.write_text("year,month,day,q,p\n1600,1,1,1,2\n1600,1,2,1,2\n")
+    with pytest.raises(TableError, match=r"invalid dates.*row 2 \('1600', '1', '1'\)"):
+        read_table(research)
+
+
 def test_invalid_research_dates_name_rows(tmp_path):
     frame = research_frame(n_rows=10).astype({"month": object})
     frame.loc[3, "month"] = 13
