@@ -551,18 +551,21 @@ def _predict_rows(model, X: pd.DataFrame, history: pd.DataFrame | None, observed
     return pred[-n:], {"lower": lower[-n:], "upper": upper[-n:]}
 
 
-def _observed_days(history_y, y, n_rows: int, n_outputs: int, lookback: int):
+def _observed_days(history, history_y, y, n_rows: int, n_outputs: int, lookback: int):
     """The discharge of the history days (if any) and of the table, NaN where unknown;
     None when no day is observed.
 
     The first ``lookback - 1`` history days are predicted from padding: their
-    observations would judge the padding, not the model, and are left out.
+    observations would judge the padding, not the model, and are left out. A history
+    without discharge still takes its rows, unobserved.
     """
     parts = []
     if history_y is not None:
         before = np.asarray(history_y, dtype=float).reshape(len(history_y), -1).copy()
         before[: lookback - 1] = np.nan
         parts.append(before)
+    elif history is not None:
+        parts.append(np.full((len(history), n_outputs), np.nan))
     parts.append(np.full((n_rows, n_outputs), np.nan) if y is None
                  else np.asarray(y, dtype=float).reshape(n_rows, -1))
     observed = np.concatenate(parts)
@@ -634,7 +637,8 @@ def _predict(args) -> int:
     ensemble = final_ensemble(model)
     observed = None
     if ensemble is not None and args.band == "adaptive":
-        observed = _observed_days(history_y, y, len(X), est.n_outputs_, est.lookback)
+        observed = _observed_days(history, history_y, y, len(X), est.n_outputs_,
+                                  est.lookback)
     pred, band = _predict_rows(model, X, history, observed)
     names = list(table.target_names) or list(targets or [])
     if y is None and len(names) != est.n_outputs_:

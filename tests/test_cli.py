@@ -702,6 +702,25 @@ def test_predict_adapts_an_ensembles_band_to_observed_history(ensemble_run, tmp_
     assert not np.allclose(adaptive["upper"] - adaptive["lower"], fixed["upper"] - fixed["lower"])
 
 
+def test_predict_adapts_to_the_table_when_the_history_has_no_discharge(ensemble_run, tmp_path):
+    start = N_FIT
+    table = feature_table(tmp_path / "days.csv", slice(start, N_ROWS), target="q_kalkofen")
+    history = feature_table(tmp_path / "history.csv", slice(start - 20, start))
+    out = tmp_path / "days_out.csv"
+    code, stdout, stderr = run_main(["predict", ensemble_run["out"] / MODEL, table,
+                                     "--history", history, "--out", out])
+    assert code == 0, stderr
+    assert f"({N_ROWS - start} observed days in the history and the table" in stdout
+    model = load_model(ensemble_run["out"] / MODEL)
+    both = model[:-1].transform(table_rows(slice(start - 20, N_ROWS)))
+    observed = np.r_[np.full(20, np.nan),
+                     load_lahn(as_frame=True).frame["q_kalkofen"].to_numpy()[start:N_ROWS]]
+    lower, upper = model[-1].predict_interval(both, 0.9, observed=observed)
+    written = pd.read_csv(out, index_col="date")
+    np.testing.assert_allclose(written["lower"], lower[20:], rtol=1e-10)
+    np.testing.assert_allclose(written["upper"], upper[20:], rtol=1e-10)
+
+
 def test_predict_adapts_the_band_to_the_tables_own_observations(ensemble_run, tmp_path):
     table = feature_table(tmp_path / "days.csv", slice(N_FIT, N_ROWS), target="q_kalkofen")
     out = tmp_path / "days_out.csv"
