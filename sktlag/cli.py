@@ -363,6 +363,8 @@ def _run(args) -> int:
         out_dir = check_output_dir(args.out, args.force)
     except FileExistsError as exc:
         raise CommandError(f"{exc} (--force)") from exc
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
     X, y, source = _load_data(args)
     params = _hyperparameters(args)
     lookback = params.get("lookback", TLAGRegressor().lookback)

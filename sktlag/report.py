@@ -407,14 +407,25 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
     FileExistsError
         If it exists and is not a directory, or is a non-empty directory and
         ``overwrite`` is False.
+    ValueError
+        If it is the working directory or holds it: the artifacts replace their
+        directory as a whole, which the working directory cannot be.
     """
-    out_dir = Path(out_dir)
+    given = out_dir
+    # Absolute without following links, so that '.' and 'sub/..' have a name to publish
+    # under and the working directory is recognised however it is written.
+    out_dir = Path(os.path.abspath(out_dir))
+    if out_dir == Path.cwd() or out_dir in Path.cwd().parents:
+        raise ValueError(
+            f"output directory '{given}' is the working directory or holds it; the "
+            "artifacts replace their directory as a whole: choose a directory below it"
+        )
     if out_dir.exists() or out_dir.is_symlink():
         if not out_dir.is_dir():
-            raise FileExistsError(f"'{out_dir}' exists and is not a directory")
+            raise FileExistsError(f"'{given}' exists and is not a directory")
         if not overwrite and any(out_dir.iterdir()):
             raise FileExistsError(
-                f"output directory '{out_dir}' is not empty; choose a new directory or "
+                f"output directory '{given}' is not empty; choose a new directory or "
                 "allow replacing it"
             )
     return out_dir

@@ -179,6 +179,13 @@ def test_non_empty_output_needs_force(tmp_path):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+def test_the_working_directory_is_refused_before_training(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _expect_error(["run", "--out", "."], "'.' is the working directory",
+                  "choose a directory below it")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_damaged_model_file(run, tmp_path):
     model = tmp_path / "model.pth"
     model.write_bytes((run["out"] / "adaptive_lstm_model.pth").read_bytes()[:500])

@@ -10,7 +10,7 @@ from matplotlib.image import imread
 from sktlag import load_model, write_artifacts
 from sktlag import report as report_module
 from sktlag.io import read_table
-from sktlag.report import ARTIFACT_FILES, derivative_table, fit_periods
+from sktlag.report import ARTIFACT_FILES, check_output_dir, derivative_table, fit_periods
 
 from .fitted import study
 
@@ -167,6 +167,17 @@ def test_refuses_a_non_empty_directory(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(FileExistsError, match="not a directory"):
         write_artifacts(study().model, tmp_path / "file")
+
+
+@pytest.mark.parametrize("name", [".", "sub/..", "sub"])
+def test_refuses_the_working_directory_and_what_holds_it(tmp_path, monkeypatch, name):
+    # The artifacts replace their directory as a whole: the working directory cannot be.
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub" if name == "sub" else tmp_path)
+    target = ".." if name == "sub" else name  # from sub, '..' holds the working directory
+    with pytest.raises(ValueError, match="working directory"):
+        check_output_dir(target, overwrite=True)
+    assert check_output_dir(tmp_path / "new").name == "new"
 
 
 def test_overwrite_replaces_the_directory_as_a_whole(tmp_path):
