@@ -288,19 +288,29 @@ def prediction_table(
 def _period(y_true, y_pred, dates, names) -> dict[str, Any]:
     obs = np.asarray(y_true, dtype=float).reshape(len(y_true), -1)
     sim = np.asarray(y_pred, dtype=float).reshape(len(y_pred), -1)
-    seen = np.isfinite(obs).all(axis=1)
-    entry: dict[str, Any] = {"n_rows": int(len(obs)), "n_scored": int(seen.sum())}
+    seen = np.isfinite(obs)
+    entry: dict[str, Any] = {
+        "n_rows": int(len(obs)),
+        "n_scored": int(seen.any(axis=1).sum()),
+        "n_scored_by_output": {name: int(n) for name, n in zip(names, seen.sum(axis=0),
+                                                               strict=True)},
+    }
     if dates is not None and len(dates):
         entry["start"] = pd.Timestamp(dates[0]).date().isoformat()
         entry["end"] = pd.Timestamp(dates[-1]).date().isoformat()
-    if seen.sum() < 2:
-        entry["metrics"] = {}
-        return entry
-    index = None if dates is None else pd.DatetimeIndex(dates)[seen]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # undefined metrics are reported as null
-        table = evaluate(pd.DataFrame(obs[seen], columns=names), sim[seen], index=index)
-    entry["metrics"] = table.to_dict()
+    # Each output on its own observed days: a gap at one gauge must not hide the
+    # errors of another on those days.
+    entry["metrics"] = {}
+    for j, name in enumerate(names):
+        rows = seen[:, j]
+        if rows.sum() < 2:
+            continue
+        index = None if dates is None else pd.DatetimeIndex(dates)[rows]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # undefined metrics are reported as null
+            table = evaluate(pd.DataFrame(obs[rows, j], columns=[name]), sim[rows, j],
+                             index=index)
+        entry["metrics"][name] = table[name].to_dict()
     return entry
 
 
@@ -338,8 +348,10 @@ def metrics_summary(
     dict
         ``n_layers``, ``fit_seconds``, ``epochs_trained``, ``best_epoch``,
         ``interrupted`` and ``periods``: per period ``n_rows``, ``n_scored`` (rows with
-        an observation), ``start``, ``end`` and ``metrics`` (``{output: {metric:
-        value}}``, all rows of :func:`sktlag.metrics.evaluate`). For an ensemble,
+        an observation of any output), ``n_scored_by_output``, ``start``, ``end`` and
+        ``metrics`` (``{output: {metric: value}}``, all rows of
+        :func:`sktlag.metrics.evaluate`, each output on the rows where it is observed;
+        an output observed on fewer than two rows has none). For an ensemble,
         ``n_members`` and one value per member in ``n_layers``, ``fit_seconds``,
         ``epochs_trained`` and ``best_epoch``.
     """

@@ -180,6 +180,24 @@ def test_refuses_the_working_directory_and_what_holds_it(tmp_path, monkeypatch, 
     assert check_output_dir(tmp_path / "new").name == "new"
 
 
+def test_each_output_is_scored_on_its_own_observed_days():
+    from sktlag.metrics import evaluate
+    from sktlag.report import metrics_summary
+
+    rng = np.random.default_rng(0)
+    obs = rng.gamma(2.0, size=(40, 2))
+    sim = obs + rng.normal(scale=0.3, size=obs.shape)
+    obs[5:15, 1] = np.nan  # gauge b missing for ten days, gauge a observed throughout
+    dates = pd.date_range("2000-01-01", periods=40)
+    period = metrics_summary(study().model, {"test": (obs, sim, dates)},
+                             names=["a", "b"])["periods"]["test"]
+    seen = np.isfinite(obs[:, 1])
+    assert period["n_scored"] == 40 and period["n_scored_by_output"] == {"a": 40, "b": 30}
+    for j, name, rows in ((0, "a", slice(None)), (1, "b", seen)):
+        truth = evaluate(obs[rows, j], sim[rows, j], index=dates[rows])["output_0"]
+        assert period["metrics"][name] == pytest.approx(truth.to_dict(), nan_ok=True)
+
+
 def test_overwrite_replaces_the_directory_as_a_whole(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
