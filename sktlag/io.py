@@ -542,7 +542,10 @@ def _choose_roles(
         if not require_target and not any(name in values for name in target):
             target, rule = [], "none"
     elif layout == "research":
-        target, rule = values[:1], "position"
+        # The first value column is the discharge, unless a table that need not hold it
+        # (future days) names that column as an input.
+        inputs_only = not require_target and features is not None and values[0] in features
+        target, rule = ([], "none") if inputs_only else (values[:1], "position")
     else:
         target = _target_by_name(values, features, require_target, label)
         rule = "name" if target else "none"
@@ -793,7 +796,8 @@ def read_table(
         (future days without observed flow): ``y`` is None, ``target_names``
         is empty and ``target_rule`` is ``"none"``. That is the case when none
         of the ``target`` columns is in the table, or, without ``target``, when
-        no column name of a tidy table means discharge. A table with only some
+        no column name of a tidy table means discharge, or when the first value
+        column of a research table is one of ``features``. A table with only some
         of the ``target`` columns, or several names meaning discharge, is still
         an error. A target column without any value (the column of a template
         for future days) is accepted too, when ``allow_missing_target`` is true.

@@ -757,6 +757,20 @@ def test_research_layout_keeps_the_positional_target(tmp_path):
     assert table.feature_names == ("Station1", "Q", "Station3")
 
 
+def test_research_inputs_only_table_when_the_target_is_not_required(tmp_path):
+    # Future days in the research layout: year, month, day, then the stations only.
+    frame = research_frame().drop(columns="Data")
+    path = write(frame, tmp_path / "future.csv")
+    stations = ["Station1", "Station2", "Station3"]
+    table = read_table(path, features=stations, require_target=False)
+    assert table.y is None and table.target_rule == "none"
+    assert table.feature_names == tuple(stations)
+    # With the flow in its place it is still the target.
+    observed = write(research_frame(), tmp_path / "observed.csv")
+    table = read_table(observed, features=stations, require_target=False)
+    assert table.target_names == ("Data",) and table.target_rule == "position"
+
+
 def test_inputs_only_table_when_the_target_is_not_required(tmp_path):
     path = named_table(tmp_path / "future.csv", ["E0", "P"])
     with pytest.raises(TableError, match="no column name means discharge"):
