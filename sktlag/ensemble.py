@@ -143,7 +143,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         The ``random_state`` of each member.
     calibration_scores_ : ndarray of shape (n_scores, n_outputs)
         Signed residuals of the calibration windows in units of the scale ``u`` (see
-        ``scale``), in time order (NaN where the target is missing).
+        ``scale``), in the order of the rows given to ``fit``: time order, series after
+        series with ``groups`` (NaN where the target is missing).
     spread_offset_ : ndarray of shape (n_outputs,)
         The members' typical spread ``s`` on the validation windows, which the scale
         ``u`` adds to their standard deviation (with ``scale="flow"``, in proportion
@@ -284,7 +285,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             scale = self._scale(members[:, block].mean(axis=0), members[:, block].std(axis=0))
             rows.append(block)
             scores.append((y2[block] - members[m, block]) / scale)
-        # In time order: the adaptive band replaces the oldest scores first.
+        # In row order (time order within each series): the adaptive band replaces the
+        # first scores first.
         order = np.argsort(np.concatenate(rows), kind="stable")
         self.calibration_scores_ = np.concatenate(scores)[order]
 
