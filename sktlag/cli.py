@@ -378,6 +378,9 @@ def _run(args) -> int:
     if args.calibration == "blocks" and args.members < 2:
         raise CommandError("--calibration blocks needs --members 2 or more: each member "
                            "leaves out a block of the training part the others calibrate on")
+    if args.jobs is not None and args.members < 2:
+        raise CommandError("--jobs needs --members 2 or more: it sets how many processes "
+                           "fit ensemble members at once")
     if args.interval_scale is not None and args.members < 2:
         raise CommandError("--interval-scale needs --members 2 or more: intervals come from "
                            "an ensemble")

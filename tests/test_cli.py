@@ -179,6 +179,12 @@ def test_non_empty_output_needs_force(tmp_path):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+def test_jobs_without_members_is_refused_not_ignored(tmp_path):
+    _expect_error(["run", "--out", tmp_path / "o", "--jobs", "2"],
+                  "--jobs needs --members 2 or more")
+    assert not (tmp_path / "o").exists()
+
+
 def test_the_working_directory_is_refused_before_training(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _expect_error(["run", "--out", "."], "'.' is the working directory",
