@@ -845,7 +845,8 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     def _warmup_for(self, X_original, history) -> np.ndarray | None:
         if history is not None:
             history = self._validate_X(history, reset=False)
-            return history[len(history) - (self.lookback - 1) :] if self.lookback > 1 else None
+            # The last lookback - 1 rows, or all of a shorter history (padding goes first).
+            return history[max(len(history) - (self.lookback - 1), 0) :] if self.lookback > 1 else None
         expected = getattr(self, "warmup_index_", None)
         if expected is None or not isinstance(X_original, pd.DataFrame) or len(X_original) == 0:
             return None

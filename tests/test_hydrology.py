@@ -111,6 +111,19 @@ def test_test_fold_after_training_fold_uses_real_history():
     np.testing.assert_allclose(explicit, warm)
 
 
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+def test_history_shorter_than_the_lookback_is_used_in_full():
+    X, y = _frame()
+    est = TLAGRegressor(**PARAMS, random_state=0).fit(X.iloc[:300], y.iloc[:300])
+    rows = X.to_numpy()
+    for n_history in range(1, PARAMS["lookback"] - 1):
+        history = rows[300 - n_history : 300]
+        # The history's rows, then padding before them: as if they led the series.
+        reference = est.predict(rows[300 - n_history :])[n_history:]
+        np.testing.assert_allclose(est.predict(rows[300:], history=history), reference,
+                                   rtol=1e-5, atol=1e-6)
+
+
 def test_warm_up_survives_a_pandas_pipeline():
     X, y = _frame()
     pipe = make_pipeline(StandardScaler(), TLAGRegressor(**PARAMS, random_state=0))
