@@ -763,7 +763,8 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             derivative_sample=derivative_sample, holdout_sample=holdout_sample, seed=seed,
         )
         outcome = train(net, params, train_set, valid_set, derivative_sample=derivative_sample,
-                        holdout_sample=holdout_sample, seed=seed, continuing=continuing)
+                        holdout_sample=holdout_sample, seed=seed, continuing=continuing,
+                        start_epoch=self.best_epoch_ if continuing else None)
         self.net_ = net
         self.module_ = net.module_
         self.n_layers_ = self.module_.num_layers

@@ -292,6 +292,23 @@ def test_warm_start_continues_from_the_fitted_network(series, fast_params):
     assert est.derivative_history_["inserted"].any()
 
 
+@pytest.mark.parametrize("select_by", ["epoch", "moving_average"])
+def test_a_warm_start_that_does_not_improve_keeps_the_epoch_of_the_held_weights(
+        series, fast_params, select_by):
+    X, y = series
+    est = TLAGRegressor(**{**fast_params, "max_epochs": 6, "lr": 0.2},
+                        topo_derivative_threshold=np.inf, lr_schedule=None,
+                        select_by=select_by, random_state=0).fit(X, y)
+    held_epoch, held_score = est.best_epoch_, est.best_score_
+    assert held_epoch < len(est.history_)  # the held weights are not the last epoch's
+    # A learning rate too small to move the weights: the starting state stays the best.
+    est.set_params(warm_start=True, lr=1e-30, max_epochs=2).fit(X, y)
+    assert len(est.history_) == 8 and est.best_epoch_ == held_epoch
+    assert est.best_score_ == pytest.approx(held_score, abs=1e-6)
+    assert est.history_[est.best_epoch_ - 1]["valid_score"] == pytest.approx(est.best_score_,
+                                                                             abs=1e-6)
+
+
 # ---------------------------------------------------------------- groups
 def test_groups_keep_windows_inside_each_series(fast_params):
     X1, y1 = make_series(seed=1)
