@@ -367,6 +367,10 @@ _LEGACY_PARAMS: dict[str, Any] = {
     "min_improvement": -math.inf,
     "select_by": "epoch",
     "growth_optimizer": "fresh",
+    # Added after 0.2.0, whose decisions took exact products by double backward and
+    # solved each position to a relative tolerance of 1e-3.
+    "eigensolver_tol": 1e-3,
+    "hessian_products": "exact",
 }
 
 

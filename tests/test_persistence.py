@@ -264,11 +264,14 @@ def test_growth_continues_after_loading(tmp_path):
 
 RECIPE = ["output_dropout", "initial_forget_bias", "lr_schedule", "clip_gradient_norm"]
 STOP_RULES = ["derivative_criterion", "min_improvement", "select_by", "growth_optimizer"]
+SOLVER = ["eigensolver_tol", "hessian_products"]
 #: The values that reproduce how versions without these settings trained.
 LEGACY = {
     "initial_forget_bias": 0.0, "lr_schedule": None, "clip_gradient_norm": None,
     "derivative_criterion": "raw", "min_improvement": -np.inf, "select_by": "epoch",
     "growth_optimizer": "fresh", "callbacks": None,
+    # 0.2.0 and before: exact products by double backward, solved to 1e-3.
+    "eigensolver_tol": 1e-3, "hessian_products": "exact",
 }
 
 
@@ -289,7 +292,8 @@ def _older_file(model, path, absent):
 def test_model_file_without_the_recipe_keeps_its_training(tmp_path):
     X, y = make_series(n_rows=200)
     est = TLAGRegressor(**TINY, output_dropout=0.0, random_state=0).fit(X, y)
-    path = _older_file(est, tmp_path / "old.pth", [*RECIPE, *STOP_RULES, "callbacks"])
+    path = _older_file(est, tmp_path / "old.pth",
+                       [*RECIPE, *STOP_RULES, *SOLVER, "callbacks"])
     loaded = load_model(path)
     # Not today's default 0.4, which contradicts the stored network.
     assert loaded.output_dropout == loaded.module_.output_dropout_rate == 0.0
