@@ -175,7 +175,7 @@ def plot_evolution(model, *, figsize: tuple[float, float] = (10.0, 9.0)) -> Figu
     finite = nse_values[np.isfinite(nse_values)]
     if len(finite):
         low = max(float(finite.min()), _NSE_FLOOR)
-        high = min(float(finite.max()), 1.0)
+        high = max(min(float(finite.max()), 1.0), low)  # all below the floor: the floor
         pad = 0.05 * max(high - low, 0.1)
         ax_nse.set_ylim(low - pad, min(high + pad, 1.02))
         if finite.min() < _NSE_FLOOR:
@@ -232,7 +232,7 @@ def _plot_member_evolution(model, figsize) -> Figure:
         finite = values[np.isfinite(values)]
         if len(finite):
             lows.append(max(float(finite.min()), _NSE_FLOOR))
-            highs.append(min(float(finite.max()), 1.0))
+            highs.append(max(min(float(finite.max()), 1.0), lows[-1]))
     if lows:
         pad = 0.05 * max(max(highs) - min(lows), 0.1)
         ax_nse.set_ylim(min(lows) - pad, min(max(highs) + pad, 1.02))
@@ -290,6 +290,10 @@ def _units(y_true, names: list[str], unit) -> list[str | None]:
             for name, mine in zip(names, own, strict=True)]
 
 
+def _entries(n: int) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
+
+
 def plot_prediction(
     y_true,
     y_pred,
@@ -344,6 +348,10 @@ def plot_prediction(
         raise ValueError(f"y_true and y_pred differ in shape: {obs.shape} and {sim.shape}")
     k = obs.shape[1]
     names = list(names) if names is not None else [str(n) for n in output_names(y_true, k)]
+    if len(names) != k:
+        raise ValueError(f"names has {_entries(len(names))} for {k} outputs")
+    if dates is not None and len(dates) != len(obs):
+        raise ValueError(f"dates has {_entries(len(dates))} for {len(obs)} rows")
     units = _units(y_true, names, unit)
     x = pd.DatetimeIndex(dates) if dates is not None else np.arange(len(obs))
     fig = Figure(figsize=figsize or (11.0, 4.0 * k), layout="constrained")

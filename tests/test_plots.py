@@ -46,6 +46,30 @@ def test_depth_axis_of_a_grown_model_has_whole_layer_ticks():
     np.testing.assert_array_equal(ticks, np.round(ticks))
 
 
+def test_nse_axis_stays_upright_when_every_score_is_below_the_floor():
+    import copy
+
+    model = copy.deepcopy(one_layer_model())
+    for row in model.history_:
+        row["valid_nse"] = row["valid_score"] = row["valid_nse_ma"] = -3.0
+    ens = TLAGEnsemble(TLAGRegressor(**{**FAST, "max_layers": 1, "max_epochs": 3}),
+                       n_members=1, random_state=0)
+    ens.estimators_ = [model]
+    for figure in (plot_evolution(model), plot_evolution(ens)):
+        bottom, top = figure.axes[0].get_ylim()
+        assert bottom < -1 < top  # the floor in view, not an upside-down axis
+
+
+def test_prediction_names_and_dates_of_the_wrong_length_are_named():
+    y = np.arange(20.0).reshape(10, 2)
+    with pytest.raises(ValueError, match="names has 1 entry for 2 outputs"):
+        plot_prediction(y, y, names=["A"])
+    with pytest.raises(ValueError, match="names has 3 entries for 2 outputs"):
+        plot_prediction(y, y, names=["A", "B", "C"])
+    with pytest.raises(ValueError, match="dates has 9 entries for 10 rows"):
+        plot_prediction(y, y, pd.date_range("2000-01-01", periods=9))
+
+
 def test_evolution_title_counts_in_singular_and_plural():
     title = plot_evolution(one_layer_model()).get_suptitle()
     assert "0 insertions" in title and "fitted model: 1 layer " in title
