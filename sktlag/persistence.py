@@ -111,13 +111,19 @@ def _history_rows(history) -> list[dict[str, Any]]:
 def _frame_to_plain(frame: pd.DataFrame) -> dict[str, Any]:
     return {
         "columns": [str(c) for c in frame.columns],
+        "dtypes": [str(dtype) for dtype in frame.dtypes],
         "rows": to_plain(frame.astype(object).where(frame.notna(), None).to_numpy().tolist()),
     }
 
 
 def _frame_from_plain(data: dict[str, Any]) -> pd.DataFrame:
-    frame = pd.DataFrame(data["rows"], columns=data["columns"])
-    return frame.infer_objects()
+    frame = pd.DataFrame(data["rows"], columns=data["columns"]).infer_objects()
+    # A column missing in every row came back as None alone: its stored type says it
+    # held numbers (NaN). Files written before the types were stored keep the guess.
+    for column, dtype in zip(data["columns"], data.get("dtypes", ()), strict=False):
+        if dtype.startswith("float") and frame[column].dtype == object:
+            frame[column] = frame[column].astype(dtype)
+    return frame
 
 
 # ---------------------------------------------------------------------- saving

@@ -247,6 +247,18 @@ def test_pipeline_model_file_can_be_fine_tuned(saved):
     assert loaded[-1].n_layers_ >= s.model[-1].n_layers_
 
 
+def test_a_decision_column_never_computed_round_trips_as_numbers(tmp_path):
+    X, y = make_series(n_rows=200)
+    est = TLAGRegressor(**{**TINY, "max_epochs": 4, "max_epochs_per_layer": 2},
+                        topo_derivative_threshold=-np.inf, random_state=0).fit(X, y)
+    table = est.derivative_history_
+    column = next(c for c in table.columns if c.startswith("relative_derivative_"))
+    table[column] = np.nan  # a position whose derivative could not be computed
+    loaded = _pth_round_trip(est, tmp_path)
+    pd.testing.assert_frame_equal(loaded.derivative_history_, table)
+    loaded.set_params(warm_start=True, max_epochs=2).fit(X, y)  # reads the table back
+
+
 def test_growth_continues_after_loading(tmp_path):
     X, y = make_series(n_rows=200)
     fixed = TLAGRegressor(**{**TINY, "max_layers": 1}, random_state=0).fit(X, y)
