@@ -170,8 +170,14 @@ def _warmup_payload(estimator: TLAGRegressor) -> dict[str, Any] | None:
     expected = getattr(estimator, "warmup_index_", None)
     if isinstance(expected, pd.Timestamp):
         expected = {"kind": "datetime", "value": expected.isoformat()}
+    elif isinstance(expected, pd.Timedelta):
+        expected = {"kind": "timedelta", "value": expected.isoformat()}
+    elif isinstance(expected, pd.Period):
+        expected = {"kind": "period", "value": str(expected), "freq": expected.freqstr}
     elif isinstance(expected, Integral) and not isinstance(expected, bool):
         expected = {"kind": "integer", "value": int(expected)}
+    elif isinstance(expected, Real) and not isinstance(expected, bool):
+        expected = {"kind": "float", "value": float(expected)}
     else:
         expected = None
     return {"rows": torch.from_numpy(np.array(rows, dtype=np.float64)), "next_index": expected}
@@ -349,11 +355,16 @@ def _restore_warmup(est: TLAGRegressor, warmup: dict[str, Any] | None) -> None:
         return
     est.warmup_rows_ = warmup["rows"].numpy().astype(np.float64)
     expected = warmup.get("next_index")
-    est.warmup_index_ = None
-    if expected is not None and expected["kind"] == "datetime":
-        est.warmup_index_ = pd.Timestamp(expected["value"])
-    elif expected is not None and expected["kind"] == "integer":
-        est.warmup_index_ = int(expected["value"])
+    kind = None if expected is None else expected["kind"]
+    value = None if expected is None else expected["value"]
+    est.warmup_index_ = {
+        None: lambda: None,
+        "datetime": lambda: pd.Timestamp(value),
+        "timedelta": lambda: pd.Timedelta(value),
+        "period": lambda: pd.Period(value, freq=expected["freq"]),
+        "integer": lambda: int(value),
+        "float": lambda: float(value),
+    }[kind]()
 
 
 #: Hyperparameters that files written by earlier versions lack, with the value that

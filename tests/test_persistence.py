@@ -247,6 +247,21 @@ def test_pipeline_model_file_can_be_fine_tuned(saved):
     assert loaded[-1].n_layers_ >= s.model[-1].n_layers_
 
 
+@pytest.mark.parametrize("index", [
+    pd.period_range("2000-01-01", periods=300, freq="D"),
+    pd.Index(np.arange(300) * 0.5),
+    pd.timedelta_range(0, periods=300, freq="D"),
+])
+def test_the_warm_up_of_any_index_with_steps_round_trips(tmp_path, index):
+    X, y = make_series(n_rows=300)
+    X = pd.DataFrame(X, index=index, columns=["a", "b", "c"])
+    est = TLAGRegressor(**TINY, random_state=0).fit(X.iloc[:200], y[:200])
+    assert est.warmup_index_ == index[200]
+    loaded = _pth_round_trip(est, tmp_path)
+    assert loaded.warmup_index_ == index[200]
+    np.testing.assert_array_equal(loaded.predict(X.iloc[200:]), est.predict(X.iloc[200:]))
+
+
 def test_a_decision_column_never_computed_round_trips_as_numbers(tmp_path):
     X, y = make_series(n_rows=200)
     est = TLAGRegressor(**{**TINY, "max_epochs": 4, "max_epochs_per_layer": 2},
