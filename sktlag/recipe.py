@@ -120,11 +120,16 @@ def record_problems(
     updates = updates_per_epoch(n_train_windows, batch_size)
     if updates < MIN_UPDATES_PER_EPOCH:
         largest = max(1, n_train_windows // MIN_UPDATES_PER_EPOCH)
+        remedy = f"at most batch_size={largest}"
+        # "auto" is a remedy only where its own choice gives enough updates (its
+        # smallest batch does not on the shortest records).
+        if updates_per_epoch(n_train_windows, auto_batch_size(n_train_windows)) \
+                >= MIN_UPDATES_PER_EPOCH:
+            remedy = f"batch_size='auto' or {remedy}"
         problems.append(
             f"{n_train_windows} training windows in batches of {batch_size} give "
             f"{updates} updates per epoch, fewer than {MIN_UPDATES_PER_EPOCH}: early "
-            f"stopping and growth count epochs the network barely trains in; use "
-            f"batch_size='auto' or at most batch_size={largest}"
+            f"stopping and growth count epochs the network barely trains in; use {remedy}"
         )
     history = 2 * (lookback - 1)
     if n_train_windows < history:

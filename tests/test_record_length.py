@@ -127,6 +127,17 @@ def test_too_few_updates_warn_at_the_number_and_not_above():
     assert "batch_size='auto'" in message
 
 
+def test_too_few_updates_suggest_auto_only_where_it_would_give_enough():
+    # 112 windows: "auto" itself takes its smallest batch, 16, for 7 updates per epoch.
+    (message,) = problems(n_train_windows=112, batch_size=16, lookback=5)
+    assert "batch_size='auto'" not in message and "at most batch_size=11" in message
+    (message,) = problems(n_train_windows=112, batch_size=64, lookback=5)
+    assert "batch_size='auto'" not in message
+    # 900 windows at 256: "auto" would take 16 (57 updates per epoch).
+    (message,) = problems(n_train_windows=900, lookback=5)
+    assert "use batch_size='auto' or at most batch_size=90" in message
+
+
 def test_a_lookback_longer_than_the_record_carries_warns_at_the_number():
     history = 2 * (180 - 1)
     assert problems(n_train_windows=history, batch_size=16) == []
