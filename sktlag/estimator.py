@@ -670,8 +670,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         y = self._validate_y(y, len(X))
         if continuing:
             self._check_continuation(y.reshape(len(y), -1))
-        else:
-            self._y_ndim = y.ndim
+        self._y_ndim = y.ndim  # predictions take the shape of the last fit's target
         self._warn_large_inputs(X, frame)
         groups = None if groups is None else np.asarray(groups)
         self._check_length(len(X), groups)
@@ -791,6 +790,8 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         spec = self.net_.module_.get_spec()
         fixed = [("hidden_size", spec["hidden_size"]), ("dropout", spec["dropout"]),
                  ("output_dropout", spec.get("output_dropout", 0.0))]
+        # The net stays on its device; derivative samples would go to the new one.
+        fixed.append(("device", self.net_.device))
         for name, fitted in fixed:
             if getattr(self, name) != fitted:
                 raise ValueError(

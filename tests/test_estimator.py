@@ -309,6 +309,24 @@ def test_a_warm_start_that_does_not_improve_keeps_the_epoch_of_the_held_weights(
                                                                              abs=1e-6)
 
 
+def test_a_warm_start_follows_the_shape_of_the_new_target(series, fast_params):
+    X, y = series
+    est = TLAGRegressor(**fast_params, topo_derivative_threshold=np.inf,
+                        random_state=0).fit(X, y)
+    assert est.predict(X).shape == (len(X),)
+    est.set_params(warm_start=True, max_epochs=1).fit(X, y[:, None])
+    assert est.predict(X).shape == (len(X), 1)
+
+
+def test_a_warm_start_refuses_another_device(series, fast_params):
+    X, y = series
+    est = TLAGRegressor(**fast_params, topo_derivative_threshold=np.inf,
+                        random_state=0).fit(X, y)
+    est.net_.device = "cuda"  # as fitted on a GPU; the estimator now asks for the CPU
+    with pytest.raises(ValueError, match="warm_start cannot change device"):
+        est.set_params(warm_start=True, max_epochs=1).fit(X, y)
+
+
 # ---------------------------------------------------------------- groups
 def test_groups_keep_windows_inside_each_series(fast_params):
     X1, y1 = make_series(seed=1)
