@@ -144,7 +144,7 @@ def _check_finite(values: np.ndarray, what: str, columns: list[str] | None, allo
         name = repr(columns[col]) if columns is not None else str(col)
         raise ValueError(
             f"{what} contains {label} at row {row}, column {name} ({count} {label} value(s) "
-            f"in total); remove or impute them before fitting (e.g. SimpleImputer in a "
+            f"in total); remove or impute them first (e.g. SimpleImputer in a "
             f"Pipeline), they are never filled silently"
         )
 
