@@ -382,7 +382,8 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         ``"not_computable"``; training then ends at the current architecture's plateau
         or ``max_epochs``; ``"validation"`` also when the architecture that ends with
         the budget did not beat the best before it), ``"max_epochs"`` (the epoch budget
-        ran out while growth could go on) or ``"interrupted"``.
+        ran out before a rule ended growth, also in a fit that cannot grow, such as
+        ``max_layers=initial_num_layers``, trained to its budget) or ``"interrupted"``.
     n_threads_ : int
         Torch CPU threads the last ``fit`` ran on (``n_threads`` or torch's own count).
     interrupted_ : bool
