@@ -52,6 +52,14 @@ def group_starts(groups: np.ndarray | None, n_rows: int) -> np.ndarray:
     groups = np.asarray(groups)
     if groups.shape != (n_rows,):
         raise ValueError(f"groups must have shape ({n_rows},), got {groups.shape}")
+    # A missing label is never equal to itself: it would split its series row by row.
+    missing = np.array([label is None or label != label for label in groups.tolist()],
+                       dtype=bool)
+    if missing.any():
+        raise ValueError(
+            f"groups has no label at row {int(np.argmax(missing))} ({int(missing.sum())} "
+            "rows in total); every row needs the label of its series"
+        )
     change = np.ones(n_rows, dtype=bool)
     change[1:] = groups[1:] != groups[:-1]
     block_first = np.flatnonzero(change)

@@ -60,6 +60,13 @@ def test_groups_must_be_contiguous():
         group_starts(np.array([1, 2]), 3)
 
 
+@pytest.mark.parametrize("groups", [np.array([1.0, 1.0, np.nan, np.nan, 2.0]),
+                                    np.array(["a", "a", None, None, "b"], dtype=object)])
+def test_a_missing_group_label_is_named_by_its_row(groups):
+    with pytest.raises(ValueError, match="groups has no label at row 2 .2 rows in total"):
+        group_starts(groups, 5)
+
+
 @pytest.mark.parametrize("lookback", [1, 4])
 def test_chronological_split_is_ordered_and_disjoint(lookback):
     ends = window_ends(100, lookback)
