@@ -62,13 +62,14 @@ _HYDROLOGY = {
 #:
 #: ``"hydrology"``: the training recipe of the field's reference LSTM
 #: (NeuralHydrology's ``cudalstm`` setup: hidden 64, forget-gate bias 3, dropout 0.4
-#: before the head, gradient norm clipped at 1, batch 256, 100 epochs, learning rate
-#: halved at epoch 20) with a 180-day lookback, which measured as accurate as 365 days
-#: at half the cost; one layer, no growth, every epoch trained, best validation epoch
-#: kept. ``"short_record"``: the same recipe with batch 32, for records of about ten
-#: years of daily data or less, where a batch of 256 leaves an epoch with a dozen
-#: updates; on the research demo and on the last 11 years of the Lahn it reached a
-#: higher test NSE at the same fit time (``benchmarks/vs_research.py``).
+#: before the head, gradient norm clipped at 1, 100 epochs, learning rate halved at
+#: epoch 20; batches from the record, ``batch_size="auto"``: 256 on 31 years, as there)
+#: with a 180-day lookback, which measured as accurate as 365 days at half the cost;
+#: one layer, no growth, every epoch trained, best validation epoch kept.
+#: ``"short_record"``: the same recipe with a fixed batch of 32, for records of about
+#: ten years of daily data or less; measured against batches of 256 (a dozen updates
+#: per epoch there), on the research demo and on the last 11 years of the Lahn it
+#: reached a higher test NSE at the same fit time (``benchmarks/vs_research.py``).
 #: ``"research"``: the research code's ``main()`` (hours on a laptop CPU); its
 #: derivative is a different quantity, so only its rule is kept: the raw derivative
 #: against its threshold 0.01, no validation rule, the best single epoch.
