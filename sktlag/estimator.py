@@ -849,8 +849,10 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     def _warmup_for(self, X_original, history) -> np.ndarray | None:
         if history is not None:
             history = self._validate_X(history, reset=False)
+            if self.lookback == 1:
+                return None
             # The last lookback - 1 rows, or all of a shorter history (padding goes first).
-            return history[max(len(history) - (self.lookback - 1), 0) :] if self.lookback > 1 else None
+            return history[max(len(history) - (self.lookback - 1), 0) :]
         expected = getattr(self, "warmup_index_", None)
         if expected is None or not isinstance(X_original, pd.DataFrame) or len(X_original) == 0:
             return None

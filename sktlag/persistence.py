@@ -354,17 +354,25 @@ def _restore_warmup(est: TLAGRegressor, warmup: dict[str, Any] | None) -> None:
     if warmup is None:
         return
     est.warmup_rows_ = warmup["rows"].numpy().astype(np.float64)
-    expected = warmup.get("next_index")
-    kind = None if expected is None else expected["kind"]
-    value = None if expected is None else expected["value"]
-    est.warmup_index_ = {
-        None: lambda: None,
-        "datetime": lambda: pd.Timestamp(value),
-        "timedelta": lambda: pd.Timedelta(value),
-        "period": lambda: pd.Period(value, freq=expected["freq"]),
-        "integer": lambda: int(value),
-        "float": lambda: float(value),
-    }[kind]()
+    est.warmup_index_ = _index_value(warmup.get("next_index"))
+
+
+def _index_value(stored: dict[str, Any] | None):
+    """The index value :func:`_warmup_payload` stored (None: none was)."""
+    if stored is None:
+        return None
+    kind, value = stored["kind"], stored["value"]
+    if kind == "datetime":
+        return pd.Timestamp(value)
+    if kind == "timedelta":
+        return pd.Timedelta(value)
+    if kind == "period":
+        return pd.Period(value, freq=stored["freq"])
+    if kind == "integer":
+        return int(value)
+    if kind == "float":
+        return float(value)
+    raise ValueError(f"unknown kind of index value {kind!r}")
 
 
 #: Hyperparameters that files written by earlier versions lack, with the value that
