@@ -571,6 +571,15 @@ def test_text_in_numeric_columns(tmp_path, suffix):
     assert "'flow' (column 2, B): row 11 ('high')" in text
 
 
+def test_digits_of_other_scripts_are_not_plain_decimal_numbers(tmp_path):
+    frame = tidy_frame(n_rows=4).astype({"rain": object})
+    frame.loc[1, "rain"] = "\uff11\uff12"  # full-width 12
+    frame.loc[2, "rain"] = "\u0661\u0662"  # Arabic-Indic 12
+    path = write(frame, tmp_path / "basin.csv")
+    with pytest.raises(TableError, match=r"not numbers.*row 3 .*row 4 "):
+        read_table(path)
+
+
 def test_booleans_are_not_numbers(tmp_path):
     frame = tidy_frame(n_rows=3).astype({"rain": object})
     frame.loc[1, "rain"] = True
