@@ -264,6 +264,8 @@ def _read_csv_cells(path: Path, suffix: str, label: str) -> pd.DataFrame:
             rows = list(csv.reader(handle))
     except (UnicodeDecodeError, csv.Error, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise TableError(f"{label}: cannot be read as a UTF-8 CSV file: {exc}") from exc
+    except OSError as exc:  # no permission, a device error
+        raise TableError(f"{label}: cannot be read: {exc.strerror or exc}") from exc
     width = max((len(row) for row in rows), default=0)
     return pd.DataFrame([row + [""] * (width - len(row)) for row in rows], dtype=object)
 

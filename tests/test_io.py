@@ -580,6 +580,19 @@ def test_digits_of_other_scripts_are_not_plain_decimal_numbers(tmp_path):
         read_table(path)
 
 
+def test_a_file_without_permission_to_read_is_a_table_error(tmp_path, monkeypatch):
+    import sktlag.io as io_module
+
+    path = write(tidy_frame(n_rows=3), tmp_path / "basin.csv")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(io_module, "open", refuse, raising=False)
+    with pytest.raises(TableError, match="basin.csv': cannot be read: Permission denied"):
+        read_table(path)
+
+
 def test_booleans_are_not_numbers(tmp_path):
     frame = tidy_frame(n_rows=3).astype({"rain": object})
     frame.loc[1, "rain"] = True
