@@ -579,7 +579,8 @@ def load_model(
             model = Pipeline([*steps, (pipeline["regressor_name"], est)])
             if hasattr(est, "feature_names_in_"):
                 model.set_output(transform="pandas")
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        # An entry missing, of the wrong kind or shape: plain data that is not a model.
         raise ModelFileError(f"'{path}': the model file is inconsistent: {exc}") from exc
     if return_metadata:
         return model, payload.get("metadata", {})

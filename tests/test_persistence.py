@@ -154,6 +154,15 @@ def test_inconsistent_weights_are_a_clear_error(saved, tmp_path):
         load_model(path)
 
 
+def test_an_entry_of_the_wrong_kind_is_a_clear_error(saved, tmp_path):
+    payload = model_payload(study().model)
+    payload["params"] = list(payload["params"])  # names only, where a mapping belongs
+    path = tmp_path / "wrong_kind.pth"
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match="wrong_kind.pth.*inconsistent"):
+        load_model(path)
+
+
 def test_what_cannot_be_saved(tmp_path):
     with pytest.raises(NotFittedError):
         save_model(TLAGRegressor(), tmp_path / "m.pth")
