@@ -173,11 +173,9 @@ def _callbacks(
     seed: int,
     initial_score: float | None = None,
     holdout_sample: Callable | None = None,
-    initial_epoch: int | None = None,
 ) -> list[tuple[str, Any]]:
     checkpoint = ArchitectureCheckpoint(
-        initial_score=initial_score, selection=params["select_by"],
-        initial_epoch=initial_epoch,
+        initial_score=initial_score, selection=params["select_by"]
     )
     plateau = PlateauDetector(
         patience=params["patience"],
@@ -334,7 +332,6 @@ def train(
     derivative_sample: Callable,
     seed: int,
     continuing: bool = False,
-    start_epoch: int | None = None,
     holdout_sample: Callable | None = None,
 ) -> Outcome:
     """Run ``net`` on the windows: from scratch, or continuing a fitted net.
@@ -342,8 +339,7 @@ def train(
     A new net (from :func:`build_net`) is initialized and trained. A continued one keeps
     its depth and weights and trains with fresh growth callbacks and a fresh optimizer;
     its state, scored on ``valid_set``, competes with the new epochs for the best, so
-    continuing never ends on a worse validation score than it began; ``start_epoch`` is
-    the epoch that state comes from (the earlier fit's best).
+    continuing never ends on a worse validation score than it began.
 
     After the run the training data are released from the net (a fitted estimator and
     its pickle should not carry them), and an interrupted run's history loses the epoch
@@ -357,7 +353,7 @@ def train(
             net.set_params(
                 train_split=predefined_split(valid_set),
                 callbacks=_callbacks(params, derivative_sample, seed, initial,
-                                     holdout_sample=holdout_sample, initial_epoch=start_epoch),
+                                     holdout_sample=holdout_sample),
                 max_epochs=params["max_epochs"],
                 batch_size=params["batch_size"],
                 lr=params["lr"],

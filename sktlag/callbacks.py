@@ -236,9 +236,6 @@ class ArchitectureCheckpoint(Callback):
         Score of the state training starts from, when it is known (a warm start): that
         state then competes for the run's best, so continued training never ends worse
         on the validation windows than it began.
-    initial_epoch : int or None, default=None
-        The epoch of the history whose weights that state holds (the earlier fit's best
-        epoch); by default the history's last epoch.
     selection : {"moving_average", "epoch"}, default="moving_average"
         How the best architecture of the run is chosen (see above).
     ma_key : str, default="valid_nse_ma"
@@ -251,11 +248,9 @@ class ArchitectureCheckpoint(Callback):
         initial_score: float | None = None,
         selection: str = "moving_average",
         ma_key: str = VALID_SCORE_MA,
-        initial_epoch: int | None = None,
     ):
         self.monitor = monitor
         self.initial_score = initial_score
-        self.initial_epoch = initial_epoch
         self.selection = selection
         self.ma_key = ma_key
 
@@ -325,9 +320,11 @@ class ArchitectureCheckpoint(Callback):
         self.start_spec_ = module.get_spec() if self.start_state_ is not None else None
         score = self.initial_score
         if self.start_state_ is not None and score is not None and np.isfinite(score):
-            epoch = self.initial_epoch
-            if epoch is None and len(net.history):
-                epoch = net.history[-1][EPOCH]
+            # The state holds the earlier fit's best epoch, the one this callback
+            # flagged; a history without the flag ends on the state's epoch.
+            flagged = [row[EPOCH] for row in net.history if row.get(BEST)]
+            epoch = flagged[-1] if flagged else (
+                net.history[-1][EPOCH] if len(net.history) else None)
             self.best_score_ = self.arch_best_score_ = float(score)
             self.best_arch_score_ = float(score)
             self.best_spec_ = self.arch_best_spec_ = self.start_spec_

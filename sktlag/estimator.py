@@ -764,8 +764,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             derivative_sample=derivative_sample, holdout_sample=holdout_sample, seed=seed,
         )
         outcome = train(net, params, train_set, valid_set, derivative_sample=derivative_sample,
-                        holdout_sample=holdout_sample, seed=seed, continuing=continuing,
-                        start_epoch=self.best_epoch_ if continuing else None)
+                        holdout_sample=holdout_sample, seed=seed, continuing=continuing)
         self.net_ = net
         self.module_ = net.module_
         self.n_layers_ = self.module_.num_layers
@@ -790,10 +789,10 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                 f"y has {y2.shape[1]} outputs, the fitted model predicts {self.n_outputs_}"
             )
         spec = self.net_.module_.get_spec()
+        # The net also stays on its device: derivative samples would go to a new one.
         fixed = [("hidden_size", spec["hidden_size"]), ("dropout", spec["dropout"]),
-                 ("output_dropout", spec.get("output_dropout", 0.0))]
-        # The net stays on its device; derivative samples would go to the new one.
-        fixed.append(("device", self.net_.device))
+                 ("output_dropout", spec.get("output_dropout", 0.0)),
+                 ("device", self.net_.device)]
         for name, fitted in fixed:
             if getattr(self, name) != fitted:
                 raise ValueError(

@@ -301,11 +301,12 @@ def _period(y_true, y_pred, dates, names) -> dict[str, Any]:
     # Each output on its own observed days: a gap at one gauge must not hide the
     # errors of another on those days.
     entry["metrics"] = {}
+    days = None if dates is None else pd.DatetimeIndex(dates)
     for j, name in enumerate(names):
         rows = seen[:, j]
         if rows.sum() < 2:
             continue
-        index = None if dates is None else pd.DatetimeIndex(dates)[rows]
+        index = None if days is None else days[rows]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # undefined metrics are reported as null
             table = evaluate(pd.DataFrame(obs[rows, j], columns=[name]), sim[rows, j],
@@ -427,7 +428,8 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
     # Absolute without following links, so that '.' and 'sub/..' have a name to publish
     # under and the working directory is recognised however it is written.
     out_dir = Path(os.path.abspath(out_dir))
-    if out_dir == Path.cwd() or out_dir in Path.cwd().parents:
+    cwd = Path.cwd()
+    if out_dir == cwd or out_dir in cwd.parents:
         raise ValueError(
             f"output directory '{given}' is the working directory or holds it; the "
             "artifacts replace their directory as a whole: choose a directory below it"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
@@ -53,8 +54,7 @@ def group_starts(groups: np.ndarray | None, n_rows: int) -> np.ndarray:
     if groups.shape != (n_rows,):
         raise ValueError(f"groups must have shape ({n_rows},), got {groups.shape}")
     # A missing label is never equal to itself: it would split its series row by row.
-    missing = np.array([label is None or label != label for label in groups.tolist()],
-                       dtype=bool)
+    missing = pd.isna(groups)
     if missing.any():
         raise ValueError(
             f"groups has no label at row {int(np.argmax(missing))} ({int(missing.sum())} "
