@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import warnings
 from collections import deque
 from numbers import Real
 
@@ -48,6 +49,7 @@ __all__ = [
     "interval_bounds",
     "interval_coverage",
     "interval_scale",
+    "min_calibration_scores",
     "predictive_draws",
     "scale_levels",
     "score_bands",
@@ -92,26 +94,55 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     return _ordered_quantile(np.sort(scores), level)
 
 
+def _snapped(position: float) -> float:
+    """``position`` as the whole number it is in exact arithmetic, where it is one.
+
+    A level such as ``(1 - 0.9) / 2`` is 0.04999... in floating point: a product that
+    is a whole number in exact arithmetic is taken as that number, or a rank would be
+    one off.
+    """
+    if abs(position - round(position)) <= 1e-9 * max(1.0, position):
+        return round(position)
+    return position
+
+
 def _ordered_quantile(ordered, level: float) -> float:
     """:func:`conformal_quantile` of scores already sorted."""
     n = len(ordered)
-    position = (n + 1) * level
-    # A level such as (1 - 0.9) / 2 is 0.04999... in floating point: a product that is
-    # a whole number in exact arithmetic is taken as that number, or the rank would be
-    # one off.
-    if abs(position - round(position)) <= 1e-9 * max(1.0, position):
-        position = round(position)
+    position = _snapped((n + 1) * level)
     rank = math.ceil(position) if level >= 0.5 else math.floor(position)
     return float(ordered[min(max(rank, 1), n) - 1])
 
 
-def _finite_columns(scores: np.ndarray) -> list[np.ndarray]:
+def min_calibration_scores(coverage: float) -> int:
+    """The fewest calibration scores a central band of ``coverage`` can be taken from.
+
+    With ``n`` scores the band's lower rank is ``floor((n + 1) * (1 - coverage) / 2)``;
+    below 1 both ranks fall outside the scores, the band spans all of them and covers
+    less than ``coverage`` (19 scores at 0.9, 39 at 0.95).
+    """
+    coverage = check_coverage(coverage)
+    return max(1, math.ceil(_snapped(2 / (1 - coverage))) - 1)
+
+
+def _finite_columns(scores: np.ndarray, coverage: float) -> list[np.ndarray]:
+    """The observed scores of each output; a warning for an output with too few of them
+    for ``coverage``."""
+    needed = min_calibration_scores(coverage)
     columns = []
     for k in range(scores.shape[1]):
         column = scores[:, k]
         column = column[np.isfinite(column)]
         if len(column) == 0:
             raise ValueError(f"output {k} has no observed validation target to calibrate on")
+        if len(column) < needed:
+            warnings.warn(
+                f"output {k} has {len(column)} calibration scores, fewer than the "
+                f"{needed} a {coverage:g} band needs: it spans all of them and covers "
+                "less than nominal; calibrate on more windows (a larger "
+                "validation_fraction, or calibration='blocks') or ask for a lower coverage",
+                UserWarning, stacklevel=3,
+            )
         columns.append(column)
     return columns
 
@@ -131,7 +162,7 @@ def score_quantiles(scores: np.ndarray, coverage: float) -> tuple[np.ndarray, np
         The conformal quantiles at ``(1 - coverage) / 2`` and ``(1 + coverage) / 2``.
     """
     coverage = check_coverage(coverage)
-    columns = _finite_columns(scores)
+    columns = _finite_columns(scores, coverage)
     low = [conformal_quantile(c, (1 - coverage) / 2) for c in columns]
     high = [conformal_quantile(c, (1 + coverage) / 2) for c in columns]
     return np.array(low), np.array(high)
@@ -174,7 +205,7 @@ def adaptive_levels(
     """
     coverage, rate = check_coverage(coverage), check_rate(rate)
     target = 1.0 - coverage
-    columns = _finite_columns(calibration)
+    columns = _finite_columns(calibration, coverage)
     n_days, n_outputs = new_scores.shape
     low, high = np.empty((n_days, n_outputs)), np.empty((n_days, n_outputs))
     miscoverage = np.empty((n_days, n_outputs))

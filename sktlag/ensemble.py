@@ -361,6 +361,13 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         Returns
         -------
         lower, upper : ndarray of shape (n_rows,) or (n_rows, n_outputs)
+
+        Warns
+        -----
+        UserWarning
+            Where an output has fewer calibration scores than ``coverage`` needs
+            (:func:`sktlag.conformal.min_calibration_scores`: 19 at 0.9): the band then
+            spans all of them and covers less than nominal.
         """
         coverage, adapt_rate = check_coverage(coverage), check_rate(adapt_rate)
         mean, scale, shape = self._mean_and_scale(X, groups=groups, history=history)
