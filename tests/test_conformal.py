@@ -179,15 +179,15 @@ def test_a_band_warns_exactly_where_its_ranks_fall_outside_the_scores(coverage):
     # A band of n scores spans all of them, and covers less than nominal, where its
     # exact lower rank floor((n + 1) * (1 - c) / 2) is below 1.
     exact = Fraction(coverage)
+    bands = (score_quantiles, lambda scores, c: adaptive_levels(scores, np.zeros((2, 1)), c, 0.05))
     for n in range(1, 60):
         scores = np.arange(1.0, n + 1.0)[:, None]
         clipped = math.floor((n + 1) * (1 - exact) / 2) < 1
         assert (n < min_calibration_scores(float(exact))) == clipped, n
-        for band in (lambda: score_quantiles(scores, float(exact)),
-                     lambda: adaptive_levels(scores, np.zeros((2, 1)), float(exact), 0.05)):
+        for band in bands:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                band()
+                band(scores, float(exact))
             named = [str(w.message) for w in caught if "calibration scores" in str(w.message)]
             assert len(named) == clipped, n
             if clipped:
