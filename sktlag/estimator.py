@@ -829,8 +829,11 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         super().__setstate__(state)
         if "net_" in self.__dict__:
             self.module_ = self.net_.module_
-            # Pickled before batch_size="auto" existed: the batch size was the parameter.
-            self.__dict__.setdefault("batch_size_", int(self.batch_size))
+            if "batch_size_" not in self.__dict__:
+                # Pickled before batch_size="auto" existed: the batch size was the
+                # parameter. (Not setdefault: its default would be evaluated, and fail,
+                # for every model fitted with "auto".)
+                self.batch_size_ = int(self.batch_size)
 
     def _store_warmup(self, X: np.ndarray, X_frame, groups) -> None:
         # The last lookback - 1 rows seen in fit: predict() uses them as real history

@@ -248,9 +248,13 @@ def test_same_random_state_same_predictions(series, fast_params):
     np.testing.assert_array_equal(a.fit(X, y).predict(X), b.fit(X, y).predict(X))
 
 
-def test_joblib_round_trip_in_a_fresh_process(tmp_path, series, fast_params):
+@pytest.mark.parametrize("batch_size", [32, "auto"])
+def test_joblib_round_trip_in_a_fresh_process(tmp_path, series, fast_params, batch_size):
+    # "auto" is the default: a fitted default model must load (and an ensemble's
+    # members come back from their worker processes the same way).
     X, y = series
-    est = TLAGRegressor(**fast_params, topo_derivative_threshold=-np.inf, random_state=0)
+    est = TLAGRegressor(**{**fast_params, "batch_size": batch_size},
+                        topo_derivative_threshold=-np.inf, random_state=0)
     est.fit(X, y)
     path = tmp_path / "model.joblib"
     joblib.dump(est, path)
@@ -263,6 +267,7 @@ def test_joblib_round_trip_in_a_fresh_process(tmp_path, series, fast_params):
         X = np.load({str(tmp_path / "X.npy")!r})
         expected = np.load({str(tmp_path / "expected.npy")!r})
         assert est.n_layers_ == {est.n_layers_}
+        assert est.batch_size_ == {est.batch_size_}
         np.testing.assert_array_equal(est.predict(X), expected)
         print("identical")
         """
