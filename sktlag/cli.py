@@ -435,7 +435,8 @@ def _run(args) -> int:
     print(f"  batch size {_batch_line(members[0], len(periods['train']))}")
     for i, member in enumerate(members, start=1):
         which = f"member {i}: " if len(members) > 1 else ""
-        print(f"  {which}{member.n_layers_} LSTM layers (best epoch {member.best_epoch_} of "
+        layers = "LSTM layer" if member.n_layers_ == 1 else "LSTM layers"
+        print(f"  {which}{member.n_layers_} {layers} (best epoch {member.best_epoch_} of "
               f"{len(member.history_)})")
         if not args.quiet:
             print("  growth decisions:")
