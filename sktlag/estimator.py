@@ -38,6 +38,7 @@ from .growth import CRITERIA, EIGENSOLVERS, HESSIAN_PRODUCTS, INSERTION_STRATEGI
 from .recipe import ShortRecordWarning, record_problems, resolve_batch_size
 from .windows import (
     WindowDataset,
+    fewest_windows,
     fit_split,
     group_starts,
     holdout_blocks,
@@ -652,7 +653,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         frame = X if isinstance(X, pd.DataFrame) else None
         X, y, groups = self._validate_fit_input(X, frame, y, groups, continuing)
         train_ends, valid_ends = self._split(y, groups)
-        self._adapt_to_record(y, groups, len(train_ends), len(valid_ends))
+        self._adapt_to_record(y, groups, train_ends, valid_ends)
         if not continuing:
             self._fit_scaling(X, y, train_ends)
         self._store_warmup(X, frame, groups)
@@ -694,23 +695,31 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             )
         return train_ends, valid_ends
 
-    def _adapt_to_record(self, y: np.ndarray, groups, n_train: int, n_valid: int) -> None:
+    def _adapt_to_record(self, y: np.ndarray, groups, train_ends: np.ndarray,
+                         valid_ends: np.ndarray) -> None:
         """Set ``batch_size_`` and warn about what the record cannot carry."""
-        self.batch_size_ = resolve_batch_size(self.batch_size, n_train)
+        self.batch_size_ = resolve_batch_size(self.batch_size, len(train_ends))
+
+        def fewest_training(ends: np.ndarray) -> int:
+            return len(ends) if groups is None else fewest_windows(ends, groups)[1]
 
         def lookback_that_fits() -> int:
             # Training windows grow as the lookback shrinks: the largest lookback whose
-            # training windows outnumber the rows it spends on history (1 always does).
+            # training windows outnumber the rows it spends on history (1 always does),
+            # in every series.
             return next(lb for lb in range(self.lookback - 1, 0, -1)
-                        if len(fit_split(y, lb, self.validation_fraction, groups)[0])
-                        >= 2 * (lb - 1))
+                        if fewest_training(fit_split(y, lb, self.validation_fraction,
+                                                     groups)[0]) >= 2 * (lb - 1))
 
         may_grow = (self.max_layers > self.initial_num_layers
                     and self.topo_derivative_threshold < math.inf)
         for problem in record_problems(
-            n_train_windows=n_train, n_valid_windows=n_valid, lookback=self.lookback,
-            batch_size=self.batch_size_, may_grow=may_grow,
+            n_train_windows=len(train_ends), n_valid_windows=len(valid_ends),
+            lookback=self.lookback, batch_size=self.batch_size_, may_grow=may_grow,
             lookback_that_fits=lookback_that_fits,
+            shortest_training=None if groups is None else fewest_windows(train_ends, groups),
+            shortest_validation=None if groups is None else fewest_windows(valid_ends,
+                                                                            groups),
         ):
             warnings.warn(problem, ShortRecordWarning, stacklevel=4)
 

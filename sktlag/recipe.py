@@ -95,6 +95,8 @@ def record_problems(
     batch_size: int,
     may_grow: bool,
     lookback_that_fits: Callable[[], int] | None = None,
+    shortest_training: tuple[object, int] | None = None,
+    shortest_validation: tuple[object, int] | None = None,
 ) -> list[str]:
     """What the record cannot carry, one message per problem (empty when all is well).
 
@@ -111,6 +113,11 @@ def record_problems(
     lookback_that_fits : callable, optional
         Returns the largest lookback whose training windows outnumber the rows it
         spends on history; named in the message about the lookback.
+    shortest_training, shortest_validation : (label, int), optional
+        With several series: the series with the fewest training (validation) windows
+        and their number. The lookback and the validation part are a matter of each
+        series (every one spends rows on history and must span a season), the updates
+        per epoch of all of them together.
 
     Returns
     -------
@@ -132,21 +139,31 @@ def record_problems(
             f"stopping and growth count epochs the network barely trains in; use {remedy}"
         )
     history = 2 * (lookback - 1)
-    if n_train_windows < history:
+    where, n_train = _series_of(shortest_training, n_train_windows)
+    if n_train < history:
         remedy = "a shorter lookback"
         if lookback_that_fits is not None:
             remedy = f"a shorter lookback (at most lookback={lookback_that_fits()})"
         problems.append(
-            f"only {n_train_windows} training windows for lookback={lookback}: the first "
+            f"{where}only {n_train} training windows for lookback={lookback}: the first "
             f"window's history and the gap before the validation part take "
             f"{history} rows, more than the training targets; use {remedy} or a longer "
             "record"
         )
-    if may_grow and n_valid_windows < MIN_VALIDATION_WINDOWS:
+    where, n_valid = _series_of(shortest_validation, n_valid_windows)
+    if may_grow and n_valid < MIN_VALIDATION_WINDOWS:
         problems.append(
-            f"the validation part has {n_valid_windows} windows, fewer than "
+            f"{where}the validation part has {n_valid} windows, fewer than "
             f"{MIN_VALIDATION_WINDOWS} (a year of days): the validation NSE that decides "
             "growth misses part of the seasonal cycle; raise validation_fraction, use a "
             "longer record, or fix the depth (max_layers=initial_num_layers)"
         )
     return problems
+
+
+def _series_of(shortest: tuple[object, int] | None, total: int) -> tuple[str, int]:
+    """The prefix that names a series (none for one series) and its count of windows."""
+    if shortest is None:
+        return "", total
+    label, count = shortest
+    return f"series {label!r}: ", count

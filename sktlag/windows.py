@@ -19,6 +19,7 @@ __all__ = [
     "WindowDataset",
     "chronological_split",
     "collate_windows",
+    "fewest_windows",
     "fit_split",
     "group_starts",
     "holdout_blocks",
@@ -147,6 +148,16 @@ def fit_split(
     ends = window_ends(len(y), lookback, groups)
     ends = ends[~np.isnan(y[ends]).all(axis=1)]
     return chronological_split(ends, valid_fraction, lookback, groups)
+
+
+def fewest_windows(ends: np.ndarray, groups: np.ndarray) -> tuple[object, int]:
+    """The series with the fewest of the windows ending at rows ``ends``, and how many.
+
+    ``groups`` labels every row; a series with none of the windows counts 0.
+    """
+    labels = pd.unique(pd.Series(groups))
+    counts = pd.Series(groups[ends]).value_counts().reindex(labels, fill_value=0)
+    return counts.idxmin(), int(counts.min())
 
 
 def holdout_blocks(n_windows: int, n_samples: int, n_blocks: int = 8) -> list[np.ndarray]:

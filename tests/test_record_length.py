@@ -155,6 +155,15 @@ def test_a_validation_part_shorter_than_a_year_warns_only_where_the_network_may_
     assert problems(n_valid_windows=10, may_grow=False) == []
 
 
+def test_the_lookback_and_validation_messages_name_the_shortest_series():
+    (message,) = problems(shortest_training=("b", 300), batch_size=16)
+    assert message.startswith("series 'b': only 300 training windows for lookback=180")
+    (message,) = problems(shortest_validation=(7, 200))
+    assert message.startswith("series 7: the validation part has 200 windows")
+    # The updates per epoch are those of all series together.
+    assert problems(shortest_training=("b", 5000), n_train_windows=200 * 256) == []
+
+
 def test_fit_warns_with_the_numbers_of_its_own_split():
     X, y = make_series(n_rows=400)
     train, valid = fit_split(y.reshape(-1, 1), 100, 0.2)
@@ -172,6 +181,26 @@ def test_fit_warns_with_the_numbers_of_its_own_split():
     assert len(fit_split(y.reshape(-1, 1), named + 1, 0.2)[0]) < 2 * named
     assert f"the validation part has {len(valid)} windows" in messages[2]
     assert est.batch_size_ == 128
+
+
+def test_with_groups_the_lookback_and_validation_are_checked_series_by_series():
+    # Six short series warn as one does: each spends rows on history and has its own
+    # validation part. Pooled, their windows had hidden every warning.
+    parts = [make_series(n_rows=450, seed=k) for k in range(5)] + [make_series(n_rows=400)]
+    X = np.vstack([x for x, _ in parts])
+    y = np.concatenate([t for _, t in parts])
+    groups = np.repeat(list("abcdef"), [len(t) for _, t in parts])
+    train, valid = fit_split(parts[-1][1].reshape(-1, 1), 100, 0.2)
+    with pytest.warns(ShortRecordWarning) as caught:
+        TLAGRegressor(**{**FAST, "lookback": 100, "batch_size": 16, "max_epochs": 1},
+                      random_state=0).fit(X, y, groups=groups)
+    messages = [str(w.message) for w in caught if w.category is ShortRecordWarning]
+    assert len(messages) == 2
+    assert f"series 'f': only {len(train)} training windows for lookback=100" in messages[0]
+    named = int(re.search(r"at most lookback=(\d+)", messages[0]).group(1))
+    for _, target in parts:  # the lookback named fits every series
+        assert len(fit_split(target.reshape(-1, 1), named, 0.2)[0]) >= 2 * (named - 1)
+    assert f"series 'f': the validation part has {len(valid)} windows" in messages[1]
 
 
 def test_a_fixed_depth_on_a_long_enough_record_fits_without_warnings():
