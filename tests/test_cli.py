@@ -790,6 +790,22 @@ def test_run_prints_and_records_the_batch_size_it_used(run, tmp_path):
     assert code != 0 and "--batch-size" in stderr
 
 
+def test_run_with_block_calibration_names_the_windows_a_member_trained_on(tmp_path):
+    table = research_table(tmp_path / "lahn.csv", slice(0, N_ROWS))
+    out = tmp_path / "blocks"
+    code, stdout, stderr = run_main(["run", table, "--out", out, *FAST_OPTIONS,
+                                     "--max-epochs", "1", "--members", "2", "--jobs", "1",
+                                     "--calibration", "blocks", "--batch-size", "auto"])
+    assert code == 0, stderr
+    split = json.loads((out / "metrics.json").read_text())["metadata"]["split"]
+    # The first member leaves out the first of two blocks of the training windows.
+    n_train = split["training_windows"]
+    member = n_train - len(np.array_split(np.arange(n_train), 2)[0])
+    size = auto_batch_size(member)
+    assert (f"batch size {size} (chosen by batch_size='auto' for {member} training windows: "
+            f"{updates_per_epoch(member, size)} updates per epoch)") in stdout
+
+
 def test_block_calibration_needs_several_members(tmp_path):
     code, _, stderr = run_main(["run", "--out", tmp_path / "out", *FAST_OPTIONS,
                                 "--calibration", "blocks"])
