@@ -173,6 +173,24 @@ class SeriesRegressorMixin:
         return tags
 
 
+def _next_label(index: pd.Index):
+    """The label of the row after the last of ``index``: one more of its last step.
+
+    A daily index with a time zone steps whole days of the calendar, 23 or 25 hours
+    across a change of daylight saving time: a step of whole days on the wall clock is
+    taken on the wall clock, any other in absolute time (an hourly index skips the hour
+    the clocks skip).
+    """
+    last, step = index[-1], index[-1] - index[-2]
+    if isinstance(index, pd.DatetimeIndex) and index.tz is not None:
+        wall = index[-2:].tz_localize(None)
+        wall_step = wall[1] - wall[0]
+        if wall_step % pd.Timedelta(days=1) == pd.Timedelta(0):
+            return (wall[1] + wall_step).tz_localize(index.tz, ambiguous=False,
+                                                     nonexistent="shift_forward")
+    return last + step
+
+
 class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     """Topologically Layer Adaptive Growing LSTM regressor for time series (e.g. streamflow).
 
@@ -851,9 +869,8 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         self.warmup_rows_ = X[len(X) - pad :].copy() if pad > 0 else X[:0].copy()
         self.warmup_index_ = None
         if X_frame is not None and groups is None and len(X_frame.index) >= 2:
-            index = X_frame.index
             try:
-                self.warmup_index_ = index[-1] + (index[-1] - index[-2])
+                self.warmup_index_ = _next_label(X_frame.index)
             except TypeError:  # an index without arithmetic (e.g. strings)
                 self.warmup_index_ = None
 

@@ -260,6 +260,13 @@ def test_pipeline_model_file_can_be_fine_tuned(saved):
     pd.period_range("2000-01-01", periods=300, freq="D"),
     pd.Index(np.arange(300) * 0.5),
     pd.timedelta_range(0, periods=300, freq="D"),
+    # Days with a time zone, the training period ending on the day the clocks go
+    # forward (23 hours) and on the day they go back (25): the next day is a calendar
+    # day, not the last step again.
+    pd.date_range("2000-09-07", periods=300, freq="D", tz="Europe/Berlin"),
+    pd.date_range("2000-04-13", periods=300, freq="D", tz="Europe/Berlin"),
+    # Hours with a time zone across the hour the clocks skip: absolute steps.
+    pd.date_range("2001-03-16 19:00", periods=300, freq="h", tz="Europe/Berlin"),
 ])
 def test_the_warm_up_of_any_index_with_steps_round_trips(tmp_path, index):
     X, y = make_series(n_rows=300)
