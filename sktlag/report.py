@@ -509,7 +509,8 @@ def write_artifacts(
     X_test, y_test : array-like or DataFrame, optional
         The test period. With both, ``lstm_prediction.png`` and ``predictions.xlsx``
         are written and ``metrics.json`` scores the test period; without them those two
-        files are left out.
+        files are left out. It is predicted as one series: for the test periods of
+        several series, write the artifacts of each in turn.
     dates : sequence of datetime-like, optional
         The date of each test row; by default the index of ``X_test`` or ``y_test``
         when it is a :class:`pandas.DatetimeIndex`.
