@@ -671,7 +671,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         frame = X if isinstance(X, pd.DataFrame) else None
         X, y, groups = self._validate_fit_input(X, frame, y, groups, continuing)
         train_ends, valid_ends = self._split(y, groups)
-        self._adapt_to_record(y, groups, train_ends, valid_ends)
+        self._adapt_to_record(y, groups, train_ends, valid_ends, continuing)
         if not continuing:
             self._fit_scaling(X, y, train_ends)
         self._store_warmup(X, frame, groups)
@@ -714,7 +714,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         return train_ends, valid_ends
 
     def _adapt_to_record(self, y: np.ndarray, groups, train_ends: np.ndarray,
-                         valid_ends: np.ndarray) -> None:
+                         valid_ends: np.ndarray, continuing: bool) -> None:
         """Set ``batch_size_`` and warn about what the record cannot carry."""
         self.batch_size_ = resolve_batch_size(self.batch_size, len(train_ends))
 
@@ -729,8 +729,8 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                         if fewest_training(fit_split(y, lb, self.validation_fraction,
                                                      groups)[0]) >= 2 * (lb - 1))
 
-        may_grow = (self.max_layers > self.initial_num_layers
-                    and self.topo_derivative_threshold < math.inf)
+        depth = self.n_layers_ if continuing else self.initial_num_layers
+        may_grow = self.max_layers > depth and self.topo_derivative_threshold < math.inf
         for problem in record_problems(
             n_train_windows=len(train_ends), n_valid_windows=len(valid_ends),
             lookback=self.lookback, batch_size=self.batch_size_, may_grow=may_grow,

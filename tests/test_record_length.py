@@ -203,6 +203,21 @@ def test_with_groups_the_lookback_and_validation_are_checked_series_by_series():
     assert f"series 'f': the validation part has {len(valid)} windows" in messages[1]
 
 
+def test_a_warm_start_at_the_largest_depth_is_not_warned_about_judging_growth():
+    X, y = make_series(n_rows=700)
+    est = TLAGRegressor(**{**FAST, "max_layers": 2}, topo_derivative_threshold=-np.inf,
+                        random_state=0).fit(X, y)
+    assert est.n_layers_ == 2
+    est.set_params(warm_start=True, max_epochs=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(X[:400], y[:400])  # a validation part far shorter than a year
+    assert not [w for w in caught if "validation part" in str(w.message)]
+    est.set_params(max_layers=3)  # room to grow again: the warning is back
+    with pytest.warns(ShortRecordWarning, match="the validation part has"):
+        est.fit(X[:400], y[:400])
+
+
 def test_a_fixed_depth_on_a_long_enough_record_fits_without_warnings():
     X, y = make_series(n_rows=700)
     with warnings.catch_warnings():
