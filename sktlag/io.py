@@ -266,8 +266,28 @@ def _read_csv_cells(path: Path, suffix: str, label: str) -> pd.DataFrame:
         raise TableError(f"{label}: cannot be read as a UTF-8 CSV file: {exc}") from exc
     except OSError as exc:  # no permission, a device error
         raise TableError(f"{label}: cannot be read: {exc.strerror or exc}") from exc
+    _check_separator(rows[0] if rows else [], label)
     width = max((len(row) for row in rows), default=0)
     return pd.DataFrame([row + [""] * (width - len(row)) for row in rows], dtype=object)
+
+
+def _check_separator(header: list[str], label: str) -> None:
+    """A TableError for a header read as one cell that holds another separator.
+
+    Spreadsheets in many locales save CSV files separated by semicolons, with decimal
+    commas; read with commas, such a header is one cell, and its rows split at the
+    decimal commas. Said here, before those cells give a puzzling message.
+    """
+    cells = [cell for cell in header if cell.strip()]
+    if len(cells) != 1:
+        return
+    for separator, shown in ((";", ";"), ("\t", "\\t")):
+        if separator in cells[0]:
+            raise TableError(
+                f"{label}: the header row (row 1) is one cell with {shown} in it "
+                f"({_show_value(cells[0])}): CSV files are read comma-separated, with a "
+                "decimal point; save the table as comma-separated CSV (UTF-8) or as .xlsx"
+            )
 
 
 def _resolve_sheet(sheet_name: str | int, sheet_names: list[str], path: Path) -> str:

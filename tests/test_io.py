@@ -354,6 +354,24 @@ def test_not_utf8_csv(tmp_path):
         read_table(path)
 
 
+@pytest.mark.parametrize("text", [
+    "Datum;Niederschlag;Abfluss\n01.01.2000;1,5;2,3\n02.01.2000;0,0;2,1\n",
+    "date;p;q\n2000-01-01;1;2\n",
+    "date\tp\tq\n2000-01-01\t1\t2\n",
+])
+def test_a_csv_file_with_another_separator_is_named_as_such(tmp_path, text):
+    # Spreadsheets in many locales save CSV files with semicolons (and decimal commas):
+    # the header then reads as one cell, and the message must say why.
+    path = tmp_path / "local.csv"
+    path.write_text(text)
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    separator = ";" if ";" in text else "\\t"
+    assert "local.csv" in message(excinfo)
+    assert f"the header row (row 1) is one cell with {separator} in it" in message(excinfo)
+    assert "comma-separated" in message(excinfo)
+
+
 def test_row_longer_than_header(tmp_path):
     path = tmp_path / "ragged.csv"
     path.write_text("date,q,p\n2000-01-01,1,2\n2000-01-02,1,2,3\n")
