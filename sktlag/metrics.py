@@ -134,23 +134,25 @@ def _check_pair(y_true, y_pred):
 def _aggregate(values, multioutput, single):
     """Turn per-column values into the requested return value."""
     values = np.asarray(values, dtype=float)
+    # Checked for a single series too, as scikit-learn's metrics do: a misspelt
+    # option must not pass because the series happened to be 1-D.
+    if isinstance(multioutput, str):
+        if multioutput not in ("raw_values", _UNIFORM):
+            raise ValueError(
+                "multioutput must be 'raw_values', 'uniform_average' or an array of "
+                f"weights; got {multioutput!r}"
+            )
+    else:
+        weights = np.asarray(multioutput, dtype=float)
+        if weights.shape != values.shape:
+            raise ValueError(
+                f"multioutput weights must have shape {values.shape} (one per output); "
+                f"got {weights.shape}"
+            )
     if single:
         return float(values[0])
     if isinstance(multioutput, str):
-        if multioutput == "raw_values":
-            return values
-        if multioutput == _UNIFORM:
-            return float(np.mean(values))
-        raise ValueError(
-            "multioutput must be 'raw_values', 'uniform_average' or an array of weights; "
-            f"got {multioutput!r}"
-        )
-    weights = np.asarray(multioutput, dtype=float)
-    if weights.shape != values.shape:
-        raise ValueError(
-            f"multioutput weights must have shape {values.shape} (one per output); "
-            f"got {weights.shape}"
-        )
+        return values if multioutput == "raw_values" else float(np.mean(values))
     return float(np.average(values, weights=weights))
 
 
@@ -235,7 +237,9 @@ def _check_fraction(value, name, *, allow_one=True):
 
 
 def _log_floor(q):
-    return np.log(np.maximum(q, LOG_FLOOR))
+    # Only flows without a logarithm take the floor: a positive flow keeps its own, so
+    # FLV and FMS (differences of logarithms) do not depend on the unit of the flows.
+    return np.log(np.where(q > 0, q, LOG_FLOOR))
 
 
 # ---------------------------------------------------------------------------

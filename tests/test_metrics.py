@@ -225,6 +225,16 @@ def test_flv_floors_zero_flows():
     assert np.isfinite(M.flv(obs, np.where(sim > 1, sim, -2.0)))
 
 
+@pytest.mark.parametrize("metric", [M.flv, M.fms])
+def test_flv_and_fms_of_positive_flows_do_not_depend_on_their_unit(metric):
+    # Differences of logarithms: flows in km3/s or of a tiny catchment, all below the
+    # floor, score as the same flows in l/s.
+    obs = np.arange(1.0, 11.0)
+    sim = np.array([1.5, 2, 2.5, 4, 5, 6, 7, 8, 9, 12])
+    for scale in (4e-7, 1e-7, 1e3):
+        assert metric(obs * scale, sim * scale) == pytest.approx(metric(obs, sim))
+
+
 def test_flv_flat_low_flows_and_short_series():
     with pytest.raises(M.UndefinedMetricError, match="FLV"):
         M.flv([0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], np.arange(10.0))
@@ -387,6 +397,14 @@ def test_one_dimensional_input_gives_float_and_column_vector_gives_array():
     assert isinstance(M.nse(OBS, SHIFTED, multioutput="raw_values"), float)
     column = M.nse(OBS[:, None], SHIFTED[:, None], multioutput="raw_values")
     assert column.shape == (1,)
+
+
+@pytest.mark.parametrize("metric", [M.nse, M.kge, M.rmse])
+def test_a_bad_multioutput_is_refused_for_a_single_series_too(metric):
+    with pytest.raises(ValueError, match="multioutput must be"):
+        metric(OBS, SHIFTED, multioutput="bogus")
+    with pytest.raises(ValueError, match="multioutput weights must have shape"):
+        metric(OBS, SHIFTED, multioutput=[1.0, 2.0])
 
 
 def test_kge_components_are_arrays_for_raw_values():
