@@ -791,10 +791,11 @@ def test_run_prints_and_records_the_batch_size_it_used(run, tmp_path):
 
 
 def test_run_with_block_calibration_names_the_windows_a_member_trained_on(tmp_path):
+    # Two processes: the members, fitted with batch_size="auto", come back pickled.
     table = research_table(tmp_path / "lahn.csv", slice(0, N_ROWS))
     out = tmp_path / "blocks"
     code, stdout, stderr = run_main(["run", table, "--out", out, *FAST_OPTIONS,
-                                     "--max-epochs", "1", "--members", "2", "--jobs", "1",
+                                     "--max-epochs", "1", "--members", "2", "--jobs", "2",
                                      "--calibration", "blocks", "--batch-size", "auto"])
     assert code == 0, stderr
     split = json.loads((out / "metrics.json").read_text())["metadata"]["split"]
