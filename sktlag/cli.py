@@ -44,7 +44,7 @@ from .datasets import load_lahn
 from .ensemble import CALIBRATION_WINDOWS, TLAGEnsemble, final_ensemble, members_of
 from .estimator import PRESETS, TLAGRegressor, final_regressor
 from .growth import CRITERIA
-from .io import read_table, write_table
+from .io import check_destination, check_table_suffix, read_table, write_table
 from .persistence import load_model
 from .recipe import updates_per_epoch
 from .report import (
@@ -362,7 +362,9 @@ def _run(args) -> int:
     try:
         out_dir = check_output_dir(args.out, args.force)
     except FileExistsError as exc:
-        raise CommandError(f"{exc} (--force)") from exc
+        # --force replaces a non-empty directory, never a file.
+        hint = " (--force)" if Path(args.out).is_dir() else ""
+        raise CommandError(f"{exc}{hint}") from exc
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     X, y, source = _load_data(args)
@@ -602,8 +604,12 @@ def _padding_warning(est, X: pd.DataFrame, history: pd.DataFrame | None) -> str 
 
 def _predict(args) -> int:
     out = Path(args.out)
+    if out.is_dir():
+        raise CommandError(f"--out '{out}' is a folder; name a .csv or .xlsx file")
     if out.exists() and not args.force:
         raise CommandError(f"'{out}' exists; choose another --out or replace it (--force)")
+    check_table_suffix(out)
+    check_destination(out)
     model, metadata = load_model(args.model, return_metadata=True)
     est = members_of(model)[0]
     features = getattr(est, "feature_names_in_", None)

@@ -43,6 +43,8 @@ __all__ = [
     "TableData",
     "TableError",
     "atomic_write",
+    "check_destination",
+    "check_table_suffix",
     "means_discharge",
     "read_table",
     "unit_in_name",
@@ -922,6 +924,54 @@ def read_table(
     )
 
 
+def check_destination(path: str | os.PathLike[str], *, create_parents: bool = False) -> Path:
+    """Check that ``path`` can be written, before the work that fills it; return it.
+
+    Outputs are written next to ``path`` and then moved onto it (:func:`atomic_write`),
+    so its folder must be a writable directory. Checking first keeps a long fit or
+    prediction from ending in an error about a temporary file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file or directory to create or replace.
+    create_parents : bool, default=False
+        Whether missing folders above it will be created: then the nearest folder that
+        exists must be writable.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    NotADirectoryError
+        If a part of its folder is a file.
+    FileNotFoundError
+        If its folder does not exist and ``create_parents`` is False.
+    PermissionError
+        If the folder (or the nearest existing one) cannot be written.
+    """
+    path = Path(path)
+    folder = Path(os.path.abspath(path)).parent
+    while not folder.exists() and create_parents and folder != folder.parent:
+        folder = folder.parent
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"cannot write '{path}': '{folder}' is a file, not a folder")
+    if not folder.exists():
+        # A part of it may be a file, which makes it not exist.
+        for above in folder.parents:
+            if above.exists():
+                if not above.is_dir():
+                    raise NotADirectoryError(
+                        f"cannot write '{path}': '{above}' is a file, not a folder")
+                break
+        raise FileNotFoundError(f"cannot write '{path}': the folder '{folder}' does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write '{path}': no permission to write in '{folder}'")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_write(
     path: str | os.PathLike[str],
@@ -999,6 +1049,15 @@ def atomic_write(
             os.close(directory)
 
 
+def check_table_suffix(path: str | os.PathLike[str]) -> str:
+    """The table format :func:`write_table` writes ``path`` in (``".csv"`` or
+    ``".xlsx"``), or a ValueError naming the file."""
+    suffix = _table_suffix(Path(path), WRITE_SUFFIXES)
+    if suffix is None:
+        raise ValueError(f"'{path}': cannot write this file type; use {list(WRITE_SUFFIXES)}.")
+    return suffix
+
+
 def write_table(
     frame: pd.DataFrame | pd.Series, path: str | os.PathLike[str], *, index: bool = True
 ) -> Path:
@@ -1032,9 +1091,7 @@ def write_table(
         If the extension is not supported.
     """
     path = Path(path)
-    suffix = _table_suffix(path, WRITE_SUFFIXES)
-    if suffix is None:
-        raise ValueError(f"'{path}': cannot write this file type; use {list(WRITE_SUFFIXES)}.")
+    suffix = check_table_suffix(path)
     if isinstance(frame, pd.Series):
         frame = frame.to_frame()
     if suffix == ".csv":

@@ -39,7 +39,7 @@ from ._record import EPOCH, VALID_NSE, decision_table, decisions_from_table, des
 from ._version import __version__
 from .ensemble import CALIBRATION_WINDOWS, final_ensemble, member_template, members_of
 from .estimator import TLAGRegressor, final_regressor
-from .io import write_table
+from .io import check_destination, write_table
 from .metrics import evaluate, output_names
 from .persistence import save_model, to_plain
 from .plots import history_arrays, plot_evolution, plot_loss, plot_prediction
@@ -423,6 +423,9 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
     ValueError
         If it is the working directory or holds it: the artifacts replace their
         directory as a whole, which the working directory cannot be.
+    OSError
+        If it cannot be created where it is (:func:`sktlag.io.check_destination`: a
+        file above it, a folder without write permission).
     """
     given = out_dir
     # Absolute without following links, so that '.' and 'sub/..' have a name to publish
@@ -442,6 +445,7 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
                 f"output directory '{given}' is not empty; choose a new directory or "
                 "allow replacing it"
             )
+    check_destination(given, create_parents=True)
     return out_dir
 
 

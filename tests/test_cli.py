@@ -192,6 +192,27 @@ def test_the_working_directory_is_refused_before_training(tmp_path, monkeypatch)
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_output_directory_that_cannot_be_made_is_refused_before_training(tmp_path):
+    (tmp_path / "plain").write_text("a file")
+    _expect_error(["run", "--out", tmp_path / "plain" / "sub", *FAST_OPTIONS],
+                  "plain'", "is a file, not a folder")
+    # A file is no directory that --force could replace.
+    code, _, stderr = run_main(["run", "--out", tmp_path / "plain", *FAST_OPTIONS, "--force"])
+    assert code == 2 and "exists and is not a directory" in stderr
+    assert "(--force)" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]
+
+
+def test_predict_checks_its_output_before_predicting(run, tmp_path):
+    model = run["out"] / "adaptive_lstm_model.pth"
+    (tmp_path / "folder").mkdir()
+    for out, words in [(tmp_path / "missing" / "p.csv", ("missing' does not exist",)),
+                       (tmp_path / "folder", ("is a folder", ".csv or .xlsx")),
+                       (tmp_path / "p.txt", ("p.txt", "cannot write this file type"))]:
+        _expect_error(["predict", model, run["table"], "--out", out, "--force"], *words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
 def test_damaged_model_file(run, tmp_path):
     model = tmp_path / "model.pth"
     model.write_bytes((run["out"] / "adaptive_lstm_model.pth").read_bytes()[:500])

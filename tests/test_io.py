@@ -17,6 +17,7 @@ from sktlag.io import (
     TableData,
     TableError,
     atomic_write,
+    check_destination,
     means_discharge,
     read_table,
     write_table,
@@ -1100,3 +1101,19 @@ def test_read_table_never_fails_unexpectedly(tmp_path_factory, cells, suffix):
     else:
         assert isinstance(result.X, pd.DataFrame)
         assert len(result.X) == len(result.y)
+
+
+def test_check_destination_names_what_is_in_the_way(tmp_path, monkeypatch):
+    (tmp_path / "plain").write_text("")
+    for create_parents in (False, True):
+        with pytest.raises(NotADirectoryError, match="plain' is a file, not a folder"):
+            check_destination(tmp_path / "plain" / "a" / "out", create_parents=create_parents)
+    with pytest.raises(FileNotFoundError, match="missing' does not exist"):
+        check_destination(tmp_path / "missing" / "out.csv")
+    assert check_destination(tmp_path / "missing" / "out", create_parents=True) == \
+        tmp_path / "missing" / "out"
+    # Permissions as the operating system reports them (root may write anywhere).
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)
+    with pytest.raises(PermissionError, match="no permission to write in"):
+        check_destination(tmp_path / "missing" / "out", create_parents=True)
+
