@@ -321,7 +321,13 @@ def _read_payload(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged or unsafe files
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        with path.open("rb") as handle:
+            head = handle.read(2)
+        # torch.save writes a zip archive (or, in its legacy format, a pickle); torch
+        # reads anything else as a pickle too and blames its weights_only rules.
+        if head and not head.startswith((b"PK", b"\x80")):
+            reason = "it is not a file written by PyTorch (a table or text renamed?)"
+        elif "weights_only" in str(exc) or "Unsupported global" in str(exc):
             reason = ("it holds pickled objects other than tensors and plain data, which "
                       "are never loaded")
         else:
@@ -583,5 +589,9 @@ def load_model(
         # An entry missing, of the wrong kind or shape: plain data that is not a model.
         raise ModelFileError(f"'{path}': the model file is inconsistent: {exc}") from exc
     if return_metadata:
-        return model, payload.get("metadata", {})
+        metadata = payload.get("metadata", {})
+        if not isinstance(metadata, dict):
+            raise ModelFileError(f"'{path}': the model file is inconsistent: its metadata "
+                                 f"is a {type(metadata).__name__}, not a mapping")
+        return model, metadata
     return model

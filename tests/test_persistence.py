@@ -117,6 +117,14 @@ def test_truncated_file_is_a_clear_error(saved, tmp_path, keep):
         load_model(path)
 
 
+@pytest.mark.parametrize("content", [b"garbage" * 50, b"date,q\n2000-01-01,1.5\n"])
+def test_a_file_torch_did_not_write_is_named_as_such(tmp_path, content):
+    path = tmp_path / "table.pth"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError, match="table.pth.*not a file written by PyTorch"):
+        load_model(path)
+
+
 def test_other_files_are_rejected(tmp_path):
     path = tmp_path / "weights.pth"
     torch.save({"weight": torch.zeros(2)}, path)
@@ -161,6 +169,11 @@ def test_an_entry_of_the_wrong_kind_is_a_clear_error(saved, tmp_path):
     torch.save(payload, path)
     with pytest.raises(ModelFileError, match="wrong_kind.pth.*inconsistent"):
         load_model(path)
+    payload = model_payload(study().model)
+    payload["metadata"] = "a note"  # a text where a mapping belongs
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match="wrong_kind.pth.*metadata is a str"):
+        load_model(path, return_metadata=True)
 
 
 def test_what_cannot_be_saved(tmp_path):
