@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "(precipitation and temperature for the Lahn data)")
     data.add_argument("--layout", choices=["auto", "research", "tidy"], default="auto",
                       help="table layout (default: auto)")
-    data.add_argument("--sheet", default=0, metavar="NAME",
+    data.add_argument("--sheet", default=None, metavar="NAME",
                       help="workbook sheet, by name or 0-based position (default: 0)")
     data.add_argument("--missing-target", choices=["raise", "mask"], default=None,
                       help="empty target cells: an error (raise, default) or left out of "
@@ -273,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "history and the table, where they have any; fixed keeps the band "
                          "calibrated at fit time")
     predict.add_argument("--layout", choices=["auto", "research", "tidy"], default="auto")
-    predict.add_argument("--sheet", default=0, metavar="NAME")
+    predict.add_argument("--sheet", default=None, metavar="NAME",
+                         help="workbook sheet of TABLE, by name or 0-based position "
+                         "(default: 0)")
     predict.add_argument("--force", action="store_true", help="replace an existing FILE")
     predict.set_defaults(handler=_predict)
     return parser
@@ -305,10 +307,22 @@ def _hyperparameters(args) -> dict:
     return params
 
 
+def _sheet(args) -> str | int:
+    """The ``--sheet`` to read (0 by default); refused for a table that has no sheets."""
+    if args.sheet is None:
+        return 0
+    table = "the embedded Lahn data" if args.table is None else f"'{args.table}'"
+    if args.table is None or str(args.table).lower().endswith((".csv", ".csv.gz")):
+        raise CommandError(f"--sheet {args.sheet} names a workbook sheet, but {table} is "
+                           "a CSV table, which has none")
+    return args.sheet
+
+
 def _load_data(args) -> tuple[pd.DataFrame, pd.Series | pd.DataFrame, str]:
     target = None
     if args.target is not None:
         target = args.target[0] if len(args.target) == 1 else list(args.target)
+    sheet = _sheet(args)
     if args.table is None:
         X, y = load_lahn(return_X_y=True, as_frame=True,
                          target=target if target is not None else "q_kalkofen",
@@ -316,7 +330,7 @@ def _load_data(args) -> tuple[pd.DataFrame, pd.Series | pd.DataFrame, str]:
         return X, y, "Lahn (embedded, sktlag.datasets.load_lahn)"
     table = read_table(
         args.table, layout=args.layout, target=target, features=args.features,
-        sheet_name=args.sheet, allow_missing_target=args.missing_target == "mask",
+        sheet_name=sheet, allow_missing_target=args.missing_target == "mask",
     )
     if table.target_rule == "name":
         # Always said, also with --quiet: the command chose the target.
@@ -626,7 +640,7 @@ def _predict(args) -> int:
             f"output{'s' if est.n_outputs_ > 1 else ''}"
         )
     targets = args.target or metadata.get("target_names") or None
-    table = read_table(args.table, layout=args.layout, sheet_name=args.sheet,
+    table = read_table(args.table, layout=args.layout, sheet_name=_sheet(args),
                        target=targets, features=features, allow_missing_target=True,
                        require_target=False)
     if args.target and table.target_rule == "none":

@@ -213,6 +213,16 @@ def test_predict_checks_its_output_before_predicting(run, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
 
 
+def test_a_sheet_of_a_csv_table_is_refused_not_ignored(run, tmp_path):
+    _expect_error(["run", run["table"], "--out", tmp_path / "o", "--sheet", "rain",
+                   *FAST_OPTIONS], "--sheet rain names a workbook sheet", "CSV table")
+    _expect_error(["run", "--out", tmp_path / "o", "--sheet", "0", *FAST_OPTIONS],
+                  "the embedded Lahn data is a CSV table")
+    _expect_error(["predict", run["out"] / "adaptive_lstm_model.pth", run["table"],
+                   "--out", tmp_path / "p.csv", "--sheet", "1"], "--sheet 1")
+    assert not list(tmp_path.iterdir())
+
+
 def test_damaged_model_file(run, tmp_path):
     model = tmp_path / "model.pth"
     model.write_bytes((run["out"] / "adaptive_lstm_model.pth").read_bytes()[:500])
