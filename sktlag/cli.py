@@ -54,6 +54,7 @@ from .report import (
     prediction_table,
     write_artifacts,
 )
+from .windows import minimum_rows
 
 __all__ = ["main"]
 
@@ -339,19 +340,21 @@ def _load_data(args) -> tuple[pd.DataFrame, pd.Series | pd.DataFrame, str]:
     return table.X, table.y, f"{args.table} ({table.layout} layout)"
 
 
-def _split(X, y, lookback: int):
+def _split(X, y, lookback: int, validation_fraction: float, source: str):
+    """The fit and the test part of the table, or an error that says how long it must be."""
     n = len(X)
-    if n < lookback:
+    fit_rows = minimum_rows(lookback, validation_fraction)
+    # The fewest table rows whose fit part holds fit_rows and leave a test day.
+    needed = next(m for m in range(fit_rows, 2 * fit_rows + 2)
+                  if int(m * FIT_FRACTION) >= fit_rows and m - int(m * FIT_FRACTION) >= 1)
+    if n < needed:
         raise CommandError(
-            f"the table has {n} rows, fewer than the lookback of {lookback} rows (days); "
-            "use a longer table or a smaller --lookback"
+            f"{source} has {n} rows, too short: with a lookback of {lookback} rows (days) "
+            f"its {FIT_FRACTION:.0%} fit part needs {fit_rows} rows (2 training and 2 "
+            f"validation windows), so the table needs at least {needed}; use a longer "
+            "table or a smaller --lookback"
         )
     n_fit = int(n * FIT_FRACTION)
-    if n_fit < lookback or n - n_fit < 1:
-        raise CommandError(
-            f"the table has {n} rows: too short for a {FIT_FRACTION:.0%} fit part of at "
-            f"least the lookback of {lookback} rows plus a test part"
-        )
     return X.iloc[:n_fit], y.iloc[:n_fit], X.iloc[n_fit:], y.iloc[n_fit:]
 
 
@@ -383,8 +386,10 @@ def _run(args) -> int:
         raise CommandError(str(exc)) from exc
     X, y, source = _load_data(args)
     params = _hyperparameters(args)
-    lookback = params.get("lookback", TLAGRegressor().lookback)
-    X_fit, y_fit, X_test, y_test = _split(X, y, lookback)
+    defaults = TLAGRegressor()
+    X_fit, y_fit, X_test, y_test = _split(
+        X, y, params.get("lookback", defaults.lookback),
+        params.get("validation_fraction", defaults.validation_fraction), source)
     if not args.quiet:
         print(f"data: {source}; target {', '.join(_target_names(y))}; "
               f"{X.shape[1]} features")

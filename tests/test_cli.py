@@ -22,6 +22,7 @@ from sktlag.io import read_table
 from sktlag.persistence import load_model
 from sktlag.recipe import auto_batch_size, updates_per_epoch
 from sktlag.report import ARTIFACT_FILES
+from sktlag.windows import minimum_rows
 
 # Tiny settings on top of the "fast" preset.
 FAST_OPTIONS = ["--preset", "fast", "--max-epochs", "6", "--lookback", "5",
@@ -211,6 +212,22 @@ def test_predict_checks_its_output_before_predicting(run, tmp_path):
                        (tmp_path / "p.txt", ("p.txt", "cannot write this file type"))]:
         _expect_error(["predict", model, run["table"], "--out", out, "--force"], *words)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
+def test_a_table_too_short_for_the_split_says_how_long_it_must_be(tmp_path):
+    # Lookback 5: the fit part needs minimum_rows(5, 0.2) rows, which the 80 % of the
+    # table must hold, with a test day after it.
+    fit_rows = minimum_rows(5, 0.2)
+    needed = next(n for n in range(fit_rows, 3 * fit_rows)
+                  if int(0.8 * n) >= fit_rows and n - int(0.8 * n) >= 1)
+    short = research_table(tmp_path / "short.csv", slice(0, needed - 1))
+    _expect_error(["run", short, "--out", tmp_path / "o", *FAST_OPTIONS],
+                  "short.csv", f"has {needed - 1} rows, too short",
+                  f"fit part needs {fit_rows} rows", f"at least {needed}")
+    enough = research_table(tmp_path / "enough.csv", slice(0, needed))
+    code, _, stderr = run_main(["run", enough, "--out", tmp_path / "o", *FAST_OPTIONS,
+                                "--max-epochs", "1"])
+    assert code == 0, stderr
 
 
 def test_a_sheet_of_a_csv_table_is_refused_not_ignored(run, tmp_path):
