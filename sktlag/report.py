@@ -473,7 +473,13 @@ def _publish(staging: Path, out_dir: Path, overwrite: bool) -> None:
     except BaseException:
         os.replace(retired, out_dir)
         raise
-    shutil.rmtree(retired, ignore_errors=True)
+    if retired.is_symlink():
+        retired.unlink()  # a link to a directory: the link goes, what it named stays
+    else:
+        shutil.rmtree(retired, ignore_errors=True)
+    if retired.exists() or retired.is_symlink():
+        warnings.warn(f"the replaced '{out_dir.name}' could not be removed completely: "
+                      f"'{retired}' is left", UserWarning, stacklevel=3)
 
 
 def _write_figure(fig, path: Path, dpi: int) -> None:

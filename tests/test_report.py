@@ -206,6 +206,29 @@ def test_overwrite_replaces_the_directory_as_a_whole(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
 
+def test_overwriting_a_link_to_a_directory_leaves_neither_link_nor_its_target_changed(
+        tmp_path):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "keep.txt").write_text("keep")
+    (tmp_path / "work").mkdir()
+    link = tmp_path / "work" / "run"
+    link.symlink_to(target, target_is_directory=True)
+    write_artifacts(study().model, link, overwrite=True)
+    assert link.is_dir() and not link.is_symlink()
+    assert [p.name for p in (tmp_path / "work").iterdir()] == ["run"]
+    assert [p.name for p in target.iterdir()] == ["keep.txt"]
+
+
+def test_a_replaced_directory_that_cannot_be_removed_is_warned_about(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    monkeypatch.setattr(report_module.shutil, "rmtree", lambda path, ignore_errors: None)
+    with pytest.warns(UserWarning, match="could not be removed completely"):
+        write_artifacts(study().model, out, overwrite=True)
+
+
 def test_an_error_leaves_no_partial_output(tmp_path, monkeypatch):
     def fail(model):
         raise RuntimeError("plotting failed")
