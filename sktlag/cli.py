@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "(precipitation and temperature for the Lahn data)")
     data.add_argument("--layout", choices=["auto", "research", "tidy"], default="auto",
                       help="table layout (default: auto)")
+    data.add_argument("--date-column", default=None, metavar="COL",
+                      help="the date column of a tidy table (default: the one named "
+                      "date, time or datetime)")
     data.add_argument("--sheet", default=None, metavar="NAME",
                       help="workbook sheet, by name or 0-based position (default: 0)")
     data.add_argument("--missing-target", choices=["raise", "mask"], default=None,
@@ -274,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "history and the table, where they have any; fixed keeps the band "
                          "calibrated at fit time")
     predict.add_argument("--layout", choices=["auto", "research", "tidy"], default="auto")
+    predict.add_argument("--date-column", default=None, metavar="COL",
+                         help="the date column of a tidy TABLE and HIST_TABLE (default: "
+                         "the one named date, time or datetime)")
     predict.add_argument("--sheet", default=None, metavar="NAME",
                          help="workbook sheet of TABLE, by name or 0-based position "
                          "(default: 0)")
@@ -324,6 +330,8 @@ def _load_data(args) -> tuple[pd.DataFrame, pd.Series | pd.DataFrame, str]:
     if args.target is not None:
         target = args.target[0] if len(args.target) == 1 else list(args.target)
     sheet = _sheet(args)
+    if args.table is None and args.date_column is not None:
+        raise CommandError("--date-column names a column of a table; give the TABLE")
     if args.table is None:
         X, y = load_lahn(return_X_y=True, as_frame=True,
                          target=target if target is not None else "q_kalkofen",
@@ -332,6 +340,7 @@ def _load_data(args) -> tuple[pd.DataFrame, pd.Series | pd.DataFrame, str]:
     table = read_table(
         args.table, layout=args.layout, target=target, features=args.features,
         sheet_name=sheet, allow_missing_target=args.missing_target == "mask",
+        date_column=args.date_column,
     )
     if table.target_rule == "name":
         # Always said, also with --quiet: the command chose the target.
@@ -540,7 +549,8 @@ def _day(stamp) -> str:
 def _read_history(args, targets, features, start):
     """The table of ``--history``, which must end the day before ``start``."""
     past = read_table(args.history, layout=args.layout, target=targets, features=features,
-                      allow_missing_target=True, require_target=False)
+                      allow_missing_target=True, require_target=False,
+                      date_column=args.date_column)
     expected = start - pd.Timedelta(days=1)
     if past.dates[-1] != expected:
         raise CommandError(
@@ -646,6 +656,7 @@ def _predict(args) -> int:
         )
     targets = args.target or metadata.get("target_names") or None
     table = read_table(args.table, layout=args.layout, sheet_name=_sheet(args),
+                       date_column=args.date_column,
                        target=targets, features=features, allow_missing_target=True,
                        require_target=False)
     if args.target and table.target_rule == "none":

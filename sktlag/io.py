@@ -421,9 +421,11 @@ def _find_date_column(columns: list[str], date_column: str | None, label: str) -
     if not found:
         raise TableError(
             f"{label}: no date column; name one of the columns {list(DATE_COLUMN_NAMES)} "
-            f"(any case) or pass date_column. The columns are {columns}."
+            f"(any case) or name it (date_column, --date-column). The columns are "
+            f"{columns}."
         )
-    raise TableError(f"{label}: several possible date columns {found}; pass date_column.")
+    raise TableError(f"{label}: several possible date columns {found}; name the one to "
+                     "use (date_column, --date-column).")
 
 
 def _choose_layout(
@@ -655,7 +657,9 @@ def _check_dates(days: pd.Series, label: str, allow_gaps: bool) -> None:
         raise TableError(
             f"{label}: {len(missing)} day(s) missing between {days.iloc[0]:%Y-%m-%d} and "
             f"{days.iloc[-1]:%Y-%m-%d}: {_preview(shown)}. The rows must form a daily "
-            "sequence; pass allow_gaps=True to accept gaps (they are not filled)."
+            "sequence, as the model's windows span consecutive days: add the missing days, "
+            "or read with allow_gaps=True (gaps are not filled) and fit each stretch "
+            "without gaps as a group."
         )
 
 

@@ -230,6 +230,23 @@ def test_a_table_too_short_for_the_split_says_how_long_it_must_be(tmp_path):
     assert code == 0, stderr
 
 
+def test_the_date_column_of_a_tidy_table_can_be_named(tmp_path):
+    frame = load_lahn(as_frame=True).frame.iloc[:N_ROWS]
+    table = tmp_path / "two_dates.csv"
+    frame.rename_axis("Date").assign(time=range(len(frame))).to_csv(table)
+    _expect_error(["run", table, "--out", tmp_path / "o", *FAST_OPTIONS],
+                  "several possible date columns", "--date-column")
+    code, _, stderr = run_main(["run", table, "--out", tmp_path / "o", *FAST_OPTIONS,
+                                "--max-epochs", "1", "--date-column", "Date",
+                                "--target", "q_kalkofen", "--features", "p_leun"])
+    assert code == 0, stderr
+    code, _, stderr = run_main(["predict", tmp_path / "o" / "adaptive_lstm_model.pth", table,
+                                "--out", tmp_path / "p.csv", "--date-column", "Date"])
+    assert code == 0, stderr
+    _expect_error(["run", "--out", tmp_path / "o2", "--date-column", "Date"],
+                  "--date-column names a column of a table")
+
+
 def test_a_sheet_of_a_csv_table_is_refused_not_ignored(run, tmp_path):
     _expect_error(["run", run["table"], "--out", tmp_path / "o", "--sheet", "rain",
                    *FAST_OPTIONS], "--sheet rain names a workbook sheet", "CSV table")
