@@ -366,7 +366,13 @@ def _split_header(cells: pd.DataFrame, label: str) -> pd.DataFrame:
     for position, cell in enumerate(header, start=1):
         where = f"column {position} ({_column_letter(position)})"
         if _is_missing(cell):
-            raise TableError(f"{label}: {where} has no name in the header row (row 1).")
+            # Say where its values are: often one row with a stray separator.
+            filled = [row + 1 for row in range(1, len(cells))
+                      if not _is_missing(cells.iat[row, position - 1])]
+            holding = (f"; it holds values in {_rows_word(filled)} "
+                       f"{_preview([str(row) for row in filled])}") if filled else ""
+            raise TableError(
+                f"{label}: {where} has no name in the header row (row 1){holding}.")
         if isinstance(cell, float) and cell.is_integer():
             cell = int(cell)
         names.append(str(cell).strip())

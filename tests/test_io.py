@@ -379,7 +379,8 @@ def test_row_longer_than_header(tmp_path):
     with pytest.raises(TableError) as excinfo:
         read_table(path)
     assert "ragged.csv" in message(excinfo)
-    assert "column 4 (D) has no name" in message(excinfo)
+    assert "column 4 (D) has no name in the header row (row 1); it holds values in row 3" \
+        in message(excinfo)
 
 
 def test_row_shorter_than_header_has_empty_cells(tmp_path):
