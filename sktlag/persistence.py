@@ -442,6 +442,9 @@ def _restored_params(payload: dict[str, Any], device: str) -> dict[str, Any]:
 
 def _build_regressor(payload: dict[str, Any], device: str) -> TLAGRegressor:
     est = TLAGRegressor(**_restored_params(payload, device))
+    # The parameter constraints of fit: a file edited to lookback=0 fails here, naming
+    # the parameter, not later in a broadcast.
+    est._validate_params()
     # Files written before batch_size="auto" hold the batch size in the parameters only.
     est.batch_size_ = int(payload.get("batch_size") or est.batch_size)
     module = GrowingLSTM.from_spec(payload["spec"])
@@ -465,6 +468,10 @@ def _build_regressor(payload: dict[str, Any], device: str) -> TLAGRegressor:
     est._y_ndim = int(payload["y_ndim"])
     est.target_mean_ = np.asarray(payload["target_mean"], dtype=np.float64)
     est.target_scale_ = np.asarray(payload["target_scale"], dtype=np.float64)
+    if not (np.isfinite(est.target_scale_).all() and (est.target_scale_ > 0).all()
+            and np.isfinite(est.target_mean_).all()):
+        # fit never stores these: every prediction would be one constant (or NaN).
+        raise ValueError("the target's mean and scale must be finite, the scale positive")
     est.padding_values_ = np.asarray(payload["padding_values"], dtype=np.float64)
     _restore_warmup(est, payload.get("warmup"))
     est.growth_history_ = payload.get("growth_history", [])

@@ -176,6 +176,20 @@ def test_an_entry_of_the_wrong_kind_is_a_clear_error(saved, tmp_path):
         load_model(path, return_metadata=True)
 
 
+@pytest.mark.parametrize(("entry", "value", "words"), [
+    ("params", {"lookback": 0}, "lookback"),
+    ("target_scale", [0.0], "scale must be finite"),
+    ("target_mean", [float("nan")], "scale must be finite"),
+])
+def test_values_fit_never_stores_are_a_clear_error(tmp_path, entry, value, words):
+    payload = model_payload(study().model)
+    payload[entry] = {**payload[entry], **value} if isinstance(value, dict) else value
+    path = tmp_path / "edited.pth"
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match=f"edited.pth.*inconsistent.*{words}"):
+        load_model(path)
+
+
 def test_what_cannot_be_saved(tmp_path):
     with pytest.raises(NotFittedError):
         save_model(TLAGRegressor(), tmp_path / "m.pth")
