@@ -462,7 +462,7 @@ def _run(args) -> int:
         print(f"sktlag: training interrupted; the artifacts in {out_dir} hold the best "
               "state so far", file=sys.stderr)
     print(f"fitted in {seconds:.0f} s")
-    print(f"  batch size {_batch_line(members[0])}")
+    print(f"  batch size {_batch_line(members[0], len(periods['train']))}")
     for i, member in enumerate(members, start=1):
         which = f"member {i}: " if len(members) > 1 else ""
         layers = "LSTM layer" if member.n_layers_ == 1 else "LSTM layers"
@@ -481,12 +481,14 @@ def _run(args) -> int:
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
-def _batch_line(est: TLAGRegressor) -> str:
+def _batch_line(est: TLAGRegressor, period_windows: int) -> str:
     """The batch size a fit used, how it was chosen and the updates per epoch it gave."""
-    # The windows of its first epoch, as skorch counted them: with calibration='blocks'
-    # a member trains on fewer windows than the table's training period holds.
-    n_train_windows = sum(batch.get("train_batch_size", 0)
-                          for batch in est.history_[0]["batches"])
+    # The windows of a whole epoch, as skorch counted them: with calibration='blocks' a
+    # member trains on fewer than the table's training period holds (``period_windows``,
+    # said where no epoch was recorded). An interrupted epoch counts fewer: the largest.
+    n_train_windows = max(
+        (sum(batch.get("train_batch_size", 0) for batch in row["batches"])
+         for row in est.history_), default=period_windows)
     size = est.batch_size_
     how = "chosen by batch_size='auto' for" if est.batch_size == "auto" else "for"
     return (f"{size} ({how} {n_train_windows} training windows: "

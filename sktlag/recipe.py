@@ -113,9 +113,9 @@ def record_problems(
     lookback_that_fits : callable, optional
         Returns the largest lookback whose training windows outnumber the rows it
         spends on history; named in the message about the lookback.
-    shortest_training, shortest_validation : (label, int), optional
-        With several series: the series with the fewest training (validation) windows
-        and their number. The lookback and the validation part are a matter of each
+    shortest_training, shortest_validation : tuple, optional
+        With several series: the label of the series with the fewest training
+        (validation) windows and their number. The lookback and the validation part are a matter of each
         series (every one spends rows on history and must span a season), the updates
         per epoch of all of them together.
 
