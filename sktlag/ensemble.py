@@ -51,6 +51,7 @@ calibration is slightly optimistic; the benchmark measures coverage on unseen da
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -97,7 +98,11 @@ def _as_2d(y) -> np.ndarray:
 
 
 def _fit_member(estimator, X, y, groups):
-    return estimator.fit(X, y, groups=groups)
+    """The fitted member and the warnings its fit raised, as (category, message)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        estimator.fit(X, y, groups=groups)
+    return estimator, [(w.category, str(w.message)) for w in caught]
 
 
 class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
@@ -214,10 +219,15 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         targets = [y] * self.n_members
         if self.calibration == "blocks":
             members, targets, blocks = self._held_out_blocks(members, y, groups)
-        self.estimators_ = Parallel(n_jobs=self.n_jobs)(
+        fitted = Parallel(n_jobs=self.n_jobs)(
             delayed(_fit_member)(member, X, target, groups)
             for member, target in zip(members, targets, strict=True)
         )
+        self.estimators_ = [member for member, _ in fitted]
+        # Raised here, where the caller's filters apply (a worker process has its own),
+        # and once: the members fit the same record and mostly say the same.
+        for category, message in dict.fromkeys(w for _, said in fitted for w in said):
+            warnings.warn(message, category, stacklevel=2)
         first = self.estimators_[0]
         self.n_features_in_ = first.n_features_in_
         if hasattr(first, "feature_names_in_"):

@@ -115,9 +115,9 @@ def record_problems(
         spends on history; named in the message about the lookback.
     shortest_training, shortest_validation : tuple, optional
         With several series: the label of the series with the fewest training
-        (validation) windows and their number. The lookback and the validation part are a matter of each
-        series (every one spends rows on history and must span a season), the updates
-        per epoch of all of them together.
+        (validation) windows and their number. The lookback and the validation part
+        are a matter of each series (every one spends rows on history and must span a
+        season), the updates per epoch of all of them together.
 
     Returns
     -------

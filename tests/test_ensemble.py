@@ -1,6 +1,7 @@
 """TLAGEnsemble: members, mean and spread, calibrated intervals, scikit-learn contracts."""
 
 import copy
+import warnings
 
 import joblib
 import numpy as np
@@ -142,6 +143,22 @@ def test_members_fit_in_parallel_processes():
     assert os.getpid() not in pids
     assert {dict(m.net_.callbacks_)["pid"].pid_ for m in serial.estimators_} == {os.getpid()}
     np.testing.assert_array_equal(parallel.predict(X), serial.predict(X))
+
+
+@pytest.mark.parametrize("n_jobs", [None, 2])
+def test_a_members_warning_reaches_the_caller_once(n_jobs):
+    # Every member fits the same record, so each would say the same; from worker
+    # processes nothing reached the caller, whose filters then could not apply.
+    from sktlag.recipe import ShortRecordWarning
+
+    X, y = make_series(n_rows=200)
+    member = TLAGRegressor(**{**TINY, "batch_size": 128})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        TLAGEnsemble(member, n_members=3, random_state=0, n_jobs=n_jobs).fit(X, y)
+    messages = [str(w.message) for w in caught if w.category is ShortRecordWarning]
+    assert messages and len(messages) == len(set(messages))
+    assert any("batches of 128" in m for m in messages)
 
 
 @parametrize_with_checks(
