@@ -27,6 +27,7 @@ import json
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -768,6 +769,18 @@ def _sigterm_as_interrupt(received: list[int]):
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Warnings as one line each, ``sktlag: warning: ...``, as the command's own are
+    (Python's format adds a source line that means nothing to a user of the command)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"sktlag: warning: {_one_line(message)}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``sktlag`` command with ``argv`` (default: ``sys.argv[1:]``).
 
@@ -788,7 +801,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0)
     terminated: list[int] = []
     try:
-        with _sigterm_as_interrupt(terminated):
+        with _sigterm_as_interrupt(terminated), _warnings_as_lines():
             code = args.handler(args)
     # ImportError: an optional reader is missing (e.g. xlrd for .xls tables); the
     # message says which extra to install.

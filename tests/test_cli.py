@@ -872,6 +872,20 @@ def test_run_with_block_calibration_names_the_windows_a_member_trained_on(tmp_pa
             f"{updates_per_epoch(member, size)} updates per epoch)") in stdout
 
 
+@pytest.mark.filterwarnings("default::sktlag.recipe.ShortRecordWarning")
+def test_warnings_are_one_line_each_and_said_once(tmp_path):
+    # Two members in two processes fit the same short record: its warning once, in the
+    # command's own format, without Python's source line.
+    table = research_table(tmp_path / "lahn.csv", slice(0, N_ROWS))
+    code, _, stderr = run_main(["run", table, "--out", tmp_path / "o", *FAST_OPTIONS,
+                                "--max-epochs", "1", "--members", "2", "--jobs", "2",
+                                "--batch-size", "128"])
+    assert code == 0, stderr
+    lines = stderr.strip().splitlines()
+    assert lines and all(line.startswith("sktlag: warning: ") for line in lines), stderr
+    assert sum("training windows in batches of 128" in line for line in lines) == 1
+
+
 def test_block_calibration_needs_several_members(tmp_path):
     code, _, stderr = run_main(["run", "--out", tmp_path / "out", *FAST_OPTIONS,
                                 "--calibration", "blocks"])
