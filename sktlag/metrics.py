@@ -236,10 +236,17 @@ def _check_fraction(value, name, *, allow_one=True):
     return value
 
 
-def _log_floor(q):
-    # Only flows without a logarithm take the floor: a positive flow keeps its own, so
-    # FLV and FMS (differences of logarithms) do not depend on the unit of the flows.
-    return np.log(np.where(q > 0, q, LOG_FLOOR))
+def _log_floors(obs, sim):
+    """Logarithms of both series, a zero or negative flow at the floor of its column.
+
+    The floor is :data:`LOG_FLOOR`, or the smallest positive flow of either series
+    where that is smaller: the logarithms keep the flows' order, and positive flows
+    keep their own, so FLV and FMS (differences of logarithms) do not depend on the
+    unit of flows that are all positive.
+    """
+    positive = np.where(np.concatenate([obs, sim]) > 0, np.concatenate([obs, sim]), np.inf)
+    floor = np.minimum(LOG_FLOOR, positive.min(axis=0))
+    return (np.log(np.where(q > 0, q, floor)) for q in (obs, sim))
 
 
 # ---------------------------------------------------------------------------
@@ -794,7 +801,8 @@ def flv(y_true, y_pred, l=0.3, *, multioutput=_UNIFORM):  # noqa: E741
     Each sum measures how far the low-flow segment rises above the minimum
     flow. Zero (and negative) flows have no logarithm; they are replaced by
     the small positive floor :data:`LOG_FLOOR` (``1e-6``) in both series
-    before the transform. Rivers that are dry for more than a fraction
+    before the transform, or by the smallest positive flow of either series
+    where that is smaller. Rivers that are dry for more than a fraction
     ``l`` of the time have a flat observed segment and no defined FLV.
 
     References
@@ -811,12 +819,11 @@ def flv(y_true, y_pred, l=0.3, *, multioutput=_UNIFORM):  # noqa: E741
             f"FLV needs at least 2 flows in the low-flow segment; l * n = {l * obs.shape[0]:g}"
         )
 
-    def segment_area(q):
-        low = _log_floor(np.sort(q, axis=0)[:count])
+    def segment_area(log_q):
+        low = np.sort(log_q, axis=0)[:count]
         return np.sum(low - low[0], axis=0)
 
-    area_obs = segment_area(obs)
-    area_sim = segment_area(sim)
+    area_obs, area_sim = (segment_area(log_q) for log_q in _log_floors(obs, sim))
     _require(area_obs > 0, "the low flows of y_true are all equal, so FLV is undefined")
     return _aggregate(-100.0 * (area_sim - area_obs) / area_obs, multioutput, single)
 
@@ -861,8 +868,9 @@ def fms(y_true, y_pred, lower=0.2, upper=0.7, *, multioutput=_UNIFORM):
         \mathrm{FMS} = 100 \, \frac{(\ln s_{lower} - \ln s_{upper})
         - (\ln o_{lower} - \ln o_{upper})}{\ln o_{lower} - \ln o_{upper}}
 
-    Zero (and negative) flows are replaced by :data:`LOG_FLOOR` (``1e-6``)
-    before the logarithm, as in :func:`flv`.
+    Zero (and negative) flows are replaced by :data:`LOG_FLOOR` (``1e-6``), or by
+    the smallest positive flow where that is smaller, before the logarithm, as in
+    :func:`flv`.
 
     References
     ----------
@@ -884,12 +892,11 @@ def fms(y_true, y_pred, lower=0.2, upper=0.7, *, multioutput=_UNIFORM):
             f"{lower} and {upper} for FMS"
         )
 
-    def slope(q):
-        fdc = _log_floor(np.sort(q, axis=0)[::-1])
+    def slope(log_q):
+        fdc = np.sort(log_q, axis=0)[::-1]
         return fdc[i_lower] - fdc[i_upper]
 
-    slope_obs = slope(obs)
-    slope_sim = slope(sim)
+    slope_obs, slope_sim = (slope(log_q) for log_q in _log_floors(obs, sim))
     _require(
         slope_obs > 0,
         "the mid-segment of y_true's flow duration curve is flat, so FMS is undefined",

@@ -235,6 +235,18 @@ def test_flv_and_fms_of_positive_flows_do_not_depend_on_their_unit(metric):
         assert metric(obs * scale, sim * scale) == pytest.approx(metric(obs, sim))
 
 
+def test_zero_flows_beside_flows_below_the_floor_keep_their_order():
+    # Flows of a tiny catchment below LOG_FLOOR beside zeros: the zeros take the
+    # smallest positive flow, so the logarithms stay in the flows' order.
+    obs = np.array([0.0, 1e-8, 2e-8, 3e-8, 4e-8, 1, 2, 3, 4, 5])
+    sim = obs + 1e-9
+    # The floor is the smallest positive flow of either series, 1e-9 (sim's lowest).
+    low_obs = np.log([1e-9, 1e-8, 2e-8])
+    low_sim = np.log([1e-9, 1.1e-8, 2.1e-8])
+    area_obs, area_sim = (np.sum(low - low[0]) for low in (low_obs, low_sim))
+    assert M.flv(obs, sim) == pytest.approx(-100 * (area_sim - area_obs) / area_obs)
+
+
 def test_flv_flat_low_flows_and_short_series():
     with pytest.raises(M.UndefinedMetricError, match="FLV"):
         M.flv([0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], np.arange(10.0))
