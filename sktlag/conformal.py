@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import warnings
 from collections import deque
 from numbers import Real
 
@@ -119,30 +118,24 @@ def min_calibration_scores(coverage: float) -> int:
 
     With ``n`` scores the band's lower rank is ``floor((n + 1) * (1 - coverage) / 2)``;
     below 1 both ranks fall outside the scores, the band spans all of them and covers
-    less than ``coverage`` (19 scores at 0.9, 39 at 0.95).
+    less than ``coverage``.
+
+    Examples
+    --------
+    >>> min_calibration_scores(0.9), min_calibration_scores(0.95)
+    (19, 39)
     """
     coverage = check_coverage(coverage)
-    return max(1, math.ceil(_snapped(2 / (1 - coverage))) - 1)
+    return math.ceil(_snapped(2 / (1 - coverage))) - 1
 
 
-def _finite_columns(scores: np.ndarray, coverage: float) -> list[np.ndarray]:
-    """The observed scores of each output; a warning for an output with too few of them
-    for ``coverage``."""
-    needed = min_calibration_scores(coverage)
+def _finite_columns(scores: np.ndarray) -> list[np.ndarray]:
     columns = []
     for k in range(scores.shape[1]):
         column = scores[:, k]
         column = column[np.isfinite(column)]
         if len(column) == 0:
             raise ValueError(f"output {k} has no observed validation target to calibrate on")
-        if len(column) < needed:
-            warnings.warn(
-                f"output {k} has {len(column)} calibration scores, fewer than the "
-                f"{needed} a {coverage:g} band needs: it spans all of them and covers "
-                "less than nominal; calibrate on more windows (a larger "
-                "validation_fraction, or calibration='blocks') or ask for a lower coverage",
-                UserWarning, stacklevel=3,
-            )
         columns.append(column)
     return columns
 
@@ -162,7 +155,7 @@ def score_quantiles(scores: np.ndarray, coverage: float) -> tuple[np.ndarray, np
         The conformal quantiles at ``(1 - coverage) / 2`` and ``(1 + coverage) / 2``.
     """
     coverage = check_coverage(coverage)
-    columns = _finite_columns(scores, coverage)
+    columns = _finite_columns(scores)
     low = [conformal_quantile(c, (1 - coverage) / 2) for c in columns]
     high = [conformal_quantile(c, (1 + coverage) / 2) for c in columns]
     return np.array(low), np.array(high)
@@ -205,7 +198,7 @@ def adaptive_levels(
     """
     coverage, rate = check_coverage(coverage), check_rate(rate)
     target = 1.0 - coverage
-    columns = _finite_columns(calibration, coverage)
+    columns = _finite_columns(calibration)
     n_days, n_outputs = new_scores.shape
     low, high = np.empty((n_days, n_outputs)), np.empty((n_days, n_outputs))
     miscoverage = np.empty((n_days, n_outputs))

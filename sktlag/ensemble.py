@@ -69,6 +69,7 @@ from .conformal import (
     check_rate,
     interval_bounds,
     interval_scale,
+    min_calibration_scores,
     predictive_draws,
     scale_levels,
     score_bands,
@@ -99,9 +100,16 @@ def _as_2d(y) -> np.ndarray:
 
 def _fit_member(estimator, X, y, groups):
     """The fitted member and the warnings its fit raised, as (category, message)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        estimator.fit(X, y, groups=groups)
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            estimator.fit(X, y, groups=groups)
+    except BaseException:
+        # A warning may explain the failure (a record too short): raised before it.
+        for category, message in dict.fromkeys((w.category, str(w.message)) for w in caught):
+            warnings.warn(message, category, stacklevel=2)
+        raise
     return estimator, [(w.category, str(w.message)) for w in caught]
 
 
@@ -227,7 +235,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         # Raised here, where the caller's filters apply (a worker process has its own),
         # and once: the members fit the same record and mostly say the same.
         for category, message in dict.fromkeys(w for _, said in fitted for w in said):
-            warnings.warn(message, category, stacklevel=2)
+            # 3: past scikit-learn's fit wrapper, at the caller of fit.
+            warnings.warn(message, category, stacklevel=3)
         first = self.estimators_[0]
         self.n_features_in_ = first.n_features_in_
         if hasattr(first, "feature_names_in_"):
@@ -376,13 +385,29 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         -----
         UserWarning
             Where an output has fewer calibration scores than ``coverage`` needs
-            (:func:`sktlag.conformal.min_calibration_scores`: 19 at 0.9): the band then
-            spans all of them and covers less than nominal.
+            (:func:`sktlag.conformal.min_calibration_scores`): the band then spans all of
+            them and covers less than nominal.
         """
         coverage, adapt_rate = check_coverage(coverage), check_rate(adapt_rate)
+        self._warn_if_too_few_scores(coverage)
         mean, scale, shape = self._mean_and_scale(X, groups=groups, history=history)
         low, high = self._bounds(mean, scale, coverage, observed, adapt_rate, groups)
         return shape(low), shape(high)
+
+    def _warn_if_too_few_scores(self, coverage: float) -> None:
+        """Warn, once per call, where an output has too few calibration scores for
+        ``coverage``: its band then spans all of them and covers less than nominal."""
+        needed = min_calibration_scores(coverage)
+        counts = np.isfinite(self.calibration_scores_).sum(axis=0)
+        short = [f"output {k}: {n}" for k, n in enumerate(counts) if n < needed]
+        if short:
+            warnings.warn(
+                f"a {coverage:g} band needs {needed} calibration scores, and this ensemble "
+                f"has fewer ({', '.join(short)}): the band spans all of them and covers "
+                "less than nominal; calibrate on more windows (a longer record, or "
+                "calibration='blocks') or ask for a lower coverage",
+                UserWarning, stacklevel=3,
+            )
 
     def _bounds(self, mean, scale, coverage, observed=None, adapt_rate=ADAPT_RATE,
                 groups=None):
@@ -438,8 +463,14 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             ``coverages``; ``crps`` (mean CRPS of the predictive distribution, units of
             ``y``, from ``scoringrules.crps_ensemble``; the same for both methods); ``n``
             and ``n_high_flow`` (rows scored).
+
+        Warns
+        -----
+        UserWarning
+            As :meth:`predict_interval`, for ``coverage``.
         """
         coverage, adapt_rate = check_coverage(coverage), check_rate(adapt_rate)
+        self._warn_if_too_few_scores(coverage)
         # The members predict once for every band and the samples.
         mean, scale, _ = self._mean_and_scale(X, groups=groups, history=history)
         scored = score_bands(_as_2d(y), mean, scale, self.calibration_scores_,

@@ -145,6 +145,27 @@ def test_members_fit_in_parallel_processes():
     np.testing.assert_array_equal(parallel.predict(X), serial.predict(X))
 
 
+def test_a_band_from_too_few_calibration_scores_warns_once_per_call(fitted):
+    ensemble, X, y = fitted
+    few = copy.deepcopy(ensemble)
+    few.calibration_scores_ = few.calibration_scores_[:10]
+    for call in (lambda: few.predict_interval(X, 0.9),
+                 lambda: few.predict_interval(X, 0.9, observed=y),
+                 lambda: few.score_intervals(X, y, 0.9, adaptive=True)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        said = [str(w.message) for w in caught if "calibration scores" in str(w.message)]
+        assert said == ["a 0.9 band needs 19 calibration scores, and this ensemble has "
+                        "fewer (output 0: 10): the band spans all of them and covers less "
+                        "than nominal; calibrate on more windows (a longer record, or "
+                        "calibration='blocks') or ask for a lower coverage"]
+        assert caught[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        few.predict_interval(X, 0.8)  # 9 scores suffice at 0.8
+
+
 @pytest.mark.parametrize("n_jobs", [None, 2])
 def test_a_members_warning_reaches_the_caller_once(n_jobs):
     # Every member fits the same record, so each would say the same; from worker
@@ -159,6 +180,22 @@ def test_a_members_warning_reaches_the_caller_once(n_jobs):
     messages = [str(w.message) for w in caught if w.category is ShortRecordWarning]
     assert messages and len(messages) == len(set(messages))
     assert any("batches of 128" in m for m in messages)
+
+
+def test_a_members_warnings_are_raised_before_its_failure():
+    from skorch.callbacks import Callback
+
+    from sktlag.recipe import ShortRecordWarning
+
+    class Fails(Callback):
+        def on_train_begin(self, net, **kwargs):
+            raise RuntimeError("training failed")
+
+    X, y = make_series(n_rows=200)
+    member = TLAGRegressor(**{**TINY, "batch_size": 128}, callbacks=[("fails", Fails())])
+    with pytest.warns(ShortRecordWarning, match="batches of 128"), \
+            pytest.raises(RuntimeError, match="training failed"):
+        TLAGEnsemble(member, n_members=2, random_state=0).fit(X, y)
 
 
 @parametrize_with_checks(
