@@ -315,24 +315,14 @@ def _hyperparameters(args) -> dict:
     return params
 
 
-def _sheet(args) -> str | int:
-    """The ``--sheet`` to read (0 by default); refused for a table that has no sheets."""
-    if args.sheet is None:
-        return 0
-    table = "the embedded Lahn data" if args.table is None else f"'{args.table}'"
-    if args.table is None or str(args.table).lower().endswith((".csv", ".csv.gz")):
-        raise CommandError(f"--sheet {args.sheet} names a workbook sheet, but {table} is "
-                           "a CSV table, which has none")
-    return args.sheet
-
-
 def _load_data(args) -> tuple[pd.DataFrame, pd.Series | pd.DataFrame, str]:
     target = None
     if args.target is not None:
         target = args.target[0] if len(args.target) == 1 else list(args.target)
-    sheet = _sheet(args)
-    if args.table is None and args.date_column is not None:
-        raise CommandError("--date-column names a column of a table; give the TABLE")
+    for option, value in (("--sheet", args.sheet), ("--date-column", args.date_column)):
+        if args.table is None and value is not None:
+            raise CommandError(f"{option} is about a TABLE, and none was given (the "
+                               "embedded Lahn data is read)")
     if args.table is None:
         X, y = load_lahn(return_X_y=True, as_frame=True,
                          target=target if target is not None else "q_kalkofen",
@@ -340,7 +330,7 @@ def _load_data(args) -> tuple[pd.DataFrame, pd.Series | pd.DataFrame, str]:
         return X, y, "Lahn (embedded, sktlag.datasets.load_lahn)"
     table = read_table(
         args.table, layout=args.layout, target=target, features=args.features,
-        sheet_name=sheet, allow_missing_target=args.missing_target == "mask",
+        sheet_name=args.sheet, allow_missing_target=args.missing_target == "mask",
         date_column=args.date_column,
     )
     if table.target_rule == "name":
@@ -658,7 +648,7 @@ def _predict(args) -> int:
             f"output{'s' if est.n_outputs_ > 1 else ''}"
         )
     targets = args.target or metadata.get("target_names") or None
-    table = read_table(args.table, layout=args.layout, sheet_name=_sheet(args),
+    table = read_table(args.table, layout=args.layout, sheet_name=args.sheet,
                        date_column=args.date_column,
                        target=targets, features=features, allow_missing_target=True,
                        require_target=False)

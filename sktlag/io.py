@@ -443,7 +443,7 @@ def _choose_layout(
         layout = "research" if starts_with_parts and date_column is None else "tidy"
     if layout == "research":
         if date_column is not None:
-            raise ValueError("date_column applies to the tidy layout only.")
+            raise ValueError("date_column (--date-column) applies to the tidy layout only.")
         if not starts_with_parts:
             raise TableError(
                 f"{label}: the research layout needs the columns year, month, day first "
@@ -663,9 +663,9 @@ def _check_dates(days: pd.Series, label: str, allow_gaps: bool) -> None:
         raise TableError(
             f"{label}: {len(missing)} day(s) missing between {days.iloc[0]:%Y-%m-%d} and "
             f"{days.iloc[-1]:%Y-%m-%d}: {_preview(shown)}. The rows must form a daily "
-            "sequence, as the model's windows span consecutive days: add the missing days, "
-            "or read with allow_gaps=True (gaps are not filled) and fit each stretch "
-            "without gaps as a group."
+            "sequence, as the model's windows span consecutive days: add the missing "
+            "days, or, in Python, read with allow_gaps=True (gaps are not filled) and fit "
+            "each stretch without gaps as a group (fit(..., groups=...))."
         )
 
 
@@ -744,7 +744,7 @@ def read_table(
     target: str | Sequence[str] | None = None,
     features: Sequence[str] | None = None,
     date_column: str | None = None,
-    sheet_name: str | int = 0,
+    sheet_name: str | int | None = None,
     allow_gaps: bool = False,
     allow_missing_target: bool = False,
     require_target: bool = True,
@@ -817,9 +817,10 @@ def read_table(
         value columns except the target(s).
     date_column : str, optional
         Name of the date column of a tidy table.
-    sheet_name : str or int, default=0
+    sheet_name : str or int, optional
         Sheet of a workbook, by name or 0-based position (digits that name no sheet
-        are a position). Ignored for CSV.
+        are a position); by default the first. A CSV file has no sheets: naming one
+        is an error.
     allow_gaps : bool, default=False
         Accept missing days between the first and the last date. The gaps are
         kept as they are (no rows are added) and ``X.index`` then has no
@@ -887,9 +888,12 @@ def read_table(
     if suffix is None:
         raise TableError(f"'{path}': unsupported file type; use one of {list(READ_SUFFIXES)}.")
     if suffix in (".xlsx", ".xls"):
-        cells, label = _read_excel_cells(path, sheet_name)
+        cells, label = _read_excel_cells(path, 0 if sheet_name is None else sheet_name)
     else:
         label = f"'{path}'"
+        if sheet_name is not None:
+            raise TableError(f"{label}: a CSV file has no sheets, but sheet "
+                             f"{sheet_name!r} was asked for (--sheet).")
         cells = _read_csv_cells(path, suffix, label)
 
     cells = _drop_blank_margins(cells)

@@ -244,16 +244,16 @@ def test_the_date_column_of_a_tidy_table_can_be_named(tmp_path):
                                 "--out", tmp_path / "p.csv", "--date-column", "Date"])
     assert code == 0, stderr
     _expect_error(["run", "--out", tmp_path / "o2", "--date-column", "Date"],
-                  "--date-column names a column of a table")
+                  "--date-column is about a TABLE")
 
 
 def test_a_sheet_of_a_csv_table_is_refused_not_ignored(run, tmp_path):
     _expect_error(["run", run["table"], "--out", tmp_path / "o", "--sheet", "rain",
-                   *FAST_OPTIONS], "--sheet rain names a workbook sheet", "CSV table")
+                   *FAST_OPTIONS], "a CSV file has no sheets, but sheet 'rain' was asked")
     _expect_error(["run", "--out", tmp_path / "o", "--sheet", "0", *FAST_OPTIONS],
-                  "the embedded Lahn data is a CSV table")
+                  "--sheet is about a TABLE, and none was given")
     _expect_error(["predict", run["out"] / "adaptive_lstm_model.pth", run["table"],
-                   "--out", tmp_path / "p.csv", "--sheet", "1"], "--sheet 1")
+                   "--out", tmp_path / "p.csv", "--sheet", "1"], "sheet '1' was asked")
     assert not list(tmp_path.iterdir())
 
 

@@ -1118,3 +1118,10 @@ def test_check_destination_names_what_is_in_the_way(tmp_path, monkeypatch):
     with pytest.raises(PermissionError, match="no permission to write in"):
         check_destination(tmp_path / "missing" / "out", create_parents=True)
 
+
+def test_a_sheet_of_a_csv_file_is_refused(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("date,p,q\n2000-01-01,0,1\n2000-01-02,3,2\n")
+    with pytest.raises(TableError, match="t.csv': a CSV file has no sheets"):
+        read_table(path, sheet_name=0)
+    assert len(read_table(path).y) == 2
