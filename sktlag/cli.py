@@ -45,7 +45,13 @@ from .datasets import load_lahn
 from .ensemble import CALIBRATION_WINDOWS, TLAGEnsemble, final_ensemble, members_of
 from .estimator import PRESETS, TLAGRegressor, final_regressor
 from .growth import CRITERIA
-from .io import check_destination, check_table_suffix, read_table, write_table
+from .io import (
+    DATE_COLUMN_NAMES,
+    check_destination,
+    check_table_suffix,
+    read_table,
+    write_table,
+)
 from .persistence import load_model
 from .recipe import updates_per_epoch
 from .report import (
@@ -197,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="table layout (default: auto)")
     data.add_argument("--date-column", default=None, metavar="COL",
                       help="the date column of a tidy table (default: the one named "
-                      "date, time or datetime)")
+                      f"{' or '.join(DATE_COLUMN_NAMES)}, in any case)")
     data.add_argument("--sheet", default=None, metavar="NAME",
                       help="workbook sheet, by name or 0-based position (default: 0)")
     data.add_argument("--missing-target", choices=["raise", "mask"], default=None,
@@ -280,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--layout", choices=["auto", "research", "tidy"], default="auto")
     predict.add_argument("--date-column", default=None, metavar="COL",
                          help="the date column of a tidy TABLE and HIST_TABLE (default: "
-                         "the one named date, time or datetime)")
+                         f"the one named {' or '.join(DATE_COLUMN_NAMES)}, in any case)")
     predict.add_argument("--sheet", default=None, metavar="NAME",
                          help="workbook sheet of TABLE, by name or 0-based position "
                          "(default: 0)")
@@ -340,21 +346,26 @@ def _load_data(args) -> tuple[pd.DataFrame, pd.Series | pd.DataFrame, str]:
     return table.X, table.y, f"{args.table} ({table.layout} layout)"
 
 
-def _split(X, y, lookback: int, validation_fraction: float, source: str):
+def _fit_rows(n_rows: int) -> int:
+    """Rows of the fit part of a table of ``n_rows`` (the rest is the test part)."""
+    return int(n_rows * FIT_FRACTION)
+
+
+def _split(X, y, lookback: int, source: str):
     """The fit and the test part of the table, or an error that says how long it must be."""
     n = len(X)
-    fit_rows = minimum_rows(lookback, validation_fraction)
+    fit_rows = minimum_rows(lookback, VALIDATION_FRACTION)
     # The fewest table rows whose fit part holds fit_rows and leave a test day.
     needed = next(m for m in range(fit_rows, 2 * fit_rows + 2)
-                  if int(m * FIT_FRACTION) >= fit_rows and m - int(m * FIT_FRACTION) >= 1)
+                  if _fit_rows(m) >= fit_rows and m - _fit_rows(m) >= 1)
     if n < needed:
         raise CommandError(
             f"{source} has {n} rows, too short: with a lookback of {lookback} rows (days) "
-            f"its {FIT_FRACTION:.0%} fit part needs {fit_rows} rows (2 training and 2 "
-            f"validation windows), so the table needs at least {needed}; use a longer "
-            "table or a smaller --lookback"
+            f"its {FIT_FRACTION:.0%} fit part needs {fit_rows} rows (sktlag.windows."
+            f"minimum_rows), so the table needs at least {needed}; use a longer table or "
+            "a smaller --lookback"
         )
-    n_fit = int(n * FIT_FRACTION)
+    n_fit = _fit_rows(n)
     return X.iloc[:n_fit], y.iloc[:n_fit], X.iloc[n_fit:], y.iloc[n_fit:]
 
 
@@ -386,10 +397,8 @@ def _run(args) -> int:
         raise CommandError(str(exc)) from exc
     X, y, source = _load_data(args)
     params = _hyperparameters(args)
-    defaults = TLAGRegressor()
     X_fit, y_fit, X_test, y_test = _split(
-        X, y, params.get("lookback", defaults.lookback),
-        params.get("validation_fraction", defaults.validation_fraction), source)
+        X, y, params.get("lookback", TLAGRegressor().lookback), source)
     if not args.quiet:
         print(f"data: {source}; target {', '.join(_target_names(y))}; "
               f"{X.shape[1]} features")
@@ -474,12 +483,13 @@ def _run(args) -> int:
 
 def _batch_line(est: TLAGRegressor, period_windows: int) -> str:
     """The batch size a fit used, how it was chosen and the updates per epoch it gave."""
-    # The windows of a whole epoch, as skorch counted them: with calibration='blocks' a
+    # The windows of an epoch, as skorch counted them: with calibration='blocks' a
     # member trains on fewer than the table's training period holds (``period_windows``,
-    # said where no epoch was recorded). An interrupted epoch counts fewer: the largest.
-    n_train_windows = max(
-        (sum(batch.get("train_batch_size", 0) for batch in row["batches"])
-         for row in est.history_), default=period_windows)
+    # said where no epoch was recorded; an epoch cut short is not in the history).
+    n_train_windows = period_windows
+    if len(est.history_):
+        n_train_windows = sum(batch.get("train_batch_size", 0)
+                              for batch in est.history_[-1]["batches"])
     size = est.batch_size_
     how = "chosen by batch_size='auto' for" if est.batch_size == "auto" else "for"
     return (f"{size} ({how} {n_train_windows} training windows: "

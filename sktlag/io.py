@@ -1064,8 +1064,23 @@ def atomic_write(
 
 
 def check_table_suffix(path: str | os.PathLike[str]) -> str:
-    """The table format :func:`write_table` writes ``path`` in (``".csv"`` or
-    ``".xlsx"``), or a ValueError naming the file."""
+    """The table format :func:`write_table` writes ``path`` in.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file to write.
+
+    Returns
+    -------
+    str
+        ``".csv"`` or ``".xlsx"``.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` ends in neither (any case); the message names the file.
+    """
     suffix = _table_suffix(Path(path), WRITE_SUFFIXES)
     if suffix is None:
         raise ValueError(f"'{path}': cannot write this file type; use {list(WRITE_SUFFIXES)}.")

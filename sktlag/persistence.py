@@ -319,14 +319,17 @@ def _read_payload(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelFileError(f"'{path}' is not a file.")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for damaged or unsafe files
         with path.open("rb") as handle:
             head = handle.read(2)
+    except OSError as exc:  # no permission, a device error
+        raise ModelFileError(f"'{path}': cannot be read: {exc.strerror or exc}") from exc
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged or unsafe files
         # torch.save writes a zip archive (or, in its legacy format, a pickle); torch
         # reads anything else as a pickle too and blames its weights_only rules.
         if head and not head.startswith((b"PK", b"\x80")):
-            reason = "it is not a file written by PyTorch (a table or text renamed?)"
+            reason = "it is not a file written by PyTorch (text or CSV renamed?)"
         elif "weights_only" in str(exc) or "Unsupported global" in str(exc):
             reason = ("it holds pickled objects other than tensors and plain data, which "
                       "are never loaded")
@@ -442,9 +445,10 @@ def _restored_params(payload: dict[str, Any], device: str) -> dict[str, Any]:
 
 def _build_regressor(payload: dict[str, Any], device: str) -> TLAGRegressor:
     est = TLAGRegressor(**_restored_params(payload, device))
-    # The parameter constraints of fit: a file edited to lookback=0 fails here, naming
-    # the parameter, not later in a broadcast.
+    # The parameter checks of fit: a file edited to lookback=0 fails here, naming the
+    # parameter, not later in a broadcast.
     est._validate_params()
+    est._check_hyperparameters()
     # Files written before batch_size="auto" hold the batch size in the parameters only.
     est.batch_size_ = int(payload.get("batch_size") or est.batch_size)
     module = GrowingLSTM.from_spec(payload["spec"])

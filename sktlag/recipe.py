@@ -139,7 +139,7 @@ def record_problems(
             f"stopping and growth count epochs the network barely trains in; use {remedy}"
         )
     history = 2 * (lookback - 1)
-    where, n_train = _series_of(shortest_training, n_train_windows)
+    where, n_train = _prefix_and_count(shortest_training, n_train_windows)
     if n_train < history:
         remedy = "a shorter lookback"
         if lookback_that_fits is not None:
@@ -150,7 +150,7 @@ def record_problems(
             f"{history} rows, more than the training targets; use {remedy} or a longer "
             "record"
         )
-    where, n_valid = _series_of(shortest_validation, n_valid_windows)
+    where, n_valid = _prefix_and_count(shortest_validation, n_valid_windows)
     if may_grow and n_valid < MIN_VALIDATION_WINDOWS:
         problems.append(
             f"{where}the validation part has {n_valid} windows, fewer than "
@@ -161,7 +161,7 @@ def record_problems(
     return problems
 
 
-def _series_of(shortest: tuple[object, int] | None, total: int) -> tuple[str, int]:
+def _prefix_and_count(shortest: tuple[object, int] | None, total: int) -> tuple[str, int]:
     """The prefix that names a series (none for one series) and its count of windows."""
     if shortest is None:
         return "", total
