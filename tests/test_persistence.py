@@ -178,6 +178,7 @@ def test_an_entry_of_the_wrong_kind_is_a_clear_error(saved, tmp_path):
 
 @pytest.mark.parametrize(("entry", "value", "words"), [
     ("params", {"lookback": 0}, "lookback"),
+    ("params", {"initial_num_layers": 99}, "exceeds max_layers"),
     ("target_scale", [0.0], "scale must be finite"),
     ("target_mean", [float("nan")], "scale must be finite"),
 ])
