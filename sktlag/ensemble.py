@@ -98,6 +98,12 @@ def _as_2d(y) -> np.ndarray:
     return y.reshape(y.shape[0], -1)
 
 
+def _warn_each_once(said, stacklevel: int) -> None:
+    """Raise each distinct ``(category, message)`` of ``said`` once, in order."""
+    for category, message in dict.fromkeys(said):
+        warnings.warn(message, category, stacklevel=stacklevel + 1)
+
+
 def _fit_member(estimator, X, y, groups):
     """The fitted member and the warnings its fit raised, as (category, message)."""
     caught: list[warnings.WarningMessage] = []
@@ -107,8 +113,7 @@ def _fit_member(estimator, X, y, groups):
             estimator.fit(X, y, groups=groups)
     except BaseException:
         # A warning may explain the failure (a record too short): raised before it.
-        for category, message in dict.fromkeys((w.category, str(w.message)) for w in caught):
-            warnings.warn(message, category, stacklevel=2)
+        _warn_each_once(((w.category, str(w.message)) for w in caught), stacklevel=2)
         raise
     return estimator, [(w.category, str(w.message)) for w in caught]
 
@@ -234,9 +239,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         self.estimators_ = [member for member, _ in fitted]
         # Raised here, where the caller's filters apply (a worker process has its own),
         # and once: the members fit the same record and mostly say the same.
-        for category, message in dict.fromkeys(w for _, said in fitted for w in said):
-            # 3: past scikit-learn's fit wrapper, at the caller of fit.
-            warnings.warn(message, category, stacklevel=3)
+        # 3: past scikit-learn's fit wrapper, at the caller of fit.
+        _warn_each_once((w for _, said in fitted for w in said), stacklevel=3)
         first = self.estimators_[0]
         self.n_features_in_ = first.n_features_in_
         if hasattr(first, "feature_names_in_"):

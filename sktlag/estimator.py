@@ -718,8 +718,12 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         """Set ``batch_size_`` and warn about what the record cannot carry."""
         self.batch_size_ = resolve_batch_size(self.batch_size, len(train_ends))
 
+        def shortest(ends: np.ndarray) -> tuple[object, int] | None:
+            # The series with the fewest of these windows; None for one series.
+            return None if groups is None else fewest_windows(ends, groups)
+
         def fewest_training(ends: np.ndarray) -> int:
-            return len(ends) if groups is None else fewest_windows(ends, groups)[1]
+            return len(ends) if groups is None else shortest(ends)[1]
 
         def lookback_that_fits() -> int:
             # Training windows grow as the lookback shrinks: the largest lookback whose
@@ -735,9 +739,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             n_train_windows=len(train_ends), n_valid_windows=len(valid_ends),
             lookback=self.lookback, batch_size=self.batch_size_, may_grow=may_grow,
             lookback_that_fits=lookback_that_fits,
-            shortest_training=None if groups is None else fewest_windows(train_ends, groups),
-            shortest_validation=None if groups is None else fewest_windows(valid_ends,
-                                                                            groups),
+            shortest_training=shortest(train_ends), shortest_validation=shortest(valid_ends),
         ):
             warnings.warn(problem, ShortRecordWarning, stacklevel=4)
 

@@ -968,21 +968,14 @@ def check_destination(path: str | os.PathLike[str], *, create_parents: bool = Fa
     """
     path = Path(path)
     folder = Path(os.path.abspath(path)).parent
-    while not folder.exists() and create_parents and folder != folder.parent:
-        folder = folder.parent
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"cannot write '{path}': '{folder}' is a file, not a folder")
-    if not folder.exists():
-        # A part of it may be a file, which makes it not exist.
-        for above in folder.parents:
-            if above.exists():
-                if not above.is_dir():
-                    raise NotADirectoryError(
-                        f"cannot write '{path}': '{above}' is a file, not a folder")
-                break
+    # The nearest folder that exists (a file in the way makes the rest not exist).
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(f"cannot write '{path}': '{existing}' is a file, not a folder")
+    if existing != folder and not create_parents:
         raise FileNotFoundError(f"cannot write '{path}': the folder '{folder}' does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write '{path}': no permission to write in '{folder}'")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write '{path}': no permission to write in '{existing}'")
     return path
 
 

@@ -244,8 +244,8 @@ def _log_floors(obs, sim):
     keep their own, so FLV and FMS (differences of logarithms) do not depend on the
     unit of flows that are all positive.
     """
-    positive = np.where(np.concatenate([obs, sim]) > 0, np.concatenate([obs, sim]), np.inf)
-    floor = np.minimum(LOG_FLOOR, positive.min(axis=0))
+    both = np.concatenate([obs, sim])
+    floor = np.minimum(LOG_FLOOR, np.where(both > 0, both, np.inf).min(axis=0))
     return (np.log(np.where(q > 0, q, floor)) for q in (obs, sim))
 
 
