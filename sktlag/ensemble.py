@@ -225,30 +225,31 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         -------
         self : TLAGEnsemble
         """
-        template = self._template()
-        rng = check_random_state(self.random_state)
-        self.seeds_ = rng.randint(np.iinfo(np.int32).max, size=self.n_members)
-        members = [clone(template).set_params(random_state=int(s)) for s in self.seeds_]
-        targets = [y] * self.n_members
-        if self.calibration == "blocks":
-            members, targets, blocks = self._held_out_blocks(members, y, groups)
-        fitted = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_member)(member, X, target, groups)
-            for member, target in zip(members, targets, strict=True)
-        )
-        self.estimators_ = [member for member, _ in fitted]
-        # Raised here, where the caller's filters apply (a worker process has its own),
-        # and once: the members fit the same record and mostly say the same.
-        # 3: past scikit-learn's fit wrapper, at the caller of fit.
-        _warn_each_once((w for _, said in fitted for w in said), stacklevel=3)
-        first = self.estimators_[0]
-        self.n_features_in_ = first.n_features_in_
-        if hasattr(first, "feature_names_in_"):
-            self.feature_names_in_ = first.feature_names_in_
-        elif hasattr(self, "feature_names_in_"):  # a refit on an array: no names now
-            del self.feature_names_in_
-        self.n_outputs_ = first.n_outputs_
-        self._calibrate(X, y, groups, blocks if self.calibration == "blocks" else None)
+        with self._unchanged_if_fit_fails():
+            template = self._template()
+            rng = check_random_state(self.random_state)
+            self.seeds_ = rng.randint(np.iinfo(np.int32).max, size=self.n_members)
+            members = [clone(template).set_params(random_state=int(s)) for s in self.seeds_]
+            targets = [y] * self.n_members
+            if self.calibration == "blocks":
+                members, targets, blocks = self._held_out_blocks(members, y, groups)
+            fitted = Parallel(n_jobs=self.n_jobs)(
+                delayed(_fit_member)(member, X, target, groups)
+                for member, target in zip(members, targets, strict=True)
+            )
+            self.estimators_ = [member for member, _ in fitted]
+            # Raised here, where the caller's filters apply (a worker process has its own),
+            # and once: the members fit the same record and mostly say the same.
+            # 3: past scikit-learn's fit wrapper, at the caller of fit.
+            _warn_each_once((w for _, said in fitted for w in said), stacklevel=3)
+            first = self.estimators_[0]
+            self.n_features_in_ = first.n_features_in_
+            if hasattr(first, "feature_names_in_"):
+                self.feature_names_in_ = first.feature_names_in_
+            elif hasattr(self, "feature_names_in_"):  # a refit on an array: no names now
+                del self.feature_names_in_
+            self.n_outputs_ = first.n_outputs_
+            self._calibrate(X, y, groups, blocks if self.calibration == "blocks" else None)
         return self
 
     def _held_out_blocks(self, members, y, groups):

@@ -8,6 +8,7 @@ callbacks. The fitted net is kept as ``net_``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -171,6 +172,22 @@ class SeriesRegressorMixin:
         tags.target_tags.single_output = True
         tags.input_tags.allow_nan = False
         return tags
+
+    @contextlib.contextmanager
+    def _unchanged_if_fit_fails(self):
+        """Run a fit that, if it raises, leaves the estimator as it found it.
+
+        A fit sets its attributes phase by phase (the input's columns first, the network
+        last): one that fails half-way would leave a model mixing two fits, e.g. the old
+        network with the new target's shape, or look fitted after a failed first fit.
+        """
+        before = dict(vars(self))
+        try:
+            yield
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(before)
+            raise
 
 
 def _next_label(index: pd.Index):
@@ -669,15 +686,16 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         start = time.perf_counter()
         continuing = self.warm_start and hasattr(self, "net_")
         frame = X if isinstance(X, pd.DataFrame) else None
-        X, y, groups = self._validate_fit_input(X, frame, y, groups, continuing)
-        train_ends, valid_ends = self._split(y, groups)
-        self._adapt_to_record(y, groups, train_ends, valid_ends, continuing)
-        if not continuing:
-            self._fit_scaling(X, y, train_ends)
-        self._store_warmup(X, frame, groups)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        train_set, valid_set = self._window_datasets(X, y, train_ends, valid_ends)
-        self._train(train_set, valid_set, seed, continuing)
+        with self._unchanged_if_fit_fails():
+            X, y, groups = self._validate_fit_input(X, frame, y, groups, continuing)
+            train_ends, valid_ends = self._split(y, groups)
+            self._adapt_to_record(y, groups, train_ends, valid_ends, continuing)
+            if not continuing:
+                self._fit_scaling(X, y, train_ends)
+            self._store_warmup(X, frame, groups)
+            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            train_set, valid_set = self._window_datasets(X, y, train_ends, valid_ends)
+            self._train(train_set, valid_set, seed, continuing)
         self.fit_time_ = time.perf_counter() - start
         return self
 

@@ -586,3 +586,18 @@ def test_a_refit_on_an_array_forgets_the_column_names_of_a_frame():
     ens.fit(X, y)  # as every scikit-learn estimator: a refit resets what fit learned
     assert not hasattr(ens, "feature_names_in_")
     assert not hasattr(ens.estimators_[0], "feature_names_in_")
+
+
+def test_a_failed_refit_leaves_the_fitted_ensemble_as_it_was():
+    X, y = make_series(n_rows=300)
+    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, random_state=0).fit(X, y)
+    seeds, before = ens.seeds_.copy(), ens.predict(X)
+    ens.set_params(n_members=3)
+    with pytest.raises(ValueError, match="rows"):
+        ens.fit(X[:8], y[:8])
+    # The seeds belong to the members: three seeds beside two members would name a fit
+    # that never happened.
+    np.testing.assert_array_equal(ens.seeds_, seeds)
+    assert len(ens.estimators_) == 2
+    np.testing.assert_array_equal(ens.predict(X), before)
+

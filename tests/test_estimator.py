@@ -464,3 +464,26 @@ def test_a_user_callback_may_not_take_an_own_callbacks_name(series, fast_params,
     est = TLAGRegressor(**fast_params, callbacks=[(name, Callback())])
     with pytest.raises(ValueError, match=f"callback name '{name}' is taken"):
         est.fit(X, y)
+
+
+def test_a_failed_refit_leaves_the_fitted_model_as_it_was(series, fast_params):
+    # The refit fails after its input checks have set the new columns and target shape;
+    # the model must still be the first fit's, whole, not a mix of the two.
+    X, y = series
+    est = TLAGRegressor(**fast_params, random_state=0).fit(X, y)
+    before = est.predict(X)
+    short = np.hstack([X, X])[:8]  # 6 columns, too few rows for the split
+    with pytest.raises(ValueError, match="rows"):
+        est.fit(short, y[:8].reshape(-1, 1))
+    assert est.n_features_in_ == X.shape[1]
+    np.testing.assert_array_equal(est.predict(X), before)
+
+
+def test_a_failed_first_fit_leaves_the_estimator_unfitted(series, fast_params):
+    X, y = series
+    est = TLAGRegressor(**fast_params)
+    with pytest.raises(ValueError, match="rows"):
+        est.fit(X[:8], y[:8])
+    assert not hasattr(est, "n_features_in_")
+    with pytest.raises(NotFittedError):
+        est.predict(X)
