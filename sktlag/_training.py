@@ -109,6 +109,25 @@ def flushing_subnormals() -> bool:
 
 
 @contextlib.contextmanager
+def seeded(seed: int, device):
+    """Run the block with torch's generators of ``device`` seeded, then restore them.
+
+    torch draws from global generators (weight initialization, dropout, batch order);
+    scikit-learn's ``random_state`` contract is that an estimator draws from its own
+    and leaves the caller's as it was, so the block works on a fork of them.
+    """
+    device = torch.device(device)
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(seed)
+        for index in cuda:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
+@contextlib.contextmanager
 def subnormals_flushed():
     """Run the block with subnormal floats flushed to zero on the CPU (where it can).
 
@@ -345,8 +364,8 @@ def train(
     its pickle should not carry them), and an interrupted run's history loses the epoch
     cut short.
     """
-    with torch_threads(params["n_threads"]), subnormals_flushed():
-        torch.manual_seed(seed)
+    with torch_threads(params["n_threads"]), subnormals_flushed(), \
+            seeded(seed, params["device"]):
         if continuing:
             initial = validation_score(*_targets_and_predictions(net.module_, valid_set,
                                                                  params["batch_size"]))

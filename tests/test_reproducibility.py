@@ -159,3 +159,14 @@ def test_warm_start_and_clone_repeat_exactly():
     est = TLAGRegressor(**PARAMS, random_state=3)
     copy = clone(est)
     np.testing.assert_array_equal(two_stage(est), two_stage(copy))
+
+
+def test_fit_leaves_the_callers_torch_random_state_as_it_was():
+    # scikit-learn's random_state contract: an estimator draws from its own generator and
+    # leaves the global one alone; after a fit the caller's torch draws go on as before.
+    X, y = make_series(n_rows=120)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    TLAGRegressor(**PARAMS, random_state=0).fit(X, y)
+    assert torch.equal(torch.rand(3), expected)
