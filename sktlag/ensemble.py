@@ -59,7 +59,7 @@ from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .conformal import (
     ADAPT_RATE,
@@ -84,6 +84,10 @@ from .estimator import (
 from .windows import fit_split, group_starts
 
 __all__ = ["TLAGEnsemble"]
+
+#: scikit-learn's warnings about column names that differ from the fit's (its messages
+#: "X has feature names, but ..." and "X does not have valid feature names, but ...").
+_FEATURE_NAMES_WARNING = r"X (has|does not have valid) feature names, but"
 
 #: Where the calibration scores come from, by the value of ``calibration``.
 CALIBRATION_WINDOWS = {
@@ -334,7 +338,14 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     def _member_predictions(self, X, **kwargs):
         """Every member's predictions as (n_members, n_rows, n_outputs), and a function
         that gives an array of (n_rows, n_outputs) the members' own output shape."""
-        out = [np.asarray(m.predict(X, **kwargs), dtype=np.float64) for m in self.estimators_]
+        # The columns are checked once, in the ensemble's name; the members' own checks
+        # would repeat each of its warnings once per member.
+        # (Only the shape and the names: the members check the values.)
+        validate_data(self, X, reset=False, dtype=None, ensure_all_finite=False)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", _FEATURE_NAMES_WARNING, UserWarning)
+            out = [np.asarray(m.predict(X, **kwargs), dtype=np.float64)
+                   for m in self.estimators_]
         one_dimensional = out[0].ndim == 1
         stacked = np.stack([p.reshape(len(p), -1) for p in out])
         return stacked, (lambda values: values.ravel() if one_dimensional else values)

@@ -601,3 +601,16 @@ def test_a_failed_refit_leaves_the_fitted_ensemble_as_it_was():
     assert len(ens.estimators_) == 2
     np.testing.assert_array_equal(ens.predict(X), before)
 
+
+def test_the_ensemble_checks_the_columns_once_in_its_own_name():
+    pd = pytest.importorskip("pandas")
+    X, y = make_series(n_rows=300)
+    frame = pd.DataFrame(X, columns=[f"P{k}" for k in range(X.shape[1])])
+    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=3, random_state=0).fit(frame, y)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        ens.predict(X)
+    names = [str(w.message) for w in said if "feature names" in str(w.message)]
+    assert len(names) == 1 and "TLAGEnsemble" in names[0], names
+    with pytest.raises(ValueError, match="TLAGEnsemble is expecting 3 features"):
+        ens.predict_interval(np.ones((20, 4)))
