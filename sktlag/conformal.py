@@ -176,7 +176,8 @@ def adaptive_levels(
       2021), so a run of misses widens the band until the misses are paid back.
 
     A day without observation (NaN score) changes neither. A miscoverage at or below 0
-    gives the widest interval the pool allows; at or above 1, the pool's median.
+    gives the widest interval the pool allows. At or above 1 the interval is empty by
+    definition: it is drawn as the pool's median and always counts as a miss.
 
     Parameters
     ----------
@@ -215,7 +216,10 @@ def adaptive_levels(
             low[t, k], high[t, k], miscoverage[t, k] = lo, hi, a
             score = float(new_scores[t, k])
             if math.isfinite(score):
-                a += rate * (target - float(score < lo or score > hi))
+                # At a >= 1 the interval is empty by definition, drawn as the median: a
+                # miss even for a score tied with it, which keeps a below
+                # 1 + rate * (1 - coverage) as the guarantee needs.
+                a += rate * (target - float(a >= 1 or score < lo or score > hi))
                 del pool[bisect.bisect_left(pool, arrival.popleft())]
                 bisect.insort(pool, score)
                 arrival.append(score)

@@ -67,7 +67,9 @@ def _adaptive_by_definition(calibration, new_scores, coverage, rate):
         hi = conformal_quantile(np.array(pool), max(1 - level / 2, 0.5))
         out.append((lo, hi, a))
         if not math.isnan(score):
-            a = a + rate * (target - (1.0 if (score < lo or score > hi) else 0.0))
+            # At a >= 1 the interval is empty by definition: always a miss.
+            miss = a >= 1 or score < lo or score > hi
+            a = a + rate * (target - (1.0 if miss else 0.0))
             pool = pool[1:] + [score]  # the oldest score leaves, the new one joins
     return np.array(out)
 
@@ -106,6 +108,19 @@ def test_adaptive_band_holds_its_coverage_where_the_errors_grow():
     bound = (0.9 + rate) / (rate * len(new))
     assert abs(adaptive - 0.9) <= bound
     assert fixed < 0.9 - 0.1  # the band of the calibration period falls far short
+
+
+def test_tied_scores_cannot_drive_the_adaptive_miscoverage_past_its_bound():
+    # Every score equal (a record of identical errors): the band at a >= 1, drawn as the
+    # median, still "covers" the tied score. By definition that interval is empty, so
+    # the update counts a miss and a_t stays below 1 + rate * (1 - coverage), where the
+    # guarantee of adaptive conformal inference needs it.
+    rate, coverage = 0.05, 0.5
+    _, _, miscoverage = adaptive_levels(np.zeros((20, 1)), np.zeros((200, 1)), coverage, rate)
+    assert miscoverage.max() <= 1 + rate * (1 - coverage) + 1e-12
+    low, high, expected = _adaptive_by_definition(np.zeros(20), np.zeros(200), coverage,
+                                                  rate).T
+    np.testing.assert_allclose(miscoverage[:, 0], expected)
 
 
 def test_adaptive_band_rejects_a_bad_rate():
