@@ -595,35 +595,39 @@ def _predict_rows(model, X: pd.DataFrame, history: pd.DataFrame | None, observed
     return pred[-n:], {"lower": lower[-n:], "upper": upper[-n:]}
 
 
-def _observed_days(history, history_y, y, n_rows: int, n_outputs: int, lookback: int):
+def _observed_days(history, history_y, y, n_rows: int, n_outputs: int, padded: int):
     """The discharge of the history days (if any) and of the table, NaN where unknown;
     None when no day is observed.
 
-    The first ``lookback - 1`` history days are predicted from padding: their
-    observations would judge the padding, not the model, and are left out. A history
-    without discharge still takes its rows, unobserved.
+    The first ``padded`` days (of the history, then of the table) are predicted from
+    padding: their observations would judge the padding, not the model, and are left
+    out. A history without discharge still takes its rows, unobserved.
     """
     parts = []
     if history_y is not None:
-        before = np.asarray(history_y, dtype=float).reshape(len(history_y), -1).copy()
-        before[: lookback - 1] = np.nan
-        parts.append(before)
+        parts.append(np.asarray(history_y, dtype=float).reshape(len(history_y), -1))
     elif history is not None:
         parts.append(np.full((len(history), n_outputs), np.nan))
     parts.append(np.full((n_rows, n_outputs), np.nan) if y is None
                  else np.asarray(y, dtype=float).reshape(n_rows, -1))
     observed = np.concatenate(parts)
+    observed[:padded] = np.nan
     return observed if np.isfinite(observed).any() else None
+
+
+def _padded_days(est, X: pd.DataFrame, history: pd.DataFrame | None) -> int:
+    """How many first days of the history and the table are predicted from padding:
+    the model's ``lookback - 1``, or none where the table continues the fit (the model
+    keeps the fit's last days as their history)."""
+    continues = history is None and len(X) and X.index[0] == est.warmup_index_
+    return 0 if continues else est.lookback - 1
 
 
 def _padding_warning(est, X: pd.DataFrame, history: pd.DataFrame | None) -> str | None:
     """The warning for predictions whose window reaches before the known days, if any."""
     needed = est.lookback - 1
-    if history is not None:
-        known = len(history)
-    else:
-        known = needed if X.index[0] == est.warmup_index_ else 0
-    padded = min(needed - known, len(X))
+    known = 0 if history is None else len(history)
+    padded = min(_padded_days(est, X, history) - known, len(X))
     if padded <= 0:
         return None
     return (
@@ -687,7 +691,7 @@ def _predict(args) -> int:
     observed = None
     if ensemble is not None and args.band == "adaptive":
         observed = _observed_days(history, history_y, y, len(X), est.n_outputs_,
-                                  est.lookback)
+                                  _padded_days(est, X, history))
     pred, band = _predict_rows(model, X, history, observed)
     names = list(table.target_names) or list(targets or [])
     if y is None and len(names) != est.n_outputs_:

@@ -825,6 +825,31 @@ def test_predict_adapts_the_band_to_the_tables_own_observations(ensemble_run, tm
     assert f"90% band: coverage {inside:.1%} (high flows " in stdout
 
 
+@pytest.mark.parametrize("warmup_days", [None, 2])
+def test_observations_of_days_read_from_padding_do_not_adapt_the_band(ensemble_run, tmp_path,
+                                                                     warmup_days):
+    # A table that does not continue the fit: its first lookback - 1 = 4 days are
+    # predicted from padding (two warm-up days cover half of that), and their
+    # observations would judge the padding, not the model.
+    start = N_FIT + 30
+    table = feature_table(tmp_path / "days.csv", slice(start, N_ROWS), target="q_kalkofen")
+    out = tmp_path / "days_out.csv"
+    extra = [] if warmup_days is None else ["--warmup-days", str(warmup_days)]
+    code, stdout, stderr = run_main(["predict", ensemble_run["out"] / MODEL, table,
+                                     "--out", out, *extra])
+    assert code == 0, stderr
+    assert f"({N_ROWS - start - 4} observed days in the history and the table" in stdout
+    model = load_model(ensemble_run["out"] / MODEL)
+    observed = load_lahn(as_frame=True).frame["q_kalkofen"].to_numpy()[start:N_ROWS].copy()
+    observed[:4] = np.nan
+    lower, upper = model[-1].predict_interval(model[:-1].transform(
+        table_rows(slice(start, N_ROWS))), 0.9, observed=observed)
+    written = pd.read_csv(out, index_col="date")
+    skip = warmup_days or 0
+    np.testing.assert_allclose(written["lower"], lower[skip:], rtol=1e-10)
+    np.testing.assert_allclose(written["upper"], upper[skip:], rtol=1e-10)
+
+
 def test_criterion_and_threshold_options_set_the_growth_rule():
     args = cli.build_parser().parse_args(
         ["run", "--out", "o", "--criterion", "holdout", "--threshold", "2", "--preset",
