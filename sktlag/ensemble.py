@@ -323,8 +323,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                               self.flow_level_ if self.scale == "flow" else None)
 
     def __setstate__(self, state):
-        # Ensembles saved before 0.3 calibrated on validation windows only and kept no
-        # high-flow threshold: their high flows cannot be told apart.
+        # Ensembles saved by sktlag 0.2.0 and earlier calibrated on validation windows
+        # only and kept no high-flow threshold: their high flows cannot be told apart.
         state.setdefault("calibration", "validation")
         # Before the flow scale, every score was in units of the spread.
         state.setdefault("scale", "spread")

@@ -261,7 +261,8 @@ def prediction_table(
     (``lower_<name>``, ``upper_<name>``) per output. ``y_true=None`` (days without
     observations) leaves out the observed columns. The index is a
     :class:`pandas.DatetimeIndex` named ``"date"`` when ``dates`` are known (then
-    :func:`sktlag.io.read_table` reads the written table back), a row number otherwise.
+    :func:`sktlag.io.read_table` reads the written table back, given
+    ``target="observed"``), a row number otherwise.
     """
     sim = np.asarray(y_pred, dtype=float).reshape(len(y_pred), -1)
     obs = None if y_true is None else np.asarray(y_true, dtype=float).reshape(sim.shape)
