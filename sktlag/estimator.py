@@ -162,6 +162,37 @@ def _check_numeric_frame(X, what: str) -> None:
             )
 
 
+def _check_time_order(X, groups, what: str = "X") -> None:
+    """Refuse dates that go back or repeat within a series (each group, or all of ``X``).
+
+    Only a :class:`~pandas.DatetimeIndex` says when a row is; other indexes (row numbers,
+    labels) are taken as given in time order.
+    """
+    if not isinstance(X, pd.DataFrame) or not isinstance(X.index, pd.DatetimeIndex):
+        return
+    dates = X.index.to_numpy()
+    back = dates[1:] <= dates[:-1]
+    if groups is not None:  # a new series may start on any date
+        back &= groups[1:] == groups[:-1]
+    if not back.any():
+        return
+    row = int(np.argmax(back)) + 1
+    day, before = X.index[row], X.index[row - 1]
+    how = (f"repeats the date of row {row - 1}" if day == before
+           else f"comes after row {row - 1} ({_stamp_text(before)})")
+    several = "" if groups is not None else " (several series one after another: pass groups)"
+    raise ValueError(
+        f"{what} is not in time order: row {row} ({_stamp_text(day)}) {how}; the rows must run "
+        f"forward in time, one per time step{several}: sort them with {what}.sort_index() "
+        "and drop repeated dates"
+    )
+
+
+def _stamp_text(stamp) -> str:
+    """A date as a hydrologist writes it: the day alone where the time is midnight."""
+    return str(stamp.date()) if stamp == stamp.normalize() else str(stamp)
+
+
 class SeriesRegressorMixin:
     """scikit-learn tags of a regressor of time series: one or several targets, no NaN
     in ``X`` (gaps in the inputs must be filled, they are never filled silently)."""
@@ -713,6 +744,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         self._warn_large_inputs(X, frame)
         groups = None if groups is None else np.asarray(groups)
         self._check_length(len(X), groups)
+        _check_time_order(frame, groups)
         return X, y.reshape(len(y), -1), groups
 
     def _split(self, y: np.ndarray, groups) -> tuple[np.ndarray, np.ndarray]:
@@ -947,6 +979,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             X, self.lookback, self.padding_values_,
             None if groups is None else np.asarray(groups), history,
         )
+        _check_time_order(X_original, None if groups is None else np.asarray(groups))
         dataset = WindowDataset(
             torch.from_numpy(np.ascontiguousarray(series, dtype=np.float32)), None, ends,
             self.lookback,

@@ -487,3 +487,25 @@ def test_a_failed_first_fit_leaves_the_estimator_unfitted(series, fast_params):
     assert not hasattr(est, "n_features_in_")
     with pytest.raises(NotFittedError):
         est.predict(X)
+
+
+def test_dates_out_of_order_are_refused_where_they_go_back(series, fast_params):
+    # Gauge exports often list the newest day first: read as they are, every window would
+    # run backwards in time. The message names the first row that goes back.
+    X, y = series
+    dates = pd.date_range("2001-01-01", periods=len(X), freq="D")
+    backwards = pd.DataFrame(X[::-1], index=dates[::-1])
+    with pytest.raises(ValueError, match=r"row 1 \(2001-08-27\) comes after row 0 "
+                                         r"\(2001-08-28\).*sort_index"):
+        TLAGRegressor(**fast_params).fit(backwards, y[::-1])
+    repeated = pd.DataFrame(X, index=dates.where(np.arange(len(X)) != 5, dates[4]))
+    with pytest.raises(ValueError, match=r"row 5 \(2001-01-05\) repeats"):
+        TLAGRegressor(**fast_params).fit(repeated, y)
+    est = TLAGRegressor(**fast_params, random_state=0).fit(pd.DataFrame(X, index=dates), y)
+    with pytest.raises(ValueError, match="row 1"):
+        est.predict(backwards)
+    # Several series, each in time order: every group may start anew.
+    groups = np.repeat([0, 1], len(X) // 2)
+    restart = pd.DataFrame(X, index=np.concatenate([dates[: len(X) // 2]] * 2))
+    est.fit(restart, y, groups=groups)
+    est.predict(restart, groups=groups)
