@@ -204,6 +204,32 @@ class SeriesRegressorMixin:
         tags.input_tags.allow_nan = False
         return tags
 
+    # With metadata routing, a search that routes ``groups`` scores each test fold with
+    # them (a test fold of several series would otherwise read across their seams).
+    __metadata_request__score = {"groups": True}
+
+    def score(self, X, y, sample_weight=None, groups=None):
+        """Coefficient of determination R² of ``predict(X, groups=groups)``.
+
+        On one series R² is the Nash-Sutcliffe efficiency of hydrology.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_rows, n_features)
+        y : array-like of shape (n_rows,) or (n_rows, n_outputs)
+        sample_weight : array-like of shape (n_rows,), optional
+        groups : array-like of shape (n_rows,), optional
+            Series labels, as for ``predict``: without them, the first windows of a
+            series read the end of the one before it.
+
+        Returns
+        -------
+        score : float
+        """
+        from sklearn.metrics import r2_score
+
+        return r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
+
     @contextlib.contextmanager
     def _unchanged_if_fit_fails(self):
         """Run a fit that, if it raises, leaves the estimator as it found it.

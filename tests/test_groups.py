@@ -112,6 +112,15 @@ def test_predict_with_groups_equals_predicting_each_basin_alone(two_basins):
     assert not np.allclose(est.predict(X)[second], together[second], rtol=1e-6, atol=0)
 
 
+def test_score_with_groups_scores_each_basins_own_windows(two_basins):
+    est, X, y, groups, _ = two_basins
+    by_basin = sklearn.metrics.r2_score(y, est.predict(X, groups=groups))
+    assert est.score(X, y, groups=groups) == pytest.approx(by_basin)
+    assert est.score(X, y) != pytest.approx(by_basin)  # windows across the seam
+    # A search that routes groups scores its test folds with them, unasked.
+    assert est.get_metadata_routing().score.requests["groups"] is True
+
+
 def test_sentinel_inputs_in_one_basin_do_not_reach_the_next(two_basins):
     est, X, _, groups, blocks = two_basins
     poisoned = X.copy()
