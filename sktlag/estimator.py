@@ -436,7 +436,9 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         Further skorch callbacks for the training net (progress bars, loggers ...),
         run after the growth callbacks. The names must not be those of the
         estimator's own: ``lr_schedule``, ``clip_gradient``, ``valid_nse``,
-        ``checkpoint``, ``non_finite``, ``plateau`` or ``growth``.
+        ``checkpoint``, ``non_finite``, ``plateau`` or ``growth``. As in skorch, the
+        objects themselves train with the net, so what they record after a fit is that
+        fit's (read it there); ``clone`` the estimator for callbacks in a fresh state.
     random_state : int, RandomState instance or None, default=None
         Seeds weights, batch order and the derivative sample. With the same value and
         the same ``n_threads`` on the CPU, fits give identical predictions, in any
