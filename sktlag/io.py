@@ -38,6 +38,8 @@ import pandas as pd
 
 __all__ = [
     "DISCHARGE_WORDS",
+    "FLAG_WORDS",
+    "MISSING_CODES",
     "NAME_UNITS",
     "NOT_OBSERVED_WORDS",
     "TableData",
@@ -63,8 +65,14 @@ DISCHARGE_WORDS = ("discharge", "flow", "streamflow", "runoff")
 #: forecast, a quality flag): a name with one of them never means discharge.
 NOT_OBSERVED_WORDS = (
     "sim", "simulated", "pred", "predicted", "prediction", "forecast",
-    "model", "modelled", "modeled", "flag", "qc", "quality",
+    "model", "modelled", "modeled", "flag", "qc", "quality", "cd", "code",
 )
+#: Tokens that say a column holds flags or quality codes of another column (USGS's
+#: ``*_cd``, a ``qc`` column): never an input unless named in ``features``.
+FLAG_WORDS = ("flag", "qc", "quality", "cd", "code")
+#: Numbers that agencies write for a missing value (GRDC -999.000, CAMELS -999, many
+#: others -9999): read as numbers, they would be taken for flows and rain.
+MISSING_CODES = (-999.0, -9999.0)
 #: How the target of a table was chosen (:attr:`TableData.target_rule`).
 TARGET_RULES = ("argument", "position", "name", "none")
 # Texts that mark an empty cell (besides blank cells), in CSV files and workbooks alike.
@@ -268,27 +276,40 @@ def _read_csv_cells(path: Path, suffix: str, label: str) -> pd.DataFrame:
         raise TableError(f"{label}: cannot be read as a UTF-8 CSV file: {exc}") from exc
     except OSError as exc:  # no permission, a device error
         raise TableError(f"{label}: cannot be read: {exc.strerror or exc}") from exc
+    _check_comment_lines(rows, label)
     _check_separator(rows[0] if rows else [], label)
     width = max((len(row) for row in rows), default=0)
     return pd.DataFrame([row + [""] * (width - len(row)) for row in rows], dtype=object)
 
 
+def _check_comment_lines(rows: list[list[str]], label: str) -> None:
+    """A TableError for a file that starts with comment lines (GRDC, USGS exports)."""
+    comments = 0
+    while comments < len(rows) and rows[comments] and rows[comments][0].lstrip().startswith("#"):
+        comments += 1
+    if comments:
+        raise TableError(
+            f"{label}: row 1 starts with '#' ({comments} such row{'s' if comments > 1 else ''}"
+            "): comment lines are not read; delete them, so that the column names are "
+            "in row 1"
+        )
+
+
 def _check_separator(header: list[str], label: str) -> None:
-    """A TableError for a header read as one cell that holds another separator.
+    """A TableError for a header that holds another separator.
 
     Spreadsheets in many locales save CSV files separated by semicolons, with decimal
-    commas; read with commas, such a header is one cell, and its rows split at the
-    decimal commas. Said here, before those cells give a puzzling message.
+    commas; read with commas, such a header is one cell (or splits where a name holds
+    a comma), and its rows split at the decimal commas. Said here, before those cells
+    give a puzzling message. No column name holds a semicolon or a tab.
     """
-    cells = [cell for cell in header if cell.strip()]
-    if len(cells) != 1:
-        return
     for separator, shown in ((";", ";"), ("\t", "\\t")):
-        if separator in cells[0]:
+        if any(separator in cell for cell in header):
             raise TableError(
-                f"{label}: the header row (row 1) is one cell with {shown} in it "
-                f"({_show_value(cells[0])}): CSV files are read comma-separated, with a "
-                "decimal point; save the table as comma-separated CSV (UTF-8) or as .xlsx"
+                f"{label}: the header row (row 1) has {shown} in it "
+                f"({_show_value(','.join(header))}): CSV files are read comma-separated, "
+                "with a decimal point; save the table as comma-separated CSV (UTF-8) or "
+                "as .xlsx"
             )
 
 
@@ -495,7 +516,7 @@ NAME_UNITS: dict[tuple[str, ...], str] = {
     ("m3", "s"): "m³/s", ("m3s",): "m³/s", ("cms",): "m³/s", ("cumecs",): "m³/s",
     ("m3", "d"): "m³/d",
     ("ft3", "s"): "ft³/s", ("cfs",): "ft³/s",
-    ("l", "s"): "l/s", ("lps",): "l/s",
+    ("l", "s"): "l/s", ("ls",): "l/s", ("lps",): "l/s",
     ("mm", "d"): "mm/d", ("mm", "day"): "mm/d", ("mmd",): "mm/d",
     ("mm", "h"): "mm/h",
 }
@@ -557,7 +578,13 @@ def _target_by_name(
     )
 
 
+def _is_flag(name: str) -> bool:
+    """Whether a column name has one of :data:`FLAG_WORDS` as a token."""
+    return any(token in FLAG_WORDS for token in _TOKEN.findall(str(name).lower()))
+
+
 def _choose_roles(
+    columns: list[str],
     values: list[str],
     target: list[str] | None,
     features: list[str] | None,
@@ -567,7 +594,8 @@ def _choose_roles(
 ) -> tuple[list[str], list[str], str]:
     """Target and feature columns among the value columns, and the target rule.
 
-    See :func:`read_table` for the rules.
+    See :func:`read_table` for the rules; ``columns`` (all of them) place names in
+    messages.
     """
     if not values:
         raise TableError(f"{label}: the table has no columns besides the dates.")
@@ -580,12 +608,29 @@ def _choose_roles(
         # (future days) names that column as an input.
         inputs_only = not require_target and features is not None and values[0] in features
         target, rule = ([], "none") if inputs_only else (values[:1], "position")
+        named = [name for name in values[1:] if means_discharge(name)
+                 and (features is None or name not in features)]
+        if target and named and not means_discharge(target[0]):
+            raise TableError(
+                f"{label}: the research layout takes the column after year, month, day "
+                f"for the discharge, {_column_where(target[0], columns)}, but "
+                f"{_column_where(named[0], columns)} means discharge; pass target= "
+                "(--target on the command line) to name the target column."
+            )
     else:
         target = _target_by_name(values, features, require_target, label)
         rule = "name" if target else "none"
     _check_columns(target, values, "target", label)
     if features is None:
         features = [name for name in values if name not in target]
+        flags = [name for name in features if _is_flag(name)]
+        if flags:
+            raise TableError(
+                f"{label}: {', '.join(_column_where(name, columns) for name in flags)} "
+                "look like a flag or quality code of another column, not an input (every "
+                "other value column is one by default); pass features= (--features on "
+                "the command line) to name the inputs."
+            )
     else:
         _check_columns(features, values, "feature", label)
         overlap = [name for name in features if name in target]
@@ -691,6 +736,25 @@ def _column_where(name: str, columns: list[str]) -> str:
     return f"'{name}' (column {position}, {_column_letter(position)})"
 
 
+def _check_missing_codes(parsed: pd.DataFrame, names: list[str], columns: list[str],
+                         label: str) -> None:
+    """A TableError for cells that hold one of :data:`MISSING_CODES`."""
+    details = []
+    for name in names:
+        for code in MISSING_CODES:
+            rows = parsed.index[parsed[name] == code]
+            if len(rows):
+                details.append(f"column {_column_where(name, columns)}: {code:g} in "
+                               f"{_rows_word(rows)} {_preview([str(row) for row in rows])}")
+    if details:
+        raise TableError(
+            f"{label}: values that agencies write for a missing-value code: "
+            f"{'; '.join(details)}. Empty these cells (missing discharge can then be "
+            "masked: allow_missing_target=True, on the command line --missing-target "
+            "mask; missing inputs must be filled first)."
+        )
+
+
 def _check_values(
     data: pd.DataFrame,
     parsed: pd.DataFrame,
@@ -714,6 +778,7 @@ def _check_values(
             cells = [f"row {row} ({_show_value(value)})" for row, value in bad]
             details.append(f"column {_column_where(name, columns)}: {_preview(cells)}")
         raise TableError(f"{label}: cells that are not numbers: {'; '.join(details)}.")
+    _check_missing_codes(parsed, [*target, *features], columns, label)
     checked = features if allow_missing_target else [*target, *features]
     details = []
     for name in checked:
@@ -766,10 +831,13 @@ def read_table(
 
     The *value columns* are all columns except the date column(s). The
     features are ``features`` if given, otherwise all value columns except the
-    target(s), in table order. The target is ``target`` if given; otherwise:
+    target(s), in table order; a column whose name has a token of :data:`FLAG_WORDS`
+    (``flag``, ``qc``, ``quality``, ``cd``, ``code``) is then a :class:`TableError`
+    that asks for ``features``. The target is ``target`` if given; otherwise:
 
     - research layout: the first value column (the discharge, by the layout's
-      convention);
+      convention), unless its name does not mean discharge and another's does: then
+      a :class:`TableError` asks for ``target``;
     - tidy layout: the one value column whose name means discharge
       (:func:`means_discharge`), never a column picked by its position. If no
       name or several names mean discharge, a :class:`TableError` lists the
@@ -856,9 +924,13 @@ def read_table(
         extensions, unreadable files, empty tables or sheets, unknown sheets,
         header cells without a name, repeated column names, a missing date
         column, a tidy table without ``target`` where no name or several names
-        mean discharge, unknown target or feature names, invalid, repeated or unsorted
-        dates, missing days, cells that are not numbers, empty cells and tables
-        without numeric feature columns. The message names the file and sheet,
+        mean discharge, a research table whose first value column's name does not
+        mean discharge where another's does, flag columns among the default
+        features, unknown target or feature names, invalid, repeated or unsorted
+        dates, missing days, cells that are not numbers, cells holding a missing-value
+        code (:data:`MISSING_CODES`), empty cells, comment lines (``#``) above the
+        header, a CSV header with semicolons or tabs, and tables without numeric
+        feature columns. The message names the file and sheet,
         the columns and the rows; rows are numbered like in a spreadsheet,
         with the header as row 1 and the first data row as row 2.
     ValueError
@@ -906,7 +978,7 @@ def read_table(
     columns = list(data.columns)
     layout, date_columns, values = _choose_layout(columns, layout, date_column, label)
     target_names, feature_names, rule = _choose_roles(
-        values, target_names, feature_names, layout, require_target, label
+        columns, values, target_names, feature_names, layout, require_target, label
     )
 
     days = _parse_dates(data, date_columns, label)

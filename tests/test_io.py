@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from sktlag.datasets import load_lahn
 from sktlag.io import (
+    MISSING_CODES,
     TableData,
     TableError,
     atomic_write,
@@ -369,7 +371,7 @@ def test_a_csv_file_with_another_separator_is_named_as_such(tmp_path, text):
         read_table(path)
     separator = ";" if ";" in text else "\\t"
     assert "local.csv" in message(excinfo)
-    assert f"the header row (row 1) is one cell with {separator} in it" in message(excinfo)
+    assert f"the header row (row 1) has {separator} in it" in message(excinfo)
     assert "comma-separated" in message(excinfo)
 
 
@@ -791,12 +793,12 @@ def test_explicit_target_is_taken_as_given(tmp_path):
 
 
 def test_research_layout_keeps_the_positional_target(tmp_path):
-    # The column after year, month, day is the target, whatever the names say.
-    frame = research_frame().rename(columns={"Data": "level", "Station2": "Q"})
+    # The column after year, month, day is the target where no name says otherwise.
+    frame = research_frame().rename(columns={"Data": "Q_m3s", "Station2": "q_upstream"})
     table = read_table(write(frame, tmp_path / "basin.csv"))
     assert table.layout == "research" and table.target_rule == "position"
-    assert table.target_names == ("level",)
-    assert table.feature_names == ("Station1", "Q", "Station3")
+    assert table.target_names == ("Q_m3s",)
+    assert table.feature_names == ("Station1", "q_upstream", "Station3")
 
 
 def test_research_inputs_only_table_when_the_target_is_not_required(tmp_path):
@@ -967,7 +969,8 @@ FAULTS = ["missing", "text", "duplicate", "unsorted", "gap", "bad_date", "no_row
 TEXTS = ["abc", "1,5", "n.a.", "--", "#DIV/0!", "x1"]
 # Workbooks written by openpyxl keep 16 significant digits, so generated values
 # carry at most 15 (the precision of a spreadsheet cell).
-values = st.floats(min_value=-1e300, max_value=1e300).map(lambda x: float(f"{x:.15g}"))
+values = st.floats(min_value=-1e300, max_value=1e300).map(lambda x: float(f"{x:.15g}")).filter(
+    lambda x: x not in MISSING_CODES)  # a fault of its own (test above)
 
 
 @st.composite
@@ -1125,3 +1128,58 @@ def test_a_sheet_of_a_csv_file_is_refused(tmp_path):
     with pytest.raises(TableError, match="t.csv': a CSV file has no sheets"):
         read_table(path, sheet_name=0)
     assert len(read_table(path).y) == 2
+
+
+@pytest.mark.parametrize("code", [-999.0, -9999.0])
+@pytest.mark.parametrize("column", ["flow", "rain"])
+def test_missing_value_codes_are_refused_not_read_as_values(tmp_path, code, column):
+    # GRDC files mark a missing day with -999.000, CAMELS with -999, many agencies with
+    # -9999: read as numbers they would train the model on a flow of -999.
+    frame = tidy_frame()
+    frame.loc[[3, 7], column] = code
+    path = write(frame, tmp_path / "coded.csv")
+    with pytest.raises(TableError) as excinfo:
+        read_table(path)
+    text = message(excinfo)
+    assert f"'{column}'" in text and f"{code:g} in rows 5, 9" in text
+    assert "missing-value code" in text
+    frame.loc[[3, 7], column] = code + 0.5  # a value near the code is a value
+    assert read_table(write(frame, tmp_path / "values.csv")).X.shape == (30, 2)
+
+
+def test_research_layout_does_not_take_rain_for_discharge_named_elsewhere(tmp_path):
+    # year, month, day, then P and a column named Q: the column after day is the target
+    # by position, but Q says it is the discharge.
+    frame = research_frame().rename(columns={"Data": "P", "Station1": "Q"})
+    path = write(frame, tmp_path / "research_pq.csv")
+    with pytest.raises(TableError, match=r"'P' \(column 4, D\), but 'Q' \(column 5, E\) "
+                                         r"means discharge"):
+        read_table(path)
+    assert read_table(path, target="Q").target_names == ("Q",)
+    # The research code's own tables name no column a discharge: position decides.
+    assert read_table(write(research_frame(), tmp_path / "demo.csv")).target_names == ("Data",)
+
+
+@pytest.mark.parametrize("name", ["flow_flag", "qc", "flow_quality", "discharge_cd"])
+def test_flag_columns_are_not_taken_for_inputs(tmp_path, name):
+    # A quality flag next to the discharge (USGS's *_cd codes, GRDC's, a QC column) is
+    # no input: by default every other column is one, so the reader refuses to guess.
+    frame = tidy_frame()
+    frame[name] = 0
+    path = write(frame, tmp_path / "flagged.csv")
+    with pytest.raises(TableError, match=rf"'{name}'.*flag or quality code.*features="):
+        read_table(path)
+    table = read_table(path, features=["rain", "temp"])
+    assert table.target_names == ("flow",) and list(table.X.columns) == ["rain", "temp"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("# GRDC STATION DATA FILE\n# Station: BASEL, RHEINHALLE\nYYYY-MM-DD;hh:mm; Value\n",
+     "row 1 starts with '#'"),
+    ("Datum;Abfluss;Temp, Mittel\n01.01.2020;1,5;2,0\n", "the header row (row 1) has ; in it"),
+])
+def test_comment_lines_and_separators_beside_commas_are_named(tmp_path, text, expected):
+    path = tmp_path / "export.csv"
+    path.write_text(text)
+    with pytest.raises(TableError, match=re.escape(expected)):
+        read_table(path)
