@@ -93,6 +93,7 @@ def test_ensemble_member_labels_use_the_singular_for_one_layer():
 @pytest.mark.parametrize(("name", "unit"), [
     ("q_m3s", "m³/s"), ("discharge_m3s", "m³/s"), ("Q [m3/s]", "m³/s"), ("flow_cms", "m³/s"),
     ("Qobs(mm/d)", "mm/d"), ("runoff_mm_day", "mm/d"), ("q_cfs", "ft³/s"), ("Q (l/s)", "l/s"),
+    ("Q_ls", "l/s"),
     ("q_kalkofen", None), ("Q", None), ("discharge", None), ("q_ms", None),
 ])
 def test_unit_in_name(name, unit):
