@@ -375,6 +375,15 @@ def _span(index) -> str:
     return f"{len(index)} rows"
 
 
+def _feature_list(columns, shown: int = 8) -> str:
+    """``3 features: P, T, E`` (the first ``shown`` named): an input read by mistake
+    (a simulation, an upstream gauge) shows before the fit."""
+    names = [str(name) for name in columns]
+    more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+    return (f"{len(names)} feature{'s' if len(names) != 1 else ''}: "
+            f"{', '.join(names[:shown])}{more}")
+
+
 def _target_names(y) -> list[str]:
     return [str(c) for c in y.columns] if isinstance(y, pd.DataFrame) else [str(y.name)]
 
@@ -401,7 +410,7 @@ def _run(args) -> int:
         X, y, params.get("lookback", TLAGRegressor().lookback), source)
     if not args.quiet:
         print(f"data: {source}; target {', '.join(_target_names(y))}; "
-              f"{X.shape[1]} features")
+              f"{_feature_list(X.columns)}")
         print(f"fit (training + validation): {_span(X_fit.index)}")
         print(f"test: {_span(X_test.index)}")
 

@@ -243,10 +243,12 @@ def test_the_date_column_of_a_tidy_table_can_be_named(tmp_path):
     frame.rename_axis("Date").assign(time=range(len(frame))).to_csv(table)
     _expect_error(["run", table, "--out", tmp_path / "o", *FAST_OPTIONS],
                   "several possible date columns", "--date-column")
-    code, _, stderr = run_main(["run", table, "--out", tmp_path / "o", *FAST_OPTIONS,
-                                "--max-epochs", "1", "--date-column", "Date",
-                                "--target", "q_kalkofen", "--features", "p_leun"])
+    code, stdout, stderr = run_main(["run", table, "--out", tmp_path / "o", *FAST_OPTIONS,
+                                     "--max-epochs", "1", "--date-column", "Date",
+                                     "--target", "q_kalkofen", "--features", "p_leun"])
     assert code == 0, stderr
+    # The inputs are named: a column read as an input by mistake shows at once.
+    assert "target q_kalkofen; 1 feature: p_leun\n" in stdout
     code, _, stderr = run_main(["predict", tmp_path / "o" / "adaptive_lstm_model.pth", table,
                                 "--out", tmp_path / "p.csv", "--date-column", "Date"])
     assert code == 0, stderr
