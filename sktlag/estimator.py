@@ -36,6 +36,7 @@ from ._training import (
     train,
 )
 from .growth import CRITERIA, EIGENSOLVERS, HESSIAN_PRODUCTS, INSERTION_STRATEGIES
+from .io import MISSING_CODES
 from .recipe import ShortRecordWarning, record_problems, resolve_batch_size
 from .windows import (
     WindowDataset,
@@ -150,6 +151,19 @@ def _check_finite(values: np.ndarray, what: str, columns: list[str] | None, allo
             f"in total); remove or impute them first (e.g. SimpleImputer in a "
             f"Pipeline), they are never filled silently"
         )
+
+
+def _check_missing_codes(y: np.ndarray) -> None:
+    """Refuse targets that hold a code agencies write for a missing value (-999 ...)."""
+    for code in MISSING_CODES:
+        rows = np.flatnonzero((y == code).reshape(len(y), -1).any(axis=1))
+        if len(rows):
+            shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+            raise ValueError(
+                f"y holds {code:g} in rows {shown} ({len(rows)} in total): the "
+                "missing-value code of GRDC, CAMELS and many agencies, not a discharge; "
+                "replace it with NaN (missing_target='mask' leaves those days out)"
+            )
 
 
 def _check_numeric_frame(X, what: str) -> None:
@@ -681,6 +695,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                 f"X and y must have the same number of rows, got {n_rows} and {len(y)}"
             )
         _check_finite(y, "y", columns, allow_nan=self.missing_target == "mask")
+        _check_missing_codes(y)
         return y
 
     def _check_hyperparameters(self) -> None:

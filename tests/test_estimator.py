@@ -509,3 +509,16 @@ def test_dates_out_of_order_are_refused_where_they_go_back(series, fast_params):
     restart = pd.DataFrame(X, index=np.concatenate([dates[: len(X) // 2]] * 2))
     est.fit(restart, y, groups=groups)
     est.predict(restart, groups=groups)
+
+
+@pytest.mark.parametrize("missing_target", ["raise", "mask"])
+def test_a_missing_value_code_in_y_is_refused(series, fast_params, missing_target):
+    # A GRDC or CAMELS file read with pandas keeps -999 for a missing day: as a flow it
+    # would be learned. The code is named, with the rows and the remedy.
+    X, y = series
+    y = y.copy()
+    y[[10, 50]] = -999.0
+    est = TLAGRegressor(**fast_params, missing_target=missing_target)
+    with pytest.raises(ValueError, match=r"y holds -999 in rows 10, 50 .*missing-value "
+                                         r"code.*NaN"):
+        est.fit(X, y)
