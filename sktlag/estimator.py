@@ -9,6 +9,7 @@ callbacks. The fitted net is kept as ``net_``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 import warnings
@@ -208,8 +209,10 @@ def _stamp_text(stamp) -> str:
 
 
 class SeriesRegressorMixin:
-    """scikit-learn tags of a regressor of time series: one or several targets, no NaN
-    in ``X`` (gaps in the inputs must be filled, they are never filled silently)."""
+    """What the regressors of time series share: scikit-learn tags (one or several
+    targets, no NaN in ``X``: gaps in the inputs must be filled, they are never filled
+    silently), ``score`` with the series' ``groups``, and fits that leave the estimator
+    as they found it when they fail."""
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -253,6 +256,12 @@ class SeriesRegressorMixin:
         network with the new target's shape, or look fitted after a failed first fit.
         """
         before = dict(vars(self))
+        if getattr(self, "warm_start", False):
+            # A warm start trains the fitted net in place: what is put back is a copy of
+            # the fitted state (copied as pickled, so that module_ is the copy's
+            # net_.module_); the parameters stay the caller's objects.
+            copied = vars(copy.deepcopy(self))
+            before.update({name: value for name, value in copied.items() if name.endswith("_")})
         try:
             yield
         except BaseException:

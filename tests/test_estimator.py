@@ -522,3 +522,31 @@ def test_a_missing_value_code_in_y_is_refused(series, fast_params, missing_targe
     with pytest.raises(ValueError, match=r"y holds -999 in rows 10, 50 .*missing-value "
                                          r"code.*NaN"):
         est.fit(X, y)
+
+
+def test_a_warm_start_that_fails_in_training_leaves_the_fitted_net_as_it_was(series,
+                                                                              fast_params):
+    # A warm start trains the fitted net in place: a failure after some epochs must not
+    # leave those epochs (or the validation windows) in the model.
+    from skorch.callbacks import Callback
+
+    class FailAtEpoch(Callback):
+        def __init__(self, epoch=None):
+            self.epoch = epoch
+
+        def on_epoch_end(self, net, **kwargs):
+            if self.epoch is not None and len(net.history) >= self.epoch:
+                raise RuntimeError("the disk is full")
+
+    X, y = series
+    failing = FailAtEpoch()
+    est = TLAGRegressor(**fast_params, callbacks=[("fail", failing)], random_state=0)
+    est.fit(X, y)
+    rows, before = len(est.history_), est.predict(X)
+    est.set_params(warm_start=True)
+    failing.epoch = rows + 2
+    with pytest.raises(RuntimeError, match="disk is full"):
+        est.fit(X, y)
+    assert len(est.history_) == rows and est.net_.train_split is None
+    assert est.module_ is est.net_.module_
+    np.testing.assert_array_equal(est.predict(X), before)
