@@ -177,7 +177,7 @@ def _check_numeric_frame(X, what: str) -> None:
             )
 
 
-def _check_time_order(X, groups, what: str = "X") -> None:
+def _check_time_order(X, groups) -> None:
     """Refuse dates that go back or repeat within a series (each group, or all of ``X``).
 
     Only a :class:`~pandas.DatetimeIndex` says when a row is; other indexes (row numbers,
@@ -195,11 +195,14 @@ def _check_time_order(X, groups, what: str = "X") -> None:
     day, before = X.index[row], X.index[row - 1]
     how = (f"repeats the date of row {row - 1}" if day == before
            else f"comes after row {row - 1} ({_stamp_text(before)})")
-    several = "" if groups is not None else " (several series one after another: pass groups)"
+    if groups is None:
+        remedy = ("sort them with X.sort_index() and drop repeated dates (several series "
+                  "one after another: pass groups)")
+    else:
+        remedy = f"sort the rows of series {groups[row].item()!r} by date and drop repeated dates"
     raise ValueError(
-        f"{what} is not in time order: row {row} ({_stamp_text(day)}) {how}; the rows must run "
-        f"forward in time, one per time step{several}: sort them with {what}.sort_index() "
-        "and drop repeated dates"
+        f"X is not in time order: row {row} ({_stamp_text(day)}) {how}; the rows must run "
+        f"forward in time, one per time step: {remedy}"
     )
 
 

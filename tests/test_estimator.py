@@ -509,6 +509,9 @@ def test_dates_out_of_order_are_refused_where_they_go_back(series, fast_params):
     restart = pd.DataFrame(X, index=np.concatenate([dates[: len(X) // 2]] * 2))
     est.fit(restart, y, groups=groups)
     est.predict(restart, groups=groups)
+    swapped = restart.iloc[np.r_[0, 2, 1, 3:len(X)]]
+    with pytest.raises(ValueError, match="sort the rows of series 0 by date"):
+        est.predict(swapped, groups=groups)
 
 
 @pytest.mark.parametrize("missing_target", ["raise", "mask"])
