@@ -341,7 +341,9 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         # The columns are checked once, in the ensemble's name; the members' own checks
         # would repeat each of its warnings once per member.
         # (Only the shape and the names: the members check the values.)
-        validate_data(self, X, reset=False, dtype=None, ensure_all_finite=False)
+        for rows in (X, kwargs.get("history")):
+            if rows is not None:
+                validate_data(self, rows, reset=False, dtype=None, ensure_all_finite=False)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", _FEATURE_NAMES_WARNING, UserWarning)
             out = [np.asarray(m.predict(X, **kwargs), dtype=np.float64)

@@ -614,3 +614,9 @@ def test_the_ensemble_checks_the_columns_once_in_its_own_name():
     assert len(names) == 1 and "TLAGEnsemble" in names[0], names
     with pytest.raises(ValueError, match="TLAGEnsemble is expecting 3 features"):
         ens.predict_interval(np.ones((20, 4)))
+    # The history is checked as well, once.
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        ens.predict(frame.iloc[50:], history=X[:50])
+    names = [str(w.message) for w in said if "feature names" in str(w.message)]
+    assert len(names) == 1 and "TLAGEnsemble" in names[0], names
