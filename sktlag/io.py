@@ -284,8 +284,13 @@ def _read_csv_cells(path: Path, suffix: str, label: str) -> pd.DataFrame:
 
 def _check_comment_lines(rows: list[list[str]], label: str) -> None:
     """A TableError for a file that starts with comment lines (GRDC, USGS exports)."""
+    def is_comment(row: list[str]) -> bool:
+        # A bare "#" beside other names heads a column of row numbers.
+        first = row[0].strip() if row else ""
+        return first.startswith("#") and (first != "#" or not any(c.strip() for c in row[1:]))
+
     comments = 0
-    while comments < len(rows) and rows[comments] and rows[comments][0].lstrip().startswith("#"):
+    while comments < len(rows) and is_comment(rows[comments]):
         comments += 1
     if comments:
         raise TableError(
@@ -627,7 +632,8 @@ def _choose_roles(
         if flags:
             raise TableError(
                 f"{label}: {', '.join(_column_where(name, columns) for name in flags)} "
-                "look like a flag or quality code of another column, not an input (every "
+                f"look{'s' if len(flags) == 1 else ''} like a flag or quality code of "
+                "another column, not an input (every "
                 "other value column is one by default); pass features= (--features on "
                 "the command line) to name the inputs."
             )

@@ -1183,3 +1183,13 @@ def test_comment_lines_and_separators_beside_commas_are_named(tmp_path, text, ex
     path.write_text(text)
     with pytest.raises(TableError, match=re.escape(expected)):
         read_table(path)
+
+
+def test_a_header_cell_of_a_hash_sign_is_a_column_name_not_a_comment(tmp_path):
+    # "#" heads a column of row numbers in many exports; a comment line has more text.
+    frame = tidy_frame().rename(columns={"temp": "station_flag"})
+    frame.insert(0, "#", range(len(frame)))
+    path = write(frame, tmp_path / "numbered.csv")
+    with pytest.raises(TableError, match=r"'station_flag' \(column 5, E\) looks like a flag"):
+        read_table(path)
+    assert read_table(path, features=["#", "rain"]).feature_names == ("#", "rain")
