@@ -114,13 +114,18 @@ def seeded(seed: int, device):
 
     torch draws from global generators (weight initialization, dropout, batch order);
     scikit-learn's ``random_state`` contract is that an estimator draws from its own
-    and leaves the caller's as it was, so the block works on a fork of them.
+    and leaves the caller's as it was, so the block works on a fork of them: the CPU's
+    and, on CUDA, the device's. Other accelerators (Apple's ``mps``) are seeded as
+    ``torch.manual_seed`` seeds them, without a fork, so that their fits repeat.
     """
     device = torch.device(device)
     cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
-        torch.random.default_generator.manual_seed(seed)
+        if device.type in ("cpu", "cuda"):
+            torch.random.default_generator.manual_seed(seed)
+        else:
+            torch.manual_seed(seed)
         for index in cuda:
             with torch.cuda.device(index):
                 torch.cuda.manual_seed(seed)
