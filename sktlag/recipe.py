@@ -126,7 +126,8 @@ def record_problems(
     problems = []
     updates = updates_per_epoch(n_train_windows, batch_size)
     if updates < MIN_UPDATES_PER_EPOCH:
-        largest = max(1, n_train_windows // MIN_UPDATES_PER_EPOCH)
+        # The largest batch with ceil(n / b) >= MIN, i.e. b < n / (MIN - 1).
+        largest = max(1, math.ceil(n_train_windows / (MIN_UPDATES_PER_EPOCH - 1)) - 1)
         remedy = f"at most batch_size={largest}"
         # "auto" is a remedy only where its own choice gives enough updates (its
         # smallest batch does not on the shortest records).

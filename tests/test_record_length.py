@@ -130,12 +130,20 @@ def test_too_few_updates_warn_at_the_number_and_not_above():
 def test_too_few_updates_suggest_auto_only_where_it_would_give_enough():
     # 112 windows: "auto" itself takes its smallest batch, 16, for 7 updates per epoch.
     (message,) = problems(n_train_windows=112, batch_size=16, lookback=5)
-    assert "batch_size='auto'" not in message and "at most batch_size=11" in message
+    assert "batch_size='auto'" not in message and "at most batch_size=12" in message
     (message,) = problems(n_train_windows=112, batch_size=64, lookback=5)
     assert "batch_size='auto'" not in message
     # 900 windows at 256: "auto" would take 16 (57 updates per epoch).
     (message,) = problems(n_train_windows=900, lookback=5)
-    assert "use batch_size='auto' or at most batch_size=90" in message
+    assert "use batch_size='auto' or at most batch_size=99" in message
+
+
+@pytest.mark.parametrize("n", [10, 11, 112, 144, 145, 900, 2559])
+def test_the_batch_the_message_names_is_the_largest_that_gives_enough_updates(n):
+    (message,) = problems(n_train_windows=n, batch_size=n, lookback=2)
+    largest = int(re.search(r"at most batch_size=(\d+)", message).group(1))
+    assert updates_per_epoch(n, largest) >= MIN_UPDATES_PER_EPOCH
+    assert updates_per_epoch(n, largest + 1) < MIN_UPDATES_PER_EPOCH
 
 
 def test_a_lookback_longer_than_the_record_carries_warns_at_the_number():
