@@ -176,8 +176,12 @@ def adaptive_levels(
       2021), so a run of misses widens the band until the misses are paid back.
 
     A day without observation (NaN score) changes neither. A miscoverage at or below 0
-    gives the widest interval the pool allows. At or above 1 the interval is empty by
-    definition: it is drawn as the pool's median and always counts as a miss.
+    gives the widest interval the pool allows; a score beyond it (a flood larger than
+    any the pool holds) still counts as a miss, so ``a_t`` keeps falling and the band
+    stays at its widest until covered days have paid the misses back (the bound of the
+    module docstring assumes the pool's extremes bound the scores). At or above 1 the
+    interval is empty by definition: it is drawn as the pool's median and always counts
+    as a miss.
 
     Parameters
     ----------
