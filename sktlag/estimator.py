@@ -558,7 +558,8 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     nothing, warns, is recorded, and ends growth as a below-threshold derivative would.
     Where the validation targets are constant the NSE is undefined; checkpoints and
     plateaus then follow ``valid_score`` = 1 - validation MSE in standardized units. A
-    constant target is predicted as that constant. Inputs are not scaled internally:
+    target constant over the training windows warns (nothing can be learned from it)
+    and is predicted as that constant, give or take the network's noise. Inputs are not scaled internally:
     values beyond 1e3 in magnitude give a ``UserWarning`` suggesting a scaler.
     """
 
@@ -861,7 +862,18 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             )
         self.target_mean_ = np.nanmean(train_targets, axis=0)
         scale = np.nanstd(train_targets, axis=0)
-        self.target_scale_ = np.where(scale > 0, scale, 1.0)
+        # Rounding leaves a constant a spread of about 1e-17 of its mean, not 0.
+        constant = scale <= 1e-12 * np.abs(self.target_mean_)
+        self.target_scale_ = np.where(constant, 1.0, scale)
+        for k in np.flatnonzero(constant):
+            which = "y" if len(constant) == 1 else f"y column {k}"
+            warnings.warn(
+                f"{which} is constant ({self.target_mean_[k]:g}) over the training "
+                "windows (a river dry through the whole training part?): there is nothing "
+                "to learn, and it is predicted as that value give or take the network's "
+                "noise; fit on a part where the discharge varies",
+                UserWarning, stacklevel=4,
+            )
         self.padding_values_ = X.mean(axis=0)
 
     def _window_datasets(self, X, y, train_ends, valid_ends):

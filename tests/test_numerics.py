@@ -50,7 +50,10 @@ def fit_quietly(X, y, **params):
 def test_constant_target_is_predicted_as_that_constant(data, value):
     X, _ = data
     est, caught = fit_quietly(X, np.full(len(X), value))
-    assert caught == []
+    # Nothing can be learned from it (a river dry through the whole training part):
+    # said once, with the value.
+    (message,) = caught
+    assert f"y is constant ({value:g}) over the training windows" in message
     assert est.target_scale_[0] == 1.0  # no division by a zero spread
     # The NSE is undefined; checkpoints and plateaus follow the validation MSE.
     assert set(est.history_[:, "valid_nse"]) == {-np.inf}
@@ -59,6 +62,15 @@ def test_constant_target_is_predicted_as_that_constant(data, value):
     pred = est.predict(X)
     assert finite_weights(est)
     np.testing.assert_allclose(pred, value, atol=0.05)
+
+
+def test_a_constant_target_is_told_apart_from_rounding_of_a_mean(data):
+    # np.std of 300 copies of 0.1 is 1e-17, not 0: still a constant target.
+    X, _ = data
+    _, caught = fit_quietly(X, np.full(len(X), 0.1))
+    assert any("y is constant (0.1)" in message for message in caught)
+    _, caught = fit_quietly(X, 0.1 + 1e-6 * np.sin(np.arange(len(X))))
+    assert caught == []
 
 
 def test_constant_validation_period_still_selects_the_best_epoch(data):
