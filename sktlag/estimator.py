@@ -559,8 +559,9 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     Where the validation targets are constant the NSE is undefined; checkpoints and
     plateaus then follow ``valid_score`` = 1 - validation MSE in standardized units. A
     target constant over the training windows warns (nothing can be learned from it)
-    and is predicted as that constant, give or take the network's noise. Inputs are not scaled internally:
-    values beyond 1e3 in magnitude give a ``UserWarning`` suggesting a scaler.
+    and is predicted as that constant, give or take the network's noise. Inputs are not
+    scaled internally: values beyond 1e3 in magnitude give a ``UserWarning`` suggesting
+    a scaler.
     """
 
     _parameter_constraints: dict = {
