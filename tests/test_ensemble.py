@@ -612,7 +612,8 @@ def test_the_ensemble_checks_the_columns_once_in_its_own_name():
         ens.predict(X)
     names = [str(w.message) for w in said if "feature names" in str(w.message)]
     assert len(names) == 1 and "TLAGEnsemble" in names[0], names
-    with pytest.raises(ValueError, match="TLAGEnsemble is expecting 3 features"):
+    with pytest.raises(ValueError, match="TLAGEnsemble is expecting 3 features"), \
+            pytest.warns(UserWarning, match="TLAGEnsemble was fitted with feature names"):
         ens.predict_interval(np.ones((20, 4)))
     # The history is checked as well, once.
     with warnings.catch_warnings(record=True) as said:
