@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import pickle
 import time
 import warnings
 from numbers import Integral, Real
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.metrics import r2_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
@@ -246,8 +248,6 @@ class SeriesRegressorMixin:
         -------
         score : float
         """
-        from sklearn.metrics import r2_score
-
         return r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
 
     @contextlib.contextmanager
@@ -263,8 +263,12 @@ class SeriesRegressorMixin:
             # A warm start trains the fitted net in place: what is put back is a copy of
             # the fitted state (copied as pickled, so that module_ is the copy's
             # net_.module_); the parameters stay the caller's objects.
-            copied = vars(copy.deepcopy(self))
-            before.update({name: value for name, value in copied.items() if name.endswith("_")})
+            # A callback that cannot be copied (one holding an open file) leaves the net
+            # to be put back as it is.
+            with contextlib.suppress(TypeError, pickle.PicklingError):
+                copied = vars(copy.deepcopy(self))
+                before.update({name: value for name, value in copied.items()
+                               if name.endswith("_")})
         try:
             yield
         except BaseException:

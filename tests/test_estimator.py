@@ -553,3 +553,28 @@ def test_a_warm_start_that_fails_in_training_leaves_the_fitted_net_as_it_was(ser
     assert len(est.history_) == rows and est.net_.train_split is None
     assert est.module_ is est.net_.module_
     np.testing.assert_array_equal(est.predict(X), before)
+
+
+def test_a_warm_start_works_with_a_callback_that_cannot_be_copied(series, fast_params,
+                                                                  tmp_path):
+    # The copy a warm start keeps in case it fails cannot be made of a callback holding
+    # an open file; the fit goes on without it.
+    from skorch.callbacks import Callback
+
+    class FileLog(Callback):
+        def __init__(self, path=None):
+            self.path = path
+
+        def initialize(self):
+            self.handle_ = open(self.path, "a")  # noqa: SIM115 (held across epochs)
+            return self
+
+        def on_epoch_end(self, net, **kwargs):
+            self.handle_.write(f"{len(net.history)}\n")
+
+    X, y = series
+    est = TLAGRegressor(**fast_params, callbacks=[("log", FileLog(tmp_path / "log.txt"))],
+                        random_state=0).fit(X, y)
+    rows = len(est.history_)
+    est.set_params(warm_start=True).fit(X, y)
+    assert len(est.history_) > rows
