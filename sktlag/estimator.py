@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import pickle
 import time
 import warnings
 from numbers import Integral, Real
@@ -201,7 +200,9 @@ def _check_time_order(X, groups) -> None:
         remedy = ("sort them with X.sort_index() and drop repeated dates (several series "
                   "one after another: pass groups)")
     else:
-        remedy = f"sort the rows of series {groups[row].item()!r} by date and drop repeated dates"
+        label = groups[row]
+        label = label.item() if isinstance(label, np.generic) else label  # np.int64(0): 0
+        remedy = f"sort the rows of series {label!r} by date and drop repeated dates"
     raise ValueError(
         f"X is not in time order: row {row} ({_stamp_text(day)}) {how}; the rows must run "
         f"forward in time, one per time step: {remedy}"
@@ -259,13 +260,14 @@ class SeriesRegressorMixin:
         network with the new target's shape, or look fitted after a failed first fit.
         """
         before = dict(vars(self))
-        if getattr(self, "warm_start", False):
+        if getattr(self, "warm_start", False) and hasattr(self, "net_"):
             # A warm start trains the fitted net in place: what is put back is a copy of
             # the fitted state (copied as pickled, so that module_ is the copy's
             # net_.module_); the parameters stay the caller's objects.
-            # A callback that cannot be copied (one holding an open file) leaves the net
-            # to be put back as it is.
-            with contextlib.suppress(TypeError, pickle.PicklingError):
+            # A callback that cannot be copied (one holding an open file, or a tensor
+            # with a gradient history) leaves the net to be put back as it is: the
+            # copy guards against a failure and must not cause one.
+            with contextlib.suppress(Exception):
                 copied = vars(copy.deepcopy(self))
                 before.update({name: value for name, value in copied.items()
                                if name.endswith("_")})

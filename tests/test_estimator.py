@@ -512,6 +512,10 @@ def test_dates_out_of_order_are_refused_where_they_go_back(series, fast_params):
     swapped = restart.iloc[np.r_[0, 2, 1, 3:len(X)]]
     with pytest.raises(ValueError, match="sort the rows of series 0 by date"):
         est.predict(swapped, groups=groups)
+    # Basin names from a DataFrame column: an array of Python strings.
+    names = pd.Series(np.where(groups == 0, "lahn", "dill"))
+    with pytest.raises(ValueError, match="sort the rows of series 'lahn' by date"):
+        est.fit(swapped, y, groups=names)
 
 
 @pytest.mark.parametrize("missing_target", ["raise", "mask"])
@@ -572,9 +576,15 @@ def test_a_warm_start_works_with_a_callback_that_cannot_be_copied(series, fast_p
         def on_epoch_end(self, net, **kwargs):
             self.handle_.write(f"{len(net.history)}\n")
 
+    class KeepOutput(Callback):
+        # A tensor with a gradient history cannot be deep-copied (torch refuses).
+        def on_epoch_end(self, net, **kwargs):
+            self.output_ = net.module_.head.weight * 2
+
     X, y = series
-    est = TLAGRegressor(**fast_params, callbacks=[("log", FileLog(tmp_path / "log.txt"))],
-                        random_state=0).fit(X, y)
-    rows = len(est.history_)
-    est.set_params(warm_start=True).fit(X, y)
-    assert len(est.history_) > rows
+    for name, callback in [("log", FileLog(tmp_path / "log.txt")), ("keep", KeepOutput())]:
+        est = TLAGRegressor(**fast_params, callbacks=[(name, callback)],
+                            random_state=0).fit(X, y)
+        rows = len(est.history_)
+        est.set_params(warm_start=True).fit(X, y)
+        assert len(est.history_) > rows
