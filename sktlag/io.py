@@ -628,12 +628,13 @@ def _choose_roles(
     _check_columns(target, values, "target", label)
     if features is None:
         features = [name for name in values if name not in target]
-        flags = [name for name in features if _is_flag(name)]
+        # A "#" column numbers the rows: a trend the test period runs beyond.
+        flags = [name for name in features if _is_flag(name) or name.strip() == "#"]
         if flags:
             raise TableError(
-                f"{label}: {', '.join(_column_where(name, columns) for name in flags)} "
-                f"look{'s' if len(flags) == 1 else ''} like a flag or quality code of "
-                "another column, not an input (every "
+                f"{label}: {', '.join(_column_where(name, columns) for name in flags)}: "
+                "by the name, a column of flags, quality codes or row numbers, not an "
+                "input (every "
                 "other value column is one by default); pass features= (--features on "
                 "the command line) to name the inputs."
             )

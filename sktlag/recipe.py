@@ -126,18 +126,24 @@ def record_problems(
     problems = []
     updates = updates_per_epoch(n_train_windows, batch_size)
     if updates < MIN_UPDATES_PER_EPOCH:
-        # The largest batch with ceil(n / b) >= MIN, i.e. b < n / (MIN - 1).
-        largest = max(1, math.ceil(n_train_windows / (MIN_UPDATES_PER_EPOCH - 1)) - 1)
-        remedy = f"at most batch_size={largest}"
-        # "auto" is a remedy only where its own choice gives enough updates (its
-        # smallest batch does not on the shortest records).
-        if updates_per_epoch(n_train_windows, auto_batch_size(n_train_windows)) \
-                >= MIN_UPDATES_PER_EPOCH:
-            remedy = f"batch_size='auto' or {remedy}"
+        said = (f"{n_train_windows} training windows in batches of {batch_size} give "
+                f"{updates} updates per epoch")
+        if n_train_windows < MIN_UPDATES_PER_EPOCH:  # no batch size helps
+            said = (f"{n_train_windows} training windows give at most {n_train_windows} "
+                    "updates per epoch")
+            remedy = "a longer record"
+        else:
+            # The largest batch with ceil(n / b) >= MIN, i.e. b < n / (MIN - 1).
+            largest = math.ceil(n_train_windows / (MIN_UPDATES_PER_EPOCH - 1)) - 1
+            remedy = f"at most batch_size={largest}"
+            # "auto" is a remedy only where its own choice gives enough updates (its
+            # smallest batch does not on the shortest records).
+            if updates_per_epoch(n_train_windows, auto_batch_size(n_train_windows)) \
+                    >= MIN_UPDATES_PER_EPOCH:
+                remedy = f"batch_size='auto' or {remedy}"
         problems.append(
-            f"{n_train_windows} training windows in batches of {batch_size} give "
-            f"{updates} updates per epoch, fewer than {MIN_UPDATES_PER_EPOCH}: early "
-            f"stopping and growth count epochs the network barely trains in; use {remedy}"
+            f"{said}, fewer than {MIN_UPDATES_PER_EPOCH}: early stopping and growth count "
+            f"epochs the network barely trains in; use {remedy}"
         )
     history = 2 * (lookback - 1)
     where, n_train = _prefix_and_count(shortest_training, n_train_windows)

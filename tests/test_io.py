@@ -1167,7 +1167,8 @@ def test_flag_columns_are_not_taken_for_inputs(tmp_path, name):
     frame = tidy_frame()
     frame[name] = 0
     path = write(frame, tmp_path / "flagged.csv")
-    with pytest.raises(TableError, match=rf"'{name}'.*flag or quality code.*features="):
+    with pytest.raises(TableError, match=rf"'{name}'.*flags, quality codes or row numbers"
+                                         r".*features="):
         read_table(path)
     table = read_table(path, features=["rain", "temp"])
     assert table.target_names == ("flow",) and list(table.X.columns) == ["rain", "temp"]
@@ -1190,6 +1191,12 @@ def test_a_header_cell_of_a_hash_sign_is_a_column_name_not_a_comment(tmp_path):
     frame = tidy_frame().rename(columns={"temp": "station_flag"})
     frame.insert(0, "#", range(len(frame)))
     path = write(frame, tmp_path / "numbered.csv")
-    with pytest.raises(TableError, match=r"'station_flag' \(column 5, E\) looks like a flag"):
+    with pytest.raises(TableError, match=r"'station_flag' \(column 5, E\): by the name, a "
+                                         r"column of flags"):
         read_table(path)
     assert read_table(path, features=["#", "rain"]).feature_names == ("#", "rain")
+    # Row numbers are no input either: a trend the test period runs beyond.
+    path = write(tidy_frame().assign(**{"#": range(30)})[["#", "Date", "flow", "rain"]],
+                 tmp_path / "rows.csv")
+    with pytest.raises(TableError, match=r"'#' \(column 1, A\): by the name.*row numbers"):
+        read_table(path)

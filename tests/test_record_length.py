@@ -138,6 +138,12 @@ def test_too_few_updates_suggest_auto_only_where_it_would_give_enough():
     assert "use batch_size='auto' or at most batch_size=99" in message
 
 
+def test_a_record_of_fewer_windows_than_updates_asked_for_is_told_so():
+    (message,) = problems(n_train_windows=7, batch_size=1, lookback=2)
+    assert "7 training windows give at most 7 updates per epoch" in message
+    assert "batch_size=" not in message.split("; use")[-1]
+
+
 @pytest.mark.parametrize("n", [10, 11, 112, 144, 145, 900, 2559])
 def test_the_batch_the_message_names_is_the_largest_that_gives_enough_updates(n):
     (message,) = problems(n_train_windows=n, batch_size=n, lookback=2)
