@@ -115,21 +115,26 @@ def seeded(seed: int, device):
     torch draws from global generators (weight initialization, dropout, batch order);
     scikit-learn's ``random_state`` contract is that an estimator draws from its own
     and leaves the caller's as it was, so the block works on a fork of them: the CPU's
-    and, on CUDA, the device's. Other accelerators (Apple's ``mps``) are seeded as
-    ``torch.manual_seed`` seeds them, without a fork, so that their fits repeat.
+    and the device's (CUDA through ``torch.random.fork_rng``, another accelerator such
+    as ``mps`` through its module's generator state).
     """
     device = torch.device(device)
     cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        if device.type in ("cpu", "cuda"):
+    other = None if device.type in ("cpu", "cuda") else torch.get_device_module(device.type)
+    saved = None if other is None else other.get_rng_state()
+    try:
+        with torch.random.fork_rng(devices=cuda):
             torch.random.default_generator.manual_seed(seed)
-        else:
-            torch.manual_seed(seed)
-        for index in cuda:
-            with torch.cuda.device(index):
-                torch.cuda.manual_seed(seed)
-        yield
+            for index in cuda:
+                with torch.cuda.device(index):
+                    torch.cuda.manual_seed(seed)
+            if other is not None:
+                other.manual_seed(seed)
+            yield
+    finally:
+        if other is not None:
+            other.set_rng_state(saved)
 
 
 @contextlib.contextmanager

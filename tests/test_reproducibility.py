@@ -170,3 +170,31 @@ def test_fit_leaves_the_callers_torch_random_state_as_it_was():
     torch.manual_seed(123)
     TLAGRegressor(**PARAMS, random_state=0).fit(X, y)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_an_accelerators_generator_is_seeded_and_put_back(monkeypatch):
+    # Apple's mps (or another accelerator) has a generator of its own beside the CPU's:
+    # seeded for the fit, restored after it. A stand-in module records the calls.
+    from sktlag._training import seeded
+
+    calls = []
+
+    class Generator:
+        def get_rng_state(self):
+            calls.append("get")
+            return "caller's state"
+
+        def manual_seed(self, seed):
+            calls.append(("seed", seed))
+
+        def set_rng_state(self, state):
+            calls.append(("set", state))
+
+    monkeypatch.setattr(torch, "get_device_module", lambda kind: Generator())
+    torch.manual_seed(5)
+    expected = torch.rand(2)
+    torch.manual_seed(5)
+    with seeded(7, "xpu"):
+        calls.append("block")
+    assert calls == ["get", ("seed", 7), "block", ("set", "caller's state")]
+    assert torch.equal(torch.rand(2), expected)
