@@ -155,6 +155,12 @@ def _check_finite(values: np.ndarray, what: str, columns: list[str] | None, allo
         )
 
 
+def _constant(spread: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Which series do not vary: rounding leaves a constant a spread of about 1e-17 of
+    its mean, not 0."""
+    return spread <= 1e-12 * np.abs(mean)
+
+
 def _check_missing_codes(y: np.ndarray) -> None:
     """Refuse targets that hold a code agencies write for a missing value (-999 ...)."""
     for code in MISSING_CODES:
@@ -234,7 +240,9 @@ class SeriesRegressorMixin:
     def score(self, X, y, sample_weight=None, groups=None):
         """Coefficient of determination R² of ``predict(X, groups=groups)``.
 
-        On one series R² is the Nash-Sutcliffe efficiency of hydrology.
+        On one series R² is the Nash-Sutcliffe efficiency of hydrology. Where an output's
+        observations do not vary, it is undefined: 1 for a perfect prediction, 0
+        otherwise (scikit-learn's convention); several outputs are averaged.
 
         Parameters
         ----------
@@ -249,7 +257,17 @@ class SeriesRegressorMixin:
         -------
         score : float
         """
-        return r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        observed = y.reshape(len(y), -1)
+        predicted = np.asarray(self.predict(X, groups=groups)).reshape(observed.shape)
+        scores = r2_score(observed, predicted, sample_weight=sample_weight,
+                          multioutput="raw_values")
+        # R² is undefined where the observations do not vary: scikit-learn's 1 for a
+        # perfect prediction, 0 otherwise, also where rounding of the mean left a
+        # spread of 1e-16 (which scored -1e28).
+        constant = _constant(observed.std(axis=0), observed.mean(axis=0))
+        perfect = (observed == predicted).all(axis=0)
+        return float(np.where(constant, perfect.astype(float), scores).mean())
 
     @contextlib.contextmanager
     def _unchanged_if_fit_fails(self):
@@ -870,7 +888,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         self.target_mean_ = np.nanmean(train_targets, axis=0)
         scale = np.nanstd(train_targets, axis=0)
         # Rounding leaves a constant a spread of about 1e-17 of its mean, not 0.
-        constant = scale <= 1e-12 * np.abs(self.target_mean_)
+        constant = _constant(scale, self.target_mean_)
         self.target_scale_ = np.where(constant, 1.0, scale)
         for k in np.flatnonzero(constant):
             which = "y" if len(constant) == 1 else f"y column {k}"

@@ -384,3 +384,13 @@ def test_a_flush_the_caller_set_stays_set(data):
         assert flushing_subnormals()
     finally:
         torch.set_flush_denormal(False)
+
+
+@pytest.mark.parametrize("value", [0.0, 1e-4, 3.7])
+def test_score_on_a_constant_test_period_does_not_depend_on_rounding(data, value):
+    # R² is undefined where the observations do not vary; scikit-learn then returns 0
+    # (1 for a perfect prediction). Rounding of the mean of a constant left a spread of
+    # 1e-16 and a score of -1e28 for some constants and 0 for others.
+    X, y = data
+    est, _ = fit_quietly(X, y)
+    assert est.score(X, np.full(len(X), value)) == 0.0
