@@ -61,15 +61,15 @@ DATE_PARTS = ("year", "month", "day")
 #: Words that mean discharge when a column name has one of them as a token (see
 #: :func:`read_table`); so does the token ``q``, ``qo`` or ``qobs``.
 DISCHARGE_WORDS = ("discharge", "flow", "streamflow", "runoff")
+#: Tokens that say a column holds flags or quality codes of another column (USGS's
+#: ``*_cd``, a ``qc`` column): never an input unless named in ``features``.
+FLAG_WORDS = ("flag", "qc", "quality", "cd", "code")
 #: Tokens that say a column is not an observed discharge value (a simulation, a
 #: forecast, a quality flag): a name with one of them never means discharge.
 NOT_OBSERVED_WORDS = (
     "sim", "simulated", "pred", "predicted", "prediction", "forecast",
-    "model", "modelled", "modeled", "flag", "qc", "quality", "cd", "code",
+    "model", "modelled", "modeled", *FLAG_WORDS,
 )
-#: Tokens that say a column holds flags or quality codes of another column (USGS's
-#: ``*_cd``, a ``qc`` column): never an input unless named in ``features``.
-FLAG_WORDS = ("flag", "qc", "quality", "cd", "code")
 #: Numbers that agencies write for a missing value (GRDC -999.000, CAMELS -999, many
 #: others -9999): read as numbers, they would be taken for flows and rain.
 MISSING_CODES = (-999.0, -9999.0)
@@ -634,9 +634,8 @@ def _choose_roles(
             raise TableError(
                 f"{label}: {', '.join(_column_where(name, columns) for name in flags)}: "
                 "by the name, a column of flags, quality codes or row numbers, not an "
-                "input (every "
-                "other value column is one by default); pass features= (--features on "
-                "the command line) to name the inputs."
+                "input (every other value column is one by default); pass features= "
+                "(--features on the command line) to name the inputs."
             )
     else:
         _check_columns(features, values, "feature", label)

@@ -126,13 +126,13 @@ def record_problems(
     problems = []
     updates = updates_per_epoch(n_train_windows, batch_size)
     if updates < MIN_UPDATES_PER_EPOCH:
-        said = (f"{n_train_windows} training windows in batches of {batch_size} give "
-                f"{updates} updates per epoch")
         if n_train_windows < MIN_UPDATES_PER_EPOCH:  # no batch size helps
             said = (f"{n_train_windows} training windows give at most {n_train_windows} "
                     "updates per epoch")
             remedy = "a longer record"
         else:
+            said = (f"{n_train_windows} training windows in batches of {batch_size} give "
+                    f"{updates} updates per epoch")
             # The largest batch with ceil(n / b) >= MIN, i.e. b < n / (MIN - 1).
             largest = math.ceil(n_train_windows / (MIN_UPDATES_PER_EPOCH - 1)) - 1
             remedy = f"at most batch_size={largest}"
