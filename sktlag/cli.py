@@ -49,6 +49,7 @@ from .io import (
     DATE_COLUMN_NAMES,
     check_destination,
     check_table_suffix,
+    means_discharge,
     read_table,
     write_table,
 )
@@ -388,6 +389,12 @@ def _target_names(y) -> list[str]:
     return [str(c) for c in y.columns] if isinstance(y, pd.DataFrame) else [str(y.name)]
 
 
+def _lowest_value(y) -> float | None:
+    """The lowest value of an ensemble's bands: 0 where every target is a discharge
+    (never negative), no limit for any other target."""
+    return 0.0 if all(means_discharge(name) for name in _target_names(y)) else None
+
+
 def _growth_lines(est: TLAGRegressor) -> list[str]:
     decisions = decisions_from_table(est.derivative_history_)
     return [f"  {describe_decision(d)}" for d in decisions] or [
@@ -435,7 +442,8 @@ def _run(args) -> int:
             if not args.quiet:
                 print(f"fitting {args.members} members in {jobs} processes ...")
         final = TLAGEnsemble(est, n_members=args.members, n_jobs=jobs,
-                             random_state=args.seed, calibration=args.calibration)
+                             random_state=args.seed, calibration=args.calibration,
+                             min_value=_lowest_value(y))
         if args.interval_scale is not None:
             final.set_params(scale=args.interval_scale)
     pipe = Pipeline([("scaler", StandardScaler()), ("tlag", final)])
@@ -531,9 +539,11 @@ def _interval_lines(intervals: dict | None) -> list[str]:
     if not intervals:
         return []
     nominal = f"{intervals['nominal_coverage']:.0%}"
+    limit = intervals.get("min_value")  # absent in files of sktlag 0.2.0
+    floor = "" if limit is None else f", never below {limit:g}"
     described = {
         "fixed": f"fixed band (calibrated on {CALIBRATION_WINDOWS[intervals['calibration']]}"
-                 f", scale {intervals['scale']})",
+                 f", scale {intervals['scale']}{floor})",
         "adaptive": f"adaptive band (each day adapts to the observations before it, rate "
                     f"{intervals['adapt_rate']:g})" if intervals["adapt_rate"] else "",
     }

@@ -20,7 +20,9 @@ every way the scores were gathered (:class:`sktlag.TLAGEnsemble` says which).
   growing with the predicted flow as well (discharge errors grow with the flow: a
   fixed share of the band would be spent on the many low-flow days and too little
   left for the floods).
-- :func:`interval_bounds`: the band itself, fixed or adapted to observations.
+- :func:`interval_bounds`: the band itself, fixed or adapted to observations, and
+  never below a lowest value where one is given (discharge is never negative: a band
+  reaching below zero on a dry day would spend width on values that cannot occur).
 - :func:`interval_coverage`: what a hydrologist reads of a band (coverage, width
   relative to the spread of the observations, coverage of high flows), and
   :func:`score_bands`, the same at several coverages with the CRPS of the predictive
@@ -292,6 +294,7 @@ def scale_levels(mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndar
 def interval_bounds(
     mean: np.ndarray, scale: np.ndarray, calibration: np.ndarray, coverage: float,
     observed: np.ndarray | None = None, rate: float = ADAPT_RATE, starts=(0,),
+    min_value: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The band ``mean + scale * [low, high]`` of ``coverage``, per day and output.
 
@@ -311,6 +314,12 @@ def interval_bounds(
         The adaptive band's step.
     starts : sequence of int
         First rows of the series, ascending, beginning with 0.
+    min_value : ndarray of shape (n_outputs,), optional
+        The lowest value of each output (-inf: none): both bounds are raised to it.
+        An observation at or above it is inside the raised band exactly when it is
+        inside the band itself, unless the whole band lies below ``min_value`` and the
+        observation equals it. The adaptive band's misses are counted on the band
+        itself, so the floor never changes how the band adapts.
 
     Returns
     -------
@@ -318,7 +327,7 @@ def interval_bounds(
     """
     if observed is None:
         low, high = score_quantiles(calibration, coverage)
-        return mean + scale * low, mean + scale * high
+        return _raised(mean + scale * low, min_value), _raised(mean + scale * high, min_value)
     if observed.shape != mean.shape:
         raise ValueError(f"observed has shape {observed.shape}, the predictions "
                          f"{mean.shape}: one value per row and output")
@@ -326,13 +335,22 @@ def interval_bounds(
     low, high = np.empty_like(mean), np.empty_like(mean)
     for rows in np.split(np.arange(len(mean)), list(starts)[1:]):
         low[rows], high[rows], _ = adaptive_levels(calibration, scores[rows], coverage, rate)
-    return mean + scale * low, mean + scale * high
+    return _raised(mean + scale * low, min_value), _raised(mean + scale * high, min_value)
+
+
+def _raised(values: np.ndarray, min_value: np.ndarray | None) -> np.ndarray:
+    """``values`` of shape (n_days, n_outputs, ...) raised to each output's
+    ``min_value`` (NaN stays NaN)."""
+    if min_value is None:
+        return values
+    floor = np.asarray(min_value, dtype=np.float64)
+    return np.maximum(values, floor.reshape(floor.shape + (1,) * (values.ndim - 2)))
 
 
 def score_bands(
     y: np.ndarray, mean: np.ndarray, scale: np.ndarray, calibration: np.ndarray,
     coverages, high_flow: np.ndarray, adaptive: bool = False, rate: float = ADAPT_RATE,
-    starts=(0,),
+    starts=(0,), min_value: np.ndarray | None = None,
 ) -> list[dict]:
     """How the bands of several coverages, and the predictive distribution, hold on ``y``.
 
@@ -347,8 +365,9 @@ def score_bands(
     adaptive : bool, default=False
         Each day's band adapts to the observations of the days before it
         (:func:`interval_bounds` with ``observed=y``).
-    rate, starts
-        As for :func:`interval_bounds`.
+    rate, starts, min_value
+        As for :func:`interval_bounds` (``min_value`` also raises the draws of the
+        predictive distribution).
 
     Returns
     -------
@@ -362,8 +381,8 @@ def score_bands(
     import scoringrules
 
     bands = {c: interval_bounds(mean, scale, calibration, c, y if adaptive else None, rate,
-                                starts) for c in sorted(set(coverages))}
-    samples = predictive_draws(mean, scale, calibration)
+                                starts, min_value) for c in sorted(set(coverages))}
+    samples = predictive_draws(mean, scale, calibration, min_value)
     outputs = []
     for k in range(y.shape[1]):
         seen = np.isfinite(y[:, k])
@@ -379,10 +398,13 @@ def score_bands(
     return outputs
 
 
-def predictive_draws(mean: np.ndarray, scale: np.ndarray, calibration: np.ndarray) -> np.ndarray:
+def predictive_draws(mean: np.ndarray, scale: np.ndarray, calibration: np.ndarray,
+                     min_value: np.ndarray | None = None) -> np.ndarray:
     """``mean + scale * r_j`` for every calibration score ``r_j``: shape (n_days,
-    n_outputs, n_scores), NaN where an output's score is missing."""
-    return mean[:, :, None] + scale[:, :, None] * calibration.T[None]
+    n_outputs, n_scores), NaN where an output's score is missing; raised to each
+    output's ``min_value`` where given (a distribution censored there: for an
+    observation at or above it, the CRPS can only fall)."""
+    return _raised(mean[:, :, None] + scale[:, :, None] * calibration.T[None], min_value)
 
 
 def interval_coverage(

@@ -52,7 +52,7 @@ calibration is slightly optimistic; the benchmark measures coverage on unseen da
 from __future__ import annotations
 
 import warnings
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -156,6 +156,13 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         typical value. On new years of eleven basins both bands held their coverage
         alike, and the flow scale's adaptive band covered more of the high flows
         (``docs/forecasting.md``).
+    min_value : float or None, default=None
+        The lowest value of the bands and of the predictive distribution's draws (None:
+        no limit). For discharge, 0: a band reaching below zero on a dry day spends its
+        width on flows that cannot occur. An observation at or above it is inside the
+        raised band whenever it was inside the band; one below it is outside, so give
+        it only for a target that cannot go below it (``sktlag run`` gives 0 where the
+        target's name means discharge).
 
     Attributes
     ----------
@@ -178,6 +185,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         The fit period's 90th percentile of each output (over every series when fitted
         with ``groups``): days above it are the high flows :meth:`score_intervals`
         scores on their own.
+    min_value_ : ndarray of shape (n_outputs,)
+        The lowest value of each output's bands and draws (-inf: no limit).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Defined when ``X`` has string column names.
@@ -200,16 +209,18 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         "random_state": ["random_state"],
         "calibration": [StrOptions({"validation", "blocks"})],
         "scale": [StrOptions({"spread", "flow"})],
+        "min_value": [Interval(Real, None, None, closed="neither"), None],
     }
 
     def __init__(self, estimator=None, n_members=5, n_jobs=None, random_state=None,
-                 calibration="validation", scale="flow"):
+                 calibration="validation", scale="flow", min_value=None):
         self.estimator = estimator
         self.n_members = n_members
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.calibration = calibration
         self.scale = scale
+        self.min_value = min_value
 
     # ------------------------------------------------------------------ fitting
     @_fit_context(prefer_skip_nested_validation=False)
@@ -304,6 +315,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         _, valid = fit_split(y2, template.lookback, template.validation_fraction,
                              None if groups is None else np.asarray(groups))
         self.high_flow_threshold_ = np.nanquantile(y2, HIGH_FLOW_QUANTILE, axis=0)
+        limit = -np.inf if self.min_value is None else float(self.min_value)
+        self.min_value_ = np.full(y2.shape[1], limit)
         members, _ = self._member_predictions(X, groups=groups)
         mean, std = members[:, valid].mean(axis=0), members[:, valid].std(axis=0)
         self.spread_offset_, self.flow_level_ = scale_levels(mean, std)
@@ -332,6 +345,10 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             state["flow_level_"] = np.full(state["calibration_scores_"].shape[1], np.nan)
         if "calibration_scores_" in state and "high_flow_threshold_" not in state:
             state["high_flow_threshold_"] = np.full(state["calibration_scores_"].shape[1], np.nan)
+        # Before the lowest value, bands had no limit.
+        state.setdefault("min_value", None)
+        if "calibration_scores_" in state and "min_value_" not in state:
+            state["min_value_"] = np.full(state["calibration_scores_"].shape[1], -np.inf)
         super().__setstate__(state)
 
     # ------------------------------------------------------------------ prediction
@@ -433,7 +450,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         (every group on its own)."""
         return interval_bounds(mean, scale, self.calibration_scores_, coverage,
                                None if observed is None else _as_2d(observed), adapt_rate,
-                               self._starts(groups, len(mean)))
+                               self._starts(groups, len(mean)), self.min_value_)
 
     @staticmethod
     def _starts(groups, n_rows: int) -> np.ndarray:
@@ -454,10 +471,10 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         -------
         ndarray of shape (n_rows, n_outputs, n_scores)
             ``mean + u * r_j`` for every calibration score ``r_j`` of the output (NaN
-            where the output's score is missing).
+            where the output's score is missing), raised to ``min_value_``.
         """
         mean, scale, _ = self._mean_and_scale(X, groups=groups, history=history)
-        return predictive_draws(mean, scale, self.calibration_scores_)
+        return predictive_draws(mean, scale, self.calibration_scores_, self.min_value_)
 
     def score_intervals(self, X, y, coverage=0.9, groups=None, history=None,
                         adaptive=False, adapt_rate=ADAPT_RATE,
@@ -473,7 +490,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         -------
         dict
             ``nominal_coverage``, ``method`` (``"fixed"`` or ``"adaptive"``),
-            ``calibration``, ``scale``, ``adapt_rate`` (None for the fixed band) and ``outputs``,
+            ``calibration``, ``scale``, ``min_value``, ``adapt_rate`` (None for the fixed
+            band) and ``outputs``,
             one entry per output: at ``coverage``, ``coverage`` (share of observations
             inside), ``mean_width`` (units of ``y``), ``relative_width`` (over the
             observations' standard deviation) and ``high_flow_coverage`` (days above
@@ -493,10 +511,11 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         mean, scale, _ = self._mean_and_scale(X, groups=groups, history=history)
         scored = score_bands(_as_2d(y), mean, scale, self.calibration_scores_,
                              sorted({coverage, *coverages}), self.high_flow_threshold_, adaptive,
-                             adapt_rate, self._starts(groups, len(mean)))
+                             adapt_rate, self._starts(groups, len(mean)), self.min_value_)
         outputs = [{**out["levels"][f"{coverage:g}"], **out} for out in scored]
         return {"nominal_coverage": coverage, "method": "adaptive" if adaptive else "fixed",
                 "calibration": self.calibration, "scale": self.scale,
+                "min_value": self.min_value,
                 "adapt_rate": adapt_rate if adaptive else None,
                 "outputs": outputs}
 

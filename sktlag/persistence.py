@@ -262,6 +262,8 @@ def _ensemble_payload(ensemble: TLAGEnsemble) -> dict[str, Any]:
         "scale": ensemble.scale,
         "flow_level": to_plain(ensemble.flow_level_),
         "high_flow_threshold": to_plain(ensemble.high_flow_threshold_),
+        "min_value": to_plain(ensemble.min_value),
+        "lowest_values": to_plain(ensemble.min_value_),
         # With calibration="blocks" the members' split settings differ from the
         # template's: these two are the template's own.
         "template": {name: to_plain(getattr(template, name))
@@ -505,6 +507,8 @@ def _build_ensemble(data: dict[str, Any], device: str) -> TLAGEnsemble:
         calibration=data.get("calibration", "validation"),
         # Files written before the flow scale scored in units of the spread.
         scale=data.get("scale", "spread"),
+        # Files written before the lowest value had bands without a limit.
+        min_value=data.get("min_value"),
     )
     ensemble.estimators_ = members
     ensemble.seeds_ = np.asarray(data["seeds"], dtype=np.int64)
@@ -517,6 +521,9 @@ def _build_ensemble(data: dict[str, Any], device: str) -> TLAGEnsemble:
     # Files written before it kept no high-flow threshold: no day counts as high flow.
     ensemble.high_flow_threshold_ = np.asarray(
         data.get("high_flow_threshold", [math.nan] * ensemble.calibration_scores_.shape[1]),
+        dtype=np.float64)
+    ensemble.min_value_ = np.asarray(
+        data.get("lowest_values", [-math.inf] * ensemble.calibration_scores_.shape[1]),
         dtype=np.float64)
     ensemble.n_features_in_ = members[0].n_features_in_
     if hasattr(members[0], "feature_names_in_"):

@@ -387,6 +387,7 @@ def metrics_summary(
                 "nominal_coverage": first["nominal_coverage"],
                 "calibration": first["calibration"],
                 "scale": first["scale"],
+                "min_value": first["min_value"],
                 "adapt_rate": bands["adaptive"]["adapt_rate"] if "adaptive" in bands else None,
                 "bands": {band: dict(zip(period_names, scores["outputs"], strict=True))
                           for band, scores in bands.items()},

@@ -719,7 +719,10 @@ def test_run_with_members_writes_intervals(ensemble_run):
     stdout = ensemble_run["stdout"]
     assert "member 2:" in stdout
     assert ensemble.scale == OTHER_SCALE
-    assert f"fixed band (calibrated on the validation windows, scale {OTHER_SCALE}):" in stdout
+    # Discharge: the band never reaches below zero.
+    assert ensemble.min_value == 0.0
+    assert (f"fixed band (calibrated on the validation windows, scale {OTHER_SCALE}, never "
+            "below 0):") in stdout
     assert (f"adaptive band (each day adapts to the observations before it, rate "
             f"{ADAPT_RATE:g}):") in stdout
     assert re.search(r"q_kalkofen +90% coverage [\d.]+% \(high flows ([\d.]+%|n/a)\), width "
@@ -728,12 +731,12 @@ def test_run_with_members_writes_intervals(ensemble_run):
     assert list(table.columns) == ["observed", "predicted", "lower", "upper"]
     # Signed calibration scores may shift the whole interval off the mean (a bias seen on
     # the validation days): only its order is certain.
-    assert (table["lower"] <= table["upper"]).all()
+    assert (table["lower"] <= table["upper"]).all() and (table["lower"] >= 0).all()
     inside = (table["observed"] >= table["lower"]) & (table["observed"] <= table["upper"])
     metrics = json.loads((out / "metrics.json").read_text())
     intervals = metrics["periods"]["test"]["intervals"]
     assert intervals["calibration"] == "validation" and intervals["adapt_rate"] == ADAPT_RATE
-    assert intervals["scale"] == OTHER_SCALE
+    assert intervals["scale"] == OTHER_SCALE and intervals["min_value"] == 0
     scores = intervals["bands"]["fixed"]["q_kalkofen"]
     assert scores["coverage"] == pytest.approx(inside.mean())
     assert scores["mean_width"] == pytest.approx((table["upper"] - table["lower"]).mean())
@@ -745,6 +748,15 @@ def test_run_with_members_writes_intervals(ensemble_run):
     assert adaptive["coverage"] == pytest.approx(
         np.mean((table["observed"] >= lower) & (table["observed"] <= upper)))
     assert metrics["n_members"] == 2 and len(metrics["n_layers"]) == 2
+
+
+def test_only_a_discharge_target_gets_bands_that_never_reach_below_zero():
+    from sktlag.cli import _lowest_value
+
+    assert _lowest_value(pd.Series([1.0], name="Q [m3/s]")) == 0.0
+    assert _lowest_value(pd.DataFrame({"q_up": [1.0], "q_down": [2.0]})) == 0.0
+    assert _lowest_value(pd.Series([1.0], name="stage_cm")) is None
+    assert _lowest_value(pd.DataFrame({"q_up": [1.0], "temperature": [2.0]})) is None
 
 
 def test_predict_with_an_ensemble_writes_its_intervals(ensemble_run, tmp_path):

@@ -10,9 +10,12 @@ from sktlag.conformal import (
     FLOW_FLOOR,
     adaptive_levels,
     conformal_quantile,
+    interval_bounds,
     interval_coverage,
     interval_scale,
     min_calibration_scores,
+    predictive_draws,
+    score_bands,
     score_quantiles,
 )
 
@@ -197,3 +200,39 @@ def test_the_fewest_calibration_scores_are_where_the_ranks_fall_inside(coverage)
 
 def test_the_fewest_calibration_scores_of_the_usual_coverages():
     assert [min_calibration_scores(c) for c in (0.5, 0.8, 0.9, 0.95, 0.99)] == [3, 9, 19, 39, 199]
+
+
+def test_a_lowest_value_raises_bounds_and_draws_and_leaves_the_adaptation_alone():
+    rng = np.random.default_rng(3)
+    mean = np.column_stack([np.linspace(0.0, 4.0, 60), np.linspace(-3.0, 3.0, 60)])
+    scale = np.ones_like(mean)
+    calibration = rng.standard_normal((40, 2))
+    observed = np.abs(mean + rng.standard_normal(mean.shape))
+    observed[5, 0] = np.nan
+    floor = np.array([0.0, -np.inf])  # the second output has no limit
+    for given in (None, observed):
+        lower, upper = interval_bounds(mean, scale, calibration, 0.9, given)
+        raised = interval_bounds(mean, scale, calibration, 0.9, given, min_value=floor)
+        assert (lower[:, 0] < 0).any()
+        # Both bounds of the first output raised to 0, the second output untouched.
+        np.testing.assert_array_equal(raised[0][:, 0], np.maximum(lower[:, 0], 0.0))
+        np.testing.assert_array_equal(raised[1][:, 0], np.maximum(upper[:, 0], 0.0))
+        np.testing.assert_array_equal(raised[0][:, 1], lower[:, 1])
+        np.testing.assert_array_equal(raised[1][:, 1], upper[:, 1])
+    draws = predictive_draws(mean, scale, calibration)
+    raised_draws = predictive_draws(mean, scale, calibration, floor)
+    np.testing.assert_array_equal(raised_draws[:, 0], np.maximum(draws[:, 0], 0.0))
+    np.testing.assert_array_equal(raised_draws[:, 1], draws[:, 1])
+    # A missing score stays missing.
+    calibration[0, 0] = np.nan
+    assert np.isnan(predictive_draws(mean, scale, calibration, floor)[:, 0, 0]).all()
+    # Observations at or above the limit: the same coverage, a narrower band, a CRPS no
+    # larger (a distribution censored at the limit).
+    plain = score_bands(observed, mean, scale, calibration, [0.9], np.zeros(2), adaptive=True)
+    floored = score_bands(observed, mean, scale, calibration, [0.9], np.zeros(2),
+                          adaptive=True, min_value=floor)
+    level, level_floored = plain[0]["levels"]["0.9"], floored[0]["levels"]["0.9"]
+    assert level_floored["coverage"] == level["coverage"]
+    assert level_floored["mean_width"] < level["mean_width"]
+    assert floored[0]["crps"] < plain[0]["crps"]
+    assert floored[1] == plain[1]

@@ -319,7 +319,7 @@ def test_interval_scores_land_under_their_output_names(fitted):
     ens, _, _ = fitted
     obs = np.arange(20.0).reshape(10, 2)
     scores = {"nominal_coverage": 0.9, "calibration": "validation", "scale": "flow",
-              "adapt_rate": None,
+              "min_value": 0.0, "adapt_rate": None,
               "outputs": [{"coverage": 0.1, "mean_width": 1.0, "crps": 0.5, "n": 10},
                           {"coverage": 0.2, "mean_width": 2.0, "crps": 0.6, "n": 10}]}
     summary = metrics_summary(ens, {"test": (obs, obs + 1.0, None)}, names=["up", "down"],
@@ -328,7 +328,7 @@ def test_interval_scores_land_under_their_output_names(fitted):
     fixed = intervals["bands"]["fixed"]
     assert fixed["up"]["coverage"] == 0.1 and fixed["down"]["coverage"] == 0.2
     assert intervals["nominal_coverage"] == 0.9 and intervals["adapt_rate"] is None
-    assert intervals["scale"] == "flow"
+    assert intervals["scale"] == "flow" and intervals["min_value"] == 0.0
 
 
 def test_the_evolution_figure_shows_every_members_depth(fitted):
@@ -621,3 +621,68 @@ def test_the_ensemble_checks_the_columns_once_in_its_own_name():
         ens.predict(frame.iloc[50:], history=X[:50])
     names = [str(w.message) for w in said if "feature names" in str(w.message)]
     assert len(names) == 1 and "TLAGEnsemble" in names[0], names
+
+
+def test_bands_raised_to_a_lowest_value_of_zero_keep_their_coverage(fitted, tmp_path):
+    import pickle
+
+    from sktlag import load_model, save_model
+
+    free, X, y = fitted  # no limit by default; the target is never negative
+    assert free.min_value is None and y.min() >= 0
+    np.testing.assert_array_equal(free.min_value_, [-np.inf])
+    # The same members, with the bands of discharge.
+    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=3, random_state=0,
+                       min_value=0).fit(X[:300], y[:300])
+    np.testing.assert_array_equal(ens.min_value_, [0.0])
+    for observed in (None, y[300:]):
+        lower, upper = free.predict_interval(X[300:], observed=observed)
+        assert (lower < 0).any()
+        raised = ens.predict_interval(X[300:], observed=observed)
+        np.testing.assert_array_equal(raised[0], np.maximum(lower, 0.0))
+        np.testing.assert_array_equal(raised[1], np.maximum(upper, 0.0))
+    assert ens.predictive_samples(X[300:]).min() == 0.0
+    for adaptive in (False, True):
+        ours, theirs = (e.score_intervals(X[300:], y[300:], adaptive=adaptive)["outputs"][0]
+                        for e in (ens, free))
+        assert ours["coverage"] == theirs["coverage"]
+        assert ours["mean_width"] < theirs["mean_width"] and ours["crps"] < theirs["crps"]
+    # The limit travels in model files and pickles; pickles from before it have none.
+    loaded = load_model(save_model(ens, tmp_path / "floor.pth"))
+    assert loaded.min_value == 0
+    np.testing.assert_array_equal(loaded.min_value_, ens.min_value_)
+    np.testing.assert_array_equal(loaded.predict_interval(X[300:])[0],
+                                  ens.predict_interval(X[300:])[0])
+    state = dict(ens.__getstate__())
+    del state["min_value"], state["min_value_"]
+    old = TLAGEnsemble.__new__(TLAGEnsemble)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert old.min_value is None
+    np.testing.assert_array_equal(old.predict_interval(X[300:])[0],
+                                  free.predict_interval(X[300:])[0])
+
+
+def test_a_model_file_written_before_the_lowest_value_gives_bands_without_it(
+        fitted, tmp_path):
+    import torch
+
+    from sktlag import load_model, save_model
+
+    _, X, y = fitted
+    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, random_state=0,
+                       min_value=0.0).fit(X[:300], y[:300])
+    path = save_model(ens, tmp_path / "old.pth")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    del payload["ensemble"]["min_value"], payload["ensemble"]["lowest_values"]
+    torch.save(payload, path)
+    old = load_model(path)
+    assert old.min_value is None
+    np.testing.assert_array_equal(old.min_value_, [-np.inf])
+    assert (old.predict_interval(X[300:])[0] < 0).any()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, "auto"])
+def test_a_lowest_value_that_is_not_a_finite_number_is_refused(bad):
+    X, y = make_series(n_rows=300)
+    with pytest.raises(ValueError, match="min_value"):
+        TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, min_value=bad).fit(X, y)
