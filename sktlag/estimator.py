@@ -39,6 +39,7 @@ from ._training import (
 )
 from .growth import CRITERIA, EIGENSOLVERS, HESSIAN_PRODUCTS, INSERTION_STRATEGIES
 from .io import MISSING_CODES
+from .metrics import _constant_columns
 from .recipe import ShortRecordWarning, record_problems, resolve_batch_size
 from .windows import (
     WindowDataset,
@@ -155,12 +156,6 @@ def _check_finite(values: np.ndarray, what: str, columns: list[str] | None, allo
         )
 
 
-def _constant(spread: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """Which series do not vary: rounding leaves a constant a spread of about 1e-17 of
-    its mean, not 0."""
-    return spread <= 1e-12 * np.abs(mean)
-
-
 def _check_missing_codes(y: np.ndarray) -> None:
     """Refuse targets that hold a code agencies write for a missing value (-999 ...)."""
     for code in MISSING_CODES:
@@ -265,7 +260,7 @@ class SeriesRegressorMixin:
         # R² is undefined where the observations do not vary: scikit-learn's 1 for a
         # perfect prediction, 0 otherwise, also where rounding of the mean left a
         # spread of 1e-16 (which scored -1e28).
-        constant = _constant(observed.std(axis=0), observed.mean(axis=0))
+        constant = _constant_columns(observed.std(axis=0), observed.mean(axis=0))
         perfect = (observed == predicted).all(axis=0)
         return float(np.where(constant, perfect.astype(float), scores).mean())
 
@@ -888,7 +883,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         self.target_mean_ = np.nanmean(train_targets, axis=0)
         scale = np.nanstd(train_targets, axis=0)
         # Rounding leaves a constant a spread of about 1e-17 of its mean, not 0.
-        constant = _constant(scale, self.target_mean_)
+        constant = _constant_columns(scale, self.target_mean_)
         self.target_scale_ = np.where(constant, 1.0, scale)
         for k in np.flatnonzero(constant):
             which = "y" if len(constant) == 1 else f"y column {k}"

@@ -29,6 +29,7 @@ scikit-learn scorers.
 
 import copy
 import warnings
+from numbers import Real
 
 import numpy as np
 import pandas as pd
@@ -164,15 +165,24 @@ def _require(ok, message):
         raise UndefinedMetricError(message + where)
 
 
+def _constant_columns(spread: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Which columns do not vary, from their spread (range or standard deviation) and
+    mean: rounding leaves a constant a spread of about 1e-17 of its mean, not 0, and a
+    metric dividing by that spread would return about 1e30 instead of failing."""
+    return spread <= 1e-12 * np.abs(mean)
+
+
 def _centered(obs, metric):
     """Deviations of ``obs`` from its column means and their sum of squares.
 
-    Raises when a column is constant: ``metric`` would divide by zero.
+    Raises when a column is constant (`_constant_columns`): ``metric`` would
+    divide by zero, or by what rounding left of it.
     """
-    dev = obs - obs.mean(axis=0)
+    mean = obs.mean(axis=0)
+    dev = obs - mean
     ss = np.sum(dev**2, axis=0)
     _require(
-        (np.ptp(obs, axis=0) > 0) & (ss > 0),
+        ~_constant_columns(np.ptp(obs, axis=0), mean) & (ss > 0),
         f"y_true is constant, so {metric} is undefined: it divides by the variance "
         "of the observed series",
     )
@@ -194,7 +204,7 @@ def _pearson_columns(obs, sim, metric):
     dev_obs, ss_obs = _centered(obs, metric)
     dev_sim = sim - sim.mean(axis=0)
     ss_sim = np.sum(dev_sim**2, axis=0)
-    varying = (np.ptp(sim, axis=0) > 0) & (ss_sim > 0)
+    varying = ~_constant_columns(np.ptp(sim, axis=0), sim.mean(axis=0)) & (ss_sim > 0)
     num = np.sum(dev_obs * dev_sim, axis=0)
     den = np.sqrt(ss_obs * np.where(varying, ss_sim, 1.0))
     # A constant simulation has no linear association with the observations.
@@ -237,16 +247,17 @@ def _check_fraction(value, name, *, allow_one=True):
 
 
 def _log_floors(obs, sim):
-    """Logarithms of both series, a zero or negative flow at the floor of its column.
+    """Logarithms of both series, every flow below the floor of its column at the floor.
 
-    The floor is :data:`LOG_FLOOR`, or the smallest positive flow of either series
-    where that is smaller: the logarithms keep the flows' order, and positive flows
-    keep their own, so FLV and FMS (differences of logarithms) do not depend on the
-    unit of flows that are all positive.
+    The floor is :data:`LOG_FLOOR`, or the smallest positive observed flow where that
+    is smaller. It comes from the observations alone, so every simulation is scored
+    against the same observed logarithms; zero or negative flows of either series,
+    and simulated flows below every observed one, count as the floor. Observed flows
+    keep their order, and FLV and FMS (differences of logarithms) do not depend on the
+    unit of observed flows that are all positive (with no simulated flow below them).
     """
-    both = np.concatenate([obs, sim])
-    floor = np.minimum(LOG_FLOOR, np.where(both > 0, both, np.inf).min(axis=0))
-    return (np.log(np.where(q > 0, q, floor)) for q in (obs, sim))
+    floor = np.minimum(LOG_FLOOR, np.where(obs > 0, obs, np.inf).min(axis=0))
+    return (np.log(np.maximum(q, floor)) for q in (obs, sim))
 
 
 # ---------------------------------------------------------------------------
@@ -286,7 +297,10 @@ def nse(y_true, y_pred, *, multioutput=_UNIFORM):
 
     with observations :math:`o_t`, simulations :math:`s_t` and observed mean
     :math:`\bar o`. It equals the coefficient of determination computed by
-    :func:`sklearn.metrics.r2_score`.
+    :func:`sklearn.metrics.r2_score`, except on observations that do not vary
+    (up to rounding, a spread of at most 1e-12 of their mean): NSE is undefined
+    there and raises, where ``r2_score`` (and an estimator's ``score``) returns 0
+    by scikit-learn's convention (1 for a perfect prediction).
 
     References
     ----------
@@ -799,10 +813,11 @@ def flv(y_true, y_pred, l=0.3, *, multioutput=_UNIFORM):  # noqa: E741
         {\sum_{j=1}^{L} (\ln o_{(j)} - \ln o_{\min})}
 
     Each sum measures how far the low-flow segment rises above the minimum
-    flow. Zero (and negative) flows have no logarithm; they are replaced by
-    the small positive floor :data:`LOG_FLOOR` (``1e-6``) in both series
-    before the transform, or by the smallest positive flow of either series
-    where that is smaller. Rivers that are dry for more than a fraction
+    flow. Zero (and negative) flows have no logarithm; in both series they, and
+    simulated flows below it, are replaced by the small positive floor
+    :data:`LOG_FLOOR` (``1e-6``), or by the smallest positive observed flow
+    where that is smaller: a floor from the observations alone, so that every
+    simulation is scored against the same observed segment. Rivers that are dry for more than a fraction
     ``l`` of the time have a flat observed segment and no defined FLV.
 
     References
@@ -868,9 +883,9 @@ def fms(y_true, y_pred, lower=0.2, upper=0.7, *, multioutput=_UNIFORM):
         \mathrm{FMS} = 100 \, \frac{(\ln s_{lower} - \ln s_{upper})
         - (\ln o_{lower} - \ln o_{upper})}{\ln o_{lower} - \ln o_{upper}}
 
-    Zero (and negative) flows are replaced by :data:`LOG_FLOOR` (``1e-6``), or by
-    the smallest positive flow where that is smaller, before the logarithm, as in
-    :func:`flv`.
+    Zero (and negative) flows, and simulated flows below the floor, are replaced by
+    :data:`LOG_FLOOR` (``1e-6``), or by the smallest positive observed flow where
+    that is smaller, before the logarithm, as in :func:`flv`.
 
     References
     ----------
@@ -917,12 +932,18 @@ def _time_coordinates(index, n):
     if len(idx) != n:
         raise ValueError(f"index must have one entry per row ({n}); got {len(idx)}")
     if pd.api.types.is_datetime64_any_dtype(idx.dtype):
-        return np.asarray((idx - idx[0]) / pd.Timedelta(days=1), dtype=float)
-    if pd.api.types.is_timedelta64_dtype(idx.dtype):
-        return np.asarray(idx / pd.Timedelta(days=1), dtype=float)
-    if pd.api.types.is_numeric_dtype(idx.dtype):
-        return idx.to_numpy(dtype=float)
-    raise TypeError(f"index must be datetime-like or numeric; got dtype {idx.dtype}")
+        times = np.asarray((idx - idx[0]) / pd.Timedelta(days=1), dtype=float)
+    elif pd.api.types.is_timedelta64_dtype(idx.dtype):
+        times = np.asarray(idx / pd.Timedelta(days=1), dtype=float)
+    elif pd.api.types.is_numeric_dtype(idx.dtype):
+        times = idx.to_numpy(dtype=float)
+    else:
+        raise TypeError(f"index must be datetime-like or numeric; got dtype {idx.dtype}")
+    back = np.flatnonzero(~(np.diff(times) > 0))
+    if back.size:
+        raise ValueError(f"index must increase from row to row; row {back[0] + 1} "
+                         f"({idx[back[0] + 1]}) does not come after row {back[0]}")
+    return times
 
 
 def _peak_lags(obs, sim, window, times, prominence):
@@ -937,8 +958,15 @@ def _peak_lags(obs, sim, window, times, prominence):
             f"no peaks with prominence >= {prom:g} found in y_true, so peak timing is undefined"
         )
     offsets = np.arange(-window, window + 1)
-    padded = np.pad(sim, window, constant_values=-np.inf)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, offsets.size)[peaks]
+    view = np.lib.stride_tricks.sliding_window_view
+    windows = view(np.pad(sim, window, constant_values=-np.inf), offsets.size)[peaks]
+    # Only rows within ``window`` usual time steps of the peak: across a gap in the
+    # record (rows of missing observations left out), the row ``window`` rows away is
+    # further in time.
+    step = np.median(np.diff(times)) if len(times) > 1 else 1.0
+    near = view(np.pad(times, window, constant_values=np.nan), offsets.size)[peaks]
+    reachable = np.abs(near - times[peaks, None]) <= window * step * (1 + 1e-9)
+    windows = np.where(reachable, windows, -np.inf)
     is_max = windows == windows.max(axis=1, keepdims=True)
     # Among equal maxima, take the one closest to the observed peak.
     best = np.argmin(np.where(is_max, np.abs(offsets), np.inf), axis=1)
@@ -959,10 +987,14 @@ def peak_timing(y_true, y_pred, window=3, index=None, *, prominence=None, multio
         Half-width, in time steps, of the window around each observed peak in
         which the simulated maximum is searched.
     index : array-like of shape (n,), optional
-        Time stamps of the rows. With a datetime-like index (for example a
-        :class:`pandas.DatetimeIndex`) the error is measured in days, with a
-        numeric index in its units. By default it is measured in time steps.
-    prominence : float, optional
+        Time stamps of the rows, increasing. With a datetime-like index (for
+        example a :class:`pandas.DatetimeIndex`) the error is measured in days,
+        with a numeric index in its units. By default it is measured in time
+        steps. A time step is then the index's median spacing, and the window
+        holds only the rows within ``window`` steps of the peak in time: a record
+        with gaps (days of missing observations left out) never matches a peak to
+        a day further away.
+    prominence : float >= 0, optional
         Minimum prominence of an observed peak. Defaults to the standard
         deviation of the observed series of each column.
     multioutput : {"raw_values", "uniform_average"} or array-like, default="uniform_average"
@@ -986,8 +1018,8 @@ def peak_timing(y_true, y_pred, window=3, index=None, *, prominence=None, multio
     :func:`scipy.signal.find_peaks`, keeping those whose prominence is at
     least ``prominence`` (by default the observed standard deviation, which
     discards small fluctuations). For every peak :math:`t_p` the simulated
-    maximum inside :math:`[t_p - w, t_p + w]` (clipped to the series) is
-    found, at :math:`\hat t_p`; if several steps share the maximum, the one
+    maximum inside :math:`[t_p - w, t_p + w]` (clipped to the series, and
+    with an index to the rows within :math:`w` time steps in time) is found, at :math:`\hat t_p`; if several steps share the maximum, the one
     closest to :math:`t_p` is used. The metric is
 
     .. math::
@@ -995,7 +1027,8 @@ def peak_timing(y_true, y_pred, window=3, index=None, *, prominence=None, multio
         \mathrm{PT} = \frac{1}{P} \sum_{p=1}^{P} |\tau(\hat t_p) - \tau(t_p)|
 
     where :math:`\tau` maps a row to its time coordinate (days for datetime
-    indexes). The result is bounded by the window width, so it should be
+    indexes). The result is bounded by the window width (in time steps, or
+    ``window`` times the index's median spacing), so it should be
     read together with a volume measure such as :func:`fhv`.
 
     References
@@ -1018,6 +1051,10 @@ def peak_timing(y_true, y_pred, window=3, index=None, *, prominence=None, multio
     """
     if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 0:
         raise ValueError(f"window must be a non-negative integer; got {window!r}")
+    if prominence is not None and (isinstance(prominence, bool)
+                                   or not isinstance(prominence, Real)
+                                   or not prominence >= 0 or not np.isfinite(prominence)):
+        raise ValueError(f"prominence must be a finite number >= 0; got {prominence!r}")
     obs, sim, single = _check_pair(y_true, y_pred)
     times = _time_coordinates(index, obs.shape[0])
     values = np.empty(obs.shape[1])
@@ -1133,7 +1170,7 @@ def evaluate(y_true, y_pred, metrics=None, index=None):
         single output); otherwise they are ``"output_0"``, ``"output_1"``, ...
     y_pred : array-like of shape (n,) or (n, k)
         Simulated discharge.
-    metrics : sequence of str, optional
+    metrics : str or sequence of str, optional
         Rows to compute, a subset of :data:`EVALUATE_METRICS`; all by
         default. The table keeps the order given here.
     index : array-like of shape (n,), optional
@@ -1178,7 +1215,9 @@ def evaluate(y_true, y_pred, metrics=None, index=None):
     {'output_0': {'nse': 0.925, 'rmse': 0.3872983346207417}}
     """
     obs, sim, _ = _check_pair(y_true, y_pred)
-    rows = EVALUATE_METRICS if metrics is None else tuple(metrics)
+    # One name alone is one metric, not a sequence of letters.
+    rows = (EVALUATE_METRICS if metrics is None
+            else (metrics,) if isinstance(metrics, str) else tuple(metrics))
     unknown = [row for row in rows if row not in EVALUATE_METRICS]
     if unknown:
         raise ValueError(f"unknown metric names {unknown}; choose from {list(EVALUATE_METRICS)}")

@@ -237,14 +237,27 @@ def test_flv_and_fms_of_positive_flows_do_not_depend_on_their_unit(metric):
 
 def test_zero_flows_beside_flows_below_the_floor_keep_their_order():
     # Flows of a tiny catchment below LOG_FLOOR beside zeros: the zeros take the
-    # smallest positive flow, so the logarithms stay in the flows' order.
+    # smallest positive observed flow, so the observed logarithms keep their order.
     obs = np.array([0.0, 1e-8, 2e-8, 3e-8, 4e-8, 1, 2, 3, 4, 5])
     sim = obs + 1e-9
-    # The floor is the smallest positive flow of either series, 1e-9 (sim's lowest).
-    low_obs = np.log([1e-9, 1e-8, 2e-8])
-    low_sim = np.log([1e-9, 1.1e-8, 2.1e-8])
+    # The floor is the smallest positive observed flow, 1e-8; sim's 1e-9 is below it.
+    low_obs = np.log([1e-8, 1e-8, 2e-8])
+    low_sim = np.log([1e-8, 1.1e-8, 2.1e-8])
     area_obs, area_sim = (np.sum(low - low[0]) for low in (low_obs, low_sim))
     assert M.flv(obs, sim) == pytest.approx(-100 * (area_sim - area_obs) / area_obs)
+
+
+@pytest.mark.parametrize(("metric", "zeros"), [(M.flv, 20), (M.fms, 60)])
+def test_the_observed_logarithms_do_not_depend_on_the_simulation(metric, zeros):
+    # Two simulations that differ only below every observed flow and LOG_FLOOR score
+    # alike: the observed zeros (in the segment the metric reads) are floored from the
+    # observations alone.
+    obs = np.r_[np.zeros(zeros), np.linspace(0.1, 5, 100 - zeros)]
+    sim = obs + 0.01
+    sim[0] = 1e-7
+    other = sim.copy()
+    other[0] = 1e-12
+    assert metric(obs, other) == metric(obs, sim)
 
 
 def test_flv_flat_low_flows_and_short_series():
@@ -759,3 +772,39 @@ def test_no_warnings_on_ordinary_use():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         M.evaluate(obs, sim)
+
+
+def test_near_constant_observations_are_as_undefined_as_constant_ones():
+    # Rounding leaves 0.1 + 0.2 and 0.3 a spread of 5.6e-17: no real variation.
+    obs = np.full(5, 0.1 + 0.2)
+    obs[-1] = 0.3
+    assert np.ptp(obs) > 0
+    for metric in (M.nse, M.kge, M.pearson_r):
+        with pytest.raises(M.UndefinedMetricError, match="constant"):
+            metric(obs, np.array([0.31, 0.32, 0.30, 0.33, 0.31]))
+    # A simulation constant up to rounding has no association with the observations.
+    sim = np.full(5, 0.1 + 0.2)
+    sim[-1] = 0.3
+    assert M.pearson_r([1.0, 2.0, 3.0, 4.0, 5.0], sim) == 0.0
+
+
+def test_peak_timing_never_matches_a_peak_across_a_gap_in_the_record():
+    obs = np.array([0, 0, 0, 1, 9, 1, 0, 0, 0, 0.0])
+    sim = np.array([0, 0, 0, 1, 2, 1, 8, 0, 0, 0.0])
+    # Two stretches of five days, two months apart (the days between not observed).
+    days = pd.DatetimeIndex([*pd.date_range("2000-01-01", periods=5),
+                             *pd.date_range("2000-03-01", periods=5)])
+    # Without the gap the simulated peak is 2 days late; across it, the 8 on 1 March
+    # is 56 days away and outside the 3-day window: the peak is matched on its day.
+    assert M.peak_timing(obs, sim, index=pd.date_range("2000-01-01", periods=10)) == 2.0
+    assert M.peak_timing(obs, sim, index=days) == 0.0
+    with pytest.raises(ValueError, match="index must increase from row to row; row 1"):
+        M.peak_timing(obs, sim, index=days[::-1])
+    for bad in (-1.0, "a", np.nan, True):
+        with pytest.raises(ValueError, match="prominence must be a finite number >= 0"):
+            M.peak_timing(obs, sim, prominence=bad)
+
+
+def test_evaluate_reads_one_metric_name_as_one_metric():
+    table = M.evaluate([1.0, 3.0, 2.0, 5.0, 4.0], [1.5, 2.5, 2.0, 4.5, 4.0], metrics="nse")
+    assert list(table.index) == ["nse"] and table.loc["nse"].item() == pytest.approx(0.925)
