@@ -817,8 +817,9 @@ def flv(y_true, y_pred, l=0.3, *, multioutput=_UNIFORM):  # noqa: E741
     simulated flows below it, are replaced by the small positive floor
     :data:`LOG_FLOOR` (``1e-6``), or by the smallest positive observed flow
     where that is smaller: a floor from the observations alone, so that every
-    simulation is scored against the same observed segment. Rivers that are dry for more than a fraction
-    ``l`` of the time have a flat observed segment and no defined FLV.
+    simulation is scored against the same observed segment. Rivers that are
+    dry for more than a fraction ``l`` of the time have a flat observed segment
+    and no defined FLV.
 
     References
     ----------
@@ -1019,8 +1020,9 @@ def peak_timing(y_true, y_pred, window=3, index=None, *, prominence=None, multio
     least ``prominence`` (by default the observed standard deviation, which
     discards small fluctuations). For every peak :math:`t_p` the simulated
     maximum inside :math:`[t_p - w, t_p + w]` (clipped to the series, and
-    with an index to the rows within :math:`w` time steps in time) is found, at :math:`\hat t_p`; if several steps share the maximum, the one
-    closest to :math:`t_p` is used. The metric is
+    with an index to the rows within :math:`w` time steps in time) is found,
+    at :math:`\hat t_p`; if several steps share the maximum, the one closest
+    to :math:`t_p` is used. The metric is
 
     .. math::
 
