@@ -523,8 +523,10 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         ``"not_computable"``; training then ends at the current architecture's plateau
         or ``max_epochs``; ``"validation"`` also when the architecture that ends with
         the budget did not beat the best before it), ``"max_epochs"`` (the epoch budget
-        ran out before a rule ended growth, also in a fit that cannot grow, such as
-        ``max_layers=initial_num_layers``, trained to its budget) or ``"interrupted"``.
+        ran out before a rule ended growth) or ``"interrupted"``. A fit that cannot
+        grow (``max_layers=initial_num_layers``) ends with ``"max_layers"`` at its
+        first plateau or ``max_epochs_per_layer``, with ``"max_epochs"`` when the
+        budget comes first.
     n_threads_ : int
         Torch CPU threads the last ``fit`` ran on (``n_threads`` or torch's own count).
     interrupted_ : bool

@@ -578,13 +578,15 @@ def _shifted_power(n: int, max_hvp: int, seed: int, tol: float) -> _Solver:
     for _ in range(max(1, max_hvp - budget_radius)):
         hv = yield v
         rayleigh = float(v @ hv)
-        w = hv + rho * v
-        if abs(rayleigh - value) <= tol * max(abs(rayleigh), 1e-30):
-            value = rayleigh
+        converged = abs(rayleigh - value) <= tol * max(abs(rayleigh), 1e-30)
+        # The value returned is the Rayleigh quotient of the vector returned: when the
+        # budget ends first, the next iterate has no product, so no value, of its own.
+        value, vector = rayleigh, v
+        if converged:
             break
-        value = rayleigh
+        w = hv + rho * v
         v = w / np.linalg.norm(w)
-    return value, v
+    return value, vector
 
 
 def _check_solver(method: str, max_hvp: int) -> None:
@@ -1300,13 +1302,19 @@ def grow(
                 module, X, y, loss_fn, best, decision,
                 init_scale=init_scale, min_scale=min_scale, tolerance=tolerance,
             )
-            value = compared[best.position - 1]
+            # What decided to grow: the largest value, wherever an ablation then inserts.
             decision.reason = (
-                f"{name} {value:.4g} at position {best.position} > threshold {threshold:.4g}"
+                f"{name} {value:.4g} at position {found[index].position} > threshold "
+                f"{threshold:.4g}"
             )
+            if strategy != "topological":
+                decision.reason += f"; {_ABLATIONS[strategy]} at position {best.position}"
     decision.seconds = time.perf_counter() - start
     return decision
 
+
+_ABLATIONS = {"random": "a layer along a random direction",
+              "append_zero": "a zero layer on top"}
 
 _CRITERION_NAMES = {
     "relative": "relative derivative", "raw": "derivative", "holdout": "held-out statistic",
@@ -1362,10 +1370,13 @@ def _insert_with_backtracking(
     try:  # whatever stops it (an error, an interrupt), no layer is left behind
         layer = module.insert_layer(best.position)
         params.update(layer.lstm.named_parameters())
-        scale, steps, new_loss = backtracking_scale(
-            loss_at, decision.loss_before,
-            init_scale=init_scale, min_scale=min_scale, tolerance=tolerance,
-        )
+        if np.any(best.direction):
+            scale, steps, new_loss = backtracking_scale(
+                loss_at, decision.loss_before,
+                init_scale=init_scale, min_scale=min_scale, tolerance=tolerance,
+            )
+        else:  # a zero layer ("append_zero"): every scale gives it, record none
+            scale, steps, new_loss = 0.0, 0, loss_at(0.0)
         set_scale(scale)
         decision.inserted = True
         decision.rule = "inserted"

@@ -121,6 +121,19 @@ def test_power_iteration_finds_the_largest_algebraic_not_largest_magnitude():
     assert res.n_hvp <= 3000
 
 
+@pytest.mark.parametrize("method", ["lanczos", "power"])
+@pytest.mark.parametrize("max_hvp", [4, 10])
+def test_the_eigenvalue_is_the_rayleigh_quotient_of_the_vector_returned(method, max_hvp):
+    # A budget too small to converge: the pair must still belong together, since the
+    # value decides growth and the vector is the layer inserted.
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((50, 50)))
+    dense = q @ np.diag(np.r_[np.linspace(-1, 1, 48), 3.0, -3.0]) @ q.T
+    res = top_eigenpair(lambda v: torch.as_tensor(dense @ v.numpy()), 50, method=method,
+                        max_hvp=max_hvp, tol=0.03)
+    assert res.value == pytest.approx(res.vector @ dense @ res.vector, rel=1e-9)
+
+
 def test_eigen_solver_budget_is_never_exceeded():
     f, n = _problem(hidden=8)
     op = hessian_vector_product(f, torch.zeros(n, dtype=torch.float64))
@@ -243,10 +256,20 @@ def test_ablation_strategies_insert_where_they_say(strategy):
     decision = grow(m, X, y, masked_mse, threshold=-np.inf, max_layers=5, max_hvp=20,
                     strategy=strategy)
     assert decision.inserted and m.num_layers == 3
+    # The reason names what decided to grow: the largest derivative, not the one of
+    # the position an ablation inserts at.
+    largest = max(decision.relative_derivatives)
+    assert decision.reason.startswith(f"relative derivative {largest:.4g} at position ")
     if strategy == "append_zero":
-        assert decision.position == 2 and decision.scale == 0.1
+        assert decision.reason.endswith("; a zero layer on top at position 2")
+        # A zero layer: no scale, and the loss it leaves is the loss before.
+        assert decision.position == 2 and decision.scale == 0.0
+        assert decision.backtracking_steps == 0
+        assert decision.loss_after == pytest.approx(decision.loss_before, rel=1e-12)
         with torch.no_grad():
             assert torch.equal(before, m(X))  # a zero layer changes nothing
+    else:
+        assert f"random direction at position {decision.position}" in decision.reason
     with pytest.raises(ValueError, match="strategy"):
         grow(m, X, y, masked_mse, threshold=0.0, max_layers=5, strategy="best")
 
