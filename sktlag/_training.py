@@ -187,9 +187,11 @@ def lr_factors(schedule) -> dict[int, float]:
             f"{schedule!r}"
         ) from None
     for epoch, factor in pairs:
-        if not (isinstance(epoch, Integral) and epoch >= 1):
+        # (A bool is an Integral to Python, not an epoch or a factor to anyone.)
+        if isinstance(epoch, bool) or not (isinstance(epoch, Integral) and epoch >= 1):
             raise ValueError(f"lr_schedule epochs must be integers >= 1, got {epoch!r}")
-        if not (isinstance(factor, Real) and math.isfinite(factor) and factor > 0):
+        if isinstance(factor, bool) or not (isinstance(factor, Real)
+                                            and math.isfinite(factor) and factor > 0):
             raise ValueError(
                 f"lr_schedule factor of epoch {epoch} must be positive, got {factor!r}"
             )

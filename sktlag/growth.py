@@ -1148,7 +1148,8 @@ class GrowthDecision:
     ``relative_derivatives`` the values ``d_l / (2 * loss)``, ``holdout_statistics``
     the held-out t statistics of their directions; ``criterion`` says which of them
     the threshold was compared with. ``n_hvp`` is the number of
-    Hessian-vector backward passes the decision ran (over all positions), and
+    Hessian-vector backward passes the decision ran (over all positions, with the
+    held-out blocks' one each), and
     ``hessian_products`` how they were computed (``"expansion"``, ``"exact"`` or
     ``"difference"``; None where no derivative was computed).
     """
@@ -1273,6 +1274,8 @@ def grow(
     counts = [d.n_hvp for d in found]
     n_hvp = max(counts, default=0) if lockstep else sum(counts)
     held_out = _holdout_values(module, holdout, loss_fn, found, products) if holdout else []
+    # The held-out products: one pass per block serves every position.
+    n_hvp += len(holdout) if holdout else 0
     decision = GrowthDecision(
         derivatives=values, position=None, inserted=False, reason="",
         relative_derivatives=relative, holdout_statistics=held_out, criterion=criterion,

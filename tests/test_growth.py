@@ -851,6 +851,16 @@ def test_holdout_gains_are_the_dense_rayleigh_quotients_of_each_block():
     np.testing.assert_allclose(on_sample[0], [d.derivative for d in found], rtol=1e-6)
 
 
+def test_a_held_out_decision_counts_the_passes_of_its_blocks():
+    kwargs = dict(threshold=1e9, max_layers=5, max_hvp=20)  # decide, never insert
+    m, X, y = _tiny_network(layers=2)
+    plain = grow(m, X, y, masked_mse, **kwargs)
+    held_out = grow(m, X, y, masked_mse, criterion="holdout", holdout=_held_out_blocks(4),
+                    **kwargs)
+    assert len(held_out.holdout_statistics) == 2 and not held_out.inserted
+    assert held_out.n_hvp == plain.n_hvp + 4
+
+
 def test_holdout_gains_skip_a_failed_direction():
     m, X, y = _tiny_network(layers=2)
     found, _ = topological_derivatives(m, X, y, masked_mse, max_hvp=50)

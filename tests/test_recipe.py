@@ -197,6 +197,8 @@ def test_lr_schedule_applies_to_the_new_layers_parameter_group(data):
         ({2: math.nan}, "must be positive"),
         ({"a": 1}, "epochs must be integers"),
         ({1.5: 0.5}, "epochs must be integers"),
+        ({True: 0.5}, "epochs must be integers"),
+        ({2: True}, "factor of epoch 2 must be positive"),
         ([(1,)], "sequence of \\(epoch, factor\\) pairs"),
         ([(1, 0.5, 2)], "sequence of \\(epoch, factor\\) pairs"),
         ((3,), "sequence of \\(epoch, factor\\) pairs"),
