@@ -15,6 +15,12 @@ array-like of shape ``(k,)``
 
 For 1-D inputs a float is always returned.
 
+The efficiency and error metrics (NSE, log-NSE, KGE, KGE', Pearson's r, RMSE,
+NMAE, MAPE) take ``sample_weight``, one non-negative weight per row, as
+scikit-learn's metrics do: a row of weight ``k`` counts as ``k`` copies of it,
+a row of weight 0 as no row. The flow-duration-curve signatures and peak
+timing read the order of the flows or of the days and take no weights.
+
 Inputs are validated by one shared helper: they must have the same shape
 (``(n,)`` and ``(n, 1)`` are treated as the same), at least two rows, and
 contain only finite numbers. When a metric is mathematically undefined for
@@ -157,6 +163,43 @@ def _aggregate(values, multioutput, single):
     return float(np.average(values, weights=weights))
 
 
+def _check_weights(sample_weight, n):
+    """``sample_weight`` as an (n, 1) column, or None: finite, non-negative, not all 0."""
+    if sample_weight is None:
+        return None
+    w = _as_float_array(sample_weight, "sample_weight")
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), one weight per row; "
+                         f"got {w.shape}")
+    bad = np.flatnonzero(~(np.isfinite(w) & (w >= 0)))
+    if bad.size:
+        raise ValueError(f"sample_weight must be finite and >= 0; row {int(bad[0])} "
+                         f"holds {float(w[bad[0]])}")
+    if not w.sum() > 0:
+        raise ValueError("sample_weight is 0 on every row, so no row is scored")
+    return w[:, None]
+
+
+def _sum(x, w):
+    """Column sums of ``x``, weighted by the column ``w`` (None: unweighted)."""
+    return x.sum(axis=0) if w is None else (w * x).sum(axis=0)
+
+
+def _mean(x, w):
+    """Column means of ``x``, weighted by the column ``w`` (None: unweighted)."""
+    return x.mean(axis=0) if w is None else (w * x).sum(axis=0) / w.sum()
+
+
+def _std(x, w):
+    """Column standard deviations (population), weighted by ``w``."""
+    return x.std(axis=0) if w is None else np.sqrt(_mean((x - _mean(x, w)) ** 2, w))
+
+
+def _scored(x, w):
+    """The rows of ``x`` with a positive weight: the ones that count."""
+    return x if w is None else x[w[:, 0] > 0]
+
+
 def _require(ok, message):
     """Raise :class:`UndefinedMetricError` unless ``ok`` holds for every column."""
     ok = np.atleast_1d(np.asarray(ok, dtype=bool))
@@ -172,62 +215,64 @@ def _constant_columns(spread: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return spread <= 1e-12 * np.abs(mean)
 
 
-def _centered(obs, metric):
-    """Deviations of ``obs`` from its column means and their sum of squares.
+def _centered(obs, metric, w=None):
+    """Deviations of ``obs`` from its column means and their sum of squares
+    (weighted by ``w``).
 
-    Raises when a column is constant (`_constant_columns`): ``metric`` would
-    divide by zero, or by what rounding left of it.
+    Raises when a column is constant over the rows that count (`_constant_columns`):
+    ``metric`` would divide by zero, or by what rounding left of it.
     """
-    mean = obs.mean(axis=0)
+    mean = _mean(obs, w)
     dev = obs - mean
-    ss = np.sum(dev**2, axis=0)
+    ss = _sum(dev**2, w)
     _require(
-        ~_constant_columns(np.ptp(obs, axis=0), mean) & (ss > 0),
+        ~_constant_columns(np.ptp(_scored(obs, w), axis=0), mean) & (ss > 0),
         f"y_true is constant, so {metric} is undefined: it divides by the variance "
         "of the observed series",
     )
     return dev, ss
 
 
-def _nonzero_mean(values, name, metric):
-    mean = values.mean(axis=0)
+def _nonzero_mean(values, name, metric, w=None):
+    mean = _mean(values, w)
     _require(mean != 0, f"the mean of {name} is zero, so {metric} is undefined")
     return mean
 
 
-def _nse_columns(obs, sim, metric="NSE"):
-    _, ss_obs = _centered(obs, metric)
-    return 1.0 - np.sum((obs - sim) ** 2, axis=0) / ss_obs
+def _nse_columns(obs, sim, metric="NSE", w=None):
+    _, ss_obs = _centered(obs, metric, w)
+    return 1.0 - _sum((obs - sim) ** 2, w) / ss_obs
 
 
-def _pearson_columns(obs, sim, metric):
-    dev_obs, ss_obs = _centered(obs, metric)
-    dev_sim = sim - sim.mean(axis=0)
-    ss_sim = np.sum(dev_sim**2, axis=0)
-    varying = ~_constant_columns(np.ptp(sim, axis=0), sim.mean(axis=0)) & (ss_sim > 0)
-    num = np.sum(dev_obs * dev_sim, axis=0)
+def _pearson_columns(obs, sim, metric, w=None):
+    dev_obs, ss_obs = _centered(obs, metric, w)
+    mean_sim = _mean(sim, w)
+    dev_sim = sim - mean_sim
+    ss_sim = _sum(dev_sim**2, w)
+    varying = ~_constant_columns(np.ptp(_scored(sim, w), axis=0), mean_sim) & (ss_sim > 0)
+    num = _sum(dev_obs * dev_sim, w)
     den = np.sqrt(ss_obs * np.where(varying, ss_sim, 1.0))
     # A constant simulation has no linear association with the observations.
     r = np.where(varying, num / den, 0.0)
     return np.clip(r, -1.0, 1.0)
 
 
-def _kge_columns(obs, sim, version):
+def _kge_columns(obs, sim, version, w=None):
     """KGE value and components per column, as a dict of arrays."""
     version = str(version)
     if version not in ("2009", "2012"):
         raise ValueError(f"version must be '2009' or '2012'; got {version!r}")
     metric = "KGE" if version == "2009" else "KGE'"
-    r = _pearson_columns(obs, sim, metric)
-    mu_obs = _nonzero_mean(obs, "y_true", metric)
-    mu_sim = sim.mean(axis=0)
-    sd_obs = obs.std(axis=0)
-    sd_sim = sim.std(axis=0)
+    r = _pearson_columns(obs, sim, metric, w)
+    mu_obs = _nonzero_mean(obs, "y_true", metric, w)
+    mu_sim = _mean(sim, w)
+    sd_obs = _std(obs, w)
+    sd_sim = _std(sim, w)
     beta = mu_sim / mu_obs
     if version == "2009":
         name, ratio = "alpha", sd_sim / sd_obs
     else:
-        _nonzero_mean(sim, "y_pred", "the variability ratio gamma of KGE'")
+        _nonzero_mean(sim, "y_pred", "the variability ratio gamma of KGE'", w)
         name, ratio = "gamma", (sd_sim / mu_sim) / (sd_obs / mu_obs)
     value = 1.0 - np.sqrt((r - 1.0) ** 2 + (ratio - 1.0) ** 2 + (beta - 1.0) ** 2)
     return {"kge": value, "r": r, name: ratio, "beta": beta}
@@ -265,7 +310,7 @@ def _log_floors(obs, sim):
 # ---------------------------------------------------------------------------
 
 
-def nse(y_true, y_pred, *, multioutput=_UNIFORM):
+def nse(y_true, y_pred, *, multioutput=_UNIFORM, sample_weight=None):
     r"""Nash-Sutcliffe efficiency (NSE).
 
     Parameters
@@ -277,6 +322,8 @@ def nse(y_true, y_pred, *, multioutput=_UNIFORM):
     multioutput : {"raw_values", "uniform_average"} or array-like, default="uniform_average"
         How to combine the values of several outputs (an array-like of shape (k,):
         one weight per output; see the module notes).
+    sample_weight : array-like of shape (n,), optional
+        One non-negative weight per row (see the module notes).
 
     Returns
     -------
@@ -314,10 +361,11 @@ def nse(y_true, y_pred, *, multioutput=_UNIFORM):
     0.5
     """
     obs, sim, single = _check_pair(y_true, y_pred)
-    return _aggregate(_nse_columns(obs, sim), multioutput, single)
+    w = _check_weights(sample_weight, len(obs))
+    return _aggregate(_nse_columns(obs, sim, w=w), multioutput, single)
 
 
-def log_nse(y_true, y_pred, epsilon=None, *, multioutput=_UNIFORM):
+def log_nse(y_true, y_pred, epsilon=None, *, multioutput=_UNIFORM, sample_weight=None):
     r"""Nash-Sutcliffe efficiency of log-transformed flows.
 
     Emphasises low flows: relative rather than absolute errors matter.
@@ -335,6 +383,8 @@ def log_nse(y_true, y_pred, epsilon=None, *, multioutput=_UNIFORM):
     multioutput : {"raw_values", "uniform_average"} or array-like, default="uniform_average"
         How to combine the values of several outputs (an array-like of shape (k,):
         one weight per output).
+    sample_weight : array-like of shape (n,), optional
+        One non-negative weight per row (see the module notes).
 
     Returns
     -------
@@ -370,9 +420,10 @@ def log_nse(y_true, y_pred, epsilon=None, *, multioutput=_UNIFORM):
     simulations. *Journal of Hydrology*, 420-421, 171-182.
     """
     obs, sim, single = _check_pair(y_true, y_pred)
-    _centered(obs, "log-NSE")
+    w = _check_weights(sample_weight, len(obs))
+    _centered(obs, "log-NSE", w)
     if epsilon is None:
-        eps = 0.01 * obs.mean(axis=0)
+        eps = 0.01 * _mean(obs, w)
     else:
         eps = float(epsilon)
         if not (np.isfinite(eps) and eps >= 0):
@@ -383,11 +434,12 @@ def log_nse(y_true, y_pred, epsilon=None, *, multioutput=_UNIFORM):
             np.all(arr + eps > 0, axis=0),
             f"log-NSE needs {name} + epsilon > 0 everywhere; pass a larger epsilon",
         )
-    values = _nse_columns(np.log(obs + eps), np.log(sim + eps), "log-NSE")
+    values = _nse_columns(np.log(obs + eps), np.log(sim + eps), "log-NSE", w)
     return _aggregate(values, multioutput, single)
 
 
-def kge(y_true, y_pred, version="2009", return_components=False, *, multioutput=_UNIFORM):
+def kge(y_true, y_pred, version="2009", return_components=False, *, multioutput=_UNIFORM,
+        sample_weight=None):
     r"""Kling-Gupta efficiency (KGE) and its modified form KGE'.
 
     Parameters
@@ -409,6 +461,8 @@ def kge(y_true, y_pred, version="2009", return_components=False, *, multioutput=
         ``return_components=True`` it is applied to each entry of the dict
         separately (an averaged KGE is not recomputed from averaged
         components).
+    sample_weight : array-like of shape (n,), optional
+        One non-negative weight per row (see the module notes).
 
     Returns
     -------
@@ -464,13 +518,14 @@ def kge(y_true, y_pred, version="2009", return_components=False, *, multioutput=
     (1.0, 2.0, 2.0)
     """
     obs, sim, single = _check_pair(y_true, y_pred)
-    parts = _kge_columns(obs, sim, version)
+    parts = _kge_columns(obs, sim, version, _check_weights(sample_weight, len(obs)))
     if return_components:
         return {key: _aggregate(val, multioutput, single) for key, val in parts.items()}
     return _aggregate(parts["kge"], multioutput, single)
 
 
-def kge_prime(y_true, y_pred, return_components=False, *, multioutput=_UNIFORM):
+def kge_prime(y_true, y_pred, return_components=False, *, multioutput=_UNIFORM,
+              sample_weight=None):
     r"""Modified Kling-Gupta efficiency KGE' (Kling et al., 2012).
 
     Shorthand for ``kge(y_true, y_pred, version="2012", ...)``; see
@@ -505,10 +560,11 @@ def kge_prime(y_true, y_pred, return_components=False, *, multioutput=_UNIFORM):
         version="2012",
         return_components=return_components,
         multioutput=multioutput,
+        sample_weight=sample_weight,
     )
 
 
-def pearson_r(y_true, y_pred, *, multioutput=_UNIFORM):
+def pearson_r(y_true, y_pred, *, multioutput=_UNIFORM, sample_weight=None):
     r"""Pearson correlation coefficient between observed and simulated flows.
 
     Parameters
@@ -520,6 +576,8 @@ def pearson_r(y_true, y_pred, *, multioutput=_UNIFORM):
     multioutput : {"raw_values", "uniform_average"} or array-like, default="uniform_average"
         How to combine the values of several outputs (an array-like of shape (k,):
         one weight per output).
+    sample_weight : array-like of shape (n,), optional
+        One non-negative weight per row (see the module notes).
 
     Returns
     -------
@@ -555,7 +613,8 @@ def pearson_r(y_true, y_pred, *, multioutput=_UNIFORM):
     0.5
     """
     obs, sim, single = _check_pair(y_true, y_pred)
-    return _aggregate(_pearson_columns(obs, sim, "Pearson r"), multioutput, single)
+    w = _check_weights(sample_weight, len(obs))
+    return _aggregate(_pearson_columns(obs, sim, "Pearson r", w), multioutput, single)
 
 
 # ---------------------------------------------------------------------------
@@ -563,7 +622,7 @@ def pearson_r(y_true, y_pred, *, multioutput=_UNIFORM):
 # ---------------------------------------------------------------------------
 
 
-def rmse(y_true, y_pred, *, multioutput=_UNIFORM):
+def rmse(y_true, y_pred, *, multioutput=_UNIFORM, sample_weight=None):
     r"""Root mean squared error, in the units of the flows.
 
     Parameters
@@ -575,6 +634,8 @@ def rmse(y_true, y_pred, *, multioutput=_UNIFORM):
     multioutput : {"raw_values", "uniform_average"} or array-like, default="uniform_average"
         How to combine the values of several outputs (an array-like of shape (k,):
         one weight per output).
+    sample_weight : array-like of shape (n,), optional
+        One non-negative weight per row (see the module notes).
 
     Returns
     -------
@@ -600,10 +661,11 @@ def rmse(y_true, y_pred, *, multioutput=_UNIFORM):
     1.0
     """
     obs, sim, single = _check_pair(y_true, y_pred)
-    return _aggregate(np.sqrt(np.mean((sim - obs) ** 2, axis=0)), multioutput, single)
+    w = _check_weights(sample_weight, len(obs))
+    return _aggregate(np.sqrt(_mean((sim - obs) ** 2, w)), multioutput, single)
 
 
-def nmae(y_true, y_pred, *, multioutput=_UNIFORM):
+def nmae(y_true, y_pred, *, multioutput=_UNIFORM, sample_weight=None):
     r"""Mean absolute error normalised by the mean observed flow.
 
     Parameters
@@ -615,6 +677,8 @@ def nmae(y_true, y_pred, *, multioutput=_UNIFORM):
     multioutput : {"raw_values", "uniform_average"} or array-like, default="uniform_average"
         How to combine the values of several outputs (an array-like of shape (k,):
         one weight per output).
+    sample_weight : array-like of shape (n,), optional
+        One non-negative weight per row (see the module notes).
 
     Returns
     -------
@@ -649,12 +713,13 @@ def nmae(y_true, y_pred, *, multioutput=_UNIFORM):
     0.333...
     """
     obs, sim, single = _check_pair(y_true, y_pred)
-    mean_obs = _nonzero_mean(obs, "y_true", "NMAE")
-    values = np.mean(np.abs(sim - obs), axis=0) / np.abs(mean_obs)
+    w = _check_weights(sample_weight, len(obs))
+    mean_obs = _nonzero_mean(obs, "y_true", "NMAE", w)
+    values = _mean(np.abs(sim - obs), w) / np.abs(mean_obs)
     return _aggregate(values, multioutput, single)
 
 
-def mape(y_true, y_pred, *, multioutput=_UNIFORM):
+def mape(y_true, y_pred, *, multioutput=_UNIFORM, sample_weight=None):
     r"""Mean absolute percentage error, in percent.
 
     Parameters
@@ -666,6 +731,8 @@ def mape(y_true, y_pred, *, multioutput=_UNIFORM):
     multioutput : {"raw_values", "uniform_average"} or array-like, default="uniform_average"
         How to combine the values of several outputs (an array-like of shape (k,):
         one weight per output).
+    sample_weight : array-like of shape (n,), optional
+        One non-negative weight per row (see the module notes).
 
     Returns
     -------
@@ -701,11 +768,12 @@ def mape(y_true, y_pred, *, multioutput=_UNIFORM):
     41.6667
     """
     obs, sim, single = _check_pair(y_true, y_pred)
+    w = _check_weights(sample_weight, len(obs))
     nonzero = obs != 0
-    counts = nonzero.sum(axis=0)
+    counts = _sum(nonzero, w)
     _require(counts > 0, "all values of y_true are zero, so MAPE is undefined")
     ratios = np.divide(np.abs(sim - obs), np.abs(obs), out=np.zeros_like(obs), where=nonzero)
-    return _aggregate(100.0 * ratios.sum(axis=0) / counts, multioutput, single)
+    return _aggregate(100.0 * _sum(ratios, w) / counts, multioutput, single)
 
 
 # ---------------------------------------------------------------------------

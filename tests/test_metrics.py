@@ -808,3 +808,71 @@ def test_peak_timing_never_matches_a_peak_across_a_gap_in_the_record():
 def test_evaluate_reads_one_metric_name_as_one_metric():
     table = M.evaluate([1.0, 3.0, 2.0, 5.0, 4.0], [1.5, 2.5, 2.0, 4.5, 4.0], metrics="nse")
     assert list(table.index) == ["nse"] and table.loc["nse"].item() == pytest.approx(0.925)
+
+
+WEIGHTED = [M.nse, M.log_nse, M.kge, M.kge_prime, M.pearson_r, M.rmse, M.nmae, M.mape]
+
+
+@pytest.mark.parametrize("metric", WEIGHTED)
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_a_weight_of_k_counts_a_row_k_times_and_0_leaves_it_out(metric, outputs):
+    rng = np.random.default_rng(outputs)
+    obs = rng.gamma(2.0, 1.0, size=(40, outputs))
+    sim = obs * rng.uniform(0.7, 1.3, size=obs.shape) + 0.1
+    weights = rng.integers(0, 4, size=40)
+    weights[:2] = (0, 3)
+    repeated = metric(np.repeat(obs, weights, axis=0), np.repeat(sim, weights, axis=0),
+                      multioutput="raw_values")
+    weighted = metric(obs, sim, multioutput="raw_values", sample_weight=weights)
+    np.testing.assert_allclose(weighted, repeated, rtol=1e-12)
+    # Equal weights are no weights.
+    np.testing.assert_allclose(metric(obs, sim, multioutput="raw_values",
+                                      sample_weight=np.full(40, 0.5)),
+                               metric(obs, sim, multioutput="raw_values"), rtol=1e-12)
+
+
+def test_kge_components_are_weighted_alike():
+    obs = np.array([1.0, 2.0, 4.0, 3.0, 5.0, 2.5])
+    sim = np.array([1.5, 2.0, 3.0, 3.5, 6.0, 2.0])
+    weights = np.array([1, 2, 0, 3, 1, 2])
+    repeated = M.kge(np.repeat(obs, weights), np.repeat(sim, weights), return_components=True)
+    weighted = M.kge(obs, sim, return_components=True, sample_weight=weights)
+    assert weighted == pytest.approx(repeated, rel=1e-12)
+
+
+def test_weighted_nse_is_scikit_learns_weighted_r2_and_its_scorer_passes_the_weights():
+    from sklearn.linear_model import LinearRegression
+    from sklearn.metrics import r2_score
+
+    rng = np.random.default_rng(0)
+    obs, sim = rng.normal(size=50), rng.normal(size=50)
+    weights = rng.uniform(0, 2, size=50)
+    assert M.nse(obs, obs + 0.3 * sim, sample_weight=weights) == pytest.approx(
+        r2_score(obs, obs + 0.3 * sim, sample_weight=weights), rel=1e-12)
+    X = rng.normal(size=(50, 2))
+    y = X @ [1.0, 2.0] + sim
+    est = LinearRegression().fit(X, y)
+    for name in ("nse", "kge", "kge_prime", "neg_rmse", "neg_nmae"):
+        metric = {"neg_rmse": M.rmse, "neg_nmae": M.nmae}.get(name, getattr(M, name, None))
+        sign = -1 if name.startswith("neg_") else 1
+        expected = sign * metric(y, est.predict(X), sample_weight=weights)
+        assert M.get_scorer(name)(est, X, y, sample_weight=weights) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("weights", "match"), [
+    (np.ones(4), r"shape \(5,\), one weight per row; got \(4,\)"),
+    (np.ones((5, 1)), r"shape \(5,\)"),
+    ([1, 1, -1, 1, 1], r"finite and >= 0; row 2 holds -1.0"),
+    ([1, np.nan, 1, 1, 1], "finite and >= 0; row 1"),
+    (np.zeros(5), "0 on every row"),
+    (["a"] * 5, "sample_weight must contain numbers only"),
+])
+def test_bad_weights_are_refused_with_what_and_where(weights, match):
+    with pytest.raises(ValueError, match=match):
+        M.nse([1.0, 2.0, 3.0, 4.0, 5.0], [1.0, 2.5, 3.0, 4.0, 5.5], sample_weight=weights)
+
+
+def test_observations_constant_on_the_weighted_rows_are_undefined():
+    # The varying row has weight 0: what is scored does not vary.
+    with pytest.raises(M.UndefinedMetricError, match="constant"):
+        M.nse([2.0, 2.0, 2.0, 9.0], [1.0, 2.0, 3.0, 4.0], sample_weight=[1, 1, 1, 0])
