@@ -404,7 +404,8 @@ def _growth_lines(est: TLAGRegressor) -> list[str]:
 
 def _run(args) -> int:
     try:
-        out_dir = check_output_dir(args.out, args.force)
+        out_dir = check_output_dir(args.out, args.force,
+                                   inputs=[args.table] if args.table is not None else [])
     except FileExistsError as exc:
         # --force replaces a non-empty directory, never a file.
         hint = " (--force)" if Path(args.out).is_dir() else ""

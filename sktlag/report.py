@@ -414,8 +414,17 @@ def fit_periods(model, y_train, groups=None) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------- the directory
-def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -> Path:
+def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False,
+                     inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
     """Check that ``out_dir`` may receive the artifacts; return it as a Path.
+
+    Parameters
+    ----------
+    out_dir : path
+    overwrite : bool, default=False
+        Whether a non-empty directory may be replaced.
+    inputs : sequence of path, default=()
+        Files the run reads (its table): a directory that holds one is never replaced.
 
     Raises
     ------
@@ -423,8 +432,8 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
         If it exists and is not a directory, or is a non-empty directory and
         ``overwrite`` is False.
     ValueError
-        If it is the working directory or holds it: the artifacts replace their
-        directory as a whole, which the working directory cannot be.
+        If it is the working directory or holds it, or holds one of ``inputs``: the
+        artifacts replace their directory as a whole, which would delete them.
     OSError
         If it cannot be created where it is (:func:`sktlag.io.check_destination`: a
         file above it, a folder without write permission).
@@ -446,6 +455,16 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
             raise FileExistsError(
                 f"output directory '{given}' is not empty; choose a new directory or "
                 "allow replacing it"
+            )
+        homes = {out_dir, Path(os.path.realpath(out_dir))}
+        held = [path for path in inputs
+                if homes & {*Path(os.path.realpath(path)).parents,
+                            *Path(os.path.abspath(path)).parents}]
+        if held:
+            raise ValueError(
+                f"output directory '{given}' holds the input '{held[0]}'; the artifacts "
+                "replace their directory as a whole, which would delete it: choose "
+                "another directory"
             )
     check_destination(given, create_parents=True)
     return out_dir

@@ -180,6 +180,19 @@ def test_non_empty_output_needs_force(tmp_path):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+def test_force_never_replaces_the_folder_that_holds_the_table(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    table = research_table(folder / "basin.csv", slice(0, N_ROWS))
+    (folder / "notes.txt").write_text("field notes")
+    for out in (folder, tmp_path / "link"):
+        if out.name == "link":
+            out.symlink_to(folder)
+        _expect_error(["run", table, "--out", out, "--force", *FAST_OPTIONS],
+                      "holds the input", "basin.csv", "choose another directory")
+    assert sorted(p.name for p in folder.iterdir()) == ["basin.csv", "notes.txt"]
+
+
 def test_jobs_without_members_is_refused_not_ignored(tmp_path):
     _expect_error(["run", "--out", tmp_path / "o", "--jobs", "2"],
                   "--jobs needs --members 2 or more")
