@@ -457,6 +457,9 @@ def _run(args) -> int:
         pipe.fit(X_fit, y_fit)
     seconds = time.perf_counter() - start
     members = members_of(pipe)
+    # The bar belongs to this command, not to the model its artifacts describe.
+    for model in (est, *members):
+        model.set_params(callbacks=None)
     interrupted = any(getattr(m, "interrupted_", False) for m in members)
 
     periods = fit_periods(pipe, y_fit)

@@ -69,6 +69,11 @@ def run(tmp_path_factory):
 def test_run_writes_every_artifact(run):
     assert run["code"] == 0, run["stderr"]
     assert sorted(p.name for p in run["out"].iterdir()) == sorted(ARTIFACT_FILES.values())
+    # The command's progress bar is no hyperparameter of the model it wrote.
+    summary = json.loads((run["out"] / "lstm_architecture_evolution.json").read_text())
+    assert summary["hyperparameters"]["callbacks"] is None
+    assert "callbacks = None" in (run["out"] / "adaptive_lstm_architecture.txt").read_text()
+    assert load_model(run["out"] / MODEL)[-1].callbacks is None
     metrics = json.loads((run["out"] / "metrics.json").read_text())
     n_fit = int(0.8 * N_ROWS)
     assert metrics["periods"]["test"]["n_rows"] == N_ROWS - n_fit
