@@ -661,6 +661,10 @@ def _padding_warning(est, X: pd.DataFrame, history: pd.DataFrame | None) -> str 
     )
 
 
+def _column_count(names) -> str:
+    return f"{len(names)} column{'s' if len(names) != 1 else ''} ({', '.join(names)})"
+
+
 def _predict(args) -> int:
     out = Path(args.out)
     if out.is_dir():
@@ -671,7 +675,9 @@ def _predict(args) -> int:
     check_destination(out)
     model, metadata = load_model(args.model, return_metadata=True)
     est = members_of(model)[0]
-    features = getattr(est, "feature_names_in_", None)
+    # A pipeline's names are those of its first step: its regressor may have seen an
+    # array from a scaler.
+    features = getattr(model, "feature_names_in_", None)
     if features is None:
         raise CommandError(
             f"'{args.model}': the model was fitted without column names, so the table's "
@@ -693,6 +699,13 @@ def _predict(args) -> int:
         # The model's own target may be absent (future days); one named here must not.
         raise CommandError(f"'{args.table}': no target column {args.target}")
     X, y = table.X, table.y
+    if y is not None and len(table.target_names) != est.n_outputs_:
+        # Only a target found by its name can miscount: the model's file names none.
+        raise CommandError(
+            f"'{args.table}': {_column_count(table.target_names)} read as observed "
+            f"discharge, but '{args.model}' predicts {est.n_outputs_} outputs and names "
+            "none of them; --target names the table's observed column of each output"
+        )
     history = history_y = None
     if args.history is not None:
         past = _read_history(args, targets, features, table.dates[0])

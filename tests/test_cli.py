@@ -572,6 +572,47 @@ def test_predict_a_table_without_observations(run, tmp_path):
     np.testing.assert_allclose(forecast["predicted"], reference, rtol=1e-12)
 
 
+def test_predict_names_a_miscount_of_observed_columns(tmp_path):
+    from sktlag import TLAGRegressor, save_model
+
+    frame = load_lahn(as_frame=True).frame.iloc[:N_ROWS]
+    inputs = frame[[c for c in frame.columns if c.startswith(("p_", "t_"))]]
+    # Two outputs, saved from Python without the names of the targets.
+    model = TLAGRegressor(max_epochs=1, lookback=5, hidden_size=4, max_layers=1,
+                          random_state=0).fit(inputs, np.column_stack(
+                              [frame["q_kalkofen"], frame["q_kalkofen"].shift(1).bfill()]))
+    path = save_model(model, tmp_path / "two.pth")
+    table = feature_table(tmp_path / "next.csv", slice(N_FIT, N_ROWS), target="Q")
+    _expect_error(["predict", path, table, "--out", tmp_path / "o.csv"],
+                  "1 column (Q) read as observed discharge", "predicts 2 outputs",
+                  "--target names")
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_predict_reads_the_columns_of_a_pipeline_fitted_on_a_frame(tmp_path):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sktlag import TLAGRegressor, save_model
+
+    frame = load_lahn(as_frame=True).frame.iloc[:N_ROWS]
+    inputs = frame[[c for c in frame.columns if c.startswith(("p_", "t_"))]]
+    # No set_output: the scaler hands the regressor an array without names.
+    pipe = make_pipeline(StandardScaler(), TLAGRegressor(
+        max_epochs=1, lookback=5, hidden_size=4, max_layers=1, random_state=0))
+    pipe.fit(inputs.iloc[:N_FIT], frame["q_kalkofen"].iloc[:N_FIT])
+    assert not hasattr(pipe[-1], "feature_names_in_")
+    path = save_model(pipe, tmp_path / "pipe.pth")
+    table = feature_table(tmp_path / "next.csv", slice(N_FIT, N_ROWS))
+    out = tmp_path / "o.csv"
+    code, _, stderr = run_main(["predict", path, table, "--out", out,
+                                "--history", feature_table(tmp_path / "before.csv",
+                                                           slice(0, N_FIT))])
+    assert code == 0, stderr
+    expected = pipe.predict(inputs)[N_FIT:]
+    np.testing.assert_allclose(predict_csv(out)["predicted"], expected, rtol=1e-6)
+
+
 def test_predict_finds_a_sheet_named_by_digits(run, tmp_path):
     csv = feature_table(tmp_path / "future.csv", slice(N_FIT, N_ROWS))
     book = tmp_path / "years.xlsx"
