@@ -332,7 +332,9 @@ def _read_payload(path: Path) -> dict[str, Any]:
         # reads anything else as a pickle too and blames its weights_only rules.
         if head and not head.startswith((b"PK", b"\x80")):
             reason = "it is not a file written by PyTorch (text or CSV renamed?)"
-        elif "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        # (torch words every refusal of its safe unpickler "Weights only load failed",
+        # an unknown opcode of a damaged file too; only a global is an unsafe object.)
+        elif "Unsupported global" in str(exc) or "allowed global" in str(exc):
             reason = ("it holds pickled objects other than tensors and plain data, which "
                       "are never loaded")
         else:
@@ -343,7 +345,12 @@ def _read_payload(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"'{path}': not an sktlag model file (written by save_model).")
     version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ModelFileError(
+            f"'{path}': the model file has no valid format version ({version!r}): it "
+            "was not written by save_model, or was edited."
+        )
+    if version > FORMAT_VERSION:
         raise ModelFileError(
             f"'{path}': model file format version {version!r} is not supported by this "
             f"sktlag (it reads versions up to {FORMAT_VERSION}); upgrade sktlag."

@@ -117,6 +117,26 @@ def test_truncated_file_is_a_clear_error(saved, tmp_path, keep):
         load_model(path)
 
 
+def test_a_damaged_pickle_is_not_called_unsafe(tmp_path):
+    # A pickle stream (torch's legacy format) with an opcode no pickle has.
+    path = tmp_path / "flipped.pth"
+    path.write_bytes(b"\x80\x02\x8e\x00\x00\x00")
+    with pytest.raises(ModelFileError, match="flipped.pth.*truncated, damaged") as info:
+        load_model(path)
+    assert "pickled objects" not in str(info.value)
+
+
+@pytest.mark.parametrize("version", [None, 0, -5, True, "1"])
+def test_a_model_file_without_a_valid_format_version_is_named_as_such(tmp_path, version):
+    path = tmp_path / "edited.pth"
+    payload = {"format": "sktlag-model", "params": {}}
+    if version is not None:
+        payload["format_version"] = version
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match=r"edited.pth.*no valid format version"):
+        load_model(path)
+
+
 @pytest.mark.parametrize("content", [b"garbage" * 50, b"date,q\n2000-01-01,1.5\n"])
 def test_a_file_torch_did_not_write_is_named_as_such(tmp_path, content):
     path = tmp_path / "table.pth"
