@@ -1106,7 +1106,10 @@ def atomic_write(
     binary = mode == "wb"
     if binary and (encoding is not None or newline is not None):
         raise ValueError("encoding and newline apply to text mode only.")
-    path = Path(path)
+    # Errors name the file asked for, not the temporary one, before anything is written.
+    path = check_destination(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write '{path}': it is a folder")
     options = {} if binary else {"encoding": encoding or "utf-8", "newline": newline}
     # Exclusive creation of a fresh name gives the file the usual permissions.
     while True:

@@ -951,6 +951,19 @@ def test_atomic_write_default_permissions(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == stat.S_IMODE(os.stat(reference).st_mode)
 
 
+def test_atomic_write_names_the_file_asked_for_not_its_temporary_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"cannot write '.*nodir/x.pth': the folder"):
+        with atomic_write(tmp_path / "nodir" / "x.pth", "wb"):
+            raise AssertionError("opened")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError, match=r"cannot write '.*run': it is a folder"):
+        with atomic_write(folder):
+            raise AssertionError("opened")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert list(folder.iterdir()) == []
+
+
 def test_atomic_write_arguments(tmp_path):
     with pytest.raises(ValueError), atomic_write(tmp_path / "a.txt", "a"):
         pass
