@@ -853,13 +853,20 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         def fewest_training(ends: np.ndarray) -> int:
             return len(ends) if groups is None else shortest(ends)[1]
 
-        def lookback_that_fits() -> int:
-            # Training windows grow as the lookback shrinks: the largest lookback whose
-            # training windows outnumber the rows it spends on history (1 always does),
-            # in every series.
-            return next(lb for lb in range(self.lookback - 1, 0, -1)
-                        if fewest_training(fit_split(y, lb, self.validation_fraction,
-                                                     groups)[0]) >= 2 * (lb - 1))
+        def lookback_that_fits() -> int | None:
+            # The largest lookback whose training windows are at least the rows it
+            # spends on history in every series (None: not even 2 windows at 1).
+            # Training windows grow as the lookback shrinks, so the test is monotone:
+            # a bisection, one split per step (each a pass over every row).
+            def fits(lb: int) -> bool:
+                n = fewest_training(fit_split(y, lb, self.validation_fraction, groups)[0])
+                return n >= max(2 * (lb - 1), 2)
+
+            low, high = 0, self.lookback - 1  # fits(low) (0: sentinel), not fits(high + 1)
+            while low < high:
+                middle = (low + high + 1) // 2
+                low, high = (middle, high) if fits(middle) else (low, middle - 1)
+            return low or None
 
         depth = self.n_layers_ if continuing else self.initial_num_layers
         may_grow = self.max_layers > depth and self.topo_derivative_threshold < math.inf

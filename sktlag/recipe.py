@@ -82,7 +82,9 @@ def resolve_batch_size(batch_size: int | str, n_train_windows: int) -> int:
     """The batch size a fit uses: ``batch_size`` itself, or the automatic one."""
     if batch_size == "auto":
         return auto_batch_size(n_train_windows)
-    if isinstance(batch_size, Integral) and batch_size >= 1:
+    # (True is an Integral to Python: batches of 1, a slip, not a choice.)
+    if isinstance(batch_size, Integral) and not isinstance(batch_size, bool) \
+            and batch_size >= 1:
         return int(batch_size)
     raise ValueError(f"batch_size must be a positive int or 'auto', got {batch_size!r}")
 
@@ -111,8 +113,9 @@ def record_problems(
     may_grow : bool
         Whether growth can insert a layer (the validation part then judges growth).
     lookback_that_fits : callable, optional
-        Returns the largest lookback whose training windows outnumber the rows it
-        spends on history; named in the message about the lookback.
+        Returns the largest lookback whose training windows are at least the rows it
+        spends on history, or None where even ``lookback=1`` leaves fewer than 2
+        training windows; named in the message about the lookback.
     shortest_training, shortest_validation : tuple, optional
         With several series: the label of the series with the fewest training
         (validation) windows and their number. The lookback and the validation part
@@ -148,14 +151,16 @@ def record_problems(
     history = 2 * (lookback - 1)
     where, n_train = _prefix_and_count(shortest_training, n_train_windows)
     if n_train < history:
-        remedy = "a shorter lookback"
+        remedy = "use a shorter lookback or a longer record"
         if lookback_that_fits is not None:
-            remedy = f"a shorter lookback (at most lookback={lookback_that_fits()})"
+            fitting = lookback_that_fits()
+            remedy = (f"use a shorter lookback (at most lookback={fitting}) or a longer "
+                      "record" if fitting is not None else
+                      "no lookback leaves it 2 training windows: use a longer record")
         problems.append(
             f"{where}only {n_train} training windows for lookback={lookback}: the first "
             f"window's history and the gap before the validation part take "
-            f"{history} rows, more than the training targets; use {remedy} or a longer "
-            "record"
+            f"{history} rows, more than the training targets; {remedy}"
         )
     where, n_valid = _prefix_and_count(shortest_validation, n_valid_windows)
     if may_grow and n_valid < MIN_VALIDATION_WINDOWS:

@@ -65,13 +65,11 @@ def group_starts(groups: np.ndarray | None, n_rows: int) -> np.ndarray:
     change[1:] = groups[1:] != groups[:-1]
     block_first = np.flatnonzero(change)
     labels = groups[block_first]
-    if len(np.unique(labels)) != len(labels):
-        seen, repeated = set(), None
-        for label in labels.tolist():
-            if label in seen:
-                repeated = label
-                break
-            seen.add(label)
+    # Labels are compared for equality only: any hashable ids, of mixed types or dates.
+    again = pd.Series(pd.factorize(labels)[0]).duplicated().to_numpy()
+    if again.any():
+        repeated = pd.Index(labels)[int(np.argmax(again))]  # dates as dates
+        repeated = repeated.item() if isinstance(repeated, np.generic) else repeated
         raise ValueError(
             f"each group must be one contiguous block of rows; group {repeated!r} appears "
             "in more than one block (sort the rows by group, then by time)"
@@ -98,10 +96,14 @@ def chronological_split(
     ``lookback - 1`` windows before them are dropped so that no training window shares
     a row with a validation window.
     """
-    labels = np.zeros(len(ends), dtype=np.int64) if groups is None else np.asarray(groups)[ends]
     train, valid = [ends[:0]], [ends[:0]]  # two empty parts when there are no windows
-    for label in dict.fromkeys(labels.tolist()):
-        block = ends[labels == label]
+    # The ends are in row order and every group is one block of rows, so each group's
+    # windows are one stretch of ``ends``: cut where the label changes.
+    codes = (np.zeros(len(ends), dtype=np.int64) if groups is None
+             else pd.factorize(np.asarray(groups)[ends])[0])
+    for block in np.split(ends, np.flatnonzero(np.diff(codes)) + 1):
+        if not len(block):
+            continue
         n_valid = math.ceil(valid_fraction * len(block))
         n_train = len(block) - n_valid - (lookback - 1)
         train.append(block[: max(n_train, 0)])

@@ -202,3 +202,16 @@ def test_leave_one_basin_out_without_fit_groups_mixes_basins(fit_windows):
         _crossing(fit_windows[2 * k], groups[train]) for k, (train, _) in enumerate(folds)
     ]
     assert all(len(c) > 0 for c in crossing)
+
+
+@pytest.mark.parametrize("kind", ["dates", "mixed"])
+def test_labels_are_only_compared_for_equality(two_basins, kind):
+    # Gauge ids of mixed types, or the dates of two campaigns: labels all the same.
+    _, X, y, groups, _ = two_basins
+    labels = {"dates": np.repeat(np.array(["2001-01-01", "2002-01-01"], dtype="datetime64[ns]"),
+                                 [150, 110]),
+              "mixed": np.repeat(np.array(["01013500", 2], dtype=object), [150, 110])}[kind]
+    est = TLAGRegressor(**TINY, random_state=0).fit(X, y, groups=labels)
+    reference = TLAGRegressor(**TINY, random_state=0).fit(X, y, groups=groups)
+    np.testing.assert_array_equal(est.predict(X, groups=labels),
+                                  reference.predict(X, groups=groups))

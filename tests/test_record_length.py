@@ -238,3 +238,45 @@ def test_a_fixed_depth_on_a_long_enough_record_fits_without_warnings():
         warnings.simplefilter("error", ShortRecordWarning)
         TLAGRegressor(**{**FAST, "batch_size": "auto", "max_epochs": 1, "max_layers": 1,
                          "initial_num_layers": 1}, random_state=0).fit(X, y)
+
+
+def test_the_lookback_named_is_found_by_bisection(monkeypatch):
+    # Each candidate costs a split over every row of every series: a lookback of 365
+    # on many basins took minutes tried one by one.
+    import sktlag.estimator
+
+    X, y = make_series(n_rows=1000)
+    calls = []
+    real = sktlag.estimator.fit_split
+
+    def counting(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sktlag.estimator, "fit_split", counting)
+    with pytest.warns(ShortRecordWarning) as caught:
+        TLAGRegressor(**{**FAST, "lookback": 365, "max_epochs": 1}, random_state=0).fit(X, y)
+    message = next(str(w.message) for w in caught if "for lookback=365" in str(w.message))
+    named = int(re.search(r"at most lookback=(\d+)", message).group(1))
+    assert len(calls) <= 12  # the fit's own split and about log2(365) more
+    assert len(real(y.reshape(-1, 1), named, 0.2)[0]) >= 2 * (named - 1)
+    assert len(real(y.reshape(-1, 1), named + 1, 0.2)[0]) < 2 * named
+
+
+def test_a_series_without_observed_targets_is_told_no_lookback_helps():
+    Xa, ya = make_series(n_rows=450)
+    Xb, yb = make_series(n_rows=120, seed=1)
+    X, y = np.vstack([Xa, Xb]), np.concatenate([ya, np.full(120, np.nan)])
+    groups = np.repeat(["a", "b"], [450, 120])
+    with pytest.warns(ShortRecordWarning) as caught:
+        TLAGRegressor(**{**FAST, "lookback": 5, "max_epochs": 1}, missing_target="mask",
+                      random_state=0).fit(X, y, groups=groups)
+    (message,) = [str(w.message) for w in caught if "training windows for" in str(w.message)]
+    assert message.startswith("series 'b': only 0 training windows for lookback=5")
+    assert message.endswith("no lookback leaves it 2 training windows: use a longer record")
+
+
+def test_true_is_no_batch_size():
+    X, y = make_series(n_rows=400)
+    with pytest.raises(ValueError, match="batch_size must be a positive int or 'auto', got True"):
+        TLAGRegressor(**{**FAST, "batch_size": True, "max_epochs": 1}).fit(X, y)
