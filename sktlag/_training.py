@@ -50,9 +50,10 @@ _LR_SCHEDULE, _CLIP = "lr_schedule", "clip_gradient"
 RECIPE_NAMES = (_LR_SCHEDULE, _CLIP)
 _CHECKPOINT, _GROWTH = "checkpoint", "growth"
 
-#: Windows per forward pass when predicting (at least ``batch_size``): inference needs
-#: no gradients, so larger chunks cost little memory and save Python overhead.
-_PREDICT_CHUNK = 1024
+#: Windows per forward pass when predicting, by device type (at least ``batch_size``):
+#: a GPU saves kernel launches with large chunks; on a CPU the LSTM's buffers of a chunk
+#: of 1024 windows no longer stay in cache, and 256 ran faster.
+_PREDICT_CHUNK = {"cpu": 256, "cuda": 1024}
 
 
 def check_device(device) -> torch.device:
@@ -440,7 +441,7 @@ def predict_windows(module: torch.nn.Module, dataset: WindowDataset, batch_size:
         In the network's (standardized) units.
     """
     device = next(module.parameters()).device
-    chunk = max(batch_size, _PREDICT_CHUNK)
+    chunk = max(batch_size, _PREDICT_CHUNK.get(device.type, _PREDICT_CHUNK["cuda"]))
     out = []
     was_training = module.training
     module.eval()

@@ -588,3 +588,17 @@ def test_a_warm_start_works_with_a_callback_that_cannot_be_copied(series, fast_p
         rows = len(est.history_)
         est.set_params(warm_start=True).fit(X, y)
         assert len(est.history_) > rows
+
+
+def test_predictions_do_not_depend_on_the_chunks_they_are_computed_in(fast_params,
+                                                                        monkeypatch):
+    import sktlag._training
+
+    X, y = make_series(n_rows=700)
+    est = TLAGRegressor(**fast_params, random_state=0).fit(X, y)
+    whole = est.predict(X)
+    # Chunks of 7 windows (at least the batch size, which is larger: shrink it too).
+    # The LSTM kernels round by the size of the chunk: equal to float32's precision.
+    monkeypatch.setitem(sktlag._training._PREDICT_CHUNK, "cpu", 7)
+    est.batch_size_ = 7
+    np.testing.assert_allclose(est.predict(X), whole, rtol=1e-5)
