@@ -244,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "or the spread plus a part that grows with the predicted flow, so "
                        "the band widens on floods (default: the ensemble's, "
                        f"{TLAGEnsemble().scale})")
+    model.add_argument("--band", choices=("adaptive", "fixed"), default=None,
+                       help="an ensemble's 90 %% band in predictions.xlsx and "
+                       "lstm_prediction.png: adaptive (the default) adapts each test day's "
+                       "band to the observed discharge of the days before it, as a "
+                       "forecaster's band; fixed keeps the band calibrated at fit time, as "
+                       "for a simulation without observations (metrics.json scores both)")
     model.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
                        help="processes fitting ensemble members at once (default: all "
                        "--members; on fewer cores they share them, which keeps every core "
@@ -428,9 +434,10 @@ def _run(args) -> int:
     if args.jobs is not None and args.members < 2:
         raise CommandError("--jobs needs --members 2 or more: it sets how many processes "
                            "fit ensemble members at once")
-    if args.interval_scale is not None and args.members < 2:
-        raise CommandError("--interval-scale needs --members 2 or more: intervals come from "
-                           "an ensemble")
+    for option, value in (("--interval-scale", args.interval_scale), ("--band", args.band)):
+        if value is not None and args.members < 2:
+            raise CommandError(f"{option} needs --members 2 or more: intervals come from "
+                               "an ensemble")
     est = TLAGRegressor(**params)
     final, jobs = est, 1
     if args.members > 1:
@@ -475,7 +482,8 @@ def _run(args) -> int:
         "command": "sktlag run",
     }
     paths = write_artifacts(pipe, out_dir, X_test=X_test, y_test=y_test, X_train=X_fit,
-                            y_train=y_fit, overwrite=args.force, metadata=metadata)
+                            y_train=y_fit, overwrite=args.force, metadata=metadata,
+                            band=args.band or "adaptive")
     metrics = json.loads(paths["metrics_json"].read_text(encoding="utf-8"))
     print()
     if interrupted:
@@ -553,7 +561,8 @@ def _interval_lines(intervals: dict | None) -> list[str]:
     }
     lines = []
     for band, outputs in intervals["bands"].items():
-        lines.append(f"{described[band]}:")
+        shown = " [predictions.xlsx]" if band == intervals.get("shown") else ""
+        lines.append(f"{described[band]}{shown}:")
         for output, scores in outputs.items():
             levels = scores["levels"]
             lines.append(

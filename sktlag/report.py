@@ -341,9 +341,11 @@ def metrics_summary(
         Per period name, the scores of each band by its name (``"fixed"``,
         ``"adaptive"``: results of :meth:`sktlag.TLAGEnsemble.score_intervals`), stored
         in that period as ``intervals``: ``nominal_coverage``, ``calibration``,
-        ``scale``, ``adapt_rate`` and ``bands``, per band and output its scores (``coverage``,
-        ``mean_width``, ``relative_width``, ``high_flow_coverage``, ``crps``, ``n``,
-        ``n_high_flow`` and the same at every level of ``levels``).
+        ``scale``, ``min_value``, ``adapt_rate`` and ``bands``, per band and output its
+        scores (``coverage``, ``mean_width``, ``relative_width``, ``high_flow_coverage``,
+        ``crps``, ``n``, ``n_high_flow`` and the same at every level of ``levels``); an
+        optional entry ``"shown"`` names the band the figure and the table show, stored
+        as ``shown`` (None without it).
 
     Returns
     -------
@@ -381,7 +383,8 @@ def metrics_summary(
         period_names = list(names) if names is not None else output_names(y_true, k)
         result["periods"][period] = _period(y_true, y_pred, dates, period_names)
         if intervals and period in intervals:
-            bands = intervals[period]
+            bands = dict(intervals[period])
+            shown = bands.pop("shown", None)
             first = next(iter(bands.values()))
             result["periods"][period]["intervals"] = {
                 "nominal_coverage": first["nominal_coverage"],
@@ -391,6 +394,7 @@ def metrics_summary(
                 "adapt_rate": bands["adaptive"]["adapt_rate"] if "adaptive" in bands else None,
                 "bands": {band: dict(zip(period_names, scores["outputs"], strict=True))
                           for band, scores in bands.items()},
+                "shown": shown,
             }
     return to_plain(result)
 
@@ -522,6 +526,7 @@ def write_artifacts(
     metadata: dict | None = None,
     coverage: float = 0.9,
     unit: str | Sequence[str] | None = None,
+    band: str = "adaptive",
 ) -> dict[str, Path]:
     """Write the artifacts of a fitted model into ``out_dir``, all or nothing.
 
@@ -532,9 +537,9 @@ def write_artifacts(
         fitted pipeline ending in one (its ``StandardScaler`` steps go into the model
         file). For an ensemble, the test period also gets calibrated intervals: a band
         in ``lstm_prediction.png``, ``lower`` and ``upper`` columns in
-        ``predictions.xlsx`` (the fixed band, which needs no observation), and in
-        ``metrics.json`` the scores of the fixed band and of the band that adapts to
-        each day's observation (:meth:`~sktlag.TLAGEnsemble.score_intervals`).
+        ``predictions.xlsx`` (see ``band``), and in ``metrics.json`` the scores of the
+        fixed band and of the band that adapts to each day's observation
+        (:meth:`~sktlag.TLAGEnsemble.score_intervals`).
     out_dir : str or path-like
         The directory to create. Missing parent directories are created.
     X_test, y_test : array-like or DataFrame, optional
@@ -562,6 +567,12 @@ def write_artifacts(
     unit : str or sequence of str, optional
         The unit of the discharge on the axis of ``lstm_prediction.png``; by default
         the data say it (see :func:`~sktlag.plots.plot_prediction`).
+    band : {"adaptive", "fixed"}, default="adaptive"
+        The band of an ensemble in ``lstm_prediction.png`` and ``predictions.xlsx``:
+        the band of each test day adapted to the observations of the days before it
+        (a forecaster's band, which held its coverage on new years of every basin of
+        the benchmarks), or the band fixed at fit time (a simulation's band, which
+        needs no observation). Without observed test days, the fixed band.
 
     Returns
     -------
@@ -574,6 +585,8 @@ def write_artifacts(
         If ``out_dir`` is a non-empty directory and ``overwrite`` is False, or a file.
     """
     ensemble = final_ensemble(model)
+    if band not in ("adaptive", "fixed"):
+        raise ValueError(f"band must be 'adaptive' or 'fixed', got {band!r}")
     out_dir = check_output_dir(out_dir, overwrite)
     if (X_test is None) != (y_test is None) or (X_train is None) != (y_train is None):
         raise ValueError("pass X_test with y_test and X_train with y_train")
@@ -596,7 +609,7 @@ def write_artifacts(
             for period, rows in fit_periods(model, y_train, groups).items():
                 periods[period] = (obs[rows], pred[rows],
                                    None if train_dates is None else train_dates[rows])
-        intervals, band = {}, {}
+        intervals, bounds = {}, {}
         if X_test is not None:
             test_pred = model.predict(X_test)
             test_dates = pd.DatetimeIndex(dates) if dates is not None else _dates_of(
@@ -606,19 +619,23 @@ def write_artifacts(
             if ensemble is not None:
                 # The ensemble's own input: after the pipeline's scalers, if any.
                 X_final = model[:-1].transform(X_test) if hasattr(model, "steps") else X_test
-                lower, upper = ensemble.predict_interval(X_final, coverage)
-                band = {"lower": lower, "upper": upper}
-                if np.isfinite(np.asarray(y_test, dtype=float)).sum() >= 1:
+                observed = np.asarray(y_test, dtype=float)
+                adapt = band == "adaptive" and np.isfinite(observed).any()
+                lower, upper = ensemble.predict_interval(
+                    X_final, coverage, observed=observed if adapt else None)
+                bounds = {"lower": lower, "upper": upper}
+                if np.isfinite(observed).sum() >= 1:
                     intervals["test"] = {
                         method: ensemble.score_intervals(X_final, y_test, coverage,
                                                          adaptive=method == "adaptive")
                         for method in ("fixed", "adaptive")
                     }
+                    intervals["test"]["shown"] = "adaptive" if adapt else "fixed"
             _write_figure(plot_prediction(y_test, test_pred, test_dates, names=names,
                                           ylabel="discharge", coverage=coverage, unit=unit,
-                                          **band),
+                                          **bounds),
                           target("prediction_png"), dpi)
-            write_table(prediction_table(y_test, test_pred, test_dates, names=names, **band),
+            write_table(prediction_table(y_test, test_pred, test_dates, names=names, **bounds),
                         target("predictions_xlsx"))
 
         target("architecture_json").write_text(

@@ -782,8 +782,9 @@ def test_run_with_members_writes_intervals(ensemble_run):
     assert ensemble.min_value == 0.0
     assert (f"fixed band (calibrated on the validation windows, scale {OTHER_SCALE}, never "
             "below 0):") in stdout
+    # The table shows the band of a forecaster, who observes each day before the next.
     assert (f"adaptive band (each day adapts to the observations before it, rate "
-            f"{ADAPT_RATE:g}):") in stdout
+            f"{ADAPT_RATE:g}) [predictions.xlsx]:") in stdout
     assert re.search(r"q_kalkofen +90% coverage [\d.]+% \(high flows ([\d.]+%|n/a)\), width "
                      r"[\d.]+ test std, CRPS [\d.e+-]+; coverage at 50/80/90/95 %: ", stdout)
     table = pd.read_excel(out / "predictions.xlsx", index_col="date")
@@ -796,15 +797,16 @@ def test_run_with_members_writes_intervals(ensemble_run):
     intervals = metrics["periods"]["test"]["intervals"]
     assert intervals["calibration"] == "validation" and intervals["adapt_rate"] == ADAPT_RATE
     assert intervals["scale"] == OTHER_SCALE and intervals["min_value"] == 0
-    scores = intervals["bands"]["fixed"]["q_kalkofen"]
+    assert intervals["shown"] == "adaptive"
+    scores = intervals["bands"]["adaptive"]["q_kalkofen"]
     assert scores["coverage"] == pytest.approx(inside.mean())
     assert scores["mean_width"] == pytest.approx((table["upper"] - table["lower"]).mean())
     assert list(scores["levels"]) == ["0.5", "0.8", "0.9", "0.95"]
-    # The adaptive band of the test days: each day adapts to the observations before it.
+    # The fixed band of the test days, as calibrated at fit time.
     X_test = model[:-1].transform(table_rows(slice(N_FIT, N_ROWS)))
-    lower, upper = ensemble.predict_interval(X_test, 0.9, observed=table["observed"])
-    adaptive = intervals["bands"]["adaptive"]["q_kalkofen"]
-    assert adaptive["coverage"] == pytest.approx(
+    lower, upper = ensemble.predict_interval(X_test, 0.9)
+    fixed = intervals["bands"]["fixed"]["q_kalkofen"]
+    assert fixed["coverage"] == pytest.approx(
         np.mean((table["observed"] >= lower) & (table["observed"] <= upper)))
     assert metrics["n_members"] == 2 and len(metrics["n_layers"]) == 2
 
@@ -819,15 +821,26 @@ def test_only_a_discharge_target_gets_bands_that_never_reach_below_zero():
 
 
 def test_predict_with_an_ensemble_writes_its_intervals(ensemble_run, tmp_path):
-    table = feature_table(tmp_path / "future.csv", slice(N_FIT, N_ROWS))
+    # The test period with its observed discharge: the band adapts as in the run.
+    table = feature_table(tmp_path / "test.csv", slice(N_FIT, N_ROWS), target="q_kalkofen")
     out = tmp_path / "forecast.csv"
     code, _, stderr = run_main(["predict", ensemble_run["out"] / MODEL, table, "--out", out])
     assert code == 0, stderr
     forecast = predict_csv(out)
     reference = pd.read_excel(ensemble_run["out"] / "predictions.xlsx", index_col="date")
-    assert list(forecast.columns) == ["predicted", "lower", "upper"]
+    assert list(forecast.columns) == ["observed", "predicted", "lower", "upper"]
     for column in forecast.columns:
         np.testing.assert_allclose(forecast[column], reference[column], rtol=1e-12)
+    # Days without observations: the band fixed at fit time.
+    future = feature_table(tmp_path / "future.csv", slice(N_FIT, N_ROWS))
+    code, _, stderr = run_main(["predict", ensemble_run["out"] / MODEL, future, "--out",
+                                tmp_path / "future_forecast.csv"])
+    assert code == 0, stderr
+    ensemble = load_model(ensemble_run["out"] / MODEL)
+    lower, _ = ensemble[-1].predict_interval(
+        ensemble[:-1].transform(table_rows(slice(N_FIT, N_ROWS))), 0.9)
+    np.testing.assert_allclose(predict_csv(tmp_path / "future_forecast.csv")["lower"], lower,
+                               rtol=1e-12)
 
 
 def test_predict_adapts_an_ensembles_band_to_observed_history(ensemble_run, tmp_path):

@@ -277,20 +277,26 @@ def test_artifacts_of_an_ensemble_carry_its_intervals(tmp_path):
     ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, random_state=0)
     pipe = Pipeline([("scale", StandardScaler()), ("ens", ens)]).set_output(transform="pandas")
     pipe.fit(X[:280], y[:280])
-    paths = write_artifacts(pipe, tmp_path / "out", X_test=X[280:], y_test=y[280:],
-                            X_train=X[:280], y_train=y[:280])
-
-    lower, upper = ens.predict_interval(pipe[:-1].transform(X[280:]), 0.9)
-    table = read_table(paths["predictions_xlsx"], target="observed")
-    np.testing.assert_allclose(table.X["lower"], lower)
-    np.testing.assert_allclose(table.X["upper"], upper)
-    metrics = json.loads(paths["metrics_json"].read_text())
-    test = metrics["periods"]["test"]["intervals"]
-    inside = (y[280:] >= lower) & (y[280:] <= upper)
-    assert test["nominal_coverage"] == 0.9 and test["calibration"] == "validation"
-    assert test["bands"]["fixed"]["q"]["coverage"] == pytest.approx(inside.mean())
-    assert test["bands"]["fixed"]["q"]["mean_width"] == pytest.approx(np.mean(upper - lower))
-    assert set(test["bands"]) == {"fixed", "adaptive"}
+    # The table and the figure show the band that adapts to the observed test days; the
+    # band of a simulation on request. metrics.json scores both either way.
+    X_test = pipe[:-1].transform(X[280:])
+    for band, observed in (("adaptive", y[280:]), ("fixed", None)):
+        paths = write_artifacts(pipe, tmp_path / band, X_test=X[280:], y_test=y[280:],
+                                X_train=X[:280], y_train=y[:280], band=band)
+        lower, upper = ens.predict_interval(X_test, 0.9, observed=observed)
+        table = read_table(paths["predictions_xlsx"], target="observed")
+        np.testing.assert_allclose(table.X["lower"], lower)
+        np.testing.assert_allclose(table.X["upper"], upper)
+        metrics = json.loads(paths["metrics_json"].read_text())
+        test = metrics["periods"]["test"]["intervals"]
+        inside = (y[280:] >= lower) & (y[280:] <= upper)
+        assert test["nominal_coverage"] == 0.9 and test["calibration"] == "validation"
+        assert test["shown"] == band and set(test["bands"]) == {"fixed", "adaptive"}
+        assert test["bands"][band]["q"]["coverage"] == pytest.approx(inside.mean())
+        assert test["bands"][band]["q"]["mean_width"] == pytest.approx(np.mean(upper - lower))
+    with pytest.raises(ValueError, match="band must be 'adaptive' or 'fixed'"):
+        write_artifacts(pipe, tmp_path / "other", band="blocks")
+    assert not (tmp_path / "other").exists()
     assert metrics["n_members"] == 2 and metrics["n_layers"] == ens.n_layers_
     summary = json.loads(paths["architecture_json"].read_text())
     assert summary["final_n_layers"] == ens.n_layers_ and len(summary["members"]) == 2
