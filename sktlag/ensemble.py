@@ -315,6 +315,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         _, valid = fit_split(y2, template.lookback, template.validation_fraction,
                              None if groups is None else np.asarray(groups))
         self.high_flow_threshold_ = np.nanquantile(y2, HIGH_FLOW_QUANTILE, axis=0)
+        if isinstance(self.min_value, bool):  # a Real to Python, a slip to anyone
+            raise ValueError(f"min_value must be a number or None, got {self.min_value!r}")
         limit = -np.inf if self.min_value is None else float(self.min_value)
         self.min_value_ = np.full(y2.shape[1], limit)
         members, _ = self._member_predictions(X, groups=groups)
@@ -515,7 +517,10 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         outputs = [{**out["levels"][f"{coverage:g}"], **out} for out in scored]
         return {"nominal_coverage": coverage, "method": "adaptive" if adaptive else "fixed",
                 "calibration": self.calibration, "scale": self.scale,
-                "min_value": self.min_value,
+                # The limit the bands were raised to (the fit's, whatever the parameter
+                # says now).
+                "min_value": (None if np.isneginf(self.min_value_).all()
+                              else float(self.min_value_[0])),
                 "adapt_rate": adapt_rate if adaptive else None,
                 "outputs": outputs}
 

@@ -163,10 +163,13 @@ def _aggregate(values, multioutput, single):
     return float(np.average(values, weights=weights))
 
 
-def _check_weights(sample_weight, n):
-    """``sample_weight`` as an (n, 1) column, or None: finite, non-negative, not all 0."""
+def _weighted_rows(obs, sim, sample_weight):
+    """``obs`` and ``sim`` without their rows of weight 0, and the weights of the rest
+    as an (n, 1) column (None without ``sample_weight``): a row of weight 0 is no row,
+    whatever it holds."""
     if sample_weight is None:
-        return None
+        return obs, sim, None
+    n = len(obs)
     w = _as_float_array(sample_weight, "sample_weight")
     if w.shape != (n,):
         raise ValueError(f"sample_weight must have shape ({n},), one weight per row; "
@@ -177,7 +180,8 @@ def _check_weights(sample_weight, n):
                          f"holds {float(w[bad[0]])}")
     if not w.sum() > 0:
         raise ValueError("sample_weight is 0 on every row, so no row is scored")
-    return w[:, None]
+    scored = w > 0
+    return obs[scored], sim[scored], w[scored, None]
 
 
 def _sum(x, w):
@@ -195,11 +199,6 @@ def _std(x, w):
     return x.std(axis=0) if w is None else np.sqrt(_mean((x - _mean(x, w)) ** 2, w))
 
 
-def _scored(x, w):
-    """The rows of ``x`` with a positive weight: the ones that count."""
-    return x if w is None else x[w[:, 0] > 0]
-
-
 def _require(ok, message):
     """Raise :class:`UndefinedMetricError` unless ``ok`` holds for every column."""
     ok = np.atleast_1d(np.asarray(ok, dtype=bool))
@@ -209,9 +208,9 @@ def _require(ok, message):
 
 
 def _constant_columns(spread: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """Which columns do not vary, from their spread (range or standard deviation) and
-    mean: rounding leaves a constant a spread of about 1e-17 of its mean, not 0, and a
-    metric dividing by that spread would return about 1e30 instead of failing."""
+    """Which columns do not vary, from their standard deviation and mean: rounding
+    leaves a constant a spread of about 1e-17 of its mean, not 0, and a metric dividing
+    by that spread would return about 1e30 instead of failing."""
     return spread <= 1e-12 * np.abs(mean)
 
 
@@ -219,14 +218,14 @@ def _centered(obs, metric, w=None):
     """Deviations of ``obs`` from its column means and their sum of squares
     (weighted by ``w``).
 
-    Raises when a column is constant over the rows that count (`_constant_columns`):
-    ``metric`` would divide by zero, or by what rounding left of it.
+    Raises when a column is constant (`_constant_columns`): ``metric`` would divide by
+    zero, or by what rounding left of it.
     """
     mean = _mean(obs, w)
     dev = obs - mean
     ss = _sum(dev**2, w)
     _require(
-        ~_constant_columns(np.ptp(_scored(obs, w), axis=0), mean) & (ss > 0),
+        ~_constant_columns(_std(obs, w), mean) & (ss > 0),
         f"y_true is constant, so {metric} is undefined: it divides by the variance "
         "of the observed series",
     )
@@ -249,7 +248,7 @@ def _pearson_columns(obs, sim, metric, w=None):
     mean_sim = _mean(sim, w)
     dev_sim = sim - mean_sim
     ss_sim = _sum(dev_sim**2, w)
-    varying = ~_constant_columns(np.ptp(_scored(sim, w), axis=0), mean_sim) & (ss_sim > 0)
+    varying = ~_constant_columns(_std(sim, w), mean_sim) & (ss_sim > 0)
     num = _sum(dev_obs * dev_sim, w)
     den = np.sqrt(ss_obs * np.where(varying, ss_sim, 1.0))
     # A constant simulation has no linear association with the observations.
@@ -361,7 +360,7 @@ def nse(y_true, y_pred, *, multioutput=_UNIFORM, sample_weight=None):
     0.5
     """
     obs, sim, single = _check_pair(y_true, y_pred)
-    w = _check_weights(sample_weight, len(obs))
+    obs, sim, w = _weighted_rows(obs, sim, sample_weight)
     return _aggregate(_nse_columns(obs, sim, w=w), multioutput, single)
 
 
@@ -420,7 +419,7 @@ def log_nse(y_true, y_pred, epsilon=None, *, multioutput=_UNIFORM, sample_weight
     simulations. *Journal of Hydrology*, 420-421, 171-182.
     """
     obs, sim, single = _check_pair(y_true, y_pred)
-    w = _check_weights(sample_weight, len(obs))
+    obs, sim, w = _weighted_rows(obs, sim, sample_weight)
     _centered(obs, "log-NSE", w)
     if epsilon is None:
         eps = 0.01 * _mean(obs, w)
@@ -518,7 +517,8 @@ def kge(y_true, y_pred, version="2009", return_components=False, *, multioutput=
     (1.0, 2.0, 2.0)
     """
     obs, sim, single = _check_pair(y_true, y_pred)
-    parts = _kge_columns(obs, sim, version, _check_weights(sample_weight, len(obs)))
+    obs, sim, w = _weighted_rows(obs, sim, sample_weight)
+    parts = _kge_columns(obs, sim, version, w)
     if return_components:
         return {key: _aggregate(val, multioutput, single) for key, val in parts.items()}
     return _aggregate(parts["kge"], multioutput, single)
@@ -613,7 +613,7 @@ def pearson_r(y_true, y_pred, *, multioutput=_UNIFORM, sample_weight=None):
     0.5
     """
     obs, sim, single = _check_pair(y_true, y_pred)
-    w = _check_weights(sample_weight, len(obs))
+    obs, sim, w = _weighted_rows(obs, sim, sample_weight)
     return _aggregate(_pearson_columns(obs, sim, "Pearson r", w), multioutput, single)
 
 
@@ -661,7 +661,7 @@ def rmse(y_true, y_pred, *, multioutput=_UNIFORM, sample_weight=None):
     1.0
     """
     obs, sim, single = _check_pair(y_true, y_pred)
-    w = _check_weights(sample_weight, len(obs))
+    obs, sim, w = _weighted_rows(obs, sim, sample_weight)
     return _aggregate(np.sqrt(_mean((sim - obs) ** 2, w)), multioutput, single)
 
 
@@ -713,7 +713,7 @@ def nmae(y_true, y_pred, *, multioutput=_UNIFORM, sample_weight=None):
     0.333...
     """
     obs, sim, single = _check_pair(y_true, y_pred)
-    w = _check_weights(sample_weight, len(obs))
+    obs, sim, w = _weighted_rows(obs, sim, sample_weight)
     mean_obs = _nonzero_mean(obs, "y_true", "NMAE", w)
     values = _mean(np.abs(sim - obs), w) / np.abs(mean_obs)
     return _aggregate(values, multioutput, single)
@@ -768,7 +768,7 @@ def mape(y_true, y_pred, *, multioutput=_UNIFORM, sample_weight=None):
     41.6667
     """
     obs, sim, single = _check_pair(y_true, y_pred)
-    w = _check_weights(sample_weight, len(obs))
+    obs, sim, w = _weighted_rows(obs, sim, sample_weight)
     nonzero = obs != 0
     counts = _sum(nonzero, w)
     _require(counts > 0, "all values of y_true are zero, so MAPE is undefined")
@@ -1008,11 +1008,25 @@ def _time_coordinates(index, n):
         times = idx.to_numpy(dtype=float)
     else:
         raise TypeError(f"index must be datetime-like or numeric; got dtype {idx.dtype}")
-    back = np.flatnonzero(~(np.diff(times) > 0))
-    if back.size:
-        raise ValueError(f"index must increase from row to row; row {back[0] + 1} "
-                         f"({idx[back[0] + 1]}) does not come after row {back[0]}")
     return times
+
+
+def _stretches(times):
+    """A label per row: rows of one stretch of the record share it, and a new stretch
+    begins after a gap, a step over 1.5 times the usual (median) one.
+
+    Raises :class:`UndefinedMetricError` where the times do not increase (series of
+    several basins stacked, dates out of order): peaks cannot be timed there.
+    """
+    steps = np.diff(times)
+    back = np.flatnonzero(~(steps > 0))
+    if back.size:
+        raise UndefinedMetricError(
+            f"the index must increase from row to row, and row {back[0] + 1} does not "
+            f"come after row {back[0]}, so peak timing is undefined"
+        )
+    usual = np.median(steps) if steps.size else 1.0
+    return np.concatenate([[0], np.cumsum(steps > 1.5 * usual)])
 
 
 def _peak_lags(obs, sim, window, times, prominence):
@@ -1029,13 +1043,11 @@ def _peak_lags(obs, sim, window, times, prominence):
     offsets = np.arange(-window, window + 1)
     view = np.lib.stride_tricks.sliding_window_view
     windows = view(np.pad(sim, window, constant_values=-np.inf), offsets.size)[peaks]
-    # Only rows within ``window`` usual time steps of the peak: across a gap in the
-    # record (rows of missing observations left out), the row ``window`` rows away is
-    # further in time.
-    step = np.median(np.diff(times)) if len(times) > 1 else 1.0
-    near = view(np.pad(times, window, constant_values=np.nan), offsets.size)[peaks]
-    reachable = np.abs(near - times[peaks, None]) <= window * step * (1 + 1e-9)
-    windows = np.where(reachable, windows, -np.inf)
+    # Only rows of the peak's own stretch: across a gap in the record (days of missing
+    # observations left out) the row ``window`` rows away lies further in time.
+    stretch = _stretches(times)
+    near = view(np.pad(stretch, window, constant_values=-1), offsets.size)[peaks]
+    windows = np.where(near == stretch[peaks, None], windows, -np.inf)
     is_max = windows == windows.max(axis=1, keepdims=True)
     # Among equal maxima, take the one closest to the observed peak.
     best = np.argmin(np.where(is_max, np.abs(offsets), np.inf), axis=1)
@@ -1059,10 +1071,9 @@ def peak_timing(y_true, y_pred, window=3, index=None, *, prominence=None, multio
         Time stamps of the rows, increasing. With a datetime-like index (for
         example a :class:`pandas.DatetimeIndex`) the error is measured in days,
         with a numeric index in its units. By default it is measured in time
-        steps. A time step is then the index's median spacing, and the window
-        holds only the rows within ``window`` steps of the peak in time: a record
-        with gaps (days of missing observations left out) never matches a peak to
-        a day further away.
+        steps. A step over 1.5 times the index's median spacing is a gap (days of
+        missing observations left out), which the window never reaches across; an
+        index that does not increase leaves peak timing undefined.
     prominence : float >= 0, optional
         Minimum prominence of an observed peak. Defaults to the standard
         deviation of the observed series of each column.
@@ -1088,7 +1099,7 @@ def peak_timing(y_true, y_pred, window=3, index=None, *, prominence=None, multio
     least ``prominence`` (by default the observed standard deviation, which
     discards small fluctuations). For every peak :math:`t_p` the simulated
     maximum inside :math:`[t_p - w, t_p + w]` (clipped to the series, and
-    with an index to the rows within :math:`w` time steps in time) is found,
+    with an index to the stretch between its gaps) is found,
     at :math:`\hat t_p`; if several steps share the maximum, the one closest
     to :math:`t_p` is used. The metric is
 
@@ -1097,8 +1108,7 @@ def peak_timing(y_true, y_pred, window=3, index=None, *, prominence=None, multio
         \mathrm{PT} = \frac{1}{P} \sum_{p=1}^{P} |\tau(\hat t_p) - \tau(t_p)|
 
     where :math:`\tau` maps a row to its time coordinate (days for datetime
-    indexes). The result is bounded by the window width (in time steps, or
-    ``window`` times the index's median spacing), so it should be
+    indexes). The result is bounded by the window width, so it should be
     read together with a volume measure such as :func:`fhv`.
 
     References

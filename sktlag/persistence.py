@@ -334,7 +334,8 @@ def _read_payload(path: Path) -> dict[str, Any]:
             reason = "it is not a file written by PyTorch (text or CSV renamed?)"
         # (torch words every refusal of its safe unpickler "Weights only load failed",
         # an unknown opcode of a damaged file too; only a global is an unsafe object.)
-        elif "Unsupported global" in str(exc) or "allowed global" in str(exc):
+        elif any(word in str(exc).lower() for word in ("unsupported global",
+                                                        "allowed global")):
             reason = ("it holds pickled objects other than tensors and plain data, which "
                       "are never loaded")
         else:

@@ -653,6 +653,11 @@ def test_bands_raised_to_a_lowest_value_of_zero_keep_their_coverage(fitted, tmp_
                         for e in (ens, free))
         assert ours["coverage"] == theirs["coverage"]
         assert ours["mean_width"] < theirs["mean_width"] and ours["crps"] < theirs["crps"]
+    # The scores name the limit the bands were raised to, the fit's.
+    assert ens.score_intervals(X[300:], y[300:])["min_value"] == 0.0
+    assert free.score_intervals(X[300:], y[300:])["min_value"] is None
+    changed = copy.deepcopy(ens).set_params(min_value=None)
+    assert changed.score_intervals(X[300:], y[300:])["min_value"] == 0.0
     # The limit travels in model files and pickles; pickles from before it have none.
     loaded = load_model(save_model(ens, tmp_path / "floor.pth"))
     assert loaded.min_value == 0
@@ -687,7 +692,7 @@ def test_a_model_file_written_before_the_lowest_value_gives_bands_without_it(
     assert (old.predict_interval(X[300:])[0] < 0).any()
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf, "auto"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, "auto", True])
 def test_a_lowest_value_that_is_not_a_finite_number_is_refused(bad):
     X, y = make_series(n_rows=300)
     with pytest.raises(ValueError, match="min_value"):

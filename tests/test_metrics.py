@@ -798,11 +798,29 @@ def test_peak_timing_never_matches_a_peak_across_a_gap_in_the_record():
     # is 56 days away and outside the 3-day window: the peak is matched on its day.
     assert M.peak_timing(obs, sim, index=pd.date_range("2000-01-01", periods=10)) == 2.0
     assert M.peak_timing(obs, sim, index=days) == 0.0
-    with pytest.raises(ValueError, match="index must increase from row to row; row 1"):
+    with pytest.raises(M.UndefinedMetricError, match="must increase from row to row, and row 1"):
         M.peak_timing(obs, sim, index=days[::-1])
+    # Steps that are regular though unequal are no gaps: quarters of 90 to 92 days, and
+    # days of 23 to 25 hours across a change of daylight saving time.
+    quarters = pd.date_range("2000-01-01", periods=10, freq="QS")
+    assert M.peak_timing(obs, sim, index=quarters) == (quarters[6] - quarters[4]).days
+    local = pd.date_range("2021-10-27", periods=10, freq="D", tz="Europe/Berlin")
+    late = np.array([0, 0, 0, 1, 2, 1, 0, 8, 0, 0.0])  # three days late
+    assert M.peak_timing(obs, late, index=local) == pytest.approx(3 + 1 / 24)
     for bad in (-1.0, "a", np.nan, True):
         with pytest.raises(ValueError, match="prominence must be a finite number >= 0"):
             M.peak_timing(obs, sim, prominence=bad)
+
+
+def test_evaluate_of_stacked_series_leaves_only_peak_timing_undefined():
+    # Two basins' test days one after the other: the dates go back at the seam.
+    obs = np.array([0, 0, 1, 9, 1, 0, 0, 1, 8, 1, 0, 0.0])
+    sim = obs + 0.5
+    days = pd.date_range("2000-01-01", periods=6).append(pd.date_range("2000-01-01", periods=6))
+    with pytest.warns(UndefinedMetricWarning, match="peak timing is undefined"):
+        table = M.evaluate(obs, sim, index=days)
+    assert np.isnan(table.loc["peak_timing"].item())
+    assert table.loc["nse"].item() == pytest.approx(M.nse(obs, sim))
 
 
 def test_evaluate_reads_one_metric_name_as_one_metric():
@@ -876,3 +894,27 @@ def test_observations_constant_on_the_weighted_rows_are_undefined():
     # The varying row has weight 0: what is scored does not vary.
     with pytest.raises(M.UndefinedMetricError, match="constant"):
         M.nse([2.0, 2.0, 2.0, 9.0], [1.0, 2.0, 3.0, 4.0], sample_weight=[1, 1, 1, 0])
+
+
+def test_one_rule_tells_a_constant_series_in_the_metrics_and_in_score():
+    # One value off by 1e-11 among a hundred: constant for score (its standard
+    # deviation is 1e-12 of the mean), so for NSE and KGE too.
+    from sktlag.metrics import _constant_columns
+
+    obs = np.ones(100)
+    obs[-1] = 1 + 1e-11
+    assert _constant_columns(np.array([obs.std()]), np.array([obs.mean()])).all()
+    sim = obs.copy()
+    sim[0] = 1.5
+    for metric in (M.nse, M.kge):
+        with pytest.raises(M.UndefinedMetricError, match="constant"):
+            metric(obs, sim)
+
+
+def test_a_row_of_weight_0_is_no_row_whatever_it_holds():
+    obs = np.array([-5.0, 1.0, 2.0, 4.0, 3.0, 5.0])  # a -5 that log-NSE cannot take
+    sim = np.array([0.0, 1.2, 2.1, 3.5, 3.3, 4.6])
+    weights = np.array([0, 1, 1, 1, 1, 1])
+    for metric in WEIGHTED:
+        assert metric(obs, sim, sample_weight=weights) == pytest.approx(
+            metric(obs[1:], sim[1:]), rel=1e-12)

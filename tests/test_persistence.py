@@ -1,6 +1,7 @@
 """Model files: exact round trips, plain data only, clear errors for bad files."""
 
 import copy
+import os
 import warnings
 
 import joblib
@@ -105,6 +106,14 @@ def test_pickled_code_is_never_run(tmp_path):
     with pytest.raises(ModelFileError, match="evil.pth.*pickled objects"):
         load_model(path)
     assert not marker.exists()
+
+    class Shell:  # a function of a module torch blocks outright
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    torch.save({"format": "sktlag-model", "format_version": 1, "params": Shell()}, path)
+    with pytest.raises(ModelFileError, match="evil.pth.*pickled objects"):
+        load_model(path)
 
 
 @pytest.mark.parametrize("keep", [0, 100, 0.5])
