@@ -630,11 +630,20 @@ def _length_class(years: float) -> str:
 
 
 def variant_rows(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
-                 basins: list[str]) -> list[dict[str, Any]]:
+                 basins: list[str], matched: bool = False) -> list[dict[str, Any]]:
     """One line per basin recorded in both: the sktlag runs of ``runs`` (a variant, e.g.
-    ``--sktlag-params``) against those of ``baseline``, as medians over each one's seeds."""
+    ``--sktlag-params``) against those of ``baseline``, as medians over each one's seeds
+    (``matched``: over the seeds both recorded on that basin, so that a variant run on
+    fewer seeds meets the same seeds, not the baseline's median)."""
     rows = []
     for basin in basins:
+        if matched:
+            seeds = ({r["seed"] for r in runs if r["basin"] == basin}
+                     & {r["seed"] for r in baseline if r["basin"] == basin})
+            runs_b = [r for r in runs if r["basin"] == basin and r["seed"] in seeds]
+            base_b = [r for r in baseline if r["basin"] == basin and r["seed"] in seeds]
+            rows += variant_rows(runs_b, base_b, [basin])
+            continue
         new = _median_of(runs, basin, "sktlag", "test_nse")
         old = _median_of(baseline, basin, "sktlag", "test_nse")
         if np.isnan(new) or np.isnan(old):
@@ -698,6 +707,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="with --records: also compare the sktlag runs of --records (a "
                              "variant) with the sktlag runs of these records (the baseline), "
                              "per basin and by record length")
+    parser.add_argument("--matched-seeds", action="store_true",
+                        help="with --against: compare each basin on the seeds both "
+                             "recorded (a variant run on fewer seeds than its baseline)")
     parser.add_argument("--skip-nh", action="store_true", help="run sktlag only")
     parser.add_argument("--skip-sktlag", action="store_true", help="run NH only")
     parser.add_argument("--nh-epochs", type=int, default=None,
@@ -723,6 +735,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.skip_nh and args.skip_sktlag:
         parser.error("--skip-nh and --skip-sktlag together leave nothing to run")
+    if args.matched_seeds and not args.against:
+        parser.error("--matched-seeds compares a variant with a baseline: give --against")
     if args.against and not args.records:
         parser.error("--against compares recordings: give the variant's with --records")
     if args.parallel < 1:
@@ -748,17 +762,20 @@ def _recorded(paths: list[Path]) -> list[dict[str, Any]]:
     return runs
 
 
-def report_records(paths: list[Path], against: list[Path] | None = None) -> None:
+def report_records(paths: list[Path], against: list[Path] | None = None,
+                   matched: bool = False) -> None:
     """Print the tables of earlier runs from their result files or jobs logs (no fitting);
-    with ``against``, also their sktlag runs against those of the ``against`` records."""
+    with ``against``, also their sktlag runs against those of the ``against`` records
+    (``matched``: on the seeds both recorded)."""
     runs = _recorded(paths)
     shorts = list(dict.fromkeys(r["basin"] for r in runs))
     print("## Overview (medians over seeds)\n")
     rows = overview(runs, shorts)
     print(C.markdown_table(rows) + "\n" + overview_summary(rows, runs))
     if against:
-        compared = variant_rows(runs, _recorded(against), shorts)
-        print("## sktlag variant against baseline (medians over seeds)\n")
+        compared = variant_rows(runs, _recorded(against), shorts, matched)
+        seeds = "the seeds both recorded" if matched else "seeds"
+        print(f"## sktlag variant against baseline (medians over {seeds})\n")
         print(C.markdown_table(compared) + "\n")
         print("## Variant against baseline, by record length\n")
         print(C.markdown_table(variant_summary(compared)) + "\n")
@@ -770,7 +787,7 @@ def report_records(paths: list[Path], against: list[Path] | None = None) -> None
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.records:
-        report_records(args.records, args.against)
+        report_records(args.records, args.against, args.matched_seeds)
         return
     C.set_threads(args.threads)
     seeds = C.seeds_from(args)

@@ -210,6 +210,22 @@ def test_a_variant_is_compared_with_its_baseline_per_basin_and_by_record_length(
     assert V._length_class(40.0) == "over 15 years"
 
 
+def test_a_variant_on_fewer_seeds_meets_the_same_seeds_of_its_baseline(capsys):
+    baseline = [_run("sktlag", "a", seed, nse, years=30.0, fit_seconds=10.0)
+                for seed, nse in enumerate([0.9, 0.5, 0.6])]
+    variant = [_run("sktlag", "a", 1, 0.55, years=30.0, fit_seconds=20.0)]
+    # Against the median of three seeds (0.6) the variant loses; against its own seed
+    # (0.5) it gains.
+    (plain,) = V.variant_rows(variant, baseline, ["a"])
+    (matched,) = V.variant_rows(variant, baseline, ["a"], matched=True)
+    assert round(plain["variant - baseline"], 3) == -0.05
+    assert round(matched["variant - baseline"], 3) == 0.05
+    assert matched["fit time ratio"] == 2.0
+    with pytest.raises(SystemExit):
+        V.parse_args(["--matched-seeds"])
+    assert "--matched-seeds" in capsys.readouterr().err
+
+
 def test_sktlag_params_must_be_a_json_object(capsys):
     assert V.parse_args(["--sktlag-params", '{"hidden_size": 64}']).sktlag_params == {
         "hidden_size": 64}
