@@ -424,10 +424,10 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False,
 
     Parameters
     ----------
-    out_dir : path
+    out_dir : str or path-like
     overwrite : bool, default=False
         Whether a non-empty directory may be replaced.
-    inputs : sequence of path, default=()
+    inputs : sequence of str or path-like, default=()
         Files the run reads (its table): a directory that holds one is never replaced.
 
     Raises
