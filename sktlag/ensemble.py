@@ -452,7 +452,11 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         (every group on its own)."""
         return interval_bounds(mean, scale, self.calibration_scores_, coverage,
                                None if observed is None else _as_2d(observed), adapt_rate,
-                               self._starts(groups, len(mean)), self.min_value_)
+                               self._starts(groups, len(mean)), self._limit())
+
+    def _limit(self) -> np.ndarray | None:
+        """``min_value_``, or None where no output has a limit (nothing to raise)."""
+        return None if np.isneginf(self.min_value_).all() else self.min_value_
 
     @staticmethod
     def _starts(groups, n_rows: int) -> np.ndarray:
@@ -476,7 +480,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             where the output's score is missing), raised to ``min_value_``.
         """
         mean, scale, _ = self._mean_and_scale(X, groups=groups, history=history)
-        return predictive_draws(mean, scale, self.calibration_scores_, self.min_value_)
+        return predictive_draws(mean, scale, self.calibration_scores_, self._limit())
 
     def score_intervals(self, X, y, coverage=0.9, groups=None, history=None,
                         adaptive=False, adapt_rate=ADAPT_RATE,
@@ -513,14 +517,13 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         mean, scale, _ = self._mean_and_scale(X, groups=groups, history=history)
         scored = score_bands(_as_2d(y), mean, scale, self.calibration_scores_,
                              sorted({coverage, *coverages}), self.high_flow_threshold_, adaptive,
-                             adapt_rate, self._starts(groups, len(mean)), self.min_value_)
+                             adapt_rate, self._starts(groups, len(mean)), self._limit())
         outputs = [{**out["levels"][f"{coverage:g}"], **out} for out in scored]
         return {"nominal_coverage": coverage, "method": "adaptive" if adaptive else "fixed",
                 "calibration": self.calibration, "scale": self.scale,
                 # The limit the bands were raised to (the fit's, whatever the parameter
                 # says now).
-                "min_value": (None if np.isneginf(self.min_value_).all()
-                              else float(self.min_value_[0])),
+                "min_value": None if self._limit() is None else float(self._limit()[0]),
                 "adapt_rate": adapt_rate if adaptive else None,
                 "outputs": outputs}
 

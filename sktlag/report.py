@@ -615,16 +615,17 @@ def write_artifacts(
             test_dates = pd.DatetimeIndex(dates) if dates is not None else _dates_of(
                 X_test, y_test)
             names = output_names(y_test, test_pred.reshape(len(test_pred), -1).shape[1])
-            periods["test"] = (np.asarray(y_test, dtype=float), test_pred, test_dates)
+            observed = np.asarray(y_test, dtype=float)
+            periods["test"] = (observed, test_pred, test_dates)
             if ensemble is not None:
                 # The ensemble's own input: after the pipeline's scalers, if any.
                 X_final = model[:-1].transform(X_test) if hasattr(model, "steps") else X_test
-                observed = np.asarray(y_test, dtype=float)
-                adapt = band == "adaptive" and np.isfinite(observed).any()
+                seen = bool(np.isfinite(observed).any())
+                adapt = band == "adaptive" and seen
                 lower, upper = ensemble.predict_interval(
                     X_final, coverage, observed=observed if adapt else None)
                 bounds = {"lower": lower, "upper": upper}
-                if np.isfinite(observed).sum() >= 1:
+                if seen:
                     intervals["test"] = {
                         method: ensemble.score_intervals(X_final, y_test, coverage,
                                                          adaptive=method == "adaptive")
