@@ -597,9 +597,19 @@ class TopologicalGrowth(Callback):
         self.decisions_ = []
         self.stopped_ = False
         self._end_training = False
+        self._unsent = []
         return self
 
+    def _send(self):
+        # A decision is taken at the end of an epoch, before the epoch table (the last
+        # callback) prints that epoch's row: its line is sent once the row is out.
+        if self.sink is not None:
+            for line in self._unsent:
+                self.sink(line)
+        self._unsent = []
+
     def on_train_end(self, net, **kwargs):
+        self._send()
         # The samples reference the training series, which a fitted estimator (and its
         # pickle) should not carry around.
         self.sample = None
@@ -673,8 +683,7 @@ class TopologicalGrowth(Callback):
                  "architecture_score": score}
         entry.update(decision.as_dict())
         self.decisions_.append(entry)
-        if self.sink is not None:
-            self.sink(describe_decision(entry))
+        self._unsent.append(describe_decision(entry))
 
     def _stop(self, net, decision: GrowthDecision, score: float, depth: int) -> None:
         self._record(net, decision, score, depth)
@@ -698,6 +707,7 @@ class TopologicalGrowth(Callback):
         # that decided it: callbacks after this one (epoch table, progress bar, user
         # callbacks) still see that epoch. skorch ends fit_loop on KeyboardInterrupt and
         # still runs on_train_end.
+        self._send()
         if self._end_training:
             del net.history[-1]  # the epoch that will not run
             raise GrowthStopped(self.decisions_[-1]["reason"])

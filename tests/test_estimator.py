@@ -53,6 +53,22 @@ def test_max_layers_is_respected(series, fast_params):
     assert est.n_layers_ <= 2
 
 
+def test_verbose_growth_line_follows_its_epoch_row(series, fast_params, capsys):
+    # A decision is taken at the end of an epoch, before the epoch table prints that
+    # epoch's row: its line belongs under the row, not above it.
+    X, y = series
+    params = {**fast_params, "max_layers": 2, "verbose": 1}
+    est = TLAGRegressor(**params, topo_derivative_threshold=-np.inf, random_state=0)
+    est.fit(X, y)
+    epoch = int(est.derivative_history_["epoch"].iloc[0])
+    lines = capsys.readouterr().out.splitlines()
+    decision = next(i for i, line in enumerate(lines) if line.startswith(f"epoch {epoch}:"))
+    row = next(i for i, line in enumerate(lines) if line.split()[:1] == [str(epoch)])
+    assert row < decision
+    assert sum(line.startswith("epoch ") and ":" in line for line in lines) == len(
+        est.derivative_history_)
+
+
 def test_grows_from_one_layer_on_a_task_that_needs_depth():
     X, y = _depth_task()
     params = {**FAST, "hidden_size": 4, "max_epochs": 40, "max_epochs_per_layer": 10,
