@@ -49,8 +49,13 @@ __all__ = [
 
 FORMAT = "sktlag-model"
 #: Version of the layout of the ``.pth`` files written by :func:`~sktlag.save_model`: 2 added
-#: ensembles (a regressor's entries are those of version 1).
-FORMAT_VERSION = 2
+#: ensembles (a regressor's entries are those of version 1); 3 the ensembles' calibration
+#: (the scale of its scores, the blocks, the lowest value), which a reader of version 2
+#: would take for spread-scaled scores of the validation windows without a limit.
+FORMAT_VERSION = 3
+#: The version of a regressor's file: its entries are those of version 1, so readers of
+#: version 2 still load it.
+_REGRESSOR_FORMAT_VERSION = 2
 
 _REQUIRED = (
     "params", "spec", "state_dict", "n_features_in", "n_outputs", "y_ndim",
@@ -199,12 +204,12 @@ def model_payload(model) -> dict[str, Any]:
     """
     scalers, step_name, final = _split_model(model)
     if isinstance(final, TLAGEnsemble):
-        body = {"ensemble": _ensemble_payload(final)}
+        body, version = {"ensemble": _ensemble_payload(final)}, FORMAT_VERSION
     else:
-        body = _regressor_payload(final)
+        body, version = _regressor_payload(final), _REGRESSOR_FORMAT_VERSION
     return {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": version,
         "sktlag_version": __version__,
         **body,
         "pipeline": None if step_name is None else {

@@ -555,6 +555,19 @@ def test_a_model_file_written_before_the_flow_scale_scores_in_units_of_the_sprea
         np.testing.assert_array_equal(a, b)
 
 
+def test_ensemble_files_are_refused_by_readers_that_would_misread_their_bands(fitted):
+    from sktlag.persistence import FORMAT_VERSION, model_payload
+
+    # A reader of format version 2 (sktlag 0.2.0) took every ensemble's scores for
+    # spread-scaled scores of the validation windows without a lowest value, and
+    # would give other bands than the file's without a word: it must refuse the file.
+    ens, X, y = fitted
+    assert model_payload(ens)["format_version"] == FORMAT_VERSION > 2
+    # A regressor's entries have not changed since version 1: its files stay readable
+    # there.
+    assert model_payload(ens.estimators_[0])["format_version"] == 2
+
+
 def test_flow_scaled_scores_and_bands_grow_with_the_predicted_flow(fitted, tmp_path):
     from sktlag import load_model, save_model
     from sktlag.conformal import FLOW_FLOOR
