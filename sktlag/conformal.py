@@ -80,8 +80,8 @@ def check_coverage(coverage) -> float:
 
 
 def check_rate(rate) -> float:
-    """``rate`` as a positive float, or a ValueError that names it."""
-    if isinstance(rate, bool) or not (isinstance(rate, Real) and rate > 0):
+    """``rate`` as a positive finite float, or a ValueError that names it."""
+    if isinstance(rate, bool) or not (isinstance(rate, Real) and 0 < rate < math.inf):
         raise ValueError(f"rate must be a positive number, got {rate!r}")
     return float(rate)
 

@@ -102,6 +102,10 @@ def _as_2d(y) -> np.ndarray:
     return y.reshape(y.shape[0], -1)
 
 
+def _outputs(n: int) -> str:
+    return f"{n} output" if n == 1 else f"{n} outputs"
+
+
 def _warn_each_once(said, stacklevel: int) -> None:
     """Raise each distinct ``(category, message)`` of ``said`` once, in order."""
     for category, message in dict.fromkeys(said):
@@ -240,6 +244,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         -------
         self : TLAGEnsemble
         """
+        if isinstance(self.min_value, bool):  # a Real to Python, a slip to anyone
+            raise ValueError(f"min_value must be a number or None, got {self.min_value!r}")
         with self._unchanged_if_fit_fails():
             template = self._template()
             rng = check_random_state(self.random_state)
@@ -315,8 +321,6 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         _, valid = fit_split(y2, template.lookback, template.validation_fraction,
                              None if groups is None else np.asarray(groups))
         self.high_flow_threshold_ = np.nanquantile(y2, HIGH_FLOW_QUANTILE, axis=0)
-        if isinstance(self.min_value, bool):  # a Real to Python, a slip to anyone
-            raise ValueError(f"min_value must be a number or None, got {self.min_value!r}")
         limit = -np.inf if self.min_value is None else float(self.min_value)
         self.min_value_ = np.full(y2.shape[1], limit)
         members, _ = self._member_predictions(X, groups=groups)
@@ -428,6 +432,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         coverage, adapt_rate = check_coverage(coverage), check_rate(adapt_rate)
         self._warn_if_too_few_scores(coverage)
         mean, scale, shape = self._mean_and_scale(X, groups=groups, history=history)
+        if observed is not None:
+            observed = self._observations(observed, len(mean), "observed")
         low, high = self._bounds(mean, scale, coverage, observed, adapt_rate, groups)
         return shape(low), shape(high)
 
@@ -450,9 +456,22 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                 groups=None):
         """The band around ``mean`` in units of ``scale``: fixed, or adapted to ``observed``
         (every group on its own)."""
-        return interval_bounds(mean, scale, self.calibration_scores_, coverage,
-                               None if observed is None else _as_2d(observed), adapt_rate,
-                               self._starts(groups, len(mean)), self._limit())
+        return interval_bounds(mean, scale, self.calibration_scores_, coverage, observed,
+                               adapt_rate, self._starts(groups, len(mean)), self._limit())
+
+    def _observations(self, y, n_rows: int, name: str) -> np.ndarray:
+        """``y`` as (n_rows, n_outputs_) floats, NaN where a day has no observation; a
+        ValueError for another shape or an infinite value."""
+        y2 = np.asarray(y, dtype=float)
+        shape = (len(y2), 1 if y2.ndim == 1 else y2.shape[1]) if y2.ndim in (1, 2) else None
+        if shape != (n_rows, self.n_outputs_):
+            held = (f"{shape[0]} rows of {_outputs(shape[1])}" if shape
+                    else f"an array of shape {y2.shape}")
+            raise ValueError(f"{name} holds {held}; the ensemble predicts {n_rows} rows of "
+                             f"{_outputs(self.n_outputs_)} for X")
+        y2 = y2.reshape(n_rows, -1)
+        _check_finite(y2, name, None, allow_nan=True)
+        return y2
 
     def _limit(self) -> np.ndarray | None:
         """``min_value_``, or None where no output has a limit (nothing to raise)."""
@@ -515,7 +534,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         self._warn_if_too_few_scores(coverage)
         # The members predict once for every band and the samples.
         mean, scale, _ = self._mean_and_scale(X, groups=groups, history=history)
-        scored = score_bands(_as_2d(y), mean, scale, self.calibration_scores_,
+        y2 = self._observations(y, len(mean), "y")
+        scored = score_bands(y2, mean, scale, self.calibration_scores_,
                              sorted({coverage, *coverages}), self.high_flow_threshold_, adaptive,
                              adapt_rate, self._starts(groups, len(mean)), self._limit())
         outputs = [{**out["levels"][f"{coverage:g}"], **out} for out in scored]

@@ -191,10 +191,14 @@ def architecture_text(model) -> str:
     """
     ensemble = final_ensemble(model)
     if ensemble is not None:
+        # Windows of a day without discharge give no score (NaN).
+        counts = np.isfinite(ensemble.calibration_scores_).sum(axis=0)
+        windows = " / ".join(map(str, counts)) + (
+            " windows (by output)" if len(counts) > 1 else " windows")
         lines = [f"TLAG-LSTM ensemble of {len(ensemble.estimators_)} members (sktlag "
                  f"{__version__}), seeds {', '.join(map(str, ensemble.seeds_))}",
                  "  prediction: the members' mean; intervals calibrated by conformal scores "
-                 f"on {len(ensemble.calibration_scores_)} windows "
+                 f"on {windows} "
                  f"({CALIBRATION_WINDOWS[ensemble.calibration]}; scale {ensemble.scale})", ""]
         for i, member in enumerate(ensemble.estimators_, start=1):
             lines += [f"=== member {i} (random_state {member.random_state}) ===",

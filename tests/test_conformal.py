@@ -127,7 +127,8 @@ def test_tied_scores_cannot_drive_the_adaptive_miscoverage_past_its_bound():
 
 
 def test_adaptive_band_rejects_a_bad_rate():
-    for bad in (0, -0.1, True):
+    # An infinite rate would turn the level into -inf + inf = NaN after a miss.
+    for bad in (0, -0.1, True, np.inf, np.nan):
         with pytest.raises(ValueError, match="rate must be a positive number"):
             adaptive_levels(np.zeros((3, 1)), np.zeros((2, 1)), 0.9, bad)
 

@@ -110,6 +110,46 @@ def test_multi_output_and_missing_targets():
     assert scores[1]["n"] == 290 and np.isfinite(scores[1]["crps"])
 
 
+def test_observations_of_the_wrong_shape_or_infinite_are_refused(fitted):
+    ens, X, y = fitted
+    for bad, words in ((y[300:350], "50 rows"), (np.c_[y[300:], y[300:]], "2 outputs"),
+                       (np.r_[y[300:-1], np.inf], "inf at row 99")):
+        with pytest.raises(ValueError, match=words):
+            ens.score_intervals(X[300:], bad)
+        with pytest.raises(ValueError, match=words):
+            ens.predict_interval(X[300:], observed=bad)
+    X2, y2 = make_series(n_rows=240, n_outputs=2)
+    two = TLAGEnsemble(TLAGRegressor(**TINY), n_members=1, random_state=0).fit(X2, y2)
+    # One column for a model of two outputs was scored against the first output's band.
+    with pytest.raises(ValueError, match="1 output"):
+        two.score_intervals(X2, y2[:, 1])
+
+
+def test_a_bool_min_value_is_refused_before_any_member_trains(monkeypatch):
+    import sktlag.ensemble
+
+    def trained(*args):
+        raise AssertionError("a member trained")
+
+    monkeypatch.setattr(sktlag.ensemble, "_fit_member", trained)
+    X, y = make_series(n_rows=200)
+    with pytest.raises(ValueError, match="min_value must be a number or None"):
+        TLAGEnsemble(TLAGRegressor(**TINY), n_members=1, min_value=True).fit(X, y)
+
+
+def test_the_architecture_text_counts_the_observed_calibration_windows():
+    from sktlag.report import architecture_text
+
+    X, y = make_series(n_rows=300, n_outputs=2)
+    y = y.copy()
+    y[250:260, 1] = np.nan  # ten validation days without the second discharge
+    est = TLAGRegressor(**TINY, missing_target="mask")
+    ens = TLAGEnsemble(est, n_members=1, random_state=0).fit(X, y)
+    n = len(ens.calibration_scores_)
+    assert np.isnan(ens.calibration_scores_[:, 1]).sum() == 10
+    assert f"on {n} / {n - 10} windows (by output)" in architecture_text(ens)
+
+
 def test_pipeline_search_and_pickle(tmp_path):
     X, y = make_series(n_rows=260)
     pipe = Pipeline([("scale", StandardScaler()),
@@ -385,7 +425,7 @@ def test_the_adaptive_band_of_a_day_reads_only_earlier_observations(fitted):
     inside = (y[300:] >= lower) & (y[300:] <= upper)
     assert scores["method"] == "adaptive"
     assert scores["outputs"][0]["coverage"] == pytest.approx(inside.mean())
-    with pytest.raises(ValueError, match="one value per row and output"):
+    with pytest.raises(ValueError, match="observed holds 99 rows"):
         ens.predict_interval(X[300:], 0.9, observed=observed[:-1])
 
 
