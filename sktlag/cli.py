@@ -581,6 +581,43 @@ def _day(stamp) -> str:
     return f"{pd.Timestamp(stamp):%Y-%m-%d}"
 
 
+def _targets_to_read(args, model_targets: list[str], n_outputs: int) -> list[str] | None:
+    """The table's observed column of each of the model's outputs, in the model's order
+    (None: the table's own discharge column).
+
+    ``--target`` gives them by position, or by the model's own names in any order; a
+    model's name given for another output is refused.
+    """
+    named = args.target
+    if not named:
+        return model_targets or None
+    if len(named) != n_outputs:
+        raise CommandError(
+            f"--target names {len(named)} column{'s' if len(named) > 1 else ''} "
+            f"({', '.join(named)}), but '{args.model}' predicts {n_outputs} "
+            f"output{'s' if n_outputs > 1 else ''}"
+        )
+    if sorted(named) == sorted(model_targets):
+        return model_targets
+    for position, name in enumerate(named):
+        if name in model_targets and model_targets.index(name) != position:
+            raise CommandError(
+                f"--target gives {name!r} as the observed column of output {position + 1}, "
+                f"but output {model_targets.index(name) + 1} of '{args.model}' is {name!r}; "
+                f"name the observed column of each output in its order "
+                f"({', '.join(model_targets)})"
+            )
+    return list(named)
+
+
+def _observations(table, targets: list[str] | None):
+    """The observations of ``targets`` in ``table``, a column of NaN for each one it
+    lacks (None where it holds none); its own target where ``targets`` is None."""
+    if table.y is None or targets is None or len(table.target_names) == len(targets):
+        return table.y
+    return table.y.reindex(columns=targets)
+
+
 def _read_history(args, targets, features, start):
     """The table of ``--history``, which must end the day before ``start``."""
     past = read_table(args.history, layout=args.layout, target=targets, features=features,
@@ -693,22 +730,17 @@ def _predict(args) -> int:
             "columns cannot be matched; predict from Python instead"
         )
     features = [str(f) for f in features]
-    if args.target and len(args.target) != est.n_outputs_:
-        raise CommandError(
-            f"--target names {len(args.target)} column{'s' if len(args.target) > 1 else ''} "
-            f"({', '.join(args.target)}), but '{args.model}' predicts {est.n_outputs_} "
-            f"output{'s' if est.n_outputs_ > 1 else ''}"
-        )
-    targets = args.target or metadata.get("target_names") or None
+    targets = _targets_to_read(args, list(metadata.get("target_names") or []), est.n_outputs_)
     table = read_table(args.table, layout=args.layout, sheet_name=args.sheet,
                        date_column=args.date_column,
                        target=targets, features=features, allow_missing_target=True,
                        require_target=False)
-    if args.target and table.target_rule == "none":
-        # The model's own target may be absent (future days); one named here must not.
-        raise CommandError(f"'{args.table}': no target column {args.target}")
-    X, y = table.X, table.y
-    if y is not None and len(table.target_names) != est.n_outputs_:
+    absent = [name for name in targets or [] if name not in table.target_names]
+    if args.target and absent:
+        # The model's own targets may be absent (future days); one named here must not.
+        raise CommandError(f"'{args.table}': no target column(s) {absent}")
+    X, y = table.X, _observations(table, targets)
+    if y is not None and len(_target_names(y)) != est.n_outputs_:
         # Only a target found by its name can miscount: the model's file names none.
         raise CommandError(
             f"'{args.table}': {_column_count(table.target_names)} read as observed "
@@ -718,7 +750,7 @@ def _predict(args) -> int:
     history = history_y = None
     if args.history is not None:
         past = _read_history(args, targets, features, table.dates[0])
-        history, history_y = past.X, past.y
+        history, history_y = past.X, _observations(past, targets)
     elif args.warmup_days is not None:
         if args.warmup_days >= len(X):
             raise CommandError(
@@ -738,7 +770,7 @@ def _predict(args) -> int:
         observed = _observed_days(history, history_y, y, len(X), est.n_outputs_,
                                   _padded_days(est, X, history))
     pred, band = _predict_rows(model, X, history, observed)
-    names = list(table.target_names) or list(targets or [])
+    names = _target_names(y) if y is not None else list(targets or [])
     if y is None and len(names) != est.n_outputs_:
         names = [f"output_{j}" for j in range(est.n_outputs_)]
     frame = prediction_table(y, pred, X.index, names=names, **band)
@@ -751,6 +783,9 @@ def _predict(args) -> int:
               "discharge; --target chooses another)")
     elif y is None:
         print("observed: none (the table has no target column)")
+    elif absent:
+        print(f"observed: {', '.join(table.target_names)} ({', '.join(absent)} not in the "
+              "table)")
     if ensemble is not None:
         if observed is None:
             why = " (no observed discharge to adapt to)" if args.band == "adaptive" else ""

@@ -606,8 +606,10 @@ def _choose_roles(
         raise TableError(f"{label}: the table has no columns besides the dates.")
     if target is not None:
         rule = "argument"
-        if not require_target and not any(name in values for name in target):
-            target, rule = [], "none"
+        if not require_target:
+            # Of the targets, the table holds those it observed (none: future days).
+            target = [name for name in target if name in values]
+            rule = "argument" if target else "none"
     elif layout == "research":
         # The first value column is the discharge, unless a table that need not hold it
         # (future days) names that column as an input.
@@ -908,10 +910,11 @@ def read_table(
         is empty and ``target_rule`` is ``"none"``. That is the case when none
         of the ``target`` columns is in the table, or, without ``target``, when
         no column name of a tidy table means discharge, or when the first value
-        column of a research table is one of ``features``. A table with only some
-        of the ``target`` columns, or several names meaning discharge, is still
-        an error. A target column without any value (the column of a template
-        for future days) is accepted too, when ``allow_missing_target`` is true.
+        column of a research table is one of ``features``. Of a list of
+        ``target`` columns, those the table holds are read (``target_names`` says
+        which). Several names meaning discharge are still an error. A target
+        column without any value (the column of a template for future days) is
+        accepted too, when ``allow_missing_target`` is true.
 
     Returns
     -------

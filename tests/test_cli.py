@@ -589,6 +589,60 @@ def test_predict_names_a_miscount_of_observed_columns(tmp_path):
     assert not (tmp_path / "o.csv").exists()
 
 
+@pytest.fixture(scope="module")
+def two_outputs(tmp_path_factory):
+    """A model of two discharges (Kalkofen's, and Kalkofen's of the day before), saved
+    with their names, and a table of the days after its fit with both observed."""
+    from sktlag import TLAGRegressor, save_model
+
+    folder = tmp_path_factory.mktemp("two_outputs")
+    frame = load_lahn(as_frame=True).frame.iloc[:N_ROWS].copy()
+    frame["q_lagged"] = frame["q_kalkofen"].shift(1).bfill()
+    inputs = frame[[c for c in frame.columns if c.startswith(("p_", "t_"))]]
+    names = ["q_kalkofen", "q_lagged"]
+    model = TLAGRegressor(max_epochs=1, lookback=5, hidden_size=4, max_layers=1,
+                          random_state=0).fit(inputs.iloc[:N_FIT], frame[names].iloc[:N_FIT])
+    path = save_model(model, folder / "two.pth", metadata={"target_names": names})
+    table = frame[[*names, *inputs.columns]].iloc[N_FIT:].copy()
+    table.index = table.index.strftime("%Y-%m-%d").rename("date")
+    return path, table, model.predict(inputs.iloc[N_FIT:])
+
+
+def test_predict_matches_named_targets_to_the_models_outputs(two_outputs, tmp_path):
+    path, table, expected = two_outputs
+    both = tmp_path / "both.csv"
+    table.to_csv(both)
+    # Named in another order than the model's, the columns are matched by name.
+    out = tmp_path / "swapped.csv"
+    code, _, stderr = run_main(["predict", path, both, "--out", out,
+                                "--target", "q_lagged", "q_kalkofen"])
+    assert code == 0, stderr
+    written = predict_csv(out)
+    np.testing.assert_allclose(written["predicted_q_kalkofen"], expected[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(written["predicted_q_lagged"], expected[:, 1], rtol=1e-6)
+    np.testing.assert_array_equal(written["observed_q_lagged"], table["q_lagged"])
+    # A model's name given as the observed column of another output is refused.
+    _expect_error(["predict", path, both, "--out", tmp_path / "o.csv", "--target",
+                   "q_lagged", "p_leun"], "q_lagged", "output 2")
+    # A named column the table lacks is an error, as before.
+    _expect_error(["predict", path, both, "--out", tmp_path / "o.csv", "--target",
+                   "q_kalkofen", "q_lagd"], "no target column(s) ['q_lagd']")
+
+
+def test_predict_a_table_with_some_of_the_models_targets(two_outputs, tmp_path):
+    path, table, expected = two_outputs
+    partial = tmp_path / "kalkofen_only.csv"
+    table.drop(columns="q_lagged").to_csv(partial)
+    out = tmp_path / "o.csv"
+    code, stdout, stderr = run_main(["predict", path, partial, "--out", out])
+    assert code == 0, stderr
+    assert "q_lagged" in stdout and "not in the table" in stdout
+    written = predict_csv(out)
+    np.testing.assert_allclose(written["predicted_q_lagged"], expected[:, 1], rtol=1e-6)
+    np.testing.assert_array_equal(written["observed_q_kalkofen"], table["q_kalkofen"])
+    assert written["observed_q_lagged"].isna().all()
+
+
 def test_predict_reads_the_columns_of_a_pipeline_fitted_on_a_frame(tmp_path):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler

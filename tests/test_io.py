@@ -823,13 +823,16 @@ def test_inputs_only_table_when_the_target_is_not_required(tmp_path):
         table = read_table(path, require_target=False, **kwargs)
         assert table.y is None and table.target_names == () and table.target_rule == "none"
         assert table.feature_names == ("E0", "P")
-    # Present targets are read as usual; a partial list is still an error.
+    # Present targets are read as usual; of a list, those the table holds.
     observed = named_table(tmp_path / "observed.csv", ["E0", "P", "Qo"])
     table = read_table(observed, target="Qo", require_target=False)
     assert table.target_names == ("Qo",) and table.y.name == "Qo"
     assert read_table(observed, require_target=False).target_rule == "name"
+    table = read_table(observed, target=["Q2", "Qo"], require_target=False)
+    assert table.target_names == ("Qo",) and list(table.y.columns) == ["Qo"]
+    assert table.target_rule == "argument"
     with pytest.raises(TableError, match=r"no target column\(s\) \['Q2'\]"):
-        read_table(observed, target=["Qo", "Q2"], require_target=False)
+        read_table(observed, target=["Qo", "Q2"])
     several = named_table(tmp_path / "several.csv", ["q_a", "q_b", "P"])
     with pytest.raises(TableError, match="several column names"):
         read_table(several, require_target=False)
