@@ -339,6 +339,8 @@ def _resolve_sheet(sheet_name: str | int, sheet_names: list[str], path: Path) ->
 
 def _read_excel_cells(path: Path, sheet_name: str | int) -> tuple[pd.DataFrame, str]:
     """All cells of one sheet as Python objects, header included, and a label."""
+    if path.suffix.lower() == ".xlsx":
+        return _read_xlsx_cells(path, sheet_name)
     try:
         book = pd.ExcelFile(path)
     except ImportError as exc:
@@ -361,6 +363,32 @@ def _read_excel_cells(path: Path, sheet_name: str | int) -> tuple[pd.DataFrame, 
         except Exception as exc:
             raise TableError(f"{label}: cannot be read: {exc}") from exc
     return cells, label
+
+
+def _read_xlsx_cells(path: Path, sheet_name: str | int) -> tuple[pd.DataFrame, str]:
+    """:func:`_read_excel_cells` of a workbook read by openpyxl itself.
+
+    pandas' reader of these workbooks turns a FALSE cell into 0 in a column that also
+    holds whole numbers, and an error cell (#DIV/0!, #VALUE!) into an empty one; read
+    here, a boolean stays a boolean and an error cell its text, so that neither passes
+    for a number or a missing value (Excel's #N/A is one, as in a text table).
+    """
+    import openpyxl  # a dependency; imported with the first workbook
+
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # zipfile, XML and openpyxl's own errors
+        raise TableError(f"'{path}': cannot be read as an Excel workbook: {exc}") from exc
+    try:
+        sheet = _resolve_sheet(sheet_name, book.sheetnames, path)
+        label = f"'{path}' (sheet '{sheet}')"
+        try:
+            rows = [list(row) for row in book[sheet].iter_rows(values_only=True)]
+        except Exception as exc:
+            raise TableError(f"{label}: cannot be read: {exc}") from exc
+    finally:
+        book.close()
+    return pd.DataFrame(rows, dtype=object), label
 
 
 def _drop_blank_margins(cells: pd.DataFrame) -> pd.DataFrame:

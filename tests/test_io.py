@@ -175,6 +175,34 @@ def test_numbers_stored_as_text_in_a_workbook_are_read(tmp_path):
     assert table.X["rain"].tolist() == [1.5, 2.0, -0.03]
 
 
+def test_booleans_and_error_cells_of_a_workbook_are_not_numbers(tmp_path):
+    import openpyxl
+
+    # A FALSE cell in a column of zeros was read as 0, and an error cell such as
+    # #DIV/0! as an empty cell (a missing observation where those are allowed).
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["date", "q", "rain"])
+    for day, q, rain in [(1, 1.0, 0.0), (2, 2.0, False), (3, 3.0, 0.0)]:
+        sheet.append([f"2000-01-0{day}", q, rain])
+    book.save(tmp_path / "flag.xlsx")
+    with pytest.raises(TableError, match=r"column 'rain'.*row 3.*\(False\)"):
+        read_table(tmp_path / "flag.xlsx")
+    sheet["C3"] = 0.0
+    sheet["B4"] = "#DIV/0!"  # written as text; the next cell is a real error cell
+    sheet["B4"].data_type = "e"
+    book.save(tmp_path / "error.xlsx")
+    for allow in (False, True):
+        with pytest.raises(TableError, match=r"column 'q'.*row 4.*#DIV/0!"):
+            read_table(tmp_path / "error.xlsx", allow_missing_target=allow)
+    # Excel's #N/A is its own way of writing a missing value.
+    sheet["B4"] = "#N/A"
+    sheet["B4"].data_type = "e"
+    book.save(tmp_path / "missing.xlsx")
+    table = read_table(tmp_path / "missing.xlsx", allow_missing_target=True)
+    assert np.isnan(table.y.iloc[2]) and table.y.iloc[0] == 1.0
+
+
 def test_blank_lines_and_empty_columns_at_the_margins_are_ignored(tmp_path):
     path = tmp_path / "basin.csv"
     path.write_text("date,q,p,\n2000-01-01,1,2,\n2000-01-02,3,4,\n\n\n")
