@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import signal
 import sys
 import time
@@ -146,6 +147,58 @@ class _LinesAboveBar(io.TextIOBase):
             tqdm.write(self._pending, file=self._stream)
             self._pending = ""
         self._stream.flush()
+
+
+class _ReaderMayLeave(io.TextIOBase):
+    """Standard output that outlives its reader (``sktlag run ... | head``).
+
+    Once a write fails because the reader has gone, the rest of the output goes to the
+    null device: the command finishes its work (a fit and its artifacts) instead of
+    ending with the first line it can no longer print.
+    """
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._gone = False
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self):
+        return getattr(self._stream, "encoding", None)
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                self._stream.write(text)
+            except BrokenPipeError:
+                self._leave()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._leave()
+
+    def _leave(self) -> None:
+        self._gone = True
+        # What the stream still buffers, and Python's flush at exit, go to the null
+        # device, not into an error at exit (as Python's documentation on SIGPIPE does).
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self._stream.fileno())
+            finally:
+                os.close(devnull)
 
 
 @contextlib.contextmanager
@@ -885,7 +938,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0)
     terminated: list[int] = []
     try:
-        with _sigterm_as_interrupt(terminated), _warnings_as_lines():
+        with (_sigterm_as_interrupt(terminated), _warnings_as_lines(),
+              contextlib.redirect_stdout(_ReaderMayLeave(sys.stdout))):
             code = args.handler(args)
     # ImportError: an optional reader is missing (e.g. xlrd for .xls tables); the
     # message says which extra to install.

@@ -319,6 +319,24 @@ def test_python_dash_m_reports_one_line(tmp_path):
     assert "missing.csv" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_reader_that_leaves_the_output_does_not_stop_the_run(tmp_path):
+    # `sktlag run ... | head -1`: once the reader has gone, every write to the pipe
+    # fails; the fit and its artifacts must not go with it.
+    class LeavingReader(io.StringIO):
+        def write(self, text):
+            if "\n" in self.getvalue():
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    table = research_table(tmp_path / "basin.csv", slice(0, N_ROWS))
+    stderr = io.StringIO()
+    with contextlib.redirect_stdout(LeavingReader()), contextlib.redirect_stderr(stderr):
+        code = cli.main(["run", str(table), "--out", str(tmp_path / "o"), *FAST_OPTIONS])
+    assert code == 0, stderr.getvalue()
+    assert (tmp_path / "o" / ARTIFACT_FILES["model"]).exists()
+    assert "Broken pipe" not in stderr.getvalue()
+
+
 def test_ctrl_c_during_training_still_writes_the_artifacts(run, tmp_path, monkeypatch):
     def interrupt_after_two_epochs(self, net, **kwargs):
         if len(net.history) == 2:
