@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import signal
 import sys
@@ -411,13 +412,27 @@ def _fit_rows(n_rows: int) -> int:
     return int(n_rows * FIT_FRACTION)
 
 
+def _rows_needed(lookback: int) -> int:
+    """The fewest table rows whose fit part holds :func:`minimum_rows` and that leave a
+    test day."""
+    fit_rows = minimum_rows(lookback, VALIDATION_FRACTION)
+
+    def enough(m: int) -> bool:
+        return _fit_rows(m) >= fit_rows and m - _fit_rows(m) >= 1
+
+    # int(m * FIT_FRACTION) >= fit_rows from about fit_rows / FIT_FRACTION on: start a
+    # few rows below it (the product's rounding), not at fit_rows.
+    m = max(fit_rows, math.floor(fit_rows / FIT_FRACTION) - 2)
+    while not enough(m):
+        m += 1
+    return m
+
+
 def _split(X, y, lookback: int, source: str):
     """The fit and the test part of the table, or an error that says how long it must be."""
     n = len(X)
     fit_rows = minimum_rows(lookback, VALIDATION_FRACTION)
-    # The fewest table rows whose fit part holds fit_rows and leave a test day.
-    needed = next(m for m in range(fit_rows, 2 * fit_rows + 2)
-                  if _fit_rows(m) >= fit_rows and m - _fit_rows(m) >= 1)
+    needed = _rows_needed(lookback)
     if n < needed:
         raise CommandError(
             f"{source} has {n} rows, too short: with a lookback of {lookback} rows (days) "

@@ -255,6 +255,21 @@ def test_a_table_too_short_for_the_split_says_how_long_it_must_be(tmp_path):
     assert code == 0, stderr
 
 
+def test_the_length_a_table_needs_is_found_without_a_walk_over_row_counts(monkeypatch):
+    # A lookback of 10**8 took seconds (10**10: minutes) before its "too short" error:
+    # the search walked row counts one by one.
+    calls = []
+    fit_rows = cli._fit_rows
+    monkeypatch.setattr(cli, "_fit_rows", lambda n: calls.append(n) or fit_rows(n))
+    for lookback in (1, 5, 180, 10**8, 10**10):
+        calls.clear()
+        needed = cli._rows_needed(lookback)
+        fit = minimum_rows(lookback, cli.VALIDATION_FRACTION)
+        assert fit_rows(needed) >= fit and needed - fit_rows(needed) >= 1
+        assert not (fit_rows(needed - 1) >= fit and needed - 1 - fit_rows(needed - 1) >= 1)
+        assert len(calls) < 20
+
+
 def test_the_date_column_of_a_tidy_table_can_be_named(tmp_path):
     frame = load_lahn(as_frame=True).frame.iloc[:N_ROWS]
     table = tmp_path / "two_dates.csv"
