@@ -1144,7 +1144,7 @@ def atomic_write(
     options = {} if binary else {"encoding": encoding or "utf-8", "newline": newline}
     # Exclusive creation of a fresh name gives the file the usual permissions.
     while True:
-        temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        temporary = path.with_name(hidden_sibling_name(path, "tmp"))
         try:
             handle = open(temporary, mode.replace("w", "x"), **options)
         except FileExistsError:
@@ -1166,6 +1166,17 @@ def atomic_write(
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+def hidden_sibling_name(path: Path, tag: str) -> str:
+    """A fresh hidden name for a temporary file or folder beside ``path``.
+
+    Made of the start of ``path``'s name (so that a stray one is recognised), ``tag``
+    and random digits; at most about 120 bytes, so that it fits where ``path``'s own
+    name takes the 255 bytes a file system allows.
+    """
+    start = path.name.encode()[:96].decode(errors="ignore")
+    return f".{start}.{secrets.token_hex(6)}.{tag}"
 
 
 def check_table_suffix(path: str | os.PathLike[str]) -> str:

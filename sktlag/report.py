@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 import shutil
 import warnings
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ from ._record import EPOCH, VALID_NSE, decision_table, decisions_from_table, des
 from ._version import __version__
 from .ensemble import CALIBRATION_WINDOWS, final_ensemble, member_template, members_of
 from .estimator import TLAGRegressor, final_regressor
-from .io import check_destination, write_table
+from .io import check_destination, hidden_sibling_name, write_table
 from .metrics import evaluate, output_names
 from .persistence import save_model, to_plain
 from .plots import history_arrays, plot_evolution, plot_loss, plot_prediction
@@ -480,7 +479,7 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False,
 
 def _fresh_sibling(out_dir: Path, tag: str) -> Path:
     while True:
-        candidate = out_dir.with_name(f".{out_dir.name}.{tag}-{secrets.token_hex(4)}")
+        candidate = out_dir.with_name(hidden_sibling_name(out_dir, tag))
         try:
             candidate.mkdir()
         except FileExistsError:

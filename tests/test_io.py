@@ -896,6 +896,23 @@ def leftovers(folder):
     return sorted(p.name for p in Path(folder).iterdir() if p.name.endswith(".tmp"))
 
 
+def test_the_longest_file_name_a_folder_takes_can_be_written(tmp_path):
+    # 255 bytes is the usual limit of a name; the temporary file beside it needs a
+    # name of its own that fits too (it took the whole name plus 18 characters).
+    long_name = "é" * 123 + ".csv"  # 250 bytes in UTF-8
+    table = read_table(write(tidy_frame(), tmp_path / "input.csv"))
+    path = write_table(table.y.to_frame(), tmp_path / long_name)
+    assert path.exists() and leftovers(tmp_path) == []
+    from sktlag import TLAGRegressor
+    from sktlag.report import write_artifacts
+
+    model = TLAGRegressor(max_epochs=1, lookback=3, hidden_size=2, max_layers=1,
+                          batch_size=8).fit(table.X, table.y)
+    out = tmp_path / ("d" * 250)
+    assert write_artifacts(model, out)["model"].exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx", ".CSV"])
 def test_write_table_round_trip(tmp_path, suffix):
     table = read_table(write(tidy_frame(), tmp_path / "input.csv"))
