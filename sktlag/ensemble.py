@@ -314,6 +314,9 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     def _template(self) -> TLAGRegressor:
         return member_template(self)
 
+    def _missing_target(self) -> str:
+        return self._template().missing_target
+
     def _calibrate(self, X, y, groups, blocks=None) -> None:
         y2 = _as_2d(y)
         # The template's own split: with blocks, every member validates on it too.

@@ -252,17 +252,34 @@ class SeriesRegressorMixin:
         -------
         score : float
         """
-        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        # Days without an observation are left out where the fit masks them, as in
+        # the validation NSE; elsewhere a NaN target is an error, as in fit.
+        masked = self._missing_target() == "mask"
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y",
+                        ensure_all_finite="allow-nan" if masked else True)
         observed = y.reshape(len(y), -1)
         predicted = np.asarray(self.predict(X, groups=groups)).reshape(observed.shape)
-        scores = r2_score(observed, predicted, sample_weight=sample_weight,
-                          multioutput="raw_values")
-        # R² is undefined where the observations do not vary: scikit-learn's 1 for a
-        # perfect prediction, 0 otherwise, also where rounding of the mean left a
-        # spread of 1e-16 (which scored -1e28).
-        constant = _constant_columns(observed.std(axis=0), observed.mean(axis=0))
-        perfect = (observed == predicted).all(axis=0)
-        return float(np.where(constant, perfect.astype(float), scores).mean())
+        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        scores = []
+        for obs, pred in zip(observed.T, predicted.T, strict=True):
+            seen = ~np.isnan(obs)
+            obs, pred = obs[seen], pred[seen]
+            if not len(obs):  # no observed day: nothing to score the output on
+                scores.append(np.nan)
+                continue
+            # R² is undefined where the observations do not vary: scikit-learn's 1 for a
+            # perfect prediction, 0 otherwise, also where rounding of the mean left a
+            # spread of 1e-16 (which scored -1e28).
+            if _constant_columns(obs.std(keepdims=True), obs.mean(keepdims=True))[0]:
+                scores.append(float((obs == pred).all()))
+            else:
+                scores.append(r2_score(obs, pred, sample_weight=None if weights is None
+                                       else weights[seen]))
+        return float(np.mean(scores))
+
+    def _missing_target(self) -> str:
+        """How the fit treats a target row without an observation: ``missing_target``."""
+        return self.missing_target
 
     @contextlib.contextmanager
     def _unchanged_if_fit_fails(self):

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV, TimeSeriesSplit, cross_val_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -383,6 +384,25 @@ def test_nan_target_raises_by_default_and_masks_on_request(series, fast_params):
     est = TLAGRegressor(**fast_params, missing_target="mask", random_state=0).fit(X, y)
     assert est.n_masked_targets_ == 3
     assert np.isfinite(est.predict(X)).all()
+
+
+def test_score_leaves_out_the_days_without_an_observation_when_masking(series, fast_params):
+    # A cross-validation of gappy discharge scored the folds with gaps as NaN: score
+    # refused the NaN targets that fit masks.
+    X, y = series
+    y2 = np.column_stack([y, 2 * y])
+    y2[[30, 31, 90], 0] = np.nan
+    y2[[100, 180], 1] = np.nan
+    est = TLAGRegressor(**fast_params, missing_target="mask", random_state=0).fit(X, y2)
+    pred = est.predict(X)
+    expected = np.mean([r2_score(y2[~np.isnan(y2[:, k]), k], pred[~np.isnan(y2[:, k]), k])
+                        for k in range(2)])
+    assert est.score(X, y2) == pytest.approx(expected, rel=1e-12)
+    folds = cross_val_score(clone(est), X, y2[:, 0], cv=TimeSeriesSplit(2))
+    assert np.isfinite(folds).all()
+    # Without masking a NaN target is an error, as in fit.
+    with pytest.raises(ValueError, match="NaN"):
+        clone(est).set_params(missing_target="raise").fit(X, y).score(X, y2)
 
 
 def test_an_output_never_observed_in_training_is_named(series, fast_params):
