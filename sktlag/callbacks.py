@@ -282,6 +282,15 @@ class ArchitectureCheckpoint(Callback):
         self.arch_first_epoch_ = None
         self.arch_start_state_ = None if net is None else _finite_state(net.module_)
 
+    def architecture_has_full_window(self, net) -> bool:
+        """Whether the current architecture has trained a full moving-average window
+        (before that its score is only the mean of its first epochs)."""
+        if self.arch_first_epoch_ is None:
+            return False
+        averages = (row.get(self.ma_key) for row in net.history
+                    if row[EPOCH] >= self.arch_first_epoch_)
+        return any(value is not None and not math.isnan(value) for value in averages)
+
     def architecture_score(self, net) -> float:
         """Best moving-average score of the current architecture so far (-inf if none;
         see ``architecture_score`` in ``sktlag._record``)."""
@@ -619,21 +628,25 @@ class TopologicalGrowth(Callback):
         self.first_epoch_ = len(net.history) + 1
 
     def on_epoch_end(self, net, **kwargs):
+        at_budget = net.history[-1][EPOCH] - self.first_epoch_ + 1 >= net.max_epochs
+        if at_budget and not self.stopped_:
+            # The epoch budget ends here, at a plateau or not: a new layer could not be
+            # trained, but the validation rule can still judge the last grown
+            # architecture, so the record says whether deeper stopped helping (the
+            # architecture competes for the run's best when training ends, as always).
+            # One that has not trained a full window has no score to judge yet.
+            if not self.checkpoint.architecture_has_full_window(net):
+                return
+            score = self.checkpoint.architecture_score(net)
+            decision = self._validation_rule(net, score, self.checkpoint.best_arch_score_)
+            if decision is not None:
+                self._stop(net, decision, score, net.module_.num_layers)
+            return
         if not net.history[-1].get(PLATEAU, False):
             return
         if self.stopped_:
             # Growth ended at the cap; this is the architecture's own plateau.
             self._end_training = True
-            return
-        if net.history[-1][EPOCH] - self.first_epoch_ + 1 >= net.max_epochs:
-            # The epoch budget ends here: a new layer could not be trained, but the
-            # validation rule can still judge the last grown architecture, so the
-            # record says whether deeper stopped helping (the architecture competes for
-            # the run's best when training ends, as always).
-            score = self.checkpoint.architecture_score(net)
-            decision = self._validation_rule(net, score, self.checkpoint.best_arch_score_)
-            if decision is not None:
-                self._stop(net, decision, score, net.module_.num_layers)
             return
         # Where training may go on after the decision, it goes on from here.
         current = _finite_state(net.module_) if self.plateau.at_cap_only_ else None

@@ -284,6 +284,19 @@ def test_the_validation_rule_judges_the_architecture_that_ends_with_the_budget(
     np.testing.assert_array_equal(est.predict(X), plain.predict(X))
 
 
+def test_the_validation_rule_judges_an_architecture_the_budget_ends_before_its_plateau(data):
+    # The budget ends two epochs into the second architecture, on an epoch that is no
+    # plateau: the rule judged it only when the last epoch happened to be one.
+    X, y = data
+    cap = FAST["max_epochs_per_layer"]
+    params = {**FAST, "max_epochs": cap + 2, "patience": 50, "max_layers": 3}
+    est = TLAGRegressor(**params, min_improvement=1.0, topo_derivative_threshold=0.0,
+                        random_state=0).fit(X, y)
+    assert len(est.history_) == cap + 2 and not est.history_[-1]["plateau"]
+    assert est.growth_stop_rule_ == "validation"
+    assert list(est.derivative_history_["rule"]) == ["inserted", "validation"]
+
+
 def test_growth_on_a_task_no_depth_can_help_ends_by_its_own_rule_well_before_the_budget():
     # The target is noise, independent of the inputs: nothing for a deeper network to
     # learn. Under the package's own stop rules (patience, moving average, threshold,
