@@ -199,6 +199,11 @@ class ValidationNSE(Callback):
         net.history.record(VALID_SCORE, validation_score(y_true, y_pred))
         self._pred, self._true = [], []
 
+    def on_train_end(self, net, **kwargs):
+        # An epoch cut short by an interrupt never reaches on_epoch_end: its batches'
+        # predictions and targets must not stay in the fitted (and pickled) estimator.
+        self._pred, self._true = [], []
+
 
 def _finite_state(module: torch.nn.Module) -> dict | None:
     """A deep copy of the module's state, or None if any parameter is NaN or inf."""
