@@ -218,7 +218,7 @@ def continue_fit(est, X, y, **params):
 
 
 # ---------------------------------------------------------------- interrupts
-@pytest.mark.parametrize("training, batch", [(True, 2), (False, 1), (False, 2)])
+@pytest.mark.parametrize("training, batch", [(True, 2), (False, 1)])
 def test_interrupt_mid_epoch_keeps_the_best_completed_state(
     monkeypatch, data, snapshots, training, batch
 ):
@@ -230,6 +230,19 @@ def test_interrupt_mid_epoch_keeps_the_best_completed_state(
     depth = est.n_layers_
     continue_fit(est, X, y)
     assert max(est.history_[:, "n_layers"]) > depth  # growth goes on
+
+
+def test_interrupt_after_a_validation_batch_keeps_none_of_it(monkeypatch, data, snapshots):
+    class InterruptAfterValidationBatch(Callback):
+        def on_batch_end(self, net, training, **kwargs):
+            if not training and len(net.history) == 3:
+                raise KeyboardInterrupt
+
+    X, y = data
+    add_callback(monkeypatch, InterruptAfterValidationBatch())
+    est = fit_interrupted(X, y)
+    assert_consistent(est, X, snapshots)  # the batch's predictions are not kept
+    assert len(est.history_) == 2
 
 
 def test_interrupt_in_the_first_epoch_keeps_the_initial_network(monkeypatch, data, snapshots):
