@@ -312,7 +312,8 @@ class SeriesRegressorMixin:
 
 
 def _next_label(index: pd.Index):
-    """The label of the row after the last of ``index``: one more of its last step.
+    """The label of the row after the last of ``index``: one more of its last step, or of
+    its calendar step (the next month of a monthly index, whatever its length).
 
     A daily index with a time zone steps whole days of the calendar, 23 or 25 hours
     across a change of daylight saving time: a step of whole days on the wall clock is
@@ -320,6 +321,9 @@ def _next_label(index: pd.Index):
     the clocks skip).
     """
     last, step = index[-1], index[-1] - index[-2]
+    calendar = _calendar_step(index)
+    if calendar is not None:
+        return last + calendar
     if isinstance(index, pd.DatetimeIndex) and index.tz is not None:
         wall = index[-2:].tz_localize(None)
         wall_step = wall[1] - wall[0]
@@ -327,6 +331,22 @@ def _next_label(index: pd.Index):
             return (wall[1] + wall_step).tz_localize(index.tz, ambiguous=False,
                                                      nonexistent="shift_forward")
     return last + step
+
+
+def _calendar_step(index: pd.Index):
+    """The step of a date index whose rows are months, years, business days or any other
+    step of the calendar rather than of time (its own frequency, or the one pandas
+    infers from it); None for any other index."""
+    if not isinstance(index, pd.DatetimeIndex):
+        return None
+    freq = index.freq
+    if freq is None and len(index) >= 3:
+        with contextlib.suppress(TypeError, ValueError):
+            freq = pd.infer_freq(index)
+    if freq is None:
+        return None
+    step = pd.tseries.frequencies.to_offset(freq)
+    return None if isinstance(step, pd.offsets.Tick) else step
 
 
 class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):

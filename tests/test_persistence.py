@@ -324,6 +324,12 @@ def test_pipeline_model_file_can_be_fine_tuned(saved):
     pd.date_range("2000-04-13", periods=300, freq="D", tz="Europe/Berlin"),
     # Hours with a time zone across the hour the clocks skip: absolute steps.
     pd.date_range("2001-03-16 19:00", periods=300, freq="h", tz="Europe/Berlin"),
+    # Steps of the calendar, not of time (the last step again missed the next row),
+    # also where the index does not carry its frequency (read from a file).
+    pd.date_range("1990-02-01", periods=300, freq="MS"),
+    pd.DatetimeIndex(list(pd.date_range("1990-01-31", periods=300, freq="ME"))),
+    pd.date_range("1797-01-01", periods=300, freq="YS"),
+    pd.DatetimeIndex(list(pd.bdate_range("2001-01-01", periods=300))),
 ])
 def test_the_warm_up_of_any_index_with_steps_round_trips(tmp_path, index):
     X, y = make_series(n_rows=300)
