@@ -339,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     warmup.add_argument("--warmup-days", type=_positive_int, metavar="N",
                         help="the first N rows of TABLE are history only: used as warm-up, "
                         "not predicted")
-    predict.add_argument("--band", choices=["adaptive", "fixed"], default="adaptive",
+    predict.add_argument("--band", choices=["adaptive", "fixed"], default=None,
                          help="an ensemble's 90 %% band: adaptive (the default) adapts each "
                          "day's band to the observed discharge of the days before it, in the "
                          "history and the table, where they have any; fixed keeps the band "
@@ -787,8 +787,16 @@ def _predict(args) -> int:
         raise CommandError(f"'{out}' exists; choose another --out or replace it (--force)")
     check_table_suffix(out)
     check_destination(out)
+    read = [Path(args.table)] + ([Path(args.history)] if args.history is not None else [])
+    if out.exists() and any(out.samefile(path) for path in read if path.exists()):
+        raise CommandError(f"--out '{out}' is the table it reads; name another file")
     model, metadata = load_model(args.model, return_metadata=True)
     est = members_of(model)[0]
+    ensemble = final_ensemble(model)
+    if args.band is not None and ensemble is None:
+        raise CommandError(f"--band applies to an ensemble's model file (sktlag run --members "
+                           f"2 or more); '{args.model}' holds one model, without a band")
+    band = args.band or "adaptive"
     # A pipeline's names are those of its first step: its regressor may have seen an
     # array from a scaler.
     features = getattr(model, "feature_names_in_", None)
@@ -832,9 +840,8 @@ def _predict(args) -> int:
     if warning:
         print(f"sktlag: warning: {warning}", file=sys.stderr)
 
-    ensemble = final_ensemble(model)
     observed = None
-    if ensemble is not None and args.band == "adaptive":
+    if ensemble is not None and band == "adaptive":
         observed = _observed_days(history, history_y, y, len(X), est.n_outputs_,
                                   _padded_days(est, X, history))
     pred, band = _predict_rows(model, X, history, observed)
@@ -856,7 +863,7 @@ def _predict(args) -> int:
               "table)")
     if ensemble is not None:
         if observed is None:
-            why = " (no observed discharge to adapt to)" if args.band == "adaptive" else ""
+            why = " (no observed discharge to adapt to)" if band == "adaptive" else ""
             print(f"band: {COVERAGE:.0%}, fixed, calibrated on "
                   f"{CALIBRATION_WINDOWS[ensemble.calibration]}{why}")
         else:

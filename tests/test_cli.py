@@ -307,6 +307,18 @@ def test_damaged_model_file(run, tmp_path):
     _expect_error(["predict", tmp_path / "none.pth", run["table"]], "none.pth")
 
 
+def test_predict_refuses_a_band_for_one_model_and_an_output_onto_its_input(run, tmp_path):
+    table = feature_table(tmp_path / "next.csv", slice(N_FIT, N_ROWS))
+    # The band option was ignored for a model without intervals.
+    _expect_error(["predict", run["out"] / MODEL, table, "--out", tmp_path / "o.csv",
+                   "--band", "fixed"], "--band", "ensemble")
+    # --force replaced the table being read with the predictions.
+    before = table.read_bytes()
+    _expect_error(["predict", run["out"] / MODEL, table, "--out", table, "--force"],
+                  "next.csv", "the table it reads")
+    assert table.read_bytes() == before
+
+
 def test_predict_needs_the_feature_columns(run, tmp_path):
     table = read_table(run["table"])
     reduced = tmp_path / "reduced.csv"
