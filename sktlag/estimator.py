@@ -580,7 +580,8 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         Target standardization, fitted on the training rows.
     padding_values_ : ndarray of shape (n_features,)
         Input values used in front of the series at ``predict`` (per-feature means of
-        the training input), where rows have no ``lookback - 1`` predecessors.
+        the input given to ``fit``, its validation rows included), where rows have no
+        ``lookback - 1`` predecessors.
     warmup_rows_ : ndarray of shape (lookback - 1, n_features)
         The last input rows seen in ``fit``, used as real history by ``predict`` for a
         frame that continues the training index.
