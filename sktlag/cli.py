@@ -796,7 +796,7 @@ def _predict(args) -> int:
     if args.band is not None and ensemble is None:
         raise CommandError(f"--band applies to an ensemble's model file (sktlag run --members "
                            f"2 or more); '{args.model}' holds one model, without a band")
-    band = args.band or "adaptive"
+    band_kind = args.band or "adaptive"
     # A pipeline's names are those of its first step: its regressor may have seen an
     # array from a scaler.
     features = getattr(model, "feature_names_in_", None)
@@ -841,7 +841,7 @@ def _predict(args) -> int:
         print(f"sktlag: warning: {warning}", file=sys.stderr)
 
     observed = None
-    if ensemble is not None and band == "adaptive":
+    if ensemble is not None and band_kind == "adaptive":
         observed = _observed_days(history, history_y, y, len(X), est.n_outputs_,
                                   _padded_days(est, X, history))
     pred, band = _predict_rows(model, X, history, observed)
@@ -863,7 +863,7 @@ def _predict(args) -> int:
               "table)")
     if ensemble is not None:
         if observed is None:
-            why = " (no observed discharge to adapt to)" if band == "adaptive" else ""
+            why = " (no observed discharge to adapt to)" if band_kind == "adaptive" else ""
             print(f"band: {COVERAGE:.0%}, fixed, calibrated on "
                   f"{CALIBRATION_WINDOWS[ensemble.calibration]}{why}")
         else:

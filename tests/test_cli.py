@@ -932,9 +932,10 @@ def test_predict_with_an_ensemble_writes_its_intervals(ensemble_run, tmp_path):
         np.testing.assert_allclose(forecast[column], reference[column], rtol=1e-12)
     # Days without observations: the band fixed at fit time.
     future = feature_table(tmp_path / "future.csv", slice(N_FIT, N_ROWS))
-    code, _, stderr = run_main(["predict", ensemble_run["out"] / MODEL, future, "--out",
-                                tmp_path / "future_forecast.csv"])
+    code, stdout, stderr = run_main(["predict", ensemble_run["out"] / MODEL, future, "--out",
+                                     tmp_path / "future_forecast.csv"])
     assert code == 0, stderr
+    assert "fixed, calibrated on" in stdout and "(no observed discharge to adapt to)" in stdout
     ensemble = load_model(ensemble_run["out"] / MODEL)
     lower, _ = ensemble[-1].predict_interval(
         ensemble[:-1].transform(table_rows(slice(N_FIT, N_ROWS))), 0.9)
