@@ -203,6 +203,22 @@ def test_booleans_and_error_cells_of_a_workbook_are_not_numbers(tmp_path):
     assert np.isnan(table.y.iloc[2]) and table.y.iloc[0] == 1.0
 
 
+def test_a_workbook_whose_stored_size_is_wrong_is_read_whole(tmp_path):
+    import zipfile
+
+    # Some writers store a sheet's size as "A1"; a reader that trusts it sees the
+    # header alone.
+    path = write(tidy_frame(n_rows=10), tmp_path / "basin.xlsx")
+    with zipfile.ZipFile(path) as book:
+        parts = {name: book.read(name) for name in book.namelist()}
+    sheet = "xl/worksheets/sheet1.xml"
+    parts[sheet] = re.sub(rb'<dimension ref="[^"]*"', b'<dimension ref="A1"', parts[sheet])
+    with zipfile.ZipFile(path, "w") as book:
+        for name, data in parts.items():
+            book.writestr(name, data)
+    assert len(read_table(path).X) == 10
+
+
 def test_blank_lines_and_empty_columns_at_the_margins_are_ignored(tmp_path):
     path = tmp_path / "basin.csv"
     path.write_text("date,q,p,\n2000-01-01,1,2,\n2000-01-02,3,4,\n\n\n")
