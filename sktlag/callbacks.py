@@ -639,8 +639,10 @@ class TopologicalGrowth(Callback):
             # trained, but the validation rule can still judge the last grown
             # architecture, so the record says whether deeper stopped helping (the
             # architecture competes for the run's best when training ends, as always).
-            # One that has not trained a full window has no score to judge yet.
-            if not self.checkpoint.architecture_has_full_window(net):
+            # One still training without a full window has no score to judge yet; one
+            # that ended (its plateau or its cap) is judged as it would be mid-run.
+            ended = net.history[-1].get(PLATEAU, False)
+            if not (ended or self.checkpoint.architecture_has_full_window(net)):
                 return
             score = self.checkpoint.architecture_score(net)
             decision = self._validation_rule(net, score, self.checkpoint.best_arch_score_)

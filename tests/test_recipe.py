@@ -297,6 +297,19 @@ def test_the_validation_rule_judges_an_architecture_the_budget_ends_before_its_p
     assert list(est.derivative_history_["rule"]) == ["inserted", "validation"]
 
 
+def test_the_validation_rule_judges_an_architecture_the_budget_ends_at_its_cap(data):
+    # A cap of one epoch ends each architecture before it has a full window of three:
+    # mid-run it is judged at its cap, and so it is where the budget ends with it.
+    X, y = data
+    params = {**FAST, "max_epochs_per_layer": 1, "moving_avg_window": 3, "max_layers": 3}
+    rules = []
+    for budget in (2, 3):
+        est = TLAGRegressor(**{**params, "max_epochs": budget}, min_improvement=1.0,
+                            topo_derivative_threshold=-np.inf, random_state=0).fit(X, y)
+        rules.append(est.growth_stop_rule_)
+    assert rules == ["validation", "validation"]
+
+
 def test_growth_on_a_task_no_depth_can_help_ends_by_its_own_rule_well_before_the_budget():
     # The target is noise, independent of the inputs: nothing for a deeper network to
     # learn. Under the package's own stop rules (patience, moving average, threshold,
