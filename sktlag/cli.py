@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import io
 import json
 import math
@@ -179,16 +180,23 @@ class _ReaderMayLeave(io.TextIOBase):
         if not self._gone:
             try:
                 self._stream.write(text)
-            except BrokenPipeError:
-                self._leave()
+            except OSError as exc:
+                self._leave_if_gone(exc)
         return len(text)
 
     def flush(self) -> None:
         if not self._gone:
             try:
                 self._stream.flush()
-            except BrokenPipeError:
-                self._leave()
+            except OSError as exc:
+                self._leave_if_gone(exc)
+
+    def _leave_if_gone(self, exc: OSError) -> None:
+        # Windows says "invalid argument" where POSIX says "broken pipe".
+        if not (isinstance(exc, BrokenPipeError)
+                or (os.name == "nt" and exc.errno == errno.EINVAL)):
+            raise exc
+        self._leave()
 
     def _leave(self) -> None:
         self._gone = True
@@ -959,10 +967,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     terminated: list[int] = []
+    # No standard output at all (pythonw) stays so: print writes nothing there.
+    stdout = None if sys.stdout is None else _ReaderMayLeave(sys.stdout)
     try:
         with (_sigterm_as_interrupt(terminated), _warnings_as_lines(),
-              contextlib.redirect_stdout(_ReaderMayLeave(sys.stdout))):
-            code = args.handler(args)
+              contextlib.redirect_stdout(stdout) if stdout else contextlib.nullcontext()):
+            try:
+                code = args.handler(args)
+            finally:
+                if stdout is not None:
+                    # What is still buffered, while a reader that left can be told.
+                    stdout.flush()
     # ImportError: an optional reader is missing (e.g. xlrd for .xls tables); the
     # message says which extra to install.
     except (OSError, ValueError, TypeError, ImportError) as exc:

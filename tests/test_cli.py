@@ -364,6 +364,24 @@ def test_a_reader_that_leaves_the_output_does_not_stop_the_run(tmp_path):
     assert "Broken pipe" not in stderr.getvalue()
 
 
+def test_a_reader_gone_before_the_first_line_leaves_no_error_at_exit(run, tmp_path):
+    # What is still buffered when the command ends is written at exit, past any
+    # handler of the command's own, where a closed pipe printed "Exception ignored".
+    table = feature_table(tmp_path / "next.csv", slice(N_FIT, N_ROWS))
+    out = tmp_path / "o.csv"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sktlag", "predict", str(run["out"] / MODEL), str(table),
+         "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "PYTHONUNBUFFERED": ""},
+    )
+    proc.stdout.close()  # the reader leaves before the command prints
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, stderr
+    assert "Exception ignored" not in stderr and "BrokenPipe" not in stderr
+    assert out.exists()
+
+
 def test_ctrl_c_during_training_still_writes_the_artifacts(run, tmp_path, monkeypatch):
     def interrupt_after_two_epochs(self, net, **kwargs):
         if len(net.history) == 2:
