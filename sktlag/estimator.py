@@ -22,7 +22,12 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.metrics import r2_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_is_fitted,
+    validate_data,
+)
 
 from ._record import architectures, decision_table, decisions_from_table
 from ._training import (
@@ -261,7 +266,8 @@ class SeriesRegressorMixin:
                         ensure_all_finite="allow-nan" if masked else True)
         observed = y.reshape(len(y), -1)
         predicted = np.asarray(self.predict(X, groups=groups)).reshape(observed.shape)
-        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        weights = (None if sample_weight is None
+                   else _check_sample_weight(sample_weight, observed, dtype=np.float64))
         scores = []
         for obs, pred in zip(observed.T, predicted.T, strict=True):
             seen = ~np.isnan(obs)

@@ -400,6 +400,8 @@ def test_score_leaves_out_the_days_without_an_observation_when_masking(series, f
     assert est.score(X, y2) == pytest.approx(expected, rel=1e-12)
     folds = cross_val_score(clone(est), X, y2[:, 0], cv=TimeSeriesSplit(2))
     assert np.isfinite(folds).all()
+    with pytest.raises(ValueError, match="sample_weight"):
+        est.score(X, y2, sample_weight=np.ones(len(y2) - 1))
     # Without masking a NaN target is an error, as in fit.
     with pytest.raises(ValueError, match="NaN"):
         clone(est).set_params(missing_target="raise").fit(X, y).score(X, y2)
