@@ -669,9 +669,8 @@ def _targets_to_read(args, model_targets: list[str], n_outputs: int) -> list[str
         return model_targets or None
     if len(named) != n_outputs:
         raise CommandError(
-            f"--target names {len(named)} column{'s' if len(named) > 1 else ''} "
-            f"({', '.join(named)}), but '{args.model}' predicts {n_outputs} "
-            f"output{'s' if n_outputs > 1 else ''}"
+            f"--target names {_column_count(named)}, but '{args.model}' predicts "
+            f"{n_outputs} output{'s' if n_outputs > 1 else ''}"
         )
     if sorted(named) == sorted(model_targets):
         return model_targets
@@ -971,7 +970,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stdout = None if sys.stdout is None else _ReaderMayLeave(sys.stdout)
     try:
         with (_sigterm_as_interrupt(terminated), _warnings_as_lines(),
-              contextlib.redirect_stdout(stdout) if stdout else contextlib.nullcontext()):
+              contextlib.nullcontext() if stdout is None else contextlib.redirect_stdout(stdout)):
             try:
                 code = args.handler(args)
             finally:

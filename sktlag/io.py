@@ -383,9 +383,10 @@ def _read_xlsx_cells(path: Path, sheet_name: str | int) -> tuple[pd.DataFrame, s
         sheet = _resolve_sheet(sheet_name, book.sheetnames, path)
         label = f"'{path}' (sheet '{sheet}')"
         try:
+            cells = book[sheet]
             # The size a writer stored for the sheet may be wrong ("A1"): read to its end.
-            book[sheet].reset_dimensions()
-            rows = [list(row) for row in book[sheet].iter_rows(values_only=True)]
+            cells.reset_dimensions()
+            rows = [list(row) for row in cells.iter_rows(values_only=True)]
         except Exception as exc:
             raise TableError(f"{label}: cannot be read: {exc}") from exc
     finally:
