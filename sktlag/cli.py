@@ -763,8 +763,7 @@ def _padded_days(est, X: pd.DataFrame, history: pd.DataFrame | None) -> int:
     """How many first days of the history and the table are predicted from padding:
     the model's ``lookback - 1``, or none where the table continues the fit (the model
     keeps the fit's last days as their history)."""
-    continues = history is None and len(X) and X.index[0] == est.warmup_index_
-    return 0 if continues else est.lookback - 1
+    return est.lookback - 1 if history is not None else est._padded_rows(X)
 
 
 def _padding_warning(est, X: pd.DataFrame, history: pd.DataFrame | None) -> str | None:

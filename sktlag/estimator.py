@@ -1084,6 +1084,11 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             return None
         return self.warmup_rows_ if follows else None
 
+    def _padded_rows(self, X) -> int:
+        """How many first rows of ``X`` :meth:`predict` reads padding for, without a
+        ``history``: none where ``X`` continues the frame given to ``fit``."""
+        return 0 if self._warmup_for(X, None) is not None else self.lookback - 1
+
     def predict(self, X, groups=None, history=None):
         """Predict targets for every row of a time-ordered series.
 

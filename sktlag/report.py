@@ -542,7 +542,9 @@ def write_artifacts(
         in ``lstm_prediction.png``, ``lower`` and ``upper`` columns in
         ``predictions.xlsx`` (see ``band``), and in ``metrics.json`` the scores of the
         fixed band and of the band that adapts to each day's observation
-        (:meth:`~sktlag.TLAGEnsemble.score_intervals`).
+        (:meth:`~sktlag.TLAGEnsemble.score_intervals`). Where the test period does not
+        continue the fit, its first ``lookback - 1`` days are predicted from padding:
+        they neither adapt the band nor count in its scores.
     out_dir : str or path-like
         The directory to create. Missing parent directories are created.
     X_test, y_test : array-like or DataFrame, optional
@@ -623,14 +625,18 @@ def write_artifacts(
             if ensemble is not None:
                 # The ensemble's own input: after the pipeline's scalers, if any.
                 X_final = model[:-1].transform(X_test) if hasattr(model, "steps") else X_test
-                seen = bool(np.isfinite(observed).any())
+                # Days predicted from padding (a test period that does not continue
+                # the fit): their errors would judge the padding, not the model.
+                judged = observed.copy()
+                judged[:members_of(model)[0]._padded_rows(X_test)] = np.nan
+                seen = bool(np.isfinite(judged).any())
                 adapt = band == "adaptive" and seen
                 lower, upper = ensemble.predict_interval(
-                    X_final, coverage, observed=observed if adapt else None)
+                    X_final, coverage, observed=judged if adapt else None)
                 bounds = {"lower": lower, "upper": upper}
                 if seen:
                     intervals["test"] = {
-                        method: ensemble.score_intervals(X_final, y_test, coverage,
+                        method: ensemble.score_intervals(X_final, judged, coverage,
                                                          adaptive=method == "adaptive")
                         for method in ("fixed", "adaptive")
                     }

@@ -347,6 +347,41 @@ def test_artifacts_of_an_ensemble_carry_its_intervals(tmp_path):
     assert len(decisions) == n_decisions
 
 
+def test_artifacts_of_a_test_period_after_a_gap_leave_its_padded_days_out_of_the_band(
+        tmp_path):
+    import json
+
+    import pandas as pd
+
+    from sktlag import write_artifacts
+    from sktlag.io import read_table
+
+    X, y = make_series(n_rows=360)
+    dates = pd.date_range("2000-01-01", periods=360, freq="D")
+    X = pd.DataFrame(X, index=dates, columns=["p1", "p2", "p3"])
+    y = pd.Series(y, index=dates, name="q")
+    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, random_state=0)
+    pipe = Pipeline([("scale", StandardScaler()), ("ens", ens)]).set_output(transform="pandas")
+    pipe.fit(X[:280], y[:280])
+    # Ten days after the fit ends: the first lookback - 1 test days are predicted from
+    # padding, and their errors would judge the padding, not the model.
+    X_test, y_test = X[290:], y[290:]
+    padded = TINY["lookback"] - 1
+    paths = write_artifacts(pipe, tmp_path / "gap", X_test=X_test, y_test=y_test)
+    masked = y_test.copy()
+    masked.iloc[:padded] = np.nan
+    scaled = pipe[:-1].transform(X_test)
+    lower, upper = ens.predict_interval(scaled, 0.9, observed=masked)
+    table = read_table(paths["predictions_xlsx"], target="observed")
+    np.testing.assert_allclose(table.X["lower"], lower)
+    np.testing.assert_allclose(table.X["upper"], upper)
+    bands = json.loads(paths["metrics_json"].read_text())["periods"]["test"]["intervals"]
+    for band in ("fixed", "adaptive"):
+        assert bands["bands"][band]["q"]["n"] == len(y_test) - padded
+    assert bands["bands"]["adaptive"]["q"]["coverage"] == pytest.approx(
+        ens.score_intervals(scaled, masked, adaptive=True)["outputs"][0]["coverage"])
+
+
 def test_calibration_scores_are_residuals_in_units_of_the_offset_spread(fitted):
     _, X, y = fitted
     ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=3, random_state=0,
