@@ -635,20 +635,27 @@ def _interval_lines(intervals: dict | None) -> list[str]:
         "adaptive": f"adaptive band (each day adapts to the observations before it, rate "
                     f"{intervals['adapt_rate']:g})" if intervals["adapt_rate"] else "",
     }
-    lines = []
+    lines, short = [], False
     for band, outputs in intervals["bands"].items():
         shown = " [predictions.xlsx]" if band == intervals.get("shown") else ""
         lines.append(f"{described[band]}{shown}:")
         for output, scores in outputs.items():
             levels = scores["levels"]
+            # (Files of sktlag 0.2.0 do not say which levels lack scores.)
+            marks = ["*" if v.get("spans_all_scores") else "" for v in levels.values()]
+            short = short or any(marks)
+            coverages = (_number(v["coverage"], ".1%").rstrip("%") + mark
+                         for v, mark in zip(levels.values(), marks, strict=True))
             lines.append(
                 f"  {output:<14}{nominal} coverage {_number(scores['coverage'], '.1%')} (high "
                 f"flows {_number(scores['high_flow_coverage'], '.1%')}), width "
                 f"{_number(scores['relative_width'], '.2f')} test std, CRPS "
                 f"{_number(scores['crps'], '.4g')}; coverage at "
                 f"{'/'.join(f'{float(c) * 100:g}' for c in levels)} %: "
-                f"{' / '.join(_number(v['coverage'], '.1%').rstrip('%') for v in levels.values())}"
-                " %")
+                f"{' / '.join(coverages)} %")
+    if short:
+        lines.append("  * too few calibration scores for this level: its band spans all of "
+                     "them and covers less than nominal")
     return lines
 
 

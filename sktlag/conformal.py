@@ -373,7 +373,10 @@ def score_bands(
     -------
     outputs : list of dict
         One per output. ``levels``: per coverage (keyed ``f"{c:g}"``),
-        :func:`interval_coverage` of its band; ``crps``: the mean CRPS of the predictive
+        :func:`interval_coverage` of its band and ``spans_all_scores``, whether the
+        output has fewer calibration scores than the coverage needs
+        (:func:`min_calibration_scores`: the band then spans all of them and covers
+        less than nominal); ``crps``: the mean CRPS of the predictive
         distribution ``mean + scale * r`` over the calibration scores ``r``
         (``scoringrules.crps_ensemble``, units of ``y``; NaN without observations).
     """
@@ -389,9 +392,11 @@ def score_bands(
         draws = samples[seen, k]
         draws = draws[:, np.isfinite(draws).all(axis=0)]
         crps = scoringrules.crps_ensemble(y[seen, k], draws) if seen.any() else None
+        n_scores = int(np.isfinite(calibration[:, k]).sum())
         outputs.append({
-            "levels": {f"{c:g}": interval_coverage(y[:, k], low[:, k], high[:, k],
-                                                    high_flow[k])
+            "levels": {f"{c:g}": {**interval_coverage(y[:, k], low[:, k], high[:, k],
+                                                       high_flow[k]),
+                                  "spans_all_scores": n_scores < min_calibration_scores(c)}
                        for c, (low, high) in bands.items()},
             "crps": float(np.mean(crps)) if crps is not None else math.nan,
         })

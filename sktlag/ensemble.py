@@ -524,7 +524,9 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             inside), ``mean_width`` (units of ``y``), ``relative_width`` (over the
             observations' standard deviation) and ``high_flow_coverage`` (days above
             ``high_flow_threshold_``); ``levels``, the same four at each of
-            ``coverages``; ``crps`` (mean CRPS of the predictive distribution, units of
+            ``coverages``, with ``spans_all_scores`` (the output has fewer calibration
+            scores than the level needs: its band spans all of them and covers less
+            than nominal); ``crps`` (mean CRPS of the predictive distribution, units of
             ``y``, from ``scoringrules.crps_ensemble``; the same for both methods); ``n``
             and ``n_high_flow`` (rows scored).
 

@@ -1142,3 +1142,23 @@ def test_help_texts_print_percent_signs_once(capsys):
             cli.build_parser().parse_args([command, "--help"])
         text = capsys.readouterr().out
         assert "%%" not in text and "% " in text
+
+
+def test_interval_lines_mark_a_level_whose_band_spans_all_calibration_scores():
+    def level(coverage, spans):
+        return {"coverage": coverage, "spans_all_scores": spans}
+
+    scores = {"coverage": 0.9, "high_flow_coverage": 0.8, "relative_width": 1.0,
+              "crps": 0.1, "levels": {"0.5": level(0.5, False), "0.9": level(0.9, False),
+                                      "0.95": level(0.91, True)}}
+    intervals = {"nominal_coverage": 0.9, "calibration": "validation", "scale": "flow",
+                 "min_value": None, "adapt_rate": None, "shown": "fixed",
+                 "bands": {"fixed": {"q": scores}}}
+    lines = cli._interval_lines(intervals)
+    assert lines[1].endswith("coverage at 50/90/95 %: 50.0 / 90.0 / 91.0* %")
+    assert lines[2] == ("  * too few calibration scores for this level: its band spans all "
+                        "of them and covers less than nominal")
+    # Files of sktlag 0.2.0 hold no such mark.
+    for value in scores["levels"].values():
+        del value["spans_all_scores"]
+    assert len(cli._interval_lines(intervals)) == 2

@@ -237,3 +237,18 @@ def test_a_lowest_value_raises_bounds_and_draws_and_leaves_the_adaptation_alone(
     assert level_floored["mean_width"] < level["mean_width"]
     assert floored[0]["crps"] < plain[0]["crps"]
     assert floored[1] == plain[1]
+
+
+def test_levels_a_calibration_cannot_carry_are_marked_per_output():
+    # 30 scores for output 0, 40 for output 1: a 0.95 band needs 39, a 0.9 band 19.
+    rng = np.random.default_rng(0)
+    calibration = rng.standard_normal((40, 2))
+    calibration[30:, 0] = np.nan
+    observed = rng.standard_normal((50, 2))
+    zeros, ones = np.zeros((50, 2)), np.ones((50, 2))
+    for adaptive in (False, True):
+        scored = score_bands(observed, zeros, ones, calibration, [0.5, 0.9, 0.95],
+                             np.full(2, np.inf), adaptive=adaptive)
+        assert [level["spans_all_scores"] for level in scored[0]["levels"].values()] \
+            == [False, False, True]
+        assert not any(level["spans_all_scores"] for level in scored[1]["levels"].values())
