@@ -557,6 +557,9 @@ def _run(args) -> int:
         },
         "command": "sktlag run",
     }
+    if len(members) > 1:
+        metadata["split"]["member_training_windows"] = [
+            _trained_windows(m, len(periods["train"])) for m in members]
     paths = write_artifacts(pipe, out_dir, X_test=X_test, y_test=y_test, X_train=X_fit,
                             y_train=y_fit, overwrite=args.force, metadata=metadata,
                             band=args.band or "adaptive")
@@ -586,15 +589,19 @@ def _run(args) -> int:
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
+def _trained_windows(est: TLAGRegressor, period_windows: int) -> int:
+    """The windows of an epoch of ``est``, as skorch counted them: with
+    calibration='blocks' a member trains on fewer than the table's training period holds
+    (``period_windows``, said where no epoch was recorded; an epoch cut short is not in
+    the history)."""
+    if not len(est.history_):
+        return period_windows
+    return sum(batch.get("train_batch_size", 0) for batch in est.history_[-1]["batches"])
+
+
 def _batch_line(est: TLAGRegressor, period_windows: int) -> str:
     """The batch size a fit used, how it was chosen and the updates per epoch it gave."""
-    # The windows of an epoch, as skorch counted them: with calibration='blocks' a
-    # member trains on fewer than the table's training period holds (``period_windows``,
-    # said where no epoch was recorded; an epoch cut short is not in the history).
-    n_train_windows = period_windows
-    if len(est.history_):
-        n_train_windows = sum(batch.get("train_batch_size", 0)
-                              for batch in est.history_[-1]["batches"])
+    n_train_windows = _trained_windows(est, period_windows)
     size = est.batch_size_
     how = "chosen by batch_size='auto' for" if est.batch_size == "auto" else "for"
     return (f"{size} ({how} {n_train_windows} training windows: "

@@ -1106,6 +1106,9 @@ def test_run_with_block_calibration_names_the_windows_a_member_trained_on(tmp_pa
     size = auto_batch_size(member)
     assert (f"batch size {size} (chosen by batch_size='auto' for {member} training windows: "
             f"{updates_per_epoch(member, size)} updates per epoch)") in stdout
+    # Each member's own count in the artifacts (the second leaves out the second block).
+    blocks = np.array_split(np.arange(n_train), 2)
+    assert split["member_training_windows"] == [n_train - len(b) for b in blocks]
 
 
 @pytest.mark.filterwarnings("default::sktlag.recipe.ShortRecordWarning")
