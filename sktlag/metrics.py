@@ -181,6 +181,10 @@ def _weighted_rows(obs, sim, sample_weight):
     if not w.sum() > 0:
         raise ValueError("sample_weight is 0 on every row, so no row is scored")
     scored = w > 0
+    if scored.sum() < 2:
+        # The same minimum as without weights: one row has no spread to score.
+        raise ValueError("at least 2 rows (time steps) with a positive sample_weight are "
+                         f"required; got {int(scored.sum())}")
     return obs[scored], sim[scored], w[scored, None]
 
 

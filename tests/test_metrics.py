@@ -883,6 +883,7 @@ def test_weighted_nse_is_scikit_learns_weighted_r2_and_its_scorer_passes_the_wei
     ([1, 1, -1, 1, 1], r"finite and >= 0; row 2 holds -1.0"),
     ([1, np.nan, 1, 1, 1], "finite and >= 0; row 1"),
     (np.zeros(5), "0 on every row"),
+    ([0, 0, 0, 1, 0], "at least 2 rows .* with a positive sample_weight are required; got 1"),
     (["a"] * 5, "sample_weight must contain numbers only"),
 ])
 def test_bad_weights_are_refused_with_what_and_where(weights, match):
