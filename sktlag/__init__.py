@@ -7,18 +7,22 @@ and gives calibrated prediction intervals.
 
 import importlib
 
-from . import datasets, metrics
 from ._version import __version__
-from .ensemble import TLAGEnsemble
-from .estimator import PRESETS, TLAGRegressor
-from .model import GrowingLSTM
-from .persistence import load_model, save_model
 
-# Loaded on first use (PEP 562): the figures and the artifacts need matplotlib, which
-# would otherwise make every `import sktlag` slower and heavier though most fits plot
-# nothing. Name -> module that defines it; a submodule maps to itself.
+# Every public name loads on first use (PEP 562): `import sktlag` then costs nothing,
+# so the `sktlag` command can catch Ctrl-C while torch and pandas load (they take
+# seconds), and the figures' matplotlib never loads for fits that plot nothing.
+# Name -> module that defines it; a submodule maps to itself.
 _LAZY = {
+    "PRESETS": "sktlag.estimator",
+    "TLAGRegressor": "sktlag.estimator",
+    "TLAGEnsemble": "sktlag.ensemble",
+    "GrowingLSTM": "sktlag.model",
+    "load_model": "sktlag.persistence",
+    "save_model": "sktlag.persistence",
     "write_artifacts": "sktlag.report",
+    "datasets": "sktlag.datasets",
+    "metrics": "sktlag.metrics",
     "cli": "sktlag.cli",
     "plots": "sktlag.plots",
     "report": "sktlag.report",

@@ -41,6 +41,7 @@ from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import Callback
 from tqdm.auto import tqdm
 
+from ._command import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, INTERRUPTED
 from ._record import N_LAYERS, VALID_NSE, decisions_from_table, describe_decision
 from ._version import __version__
 from .conformal import ADAPT_RATE, interval_coverage
@@ -73,7 +74,6 @@ __all__ = ["main"]
 #: validates on the last 20 %, i.e. 16 % of all rows), the last 20 % test.
 FIT_FRACTION = 0.8
 VALIDATION_FRACTION = 0.2
-EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 #: Exit status after SIGTERM: 128 + its number, as a shell reports a process it ended,
 #: so a scheduler sees the job was stopped even though the artifacts were written.
 EXIT_TERMINATED = 128 + int(signal.SIGTERM)
@@ -996,7 +996,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sktlag: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("sktlag: interrupted", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         code = EXIT_INTERRUPTED
     if code == EXIT_INTERRUPTED and terminated:
         return EXIT_TERMINATED

@@ -39,7 +39,8 @@ def test_quick_benchmarks_write_markdown_and_json(tmp_path):
     # Start-up: one row per statement, the floor first, times and memory measured.
     startup = json.loads((tmp_path / "startup.json").read_text())["results"]["table"]
     assert [row["statement"] for row in startup] == [
-        "`import torch, sklearn`", "`import sktlag`", "`import sktlag, then sktlag.plots`"]
+        "`import torch, sklearn`", "`from sktlag import TLAGRegressor`",
+        "`from sktlag import TLAGRegressor, then sktlag.plots`", "`import sktlag`"]
     assert startup[0]["over torch + sklearn s"] == 0
     assert all(row["median s"] > 0 and row["peak RSS MiB"] > 0 for row in startup)
     # Exact, difference and expansion products compared: the same decision, close

@@ -50,3 +50,40 @@ def test_unknown_attribute_is_an_attribute_error():
     )
     assert done.returncode == 1
     assert "AttributeError: module 'sktlag' has no attribute 'no_such_name'" in done.stderr
+
+
+def test_import_loads_neither_torch_nor_pandas_until_a_name_is_used():
+    code = ("import sys, sktlag\n"
+            "assert not {'torch', 'pandas', 'sklearn'} & set(sys.modules), sys.modules\n"
+            "from sktlag import TLAGRegressor, metrics\n"
+            "assert 'torch' in sys.modules and callable(metrics.nse)\n"
+            "assert sktlag.TLAGRegressor is TLAGRegressor")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+def test_ctrl_c_while_the_command_loads_ends_without_a_traceback():
+    # The interrupt arrives while torch is imported, before the command's own handler
+    # exists: the entry point still says one line and exits with 130.
+    code = (
+        "import runpy, sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "sys.argv = ['sktlag', '--help']\n"
+        "runpy.run_module('sktlag', run_name='__main__')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert (done.returncode, done.stderr, done.stdout) == (130, "sktlag: interrupted\n", "")
+
+
+def test_the_command_enters_through_the_light_entry_point():
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert project["project"]["scripts"] == {"sktlag": "sktlag._command:main"}
