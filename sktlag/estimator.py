@@ -249,7 +249,9 @@ class SeriesRegressorMixin:
         X : array-like or DataFrame of shape (n_rows, n_features)
         y : array-like of shape (n_rows,) or (n_rows, n_outputs)
             With ``missing_target="mask"``, NaN marks a day without an observation,
-            left out of its output's score.
+            left out of its output's score. An output without any observed day has no
+            score: NaN, and so is the average (a fold of a cross-validation where a
+            gauge has no data scores NaN rather than the other gauges' mean).
         sample_weight : array-like of shape (n_rows,), optional
         groups : array-like of shape (n_rows,), optional
             Series labels, as for ``predict``: without them, the first windows of a
