@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
          f"{rows[0]['peak RSS MiB']:.0f} MiB. The first figure adds "
          f"{rows[2]['median s'] - rows[1]['median s']:.2f} s (matplotlib; CPU time "
          f"{rows[2]['median CPU s'] - rows[1]['median CPU s']:.2f} s). `import sktlag` "
-         f"alone took {rows[3]['median s']:.2f} s."),
+         f"alone took {rows[3]['median s'] * 1000:.1f} ms."),
     ]
     C.write_results(
         args.out, "startup", "Start-up: import time and memory", sections,
