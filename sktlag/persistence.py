@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
@@ -307,10 +308,14 @@ def save_model(model, path: str | os.PathLike[str], *, metadata: dict | None = N
     Raises
     ------
     TypeError
-        If ``model`` is neither kind of model.
+        If ``model`` is neither kind of model, or ``metadata`` is not a dict.
     sklearn.exceptions.NotFittedError
         If it is not fitted.
     """
+    # (A list or a string would be written, and the file then refused by load_model,
+    # which reads metadata as a mapping.)
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
     payload = model_payload(model)
     payload["metadata"] = to_plain(metadata or {})
     path = Path(path)
@@ -330,6 +335,15 @@ def _read_payload(path: Path) -> dict[str, Any]:
             head = handle.read(2)
     except OSError as exc:  # no permission, a device error
         raise ModelFileError(f"'{path}': cannot be read: {exc.strerror or exc}") from exc
+    # A pickle of protocol 4 or newer: torch writes protocol 2 in its legacy format,
+    # pickle and joblib write these (joblib.dump of a model is the usual slip). Said
+    # before torch reads it, which would warn about the protocol and then fail.
+    if head[:1] == b"\x80" and len(head) == 2 and head[1] >= 4:
+        raise ModelFileError(
+            f"'{path}': cannot be loaded as an sktlag model file: it is a pickle (written "
+            "by pickle or joblib?), not a file of save_model; read such a file with "
+            "joblib.load, and only from a source you trust"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged or unsafe files

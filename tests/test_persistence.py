@@ -2,6 +2,7 @@
 
 import copy
 import os
+import pickle
 import warnings
 
 import joblib
@@ -135,6 +136,22 @@ def test_a_damaged_pickle_is_not_called_unsafe(tmp_path):
     assert "pickled objects" not in str(info.value)
 
 
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_a_pickle_or_joblib_file_is_named_as_such(saved, tmp_path, protocol):
+    # What joblib.dump writes (a pickle of protocol 4 or 5); torch never writes one.
+    model = load_model(saved)
+    path = tmp_path / "dumped.pth"
+    with open(path, "wb") as handle:
+        pickle.dump(model, handle, protocol=protocol)
+    with pytest.raises(ModelFileError, match="dumped.pth.*a pickle .written by pickle or "
+                                             "joblib.*joblib.load") as info:
+        load_model(path)
+    assert "damaged" not in str(info.value)
+    joblib.dump(model, path)
+    with pytest.raises(ModelFileError, match="written by pickle or joblib"):
+        load_model(path)
+
+
 @pytest.mark.parametrize("version", [None, 0, -5, True, "1"])
 def test_a_model_file_without_a_valid_format_version_is_named_as_such(tmp_path, version):
     path = tmp_path / "edited.pth"
@@ -203,6 +220,17 @@ def test_an_entry_of_the_wrong_kind_is_a_clear_error(saved, tmp_path):
     torch.save(payload, path)
     with pytest.raises(ModelFileError, match="wrong_kind.pth.*metadata is a str"):
         load_model(path, return_metadata=True)
+
+
+@pytest.mark.parametrize("metadata", [["basin A"], "a note", 0])
+def test_metadata_that_is_not_a_mapping_is_refused_before_anything_is_written(
+        tmp_path, metadata):
+    # load_model reads metadata as a mapping: such a file could not be read back.
+    path = tmp_path / "model.pth"
+    with pytest.raises(TypeError, match=f"metadata must be a dict, got "
+                                        f"{type(metadata).__name__}"):
+        save_model(study().model, path, metadata=metadata)
+    assert not path.exists()
 
 
 @pytest.mark.parametrize(("entry", "value", "words"), [
