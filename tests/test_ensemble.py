@@ -302,13 +302,10 @@ def test_a_seed_given_as_a_numpy_integer_round_trips(fitted, tmp_path):
     np.testing.assert_array_equal(loaded.predict(X[300:]), ens.predict(X[300:]))
 
 
-def test_artifacts_of_an_ensemble_carry_its_intervals(tmp_path):
-    import json
-
+@pytest.fixture(scope="module")
+def dated_pipeline():
+    """A scaler and a two-member ensemble fitted on the first 280 of 360 dated days."""
     import pandas as pd
-
-    from sktlag import write_artifacts
-    from sktlag.io import read_table
 
     X, y = make_series(n_rows=360)
     dates = pd.date_range("2000-01-01", periods=360, freq="D")
@@ -317,6 +314,18 @@ def test_artifacts_of_an_ensemble_carry_its_intervals(tmp_path):
     ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, random_state=0)
     pipe = Pipeline([("scale", StandardScaler()), ("ens", ens)]).set_output(transform="pandas")
     pipe.fit(X[:280], y[:280])
+    return pipe, ens, X, y
+
+
+def test_artifacts_of_an_ensemble_carry_its_intervals(dated_pipeline, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from sktlag import write_artifacts
+    from sktlag.io import read_table
+
+    pipe, ens, X, y = dated_pipeline
     # The table and the figure show the band that adapts to the observed test days; the
     # band of a simulation on request. metrics.json scores both either way.
     X_test = pipe[:-1].transform(X[280:])
@@ -348,21 +357,13 @@ def test_artifacts_of_an_ensemble_carry_its_intervals(tmp_path):
 
 
 def test_artifacts_of_a_test_period_after_a_gap_leave_its_padded_days_out_of_the_band(
-        tmp_path):
+        dated_pipeline, tmp_path):
     import json
-
-    import pandas as pd
 
     from sktlag import write_artifacts
     from sktlag.io import read_table
 
-    X, y = make_series(n_rows=360)
-    dates = pd.date_range("2000-01-01", periods=360, freq="D")
-    X = pd.DataFrame(X, index=dates, columns=["p1", "p2", "p3"])
-    y = pd.Series(y, index=dates, name="q")
-    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, random_state=0)
-    pipe = Pipeline([("scale", StandardScaler()), ("ens", ens)]).set_output(transform="pandas")
-    pipe.fit(X[:280], y[:280])
+    pipe, ens, X, y = dated_pipeline
     # Ten days after the fit ends: the first lookback - 1 test days are predicted from
     # padding, and their errors would judge the padding, not the model.
     X_test, y_test = X[290:], y[290:]
