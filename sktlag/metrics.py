@@ -104,6 +104,10 @@ def _as_float_array(y, name):
     return arr
 
 
+#: Rows every metric needs, with or without weights: one row has no spread to score.
+_MIN_ROWS = 2
+
+
 def _check_finite(arr, name):
     bad_rows = np.flatnonzero(~np.isfinite(arr).all(axis=1))
     if bad_rows.size:
@@ -129,8 +133,9 @@ def _check_pair(y_true, y_pred):
             "y_true and y_pred must have the same shape; "
             f"got y_true with shape {obs.shape} and y_pred with shape {sim.shape}"
         )
-    if obs2.shape[0] < 2:
-        raise ValueError(f"at least 2 rows (time steps) are required; got {obs2.shape[0]}")
+    if obs2.shape[0] < _MIN_ROWS:
+        raise ValueError(f"at least {_MIN_ROWS} rows (time steps) are required; got "
+                         f"{obs2.shape[0]}")
     if obs2.shape[1] < 1:
         raise ValueError("y_true and y_pred must have at least one output column")
     _check_finite(obs2, "y_true")
@@ -181,10 +186,9 @@ def _weighted_rows(obs, sim, sample_weight):
     if not w.sum() > 0:
         raise ValueError("sample_weight is 0 on every row, so no row is scored")
     scored = w > 0
-    if scored.sum() < 2:
-        # The same minimum as without weights: one row has no spread to score.
-        raise ValueError("at least 2 rows (time steps) with a positive sample_weight are "
-                         f"required; got {int(scored.sum())}")
+    if scored.sum() < _MIN_ROWS:
+        raise ValueError(f"at least {_MIN_ROWS} rows (time steps) with a positive "
+                         f"sample_weight are required; got {int(scored.sum())}")
     return obs[scored], sim[scored], w[scored, None]
 
 
