@@ -75,8 +75,8 @@ class ModelFileError(ValueError):
 def to_plain(value: Any) -> Any:
     """Convert ``value`` to plain Python data (None, bool, int, float, str, list, dict).
 
-    NumPy scalars and arrays, tuples, timestamps and tensors are converted; dict keys
-    become strings. Any other object becomes its ``repr`` text, so the result never
+    NumPy scalars and arrays, tuples, timestamps and tensors are converted, dates and
+    durations to ISO 8601 text (a missing one to None); dict keys become strings. Any other object becomes its ``repr`` text, so the result never
     holds code.
     """
     if value is None or isinstance(value, (bool, str)):
@@ -92,9 +92,18 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_plain(item) for item in value]
     if isinstance(value, (np.ndarray, torch.Tensor, pd.Index, pd.Series)):
-        return to_plain(np.asarray(value).tolist())
+        array = np.asarray(value)
+        if array.dtype.kind in "mM":
+            # NumPy lists nanosecond datetimes and durations as integer counts.
+            stamps = pd.Series(array.ravel()).astype(object)
+            return to_plain(np.array(stamps, dtype=object).reshape(array.shape).tolist())
+        return to_plain(array.tolist())
+    if value is pd.NaT:
+        return None
     if isinstance(value, (pd.Timestamp, np.datetime64)):
         return pd.Timestamp(value).isoformat()
+    if isinstance(value, (pd.Timedelta, np.timedelta64)):
+        return pd.Timedelta(value).isoformat()
     return repr(value)
 
 
@@ -273,7 +282,8 @@ def _ensemble_payload(ensemble: TLAGEnsemble) -> dict[str, Any]:
         # With calibration="blocks" the members' split settings differ from the
         # template's: these two are the template's own.
         "template": {name: to_plain(getattr(template, name))
-                     for name in ("validation_fraction", "missing_target")},
+                     for name in ("validation_fraction", "missing_target")}
+        | {"random_state": _plain_params(template)["random_state"]},
         "members": [_regressor_payload(member) for member in ensemble.estimators_],
     }
 
@@ -521,12 +531,41 @@ def _build_regressor(payload: dict[str, Any], device: str) -> TLAGRegressor:
     n_threads = payload.get("n_threads")
     est.n_threads_ = None if n_threads is None else int(n_threads)
     est.n_masked_targets_ = int(payload.get("n_masked_targets") or 0)
+    _check_lengths(est)
     return est
+
+
+def _check_length(name: str, values, expected: int, unit: str) -> None:
+    if len(values) != expected:
+        raise ValueError(f"{name} has {len(values)} values for {expected} {unit}")
+
+
+def _check_lengths(est: TLAGRegressor) -> None:
+    """Refuse entries whose lengths disagree with the network's inputs and outputs.
+
+    save_model never writes such a file; an edited one would load and then predict
+    the wrong shape (a target mean of two values for one output doubled the rows) or
+    fail in a broadcast far from the cause.
+    """
+    n_features, n_outputs = est.n_features_in_, est.n_outputs_
+    _check_length("target_mean", est.target_mean_, n_outputs, "outputs")
+    _check_length("target_scale", est.target_scale_, n_outputs, "outputs")
+    _check_length("padding_values", est.padding_values_, n_features, "features")
+    if hasattr(est, "feature_names_in_"):
+        _check_length("feature_names_in", est.feature_names_in_, n_features, "features")
+    rows = getattr(est, "warmup_rows_", None)
+    if rows is not None and (rows.ndim != 2 or rows.shape[1] != n_features):
+        raise ValueError(f"the warm-up rows have {rows.shape[-1]} columns, the network "
+                         f"reads {n_features} features")
+    if est._y_ndim not in (1, 2) or (est._y_ndim == 1 and n_outputs != 1):
+        raise ValueError(f"y_ndim is {est._y_ndim} for {n_outputs} outputs")
 
 
 def _build_ensemble(data: dict[str, Any], device: str) -> TLAGEnsemble:
     members = [_build_regressor(member, device) for member in data["members"]]
-    template = clone(members[0]).set_params(random_state=None, **data.get("template", {}))
+    # Files written before the template's seed was stored: None.
+    template = clone(members[0]).set_params(**{"random_state": None,
+                                               **data.get("template", {})})
     ensemble = TLAGEnsemble(
         estimator=template, n_members=int(data["n_members"]), n_jobs=data.get("n_jobs"),
         random_state=data.get("random_state"),
@@ -552,11 +591,31 @@ def _build_ensemble(data: dict[str, Any], device: str) -> TLAGEnsemble:
     ensemble.min_value_ = np.asarray(
         data.get("lowest_values", [-math.inf] * ensemble.calibration_scores_.shape[1]),
         dtype=np.float64)
+    _check_ensemble_lengths(ensemble, members)
     ensemble.n_features_in_ = members[0].n_features_in_
     if hasattr(members[0], "feature_names_in_"):
         ensemble.feature_names_in_ = members[0].feature_names_in_
     ensemble.n_outputs_ = members[0].n_outputs_
     return ensemble
+
+
+def _check_ensemble_lengths(ensemble: TLAGEnsemble, members: list[TLAGRegressor]) -> None:
+    """Refuse members, seeds and calibration entries that disagree with each other."""
+    shapes = {(member.n_features_in_, member.n_outputs_) for member in members}
+    if len(shapes) > 1:
+        raise ValueError(f"the members read and predict different numbers of features "
+                         f"and outputs: {sorted(shapes)}")
+    n_outputs = members[0].n_outputs_
+    _check_length("seeds", ensemble.seeds_, len(members), "members")
+    if ensemble.n_members != len(members):
+        raise ValueError(f"n_members is {ensemble.n_members}, the file holds "
+                         f"{len(members)} members")
+    scores = ensemble.calibration_scores_
+    if scores.ndim != 2 or scores.shape[1] != n_outputs:
+        raise ValueError(f"the calibration scores have shape {scores.shape}, the members "
+                         f"predict {n_outputs} outputs")
+    for name in ("spread_offset_", "flow_level_", "high_flow_threshold_", "min_value_"):
+        _check_length(name.rstrip("_"), getattr(ensemble, name), n_outputs, "outputs")
 
 
 def _build_scaler(data: dict[str, Any]) -> StandardScaler:
@@ -567,6 +626,11 @@ def _build_scaler(data: dict[str, Any]) -> StandardScaler:
     seen = data["n_samples_seen"]
     scaler.n_samples_seen_ = np.asarray(seen, dtype=np.int64) if isinstance(seen, list) else seen
     scaler.n_features_in_ = int(data["n_features_in"])
+    for key in ("mean", "var", "scale"):
+        values = getattr(scaler, f"{key}_")
+        if values is not None and len(values) != scaler.n_features_in_:
+            raise ValueError(f"scaler {data['name']!r}: its {key} has {len(values)} values "
+                             f"for {scaler.n_features_in_} features")
     if data.get("feature_names_in") is not None:
         scaler.feature_names_in_ = np.asarray(data["feature_names_in"], dtype=object)
     return scaler
@@ -630,9 +694,13 @@ def load_model(
             model = Pipeline([*steps, (pipeline["regressor_name"], est)])
             if hasattr(est, "feature_names_in_"):
                 model.set_output(transform="pandas")
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-        # An entry missing, of the wrong kind or shape: plain data that is not a model.
-        raise ModelFileError(f"'{path}': the model file is inconsistent: {exc}") from exc
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError,
+            OverflowError) as exc:
+        # An entry missing, of the wrong kind, shape or size (an infinite batch size):
+        # plain data that is not a model.
+        raise ModelFileError(
+            f"'{path}': the model file is inconsistent: {type(exc).__name__}: {exc}"
+        ) from exc
     if return_metadata:
         metadata = payload.get("metadata", {})
         if not isinstance(metadata, dict):

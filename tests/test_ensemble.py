@@ -6,6 +6,7 @@ import warnings
 import joblib
 import numpy as np
 import pytest
+import torch
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import GridSearchCV, TimeSeriesSplit
 from sklearn.pipeline import Pipeline
@@ -300,6 +301,43 @@ def test_a_seed_given_as_a_numpy_integer_round_trips(fitted, tmp_path):
     loaded = load_model(save_model(ens, tmp_path / "numpy_seed.pth"))
     assert loaded.random_state == 7 and type(loaded.random_state) is int
     np.testing.assert_array_equal(loaded.predict(X[300:]), ens.predict(X[300:]))
+
+
+def test_the_template_seed_round_trips(fitted, tmp_path):
+    from sktlag import load_model, save_model
+
+    ens, X, _ = fitted
+    ens = copy.deepcopy(ens)
+    ens.estimator.set_params(random_state=3)
+    loaded = load_model(save_model(ens, tmp_path / "template_seed.pth"))
+    assert loaded.get_params()["estimator__random_state"] == 3
+
+
+def _two_feature_member():
+    from sktlag.persistence import model_payload
+
+    X, y = make_series(n_rows=200)
+    return model_payload(TLAGRegressor(**TINY).fit(X[:, :2], y))
+
+
+@pytest.mark.parametrize(("edit", "words"), [
+    (lambda e: e.update(seeds=e["seeds"][:-1]), "seeds has 2 values for 3 members"),
+    (lambda e: e.update(n_members=4), "n_members is 4"),
+    (lambda e: e.update(calibration_scores=e["calibration_scores"].repeat(1, 2)),
+     r"calibration scores have shape \(\d+, 2\)"),
+    (lambda e: e.update(spread_offset=[*e["spread_offset"], 0.0]), "spread_offset has 2"),
+    (lambda e: e["members"].__setitem__(1, _two_feature_member()), "different numbers"),
+])
+def test_ensemble_entries_that_disagree_are_a_clear_error(fitted, tmp_path, edit, words):
+    from sktlag import load_model
+    from sktlag.persistence import ModelFileError, model_payload
+
+    payload = model_payload(fitted[0])
+    edit(payload["ensemble"])
+    path = tmp_path / "edited.pth"
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match=f"edited.pth.*inconsistent.*{words}"):
+        load_model(path)
 
 
 @pytest.fixture(scope="module")

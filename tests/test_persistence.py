@@ -248,6 +248,47 @@ def test_values_fit_never_stores_are_a_clear_error(tmp_path, entry, value, words
         load_model(path)
 
 
+def _lengthen(values):
+    return [*values, values[-1]]
+
+
+@pytest.mark.parametrize(("edit", "words"), [
+    # One value too many or too few for the network's one output and three inputs:
+    # such a file loaded and predicted twice the rows, or failed in a broadcast.
+    (lambda p: p.update(target_mean=_lengthen(p["target_mean"])), "target_mean has 2"),
+    (lambda p: p.update(target_scale=_lengthen(p["target_scale"])), "target_scale has 2"),
+    (lambda p: p.update(padding_values=p["padding_values"][:-1]), "padding_values has 2"),
+    (lambda p: p.update(feature_names_in=["a"]), "feature_names_in has 1"),
+    (lambda p: p["warmup"].update(rows=p["warmup"]["rows"][:, :-1]), "warm-up rows have 2"),
+    (lambda p: p.update(y_ndim=5), "y_ndim"),
+    (lambda p: p["pipeline"]["scalers"][0].update(mean=p["pipeline"]["scalers"][0]["mean"][:-1]),
+     "scaler 'scaler'.*mean has 2"),
+    (lambda p: p.update(batch_size=float("inf")), "OverflowError"),
+])
+def test_entries_that_disagree_with_the_network_are_a_clear_error(tmp_path, edit, words):
+    payload = model_payload(study().model)
+    edit(payload)
+    path = tmp_path / "edited.pth"
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match=f"edited.pth.*inconsistent.*{words}"):
+        load_model(path)
+
+
+def test_dates_and_durations_in_metadata_are_kept_as_iso_text(saved, tmp_path):
+    # NumPy lists datetime64[ns] values as nanosecond counts, which read as numbers.
+    dates = pd.date_range("2001-01-01", periods=2, freq="D")
+    metadata = {
+        "test_dates": dates, "gaps": np.array([1, 2], dtype="timedelta64[D]"),
+        "missing": pd.Series([dates[0], pd.NaT]), "step": pd.Timedelta(days=1),
+    }
+    path = save_model(study().model, tmp_path / "dated.pth", metadata=metadata)
+    assert load_model(path, return_metadata=True)[1] == {
+        "test_dates": ["2001-01-01T00:00:00", "2001-01-02T00:00:00"],
+        "gaps": ["P1DT0H0M0S", "P2DT0H0M0S"],
+        "missing": ["2001-01-01T00:00:00", None], "step": "P1DT0H0M0S",
+    }
+
+
 def test_what_cannot_be_saved(tmp_path):
     with pytest.raises(NotFittedError):
         save_model(TLAGRegressor(), tmp_path / "m.pth")
