@@ -76,8 +76,8 @@ def to_plain(value: Any) -> Any:
     """Convert ``value`` to plain Python data (None, bool, int, float, str, list, dict).
 
     NumPy scalars and arrays, tuples, timestamps and tensors are converted, dates and
-    durations to ISO 8601 text (a missing one to None); dict keys become strings. Any other object becomes its ``repr`` text, so the result never
-    holds code.
+    durations to ISO 8601 text (a missing one to None); dict keys become strings. Any
+    other object becomes its ``repr`` text, so the result never holds code.
     """
     if value is None or isinstance(value, (bool, str)):
         return value
