@@ -131,6 +131,13 @@ def min_calibration_scores(coverage: float) -> int:
     return math.ceil(_snapped(2 / (1 - coverage))) - 1
 
 
+def _check_calibration(calibration: np.ndarray, n_outputs: int) -> None:
+    """One column of calibration scores per output, or a clear error."""
+    if calibration.ndim != 2 or calibration.shape[1] != n_outputs:
+        raise ValueError(f"calibration has shape {calibration.shape}: one column per "
+                         f"output is needed, for {n_outputs} outputs")
+
+
 def _finite_columns(scores: np.ndarray) -> list[np.ndarray]:
     columns = []
     for k in range(scores.shape[1]):
@@ -205,8 +212,9 @@ def adaptive_levels(
     """
     coverage, rate = check_coverage(coverage), check_rate(rate)
     target = 1.0 - coverage
-    columns = _finite_columns(calibration)
     n_days, n_outputs = new_scores.shape
+    _check_calibration(calibration, n_outputs)
+    columns = _finite_columns(calibration)
     low, high = np.empty((n_days, n_outputs)), np.empty((n_days, n_outputs))
     miscoverage = np.empty((n_days, n_outputs))
     for k, column in enumerate(columns):
@@ -325,6 +333,7 @@ def interval_bounds(
     -------
     lower, upper : ndarray of shape (n_days, n_outputs)
     """
+    _check_calibration(calibration, mean.shape[1])
     if observed is None:
         low, high = score_quantiles(calibration, coverage)
         return _raised(mean + scale * low, min_value), _raised(mean + scale * high, min_value)
@@ -413,6 +422,7 @@ def predictive_draws(mean: np.ndarray, scale: np.ndarray, calibration: np.ndarra
     n_outputs, n_scores), NaN where an output's score is missing; raised to each
     output's ``min_value`` where given (a distribution censored there: for an
     observation at or above it, the CRPS can only fall)."""
+    _check_calibration(calibration, mean.shape[1])
     return _raised(mean[:, :, None] + scale[:, :, None] * calibration.T[None], min_value)
 
 

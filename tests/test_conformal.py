@@ -252,3 +252,20 @@ def test_levels_a_calibration_cannot_carry_are_marked_per_output():
         assert [level["spans_all_scores"] for level in scored[0]["levels"].values()] \
             == [False, False, True]
         assert not any(level["spans_all_scores"] for level in scored[1]["levels"].values())
+
+
+@pytest.mark.parametrize("n_columns", [1, 4])
+def test_calibration_of_another_number_of_outputs_is_refused(n_columns):
+    # One column for three outputs was broadcast to all of them by the fixed band and
+    # left the adaptive band's other outputs uninitialised; four raised an IndexError.
+    rng = np.random.default_rng(0)
+    mean, scale = np.zeros((4, 3)), np.ones((4, 3))
+    calibration = rng.normal(size=(30, n_columns))
+    words = rf"calibration has shape \(30, {n_columns}\).*3 outputs"
+    for observed in (None, np.zeros((4, 3))):
+        with pytest.raises(ValueError, match=words):
+            interval_bounds(mean, scale, calibration, 0.8, observed)
+    with pytest.raises(ValueError, match=words):
+        adaptive_levels(calibration, np.zeros((4, 3)), 0.8, 0.01)
+    with pytest.raises(ValueError, match=words):
+        predictive_draws(mean, scale, calibration)
