@@ -54,8 +54,9 @@ INSERTED = "inserted"
 #: ``min_improvement``; no derivative exceeded the threshold; the depth limit; a
 #: decision whose numbers were not finite.
 STOP_RULES = ("validation", "threshold", "max_layers", "not_computable")
-#: What else can end a fit (``growth_stop_rule_``): the epoch budget, or an interrupt.
-FIT_END_RULES = ("max_epochs", "interrupted")
+#: What else can end a fit (``growth_stop_rule_``): the epoch budget, skorch's
+#: ``EarlyStopping`` among the user's callbacks, or an interrupt.
+FIT_END_RULES = ("max_epochs", "early_stopping", "interrupted")
 
 # ---------------------------------------------------------------------- decisions
 #: Per-position lists of a decision and the prefix of their table columns.

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import GradientNormClipping
+from skorch.callbacks import EarlyStopping, GradientNormClipping
 from skorch.helper import predefined_split
 
 from ._record import N_LAYERS, QUIET_KEYS
@@ -74,19 +74,33 @@ class GrowingNet(NeuralNet):
 
     skorch ends the fit loop on any ``KeyboardInterrupt`` and still runs
     ``on_train_end``. ``interrupted_`` tells a user's interrupt (True) apart from the
-    growth rule's own stop (:class:`sktlag.callbacks.GrowthStopped`) and from a loop
-    that ran all its epochs (both False).
+    growth rule's own stop (:class:`sktlag.callbacks.GrowthStopped`), from a stop of
+    skorch's ``EarlyStopping`` (its name in ``stopped_by_``) and from a loop that ran
+    all its epochs (all False).
     """
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
-        self.interrupted_ = False
+        self.interrupted_, self.stopped_by_ = False, None
         try:
             return super().fit_loop(X, y, epochs, **fit_params)
         except GrowthStopped:
             raise
         except KeyboardInterrupt:
-            self.interrupted_ = True
+            self.interrupted_ = self.stopped_by_ is None
             raise
+
+    def notify(self, method_name, **cb_kwargs):
+        # skorch's own notify, one callback at a time: EarlyStopping stops the loop by
+        # raising KeyboardInterrupt, which only the callback that raised it tells
+        # apart from Ctrl-C.
+        getattr(self, method_name)(self, **cb_kwargs)
+        for name, callback in self.callbacks_:
+            try:
+                getattr(callback, method_name)(self, **cb_kwargs)
+            except KeyboardInterrupt:
+                if isinstance(callback, EarlyStopping):
+                    self.stopped_by_ = name
+                raise
 
 
 @contextlib.contextmanager
@@ -336,8 +350,8 @@ class Outcome:
     best_score : float
         Its validation score (``-inf`` if none).
     stop_rule : str
-        A rule of :data:`sktlag._record.STOP_RULES`, ``"max_epochs"`` or
-        ``"interrupted"``.
+        A rule of :data:`sktlag._record.STOP_RULES` or of
+        :data:`sktlag._record.FIT_END_RULES`.
     decisions : list of dict
         The growth decisions of this run.
     interrupted : bool
@@ -405,6 +419,8 @@ def train(
     checkpoint, growth = callbacks[_CHECKPOINT], callbacks[_GROWTH]
     if interrupted:
         rule = "interrupted"
+    elif getattr(net, "stopped_by_", None) is not None:
+        rule = "early_stopping"
     elif growth.stopped_:
         rule = growth.decisions_[-1]["rule"]
     else:

@@ -570,7 +570,8 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         ``"not_computable"``; training then ends at the current architecture's plateau
         or ``max_epochs``; ``"validation"`` also when the architecture that ends with
         the budget did not beat the best before it), ``"max_epochs"`` (the epoch budget
-        ran out before a rule ended growth) or ``"interrupted"``. A fit that cannot
+        ran out before a rule ended growth), ``"early_stopping"`` (skorch's
+        ``EarlyStopping`` among ``callbacks`` ended it) or ``"interrupted"``. A fit that cannot
         grow (``max_layers=initial_num_layers``) ends with ``"max_layers"`` at its
         first plateau or ``max_epochs_per_layer``, with ``"max_epochs"`` when the
         budget comes first.
@@ -578,7 +579,8 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         Torch CPU threads the last ``fit`` ran on (``n_threads`` or torch's own count).
     interrupted_ : bool
         True when the last ``fit`` was ended by a ``KeyboardInterrupt`` (Ctrl-C) rather
-        than by the growth rule or ``max_epochs``. The estimator is still fitted and
+        than by the growth rule, ``max_epochs`` or skorch's ``EarlyStopping`` (which
+        stops by raising one). The estimator is still fitted and
         usable; see Notes.
     n_features_in_ : int
     feature_names_in_ : ndarray of str

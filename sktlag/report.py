@@ -105,6 +105,8 @@ def _stop_reason(est: TLAGRegressor, decisions: list[dict[str, Any]]) -> str:
     rule = getattr(est, "growth_stop_rule_", None)
     if rule == "interrupted" or _interrupted(est):
         return "interrupted"
+    if rule == "early_stopping":
+        return "stopped by EarlyStopping"
     if decisions and not decisions[-1]["inserted"]:
         return str(decisions[-1]["reason"])
     if rule == "max_epochs" or len(est.history_) >= est.max_epochs:

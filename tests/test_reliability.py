@@ -321,6 +321,26 @@ def test_growth_stop_and_max_epochs_are_not_interrupts(data):
     assert full.interrupted_ is False and len(full.history_) == 2
 
 
+def test_skorch_early_stopping_is_a_stop_not_an_interrupt(data):
+    from skorch.callbacks import EarlyStopping
+
+    from sktlag.report import architecture_summary
+
+    # skorch's EarlyStopping ends the loop by raising KeyboardInterrupt, as Ctrl-C does;
+    # it was reported as an interrupt ("Fit again with warm_start=True to continue").
+    X, y = data
+    stop = EarlyStopping(monitor="valid_loss", patience=1, threshold=10.0,
+                         sink=lambda *args, **kwargs: None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ShortRecordWarning)
+        est = TLAGRegressor(**{**TINY, "max_epochs": 30}, callbacks=[("stop", stop)],
+                            random_state=0).fit(X, y)
+    assert est.interrupted_ is False and est.growth_stop_rule_ == "early_stopping"
+    assert len(est.history_) == 2 and est.history_[-1]["n_layers"] >= 1
+    assert architecture_summary(est)["stop_reason"] == "stopped by EarlyStopping"
+
+
 def test_interrupt_message_when_verbose(monkeypatch, data, capsys):
     X, y = data
     add_callback(monkeypatch, InterruptAt(epoch=2, batch=1))
