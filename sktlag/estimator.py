@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import time
 import warnings
@@ -967,20 +968,14 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         rows = np.random.default_rng(seed).choice(
             len(train_set), min(self.derivative_samples, len(train_set)), replace=False
         )
-        sample_rows = np.sort(rows)
-
-        def derivative_sample():
-            Xs, ys = train_set.__getitems__(sample_rows)
-            return Xs.to(self.device), ys.to(self.device)
-
+        # Partials of the datasets' methods, not closures: a net must pickle mid-fit
+        # (skorch's Checkpoint with f_pickle does it every epoch).
+        derivative_sample = functools.partial(train_set.gather, np.sort(rows), self.device)
         # The held-out check adds a gradient graph per block: only where it decides.
         holdout_sample = None
         if self.derivative_criterion == "holdout":
             blocks = holdout_blocks(len(valid_set), self.derivative_samples)
-
-            def holdout_sample():
-                return [tuple(t.to(self.device) for t in valid_set.__getitems__(rows))
-                        for rows in blocks]
+            holdout_sample = functools.partial(valid_set.gather_blocks, blocks, self.device)
 
         params = {**self.get_params(deep=False), "batch_size": self.batch_size_}
         earlier = decisions_from_table(self.derivative_history_) if continuing else []

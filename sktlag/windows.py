@@ -252,6 +252,15 @@ class WindowDataset(Dataset):
         yb = self.y[torch.from_numpy(rows)] if self.y is not None else torch.zeros(len(rows))
         return Xb, yb
 
+    def gather(self, indices, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The windows ``indices`` and their targets, on ``device``."""
+        Xb, yb = self.__getitems__(indices)
+        return Xb.to(device), yb.to(device)
+
+    def gather_blocks(self, blocks, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`gather` of each block of indices."""
+        return [self.gather(indices, device) for indices in blocks]
+
 
 def collate_windows(batch):
     """The batch is already stacked by ``WindowDataset.__getitems__``."""

@@ -494,6 +494,26 @@ def test_extra_callbacks_see_every_epoch(series, fast_params):
     assert clone(est).get_params()["callbacks"][0][0] == "count"
 
 
+@pytest.mark.parametrize("criterion", ["relative", "holdout"])
+def test_skorch_checkpoint_can_pickle_the_net_during_a_fit(series, fast_params, tmp_path,
+                                                           criterion):
+    # skorch's Checkpoint(f_pickle=...) pickles the whole net each epoch; the samples the
+    # growth decisions draw were closures, which pickle refuses.
+    import pickle
+
+    from skorch.callbacks import Checkpoint
+
+    X, y = series
+    checkpoint = Checkpoint(monitor=None, f_params=None, f_optimizer=None,
+                            f_criterion=None, f_history=None, f_pickle="net.pkl",
+                            dirname=str(tmp_path))
+    est = TLAGRegressor(**fast_params, derivative_criterion=criterion,
+                        callbacks=[("pickle", checkpoint)], random_state=0).fit(X, y)
+    with open(tmp_path / "net.pkl", "rb") as handle:
+        net = pickle.load(handle)
+    assert len(net.history) == len(est.history_)
+
+
 @pytest.mark.parametrize("name", ["lr_schedule", "clip_gradient", "checkpoint", "growth"])
 def test_a_user_callback_may_not_take_an_own_callbacks_name(series, fast_params, name):
     from skorch.callbacks import Callback
