@@ -369,9 +369,11 @@ def plot_prediction(
         ax.plot(x, sim[:, j], color=_PREDICTED, linewidth=1.0, alpha=0.85, label="predicted")
         seen = np.isfinite(obs[:, j]) & np.isfinite(sim[:, j])
         scores = _scores_text(obs[seen, j], sim[seen, j])
-        ax.set_title(f"{title}, {names[j]}{scores}")
+        # Names and units are the data's text: a $ in them is not mathematics.
+        ax.set_title(f"{title}, {names[j]}{scores}", parse_math=False)
         about = ([] if k == 1 else [names[j]]) + ([units[j]] if units[j] else [])
-        ax.set_ylabel(f"{ylabel} ({', '.join(about)})" if about else ylabel)
+        ax.set_ylabel(f"{ylabel} ({', '.join(about)})" if about else ylabel,
+                      parse_math=False)
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper right", fontsize="small")
     bottom = axes[-1]

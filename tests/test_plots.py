@@ -154,3 +154,16 @@ def test_artifact_prediction_figure_has_the_unit(tmp_path, monkeypatch):
     report.write_artifacts(s.model, tmp_path / "cfs", X_test=s.X_test, y_test=y_test,
                            unit="ft³/s")
     assert labels == ["discharge (m³/s)", "discharge (ft³/s)"]
+
+
+def test_dollar_signs_in_names_are_drawn_as_text():
+    import io
+
+    # matplotlib reads text between two $ as mathematics: a column name such as this
+    # one failed to draw (after the whole fit, in `sktlag run`), others came out garbled.
+    obs = pd.Series(np.arange(10.0), name=r"Q_$\frac$ [m3/s]")
+    fig = plot_prediction(obs, obs + 1)
+    fig.savefig(io.BytesIO(), format="png")
+    ax = fig.axes[0]
+    assert not ax.title.get_parse_math() and not ax.yaxis.label.get_parse_math()
+    assert r"Q_$\frac$" in ax.get_title()
