@@ -366,6 +366,16 @@ def plot_prediction(
             ax.fill_between(x, band[0][:, j], band[1][:, j], color=_PREDICTED, alpha=0.2,
                             linewidth=0, label=label)
         ax.plot(x, obs[:, j], color=_OBSERVED, linewidth=1.0, label="observed")
+        # A line joins neighbouring points only: a day observed between two gaps gets
+        # a marker, or it would be scored in the title but never drawn.
+        observed = np.isfinite(obs[:, j])
+        beside = np.zeros_like(observed)
+        beside[1:] |= observed[:-1]
+        beside[:-1] |= observed[1:]
+        alone = observed & ~beside
+        if alone.any():
+            ax.plot(x[alone], obs[alone, j], color=_OBSERVED, marker=".", markersize=4,
+                    linestyle="none")
         ax.plot(x, sim[:, j], color=_PREDICTED, linewidth=1.0, alpha=0.85, label="predicted")
         seen = np.isfinite(obs[:, j]) & np.isfinite(sim[:, j])
         scores = _scores_text(obs[seen, j], sim[seen, j])

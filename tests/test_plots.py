@@ -167,3 +167,24 @@ def test_dollar_signs_in_names_are_drawn_as_text():
     ax = fig.axes[0]
     assert not ax.title.get_parse_math() and not ax.yaxis.label.get_parse_math()
     assert r"Q_$\frac$" in ax.get_title()
+
+
+def test_an_observed_day_between_gaps_is_drawn():
+    # A line needs two neighbouring points: observations every other day drew nothing,
+    # while the title scored them.
+    obs = np.full(20, np.nan)
+    obs[::2] = np.arange(10.0)
+    obs[6:9] = [3.0, 3.5, 4.0]  # a stretch of three observed days is a line of its own
+    fig = plot_prediction(obs, np.arange(20.0))
+    drawn = [line for line in fig.axes[0].get_lines() if line.get_label() == "observed"
+             or line.get_marker() not in ("None", None, "")]
+    shown = set()
+    for line in drawn:
+        xs, ys = line.get_data()
+        if line.get_marker() in ("None", None, ""):  # a line shows stretches of 2 or more
+            finite = np.isfinite(np.asarray(ys, dtype=float))
+            neighbours = np.convolve(finite, [1, 0, 1], mode="same") > 0
+            shown |= set(np.asarray(xs)[finite & neighbours].tolist())
+        else:
+            shown |= set(np.asarray(xs)[np.isfinite(np.asarray(ys, dtype=float))].tolist())
+    assert shown >= set(np.flatnonzero(np.isfinite(obs)).tolist())
