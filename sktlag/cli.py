@@ -252,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, type=Path, metavar="DIR",
                      help="output directory (must be new or empty unless --force)")
     run.add_argument("--force", action="store_true",
-                     help="replace a non-empty output directory once the new one is complete")
+                     help="replace an output directory of earlier artifacts once the new one is "
+                     "complete")
     data = run.add_argument_group("data")
     data.add_argument("--target", nargs="+", metavar="COL",
                       help="target column(s); default: the column after year, month, day "

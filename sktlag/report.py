@@ -431,7 +431,9 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False,
     ----------
     out_dir : str or path-like
     overwrite : bool, default=False
-        Whether a non-empty directory may be replaced.
+        Whether a non-empty directory may be replaced: one that holds artifacts only
+        (the names of :data:`ARTIFACT_FILES`), or a link to a directory (the link is
+        replaced, the directory it names is kept).
     inputs : sequence of str or path-like, default=()
         Files the run reads (its table): a directory that holds one is never replaced.
 
@@ -439,7 +441,7 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False,
     ------
     FileExistsError
         If it exists and is not a directory, or is a non-empty directory and
-        ``overwrite`` is False.
+        ``overwrite`` is False, or holds anything but artifacts.
     ValueError
         If it is the working directory or holds it, or holds one of ``inputs``: the
         artifacts replace their directory as a whole, which would delete them.
@@ -474,6 +476,18 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False,
                 f"output directory '{given}' holds the input '{held[0]}'; the artifacts "
                 "replace their directory as a whole, which would delete it: choose "
                 "another directory"
+            )
+        # Replacing a directory of earlier artifacts is what overwrite is for; anything
+        # else in it would be deleted with it. (A link is replaced, what it names kept.)
+        others = [] if out_dir.is_symlink() else sorted(
+            path.name + "/" * path.is_dir() for path in out_dir.iterdir()
+            if path.is_dir() or path.name not in ARTIFACT_FILES.values())
+        if others:
+            shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+            raise FileExistsError(
+                f"output directory '{given}' holds {len(others)} entries that are not "
+                f"artifacts ({shown}); replacing it would delete them: choose a new "
+                "directory, or remove them"
             )
     check_destination(given, create_parents=True)
     return out_dir
@@ -564,7 +578,9 @@ def write_artifacts(
         The series labels of ``X_train`` given to ``fit``, if any: the periods are
         then split, and the windows predicted, within each series.
     overwrite : bool, default=False
-        Replace an existing non-empty ``out_dir`` (only after the new one is complete).
+        Replace an existing non-empty ``out_dir`` (only after the new one is complete)
+        that holds artifacts only: a directory with other files is refused, not
+        deleted (:func:`check_output_dir`).
     dpi : int, default=150
         Resolution of the figures.
     metadata : dict, optional

@@ -60,7 +60,7 @@ def run(tmp_path_factory):
     table = research_table(base / "lahn.csv", slice(0, N_ROWS))
     out = base / "out"
     out.mkdir()
-    (out / "stale.txt").write_text("from an earlier run")
+    (out / "metrics.json").write_text("{}")  # from an earlier run
     code, stdout, stderr = run_main(["run", table, "--out", out, "--force", *FAST_OPTIONS])
     return {"base": base, "table": table, "out": out, "code": code, "stdout": stdout,
             "stderr": stderr}

@@ -200,10 +200,26 @@ def test_each_output_is_scored_on_its_own_observed_days():
 def test_overwrite_replaces_the_directory_as_a_whole(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "old.txt").write_text("old")
+    (out / "metrics.json").write_text("{}")  # a part of an earlier run
     paths = write_artifacts(study().model, out, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths.values())
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+@pytest.mark.parametrize("other", ["thesis.docx", "data/", "metrics.json/"])
+def test_overwrite_never_deletes_what_is_not_an_artifact(tmp_path, other):
+    # Replacing a directory replaces everything in it: one of earlier artifacts only.
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "lstm_loss.png").write_text("old")
+    if other.endswith("/"):
+        (out / other).mkdir()
+    else:
+        (out / other).write_text("keep")
+    with pytest.raises(FileExistsError, match=f"holds 1 entries that are not artifacts "
+                                              f"\\({other}\\)"):
+        write_artifacts(study().model, out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted(["lstm_loss.png", other.strip("/")])
 
 
 def test_overwriting_a_link_to_a_directory_leaves_neither_link_nor_its_target_changed(
@@ -223,7 +239,7 @@ def test_overwriting_a_link_to_a_directory_leaves_neither_link_nor_its_target_ch
 def test_a_replaced_directory_that_cannot_be_removed_is_warned_about(tmp_path, monkeypatch):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "old.txt").write_text("old")
+    (out / "metrics.json").write_text("{}")
     monkeypatch.setattr(report_module.shutil, "rmtree", lambda path, ignore_errors: None)
     with pytest.warns(UserWarning, match="could not be removed completely"):
         write_artifacts(study().model, out, overwrite=True)
@@ -239,11 +255,11 @@ def test_an_error_leaves_no_partial_output(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
     old = tmp_path / "old"
     old.mkdir()
-    (old / "previous.json").write_text("{}")
+    (old / "metrics.json").write_text("{}")
     with pytest.raises(RuntimeError, match="plotting failed"):
         write_artifacts(study().model, old, overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == ["old"]
-    assert [p.name for p in old.iterdir()] == ["previous.json"]
+    assert [p.name for p in old.iterdir()] == ["metrics.json"]
 
 
 def test_derivative_table_of_a_model_without_decisions(artifacts):
