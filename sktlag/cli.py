@@ -580,8 +580,11 @@ def _run(args) -> int:
         if not args.quiet:
             print("  growth decisions:")
             print("\n".join("  " + line for line in _growth_lines(member)))
-    print(f"test metrics ({_span(X_test.index)}):")
-    print("\n".join("  " + line for line in _metric_lines(metrics)))
+    observed = (metrics["periods"].get("test") or {}).get("n_scored", len(X_test))
+    unobserved = f", {observed} observed" if observed < len(X_test) else ""
+    print(f"test metrics ({_span(X_test.index)}{unobserved}):")
+    lines = _metric_lines(metrics) or ["none: no test day is observed"]
+    print("\n".join("  " + line for line in lines))
     print(f"artifacts in {out_dir}/:")
     for path in paths.values():
         print(f"  {path.name:<40} {path.stat().st_size / 1024:>8.1f} KiB")

@@ -458,6 +458,7 @@ def test_missing_target_option(tmp_path):
     assert scores["rmse"] == pytest.approx(np.sqrt(np.mean((obs - sim) ** 2)), rel=1e-9)
     for name in ("kge", "kge_prime", "log_nse", "fhv"):
         assert np.isfinite(scores[name]), name
+
     # Training and validation windows that end on a gap are left out, not scored as NaN.
     for period in ("train", "validation"):
         entry = metrics["periods"][period]
@@ -468,6 +469,21 @@ def test_missing_target_option(tmp_path):
     split = metrics["metadata"]["split"]
     assert (split["training_windows"] + split["validation_windows"] + lookback - 1
             == windows_on_observed_days)
+    n_test = N_ROWS - n_fit
+    assert f", {n_test} days, {n_test - len(test_gaps)} observed):" in stdout
+
+
+def test_a_test_period_without_observations_says_so(tmp_path):
+    table = research_table(tmp_path / "unobserved.csv", slice(0, N_ROWS))
+    frame = pd.read_csv(table)
+    frame.loc[int(0.8 * N_ROWS):, "q_kalkofen"] = np.nan
+    frame.to_csv(table, index=False)
+    code, stdout, stderr = run_main(["run", table, "--out", tmp_path / "out",
+                                     "--missing-target", "mask", *FAST_OPTIONS])
+    assert code == 0, stderr
+    block = stdout.split("test metrics", 1)[1].splitlines()
+    assert block[0].endswith(", 80 days, 0 observed):")
+    assert block[1] == "  none: no test day is observed"
 
 
 # A run that trains for minutes unless stopped: the research preset's patience of 150
