@@ -617,7 +617,10 @@ def write_artifacts(
     staging = _fresh_sibling(out_dir, "tmp")
     written: dict[str, Path] = {}
 
+    making: list[str] = []  # the artifact being made, for the message of an error
+
     def target(key: str) -> Path:
+        making[:] = [ARTIFACT_FILES[key]]
         written[key] = out_dir / ARTIFACT_FILES[key]
         return staging / ARTIFACT_FILES[key]
 
@@ -677,7 +680,15 @@ def write_artifacts(
             _json_text(metrics_summary(model, periods, names=names, metadata=metadata,
                                        intervals=intervals)),
             encoding="utf-8")
+        making.clear()
         _publish(staging, out_dir, overwrite)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not making:
+            raise
+        # A full disk or a file size limit: say which file, for which directory.
+        raise OSError(exc.errno, f"cannot write {making[0]} for '{out_dir}': "
+                                 f"{exc.strerror or exc}") from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -262,6 +262,22 @@ def test_an_error_leaves_no_partial_output(tmp_path, monkeypatch):
     assert [p.name for p in old.iterdir()] == ["metrics.json"]
 
 
+def test_a_failed_write_names_the_artifact_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    # The error used to be the bare "[Errno 28] No space left on device".
+    monkeypatch.setattr(report_module, "write_table", full)
+    s = study()
+    with pytest.raises(OSError, match="cannot write predictions.xlsx for '.*out': No space") \
+            as info:
+        write_artifacts(s.model, tmp_path / "out", X_test=s.X_test, y_test=s.y_test)
+    assert info.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_derivative_table_of_a_model_without_decisions(artifacts):
     model = load_model(artifacts[1]["model"])
     est = model[-1]
