@@ -594,6 +594,9 @@ def _check_solver(method: str, max_hvp: int) -> None:
         raise ValueError(f"method must be one of {EIGENSOLVERS}, got {method!r}")
     if max_hvp < 1:
         raise ValueError(f"max_hvp must be >= 1, got {max_hvp}")
+    if method == "power" and max_hvp < 2:
+        # One product for the spectral radius, at least one to iterate.
+        raise ValueError(f"method='power' needs max_hvp >= 2, got {max_hvp}")
 
 
 def _solver(method: str, n: int, max_hvp: int, seed: int, tol: float) -> _Solver:

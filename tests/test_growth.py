@@ -143,6 +143,10 @@ def test_eigen_solver_budget_is_never_exceeded():
         assert res.n_hvp == op.calls - before <= 7
     with pytest.raises(ValueError, match="method"):
         top_eigenpair(op, n, method="qr")
+    # The power iteration needs a product for the spectral radius and one to iterate:
+    # with a budget of one it made two.
+    with pytest.raises(ValueError, match="method='power' needs max_hvp >= 2, got 1"):
+        top_eigenpair(op, n, method="power", max_hvp=1)
 
 
 def test_zero_operator_gives_zero():
