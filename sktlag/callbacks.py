@@ -694,6 +694,7 @@ class TopologicalGrowth(Callback):
             return None
         return GrowthDecision(
             derivatives=[], position=None, inserted=False, rule="validation",
+            criterion=self._criterion(),
             reason=(f"validation: {net.module_.num_layers} layers reached {score:.4f}, not "
                     f"more than {self.min_improvement:g} above the best {best_before:.4f}"),
         )
@@ -720,7 +721,12 @@ class TopologicalGrowth(Callback):
             return GrowthDecision(
                 derivatives=[], position=None, inserted=False, rule="not_computable",
                 reason=f"not computable ({type(exc).__name__}: {exc})",
+                criterion=self._criterion(),
             )
+
+    def _criterion(self) -> str:
+        """The criterion the fit's decisions compare (the decisions' default if unset)."""
+        return self.grow_kwargs.get("criterion", GrowthDecision.criterion)
 
     def on_epoch_begin(self, net, **kwargs):
         # The stop is raised at the start of the next epoch, not at the end of the one

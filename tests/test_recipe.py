@@ -257,6 +257,17 @@ def test_validation_rule_ends_growth_without_computing_derivatives(data):
     assert est.n_layers_ == est.growth_history_[int(np.argmax(scores))]["n_layers"]
 
 
+def test_a_validation_stop_records_the_fits_criterion(data):
+    # The stop row said "relative" (the field's default) in a fit deciding by holdout.
+    X, y = data
+    params = {**FAST, "max_epochs": 20, "max_layers": 3}
+    est = TLAGRegressor(**params, min_improvement=1.0, topo_derivative_threshold=-np.inf,
+                        derivative_criterion="holdout", random_state=0).fit(X, y)
+    dh = est.derivative_history_
+    assert list(dh["rule"]) == ["inserted", "validation"]
+    assert list(dh["criterion"]) == ["holdout", "holdout"]
+
+
 @pytest.mark.parametrize(("min_improvement", "rule"), [(1.0, "validation"),
                                                        (-np.inf, "max_epochs")])
 def test_the_validation_rule_judges_the_architecture_that_ends_with_the_budget(
