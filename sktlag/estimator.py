@@ -425,8 +425,10 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         ``inf`` disables growth (a fixed-depth LSTM). With
         ``derivative_criterion="relative"`` the derivative is ``d / (2 L)``: the
         relative decrease of the sample loss ``L`` that a new layer promises per unit of
-        its parameters' squared norm (second order, along its best direction), the same
-        on any basin and target scaling. The default asks a layer to promise at least a
+        its parameters' squared norm (second order, along its best direction, with the
+        downstream adjoint held fixed as the method's derivative is defined: an
+        optimistic figure, checked on the real loss by the backtracking search), the
+        same on any basin and target scaling. The default asks a layer to promise at least a
         0.1 % lower loss at the starting scale 0.1; measured values were 0.11 to 3.1 on
         basins the network learned and mostly below 0.1 where it learned nothing
         (``docs/benchmarks.md``, section 3).

@@ -7,7 +7,8 @@ first order in its output, by ``a_l . LSTM_theta(h_l)``. The Hamiltonian
 
     H_l(theta) = - sum_{b,t} a_l[b, t] . LSTM_theta(h_l)[b, t]
 
-(``a_l`` and ``h_l`` held fixed) is the loss decrease a new layer promises. At
+(``a_l`` and ``h_l`` held fixed) is the loss decrease a new layer promises to first
+order in its output. At
 ``theta = 0`` the layer outputs exactly zero, so insertion there preserves the network
 function; the *topological derivative* ``d_l`` is the largest algebraic eigenvalue of
 the Hessian of ``H_l`` at 0, and its unit eigenvector ``phi_l`` is the direction the new
@@ -45,12 +46,18 @@ couples only the candidate block's input weights and biases with the other gates
 input weights and biases and with the candidate block's recurrent weights, which is
 the reflection symmetry above seen from the other side.
 
-With ``theta = eps * phi`` the sample loss changes by about
-``-eps * (grad H_l(0) . phi) - eps^2 / 2 * d_l``. The loss is a mean, so ``d_l`` scales
-with the loss (with the square of the target scale): the *relative derivative*
-``d_l / (2 * loss)`` (:func:`relative_derivative`), the predicted relative decrease of the
-sample loss per unit squared norm of the new layer's parameters, is what one threshold
-can compare on every basin. It is the default criterion of :func:`grow`.
+With ``theta = eps * phi`` the Hamiltonian promises a loss change of
+``-eps * (grad H_l(0) . phi) - eps^2 / 2 * d_l``. That is not the loss's own second-order
+change: holding ``a_l`` fixed leaves out the loss's curvature in the new layer's output
+(``J^T (d^2 Loss / dh_l^2) J`` for the layer's Jacobian ``J``, a Gauss-Newton term that
+is positive semi-definite for the squared error at the head), so along ``phi_l`` the real
+loss can even curve upwards where ``d_l > 0``. The first-order term is exact; the
+backtracking search of :func:`grow` checks the real loss before a layer is kept. The
+loss is a mean, so ``d_l`` scales with the loss (with the square of the target scale):
+the *relative derivative* ``d_l / (2 * loss)`` (:func:`relative_derivative`), the
+relative decrease the Hamiltonian promises per unit squared norm of the new layer's
+parameters, is what one threshold can compare on every basin. It is the default
+criterion of :func:`grow`.
 
 The eigenvector is the best of thousands of directions on its sample, so ``d_l`` is
 biased upwards by whatever noise it can fit. :func:`holdout_gains` re-measures each
@@ -769,9 +776,11 @@ def top_eigenpairs(
 def relative_derivative(derivative: float, loss: float) -> float:
     """The topological derivative as a relative loss decrease: ``d / (2 * loss)``.
 
-    With the new layer at ``theta = eps * phi`` the sample loss is about
-    ``loss - eps * (grad H(0) . phi) - eps^2 / 2 * d``. The second-order decrease,
-    relative to the loss and per unit ``eps^2 = ||theta||^2``, is ``d / (2 * loss)``:
+    With the new layer at ``theta = eps * phi`` the Hamiltonian promises a loss of
+    ``loss - eps * (grad H(0) . phi) - eps^2 / 2 * d`` (a promise, not a prediction:
+    the loss's own curvature in the layer's output is left out; see the module notes).
+    The promised second-order decrease, relative to the loss and per unit
+    ``eps^2 = ||theta||^2``, is ``d / (2 * loss)``:
     dimensionless, unchanged when the targets (and so the predictions) are rescaled,
     and independent of the sample size because the loss is a mean. A threshold on it
     means the same on every basin; a threshold on ``d`` does not (``d`` scales with the
