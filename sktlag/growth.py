@@ -1386,8 +1386,11 @@ def _insert_with_backtracking(
         layer = module.insert_layer(best.position)
         params.update(layer.lstm.named_parameters())
         if np.any(best.direction):
+            # Judged against the zero layer's loss by the same forward pass as the
+            # scales: on a GPU the decision's own loss came under other backend settings
+            # (no TF32), whose rounding is as large as the gains judged here.
             scale, steps, new_loss = backtracking_scale(
-                loss_at, decision.loss_before,
+                loss_at, loss_at(0.0),
                 init_scale=init_scale, min_scale=min_scale, tolerance=tolerance,
             )
         else:  # a zero layer ("append_zero"): every scale gives it, record none

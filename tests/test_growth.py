@@ -226,6 +226,31 @@ def test_derivatives_cover_every_position_and_equal_dense_truth():
         assert np.isclose(d.derivative, truth[-1], rtol=1e-6)
 
 
+def test_backtracking_judges_scales_against_the_same_forward_pass(monkeypatch):
+    # On a GPU the decision's loss is computed under other backend settings (no TF32)
+    # than the scales tried: a base rounded lower refused every scale and recorded that
+    # base as the loss after; one rounded higher would accept a scale that raises it.
+    import sktlag.growth as growth_module
+
+    found_by = growth_module.topological_derivatives
+
+    def rounded_lower(*args, **kwargs):
+        found, loss = found_by(*args, **kwargs)
+        return found, 0.5 * loss
+
+    monkeypatch.setattr(growth_module, "topological_derivatives", rounded_lower)
+    m, X, y = _tiny_network(layers=2)
+    m.eval()
+    with torch.no_grad():
+        before = float(masked_mse(m(X), y))
+    decision = grow(m, X, y, masked_mse, threshold=-np.inf, max_layers=5, max_hvp=60,
+                    init_scale=1.0, min_scale=1e-3, tolerance=0.0)
+    with torch.no_grad():
+        after = float(masked_mse(m(X), y))
+    assert decision.inserted and decision.scale > 0
+    assert decision.loss_after == pytest.approx(after, rel=1e-12) and after <= before
+
+
 def test_grow_inserts_where_largest_and_never_raises_the_sample_loss():
     m, X, y = _tiny_network(layers=2)
     m.eval()
