@@ -1295,7 +1295,11 @@ def grow(
     )
     compared = {"relative": relative, "raw": values, "holdout": held_out}[criterion]
     name = _CRITERION_NAMES[criterion]
-    if not all(math.isfinite(v) for v in [*values, *compared, loss]):
+    # A held-out statistic is +-inf where the blocks agree exactly: evidence, not a
+    # failure; NaN is what it cannot compute.
+    computed = (lambda v: not math.isnan(v)) if criterion == "holdout" else math.isfinite
+    if not (all(math.isfinite(v) for v in [*values, loss])
+            and all(computed(v) for v in compared)):
         causes = [f"position {d.position}: {d.error}" for d in found if d.error]
         cause = causes[0] if causes else f"non-finite {name}s {compared} or loss {loss}"
         warnings.warn(

@@ -1,6 +1,7 @@
 """The growth math on tiny float64 models, against dense truth."""
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -249,6 +250,22 @@ def test_backtracking_judges_scales_against_the_same_forward_pass(monkeypatch):
         after = float(masked_mse(m(X), y))
     assert decision.inserted and decision.scale > 0
     assert decision.loss_after == pytest.approx(after, rel=1e-12) and after <= before
+
+
+def test_blocks_that_agree_exactly_are_the_strongest_evidence(monkeypatch):
+    # Identical held-out gains give a t statistic of +inf, which holdout_statistic
+    # documents; grow took it for a value it could not compute and stopped growth.
+    import sktlag.growth as growth_module
+
+    m, X, y = _tiny_network(layers=2)
+    monkeypatch.setattr(growth_module, "holdout_gains",
+                        lambda *args, **kwargs: np.array([[0.5, 0.2]] * 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        decision = grow(m, X, y, masked_mse, threshold=2.0, max_layers=5, max_hvp=20,
+                        criterion="holdout", holdout=[(X, y)] * 3)
+    assert decision.holdout_statistics[0] == np.inf
+    assert decision.inserted and decision.position == 1
 
 
 def test_grow_inserts_where_largest_and_never_raises_the_sample_loss():
