@@ -189,6 +189,11 @@ class GrowingLSTM(nn.Module):
         unknown = set(params) - {name for name, _ in layer.lstm.named_parameters()}
         if unknown:
             raise ValueError(f"unknown LSTM parameter names: {sorted(unknown)}")
+        for name, p in layer.lstm.named_parameters():
+            if name in params and tuple(params[name].shape) != tuple(p.shape):
+                # copy_ would broadcast a vector to every row.
+                raise ValueError(f"{name} has shape {tuple(params[name].shape)}, the "
+                                 f"layer's {tuple(p.shape)}")
         with torch.no_grad():
             for name, p in layer.lstm.named_parameters():
                 p.copy_(params[name]) if name in params else p.zero_()

@@ -34,3 +34,13 @@ def test_masked_mse_without_gaps_is_the_mse_and_with_nothing_observed_is_zero():
     assert empty.item() == 0.0 and (y_pred.grad == 0).all()
     # The criterion module reshapes skorch's targets to the predictions' shape.
     torch.testing.assert_close(MaskedMSELoss()(y_pred, y_true.ravel()), F.mse_loss(y_pred, y_true))
+
+
+def test_shapes_that_disagree_are_named():
+    # (4, 1) against (4,) broadcast to a 4 x 4 difference: an MSE of 4 where it is 1.
+    with pytest.raises(ValueError, match=r"y_pred has shape \(4, 1\), y_true \(4,\)"):
+        masked_mse(torch.zeros(4, 1), torch.ones(4))
+    with pytest.raises(ValueError, match=r"y_pred has shape \(4, 2\), y_true \(4,\)"):
+        MaskedMSELoss()(torch.zeros(4, 2), torch.ones(4))
+    # skorch hands one output's targets as a vector: the same values, reshaped.
+    assert MaskedMSELoss()(torch.zeros(4, 1), torch.ones(4)).item() == 1.0

@@ -63,6 +63,10 @@ def test_insert_with_params_changes_output_and_validates():
         m.insert_layer(0)
     with pytest.raises(ValueError, match="unknown LSTM parameter"):
         m.insert_layer(1, {"weight": w})
+    # A vector of 5 was broadcast to every row of the 20 x 5 matrix.
+    with pytest.raises(ValueError, match=r"weight_ih_l0 has shape \(5,\), the layer's \(20, 5\)"):
+        m.insert_layer(1, {"weight_ih_l0": w[0]})
+    assert m.num_layers == 3
 
 
 def test_spec_round_trip_rebuilds_the_same_network():
