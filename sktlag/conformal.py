@@ -32,6 +32,7 @@ every way the scores were gathered (:class:`sktlag.TLAGEnsemble` says which).
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections import deque
 from numbers import Real
@@ -50,6 +51,7 @@ __all__ = [
     "interval_bounds",
     "interval_coverage",
     "interval_scale",
+    "level_key",
     "min_calibration_scores",
     "predictive_draws",
     "scale_levels",
@@ -90,9 +92,21 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     """The finite-sample conformal quantile of ``scores`` at ``level``.
 
     The ``ceil((n + 1) * level)``-th smallest score (the ``floor((n + 1) * level)``-th
-    for a lower level below 0.5); beyond the scores' range, the extreme score.
+    for a lower level below 0.5); beyond the scores' range, the extreme score. Scores
+    that are not finite are left out, as everywhere in this module.
     """
-    return _ordered_quantile(np.sort(scores), level)
+    if not 0.0 <= level <= 1.0:  # NaN fails too
+        raise ValueError(f"level must be in [0, 1], got {level!r}")
+    scores = np.asarray(scores, dtype=np.float64)
+    ordered = np.sort(scores[np.isfinite(scores)])
+    if not len(ordered):
+        raise ValueError("no finite scores to take a quantile of")
+    return _ordered_quantile(ordered, level)
+
+
+def level_key(coverage: float) -> str:
+    """The key of a coverage's entry in the scores of :func:`score_bands`: ``"0.9"``."""
+    return f"{coverage:g}"
 
 
 def _snapped(position: float) -> float:
@@ -381,7 +395,7 @@ def score_bands(
     Returns
     -------
     outputs : list of dict
-        One per output. ``levels``: per coverage (keyed ``f"{c:g}"``),
+        One per output. ``levels``: per coverage (keyed :func:`level_key`),
         :func:`interval_coverage` of its band and ``spans_all_scores``, whether the
         output has fewer calibration scores than the coverage needs
         (:func:`min_calibration_scores`: the band then spans all of them and covers
@@ -389,6 +403,12 @@ def score_bands(
         distribution ``mean + scale * r`` over the calibration scores ``r``
         (``scoringrules.crps_ensemble``, units of ``y``; NaN without observations).
     """
+    levels = sorted(set(coverages))
+    for low, high in itertools.pairwise(levels):
+        if level_key(low) == level_key(high):
+            raise ValueError(f"coverages {low!r} and {high!r} would both be keyed "
+                             f"'{level_key(low)}': give coverages that differ in the first "
+                             "six digits")
     # Imported here: it takes seconds to import, and only scoring needs it.
     import scoringrules
 
@@ -407,7 +427,7 @@ def score_bands(
                 if seen.any() else None)
         n_scores = int(np.isfinite(calibration[:, k]).sum())
         outputs.append({
-            "levels": {f"{c:g}": {**interval_coverage(y[:, k], low[:, k], high[:, k],
+            "levels": {level_key(c): {**interval_coverage(y[:, k], low[:, k], high[:, k],
                                                        high_flow[k]),
                                   "spans_all_scores": n_scores < min_calibration_scores(c)}
                        for c, (low, high) in bands.items()},

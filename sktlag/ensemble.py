@@ -69,6 +69,7 @@ from .conformal import (
     check_rate,
     interval_bounds,
     interval_scale,
+    level_key,
     min_calibration_scores,
     predictive_draws,
     scale_levels,
@@ -543,7 +544,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         scored = score_bands(y2, mean, scale, self.calibration_scores_,
                              sorted({coverage, *coverages}), self.high_flow_threshold_, adaptive,
                              adapt_rate, self._starts(groups, len(mean)), self._limit())
-        outputs = [{**out["levels"][f"{coverage:g}"], **out} for out in scored]
+        outputs = [{**out["levels"][level_key(coverage)], **out} for out in scored]
         return {"nominal_coverage": coverage, "method": "adaptive" if adaptive else "fixed",
                 "calibration": self.calibration, "scale": self.scale,
                 # The limit the bands were raised to (the fit's, whatever the parameter

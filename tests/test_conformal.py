@@ -269,3 +269,22 @@ def test_calibration_of_another_number_of_outputs_is_refused(n_columns):
         adaptive_levels(calibration, np.zeros((4, 3)), 0.8, 0.01)
     with pytest.raises(ValueError, match=words):
         predictive_draws(mean, scale, calibration)
+
+
+def test_conformal_quantile_refuses_what_it_cannot_rank():
+    # NaN is left out as everywhere in the module (it made the upper quantile NaN and
+    # left the lower one a number); nothing to rank and levels outside [0, 1] are named.
+    assert conformal_quantile(np.array([1.0, 2.0, np.nan]), 0.9) == 2.0
+    with pytest.raises(ValueError, match="no finite scores"):
+        conformal_quantile(np.array([np.nan]), 0.5)
+    for level in (1.5, -0.1, np.nan):
+        with pytest.raises(ValueError, match="level must be in"):
+            conformal_quantile(np.arange(5.0), level)
+
+
+def test_coverages_that_would_share_a_key_are_refused():
+    # Both are written "1" in metrics.json: one of them was lost.
+    y = np.zeros((5, 1))
+    with pytest.raises(ValueError, match="0.9999999 and 0.99999999 would both be keyed '1'"):
+        score_bands(y, y, np.ones((5, 1)), np.ones((20, 1)), [0.9999999, 0.99999999],
+                    np.array([1.0]))
