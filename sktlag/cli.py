@@ -567,9 +567,11 @@ def _run(args) -> int:
     metrics = json.loads(paths["metrics_json"].read_text(encoding="utf-8"))
     print()
     if interrupted:
+        held = ("the best state so far" if any(len(m.history_) for m in members)
+                else "the untrained network (no epoch completed)")
         print("training was interrupted: the artifacts are marked as interrupted")
-        print(f"sktlag: training interrupted; the artifacts in {out_dir} hold the best "
-              "state so far", file=sys.stderr)
+        print(f"sktlag: training interrupted; the artifacts in {out_dir} hold {held}",
+              file=sys.stderr)
     print(f"fitted in {seconds:.0f} s")
     print(f"  batch size {_batch_line(members[0], len(periods['train']))}")
     for i, member in enumerate(members, start=1):

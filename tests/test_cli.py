@@ -404,6 +404,21 @@ def test_ctrl_c_during_training_still_writes_the_artifacts(run, tmp_path, monkey
     assert sorted(p.name for p in out.iterdir()) == sorted(ARTIFACT_FILES.values())
 
 
+def test_ctrl_c_before_the_first_epoch_ends_says_the_network_is_untrained(
+        run, tmp_path, monkeypatch):
+    def interrupt_the_first_epoch(self, net, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.EpochProgressBar, "on_epoch_begin", interrupt_the_first_epoch,
+                        raising=False)
+    out = tmp_path / "out"
+    code, _, stderr = run_main(["run", run["table"], "--out", out, *FAST_OPTIONS])
+    assert code == 130, stderr
+    # "the best state so far" said of a network that never trained.
+    assert "hold the untrained network (no epoch completed)" in stderr
+    assert json.loads((out / "metrics.json").read_text())["epochs_trained"] == 0
+
+
 def test_ctrl_c_while_writing_leaves_no_directory(run, tmp_path, monkeypatch):
     from sktlag import report
 
