@@ -27,6 +27,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -151,6 +152,10 @@ class _LinesAboveBar(io.TextIOBase):
         self._stream.flush()
 
 
+#: An ANSI colour (select graphic rendition) escape sequence.
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+
+
 class _ReaderMayLeave(io.TextIOBase):
     """Standard output that outlives its reader (``sktlag run ... | head``).
 
@@ -162,6 +167,7 @@ class _ReaderMayLeave(io.TextIOBase):
     def __init__(self, stream):
         self._stream = stream
         self._gone = False
+        self._terminal = bool(getattr(stream, "isatty", lambda: False)())
 
     def writable(self) -> bool:
         return True
@@ -179,7 +185,9 @@ class _ReaderMayLeave(io.TextIOBase):
     def write(self, text: str) -> int:
         if not self._gone:
             try:
-                self._stream.write(text)
+                # skorch colours the epoch table's losses on any stream: off a
+                # terminal (a log, a pipe) the escape codes are noise.
+                self._stream.write(text if self._terminal else _COLOUR.sub("", text))
             except OSError as exc:
                 self._leave_if_gone(exc)
         return len(text)

@@ -66,6 +66,11 @@ def run(tmp_path_factory):
             "stderr": stderr}
 
 
+def test_the_epoch_table_has_no_colour_codes_off_a_terminal(run):
+    # skorch colours the losses whatever the stream: escape codes in a log or a pipe.
+    assert "train_loss" in run["stdout"] and "\x1b[" not in run["stdout"]
+
+
 def test_run_writes_every_artifact(run):
     assert run["code"] == 0, run["stderr"]
     assert sorted(p.name for p in run["out"].iterdir()) == sorted(ARTIFACT_FILES.values())
