@@ -267,7 +267,8 @@ def prediction_table(
     observations) leaves out the observed columns. The index is a
     :class:`pandas.DatetimeIndex` named ``"date"`` when ``dates`` are known (then
     :func:`sktlag.io.read_table` reads the written table back, given
-    ``target="observed"``), a row number otherwise.
+    ``target="observed"``), a row number otherwise; dates with a time zone are given as
+    their local wall time (a spreadsheet holds none).
     """
     sim = np.asarray(y_pred, dtype=float).reshape(len(y_pred), -1)
     obs = None if y_true is None else np.asarray(y_true, dtype=float).reshape(sim.shape)
@@ -286,6 +287,8 @@ def prediction_table(
             columns[f"{key}{suffix}"] = values[:, j]
     if dates is not None:
         index = pd.DatetimeIndex(dates, name="date")
+        if index.tz is not None:
+            index = index.tz_localize(None)  # a spreadsheet holds no time zone
     else:
         index = pd.RangeIndex(len(sim), name="row")
     return pd.DataFrame(columns, index=index)

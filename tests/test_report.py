@@ -278,6 +278,15 @@ def test_a_failed_write_names_the_artifact_and_leaves_nothing(tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_dates_with_a_time_zone_are_written_as_their_wall_time(tmp_path):
+    # Excel holds no time zone: pandas refused to write them, after the whole work.
+    s = study()
+    X_test = s.X_test.tz_localize("Europe/Berlin")
+    paths = write_artifacts(s.model, tmp_path / "out", X_test=X_test, y_test=s.y_test)
+    table = pd.read_excel(paths["predictions_xlsx"], index_col="date")
+    assert (table.index == s.X_test.index).all()
+
+
 def test_derivative_table_of_a_model_without_decisions(artifacts):
     model = load_model(artifacts[1]["model"])
     est = model[-1]
