@@ -480,10 +480,13 @@ def _target_names(y) -> list[str]:
     return [str(c) for c in y.columns] if isinstance(y, pd.DataFrame) else [str(y.name)]
 
 
-def _lowest_value(y) -> float | None:
-    """The lowest value of an ensemble's bands: 0 where every target is a discharge
-    (never negative), no limit for any other target."""
-    return 0.0 if all(means_discharge(name) for name in _target_names(y)) else None
+def _lowest_value(y) -> float | list[float] | None:
+    """The lowest value of an ensemble's bands: 0 for a target that is a discharge
+    (never negative), no limit (-inf) for any other; one number where they agree."""
+    limits = [0.0 if means_discharge(name) else -math.inf for name in _target_names(y)]
+    if len(set(limits)) > 1:
+        return limits
+    return None if limits[0] == -math.inf else limits[0]
 
 
 def _growth_lines(est: TLAGRegressor) -> list[str]:
@@ -643,13 +646,25 @@ def _number(value, spec: str) -> str:
     return "n/a" if value is None or value != value else format(value, spec)
 
 
+def _floor_text(limit, bands: dict) -> str:
+    """``, never below 0`` for the limit of ``metrics.json`` (absent in files of sktlag
+    0.2.0): one for every output, or per output where they differ."""
+    if limit is None:
+        return ""
+    if not isinstance(limit, list):
+        return f", never below {limit:g}"
+    outputs = next(iter(bands.values()))
+    return "".join(f", {output} never below {float(value):g}"
+                   for output, value in zip(outputs, limit, strict=True)
+                   if float(value) != -math.inf)
+
+
 def _interval_lines(intervals: dict | None) -> list[str]:
     """Per band and output of ``metrics.json``: coverage at every level, width, high flows."""
     if not intervals:
         return []
     nominal = f"{intervals['nominal_coverage']:.0%}"
-    limit = intervals.get("min_value")  # absent in files of sktlag 0.2.0
-    floor = "" if limit is None else f", never below {limit:g}"
+    floor = _floor_text(intervals.get("min_value"), intervals["bands"])
     described = {
         "fixed": f"fixed band (calibrated on {CALIBRATION_WINDOWS[intervals['calibration']]}"
                  f", scale {intervals['scale']}{floor})",

@@ -98,6 +98,14 @@ CALIBRATION_WINDOWS = {
 }
 
 
+def _plain_limit(limit: np.ndarray | None) -> float | list[float] | None:
+    """The lowest values of the bands as the scores report them: None, one number for
+    every output, or one per output where they differ (-inf: none)."""
+    if limit is None:
+        return None
+    return float(limit[0]) if (limit == limit[0]).all() else limit.tolist()
+
+
 def _as_2d(y) -> np.ndarray:
     y = np.asarray(y, dtype=np.float64)
     return y.reshape(y.shape[0], -1)
@@ -161,13 +169,14 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         typical value. On new years of eleven basins both bands held their coverage
         alike, and the flow scale's adaptive band covered more of the high flows
         (``docs/forecasting.md``).
-    min_value : float or None, default=None
+    min_value : float, array-like of shape (n_outputs,) or None, default=None
         The lowest value of the bands and of the predictive distribution's draws (None:
-        no limit). For discharge, 0: a band reaching below zero on a dry day spends its
-        width on flows that cannot occur. An observation at or above it is inside the
-        raised band whenever it was inside the band; one below it is outside, so give
-        it only for a target that cannot go below it (``sktlag run`` gives 0 where the
-        target's name means discharge).
+        no limit), for every output or one per output (-inf: none for that output).
+        For discharge, 0: a band reaching below zero on a dry day spends its width on
+        flows that cannot occur. An observation at or above it is inside the raised
+        band whenever it was inside the band; one below it is outside, so give it only
+        for a target that cannot go below it (``sktlag run`` gives 0 to each target
+        whose name means discharge).
 
     Attributes
     ----------
@@ -214,7 +223,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         "random_state": ["random_state"],
         "calibration": [StrOptions({"validation", "blocks"})],
         "scale": [StrOptions({"spread", "flow"})],
-        "min_value": [Interval(Real, None, None, closed="neither"), None],
+        "min_value": [Interval(Real, None, None, closed="neither"), "array-like", None],
     }
 
     def __init__(self, estimator=None, n_members=5, n_jobs=None, random_state=None,
@@ -245,8 +254,9 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         -------
         self : TLAGEnsemble
         """
-        if isinstance(self.min_value, bool):  # a Real to Python, a slip to anyone
-            raise ValueError(f"min_value must be a number or None, got {self.min_value!r}")
+        # Checked before any member trains; y is read only for a limit per output.
+        per_output = not (self.min_value is None or isinstance(self.min_value, Real))
+        self._lowest_values(_as_2d(y).shape[1] if per_output and y is not None else 1)
         with self._unchanged_if_fit_fails():
             template = self._template()
             rng = check_random_state(self.random_state)
@@ -272,7 +282,25 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                 del self.feature_names_in_
             self.n_outputs_ = first.n_outputs_
             self._calibrate(X, y, groups, blocks if self.calibration == "blocks" else None)
+            self.min_value_ = self._lowest_values(self.n_outputs_)
         return self
+
+    def _lowest_values(self, n_outputs: int) -> np.ndarray:
+        """``min_value`` as one limit per output (-inf: none), or a clear error."""
+        if isinstance(self.min_value, bool):  # a Real to Python, a slip to anyone
+            raise ValueError(f"min_value must be a number or None, got {self.min_value!r}")
+        if self.min_value is None:
+            return np.full(n_outputs, -np.inf)
+        if isinstance(self.min_value, Real):
+            return np.full(n_outputs, float(self.min_value))
+        values = np.asarray(self.min_value, dtype=np.float64)
+        if values.shape != (n_outputs,):
+            raise ValueError(f"min_value has {values.size} values for {n_outputs} outputs: "
+                             "give one number, or one per output")
+        if np.isnan(values).any() or np.isposinf(values).any():
+            raise ValueError(f"min_value must hold numbers or -inf (no limit), got "
+                             f"{values.tolist()}")
+        return values
 
     def _held_out_blocks(self, members, y, groups):
         """Members that each never train on one block of the training part.
@@ -325,8 +353,6 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         _, valid = fit_split(y2, template.lookback, template.validation_fraction,
                              None if groups is None else np.asarray(groups))
         self.high_flow_threshold_ = np.nanquantile(y2, HIGH_FLOW_QUANTILE, axis=0)
-        limit = -np.inf if self.min_value is None else float(self.min_value)
-        self.min_value_ = np.full(y2.shape[1], limit)
         members, _ = self._member_predictions(X, groups=groups)
         mean, std = members[:, valid].mean(axis=0), members[:, valid].std(axis=0)
         self.spread_offset_, self.flow_level_ = scale_levels(mean, std)
@@ -549,7 +575,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                 "calibration": self.calibration, "scale": self.scale,
                 # The limit the bands were raised to (the fit's, whatever the parameter
                 # says now).
-                "min_value": None if self._limit() is None else float(self._limit()[0]),
+                "min_value": _plain_limit(self._limit()),
                 "adapt_rate": adapt_rate if adaptive else None,
                 "outputs": outputs}
 

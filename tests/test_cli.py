@@ -1183,6 +1183,22 @@ def test_help_texts_print_percent_signs_once(capsys):
         assert "%%" not in text and "% " in text
 
 
+def test_each_discharge_target_gets_its_own_zero_floor():
+    # All or nothing: one target whose name does not say discharge took the floor of all.
+    assert cli._lowest_value(pd.DataFrame(columns=["q_a", "q_b"])) == 0.0
+    assert cli._lowest_value(pd.DataFrame(columns=["q_a", "level"])) == [0.0, -np.inf]
+    assert cli._lowest_value(pd.Series(name="level", dtype=float)) is None
+    scores = {"coverage": 0.9, "high_flow_coverage": 0.8, "relative_width": 1.0,
+              "crps": 0.1, "levels": {"0.9": {"coverage": 0.9}}}
+    intervals = {"nominal_coverage": 0.9, "calibration": "validation", "scale": "flow",
+                 # -inf as metrics.json writes it
+                 "min_value": [0.0, "-inf"], "adapt_rate": None, "shown": "fixed",
+                 "bands": {"fixed": {"q_a": scores, "level": scores}}}
+    assert cli._interval_lines(intervals)[0] == (
+        "fixed band (calibrated on the validation windows, scale flow, q_a never below 0) "
+        "[predictions.xlsx]:")
+
+
 def test_interval_lines_mark_a_level_whose_band_spans_all_calibration_scores():
     def level(coverage, spans):
         return {"coverage": coverage, "spans_all_scores": spans}

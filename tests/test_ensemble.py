@@ -111,6 +111,47 @@ def test_multi_output_and_missing_targets():
     assert scores[1]["n"] == 290 and np.isfinite(scores[1]["crps"])
 
 
+def test_a_lowest_value_per_output(tmp_path):
+    from sktlag import load_model, save_model
+
+    # A limit for every output or none: a table of discharge and one other target lost
+    # the zero floor of its discharge.
+    X, y = make_series(n_rows=240, n_outputs=2)
+    y = y - np.array([0.0, y[:, 1].mean()])  # the second output goes below zero
+    free = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, random_state=0).fit(X, y)
+    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, random_state=0,
+                       min_value=[0.0, -np.inf]).fit(X, y)
+    np.testing.assert_array_equal(ens.min_value_, [0.0, -np.inf])
+    for observed in (None, y):
+        (lower, upper), (ours, _) = (e.predict_interval(X, observed=observed)
+                                     for e in (free, ens))
+        np.testing.assert_array_equal(ours[:, 0], np.maximum(lower[:, 0], 0.0))
+        np.testing.assert_array_equal(ours[:, 1], lower[:, 1])
+        assert (ours[:, 1] < 0).any()
+    assert ens.score_intervals(X, y)["min_value"] == [0.0, -np.inf]
+    assert free.score_intervals(X, y)["min_value"] is None
+    loaded = load_model(save_model(ens, tmp_path / "floors.pth"))
+    assert loaded.min_value == [0.0, -np.inf]
+    np.testing.assert_array_equal(loaded.predict_interval(X)[0], ens.predict_interval(X)[0])
+
+
+@pytest.mark.parametrize(("min_value", "words"), [
+    ([0.0, 0.0, 0.0], "min_value has 3 values for 2 outputs"),
+    ([0.0, np.nan], r"min_value must hold numbers or -inf \(no limit\), got \[0.0, nan\]"),
+    ([[0.0, 0.0]], "min_value has 2 values for 2 outputs"),
+])
+def test_lowest_values_that_do_not_fit_the_outputs_are_refused(monkeypatch, min_value, words):
+    import sktlag.ensemble
+
+    def trained(*args):
+        raise AssertionError("a member trained")
+
+    monkeypatch.setattr(sktlag.ensemble, "_fit_member", trained)
+    X, y = make_series(n_rows=200, n_outputs=2)
+    with pytest.raises(ValueError, match=words):
+        TLAGEnsemble(TLAGRegressor(**TINY), n_members=1, min_value=min_value).fit(X, y)
+
+
 def test_observations_of_the_wrong_shape_or_infinite_are_refused(fitted):
     ens, X, y = fitted
     for bad, words in ((y[300:350], "50 rows"), (np.c_[y[300:], y[300:]], "2 outputs"),
