@@ -583,7 +583,7 @@ def write_artifacts(
     overwrite : bool, default=False
         Replace an existing non-empty ``out_dir`` (only after the new one is complete)
         that holds artifacts only: a directory with other files is refused, not
-        deleted (:func:`check_output_dir`).
+        deleted (:func:`~sktlag.report.check_output_dir`).
     dpi : int, default=150
         Resolution of the figures.
     metadata : dict, optional

@@ -970,7 +970,8 @@ def test_only_a_discharge_target_gets_bands_that_never_reach_below_zero():
     assert _lowest_value(pd.Series([1.0], name="Q [m3/s]")) == 0.0
     assert _lowest_value(pd.DataFrame({"q_up": [1.0], "q_down": [2.0]})) == 0.0
     assert _lowest_value(pd.Series([1.0], name="stage_cm")) is None
-    assert _lowest_value(pd.DataFrame({"q_up": [1.0], "temperature": [2.0]})) is None
+    # Per output where only some targets are discharge (all or nothing before).
+    assert _lowest_value(pd.DataFrame({"q_up": [1.0], "temperature": [2.0]})) == [0.0, -np.inf]
 
 
 def test_predict_with_an_ensemble_writes_its_intervals(ensemble_run, tmp_path):
@@ -1183,11 +1184,7 @@ def test_help_texts_print_percent_signs_once(capsys):
         assert "%%" not in text and "% " in text
 
 
-def test_each_discharge_target_gets_its_own_zero_floor():
-    # All or nothing: one target whose name does not say discharge took the floor of all.
-    assert cli._lowest_value(pd.DataFrame(columns=["q_a", "q_b"])) == 0.0
-    assert cli._lowest_value(pd.DataFrame(columns=["q_a", "level"])) == [0.0, -np.inf]
-    assert cli._lowest_value(pd.Series(name="level", dtype=float)) is None
+def test_interval_lines_name_the_floor_of_each_output_that_has_one():
     scores = {"coverage": 0.9, "high_flow_coverage": 0.8, "relative_width": 1.0,
               "crps": 0.1, "levels": {"0.9": {"coverage": 0.9}}}
     intervals = {"nominal_coverage": 0.9, "calibration": "validation", "scale": "flow",
