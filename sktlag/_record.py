@@ -93,8 +93,9 @@ def decision_table(decisions: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
     The columns are ``epoch``, ``n_layers_before``, ``derivative_1 .. derivative_k``,
     ``relative_derivative_1 .. relative_derivative_k``,
-    ``holdout_statistic_1 .. holdout_statistic_k`` (empty where a decision had fewer
-    positions or computed none), then the other fields of
+    ``holdout_statistic_1 .. holdout_statistic_k`` (each list's columns empty where a
+    decision had fewer positions; the held-out columns only where some decision
+    computed held-out statistics), then the other fields of
     :data:`DECISION_FIELDS`: ``position`` (where the layer went), ``inserted``,
     ``rule``, ``reason``, ``architecture_score``, ``criterion``, ``scale``, ``sign``,
     ``backtracking_steps``, ``n_hvp``, ``hessian_products``, ``loss_before``,
