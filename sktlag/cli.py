@@ -804,9 +804,9 @@ def _observed_days(history, history_y, y, n_rows: int, n_outputs: int, padded: i
 
 def _padded_days(est, X: pd.DataFrame, history: pd.DataFrame | None) -> int:
     """How many first days of the history and the table are predicted from padding:
-    the model's ``lookback - 1``, or none where the table continues the fit (the model
-    keeps the fit's last days as their history)."""
-    return est.lookback - 1 if history is not None else est._padded_rows(X)
+    the model's ``lookback - 1``, or none where they continue the fit (the model keeps
+    the fit's last days as their history)."""
+    return est._padded_rows(history if history is not None else X)
 
 
 def _padding_warning(est, X: pd.DataFrame, history: pd.DataFrame | None) -> str | None:

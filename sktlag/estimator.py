@@ -1070,17 +1070,26 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                 self.warmup_index_ = None
 
     def _warmup_for(self, X_original, history) -> np.ndarray | None:
-        if history is not None:
-            history = self._validate_X(history, reset=False)
-            if self.lookback == 1:
-                return None
-            # The last lookback - 1 rows, or all of a shorter history (padding goes first).
-            return history[max(len(history) - (self.lookback - 1), 0) :]
+        if history is None:
+            return self._fit_days_before(X_original)
+        rows = self._validate_X(history, reset=False)
+        if self.lookback == 1:
+            return None
+        # A history that itself continues the fit (the days since it, in a forecast
+        # loop) follows the fit's last days; any other, padding.
+        before = self._fit_days_before(history)
+        if before is not None:
+            rows = np.concatenate([before, rows])
+        # The last lookback - 1 rows, or all of a shorter history (padding goes first).
+        return rows[max(len(rows) - (self.lookback - 1), 0) :]
+
+    def _fit_days_before(self, frame) -> np.ndarray | None:
+        """``warmup_rows_`` where ``frame`` starts where the frame given to fit ended."""
         expected = getattr(self, "warmup_index_", None)
-        if expected is None or not isinstance(X_original, pd.DataFrame) or len(X_original) == 0:
+        if expected is None or not isinstance(frame, pd.DataFrame) or len(frame) == 0:
             return None
         try:
-            follows = bool(X_original.index[0] == expected)
+            follows = bool(frame.index[0] == expected)
         except (TypeError, ValueError):
             return None
         return self.warmup_rows_ if follows else None
@@ -1088,7 +1097,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     def _padded_rows(self, X) -> int:
         """How many first rows of ``X`` :meth:`predict` reads padding for, without a
         ``history``: none where ``X`` continues the frame given to ``fit``."""
-        return 0 if self._warmup_for(X, None) is not None else self.lookback - 1
+        return 0 if self._fit_days_before(X) is not None else self.lookback - 1
 
     def predict(self, X, groups=None, history=None):
         """Predict targets for every row of a time-ordered series.
@@ -1100,7 +1109,8 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             Series labels as in :meth:`fit`; windows do not cross groups.
         history : array-like of shape (n_history, n_features), optional
             The rows that directly precede ``X`` (in the same units as ``X``); their last
-            ``lookback - 1`` rows replace the padding. Not with ``groups``.
+            ``lookback - 1`` rows replace the padding (a shorter history that continues
+            the frame given to ``fit`` follows its last rows). Not with ``groups``.
 
         Returns
         -------

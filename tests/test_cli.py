@@ -1028,6 +1028,29 @@ def test_predict_adapts_an_ensembles_band_to_observed_history(ensemble_run, tmp_
     assert not np.allclose(adaptive["upper"] - adaptive["lower"], fixed["upper"] - fixed["lower"])
 
 
+def test_a_short_history_after_the_fit_predicts_alike_with_either_band(ensemble_run, tmp_path):
+    # The adaptive band predicted history and table as one frame (the fit's last days
+    # before them), the fixed band padded before the history, and both warned of padding.
+    future = feature_table(tmp_path / "future.csv", slice(N_FIT + 3, N_ROWS))
+    history = feature_table(tmp_path / "history.csv", slice(N_FIT, N_FIT + 3),
+                            target="q_kalkofen")
+    outs = {}
+    for band in ("adaptive", "fixed"):
+        outs[band] = tmp_path / f"{band}.csv"
+        code, _, stderr = run_main(["predict", ensemble_run["out"] / MODEL, future,
+                                    "--history", history, "--out", outs[band],
+                                    "--band", band])
+        assert code == 0, stderr
+        assert "read padding" not in stderr
+    whole = feature_table(tmp_path / "whole.csv", slice(N_FIT, N_ROWS))
+    code, _, stderr = run_main(["predict", ensemble_run["out"] / MODEL, whole, "--out",
+                                tmp_path / "whole_out.csv"])
+    assert code == 0, stderr
+    reference = predict_csv(tmp_path / "whole_out.csv")["predicted"].to_numpy()[3:]
+    for band in outs:
+        np.testing.assert_allclose(predict_csv(outs[band])["predicted"], reference, rtol=1e-6)
+
+
 def test_predict_adapts_to_the_table_when_the_history_has_no_discharge(ensemble_run, tmp_path):
     start = N_FIT
     table = feature_table(tmp_path / "days.csv", slice(start, N_ROWS), target="q_kalkofen")

@@ -124,6 +124,18 @@ def test_history_shorter_than_the_lookback_is_used_in_full():
                                    rtol=1e-5, atol=1e-6)
 
 
+def test_a_short_history_that_continues_the_fit_keeps_the_fits_last_days():
+    # A forecast loop hands the days since the fit as history: fewer than the lookback
+    # needs, they were put after padding, not after the fit's own last days.
+    X, y = _frame()
+    est = TLAGRegressor(**PARAMS, random_state=0).fit(X.iloc[:300], y.iloc[:300])
+    reference = est.predict(X.iloc[300:])
+    for n_history in (1, PARAMS["lookback"] - 2):
+        later = est.predict(X.iloc[300 + n_history:], history=X.iloc[300:300 + n_history])
+        np.testing.assert_allclose(later, reference[n_history:], rtol=1e-5, atol=1e-6)
+        assert est._padded_rows(X.iloc[300:300 + n_history]) == 0
+
+
 def test_warm_up_survives_a_pandas_pipeline():
     X, y = _frame()
     pipe = make_pipeline(StandardScaler(), TLAGRegressor(**PARAMS, random_state=0))
