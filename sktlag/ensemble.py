@@ -81,6 +81,7 @@ from .estimator import (
     _check_finite,
     final_regressor,
     final_step,
+    naming_errors,
 )
 from .windows import fit_split, group_starts
 
@@ -394,9 +395,11 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         # The columns are checked once, in the ensemble's name; the members' own checks
         # would repeat each of its warnings once per member.
         # (Only the shape and the names: the members check the values.)
-        for rows in (X, kwargs.get("history")):
+        for what, rows in (("X", X), ("history", kwargs.get("history"))):
             if rows is not None:
-                validate_data(self, rows, reset=False, dtype=None, ensure_all_finite=False)
+                with naming_errors(what):
+                    validate_data(self, rows, reset=False, dtype=None,
+                                  ensure_all_finite=False)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", _FEATURE_NAMES_WARNING, UserWarning)
             out = [np.asarray(m.predict(X, **kwargs), dtype=np.float64)

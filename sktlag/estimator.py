@@ -142,6 +142,19 @@ def _first_bad(values: np.ndarray, test) -> tuple[int, int, int] | None:
     return int(rows[0]), int(cols[0]), int(bad.sum())
 
 
+@contextlib.contextmanager
+def naming_errors(what: str):
+    """Prefix ``what:`` to the ValueErrors of the block: scikit-learn's input checks
+    speak of X, also where they check the ``history`` rows."""
+    if what == "X":
+        yield
+        return
+    try:
+        yield
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from exc
+
+
 def _check_finite(values: np.ndarray, what: str, columns: list[str] | None, allow_nan=False):
     """Raise a ValueError naming the first NaN/inf cell by row and column."""
     # Fast path without an array-sized temporary: a NaN or inf makes the sum non-finite
@@ -757,14 +770,16 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ validation
-    def _validate_X(self, X, *, reset: bool) -> np.ndarray:
-        _check_numeric_frame(X, "X")
+    def _validate_X(self, X, *, reset: bool, what: str = "X") -> np.ndarray:
+        """``X`` (or the ``history`` rows, named ``what`` in the errors) as an array."""
+        _check_numeric_frame(X, what)
         columns = list(map(str, X.columns)) if isinstance(X, pd.DataFrame) else None
-        X = validate_data(
-            self, X, reset=reset, dtype=[np.float32, np.float64],
-            ensure_all_finite=False, ensure_min_samples=1,
-        )
-        _check_finite(X, "X", columns)
+        with naming_errors(what):
+            X = validate_data(
+                self, X, reset=reset, dtype=[np.float32, np.float64],
+                ensure_all_finite=False, ensure_min_samples=1,
+            )
+        _check_finite(X, what, columns)
         return X
 
     def _validate_y(self, y, n_rows: int) -> np.ndarray:
@@ -1072,7 +1087,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     def _warmup_for(self, X_original, history) -> np.ndarray | None:
         if history is None:
             return self._fit_days_before(X_original)
-        rows = self._validate_X(history, reset=False)
+        rows = self._validate_X(history, reset=False, what="history")
         if self.lookback == 1:
             return None
         # A history that itself continues the fit (the days since it, in a forecast

@@ -6,7 +6,7 @@ import pytest
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sktlag import TLAGRegressor
+from sktlag import TLAGEnsemble, TLAGRegressor
 from sktlag._record import NON_FINITE
 
 from .conftest import FAST, make_series
@@ -134,6 +134,23 @@ def test_a_short_history_that_continues_the_fit_keeps_the_fits_last_days():
         later = est.predict(X.iloc[300 + n_history:], history=X.iloc[300:300 + n_history])
         np.testing.assert_allclose(later, reference[n_history:], rtol=1e-5, atol=1e-6)
         assert est._padded_rows(X.iloc[300:300 + n_history]) == 0
+
+
+def test_bad_history_is_named_as_the_history():
+    # Its errors spoke of X, with the history's row numbers: X was fine.
+    X, y = _frame()
+    est = TLAGRegressor(**PARAMS, random_state=0).fit(X.iloc[:300], y.iloc[:300])
+    history = X.iloc[280:300].copy()
+    history.iloc[3, 1] = np.nan
+    with pytest.raises(ValueError, match="history contains NaN at row 3, column 'p2'"):
+        est.predict(X.iloc[300:], history=history)
+    with pytest.raises(ValueError, match="^history: X has 2 features"):
+        est.predict(X.iloc[300:], history=X.iloc[280:300, :2].to_numpy())
+    ensemble = TLAGEnsemble(TLAGRegressor(**PARAMS), n_members=1, random_state=0)
+    ensemble.fit(X.iloc[:300], y.iloc[:300])
+    renamed = X.iloc[280:300].rename(columns={"p1": "rain"})
+    with pytest.raises(ValueError, match="^history: The feature names should match"):
+        ensemble.predict(X.iloc[300:], history=renamed)
 
 
 def test_warm_up_survives_a_pandas_pipeline():
