@@ -596,9 +596,14 @@ def overview_summary(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> 
     """How many basins sktlag matches or beats NH on, the median difference, on how many
     its median fit took no longer than NH's, and on how many growth ended by its own rule
     in most seeds."""
-    differences = [r["sktlag - NH"] for r in rows if np.isfinite(r["sktlag - NH"])]
+    # A basin where sktlag ran and every run failed counts against it (NaN is below).
+    ran = {r["basin"] for r in runs if r["model"] == "sktlag"}
+    differences = [r["sktlag - NH"] for r in rows
+                   if np.isfinite(r["NH test NSE"]) and r["basin"] in ran]
+    failed = sum(not np.isfinite(d) for d in differences)
+    failures = f" (every sktlag run failed on {failed})" if failed else ""
     parts = [f"sktlag at or above NH on {sum(d >= 0 for d in differences)} of "
-             f"{len(differences)} basins; median difference "
+             f"{len(differences)} basins{failures}; median difference "
              f"{C.median(differences):+.3f}."] if differences else []
     times = [(r["sktlag fit s"], r["NH fit s"]) for r in rows
              if np.isfinite(r["sktlag fit s"]) and np.isfinite(r["NH fit s"])]
@@ -621,12 +626,21 @@ LENGTH_CLASSES = (2.5, 5.5, 15.0, float("inf"))
 
 
 def _length_class(years: float) -> str:
+    if not np.isfinite(years):  # the dated Lahn split and older records store none
+        return "unknown length"
     low = 0.0
     for high in LENGTH_CLASSES:
         if years <= high:
             return f"over {low:g} years" if high == float("inf") else f"{low:g} to {high:g} years"
         low = high
     raise ValueError(f"no length class for {years} years")
+
+
+def _sktlag_seeds(runs: list[dict[str, Any]], basin: str) -> set[int]:
+    """The seeds of the sktlag fits recorded on ``basin`` (not NeuralHydrology's, which
+    a replay may hold beside them, nor failed runs)."""
+    return {r["seed"] for r in runs
+            if r["basin"] == basin and r["model"] == "sktlag" and "error" not in r}
 
 
 def variant_rows(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
@@ -638,8 +652,7 @@ def variant_rows(runs: list[dict[str, Any]], baseline: list[dict[str, Any]],
     rows = []
     for basin in basins:
         if matched:
-            seeds = ({r["seed"] for r in runs if r["basin"] == basin}
-                     & {r["seed"] for r in baseline if r["basin"] == basin})
+            seeds = _sktlag_seeds(runs, basin) & _sktlag_seeds(baseline, basin)
             runs_b = [r for r in runs if r["basin"] == basin and r["seed"] in seeds]
             base_b = [r for r in baseline if r["basin"] == basin and r["seed"] in seeds]
             rows += variant_rows(runs_b, base_b, [basin])

@@ -173,6 +173,12 @@ def test_overview_counts_what_the_recipe_chose_and_how_growth_ended():
         "sktlag's growth ended by its own rule (threshold, validation) in most seeds on 1 "
         "of 2 basins.\n")
     assert V.overview_summary(V.overview([], ["a"]), []) == ""
+    # A basin where every sktlag run failed counts against it, not out of the count.
+    failed = [*runs, _run("nh-best", "e", 0, 0.5), {**_run("sktlag", "e", 0, float("nan")),
+                                                    "error": "RuntimeError: diverged"}]
+    assert V.overview_summary(V.overview(failed, ["a", "b", "c", "d", "e"]), failed).startswith(
+        "sktlag at or above NH on 3 of 5 basins (every sktlag run failed on 1); median "
+        "difference +0.000.")
 
 
 def test_records_replay_reads_a_jobs_log(tmp_path):
@@ -208,6 +214,8 @@ def test_a_variant_is_compared_with_its_baseline_per_basin_and_by_record_length(
     assert (round(total["worst"], 3), round(total["best"], 3)) == (-0.05, 0.1)
     assert total["median fit time ratio"] == 1.5
     assert V._length_class(40.0) == "over 15 years"
+    # Records of the dated Lahn split and older files have no length.
+    assert V._length_class(float("nan")) == "unknown length"
 
 
 def test_a_variant_on_fewer_seeds_meets_the_same_seeds_of_its_baseline(capsys):
@@ -221,6 +229,10 @@ def test_a_variant_on_fewer_seeds_meets_the_same_seeds_of_its_baseline(capsys):
     assert round(plain["variant - baseline"], 3) == -0.05
     assert round(matched["variant - baseline"], 3) == 0.05
     assert matched["fit time ratio"] == 2.0
+    # NeuralHydrology's seeds in the same replay are no seeds of the variant.
+    nh = [_run("nh-best", "a", seed, 0.8) for seed in range(3)]
+    (with_nh,) = V.variant_rows(variant + nh, baseline, ["a"], matched=True)
+    assert round(with_nh["variant - baseline"], 3) == 0.05
     with pytest.raises(SystemExit):
         V.parse_args(["--matched-seeds"])
     assert "--matched-seeds" in capsys.readouterr().err
