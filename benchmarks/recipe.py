@@ -276,7 +276,12 @@ def batch_table(results: list[dict[str, Any]]
     rows = []
     for basin in dict.fromkeys(r["basin"] for r in runs):
         mine = [r for r in runs if r["basin"] == basin]
-        if {r["config"] for r in mine} != sizes_run:
+        # Batch sizes are compared on the seeds every one of them ran: a seed that ran
+        # for some sizes only would move their medians and not the others'.
+        common = set.intersection(*({r["seed"] for r in mine if r["config"] == c}
+                                    for c in sizes_run))
+        mine = [r for r in mine if r["seed"] in common]
+        if not mine:
             continue  # a basin cut short before every batch size ran is not compared
         n_train, years = mine[0]["train_windows"], mine[0]["years"]
         by_size = {int(c.split("-")[1]): C.median([r["test_nse"] for r in mine

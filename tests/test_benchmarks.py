@@ -563,3 +563,21 @@ def test_the_factor_study_summarizes_each_record_length_on_its_own():
     # Replayed together with newer records, they are left out of the table by length.
     mixed = runs + [{**r, "basin": "d"} for r in unknown[:2]]
     assert recipe.across_lengths(recipe.summarize(mixed, configs), configs, mixed) == table
+
+
+def test_the_batch_study_compares_batch_sizes_on_the_same_seeds():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import recipe
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    def run(config, seed, nse):
+        return {"basin": "a", "years": 10.0, "train_windows": 2014, "config": config,
+                "seed": seed, "test_nse": nse}
+
+    # Seed 1 ran for batch 16 only: its 0.5 pulled batch 16's median below batch 256's.
+    runs = [run("batch-16", 0, 0.92), run("batch-16", 1, 0.5), run("batch-256", 0, 0.9)]
+    rows, _ = recipe.batch_table(runs)
+    assert rows[0]["seeds"] == 1 and rows[0]["NSE at 16"] == 0.92
+    assert rows[0]["best batch"] == 16
