@@ -516,6 +516,14 @@ def run_jobs(jobs: list[dict[str, Any]], parallel: int, log: Path,
     threads). With ``resume``, the jobs already in ``log`` are not run again.
     """
     done = C.resumed(log, resume)
+    wanted_params = jobs[0]["settings"].get("sktlag_params", {}) if jobs else {}
+    for row in (row for d in done if d["kind"] == "sktlag" for row in d["rows"]):
+        # Rows recorded before the parameters were kept are the defaults' fits.
+        if row.get("params", {}) != wanted_params:
+            raise ValueError(
+                f"{log} holds sktlag fits of {row.get('params', {})}, this run's are "
+                f"{wanted_params}: resume from a log of the same --sktlag-params"
+            )
     finished = {(d["kind"], d["basin"], d["seed"]) for d in done}
     todo = [job for job in jobs
             if (job["kind"], job["basin"]["short"], job["seed"]) not in finished]

@@ -136,6 +136,20 @@ def test_resume_runs_only_the_jobs_missing_from_the_log(tmp_path, monkeypatch):
     assert len(ran) == 4 and not log.exists()
 
 
+def test_resume_refuses_a_log_of_other_sktlag_params(tmp_path):
+    # The log's fits of width 64 were reused for a run of the defaults, and recorded as
+    # the defaults' figures.
+    log = tmp_path / V.JOBS_LOG
+    done = _done("sktlag", "a", 0)
+    done["rows"][0]["params"] = {"hidden_size": 64}
+    log.write_text(json.dumps(done) + "\n")
+    job = _job("sktlag", "a", 0)
+    job["settings"]["sktlag_params"] = {}
+    with pytest.raises(ValueError, match=r"holds sktlag fits of \{'hidden_size': 64\}, "
+                                         r"this run's are \{\}"):
+        V.run_jobs([job], 1, log, resume=True)
+
+
 def _run(model, basin, seed, nse, **extra):
     return {"model": model, "basin": basin, "seed": seed, "test_nse": nse, "test_kge": nse,
             "fit_seconds": 1.0, **extra}
