@@ -355,6 +355,25 @@ def _next_label(index: pd.Index):
     return last + step
 
 
+def _check_history_dates(history, X) -> None:
+    """Refuse a dated ``history`` that does not end the day (the step) before ``X``
+    begins: it would be read as the days before ``X`` all the same."""
+    if not (isinstance(history, pd.DataFrame) and isinstance(X, pd.DataFrame)
+            and isinstance(history.index, pd.DatetimeIndex)
+            and isinstance(X.index, pd.DatetimeIndex) and len(history) >= 2 and len(X)):
+        return
+    if _next_label(history.index) != X.index[0]:
+        raise ValueError(
+            f"history ends on {_when(history.index[-1])}, but X starts on "
+            f"{_when(X.index[0])}: give the rows that directly precede X, in time order"
+        )
+
+
+def _when(stamp: pd.Timestamp) -> str:
+    """A date, with its time of day where it has one."""
+    return stamp.date().isoformat() if stamp == stamp.normalize() else str(stamp)
+
+
 def _calendar_step(index: pd.Index):
     """The step of a date index whose rows are months, years, business days or any other
     step of the calendar rather than of time (its own frequency, or the one pandas
@@ -1088,6 +1107,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         if history is None:
             return self._fit_days_before(X_original)
         rows = self._validate_X(history, reset=False, what="history")
+        _check_history_dates(history, X_original)
         if self.lookback == 1:
             return None
         # A history that itself continues the fit (the days since it, in a forecast
@@ -1125,7 +1145,8 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         history : array-like of shape (n_history, n_features), optional
             The rows that directly precede ``X`` (in the same units as ``X``); their last
             ``lookback - 1`` rows replace the padding (a shorter history that continues
-            the frame given to ``fit`` follows its last rows). Not with ``groups``.
+            the frame given to ``fit`` follows its last rows). Dated frames must meet:
+            the history's next day is the first of ``X``. Not with ``groups``.
 
         Returns
         -------

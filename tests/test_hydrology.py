@@ -153,6 +153,21 @@ def test_bad_history_is_named_as_the_history():
         ensemble.predict(X.iloc[300:], history=renamed)
 
 
+def test_a_dated_history_must_end_where_the_frame_begins():
+    # The command checks it; predict used any history as the days before X.
+    X, y = _frame()
+    est = TLAGRegressor(**PARAMS, random_state=0).fit(X.iloc[:300], y.iloc[:300])
+    for history, words in ((X.iloc[250:270], "ends on 2001-09-27"),
+                           (X.iloc[300:320], "ends on 2001-11-16"),
+                           (X.iloc[280:300].iloc[::-1], "ends on 2001-10-08")):
+        with pytest.raises(ValueError, match=f"history {words}, but X starts on "
+                                             "2001-10-28"):
+            est.predict(X.iloc[300:], history=history)
+    # A history of one day, or without dates, cannot say; the right one is taken.
+    est.predict(X.iloc[300:], history=X.iloc[299:300])
+    est.predict(X.iloc[300:], history=X.iloc[250:270].to_numpy())
+
+
 def test_warm_up_survives_a_pandas_pipeline():
     X, y = _frame()
     pipe = make_pipeline(StandardScaler(), TLAGRegressor(**PARAMS, random_state=0))
