@@ -263,8 +263,8 @@ class SeriesRegressorMixin:
         X : array-like or DataFrame of shape (n_rows, n_features)
         y : array-like of shape (n_rows,) or (n_rows, n_outputs)
             With ``missing_target="mask"``, NaN marks a day without an observation,
-            left out of its output's score. An output without any observed day has no
-            score: NaN, and so is the average (a fold of a cross-validation where a
+            left out of its output's score. An output with fewer than two observed days
+            has no score: NaN, and so is the average (a fold of a cross-validation where a
             gauge has no data scores NaN rather than the other gauges' mean).
         sample_weight : array-like of shape (n_rows,), optional
         groups : array-like of shape (n_rows,), optional
@@ -288,7 +288,7 @@ class SeriesRegressorMixin:
         for obs, pred in zip(observed.T, predicted.T, strict=True):
             seen = ~np.isnan(obs)
             obs, pred = obs[seen], pred[seen]
-            if not len(obs):  # no observed day: nothing to score the output on
+            if len(obs) < 2:  # no series to score the output on (scikit-learn's NaN)
                 scores.append(np.nan)
                 continue
             # R² is undefined where the observations do not vary: scikit-learn's 1 for a

@@ -405,6 +405,11 @@ def test_score_leaves_out_the_days_without_an_observation_when_masking(series, f
     # Without masking a NaN target is an error, as in fit.
     with pytest.raises(ValueError, match="NaN"):
         clone(est).set_params(missing_target="raise").fit(X, y).score(X, y2)
+    # One observed day is no series to score: NaN, as scikit-learn's R² of one sample
+    # (it scored 0, or 1 where the prediction hit it).
+    one = np.full(len(y), np.nan)
+    one[50] = y[50]
+    assert np.isnan(est.score(X, np.column_stack([one, one])))
 
 
 def test_an_output_never_observed_in_training_is_named(series, fast_params):
