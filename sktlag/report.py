@@ -128,17 +128,18 @@ def architecture_summary(model, *, metadata: dict | None = None) -> dict[str, An
     Returns
     -------
     dict
-        ``final_n_layers``, ``final_architecture`` (the spec of the fitted network),
-        ``n_parameters``, ``best_epoch``, ``best_valid_nse``, ``epochs_trained``,
-        ``stop_reason``, ``interrupted``, ``batch_size`` (the windows per training
-        batch the fit used: ``batch_size``, or what ``"auto"`` chose),
-        ``architectures`` (one entry per depth tried:
-        ``n_layers``, ``first_epoch``, ``last_epoch``, ``epochs``, ``best_valid_nse``,
-        ``best_epoch``), ``growth_decisions`` (one entry per decision: ``epoch``,
-        ``n_layers_before``, ``derivatives`` by position, ``position`` chosen,
-        ``inserted``, ``reason``, ``scale``, ``sign``, ``backtracking_steps``, ``n_hvp``,
-        ``hessian_products``, ``loss_before``, ``loss_after``, ``seconds``) and
-        ``hyperparameters``.
+        ``sktlag_version``, ``final_n_layers``, ``final_architecture`` (the spec of the
+        fitted network), ``n_parameters``, ``best_epoch``, ``best_valid_nse``,
+        ``best_score``, ``epochs_trained``, ``stop_reason`` (in words), ``stop_rule``
+        (``growth_stop_rule_``), ``interrupted``, ``batch_size`` (the windows per
+        training batch the fit used: ``batch_size``, or what ``"auto"`` chose),
+        ``architectures`` (one entry per depth tried: ``n_layers``, ``first_epoch``,
+        ``last_epoch``, ``epochs``, ``best_valid_nse``, ``best_valid_nse_ma``,
+        ``best_epoch``), ``growth_decisions`` (one entry per decision, the columns of
+        ``topological_derivatives_history.xlsx``), ``hyperparameters`` and ``metadata``.
+        For an ensemble: ``sktlag_version``, ``interrupted``, ``n_members``,
+        ``seeds``, ``final_n_layers`` (one per member), ``members`` (one such dict per
+        member) and ``metadata``.
     """
     ensemble = final_ensemble(model)
     if ensemble is not None:
