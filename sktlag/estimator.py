@@ -342,7 +342,9 @@ def _next_label(index: pd.Index):
     taken on the wall clock, any other in absolute time (an hourly index skips the hour
     the clocks skip).
     """
-    last, step = index[-1], index[-1] - index[-2]
+    # The most common step, not the last: a missing day at the end of the record is a
+    # gap, not a new step.
+    last, step = index[-1], pd.Series(index[1:] - index[:-1]).mode().iloc[-1]
     calendar = _calendar_step(index)
     if calendar is not None:
         return last + calendar

@@ -168,6 +168,17 @@ def test_a_dated_history_must_end_where_the_frame_begins():
     est.predict(X.iloc[300:], history=X.iloc[250:270].to_numpy())
 
 
+def test_a_gap_at_the_end_of_the_fit_does_not_change_its_step():
+    # The step was the last one: a missing day before the end of the fit made the frame
+    # that starts the day after the last training day not a continuation.
+    X, y = _frame()
+    fit_rows = [*range(298), 299]  # 2001-10-26, the day before the last, is missing
+    est = TLAGRegressor(**PARAMS, random_state=0).fit(X.iloc[fit_rows], y.iloc[fit_rows])
+    assert est._padded_rows(X.iloc[300:]) == 0
+    # A history with that gap still meets the day after it.
+    est.predict(X.iloc[300:], history=X.iloc[fit_rows[-20:]])
+
+
 def test_warm_up_survives_a_pandas_pipeline():
     X, y = _frame()
     pipe = make_pipeline(StandardScaler(), TLAGRegressor(**PARAMS, random_state=0))
