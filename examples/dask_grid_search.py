@@ -77,6 +77,9 @@ def build_search(fast: bool, threads: int, random_state: int) -> GridSearchCV:
         ("scale", StandardScaler()),
         ("tlag", TLAGRegressor(**settings, n_threads=threads, random_state=random_state)),
     ])
+    # Frames, not arrays, reach the regressor: each test fold reads the end of its
+    # training fold as warm-up instead of padding.
+    model.set_output(transform="pandas")
     return GridSearchCV(
         model,
         {"tlag__topo_derivative_threshold": thresholds},
