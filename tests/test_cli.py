@@ -998,19 +998,28 @@ def test_predict_with_an_ensemble_writes_its_intervals(ensemble_run, tmp_path):
                                rtol=1e-12)
 
 
+def _predict_with_each_band(model, table, history, folder) -> dict[str, tuple[Path, str]]:
+    """``sktlag predict`` with ``--band adaptive`` and ``fixed``: per band the file
+    written and what the command said (stdout, then stderr)."""
+    runs = {}
+    for band in ("adaptive", "fixed"):
+        out = folder / f"{band}.csv"
+        code, stdout, stderr = run_main(["predict", model, table, "--history", history,
+                                         "--out", out, "--band", band])
+        assert code == 0, stderr
+        runs[band] = (out, stdout + stderr)
+    return runs
+
+
 def test_predict_adapts_an_ensembles_band_to_observed_history(ensemble_run, tmp_path):
     start = N_FIT
     future = feature_table(tmp_path / "future.csv", slice(start, N_ROWS))
     history = feature_table(tmp_path / "history.csv", slice(start - 60, start),
                             target="q_kalkofen")
-    outs = {}
-    for band in ("adaptive", "fixed"):
-        outs[band] = tmp_path / f"{band}.csv"
-        code, stdout, stderr = run_main(["predict", ensemble_run["out"] / MODEL, future,
-                                         "--history", history, "--out", outs[band],
-                                         "--band", band])
-        assert code == 0, stderr
-        assert f"band: 90%, {band}" in stdout
+    runs = _predict_with_each_band(ensemble_run["out"] / MODEL, future, history, tmp_path)
+    outs = {band: out for band, (out, _) in runs.items()}
+    for band, (_, said) in runs.items():
+        assert f"band: 90%, {band}" in said
     assert "adapts to the observed discharge of the days before it (56 observed days" \
         in run_main(["predict", ensemble_run["out"] / MODEL, future, "--history", history,
                      "--out", tmp_path / "again.csv"])[1]
@@ -1034,14 +1043,9 @@ def test_a_short_history_after_the_fit_predicts_alike_with_either_band(ensemble_
     future = feature_table(tmp_path / "future.csv", slice(N_FIT + 3, N_ROWS))
     history = feature_table(tmp_path / "history.csv", slice(N_FIT, N_FIT + 3),
                             target="q_kalkofen")
-    outs = {}
-    for band in ("adaptive", "fixed"):
-        outs[band] = tmp_path / f"{band}.csv"
-        code, _, stderr = run_main(["predict", ensemble_run["out"] / MODEL, future,
-                                    "--history", history, "--out", outs[band],
-                                    "--band", band])
-        assert code == 0, stderr
-        assert "read padding" not in stderr
+    runs = _predict_with_each_band(ensemble_run["out"] / MODEL, future, history, tmp_path)
+    assert not any("read padding" in said for _, said in runs.values())
+    outs = {band: out for band, (out, _) in runs.items()}
     whole = feature_table(tmp_path / "whole.csv", slice(N_FIT, N_ROWS))
     code, _, stderr = run_main(["predict", ensemble_run["out"] / MODEL, whole, "--out",
                                 tmp_path / "whole_out.csv"])

@@ -240,14 +240,7 @@ def test_backtracking_judges_scales_against_the_same_forward_pass(monkeypatch):
         return found, 0.5 * loss
 
     monkeypatch.setattr(growth_module, "topological_derivatives", rounded_lower)
-    m, X, y = _tiny_network(layers=2)
-    m.eval()
-    with torch.no_grad():
-        before = float(masked_mse(m(X), y))
-    decision = grow(m, X, y, masked_mse, threshold=-np.inf, max_layers=5, max_hvp=60,
-                    init_scale=1.0, min_scale=1e-3, tolerance=0.0)
-    with torch.no_grad():
-        after = float(masked_mse(m(X), y))
+    decision, before, after = _grown_at_scale_one()
     assert decision.inserted and decision.scale > 0
     assert decision.loss_after == pytest.approx(after, rel=1e-12) and after <= before
 
@@ -268,17 +261,25 @@ def test_blocks_that_agree_exactly_are_the_strongest_evidence(monkeypatch):
     assert decision.inserted and decision.position == 1
 
 
-def test_grow_inserts_where_largest_and_never_raises_the_sample_loss():
+def _grown_at_scale_one():
+    """A growth decision on the tiny network from scale 1, and its sample loss before
+    and after."""
     m, X, y = _tiny_network(layers=2)
     m.eval()
     with torch.no_grad():
         before = float(masked_mse(m(X), y))
     decision = grow(m, X, y, masked_mse, threshold=-np.inf, max_layers=5, max_hvp=60,
                     init_scale=1.0, min_scale=1e-3, tolerance=0.0)
-    assert decision.inserted and m.num_layers == 3
-    assert decision.position == 1 + int(np.argmax(decision.derivatives))
+    assert m.num_layers == 2 + decision.inserted
     with torch.no_grad():
         after = float(masked_mse(m(X), y))
+    return decision, before, after
+
+
+def test_grow_inserts_where_largest_and_never_raises_the_sample_loss():
+    decision, before, after = _grown_at_scale_one()
+    assert decision.inserted
+    assert decision.position == 1 + int(np.argmax(decision.derivatives))
     # A zero layer would also keep the loss: here the first scale is taken and lowers it.
     assert decision.scale == 1.0 and after < before
     assert np.isclose(after, decision.loss_after)
