@@ -109,6 +109,9 @@ class GrowingLSTM(nn.Module):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        for name, rate in (("dropout", dropout), ("output_dropout", output_dropout)):
+            if not 0.0 <= rate < 1.0:  # the estimator's range (NaN fails too)
+                raise ValueError(f"{name} must be in [0, 1), got {rate}")
         flags = [False] * num_layers if residual is None else [bool(r) for r in residual]
         if len(flags) != num_layers or flags[0]:
             raise ValueError(

@@ -86,3 +86,10 @@ def test_invalid_residual_flags():
         GrowingLSTM(2, 4, num_layers=2, residual=[True, False])
     with pytest.raises(ValueError, match="num_layers"):
         GrowingLSTM(2, 4, num_layers=0)
+
+
+@pytest.mark.parametrize(("name", "value"), [("dropout", 1.5), ("output_dropout", -1.0)])
+def test_a_dropout_rate_outside_zero_to_one_is_named(name, value):
+    # torch's message named neither of the two rates.
+    with pytest.raises(ValueError, match=f"{name} must be in \\[0, 1\\), got {value}"):
+        GrowingLSTM(n_features=3, hidden_size=4, **{name: value})
