@@ -518,8 +518,9 @@ def run_jobs(jobs: list[dict[str, Any]], parallel: int, log: Path,
     done = C.resumed(log, resume)
     wanted_params = jobs[0]["settings"].get("sktlag_params", {}) if jobs else {}
     for row in (row for d in done if d["kind"] == "sktlag" for row in d["rows"]):
-        # Rows recorded before the parameters were kept are the defaults' fits.
-        if row.get("params", {}) != wanted_params:
+        # Rows recorded before the parameters were kept are the defaults' fits; a failed
+        # job's row records none.
+        if "error" not in row and row.get("params", {}) != wanted_params:
             raise ValueError(
                 f"{log} holds sktlag fits of {row.get('params', {})}, this run's are "
                 f"{wanted_params}: resume from a log of the same --sktlag-params"

@@ -224,7 +224,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         "random_state": ["random_state"],
         "calibration": [StrOptions({"validation", "blocks"})],
         "scale": [StrOptions({"spread", "flow"})],
-        "min_value": [Interval(Real, None, None, closed="neither"), "array-like", None],
+        # -inf is no limit, as in a list; +inf and NaN are refused in fit, with a reason.
+        "min_value": [Interval(Real, None, None, closed="both"), "array-like", None],
     }
 
     def __init__(self, estimator=None, n_members=5, n_jobs=None, random_state=None,
@@ -292,15 +293,15 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             raise ValueError(f"min_value must be a number or None, got {self.min_value!r}")
         if self.min_value is None:
             return np.full(n_outputs, -np.inf)
-        if isinstance(self.min_value, Real):
-            return np.full(n_outputs, float(self.min_value))
         values = np.asarray(self.min_value, dtype=np.float64)
+        if values.ndim == 0:  # one number for every output
+            values = np.full(n_outputs, float(values))
         if values.shape != (n_outputs,):
-            raise ValueError(f"min_value has {values.size} values for {n_outputs} outputs: "
+            raise ValueError(f"min_value has shape {values.shape} for {n_outputs} outputs: "
                              "give one number, or one per output")
         if np.isnan(values).any() or np.isposinf(values).any():
             raise ValueError(f"min_value must hold numbers or -inf (no limit), got "
-                             f"{values.tolist()}")
+                             f"{self.min_value!r}")
         return values
 
     def _held_out_blocks(self, members, y, groups):
@@ -548,8 +549,9 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         -------
         dict
             ``nominal_coverage``, ``method`` (``"fixed"`` or ``"adaptive"``),
-            ``calibration``, ``scale``, ``min_value``, ``adapt_rate`` (None for the fixed
-            band) and ``outputs``,
+            ``calibration``, ``scale``, ``min_value`` (the bands' lowest value: None,
+            one number, or a list of one per output where they differ, -inf for none),
+            ``adapt_rate`` (None for the fixed band) and ``outputs``,
             one entry per output: at ``coverage``, ``coverage`` (share of observations
             inside), ``mean_width`` (units of ``y``), ``relative_width`` (over the
             observations' standard deviation) and ``high_flow_coverage`` (days above

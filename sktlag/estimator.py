@@ -334,27 +334,31 @@ class SeriesRegressorMixin:
 
 
 def _next_label(index: pd.Index):
-    """The label of the row after the last of ``index``: one more of its last step, or of
-    its calendar step (the next month of a monthly index, whatever its length).
+    """The label of the row after the last of ``index``: one more of its most common
+    step (the smallest of those as common), or of its calendar step (the next month of a
+    monthly index, whatever its length).
 
     A daily index with a time zone steps whole days of the calendar, 23 or 25 hours
     across a change of daylight saving time: a step of whole days on the wall clock is
     taken on the wall clock, any other in absolute time (an hourly index skips the hour
     the clocks skip).
     """
-    # The most common step, not the last: a missing day at the end of the record is a
-    # gap, not a new step.
-    last, step = index[-1], pd.Series(index[1:] - index[:-1]).mode().iloc[-1]
     calendar = _calendar_step(index)
     if calendar is not None:
-        return last + calendar
+        return index[-1] + calendar
     if isinstance(index, pd.DatetimeIndex) and index.tz is not None:
-        wall = index[-2:].tz_localize(None)
-        wall_step = wall[1] - wall[0]
+        wall = index.tz_localize(None)
+        wall_step = _usual_step(wall)
         if wall_step % pd.Timedelta(days=1) == pd.Timedelta(0):
-            return (wall[1] + wall_step).tz_localize(index.tz, ambiguous=False,
-                                                     nonexistent="shift_forward")
-    return last + step
+            return (wall[-1] + wall_step).tz_localize(index.tz, ambiguous=False,
+                                                      nonexistent="shift_forward")
+    return index[-1] + _usual_step(index)
+
+
+def _usual_step(index: pd.Index):
+    """The most common step of ``index``, the smallest of those as common: a day missing
+    at the end of a record is a gap, not a new step."""
+    return pd.Series(index[1:] - index[:-1]).mode().iloc[0]
 
 
 def _check_history_dates(history, X) -> None:
@@ -364,10 +368,12 @@ def _check_history_dates(history, X) -> None:
             and isinstance(history.index, pd.DatetimeIndex)
             and isinstance(X.index, pd.DatetimeIndex) and len(history) >= 2 and len(X)):
         return
-    if _next_label(history.index) != X.index[0]:
+    expected = _next_label(history.index)
+    if expected != X.index[0]:
         raise ValueError(
-            f"history ends on {_when(history.index[-1])}, but X starts on "
-            f"{_when(X.index[0])}: give the rows that directly precede X, in time order"
+            f"history ends on {_when(history.index[-1])}, so X should start on "
+            f"{_when(expected)}, but it starts on {_when(X.index[0])}: give the rows that "
+            "directly precede X, in time order"
         )
 
 

@@ -688,11 +688,12 @@ def write_artifacts(
         _publish(staging, out_dir, overwrite)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        if not making:
+        # A full disk or a file size limit (a system error, with its number) while a
+        # file was written: say which file, for which directory.
+        if not making or exc.errno is None:
             raise
-        # A full disk or a file size limit: say which file, for which directory.
         raise OSError(exc.errno, f"cannot write {making[0]} for '{out_dir}': "
-                                 f"{exc.strerror or exc}") from exc
+                                 f"{exc.strerror or exc}", exc.filename) from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -7,6 +7,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import GridSearchCV, TimeSeriesSplit
 from sklearn.pipeline import Pipeline
@@ -130,15 +131,21 @@ def test_a_lowest_value_per_output(tmp_path):
         assert (ours[:, 1] < 0).any()
     assert ens.score_intervals(X, y)["min_value"] == [0.0, -np.inf]
     assert free.score_intervals(X, y)["min_value"] is None
+    # -inf means no limit alone as in a list, and a 0-d array is one number.
+    np.testing.assert_array_equal(
+        clone(ens).set_params(min_value=-np.inf)._lowest_values(2), [-np.inf, -np.inf])
+    np.testing.assert_array_equal(
+        clone(ens).set_params(min_value=np.array(0.0))._lowest_values(2), [0.0, 0.0])
     loaded = load_model(save_model(ens, tmp_path / "floors.pth"))
     assert loaded.min_value == [0.0, -np.inf]
     np.testing.assert_array_equal(loaded.predict_interval(X)[0], ens.predict_interval(X)[0])
 
 
 @pytest.mark.parametrize(("min_value", "words"), [
-    ([0.0, 0.0, 0.0], "min_value has 3 values for 2 outputs"),
+    ([0.0, 0.0, 0.0], r"min_value has shape \(3,\) for 2 outputs"),
     ([0.0, np.nan], r"min_value must hold numbers or -inf \(no limit\), got \[0.0, nan\]"),
-    ([[0.0, 0.0]], "min_value has 2 values for 2 outputs"),
+    ([[0.0, 0.0]], r"min_value has shape \(1, 2\) for 2 outputs"),
+    (np.inf, r"min_value must hold numbers or -inf \(no limit\), got inf"),
 ])
 def test_lowest_values_that_do_not_fit_the_outputs_are_refused(monkeypatch, min_value, words):
     import sktlag.ensemble

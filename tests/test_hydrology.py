@@ -157,10 +157,13 @@ def test_a_dated_history_must_end_where_the_frame_begins():
     # The command checks it; predict used any history as the days before X.
     X, y = _frame()
     est = TLAGRegressor(**PARAMS, random_state=0).fit(X.iloc[:300], y.iloc[:300])
-    for history, words in ((X.iloc[250:270], "ends on 2001-09-27"),
-                           (X.iloc[300:320], "ends on 2001-11-16"),
-                           (X.iloc[280:300].iloc[::-1], "ends on 2001-10-08")):
-        with pytest.raises(ValueError, match=f"history {words}, but X starts on "
+    for history, words in ((X.iloc[250:270], "ends on 2001-09-27, so X should start on "
+                                             "2001-09-28"),
+                           (X.iloc[300:320], "ends on 2001-11-16, so X should start on "
+                                             "2001-11-17"),
+                           (X.iloc[280:300].iloc[::-1], "ends on 2001-10-08, so X should "
+                                                        "start on 2001-10-07")):
+        with pytest.raises(ValueError, match=f"history {words}, but it starts on "
                                              "2001-10-28"):
             est.predict(X.iloc[300:], history=history)
     # A history of one day, or without dates, cannot say; the right one is taken.
@@ -175,8 +178,12 @@ def test_a_gap_at_the_end_of_the_fit_does_not_change_its_step():
     fit_rows = [*range(298), 299]  # 2001-10-26, the day before the last, is missing
     est = TLAGRegressor(**PARAMS, random_state=0).fit(X.iloc[fit_rows], y.iloc[fit_rows])
     assert est._padded_rows(X.iloc[300:]) == 0
-    # A history with that gap still meets the day after it.
+    # A history with that gap still meets the day after it, with a time zone too, and
+    # where the gap ties with the usual step (days 296, 297, 299).
     est.predict(X.iloc[300:], history=X.iloc[fit_rows[-20:]])
+    est.predict(X.iloc[300:], history=X.iloc[[296, 297, 299]])
+    zoned = X.tz_localize("Europe/Berlin")
+    est.predict(zoned.iloc[300:], history=zoned.iloc[fit_rows[-20:]])
 
 
 def test_warm_up_survives_a_pandas_pipeline():

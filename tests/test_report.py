@@ -276,6 +276,13 @@ def test_a_failed_write_names_the_artifact_and_leaves_nothing(tmp_path, monkeypa
         write_artifacts(s.model, tmp_path / "out", X_test=s.X_test, y_test=s.y_test)
     assert info.value.errno == errno.ENOSPC
     assert list(tmp_path.iterdir()) == []
+    # An error of building an artifact, not of writing one, is left as it was.
+    def unbuilt(model):
+        raise OSError("cannot open resource")
+
+    monkeypatch.setattr(report_module, "plot_evolution", unbuilt)
+    with pytest.raises(OSError, match="^cannot open resource$"):
+        write_artifacts(s.model, tmp_path / "out")
 
 
 def test_dates_with_a_time_zone_are_written_as_their_wall_time(tmp_path):

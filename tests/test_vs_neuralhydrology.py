@@ -148,6 +148,12 @@ def test_resume_refuses_a_log_of_other_sktlag_params(tmp_path):
     with pytest.raises(ValueError, match=r"holds sktlag fits of \{'hidden_size': 64\}, "
                                          r"this run's are \{\}"):
         V.run_jobs([job], 1, log, resume=True)
+    # A failed job of the same run records no parameters: the log is this run's.
+    failed = _done("sktlag", "a", 0)
+    failed["rows"][0]["error"] = "RuntimeError: diverged"
+    log.write_text(json.dumps(failed) + "\n")
+    job["settings"]["sktlag_params"] = {"hidden_size": 64}
+    assert V.run_jobs([job], 1, log, resume=True)[0]["error"] == "RuntimeError: diverged"
 
 
 def _run(model, basin, seed, nse, **extra):
