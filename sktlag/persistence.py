@@ -628,9 +628,9 @@ def _build_scaler(data: dict[str, Any]) -> StandardScaler:
     scaler.n_features_in_ = int(data["n_features_in"])
     for key in ("mean", "var", "scale"):
         values = getattr(scaler, f"{key}_")
-        if values is not None and len(values) != scaler.n_features_in_:
-            raise ValueError(f"scaler {data['name']!r}: its {key} has {len(values)} values "
-                             f"for {scaler.n_features_in_} features")
+        if values is not None:
+            _check_length(f"scaler {data['name']!r}: its {key}", values,
+                          scaler.n_features_in_, "features")
     if data.get("feature_names_in") is not None:
         scaler.feature_names_in_ = np.asarray(data["feature_names_in"], dtype=object)
     return scaler
