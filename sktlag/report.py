@@ -225,17 +225,24 @@ def architecture_text(model) -> str:
     ]
     if summary["best_epoch"] is not None:
         lines.append(f"  fitted model: state of epoch {summary['best_epoch']}, "
-                     f"validation NSE {summary['best_valid_nse']:.4f}")
+                     f"validation NSE {_nse_text(summary['best_valid_nse'])}")
     lines += ["", "Architectures tried",
               "  layers  epochs     best validation NSE  at epoch"]
     for arch in summary["architectures"]:
         lines.append(f"  {arch['n_layers']:>6}  {arch['first_epoch']:>4}-{arch['last_epoch']:<5}"
-                     f"  {arch['best_valid_nse']:>19.4f}  {arch['best_epoch']}")
+                     f"  {_nse_text(arch['best_valid_nse']):>19}  "
+                     f"{'-' if arch['best_epoch'] is None else arch['best_epoch']}")
     lines += ["", "Growth decisions"]
     lines += [f"  {describe_decision(d)}" for d in summary["growth_decisions"]] or ["  none"]
     lines += ["", "Hyperparameters"]
     lines += [f"  {k} = {v!r}" for k, v in summary["hyperparameters"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _nse_text(value) -> str:
+    """An NSE to four places, or n/a where it is undefined (a validation discharge that
+    does not vary: no epoch had one)."""
+    return f"{value:.4f}" if value is not None and math.isfinite(value) else "n/a"
 
 
 def derivative_table(model) -> pd.DataFrame:

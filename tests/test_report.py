@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from sktlag import load_model, write_artifacts
+from sktlag import TLAGRegressor, load_model, write_artifacts
 from sktlag import report as report_module
 from sktlag.io import read_table
 from sktlag.report import ARTIFACT_FILES, check_output_dir, derivative_table, fit_periods
 
+from .conftest import FAST, make_series
 from .fitted import study
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -292,6 +293,21 @@ def test_dates_with_a_time_zone_are_written_as_their_wall_time(tmp_path):
     paths = write_artifacts(s.model, tmp_path / "out", X_test=X_test, y_test=s.y_test)
     table = pd.read_excel(paths["predictions_xlsx"], index_col="date")
     assert (table.index == s.X_test.index).all()
+
+
+def test_an_undefined_validation_nse_is_written_as_such():
+    # A validation discharge that does not vary has no NSE: the text said "-inf" and
+    # "at epoch None".
+    from sktlag.report import architecture_text
+
+    X, y = make_series(n_rows=300)
+    y = y.copy()
+    y[230:] = 1.0
+    est = TLAGRegressor(**{**FAST, "max_epochs": 3}, topo_derivative_threshold=np.inf,
+                        random_state=0).fit(X, y)
+    text = architecture_text(est).split("Hyperparameters")[0]
+    assert "validation NSE n/a" in text
+    assert "-inf" not in text and "None" not in text
 
 
 def test_derivative_table_of_a_model_without_decisions(artifacts):
