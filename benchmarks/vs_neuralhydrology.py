@@ -774,14 +774,15 @@ def recorded_runs(path: Path) -> list[dict[str, Any]]:
 
 
 def _recorded(paths: list[Path]) -> list[dict[str, Any]]:
-    runs, seen = [], set()
+    """The runs of ``paths``: of the same model, basin and seed in several files, the
+    first good one (a failed run gives way to a later rerun)."""
+    kept: dict[tuple, dict[str, Any]] = {}
     for path in paths:
         for run in recorded_runs(path):
             key = (run["basin"], run["model"], run["seed"])
-            if key not in seen:  # the same model, basin and seed in two files: the first
-                seen.add(key)
-                runs.append(run)
-    return runs
+            if key not in kept or ("error" in kept[key] and "error" not in run):
+                kept[key] = run
+    return list(kept.values())
 
 
 def report_records(paths: list[Path], against: list[Path] | None = None,

@@ -209,6 +209,19 @@ def test_records_replay_reads_a_jobs_log(tmp_path):
                                                                         ("sktlag", "a")]
 
 
+def test_a_replay_takes_the_first_good_run_of_a_seed(tmp_path):
+    # The first file's run of a seed is taken; a failed one hid a later rerun.
+    first, second, third = (tmp_path / f"{n}.jsonl" for n in ("first", "second", "third"))
+    failed = _done("sktlag", "a", 0)
+    failed["rows"][0].update(error="RuntimeError: diverged")
+    rerun, later = _done("sktlag", "a", 0), _done("sktlag", "a", 0)
+    rerun["rows"][0]["test_nse"], later["rows"][0]["test_nse"] = 0.7, 0.1
+    for path, done in ((first, failed), (second, rerun), (third, later)):
+        path.write_text(json.dumps(done) + "\n")
+    (run,) = V._recorded([first, second, third])
+    assert "error" not in run and run["test_nse"] == 0.7
+
+
 def test_a_variant_is_compared_with_its_baseline_per_basin_and_by_record_length():
     def fits(nses, years, seconds):
         return [_run("sktlag", basin, seed, nse, years=years, fit_seconds=seconds)
