@@ -20,6 +20,12 @@ every way the scores were gathered (:class:`sktlag.TLAGEnsemble` says which).
   growing with the predicted flow as well (discharge errors grow with the flow: a
   fixed share of the band would be spent on the many low-flow days and too little
   left for the floods).
+- :func:`error_coefficient` and :func:`corrected_centre`: a forecaster's band is
+  centred on the prediction corrected by the last observed error, which decays by a
+  lag-one coefficient per day (AR(1) output updating of real-time flood forecasting,
+  e.g. Refsgaard 1997, Nordic Hydrology 28:65): a model's errors in discharge last for
+  days (a missed flood, a drifting baseflow), so yesterday's error says much about
+  today's.
 - :func:`interval_bounds`: the band itself, fixed or adapted to observations, and
   never below a lowest value where one is given (discharge is never negative: a band
   reaching below zero on a dry day would spend width on values that cannot occur).
@@ -48,6 +54,8 @@ __all__ = [
     "check_coverage",
     "check_rate",
     "conformal_quantile",
+    "corrected_centre",
+    "error_coefficient",
     "interval_bounds",
     "interval_coverage",
     "interval_scale",
@@ -252,6 +260,86 @@ def adaptive_levels(
                 bisect.insort(pool, score)
                 arrival.append(score)
     return low, high, miscoverage
+
+
+def _last_observed(errors: np.ndarray, starts) -> tuple[np.ndarray, np.ndarray]:
+    """For every row and output, the row of the last finite error strictly before it in
+    its series (-1 where none) and the number of rows since it."""
+    n_rows = len(errors)
+    rows = np.arange(n_rows)[:, None]
+    seen = np.where(np.isfinite(errors), rows, -1)
+    last = np.full_like(seen, -1)
+    last[1:] = np.maximum.accumulate(seen, axis=0)[:-1]
+    first = np.zeros(n_rows, dtype=np.int64)
+    first[list(starts)] = list(starts)
+    first = np.maximum.accumulate(first)[:, None]
+    last = np.where(last >= first, last, -1)
+    return last, rows - last
+
+
+def error_coefficient(errors: np.ndarray, starts=(0,)) -> np.ndarray:
+    """The lag-one coefficient of each output's errors, in [0, 1].
+
+    The least-squares ``phi`` of ``e_t = phi * e_{t-1}`` over every pair of consecutive
+    rows of one series whose errors are both known, clipped to [0, 1]: errors that
+    alternate in sign carry nothing to the next day (0), and errors are never taken to
+    grow from day to day (at most 1). 0 where an output has no such pair or only zero
+    errors.
+
+    Parameters
+    ----------
+    errors : ndarray of shape (n_rows, n_outputs)
+        Observation minus prediction, in time order; NaN where unknown.
+    starts : sequence of int
+        First rows of the series, ascending, beginning with 0: no pair spans two series.
+
+    Returns
+    -------
+    ndarray of shape (n_outputs,)
+    """
+    today, yesterday = errors[1:], errors[:-1]
+    pair = np.isfinite(today) & np.isfinite(yesterday)
+    pair[[s - 1 for s in starts if s > 0]] = False
+    cross = np.where(pair, today * yesterday, 0.0).sum(axis=0)
+    square = np.where(pair, yesterday**2, 0.0).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        coefficient = np.where(square > 0, cross / square, 0.0)
+    return np.clip(coefficient, 0.0, 1.0)
+
+
+def corrected_centre(
+    mean: np.ndarray, observed: np.ndarray, coefficient: np.ndarray, starts=(0,)
+) -> np.ndarray:
+    """The prediction of each day corrected by the last error observed before it.
+
+    ``mean_t + phi ** k * (observed_s - mean_s)``, with ``s = t - k`` the last day
+    before ``t`` of the same series whose observation is known, and ``phi`` the output's
+    :func:`error_coefficient`: the error of yesterday carries over by ``phi``, that of
+    ``k`` days ago by ``phi ** k``. A day with no observed day before it in its series
+    keeps ``mean_t``; so does every day where ``phi`` is 0.
+
+    Parameters
+    ----------
+    mean, observed : ndarray of shape (n_days, n_outputs)
+        The prediction and the observations (NaN: not observed), in time order.
+    coefficient : ndarray of shape (n_outputs,)
+        ``phi`` of each output, in [0, 1].
+    starts : sequence of int
+        First rows of the series, ascending, beginning with 0.
+
+    Returns
+    -------
+    ndarray of shape (n_days, n_outputs)
+    """
+    if observed.shape != mean.shape:
+        raise ValueError(f"observed has shape {observed.shape}, the predictions "
+                         f"{mean.shape}: one value per row and output")
+    errors = observed - mean
+    last, lag = _last_observed(errors, starts)
+    carried = np.take_along_axis(errors, np.maximum(last, 0), axis=0)
+    with np.errstate(under="ignore"):
+        weight = np.where(last >= 0, np.asarray(coefficient, np.float64) ** lag, 0.0)
+    return mean + np.where(weight > 0, weight * carried, 0.0)
 
 
 def interval_scale(

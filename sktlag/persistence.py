@@ -51,8 +51,9 @@ __all__ = [
 FORMAT = "sktlag-model"
 #: Version of the layout of the ``.pth`` files written by :func:`~sktlag.save_model`: 2 added
 #: ensembles (a regressor's entries are those of version 1); 3 the ensembles' calibration
-#: (the scale of its scores, the blocks, the lowest value), which a reader of version 2
-#: would take for spread-scaled scores of the validation windows without a limit.
+#: (the scale of its scores, the blocks, the lowest value, the adaptive band's error
+#: correction), which a reader of version 2 would take for spread-scaled scores of the
+#: validation windows without a limit.
 FORMAT_VERSION = 3
 #: The version of a regressor's file: its entries are those of version 1, so readers of
 #: version 2 still load it.
@@ -279,6 +280,11 @@ def _ensemble_payload(ensemble: TLAGEnsemble) -> dict[str, Any]:
         "high_flow_threshold": to_plain(ensemble.high_flow_threshold_),
         "min_value": to_plain(ensemble.min_value),
         "lowest_values": to_plain(ensemble.min_value_),
+        "error_correction": ensemble.error_correction,
+        "error_coefficient": to_plain(ensemble.error_coefficient_),
+        "corrected_scores": torch.from_numpy(
+            np.array(ensemble.corrected_scores_, dtype=np.float64)
+        ),
         # With calibration="blocks" the members' split settings differ from the
         # template's: these two are the template's own.
         "template": {name: to_plain(getattr(template, name))
@@ -575,6 +581,8 @@ def _build_ensemble(data: dict[str, Any], device: str) -> TLAGEnsemble:
         scale=data.get("scale", "spread"),
         # Files written before the lowest value had bands without a limit.
         min_value=data.get("min_value"),
+        # Files written before the error correction centred every band on the mean.
+        error_correction=data.get("error_correction"),
     )
     ensemble.estimators_ = members
     ensemble.seeds_ = np.asarray(data["seeds"], dtype=np.int64)
@@ -591,6 +599,12 @@ def _build_ensemble(data: dict[str, Any], device: str) -> TLAGEnsemble:
     ensemble.min_value_ = np.asarray(
         data.get("lowest_values", [-math.inf] * ensemble.calibration_scores_.shape[1]),
         dtype=np.float64)
+    ensemble.error_coefficient_ = np.asarray(
+        data.get("error_coefficient", [0.0] * ensemble.calibration_scores_.shape[1]),
+        dtype=np.float64)
+    ensemble.corrected_scores_ = (data["corrected_scores"].numpy().astype(np.float64)
+                                  if "corrected_scores" in data
+                                  else ensemble.calibration_scores_)
     _check_ensemble_lengths(ensemble, members)
     ensemble.n_features_in_ = members[0].n_features_in_
     if hasattr(members[0], "feature_names_in_"):
@@ -614,7 +628,11 @@ def _check_ensemble_lengths(ensemble: TLAGEnsemble, members: list[TLAGRegressor]
     if scores.ndim != 2 or scores.shape[1] != n_outputs:
         raise ValueError(f"the calibration scores have shape {scores.shape}, the members "
                          f"predict {n_outputs} outputs")
-    for name in ("spread_offset_", "flow_level_", "high_flow_threshold_", "min_value_"):
+    if ensemble.corrected_scores_.shape != scores.shape:
+        raise ValueError(f"the corrected scores have shape {ensemble.corrected_scores_.shape}, "
+                         f"the calibration scores {scores.shape}")
+    for name in ("spread_offset_", "flow_level_", "high_flow_threshold_", "min_value_",
+                 "error_coefficient_"):
         _check_length(name.rstrip("_"), getattr(ensemble, name), n_outputs, "outputs")
 
 

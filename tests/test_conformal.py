@@ -10,6 +10,8 @@ from sktlag.conformal import (
     FLOW_FLOOR,
     adaptive_levels,
     conformal_quantile,
+    corrected_centre,
+    error_coefficient,
     interval_bounds,
     interval_coverage,
     interval_scale,
@@ -288,3 +290,63 @@ def test_coverages_that_would_share_a_key_are_refused():
     with pytest.raises(ValueError, match="0.9999999 and 0.99999999 would both be keyed '1'"):
         score_bands(y, y, np.ones((5, 1)), np.ones((20, 1)), [0.9999999, 0.99999999],
                     np.array([1.0]))
+
+
+def _centre_by_definition(mean, observed, phi, starts):
+    """``mean_t + phi ** k * e_{t-k}`` by a plain walk over the days."""
+    out = mean.copy()
+    for k in range(mean.shape[1]):
+        last = None
+        for t in range(len(mean)):
+            if t in starts:
+                last = None
+            if last is not None:
+                out[t, k] += phi[k] ** (t - last) * (observed[last, k] - mean[last, k])
+            if np.isfinite(observed[t, k]):
+                last = t
+    return out
+
+
+def test_corrected_centre_follows_its_definition():
+    rng = np.random.default_rng(0)
+    mean = rng.normal(size=(40, 2))
+    observed = mean + rng.normal(size=(40, 2))
+    observed[[3, 4, 5, 17, 18, 30], 0] = np.nan  # gaps: the error decays by phi ** k
+    observed[[0, 20], 1] = np.nan
+    phi, starts = np.array([0.8, 0.5]), (0, 20)
+    expected = _centre_by_definition(mean, observed, phi, starts)
+    np.testing.assert_allclose(corrected_centre(mean, observed, phi, starts), expected)
+    # The first day of each series has nothing before it; nor has day 21 of output 1
+    # (its series' first day is unobserved).
+    centre = corrected_centre(mean, observed, phi, starts)
+    assert centre[0, 0] == mean[0, 0] and centre[20, 0] == mean[20, 0]
+    assert centre[21, 1] == mean[21, 1]
+    # phi = 0 keeps the prediction exactly.
+    np.testing.assert_array_equal(corrected_centre(mean, observed, np.zeros(2)), mean)
+
+
+def test_error_coefficient_is_the_least_squares_lag_one_coefficient():
+    rng = np.random.default_rng(1)
+    errors = np.empty((3000, 1))
+    errors[0] = 0.0
+    for t in range(1, len(errors)):
+        errors[t] = 0.7 * errors[t - 1] + rng.normal()
+    errors[[50, 51, 400]] = np.nan  # pairs with an unknown error are left out
+    pairs = [(errors[t, 0], errors[t - 1, 0]) for t in range(1, len(errors))
+             if np.isfinite(errors[t, 0]) and np.isfinite(errors[t - 1, 0])]
+    direct = sum(a * b for a, b in pairs) / sum(b * b for _, b in pairs)
+    assert error_coefficient(errors)[0] == pytest.approx(direct, rel=1e-12)
+    assert error_coefficient(errors)[0] == pytest.approx(0.7, abs=0.05)
+
+
+def test_error_coefficient_is_clipped_and_never_pairs_two_series():
+    alternating = np.array([[1.0], [-1.0], [1.0], [-1.0]])
+    assert error_coefficient(alternating)[0] == 0.0
+    growing = np.array([[1.0], [2.0], [4.0]])
+    assert error_coefficient(growing)[0] == 1.0
+    assert error_coefficient(np.array([[np.nan], [1.0], [np.nan]]))[0] == 0.0
+    assert error_coefficient(np.zeros((5, 1)))[0] == 0.0
+    # No pair spans the seam between two series.
+    seam = np.array([[1.0], [-1.0], [5.0], [5.0]])
+    assert error_coefficient(seam, starts=(0, 2))[0] == pytest.approx((-1 + 25) / (1 + 25))
+    assert error_coefficient(seam)[0] == pytest.approx((-1 - 5 + 25) / (1 + 1 + 25))

@@ -15,7 +15,12 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sktlag import TLAGEnsemble, TLAGRegressor
-from sktlag.conformal import interval_scale
+from sktlag.conformal import (
+    corrected_centre,
+    error_coefficient,
+    interval_bounds,
+    interval_scale,
+)
 
 from .conftest import FAST, make_series
 from .test_sklearn_checks import EXPECTED_FAILURES
@@ -374,6 +379,9 @@ def _two_feature_member():
     (lambda e: e.update(calibration_scores=e["calibration_scores"].repeat(1, 2)),
      r"calibration scores have shape \(\d+, 2\)"),
     (lambda e: e.update(spread_offset=[*e["spread_offset"], 0.0]), "spread_offset has 2"),
+    (lambda e: e.update(error_coefficient=[0.5, 0.5]), "error_coefficient has 2"),
+    (lambda e: e.update(corrected_scores=e["corrected_scores"][:-1]),
+     r"corrected scores have shape \(\d+, 1\), the calibration scores"),
     (lambda e: e["members"].__setitem__(1, _two_feature_member()), "different numbers"),
 ])
 def test_ensemble_entries_that_disagree_are_a_clear_error(fitted, tmp_path, edit, words):
@@ -872,3 +880,114 @@ def test_a_lowest_value_that_is_not_a_finite_number_is_refused(bad):
     X, y = make_series(n_rows=300)
     with pytest.raises(ValueError, match="min_value"):
         TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, min_value=bad).fit(X, y)
+
+
+def _band_by_definition(ens, X, observed, coverage=0.9):
+    """The adaptive band from the members' predictions and the fitted entries, by the
+    pure functions of ``sktlag.conformal``."""
+    members = np.stack([m.predict(X) for m in ens.estimators_])[:, :, None]
+    mean, std = members.mean(axis=0), members.std(axis=0)
+    centre = corrected_centre(mean, observed[:, None], ens.error_coefficient_)
+    scale = interval_scale(std, ens.spread_offset_, centre, ens.flow_level_)
+    low, high = interval_bounds(centre, scale, ens.corrected_scores_, coverage,
+                                observed[:, None])
+    return low[:, 0], high[:, 0]
+
+
+def test_corrected_scores_follow_their_definition(fitted):
+    ens, X, y = fitted
+    n_valid = len(ens.calibration_scores_)
+    valid = np.arange(300 - n_valid, 300)
+    members = np.stack([m.predict(X[:300]) for m in ens.estimators_])[:, valid, None]
+    mean, std = members.mean(axis=0), members.std(axis=0)
+    # The validation windows' own errors only: the days before them are in sample.
+    errors = y[valid, None] - mean
+    phi = error_coefficient(errors)
+    np.testing.assert_allclose(ens.error_coefficient_, phi, rtol=1e-12)
+    assert 0 < phi[0] <= 1
+    centre = corrected_centre(mean, y[valid, None], phi)
+    scale = interval_scale(std, ens.spread_offset_, centre, ens.flow_level_)
+    np.testing.assert_allclose(ens.corrected_scores_, (y[valid, None] - centre) / scale,
+                               rtol=1e-10)
+
+
+def test_the_adaptive_band_is_centred_on_the_corrected_forecast(fitted):
+    ens, X, y = fitted
+    lower, upper = ens.predict_interval(X[300:], observed=y[300:])
+    expected = _band_by_definition(ens, X[300:], y[300:])
+    np.testing.assert_allclose(lower, expected[0], rtol=1e-10)
+    np.testing.assert_allclose(upper, expected[1], rtol=1e-10)
+    # The scores of the adaptive method are those of this band.
+    out = ens.score_intervals(X[300:], y[300:], adaptive=True)
+    assert out["outputs"][0]["coverage"] == pytest.approx(
+        np.mean((y[300:] >= lower) & (y[300:] <= upper)))
+    assert out["error_coefficient"] == ens.error_coefficient_.tolist()
+    assert ens.score_intervals(X[300:], y[300:])["error_coefficient"] is None
+
+
+def test_without_error_correction_the_adaptive_band_is_centred_on_the_mean(fitted):
+    _, X, y = fitted
+    plain = TLAGEnsemble(TLAGRegressor(**TINY), n_members=3, random_state=0,
+                         error_correction=None).fit(X[:300], y[:300])
+    np.testing.assert_array_equal(plain.error_coefficient_, [0.0])
+    np.testing.assert_array_equal(plain.corrected_scores_, plain.calibration_scores_)
+    mean, std = plain.predict(X[300:], return_std=True)
+    scale = interval_scale(std[:, None], plain.spread_offset_, mean[:, None], plain.flow_level_)
+    low, _ = interval_bounds(mean[:, None], scale, plain.calibration_scores_, 0.9,
+                             y[300:, None])
+    np.testing.assert_allclose(plain.predict_interval(X[300:], observed=y[300:])[0],
+                               low[:, 0], rtol=1e-10)
+
+
+def test_the_corrected_band_is_narrower_where_errors_persist():
+    # The target carries a slow drift the inputs cannot explain (errors that last for
+    # weeks, as a drifting baseflow's): yesterday's error tells most of today's.
+    X, y = make_series(n_rows=700)
+    rng = np.random.default_rng(3)
+    drift = np.zeros(700)
+    for t in range(1, 700):
+        drift[t] = 0.97 * drift[t - 1] + 0.1 * rng.standard_normal()
+    y = y + drift
+    bands = {}
+    for correction in ("ar1", None):
+        ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, random_state=0,
+                           error_correction=correction).fit(X[:500], y[:500])
+        bands[correction] = ens.score_intervals(X[500:], y[500:], adaptive=True)
+        if correction:
+            assert ens.error_coefficient_[0] > 0.5
+    corrected, plain = (bands[c]["outputs"][0] for c in ("ar1", None))
+    assert corrected["mean_width"] < 0.8 * plain["mean_width"]
+    assert abs(corrected["coverage"] - 0.9) < 0.06
+    assert corrected["crps"] < plain["crps"]
+
+
+def test_ensembles_saved_before_the_error_correction_centre_the_band_on_the_mean(
+        fitted, tmp_path):
+    import pickle
+
+    from sktlag import load_model, save_model
+
+    ens, X, y = fitted
+    mean, std = ens.predict(X[300:], return_std=True)
+    scale = interval_scale(std[:, None], ens.spread_offset_, mean[:, None], ens.flow_level_)
+    plain, _ = interval_bounds(mean[:, None], scale, ens.calibration_scores_, 0.9,
+                               y[300:, None])
+    state = dict(ens.__getstate__())
+    del state["error_correction"], state["error_coefficient_"], state["corrected_scores_"]
+    pickled = TLAGEnsemble.__new__(TLAGEnsemble)
+    pickled.__setstate__(pickle.loads(pickle.dumps(state)))
+    path = save_model(ens, tmp_path / "old.pth")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("error_correction", "error_coefficient", "corrected_scores"):
+        del payload["ensemble"][key]
+    torch.save(payload, path)
+    for old in (pickled, load_model(path)):
+        assert old.error_correction is None
+        np.testing.assert_allclose(old.predict_interval(X[300:], observed=y[300:])[0],
+                                   plain[:, 0], rtol=1e-10)
+    # A file written now keeps its correction.
+    again = load_model(save_model(ens, tmp_path / "new.pth"))
+    assert again.error_correction == "ar1"
+    np.testing.assert_array_equal(again.corrected_scores_, ens.corrected_scores_)
+    np.testing.assert_array_equal(again.predict_interval(X[300:], observed=y[300:])[0],
+                                  ens.predict_interval(X[300:], observed=y[300:])[0])
