@@ -321,6 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "band to the observed discharge of the days before it, as a "
                        "forecaster's band; fixed keeps the band calibrated at fit time, as "
                        "for a simulation without observations (metrics.json scores both)")
+    model.add_argument("--error-correction", choices=("ar1", "none"), default=None,
+                       help="the centre of an ensemble's adaptive band: ar1 (the default) "
+                       "corrects the mean by the last observed error, carried over by the "
+                       "lag-one coefficient of the calibration errors per day; none keeps "
+                       "the mean")
     model.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
                        help="processes fitting ensemble members at once (default: all "
                        "--members; on fewer cores they share them, which keeps every core "
@@ -522,7 +527,8 @@ def _run(args) -> int:
     if args.jobs is not None and args.members < 2:
         raise CommandError("--jobs needs --members 2 or more: it sets how many processes "
                            "fit ensemble members at once")
-    for option, value in (("--interval-scale", args.interval_scale), ("--band", args.band)):
+    for option, value in (("--interval-scale", args.interval_scale), ("--band", args.band),
+                          ("--error-correction", args.error_correction)):
         if value is not None and args.members < 2:
             raise CommandError(f"{option} needs --members 2 or more: intervals come from "
                                "an ensemble")
@@ -542,6 +548,9 @@ def _run(args) -> int:
                              min_value=_lowest_value(y))
         if args.interval_scale is not None:
             final.set_params(scale=args.interval_scale)
+        if args.error_correction is not None:
+            final.set_params(error_correction=None if args.error_correction == "none"
+                             else args.error_correction)
     pipe = Pipeline([("scaler", StandardScaler()), ("tlag", final)])
     pipe.set_output(transform="pandas")
     start = time.perf_counter()
@@ -659,6 +668,16 @@ def _floor_text(limit, bands: dict) -> str:
                    if float(value) != -math.inf)
 
 
+def _correction_text(intervals: dict) -> str:
+    """The adaptive band's error correction of ``metrics.json``, in words ("" without
+    one: files of sktlag 0.2.0, or a band centred on the mean)."""
+    coefficients = intervals.get("error_coefficient") or {}
+    if not any(coefficients.values()):
+        return ""
+    phi = " / ".join(f"{c:.2f}" for c in coefficients.values())
+    return f"; centred on the forecast corrected by the last observed error, times {phi} a day"
+
+
 def _interval_lines(intervals: dict | None) -> list[str]:
     """Per band and output of ``metrics.json``: coverage at every level, width, high flows."""
     if not intervals:
@@ -669,7 +688,8 @@ def _interval_lines(intervals: dict | None) -> list[str]:
         "fixed": f"fixed band (calibrated on {CALIBRATION_WINDOWS[intervals['calibration']]}"
                  f", scale {intervals['scale']}{floor})",
         "adaptive": f"adaptive band (each day adapts to the observations before it, rate "
-                    f"{intervals['adapt_rate']:g})" if intervals["adapt_rate"] else "",
+                    f"{intervals['adapt_rate']:g}{_correction_text(intervals)})"
+                    if intervals["adapt_rate"] else "",
     }
     lines, short = [], False
     for band, outputs in intervals["bands"].items():

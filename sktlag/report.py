@@ -186,6 +186,15 @@ def architecture_summary(model, *, metadata: dict | None = None) -> dict[str, An
     })
 
 
+def _adaptive_centre(ensemble) -> str:
+    """What the adaptive band of ``ensemble`` is centred on, in words."""
+    if ensemble.error_correction is None:
+        return "the mean"
+    phi = " / ".join(f"{c:.3f}" for c in ensemble.error_coefficient_)
+    return (f"the mean plus the last observed error times {phi} per day since it "
+            "(lag-one coefficient of the calibration errors)")
+
+
 def architecture_text(model) -> str:
     """The content of ``adaptive_lstm_architecture.txt``: network, growth and settings.
 
@@ -201,7 +210,8 @@ def architecture_text(model) -> str:
                  f"{__version__}), seeds {', '.join(map(str, ensemble.seeds_))}",
                  "  prediction: the members' mean; intervals calibrated by conformal scores "
                  f"on {windows} "
-                 f"({CALIBRATION_WINDOWS[ensemble.calibration]}; scale {ensemble.scale})", ""]
+                 f"({CALIBRATION_WINDOWS[ensemble.calibration]}; scale {ensemble.scale})",
+                 f"  adaptive band: centred on {_adaptive_centre(ensemble)}", ""]
         for i, member in enumerate(ensemble.estimators_, start=1):
             lines += [f"=== member {i} (random_state {member.random_state}) ===",
                       *architecture_text(member).splitlines()[1:], ""]
@@ -357,7 +367,9 @@ def metrics_summary(
         Per period name, the scores of each band by its name (``"fixed"``,
         ``"adaptive"``: results of :meth:`sktlag.TLAGEnsemble.score_intervals`), stored
         in that period as ``intervals``: ``nominal_coverage``, ``calibration``,
-        ``scale``, ``min_value``, ``adapt_rate`` and ``bands``, per band and output its
+        ``scale``, ``min_value``, ``adapt_rate``, ``error_coefficient`` (per output, the
+        lag-one coefficient of the errors that corrects the adaptive band's centre; 0
+        without correction) and ``bands``, per band and output its
         scores (``coverage``, ``mean_width``, ``relative_width``, ``high_flow_coverage``,
         ``crps``, ``n``, ``n_high_flow`` and the same at every level of ``levels``); an
         optional entry ``"shown"`` names the band the figure and the table show, stored
@@ -408,6 +420,10 @@ def metrics_summary(
                 "scale": first["scale"],
                 "min_value": first["min_value"],
                 "adapt_rate": bands["adaptive"]["adapt_rate"] if "adaptive" in bands else None,
+                "error_coefficient": (dict(zip(period_names,
+                                               bands["adaptive"]["error_coefficient"],
+                                               strict=True))
+                                      if "adaptive" in bands else None),
                 "bands": {band: dict(zip(period_names, scores["outputs"], strict=True))
                           for band, scores in bands.items()},
                 "shown": shown,

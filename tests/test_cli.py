@@ -936,8 +936,11 @@ def test_run_with_members_writes_intervals(ensemble_run):
     assert (f"fixed band (calibrated on the validation windows, scale {OTHER_SCALE}, never "
             "below 0):") in stdout
     # The table shows the band of a forecaster, who observes each day before the next.
+    phi = ensemble.error_coefficient_[0]
+    assert 0 < phi <= 1
     assert (f"adaptive band (each day adapts to the observations before it, rate "
-            f"{ADAPT_RATE:g}) [predictions.xlsx]:") in stdout
+            f"{ADAPT_RATE:g}; centred on the forecast corrected by the last observed error, "
+            f"times {phi:.2f} a day) [predictions.xlsx]:") in stdout
     assert re.search(r"q_kalkofen +90% coverage [\d.]+% \(high flows ([\d.]+%|n/a)\), width "
                      r"[\d.]+ test std, CRPS [\d.e+-]+; coverage at 50/80/90/95 %: ", stdout)
     table = pd.read_excel(out / "predictions.xlsx", index_col="date")
@@ -951,6 +954,9 @@ def test_run_with_members_writes_intervals(ensemble_run):
     assert intervals["calibration"] == "validation" and intervals["adapt_rate"] == ADAPT_RATE
     assert intervals["scale"] == OTHER_SCALE and intervals["min_value"] == 0
     assert intervals["shown"] == "adaptive"
+    assert intervals["error_coefficient"] == {"q_kalkofen": pytest.approx(phi)}
+    assert (f"adaptive band: centred on the mean plus the last observed error times "
+            f"{phi:.3f} per day since it") in (out / "adaptive_lstm_architecture.txt").read_text()
     scores = intervals["bands"]["adaptive"]["q_kalkofen"]
     assert scores["coverage"] == pytest.approx(inside.mean())
     assert scores["mean_width"] == pytest.approx((table["upper"] - table["lower"]).mean())
@@ -1196,11 +1202,28 @@ def test_block_calibration_needs_several_members(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_an_interval_scale_needs_several_members(tmp_path):
+@pytest.mark.parametrize(("option", "value"), [("--interval-scale", "flow"),
+                                               ("--error-correction", "none")])
+def test_interval_options_need_several_members(tmp_path, option, value):
     code, _, stderr = run_main(["run", "--out", tmp_path / "out", *FAST_OPTIONS,
-                                "--interval-scale", "flow"])
-    assert code == 2 and "--interval-scale needs --members 2 or more" in stderr
+                                option, value])
+    assert code == 2 and f"{option} needs --members 2 or more" in stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_adaptive_band_without_error_correction_is_centred_on_the_mean(tmp_path):
+    table = research_table(tmp_path / "lahn.csv", slice(0, N_ROWS))
+    code, stdout, stderr = run_main(["run", table, "--out", tmp_path / "out", *FAST_OPTIONS,
+                                     "--members", "2", "--jobs", "1",
+                                     "--error-correction", "none"])
+    assert code == 0, stderr
+    ensemble = load_model(tmp_path / "out" / MODEL)[-1]
+    assert ensemble.error_correction is None
+    np.testing.assert_array_equal(ensemble.corrected_scores_, ensemble.calibration_scores_)
+    assert (f"adaptive band (each day adapts to the observations before it, rate "
+            f"{ADAPT_RATE:g}) [predictions.xlsx]:") in stdout
+    text = (tmp_path / "out" / "adaptive_lstm_architecture.txt").read_text()
+    assert "adaptive band: centred on the mean\n" in text
 
 
 def test_help_texts_print_percent_signs_once(capsys):
