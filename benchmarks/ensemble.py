@@ -24,7 +24,10 @@ predictive distribution (``scoringrules``), and the wall time of the whole ensem
 (``--calibrations``: ``validation``, the split-conformal default, and ``blocks``); each
 is fitted on the first 80 % of the days (inputs standardized on those days) and scored
 on the last 20 % with the fixed band and with the adaptive band at each rate of
-``--rates`` (each test day's band adapts to the observations of the days before it).
+``--rates`` (each test day's band adapts to the observations of the days before it;
+``corrected-<rate>`` in the records: centred on the forecast corrected by the last
+observed error, the ensemble's default; ``adaptive-<rate>``: centred on the mean, as
+every record before the correction).
 Per method: coverage at 50/80/90/95 %, mean width over the test days' standard
 deviation, coverage of the high flows (days above the fit period's 90th percentile)
 and CRPS. Ensembles (basin x seed x calibration) run in ``--jobs`` processes, members
@@ -37,7 +40,7 @@ one after another on one torch thread, and are appended to ``intervals_jobs.json
 again, with the scores in units of each scale of ``--scales`` (``spread``, ``flow``:
 ``TLAGEnsemble(scale=...)``), from the members' predictions alone: the same bands
 without refitting (validation calibration; the scores of a saved scale must come out
-as saved, or it stops).
+as saved, or it stops), the adaptive band both centred on the mean and corrected.
 """
 
 from __future__ import annotations
@@ -207,7 +210,7 @@ def interval_job(job: dict) -> dict:
     mean = ensemble.predict(test, history=history)
     methods = {"fixed": ensemble.score_intervals(test, y[n:], history=history)}
     for rate in job["rates"]:
-        methods[f"adaptive-{rate:g}"] = ensemble.score_intervals(
+        methods[_adaptive_method(rate, ensemble.error_correction)] = ensemble.score_intervals(
             test, y[n:], history=history, adaptive=True, adapt_rate=rate)
     if job.get("save_predictions"):
         # Everything a new band needs, to be scored without refitting.
@@ -216,7 +219,9 @@ def interval_job(job: dict) -> dict:
         np.savez_compressed(
             Path(job["save_predictions"]) / name, members=members, y=y, n_fit=n,
             scores=ensemble.calibration_scores_[:, 0], spread_offset=ensemble.spread_offset_,
-            threshold=ensemble.high_flow_threshold_, scale=ensemble.scale)
+            threshold=ensemble.high_flow_threshold_, scale=ensemble.scale,
+            corrected_scores=ensemble.corrected_scores_[:, 0],
+            error_coefficient=ensemble.error_coefficient_)
     return {
         **{k: job[k] for k in ("basin", "seed", "calibration", "members")},
         "scale": ensemble.scale,
@@ -234,10 +239,25 @@ def interval_job(job: dict) -> dict:
     }
 
 
+def _adaptive_method(rate: float, correction: str | None) -> str:
+    """The name of an adaptive band in the records: ``adaptive-<rate>`` centred on the
+    mean (every record before the error correction), ``corrected-<rate>`` on the
+    corrected forecast."""
+    return f"{'corrected' if correction else 'adaptive'}-{rate:g}"
+
+
 def rescored_job(path: Path, scale: str, rates) -> dict:
     """The bands of one saved ensemble with its scores in units of ``scale``: the same
-    arithmetic as ``TLAGEnsemble`` (``sktlag.conformal``) on the saved predictions."""
-    from sktlag.conformal import REPORTED_COVERAGES, interval_scale, scale_levels, score_bands
+    arithmetic as ``TLAGEnsemble`` (``sktlag.conformal``) on the saved predictions, the
+    adaptive band both centred on the mean and on the corrected forecast."""
+    from sktlag.conformal import (
+        REPORTED_COVERAGES,
+        corrected_centre,
+        error_coefficient,
+        interval_scale,
+        scale_levels,
+        score_bands,
+    )
     from sktlag.metrics import nse
 
     saved = np.load(path)
@@ -255,18 +275,35 @@ def rescored_job(path: Path, scale: str, rates) -> dict:
         np.testing.assert_allclose(calibration_scores[:, 0], saved["scores"], atol=1e-5,
                                    err_msg=f"{path.name}: the {scale} scores differ from "
                                    "the saved ones")
+    # The corrected forecast: the validation windows corrected by their own errors, the
+    # test days by those of the test days before them.
+    phi = error_coefficient(y[valid] - mean[valid])
+    centre = np.concatenate([corrected_centre(mean[part], y[part], phi)
+                             for part in (valid, test)])
+    u_corrected = interval_scale(std[n - n_scores:], offset, centre,
+                                 level if scale == "flow" else None)
+    corrected_scores = (y[valid] - centre[:n_scores]) / u_corrected[:n_scores]
+    if "corrected_scores" in saved.files and str(saved["scale"]) == scale:
+        np.testing.assert_allclose(corrected_scores[:, 0], saved["corrected_scores"],
+                                   atol=1e-5, err_msg=f"{path.name}: the corrected scores "
+                                   "differ from the saved ones")
+    bands = {"fixed": (False, ADAPT_RATE, mean[test], u[test], calibration_scores)}
+    for r in rates:
+        bands[_adaptive_method(r, None)] = (True, r, mean[test], u[test], calibration_scores)
+        bands[_adaptive_method(r, "ar1")] = (True, r, centre[n_scores:],
+                                             u_corrected[n_scores:], corrected_scores)
     methods = {}
-    for name, adaptive, rate in [("fixed", False, ADAPT_RATE),
-                                 *((f"adaptive-{r:g}", True, r) for r in rates)]:
-        out = score_bands(y[test], mean[test], u[test], calibration_scores,
-                          REPORTED_COVERAGES, saved["threshold"], adaptive, rate)[0]
+    for name, (adaptive, rate, centre_, scale_, scores) in bands.items():
+        out = score_bands(y[test], centre_, scale_, scores, REPORTED_COVERAGES,
+                          saved["threshold"], adaptive, rate)[0]
         methods[name] = {**out["levels"][f"{COVERAGE:g}"], **out}
     observed = np.isfinite(y[test, 0])
     return {"basin": basin, "seed": int(seed), "calibration": calibration,
             "members": len(members), "scale": scale,
             "years": len(y) / _basins.DAYS_PER_YEAR,
             "nse": float(nse(y[test, 0][observed], mean[test, 0][observed])),
-            "rescored_from": path.name, "methods": methods}
+            "rescored_from": path.name, "error_coefficient": float(phi[0]),
+            "methods": methods}
 
 
 def _percent(share: float) -> str:
@@ -372,24 +409,28 @@ def compact_table(runs: list[dict], adaptive: str, coverage: str = "0.9") -> str
     """Per basin, at ``coverage``: the fixed band of each calibration and the adaptive
     band ``adaptive`` (a method name such as ``"adaptive-0.05"``) of the validation
     calibration, with the spread scale, and the same two of the validation calibration
-    with the flow scale where runs have it: coverage (of all days / of the high flows)
-    and width over the test days' standard deviation; medians over seeds."""
+    with the flow scale where runs have it, and the corrected adaptive band of the same
+    rate: coverage (of all days / of the high flows) and width over the test days'
+    standard deviation; medians over seeds."""
     rows = []
     years = {r["basin"]: r["years"] for r in runs}
+    corrected = adaptive.replace("adaptive", "corrected")
     columns = [("validation", "fixed", "spread", "fixed, validation"),
                ("blocks", "fixed", "spread", "fixed, blocks"),
                ("validation", adaptive, "spread", adaptive),
                ("validation", "fixed", "flow", "fixed, flow scale"),
-               ("validation", adaptive, "flow", f"{adaptive}, flow scale")]
+               ("validation", adaptive, "flow", f"{adaptive}, flow scale"),
+               ("validation", corrected, "flow", f"{corrected}, flow scale")]
     # Only the columns some run has.
-    present = {(r["calibration"], r.get("scale", "spread")) for r in runs}
+    present = {(r["calibration"], m, r.get("scale", "spread")) for r in runs
+               for m in r["methods"]}
     for basin in years:
         row = {"basin": basin, "years": f"{years[basin]:.1f}"}
         for calibration, method, scale, label in columns:
-            if (calibration, scale) not in present:
+            if (calibration, method, scale) not in present:
                 continue
             same = [r for r in runs if r["basin"] == basin and r["calibration"] == calibration
-                    and r.get("scale", "spread") == scale]
+                    and r.get("scale", "spread") == scale and method in r["methods"]]
             if not same:
                 row[label] = "n/a"
                 continue

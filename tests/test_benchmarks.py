@@ -424,7 +424,8 @@ def test_interval_study_scores_every_band_and_replays_its_records(tmp_path):
     runs = json.loads((tmp_path / "intervals.json").read_text())["results"]["runs"]
     assert sorted(r["calibration"] for r in runs) == ["blocks", "validation"]
     for run in runs:
-        assert set(run["methods"]) == {"fixed", "adaptive-0.05"}
+        # The ensemble's adaptive band is centred on the corrected forecast.
+        assert set(run["methods"]) == {"fixed", "corrected-0.05"}
         fixed = run["methods"]["fixed"]
         assert list(fixed["levels"]) == ["0.5", "0.8", "0.9", "0.95"]
         assert fixed["coverage"] == fixed["levels"]["0.9"]["coverage"]
@@ -439,11 +440,12 @@ def test_interval_study_scores_every_band_and_replays_its_records(tmp_path):
                         tmp_path / "intervals_jobs.jsonl", "--out", tmp_path / "replay").stdout
     # The default scale is named in every band's label.
     assert "| validation fixed, flow scale | 1 |" in replay
-    assert "| blocks adaptive-0.05, flow scale | 1 |" in replay
+    assert "| blocks corrected-0.05, flow scale | 1 |" in replay
     assert "Ensemble NSE with calibration='blocks' minus with 'validation' (same seed)" in replay
     # Scored again from the saved predictions: the ensemble's own scale gives the
     # ensemble's own bands (up to the float32 noise of predicting the whole series at
-    # once), and the other scale is scored too.
+    # once), and the other scale is scored too, and the adaptive band centred on the
+    # mean beside the corrected one.
     rescored = run_script("ensemble.py", "--intervals", "--rescore", tmp_path, "--rates", "0.05",
                           "--out", tmp_path / "rescored").stdout
     again = [json.loads(line) for line in
@@ -459,6 +461,7 @@ def test_interval_study_scores_every_band_and_replays_its_records(tmp_path):
             assert same["methods"][method]["levels"][level]["mean_width"] == pytest.approx(
                 band["mean_width"], rel=1e-3)
     assert "| validation adaptive-0.05, flow scale | 1 |" in rescored
+    assert "| validation corrected-0.05, flow scale | 1 |" in rescored
     assert "| validation adaptive-0.05 | 1 |" in rescored  # the spread scale
     assert "CRPS with the flow scale over the spread scale's (same ensembles)" in rescored
     assert "| median distance from 90 % | median high-flow coverage | high flows within 10 " \
