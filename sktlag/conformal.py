@@ -334,6 +334,8 @@ def corrected_centre(
     if observed.shape != mean.shape:
         raise ValueError(f"observed has shape {observed.shape}, the predictions "
                          f"{mean.shape}: one value per row and output")
+    if not len(mean):
+        return mean.copy()
     errors = observed - mean
     last, lag = _last_observed(errors, starts)
     carried = np.take_along_axis(errors, np.maximum(last, 0), axis=0)

@@ -398,31 +398,32 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         # first scores first.
         self.calibration_scores_ = (y2[rows] - centre[rows]) / self._scale(mean[rows],
                                                                            spread[rows])
-        self._calibrate_correction(y2, centre, spread, [valid, *(blocks or [])], groups)
+        self._calibrate_correction(y2, mean, centre, spread, [valid, *(blocks or [])],
+                                   groups)
 
-    def _calibrate_correction(self, y2, centre, spread, parts, groups) -> None:
+    def _calibrate_correction(self, y2, mean, centre, spread, parts, groups) -> None:
         """``error_coefficient_`` and ``corrected_scores_`` from the calibration rows.
 
         Each part (the validation windows, every block) is corrected by its own
         observed errors only: the days of the training part before it are in sample.
+        Within a part, a day without an observed target carries the error over as it
+        does in prediction (``phi ** k``).
         """
-        n_rows = len(y2)
-        starts = set(self._starts(groups, n_rows).tolist())
+        starts = set(self._starts(groups, len(y2)).tolist())
         observed = np.full_like(y2, np.nan)
         for part in parts:
             observed[part] = y2[part]
             starts.add(int(part[0]))
-        # A calibration row after a row outside every part begins a stretch of its own.
-        rows = np.sort(np.concatenate(parts))
-        starts.update(rows[1:][np.diff(rows) > 1].tolist())
-        starts = sorted(starts | {0})
-        errors = observed - centre
-        self.error_coefficient_ = (error_coefficient(errors, starts)
+        starts = sorted(starts)
+        self.error_coefficient_ = (error_coefficient(observed - centre, starts)
                                    if self.error_correction == "ar1"
                                    else np.zeros(y2.shape[1]))
-        corrected = corrected_centre(centre, observed, self.error_coefficient_, starts)
-        self.corrected_scores_ = (y2[rows] - corrected[rows]) / self._scale(corrected[rows],
-                                                                             spread[rows])
+        shift = corrected_centre(centre, observed, self.error_coefficient_, starts) - centre
+        rows = np.sort(np.concatenate(parts))
+        # The scale of the ensemble's mean moved by the same correction, as in
+        # prediction (a block's centre is one member's; its scale, the ensemble's).
+        self.corrected_scores_ = (y2[rows] - centre[rows] - shift[rows]) / self._scale(
+            mean[rows] + shift[rows], spread[rows])
 
     def _scale(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         return interval_scale(std, self.spread_offset_, mean,

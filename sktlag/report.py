@@ -188,7 +188,8 @@ def architecture_summary(model, *, metadata: dict | None = None) -> dict[str, An
 
 def _adaptive_centre(ensemble) -> str:
     """What the adaptive band of ``ensemble`` is centred on, in words."""
-    if ensemble.error_correction is None:
+    # The fitted coefficients, which the band uses (whatever the parameter says now).
+    if not ensemble.error_coefficient_.any():
         return "the mean"
     phi = " / ".join(f"{c:.3f}" for c in ensemble.error_coefficient_)
     return (f"the mean plus the last observed error times {phi} per day since it "

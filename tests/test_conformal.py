@@ -323,6 +323,8 @@ def test_corrected_centre_follows_its_definition():
     assert centre[21, 1] == mean[21, 1]
     # phi = 0 keeps the prediction exactly.
     np.testing.assert_array_equal(corrected_centre(mean, observed, np.zeros(2)), mean)
+    # No day: nothing to correct.
+    assert corrected_centre(mean[:0], observed[:0], phi).shape == (0, 2)
 
 
 def test_error_coefficient_is_the_least_squares_lag_one_coefficient():

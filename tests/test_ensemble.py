@@ -991,3 +991,41 @@ def test_ensembles_saved_before_the_error_correction_centre_the_band_on_the_mean
     np.testing.assert_array_equal(again.corrected_scores_, ens.corrected_scores_)
     np.testing.assert_array_equal(again.predict_interval(X[300:], observed=y[300:])[0],
                                   ens.predict_interval(X[300:], observed=y[300:])[0])
+
+
+def test_an_unobserved_calibration_day_carries_the_error_as_prediction_does():
+    # A validation day without discharge: calibration must correct the day after it by
+    # phi ** 2 times the error before it, as predict_interval does, or the first pool
+    # holds scores that prediction never gives.
+    X, y = make_series(n_rows=320)
+    y = y.copy()
+    y[280] = np.nan
+    ens = TLAGEnsemble(TLAGRegressor(**TINY, missing_target="mask"), n_members=2,
+                       random_state=0).fit(X, y)
+    assert ens.error_coefficient_[0] > 0
+    first = 320 - len(ens.calibration_scores_) - 1  # one day of the stretch is missing
+    days = np.arange(first, 320)
+    members = np.stack([m.predict(X) for m in ens.estimators_])[:, days, None]
+    mean, std = members.mean(axis=0), members.std(axis=0)
+    centre = corrected_centre(mean, y[days, None], ens.error_coefficient_)
+    scale = interval_scale(std, ens.spread_offset_, centre, ens.flow_level_)
+    expected = ((y[days, None] - centre) / scale)[days != 280]
+    np.testing.assert_allclose(ens.corrected_scores_, expected, rtol=1e-10)
+
+
+def test_without_error_correction_block_scores_are_the_calibration_scores():
+    X, y = make_series(n_rows=300)
+    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, random_state=0,
+                       calibration="blocks", error_correction=None).fit(X, y)
+    np.testing.assert_array_equal(ens.corrected_scores_, ens.calibration_scores_)
+
+
+def test_the_architecture_text_names_the_fitted_correction(fitted):
+    from sktlag.report import architecture_text
+
+    ens = copy.deepcopy(fitted[0])
+    phi = ens.error_coefficient_[0]
+    # The band uses the fitted coefficient, whatever the parameter says after the fit.
+    ens.set_params(error_correction=None)
+    assert (f"adaptive band: centred on the mean plus the last observed error times "
+            f"{phi:.3f}") in architecture_text(ens)
