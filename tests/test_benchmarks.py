@@ -462,6 +462,8 @@ def test_interval_study_scores_every_band_and_replays_its_records(tmp_path):
                 band["mean_width"], rel=1e-3)
     assert "| validation adaptive-0.05, flow scale | 1 |" in rescored
     assert "| validation corrected-0.05, flow scale | 1 |" in rescored
+    assert ("CRPS of the corrected adaptive band over the one centred on the mean (same "
+            "ensembles): median ") in rescored
     assert "| validation adaptive-0.05 | 1 |" in rescored  # the spread scale
     assert "CRPS with the flow scale over the spread scale's (same ensembles)" in rescored
     assert "| median distance from 90 % | median high-flow coverage | high flows within 10 " \
