@@ -193,9 +193,9 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         ``adaptive=True`` in :meth:`score_intervals`): the mean corrected by the last
         observed error, which decays by the errors' lag-one coefficient per day
         (``"ar1"``), or the mean itself (None). The fixed band is always centred on the
-        mean. On the new years of fifteen basins the corrected band held the same
-        coverage at a fraction of the width, and covered more high flows
-        (``docs/forecasting.md``).
+        mean. On the new years of twenty-eight basins the corrected band held its
+        coverage at half the width, and covered at least 83 % of the high flows on
+        every record of three years or more (``docs/forecasting.md``).
 
     Attributes
     ----------
