@@ -418,16 +418,15 @@ def interval_tables(runs: list[dict], coverage: str = "0.9") -> tuple[str, str]:
     return markdown_table(overall) + note, markdown_table(rows)
 
 
-def compact_table(runs: list[dict], adaptive: str, coverage: str = "0.9") -> str:
+def compact_table(runs: list[dict], rate: float, coverage: str = "0.9") -> str:
     """Per basin, at ``coverage``: the fixed band of each calibration and the adaptive
-    band ``adaptive`` (a method name such as ``"adaptive-0.05"``) of the validation
-    calibration, with the spread scale, and the same two of the validation calibration
-    with the flow scale where runs have it, and the corrected adaptive band of the same
-    rate: coverage (of all days / of the high flows) and width over the test days'
-    standard deviation; medians over seeds."""
+    band of ``rate`` of the validation calibration, with the spread scale, and the same
+    two of the validation calibration with the flow scale where runs have it, and the
+    corrected adaptive band of the same rate: coverage (of all days / of the high
+    flows) and width over the test days' standard deviation; medians over seeds."""
     rows = []
     years = {r["basin"]: r["years"] for r in runs}
-    corrected = adaptive.replace("adaptive", "corrected")
+    adaptive, corrected = (_adaptive_method(rate, c) for c in (None, "ar1"))
     columns = [("validation", "fixed", "spread", "fixed, validation"),
                ("blocks", "fixed", "spread", "fixed, blocks"),
                ("validation", adaptive, "spread", adaptive),
@@ -526,13 +525,13 @@ def run_intervals(args) -> None:
                    f"{r['nse']:.3f} 90 %: fixed {r['methods']['fixed']['coverage']:.1%}, "
                    f"{r['fit_seconds']:.0f} s"))
     overall, per_basin = interval_tables(runs)
-    adaptive = f"adaptive-{ADAPT_RATE:g}"
+    adaptive = _adaptive_method(ADAPT_RATE, None)
     write_results(
         args.out, "intervals", "Prediction intervals on new years",
         [("Across basins (90 % bands)", overall),
          (f"Per basin: 90 % coverage of all days / of high flows, width over the test "
           f"std (fixed bands; {adaptive}: the adaptive band at the default rate)",
-          compact_table(runs, adaptive)),
+          compact_table(runs, ADAPT_RATE)),
          ("Per basin, every band", per_basin),
          *([("How the members' growth ended", growth)] if (growth := growth_table(runs))
            else [])],

@@ -341,6 +341,8 @@ def corrected_centre(
     carried = np.take_along_axis(errors, np.maximum(last, 0), axis=0)
     with np.errstate(under="ignore"):
         weight = np.where(last >= 0, np.asarray(coefficient, np.float64) ** lag, 0.0)
+    # Where nothing was observed before, ``carried`` holds row 0's error, which may be
+    # NaN: 0 * NaN would spread it.
     return mean + np.where(weight > 0, weight * carried, 0.0)
 
 

@@ -385,11 +385,10 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                              None if groups is None else np.asarray(groups))
         self.high_flow_threshold_ = np.nanquantile(y2, HIGH_FLOW_QUANTILE, axis=0)
         members, _ = self._member_predictions(X, groups=groups)
-        mean, std = members[:, valid].mean(axis=0), members[:, valid].std(axis=0)
-        self.spread_offset_, self.flow_level_ = scale_levels(mean, std)
+        mean, spread = members.mean(axis=0), members.std(axis=0)
+        self.spread_offset_, self.flow_level_ = scale_levels(mean[valid], spread[valid])
         # Every calibration row's prediction: the mean on the validation windows; on
         # block m member m's, out of sample for it alone, in the ensemble's scale.
-        mean, spread = members.mean(axis=0), members.std(axis=0)
         centre = mean.copy()
         for m, block in enumerate(blocks or []):
             centre[block] = members[m, block]
