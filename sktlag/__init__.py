@@ -17,6 +17,7 @@ _LAZY = {
     "PRESETS": "sktlag.estimator",
     "TLAGRegressor": "sktlag.estimator",
     "TLAGEnsemble": "sktlag.ensemble",
+    "forecast": "sktlag.forecasting",
     "GrowingLSTM": "sktlag.model",
     "load_model": "sktlag.persistence",
     "save_model": "sktlag.persistence",
@@ -26,6 +27,7 @@ _LAZY = {
     "cli": "sktlag.cli",
     "plots": "sktlag.plots",
     "report": "sktlag.report",
+    "forecasting": "sktlag.forecasting",
 }
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "TLAGRegressor",
     "__version__",
     "datasets",
+    "forecast",
     "load_model",
     "metrics",
     "save_model",

@@ -48,7 +48,8 @@ from ._version import __version__
 from .conformal import ADAPT_RATE, interval_coverage
 from .datasets import load_lahn
 from .ensemble import CALIBRATION_WINDOWS, TLAGEnsemble, final_ensemble, members_of
-from .estimator import PRESETS, TLAGRegressor, final_regressor
+from .estimator import PRESETS, TLAGRegressor
+from .forecasting import band_observations, forecast
 from .growth import CRITERIA
 from .io import (
     DATE_COLUMN_NAMES,
@@ -64,7 +65,6 @@ from .report import (
     check_output_dir,
     fit_periods,
     metrics_summary,
-    prediction_table,
     write_artifacts,
 )
 from .windows import minimum_rows
@@ -770,70 +770,13 @@ def _read_history(args, targets, features, start):
     return past
 
 
-def _predict_rows(model, X: pd.DataFrame, history: pd.DataFrame | None, observed=None):
-    """Predictions for ``X`` and, for an ensemble, its interval bounds (else an empty dict).
-
-    ``history`` (raw inputs, like ``X``) goes through the model's scalers: a pipeline
-    would pass it to its last step untransformed. ``observed`` (the discharge of the
-    history days, then of the rows of ``X``; NaN where unknown) makes the band adaptive:
-    each row's band adapts to the observations of the days before it.
-    """
-    steps = getattr(model, "steps", None)
-    ensemble = final_ensemble(model)
-    final = ensemble if ensemble is not None else final_regressor(model)
-    if steps and len(steps) > 1:
-        scalers = model[:-1]
-        X = scalers.transform(X)
-        history = None if history is None else scalers.transform(history)
-    context = {} if history is None else {"history": history}
-    if ensemble is None:
-        return final.predict(X, **context), {}
-    if observed is None:
-        lower, upper = ensemble.predict_interval(X, COVERAGE, **context)
-        return ensemble.predict(X, **context), {"lower": lower, "upper": upper}
-    # The history days are predicted too (the band runs through them into X); the
-    # same windows give the predictions of X.
-    n = len(X)
-    if history is not None:
-        X = pd.concat([history, X]) if isinstance(X, pd.DataFrame) else np.concatenate(
-            [history, X])
-    pred = ensemble.predict(X)
-    lower, upper = ensemble.predict_interval(X, COVERAGE, observed=observed)
-    return pred[-n:], {"lower": lower[-n:], "upper": upper[-n:]}
-
-
-def _observed_days(history, history_y, y, n_rows: int, n_outputs: int, padded: int):
-    """The discharge of the history days (if any) and of the table, NaN where unknown;
-    None when no day is observed.
-
-    The first ``padded`` days (of the history, then of the table) are predicted from
-    padding: their observations would judge the padding, not the model, and are left
-    out. A history without discharge still takes its rows, unobserved.
-    """
-    parts = []
-    if history_y is not None:
-        parts.append(np.asarray(history_y, dtype=float).reshape(len(history_y), -1))
-    elif history is not None:
-        parts.append(np.full((len(history), n_outputs), np.nan))
-    parts.append(np.full((n_rows, n_outputs), np.nan) if y is None
-                 else np.asarray(y, dtype=float).reshape(n_rows, -1))
-    observed = np.concatenate(parts)
-    observed[:padded] = np.nan
-    return observed if np.isfinite(observed).any() else None
-
-
-def _padded_days(est, X: pd.DataFrame, history: pd.DataFrame | None) -> int:
-    """How many first days of the history and the table are predicted from padding:
-    the model's ``lookback - 1``, or none where they continue the fit (the model keeps
-    the fit's last days as their history)."""
-    return est._padded_rows(history if history is not None else X)
-
-
 def _padding_warning(est, X: pd.DataFrame, history: pd.DataFrame | None) -> str | None:
     """The warning for predictions whose window reaches before the known days, if any."""
     needed = est.lookback - 1
     known = 0 if history is None else len(history)
-    padded = min(_padded_days(est, X, history) - known, len(X))
+    # The model's lookback - 1 first days read padding, or none where they continue
+    # the fit (the model keeps the fit's last days as their history).
+    padded = min(est._padded_rows(history if history is not None else X) - known, len(X))
     if padded <= 0:
         return None
     return (
@@ -909,15 +852,12 @@ def _predict(args) -> int:
     if warning:
         print(f"sktlag: warning: {warning}", file=sys.stderr)
 
-    observed = None
-    if ensemble is not None and band_kind == "adaptive":
-        observed = _observed_days(history, history_y, y, len(X), est.n_outputs_,
-                                  _padded_days(est, X, history))
-    pred, band = _predict_rows(model, X, history, observed)
+    days = {"history": history, "observed": y, "history_observed": history_y}
+    observed = (band_observations(model, X, **days) if band_kind == "adaptive" else None)
     names = _target_names(y) if y is not None else list(targets or [])
     if y is None and len(names) != est.n_outputs_:
         names = [f"output_{j}" for j in range(est.n_outputs_)]
-    frame = prediction_table(y, pred, X.index, names=names, **band)
+    frame = forecast(model, X, **days, coverage=COVERAGE, band=band_kind, names=names)
     write_table(frame, out)
     if history is not None:
         source = args.history if args.history is not None else args.table
@@ -943,11 +883,20 @@ def _predict(args) -> int:
     print(f"{len(frame)} predictions ({_span(X.index)}) written to {out}")
     observed = np.asarray(y, dtype=float) if y is not None else np.empty(0)
     if np.isfinite(observed).sum() >= 2:
+        pred = _table_columns(frame, "predicted", names)
         summary = metrics_summary(model, {"table": (y, pred, X.index)}, names=names)
         print("\n".join(_metric_lines(summary, "table")))
-        if band:
+        if ensemble is not None:
+            band = {key: _table_columns(frame, key, names) for key in ("lower", "upper")}
             print("\n".join(_band_lines(ensemble, observed, band, names)))
     return EXIT_OK
+
+
+def _table_columns(frame: pd.DataFrame, key: str, names: list[str]) -> np.ndarray:
+    """The ``key`` columns (``predicted``, ``lower``, ...) of a prediction table, one per
+    output, as (n_rows, n_outputs)."""
+    suffixes = [""] if len(names) == 1 else [f"_{name}" for name in names]
+    return frame[[f"{key}{suffix}" for suffix in suffixes]].to_numpy()
 
 
 def _band_lines(ensemble, observed: np.ndarray, band: dict, names: list[str]) -> list[str]:

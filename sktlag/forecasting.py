@@ -1,0 +1,145 @@
+"""Forecasting with a fitted model: the days to predict, the days before them, and the
+discharge observed so far.
+
+Two things a forecaster needs are not in ``predict`` alone. ``Pipeline.predict(X,
+history=H)`` hands ``H`` to its last step as it is, so the regressor would read raw
+inputs where it was fitted on scaled ones; and an ensemble's adaptive band learns only
+from the observations of the rows it predicts, so the discharge observed on the days
+before ``X`` would not correct its first day. :func:`sktlag.forecast` does both: the history
+rows go through the pipeline's transformers like ``X``, and the ensemble predicts the
+history days and ``X`` as one series, whose band runs through the observed history into
+``X``. The ``sktlag predict`` command forecasts with it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .ensemble import final_ensemble, members_of
+from .estimator import _check_history_dates
+from .report import prediction_table
+
+__all__ = ["BANDS", "band_observations", "forecast"]
+
+#: The bands :func:`sktlag.forecast` gives an ensemble's predictions: ``"adaptive"`` adapts to
+#: (and, with error correction, is centred by) the discharge observed before each day;
+#: ``"fixed"`` keeps the band calibrated at fit time.
+BANDS = ("adaptive", "fixed")
+
+
+def forecast(model, X, *, history=None, observed=None, history_observed=None,
+             coverage=0.9, band="adaptive", names=None) -> pd.DataFrame:
+    """Predictions (and an ensemble's band) for the days of ``X``, as a forecaster makes them.
+
+    Parameters
+    ----------
+    model : TLAGRegressor, TLAGEnsemble or Pipeline
+        Fitted; a pipeline ends in one of the two and transforms ``X`` and ``history``
+        alike.
+    X : array-like of shape (n_rows, n_features)
+        The raw inputs of the days to predict, as given to the model's ``predict``.
+    history : array-like of shape (n_history, n_features), optional
+        The raw inputs of the days directly before ``X`` (see ``history`` of
+        :meth:`TLAGRegressor.predict`). Dated frames must end the day before ``X``.
+    observed : array-like of shape (n_rows,) or (n_rows, n_outputs), optional
+        The discharge observed on the days of ``X``, NaN where not (yet) known. Written
+        in the ``observed`` column(s); for an ensemble's adaptive band, each day's band
+        adapts to the observations of the days before it.
+    history_observed : array-like of shape (n_history,) or (n_history, n_outputs), optional
+        The discharge observed on the history days, NaN where not known: the adaptive
+        band starts ``X`` from them (the first day of ``X`` corrected by the error of the
+        last history day). Needs ``history``.
+    coverage : float, default=0.9
+        Nominal coverage of an ensemble's band.
+    band : {"adaptive", "fixed"}, default="adaptive"
+        An ensemble's band: adaptive where any day is observed (fixed otherwise), or the
+        band fixed at fit time. Ignored for a single regressor, which gives no band.
+    names : sequence of str, optional
+        Output names for the columns of several outputs (default: the columns of
+        ``observed``, else ``output_0``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`sktlag.report.prediction_table` of the days of ``X``: ``predicted`` (the
+        members' mean for an ensemble), ``lower`` and ``upper`` for an ensemble, and
+        ``observed`` when given; indexed by date where ``X`` has a
+        :class:`pandas.DatetimeIndex`.
+
+    Notes
+    -----
+    The observations of days predicted from padding (the first ``lookback - 1`` days
+    of the history and ``X``, unless they continue the days given to ``fit``) judge the
+    padding rather than the model, so the band does not learn from them.
+    """
+    if band not in BANDS:
+        raise ValueError(f"band must be one of {BANDS}, got {band!r}")
+    if history_observed is not None and history is None:
+        raise ValueError("history_observed holds the discharge of the history days: give "
+                         "their inputs as history as well")
+    members_of(model)  # a fitted sktlag model (or a pipeline ending in one), or an error
+    if history is not None:
+        _check_history_dates(history, X)
+    adaptive = band_observations(model, X, history=history, observed=observed,
+                                 history_observed=history_observed) if band == "adaptive" else None
+    pred, bounds = _predict(model, X, history, adaptive, coverage)
+    dates = X.index if isinstance(X, pd.DataFrame) and isinstance(
+        X.index, pd.DatetimeIndex) else None
+    return prediction_table(observed, pred, dates, names=names, **bounds)
+
+
+def band_observations(model, X, *, history=None, observed=None,
+                      history_observed=None) -> np.ndarray | None:
+    """The observations an ensemble's adaptive band learns from in :func:`sktlag.forecast`.
+
+    Returns
+    -------
+    ndarray of shape (n_history + n_rows, n_outputs) or None
+        The discharge of the history days, then of the days of ``X``; NaN where not
+        observed or predicted from padding. None for a single regressor, or where no
+        day is observed (the band then stays fixed).
+    """
+    ensemble = final_ensemble(model)
+    if ensemble is None:
+        return None
+    n_history = 0 if history is None else len(history)
+    rows = ensemble._observations(
+        np.full(len(X), np.nan) if observed is None else observed, len(X), "observed")
+    if n_history:
+        before = ensemble._observations(
+            np.full(n_history, np.nan) if history_observed is None else history_observed,
+            n_history, "history_observed")
+        rows = np.concatenate([before, rows])
+    # Padding: the first days of the history, or of X without one, unless they continue
+    # the fit (the model kept the fit's last days as their history).
+    est = members_of(model)[0]
+    rows[: est._padded_rows(history if history is not None else X)] = np.nan
+    return rows if np.isfinite(rows).any() else None
+
+
+def _predict(model, X, history, observed, coverage):
+    """Predictions for ``X`` and, for an ensemble, its band (else an empty dict)."""
+    steps = getattr(model, "steps", None)
+    if steps and len(steps) > 1:
+        # Pipeline.predict would hand the history to its last step untransformed.
+        transformers = model[:-1]
+        X = transformers.transform(X)
+        history = None if history is None else transformers.transform(history)
+    final = model[-1] if steps else model
+    context = {} if history is None else {"history": history}
+    if final_ensemble(final) is None:
+        return final.predict(X, **context), {}
+    if observed is None:
+        lower, upper = final.predict_interval(X, coverage, **context)
+        return final.predict(X, **context), {"lower": lower, "upper": upper}
+    # The history days are predicted too (the band runs through them into X); the
+    # same windows give the predictions of X.
+    n = len(X)
+    if history is not None:
+        X = (pd.concat([history, X]) if isinstance(X, pd.DataFrame)
+             and isinstance(history, pd.DataFrame)
+             else np.concatenate([np.asarray(history), np.asarray(X)]))
+    pred = final.predict(X)
+    lower, upper = final.predict_interval(X, coverage, observed=observed)
+    return pred[-n:], {"lower": lower[-n:], "upper": upper[-n:]}

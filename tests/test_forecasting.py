@@ -1,0 +1,107 @@
+"""sktlag.forecasting.forecast: history through the pipeline, observed history into the band."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sktlag import TLAGEnsemble, TLAGRegressor
+from sktlag.forecasting import band_observations, forecast
+
+from .conftest import FAST
+from .fitted import dated_series, study
+
+TINY = {**FAST, "hidden_size": 4, "max_epochs": 4, "max_layers": 1}
+N_FIT = 300
+
+
+@pytest.fixture(scope="module")
+def dated_ensemble():
+    """A scaler + two-member ensemble on a dated series, fitted on its first 300 days."""
+    X, y = dated_series(400)
+    model = make_pipeline(StandardScaler(), TLAGEnsemble(TLAGRegressor(**TINY), n_members=2,
+                                                         random_state=0))
+    model.set_output(transform="pandas")
+    return model.fit(X.iloc[:N_FIT], y.iloc[:N_FIT]), X, y
+
+
+def test_the_history_goes_through_the_pipeline_like_x():
+    fitted = study()
+    X, history = fitted.X_test.iloc[20:], fitted.X_test.iloc[:20]
+    scaling, regressor = fitted.model[:-1], fitted.model[-1]
+    expected = regressor.predict(scaling.transform(X), history=scaling.transform(history))
+    table = forecast(fitted.model, X, history=history, observed=fitted.y_test.iloc[20:])
+    assert list(table.columns) == ["observed", "predicted"]
+    assert table.index.equals(pd.DatetimeIndex(X.index, name="date"))
+    np.testing.assert_allclose(table["predicted"], expected, rtol=1e-12)
+    np.testing.assert_array_equal(table["observed"], fitted.y_test.iloc[20:])
+    # What Pipeline.predict gives: the history read unscaled.
+    unscaled = fitted.model.predict(X, history=history)
+    assert not np.allclose(unscaled[:regressor.lookback], expected[:regressor.lookback])
+
+
+def test_the_observed_history_starts_the_adaptive_band(dated_ensemble):
+    model, X, y = dated_ensemble
+    days, before = slice(N_FIT + 30, 400), slice(N_FIT, N_FIT + 30)
+    table = forecast(model, X.iloc[days], history=X.iloc[before], observed=y.iloc[days],
+                     history_observed=y.iloc[before])
+    # The ensemble's band over history and days as one series, observed throughout (the
+    # history continues the fit, so no day reads padding).
+    both = model[:-1].transform(X.iloc[N_FIT:])
+    lower, upper = model[-1].predict_interval(both, 0.9, observed=y.iloc[N_FIT:])
+    np.testing.assert_allclose(table["lower"], lower[30:], rtol=1e-12)
+    np.testing.assert_allclose(table["upper"], upper[30:], rtol=1e-12)
+    np.testing.assert_allclose(table["predicted"], model.predict(X.iloc[N_FIT:])[30:],
+                               rtol=1e-6)
+    # Without the history's discharge the first day is not corrected by its day before.
+    unseen = forecast(model, X.iloc[days], history=X.iloc[before], observed=y.iloc[days])
+    assert unseen["lower"].iloc[0] != table["lower"].iloc[0]
+    np.testing.assert_allclose(unseen["predicted"], table["predicted"], rtol=1e-6)
+
+
+def test_the_fixed_band_and_no_observation_give_the_band_calibrated_at_fit(dated_ensemble):
+    model, X, y = dated_ensemble
+    days, before = slice(N_FIT + 30, 400), slice(N_FIT, N_FIT + 30)
+    lower, upper = model[-1].predict_interval(model[:-1].transform(X.iloc[days]), 0.8,
+                                              history=model[:-1].transform(X.iloc[before]))
+    for band, observed in (("fixed", y.iloc[days]), ("adaptive", None)):
+        table = forecast(model, X.iloc[days], history=X.iloc[before], observed=observed,
+                         history_observed=y.iloc[before] if observed is not None else None,
+                         coverage=0.8, band=band)
+        np.testing.assert_allclose(table["lower"], lower, rtol=1e-12)
+        np.testing.assert_allclose(table["upper"], upper, rtol=1e-12)
+
+
+def test_the_band_does_not_learn_from_days_predicted_from_padding(dated_ensemble):
+    model, X, y = dated_ensemble
+    days, before = slice(360, 400), slice(340, 360)  # a history that does not continue the fit
+    seen = band_observations(model, X.iloc[days], history=X.iloc[before],
+                             observed=y.iloc[days], history_observed=y.iloc[before])
+    padded = model[-1].estimators_[0].lookback - 1
+    assert seen.shape == (60, 1)
+    assert np.isnan(seen[:padded]).all()
+    np.testing.assert_array_equal(seen[padded:, 0], y.iloc[340 + padded:400])
+    # Continuing the fit, nothing is padding; a single regressor has no band.
+    continuing = band_observations(model, X.iloc[N_FIT:400], observed=y.iloc[N_FIT:400])
+    assert np.isfinite(continuing).all()
+    assert band_observations(study().model, study().X_test, observed=study().y_test) is None
+    assert band_observations(model, X.iloc[days]) is None
+
+
+def test_forecast_refuses_what_it_cannot_use(dated_ensemble):
+    model, X, y = dated_ensemble
+    days = X.iloc[360:400]
+    with pytest.raises(ValueError, match="band must be one of"):
+        forecast(model, days, band="wide")
+    with pytest.raises(ValueError, match="give their inputs as history"):
+        forecast(model, days, history_observed=y.iloc[350:360])
+    for observed in (None, y.iloc[360:400]):  # with either band
+        with pytest.raises(ValueError, match="history ends on"):
+            forecast(model, days, history=X.iloc[340:350], observed=observed)
+    with pytest.raises(ValueError, match="observed holds 39 rows"):
+        forecast(model, days, observed=y.iloc[361:400])
+    with pytest.raises(ValueError, match="history_observed holds 5 rows"):
+        forecast(model, days, history=X.iloc[350:360], history_observed=y.iloc[355:360])
+    with pytest.raises(TypeError, match="expected a TLAGRegressor"):
+        forecast(StandardScaler().fit(X), days)
