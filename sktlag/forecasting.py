@@ -81,11 +81,11 @@ def forecast(model, X, *, history=None, observed=None, history_observed=None,
     members_of(model)  # a fitted sktlag model (or a pipeline ending in one), or an error
     if history is not None:
         _check_history_dates(history, X)
-    adaptive = band_observations(model, X, history=history, observed=observed,
-                                 history_observed=history_observed) if band == "adaptive" else None
-    pred, bounds = _predict(model, X, history, adaptive, coverage)
-    dates = X.index if isinstance(X, pd.DataFrame) and isinstance(
-        X.index, pd.DatetimeIndex) else None
+    learned_from = None if band == "fixed" else band_observations(
+        model, X, history=history, observed=observed, history_observed=history_observed)
+    pred, bounds = _predict(model, X, history, learned_from, coverage)
+    dated = isinstance(X, pd.DataFrame) and isinstance(X.index, pd.DatetimeIndex)
+    dates = X.index if dated else None
     return prediction_table(observed, pred, dates, names=names, **bounds)
 
 
