@@ -132,6 +132,21 @@ def _warn_each_once(said, stacklevel: int) -> None:
         warnings.warn(message, category, stacklevel=stacklevel + 1)
 
 
+def observations(y, n_rows: int, n_outputs: int, name: str) -> np.ndarray:
+    """``y`` as (n_rows, n_outputs) floats, NaN where a day has no observation; a
+    ValueError for another shape or an infinite value."""
+    y2 = np.asarray(y, dtype=float)
+    shape = (len(y2), 1 if y2.ndim == 1 else y2.shape[1]) if y2.ndim in (1, 2) else None
+    if shape != (n_rows, n_outputs):
+        held = (f"{shape[0]} rows of {_outputs(shape[1])}" if shape
+                else f"an array of shape {y2.shape}")
+        raise ValueError(f"{name} holds {held}; the model predicts {n_rows} rows of "
+                         f"{_outputs(n_outputs)} for X")
+    y2 = y2.reshape(n_rows, -1)
+    _check_finite(y2, name, None, allow_nan=True)
+    return y2
+
+
 def _fit_member(estimator, X, y, groups):
     """The fitted member and the warnings its fit raised, as (category, message)."""
     caught: list[warnings.WarningMessage] = []
@@ -562,18 +577,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         return centre, self._scale(centre, std), self.corrected_scores_
 
     def _observations(self, y, n_rows: int, name: str) -> np.ndarray:
-        """``y`` as (n_rows, n_outputs_) floats, NaN where a day has no observation; a
-        ValueError for another shape or an infinite value."""
-        y2 = np.asarray(y, dtype=float)
-        shape = (len(y2), 1 if y2.ndim == 1 else y2.shape[1]) if y2.ndim in (1, 2) else None
-        if shape != (n_rows, self.n_outputs_):
-            held = (f"{shape[0]} rows of {_outputs(shape[1])}" if shape
-                    else f"an array of shape {y2.shape}")
-            raise ValueError(f"{name} holds {held}; the ensemble predicts {n_rows} rows of "
-                             f"{_outputs(self.n_outputs_)} for X")
-        y2 = y2.reshape(n_rows, -1)
-        _check_finite(y2, name, None, allow_nan=True)
-        return y2
+        return observations(y, n_rows, self.n_outputs_, name)
 
     def _limit(self) -> np.ndarray | None:
         """``min_value_``, or None where no output has a limit (nothing to raise)."""

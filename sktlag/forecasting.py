@@ -13,11 +13,14 @@ history days and ``X`` as one series, whose band runs through the observed histo
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
-from .ensemble import final_ensemble, members_of
+from .ensemble import final_ensemble, members_of, observations
 from .estimator import _check_history_dates
+from .metrics import output_names
 from .report import prediction_table
 
 __all__ = ["BANDS", "band_observations", "forecast"]
@@ -49,7 +52,8 @@ def forecast(model, X, *, history=None, observed=None, history_observed=None,
     history_observed : array-like of shape (n_history,) or (n_history, n_outputs), optional
         The discharge observed on the history days, NaN where not known: the adaptive
         band starts ``X`` from them (the first day of ``X`` corrected by the error of the
-        last history day). Needs ``history``.
+        last history day). Needs ``history``; only the days past its first
+        ``lookback - 1`` count (see Notes), and a history read wholly from padding warns.
     coverage : float, default=0.9
         Nominal coverage of an ensemble's band.
     band : {"adaptive", "fixed"}, default="adaptive"
@@ -75,18 +79,27 @@ def forecast(model, X, *, history=None, observed=None, history_observed=None,
     """
     if band not in BANDS:
         raise ValueError(f"band must be one of {BANDS}, got {band!r}")
+    if not 0 < coverage < 1:
+        raise ValueError(f"coverage must lie strictly between 0 and 1, got {coverage!r}")
     if history_observed is not None and history is None:
         raise ValueError("history_observed holds the discharge of the history days: give "
                          "their inputs as history as well")
-    members_of(model)  # a fitted sktlag model (or a pipeline ending in one), or an error
+    est = members_of(model)[0]  # also: a fitted sktlag model (or pipeline), or an error
+    names = output_names(observed, est.n_outputs_) if names is None else list(names)
+    if len(names) != est.n_outputs_:
+        raise ValueError(f"names holds {len(names)} name(s); the model predicts "
+                         f"{est.n_outputs_} output(s)")
     if history is not None:
         _check_history_dates(history, X)
-    learned_from = None if band == "fixed" else band_observations(
-        model, X, history=history, observed=observed, history_observed=history_observed)
+    days = _days_observed(X, history, observed, history_observed, est.n_outputs_)
+    learned_from = None
+    if band == "adaptive" and final_ensemble(model) is not None:
+        learned_from = _judged(est, X, history, days)
+        _warn_if_history_unused(est, days, learned_from, len(X))
     pred, bounds = _predict(model, X, history, learned_from, coverage)
     dated = isinstance(X, pd.DataFrame) and isinstance(X.index, pd.DatetimeIndex)
-    dates = X.index if dated else None
-    return prediction_table(observed, pred, dates, names=names, **bounds)
+    return prediction_table(None if observed is None else days[len(days) - len(X):], pred,
+                            X.index if dated else None, names=names, **bounds)
 
 
 def band_observations(model, X, *, history=None, observed=None,
@@ -100,22 +113,47 @@ def band_observations(model, X, *, history=None, observed=None,
         observed or predicted from padding. None for a single regressor, or where no
         day is observed (the band then stays fixed).
     """
-    ensemble = final_ensemble(model)
-    if ensemble is None:
+    if final_ensemble(model) is None:
         return None
-    n_history = 0 if history is None else len(history)
-    rows = ensemble._observations(
-        np.full(len(X), np.nan) if observed is None else observed, len(X), "observed")
-    if n_history:
-        before = ensemble._observations(
-            np.full(n_history, np.nan) if history_observed is None else history_observed,
-            n_history, "history_observed")
-        rows = np.concatenate([before, rows])
-    # Padding: the first days of the history, or of X without one, unless they continue
-    # the fit (the model kept the fit's last days as their history).
     est = members_of(model)[0]
-    rows[: est._padded_rows(history if history is not None else X)] = np.nan
-    return rows if np.isfinite(rows).any() else None
+    return _judged(est, X, history,
+                   _days_observed(X, history, observed, history_observed, est.n_outputs_))
+
+
+def _judged(est, X, history, days: np.ndarray) -> np.ndarray | None:
+    """``days`` without the days predicted from padding (the first days of the history,
+    or of X without one, unless they continue the fit: the model kept the fit's last
+    days as their history); None where no day is left."""
+    judged = days.copy()
+    judged[: est._padded_rows(history if history is not None else X)] = np.nan
+    return judged if np.isfinite(judged).any() else None
+
+
+def _warn_if_history_unused(est, days, judged, n_rows: int) -> None:
+    """Warn where the history's discharge was given but every observed history day was
+    predicted from padding, so the band cannot learn from it."""
+    n_history = len(days) - n_rows
+    if not np.isfinite(days[:n_history]).any():
+        return
+    if judged is not None and np.isfinite(judged[:n_history]).any():
+        return
+    warnings.warn(
+        f"history_observed: every observed history day is predicted from padding (a "
+        f"lookback of {est.lookback} days reads the {est.lookback - 1} days before each "
+        f"day), so the band does not learn from the history's discharge; give more than "
+        f"{est.lookback - 1} history days",
+        UserWarning, stacklevel=3)
+
+
+def _days_observed(X, history, observed, history_observed, n_outputs) -> np.ndarray:
+    """The discharge of the history days, then of the days of ``X``, NaN where not
+    observed: a new (n_history + n_rows, n_outputs) array."""
+    parts = [(history, history_observed, "history_observed"), (X, observed, "observed")]
+    return np.concatenate([
+        np.full((len(rows), n_outputs), np.nan) if values is None
+        else observations(values, len(rows), n_outputs, name)
+        for rows, values, name in parts if rows is not None
+    ])
 
 
 def _predict(model, X, history, observed, coverage):

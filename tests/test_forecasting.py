@@ -1,5 +1,7 @@
 """sktlag.forecasting.forecast: history through the pipeline, observed history into the band."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +11,7 @@ from sklearn.preprocessing import StandardScaler
 from sktlag import TLAGEnsemble, TLAGRegressor
 from sktlag.forecasting import band_observations, forecast
 
-from .conftest import FAST
+from .conftest import FAST, make_series
 from .fitted import dated_series, study
 
 TINY = {**FAST, "hidden_size": 4, "max_epochs": 4, "max_layers": 1}
@@ -105,3 +107,55 @@ def test_forecast_refuses_what_it_cannot_use(dated_ensemble):
         forecast(model, days, history=X.iloc[350:360], history_observed=y.iloc[355:360])
     with pytest.raises(TypeError, match="expected a TLAGRegressor"):
         forecast(StandardScaler().fit(X), days)
+    with pytest.raises(ValueError, match="coverage must lie strictly between 0 and 1"):
+        forecast(model, days, coverage=90)
+    # Checked for any model and band, where nothing adapts to them.
+    for fitted, band in ((model, "fixed"), (study().model, "adaptive")):
+        with pytest.raises(ValueError, match="observed holds 39 rows"):
+            forecast(fitted, days, observed=y.iloc[361:400], band=band)
+        with pytest.raises(ValueError, match="observed contains inf at row 5"):
+            forecast(fitted, days, observed=y.iloc[360:400].replace(y.iloc[365], np.inf),
+                     band=band)
+
+
+def test_the_callers_observations_are_left_as_they_were(dated_ensemble):
+    model, X, y = dated_ensemble
+    observed = y.iloc[340:400].copy()  # not continuing the fit: its first days are padding
+    forecast(model, X.iloc[340:400], observed=observed)
+    np.testing.assert_array_equal(observed, y.iloc[340:400])
+
+
+def test_a_history_read_wholly_from_padding_warns_that_its_discharge_is_unused(dated_ensemble):
+    model, X, y = dated_ensemble
+    padded = model[-1].estimators_[0].lookback - 1
+    days, before = slice(360, 400), slice(360 - padded, 360)
+    with pytest.warns(UserWarning, match=f"give more than {padded} history days"):
+        table = forecast(model, X.iloc[days], history=X.iloc[before], observed=y.iloc[days],
+                         history_observed=y.iloc[before])
+    unseen = forecast(model, X.iloc[days], history=X.iloc[before], observed=y.iloc[days])
+    np.testing.assert_allclose(table["lower"], unseen["lower"], rtol=1e-12)
+    longer = slice(360 - padded - 1, 360)  # one day more: its last day is judged
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        forecast(model, X.iloc[days], history=X.iloc[longer], observed=y.iloc[days],
+                 history_observed=y.iloc[longer])
+
+
+def test_several_outputs_with_and_without_observations():
+    X, y = make_series(n_rows=300, n_outputs=2)
+    ensemble = TLAGEnsemble(TLAGRegressor(**TINY), n_members=2, random_state=0)
+    ensemble.fit(X[:240], y[:240])
+    fixed = forecast(ensemble, X[240:], names=["up", "down"])
+    assert list(fixed.columns) == ["predicted_up", "lower_up", "upper_up",
+                                   "predicted_down", "lower_down", "upper_down"]
+    lower, _ = ensemble.predict_interval(X[240:])
+    np.testing.assert_allclose(fixed[["lower_up", "lower_down"]], lower, rtol=1e-12)
+    observed = y[240:].copy()
+    observed[30:] = np.nan  # days not observed yet
+    adaptive = forecast(ensemble, X[240:], observed=observed, names=["up", "down"])
+    lower, _ = ensemble.predict_interval(X[240:], observed=np.r_[
+        np.full((ensemble.estimators_[0].lookback - 1, 2), np.nan),
+        observed[ensemble.estimators_[0].lookback - 1:]])
+    np.testing.assert_allclose(adaptive[["lower_up", "lower_down"]], lower, rtol=1e-12)
+    with pytest.raises(ValueError, match="names holds 1 name"):
+        forecast(ensemble, X[240:], names=["up"])
