@@ -90,6 +90,7 @@ def forecast(model, X, *, history=None, observed=None, history_observed=None,
         raise ValueError(f"names holds {len(names)} name(s); the model predicts "
                          f"{est.n_outputs_} output(s)")
     if history is not None:
+        _check_history_columns(history, X)
         _check_history_dates(history, X)
     days = _days_observed(X, history, observed, history_observed, est.n_outputs_)
     learned_from = None
@@ -100,6 +101,15 @@ def forecast(model, X, *, history=None, observed=None, history_observed=None,
     dated = isinstance(X, pd.DataFrame) and isinstance(X.index, pd.DatetimeIndex)
     return prediction_table(None if observed is None else days[len(days) - len(X):], pred,
                             X.index if dated else None, names=names, **bounds)
+
+
+def _check_history_columns(history, X) -> None:
+    """Refuse a history frame whose columns are not those of ``X``, in their order: the
+    two are read as one series (a pipeline's first step would otherwise name neither)."""
+    if isinstance(history, pd.DataFrame) and isinstance(X, pd.DataFrame) \
+            and list(history.columns) != list(X.columns):
+        raise ValueError(f"history has the columns {list(history.columns)}, X has "
+                         f"{list(X.columns)}: give the history the columns of X, in order")
 
 
 def band_observations(model, X, *, history=None, observed=None,

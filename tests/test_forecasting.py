@@ -105,6 +105,8 @@ def test_forecast_refuses_what_it_cannot_use(dated_ensemble):
         forecast(model, days, observed=y.iloc[361:400])
     with pytest.raises(ValueError, match="history_observed holds 5 rows"):
         forecast(model, days, history=X.iloc[350:360], history_observed=y.iloc[355:360])
+    with pytest.raises(ValueError, match="give the history the columns of X, in order"):
+        forecast(model, days, history=X.iloc[350:360, ::-1], observed=y.iloc[360:400])
     with pytest.raises(TypeError, match="expected a TLAGRegressor"):
         forecast(StandardScaler().fit(X), days)
     with pytest.raises(ValueError, match="coverage must lie strictly between 0 and 1"):
