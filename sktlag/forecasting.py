@@ -148,10 +148,10 @@ def _warn_if_history_unused(est, days, judged, n_rows: int) -> None:
     if judged is not None and np.isfinite(judged[:n_history]).any():
         return
     warnings.warn(
-        f"history_observed: every observed history day is predicted from padding (a "
-        f"lookback of {est.lookback} days reads the {est.lookback - 1} days before each "
-        f"day), so the band does not learn from the history's discharge; give more than "
-        f"{est.lookback - 1} history days",
+        f"the band does not learn from the discharge of the {n_history} history day(s): "
+        f"each is predicted from padding (a lookback of {est.lookback} days reads the "
+        f"{est.lookback - 1} days before each day); give more than {est.lookback - 1} "
+        "history days",
         UserWarning, stacklevel=3)
 
 

@@ -1061,6 +1061,20 @@ def test_a_short_history_after_the_fit_predicts_alike_with_either_band(ensemble_
         np.testing.assert_allclose(predict_csv(outs[band])["predicted"], reference, rtol=1e-6)
 
 
+def test_predict_warns_when_the_history_discharge_is_read_from_padding(ensemble_run, tmp_path):
+    # Four history days (lookback 5) that do not continue the fit: each is predicted
+    # from padding, so the band cannot learn from their discharge.
+    start = N_FIT + 20
+    future = feature_table(tmp_path / "future.csv", slice(start, N_ROWS))
+    history = feature_table(tmp_path / "history.csv", slice(start - 4, start),
+                            target="q_kalkofen")
+    code, _, stderr = run_main(["predict", ensemble_run["out"] / MODEL, future, "--history",
+                                history, "--out", tmp_path / "out.csv"])
+    assert code == 0, stderr
+    assert ("sktlag: warning: the band does not learn from the discharge of the 4 history "
+            "day(s)") in stderr and "give more than 4 history days" in stderr
+
+
 def test_predict_adapts_to_the_table_when_the_history_has_no_discharge(ensemble_run, tmp_path):
     start = N_FIT
     table = feature_table(tmp_path / "days.csv", slice(start, N_ROWS), target="q_kalkofen")
