@@ -526,7 +526,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             adaptive conformal inference (:func:`sktlag.conformal.adaptive_levels`),
             and with ``error_correction`` is centred on the mean corrected by the last
             error observed before it (:func:`sktlag.conformal.corrected_centre`): it
-            need not contain the mean.
+            need not contain the mean. The band learns nothing from the days of
+            ``history``; :func:`sktlag.forecast` also takes their observations.
         adapt_rate : float, default=0.05
             Step of the adaptive band's miscoverage per observed row.
 
