@@ -65,6 +65,7 @@ from .report import (
     check_output_dir,
     fit_periods,
     metrics_summary,
+    prediction_columns,
     write_artifacts,
 )
 from .windows import minimum_rows
@@ -883,20 +884,13 @@ def _predict(args) -> int:
     print(f"{len(frame)} predictions ({_span(X.index)}) written to {out}")
     observed = np.asarray(y, dtype=float) if y is not None else np.empty(0)
     if np.isfinite(observed).sum() >= 2:
-        pred = _table_columns(frame, "predicted", names)
+        pred = prediction_columns(frame, "predicted", names)
         summary = metrics_summary(model, {"table": (y, pred, X.index)}, names=names)
         print("\n".join(_metric_lines(summary, "table")))
         if ensemble is not None:
-            band = {key: _table_columns(frame, key, names) for key in ("lower", "upper")}
+            band = {key: prediction_columns(frame, key, names) for key in ("lower", "upper")}
             print("\n".join(_band_lines(ensemble, observed, band, names)))
     return EXIT_OK
-
-
-def _table_columns(frame: pd.DataFrame, key: str, names: list[str]) -> np.ndarray:
-    """The ``key`` columns (``predicted``, ``lower``, ...) of a prediction table, one per
-    output, as (n_rows, n_outputs)."""
-    suffixes = [""] if len(names) == 1 else [f"_{name}" for name in names]
-    return frame[[f"{key}{suffix}" for suffix in suffixes]].to_numpy()
 
 
 def _band_lines(ensemble, observed: np.ndarray, band: dict, names: list[str]) -> list[str]:

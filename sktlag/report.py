@@ -53,6 +53,7 @@ __all__ = [
     "fit_periods",
     "json_ready",
     "metrics_summary",
+    "prediction_columns",
     "prediction_table",
     "write_artifacts",
 ]
@@ -297,13 +298,12 @@ def prediction_table(
         "lower": np.asarray(lower, dtype=float).reshape(sim.shape),
         "upper": np.asarray(upper, dtype=float).reshape(sim.shape),
     }
-    for j, name in enumerate(names):
-        suffix = "" if len(names) == 1 else f"_{name}"
+    for j in range(len(names)):
         if obs is not None:
-            columns[f"observed{suffix}"] = obs[:, j]
-        columns[f"predicted{suffix}"] = sim[:, j]
+            columns[_column(names, j, "observed")] = obs[:, j]
+        columns[_column(names, j, "predicted")] = sim[:, j]
         for key, values in bounds.items():
-            columns[f"{key}{suffix}"] = values[:, j]
+            columns[_column(names, j, key)] = values[:, j]
     if dates is not None:
         index = pd.DatetimeIndex(dates, name="date")
         if index.tz is not None:
@@ -311,6 +311,17 @@ def prediction_table(
     else:
         index = pd.RangeIndex(len(sim), name="row")
     return pd.DataFrame(columns, index=index)
+
+
+def prediction_columns(table: pd.DataFrame, key: str, names: Sequence[str]) -> np.ndarray:
+    """The ``key`` columns (``"predicted"``, ``"lower"``, ...) of a
+    :func:`prediction_table` with outputs ``names``, as (n_rows, n_outputs)."""
+    return table[[_column(names, j, key) for j in range(len(names))]].to_numpy()
+
+
+def _column(names: Sequence[str], j: int, key: str) -> str:
+    """The name of output ``j``'s ``key`` column: the key alone for one output."""
+    return key if len(names) == 1 else f"{key}_{names[j]}"
 
 
 def _period(y_true, y_pred, dates, names) -> dict[str, Any]:

@@ -316,3 +316,14 @@ def test_derivative_table_of_a_model_without_decisions(artifacts):
     est.derivative_history_ = est.derivative_history_.iloc[:0]
     table = derivative_table(model)
     assert table.empty and list(table.columns[:2]) == ["epoch", "n_layers_before"]
+
+
+@pytest.mark.parametrize("names", [["q"], ["up", "down"]])
+def test_prediction_columns_read_back_what_the_prediction_table_wrote(names):
+    rng = np.random.default_rng(0)
+    pred, lower, upper = (rng.normal(size=(5, len(names))) for _ in range(3))
+    table = report_module.prediction_table(None, pred, None, names=names, lower=lower,
+                                           upper=upper)
+    for key, values in (("predicted", pred), ("lower", lower), ("upper", upper)):
+        np.testing.assert_array_equal(report_module.prediction_columns(table, key, names),
+                                      values)
