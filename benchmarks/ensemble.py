@@ -379,16 +379,15 @@ def interval_tables(runs: list[dict], coverage: str = "0.9") -> tuple[str, str]:
     # What the held-out blocks cost the ensemble's accuracy, basin by basin, between
     # ensembles of the same seed (the same members' seeds).
     nse_of = {(r["basin"], r["seed"], r["calibration"]): r["nse"] for r in runs}
-    cost = []
+    cost = {}
     for b in by_basin:
         pairs = [nse_of[(b, s, "blocks")] - nse_of[(b, s, "validation")]
                  for (basin, s, c) in nse_of
                  if basin == b and c == "blocks" and (b, s, "validation") in nse_of]
         if pairs:
-            cost.append(median(pairs))
-    note = (f"\nEnsemble NSE with calibration='blocks' minus with 'validation' (same seed): "
-            f"median {median(cost):+.3f} ({spread(cost)}) over {len(cost)} basins\n"
-            ) if cost else ""
+            cost[b] = pairs
+    note = _median_line("Ensemble NSE with calibration='blocks' minus with 'validation' "
+                        "(same seed)", cost, "+.3f")
     # The predictive distribution of each scale, on the same ensembles.
     crps: dict[tuple[str, int, str], float] = {
         (r["basin"], r["seed"], r.get("scale", "spread")): r["methods"]["fixed"]["crps"]
@@ -397,11 +396,8 @@ def interval_tables(runs: list[dict], coverage: str = "0.9") -> tuple[str, str]:
     for (basin, seed, scale), value in crps.items():
         if scale == "flow" and (basin, seed, "spread") in crps:
             ratios.setdefault(basin, []).append(value / crps[(basin, seed, "spread")])
-    if ratios:
-        per_basin = [median(r) for r in ratios.values()]
-        note += (f"\nCRPS with the flow scale over the spread scale's (same ensembles): "
-                 f"median {median(per_basin):.3f} ({spread(per_basin)}) over "
-                 f"{len(per_basin)} basins\n")
+    note += _median_line("CRPS with the flow scale over the spread scale's (same ensembles)",
+                         ratios)
     # The adaptive band's predictive distribution, corrected against centred on the mean,
     # on the same ensembles (the distribution does not depend on the rate).
     method, plain = (_adaptive_method(ADAPT_RATE, c) for c in ("ar1", None))
@@ -410,12 +406,19 @@ def interval_tables(runs: list[dict], coverage: str = "0.9") -> tuple[str, str]:
         if method in r["methods"] and plain in r["methods"]:
             corrected.setdefault(r["basin"], []).append(
                 r["methods"][method]["crps"] / r["methods"][plain]["crps"])
-    if corrected:
-        per_basin = [median(v) for v in corrected.values()]
-        note += (f"\nCRPS of the corrected adaptive band over the one centred on the mean "
-                 f"(same ensembles): median {median(per_basin):.3f} ({spread(per_basin)}) "
-                 f"over {len(per_basin)} basins\n")
+    note += _median_line("CRPS of the corrected adaptive band over the one centred on the "
+                         "mean (same ensembles)", corrected)
     return markdown_table(overall) + note, markdown_table(rows)
+
+
+def _median_line(label: str, by_basin: dict[str, list[float]], form: str = ".3f") -> str:
+    """A summary line under the table: the median over basins of each basin's median
+    (and their range), or nothing where no basin has a value."""
+    if not by_basin:
+        return ""
+    per_basin = [median(values) for values in by_basin.values()]
+    return (f"\n{label}: median {median(per_basin):{form}} ({spread(per_basin)}) over "
+            f"{len(per_basin)} basins\n")
 
 
 def compact_table(runs: list[dict], rate: float, coverage: str = "0.9") -> str:
