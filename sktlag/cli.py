@@ -884,9 +884,17 @@ def _predict(args) -> int:
     print(f"{len(frame)} predictions ({_span(X.index)}) written to {out}")
     observed = np.asarray(y, dtype=float) if y is not None else np.empty(0)
     if np.isfinite(observed).sum() >= 2:
-        pred = prediction_columns(frame, "predicted", names)
-        summary = metrics_summary(model, {"table": (y, pred, X.index)}, names=names)
-        print("\n".join(_metric_lines(summary, "table")))
+        for key, title in (("predicted", None),
+                           ("corrected", "corrected by the last observed error (the band's "
+                            "centre):")):
+            try:
+                pred = prediction_columns(frame, key, names)
+            except KeyError:  # no corrected forecast: no adaptive band corrects one
+                continue
+            if title:
+                print(title)
+            summary = metrics_summary(model, {"table": (y, pred, X.index)}, names=names)
+            print("\n".join(_metric_lines(summary, "table")))
         if ensemble is not None:
             band = {key: prediction_columns(frame, key, names) for key in ("lower", "upper")}
             print("\n".join(_band_lines(ensemble, observed, band, names)))

@@ -552,6 +552,33 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                                     self._starts(groups, len(mean)), self._limit())
         return shape(low), shape(high)
 
+    def predict_corrected(self, X, observed, groups=None, history=None):
+        """The forecast corrected by the last error observed before each row.
+
+        ``mean_t + phi ** k * (observed_s - mean_s)``, with ``s = t - k`` the last row
+        before ``t`` (of the same series) whose observation is known and ``phi`` the
+        output's ``error_coefficient_`` (:func:`sktlag.conformal.corrected_centre`): the
+        output updating of real-time flood forecasting, and the centre of the adaptive
+        band of :meth:`predict_interval`. A row with no observed row before it keeps
+        the mean, as does every row with ``error_correction=None`` (``phi`` is 0).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_rows, n_features)
+        observed : array-like of shape (n_rows,) or (n_rows, n_outputs)
+            The observations, NaN where not (yet) known; row ``t`` reads only those of
+            the rows before it.
+        groups, history : optional
+            As for :meth:`TLAGRegressor.predict`.
+
+        Returns
+        -------
+        ndarray of shape (n_rows,) or (n_rows, n_outputs)
+        """
+        mean, _, shape = self._mean_and_std(X, groups=groups, history=history)
+        return shape(self._corrected(mean, self._observations(observed, len(mean),
+                                                              "observed"), groups))
+
     def _warn_if_too_few_scores(self, coverage: float) -> None:
         """Warn, once per call, where an output has too few calibration scores for
         ``coverage``: its band then spans all of them and covers less than nominal."""
@@ -573,9 +600,12 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         the adaptive one (with ``error_correction``)."""
         if observed is None:
             return mean, self._scale(mean, std), self.calibration_scores_
-        centre = corrected_centre(mean, observed, self.error_coefficient_,
-                                  self._starts(groups, len(mean)))
+        centre = self._corrected(mean, observed, groups)
         return centre, self._scale(centre, std), self.corrected_scores_
+
+    def _corrected(self, mean, observed, groups=None):
+        return corrected_centre(mean, observed, self.error_coefficient_,
+                                self._starts(groups, len(mean)))
 
     def _observations(self, y, n_rows: int, name: str) -> np.ndarray:
         return observations(y, n_rows, self.n_outputs_, name)

@@ -68,8 +68,11 @@ def forecast(model, X, *, history=None, observed=None, history_observed=None,
     pandas.DataFrame
         :func:`sktlag.report.prediction_table` of the days of ``X``: ``predicted`` (the
         members' mean for an ensemble), ``lower`` and ``upper`` for an ensemble, and
-        ``observed`` when given; indexed by date where ``X`` has a
-        :class:`pandas.DatetimeIndex`.
+        ``observed`` when given; with an ensemble's adaptive band and its
+        ``error_correction``, also ``corrected``: the forecast corrected by the last
+        error observed before each day, the band's centre
+        (:meth:`~sktlag.TLAGEnsemble.predict_corrected`). Indexed by date where ``X``
+        has a :class:`pandas.DatetimeIndex`.
 
     Notes
     -----
@@ -190,4 +193,8 @@ def _predict(model, X, history, observed, coverage):
              else np.concatenate([np.asarray(history), np.asarray(X)]))
     pred = final.predict(X)
     lower, upper = final.predict_interval(X, coverage, observed=observed)
-    return pred[-n:], {"lower": lower[-n:], "upper": upper[-n:]}
+    columns = {"lower": lower[-n:], "upper": upper[-n:]}
+    if final.error_correction is not None:
+        # The band's centre, as a forecast of its own.
+        columns["corrected"] = final.predict_corrected(X, observed)[-n:]
+    return pred[-n:], columns

@@ -277,13 +277,16 @@ def derivative_table(model) -> pd.DataFrame:
 
 
 def prediction_table(
-    y_true, y_pred, dates=None, *, names: Sequence[str] | None = None, lower=None, upper=None
+    y_true, y_pred, dates=None, *, names: Sequence[str] | None = None, lower=None, upper=None,
+    corrected=None,
 ) -> pd.DataFrame:
     """Observed and predicted values side by side, indexed by date.
 
-    One output gives the columns ``observed`` and ``predicted`` (and ``lower`` and
-    ``upper`` with an interval); several give ``observed_<name>``, ``predicted_<name>``
-    (``lower_<name>``, ``upper_<name>``) per output. ``y_true=None`` (days without
+    One output gives the columns ``observed`` and ``predicted`` (then ``corrected``
+    with the forecast corrected by the observed errors, and ``lower`` and ``upper``
+    with an interval); several give ``observed_<name>``, ``predicted_<name>``
+    (``corrected_<name>``, ``lower_<name>``, ``upper_<name>``) per output.
+    ``y_true=None`` (days without
     observations) leaves out the observed columns. The index is a
     :class:`pandas.DatetimeIndex` named ``"date"`` when ``dates`` are known (then
     :func:`sktlag.io.read_table` reads the written table back, given
@@ -294,15 +297,14 @@ def prediction_table(
     obs = None if y_true is None else np.asarray(y_true, dtype=float).reshape(sim.shape)
     names = list(names) if names is not None else output_names(y_true, sim.shape[1])
     columns = {}
-    bounds = {} if lower is None else {
-        "lower": np.asarray(lower, dtype=float).reshape(sim.shape),
-        "upper": np.asarray(upper, dtype=float).reshape(sim.shape),
-    }
+    more = {key: np.asarray(values, dtype=float).reshape(sim.shape)
+            for key, values in (("corrected", corrected), ("lower", lower), ("upper", upper))
+            if values is not None}
     for j in range(len(names)):
         if obs is not None:
             columns[_column(names, j, "observed")] = obs[:, j]
         columns[_column(names, j, "predicted")] = sim[:, j]
-        for key, values in bounds.items():
+        for key, values in more.items():
             columns[_column(names, j, key)] = values[:, j]
     if dates is not None:
         index = pd.DatetimeIndex(dates, name="date")
@@ -595,7 +597,9 @@ def write_artifacts(
         fitted pipeline ending in one (its ``StandardScaler`` steps go into the model
         file). For an ensemble, the test period also gets calibrated intervals: a band
         in ``lstm_prediction.png``, ``lower`` and ``upper`` columns in
-        ``predictions.xlsx`` (see ``band``), and in ``metrics.json`` the scores of the
+        ``predictions.xlsx`` (see ``band``; with the adaptive band and the ensemble's
+        ``error_correction``, also ``corrected``, the band's centre:
+        :meth:`~sktlag.TLAGEnsemble.predict_corrected`), and in ``metrics.json`` the scores of the
         fixed band and of the band that adapts to each day's observation
         (:meth:`~sktlag.TLAGEnsemble.score_intervals`). Where the test period does not
         continue the fit, its first ``lookback - 1`` days are predicted from padding:
@@ -674,7 +678,7 @@ def write_artifacts(
             for period, rows in fit_periods(model, y_train, groups).items():
                 periods[period] = (obs[rows], pred[rows],
                                    None if train_dates is None else train_dates[rows])
-        intervals, bounds = {}, {}
+        intervals, bounds, corrected = {}, {}, {}
         if X_test is not None:
             test_pred = model.predict(X_test)
             test_dates = pd.DatetimeIndex(dates) if dates is not None else _dates_of(
@@ -694,6 +698,10 @@ def write_artifacts(
                 lower, upper = ensemble.predict_interval(
                     X_final, coverage, observed=judged if adapt else None)
                 bounds = {"lower": lower, "upper": upper}
+                if adapt and ensemble.error_correction is not None:
+                    # The adaptive band's centre, a column of the table (as in
+                    # sktlag.forecast), not a line of the figure.
+                    corrected = {"corrected": ensemble.predict_corrected(X_final, judged)}
                 if seen:
                     intervals["test"] = {
                         method: ensemble.score_intervals(X_final, judged, coverage,
@@ -705,7 +713,8 @@ def write_artifacts(
                                           ylabel="discharge", coverage=coverage, unit=unit,
                                           **bounds),
                           target("prediction_png"), dpi)
-            write_table(prediction_table(y_test, test_pred, test_dates, names=names, **bounds),
+            write_table(prediction_table(y_test, test_pred, test_dates, names=names, **bounds,
+                                         **corrected),
                         target("predictions_xlsx"))
 
         target("architecture_json").write_text(

@@ -19,6 +19,7 @@ from sktlag import TLAGEnsemble, cli
 from sktlag.conformal import ADAPT_RATE
 from sktlag.datasets import load_lahn
 from sktlag.io import read_table
+from sktlag.metrics import nse
 from sktlag.persistence import load_model
 from sktlag.recipe import auto_batch_size, updates_per_epoch
 from sktlag.report import ARTIFACT_FILES
@@ -988,7 +989,7 @@ def test_predict_with_an_ensemble_writes_its_intervals(ensemble_run, tmp_path):
     assert code == 0, stderr
     forecast = predict_csv(out)
     reference = pd.read_excel(ensemble_run["out"] / "predictions.xlsx", index_col="date")
-    assert list(forecast.columns) == ["observed", "predicted", "lower", "upper"]
+    assert list(forecast.columns) == ["observed", "predicted", "corrected", "lower", "upper"]
     for column in forecast.columns:
         np.testing.assert_allclose(forecast[column], reference[column], rtol=1e-12)
     # Days without observations: the band fixed at fit time.
@@ -1111,6 +1112,14 @@ def test_predict_adapts_the_band_to_the_tables_own_observations(ensemble_run, tm
     # The command says how the band covered the observations: a direct count.
     inside = np.mean((observed >= lower) & (observed <= upper))
     assert f"90% band: coverage {inside:.1%} (high flows " in stdout
+    # And how the band's centre, the corrected forecast, scored.
+    corrected = model[-1].predict_corrected(model[:-1].transform(
+        table_rows(slice(N_FIT, N_ROWS))), observed)
+    np.testing.assert_allclose(written["corrected"], corrected, rtol=1e-10)
+    said = stdout.split("corrected by the last observed error (the band's centre):\n")[1]
+    header, row = said.splitlines()[:2]
+    assert header.split()[1] == "nse"
+    assert float(row.split()[1]) == pytest.approx(nse(observed, corrected), abs=6e-5)
 
 
 @pytest.mark.parametrize("warmup_days", [None, 2])

@@ -925,6 +925,31 @@ def test_the_adaptive_band_is_centred_on_the_corrected_forecast(fitted):
     assert ens.score_intervals(X[300:], y[300:])["error_coefficient"] is None
 
 
+def test_the_corrected_forecast_is_the_mean_moved_by_the_last_observed_error(fitted):
+    ens, X, y = fitted
+    observed = y[300:].copy()
+    observed[[10, 11, 12, 40]] = np.nan  # days whose discharge is not known
+    corrected = ens.predict_corrected(X[300:], observed)
+    mean = ens.predict(X[300:])
+    phi = ens.error_coefficient_[0]
+    assert 0 < phi < 1
+    expected = mean.copy()
+    for t in range(1, len(mean)):  # the definition, day by day
+        s = max(d for d in range(t) if np.isfinite(observed[d])) if np.isfinite(
+            observed[:t]).any() else None
+        if s is not None:
+            expected[t] = mean[t] + phi ** (t - s) * (observed[s] - mean[s])
+    np.testing.assert_allclose(corrected, expected, rtol=1e-10)
+    assert corrected[0] == mean[0]  # nothing observed before it
+    # Each series on its own: the first day of the second one keeps the mean.
+    groups = np.repeat([0, 1], [50, 50])
+    split = ens.predict_corrected(X[300:], observed, groups=groups)
+    assert split[50] == pytest.approx(ens.predict(X[300:], groups=groups)[50])
+    np.testing.assert_allclose(split[:50], corrected[:50], rtol=1e-10)
+    with pytest.raises(ValueError, match="observed holds 99 rows"):
+        ens.predict_corrected(X[300:], observed[1:])
+
+
 def test_without_error_correction_the_adaptive_band_is_centred_on_the_mean(fitted):
     _, X, y = fitted
     plain = TLAGEnsemble(TLAGRegressor(**TINY), n_members=3, random_state=0,
@@ -937,6 +962,7 @@ def test_without_error_correction_the_adaptive_band_is_centred_on_the_mean(fitte
                              y[300:, None])
     np.testing.assert_allclose(plain.predict_interval(X[300:], observed=y[300:])[0],
                                low[:, 0], rtol=1e-10)
+    np.testing.assert_allclose(plain.predict_corrected(X[300:], y[300:]), mean, rtol=1e-12)
 
 
 def test_the_corrected_band_is_narrower_where_errors_persist():

@@ -56,9 +56,16 @@ def test_the_observed_history_starts_the_adaptive_band(dated_ensemble):
     np.testing.assert_allclose(table["upper"], upper[30:], rtol=1e-12)
     np.testing.assert_allclose(table["predicted"], model.predict(X.iloc[N_FIT:])[30:],
                                rtol=1e-6)
+    # The band's centre is a column of its own: corrected through the history into X.
+    assert list(table.columns) == ["observed", "predicted", "corrected", "lower", "upper"]
+    np.testing.assert_allclose(
+        table["corrected"], model[-1].predict_corrected(both, y.iloc[N_FIT:])[30:],
+        rtol=1e-12)
     # Without the history's discharge the first day is not corrected by its day before.
     unseen = forecast(model, X.iloc[days], history=X.iloc[before], observed=y.iloc[days])
     assert unseen["lower"].iloc[0] != table["lower"].iloc[0]
+    assert unseen["corrected"].iloc[0] == pytest.approx(unseen["predicted"].iloc[0])
+    assert table["corrected"].iloc[0] != pytest.approx(table["predicted"].iloc[0])
     np.testing.assert_allclose(unseen["predicted"], table["predicted"], rtol=1e-6)
 
 
@@ -73,6 +80,20 @@ def test_the_fixed_band_and_no_observation_give_the_band_calibrated_at_fit(dated
                          coverage=0.8, band=band)
         np.testing.assert_allclose(table["lower"], lower, rtol=1e-12)
         np.testing.assert_allclose(table["upper"], upper, rtol=1e-12)
+
+
+def test_only_a_corrected_adaptive_band_gives_the_corrected_column(dated_ensemble):
+    model, X, y = dated_ensemble
+    days = X.iloc[N_FIT:400]
+    bands = ["predicted", "lower", "upper"]
+    assert list(forecast(model, days).columns) == bands
+    assert list(forecast(model, days, observed=y.iloc[N_FIT:400], band="fixed").columns) \
+        == ["observed", *bands]
+    plain = make_pipeline(StandardScaler(), TLAGEnsemble(
+        TLAGRegressor(**TINY), n_members=2, random_state=0, error_correction=None))
+    plain.fit(X.iloc[:N_FIT], y.iloc[:N_FIT])
+    assert list(forecast(plain, days, observed=y.iloc[N_FIT:400]).columns) \
+        == ["observed", *bands]
 
 
 def test_the_band_does_not_learn_from_days_predicted_from_padding(dated_ensemble):
