@@ -30,7 +30,9 @@ observed error, the ensemble's default; ``adaptive-<rate>``: centred on the mean
 every record before the correction).
 Per method: coverage at 50/80/90/95 %, mean width over the test days' standard
 deviation, coverage of the high flows (days above the fit period's 90th percentile)
-and CRPS. Ensembles (basin x seed x calibration) run in ``--jobs`` processes, members
+and CRPS; and the test NSE of the forecast corrected by the last observed error (the
+adaptive band's centre) against the members' mean and persistence. Ensembles (basin x
+seed x calibration) run in ``--jobs`` processes, members
 one after another on one torch thread, and are appended to ``intervals_jobs.jsonl`` in
 ``--out`` as they finish (``--resume`` skips those; ``--records`` replays).
 
@@ -208,6 +210,7 @@ def interval_job(job: dict) -> dict:
     test, history = X[n:], X[:n]
     observed = ~np.isnan(y[n:])
     mean = ensemble.predict(test, history=history)
+    corrected = ensemble.predict_corrected(test, y[n:], history=history)
     methods = {"fixed": ensemble.score_intervals(test, y[n:], history=history)}
     for rate in job["rates"]:
         methods[_adaptive_method(rate, ensemble.error_correction)] = ensemble.score_intervals(
@@ -227,6 +230,8 @@ def interval_job(job: dict) -> dict:
         "scale": ensemble.scale,
         "years": len(X) / _basins.DAYS_PER_YEAR,
         "nse": float(nse(y[n:][observed], mean[observed])),
+        **forecast_skill(y[n:], mean, corrected),
+        "error_coefficient": float(ensemble.error_coefficient_[0]),
         "fit_seconds": fit_seconds,
         "depths": [int(d) for d in ensemble.n_layers_],
         # How each member's growth ended: every member is a growing fit at the defaults.
@@ -237,6 +242,20 @@ def interval_job(job: dict) -> dict:
         "calibration_scores": len(ensemble.calibration_scores_),
         "methods": {name: scores["outputs"][0] for name, scores in methods.items()},
     }
+
+
+def forecast_skill(y: np.ndarray, mean: np.ndarray, corrected: np.ndarray) -> dict:
+    """``{"forecast_nse": {...}}``: the test NSE of the members' mean, of the forecast
+    corrected by the last observed error, and of persistence (tomorrow's flow is
+    today's: the naive forecast a corrected one has to beat), all three on the days
+    whose flow and the day before's are observed."""
+    from sktlag.metrics import nse
+
+    before = np.r_[np.nan, y[:-1]]
+    days = np.isfinite(y) & np.isfinite(before)
+    return {"forecast_nse": {name: float(nse(y[days], values[days])) for name, values in
+                             (("mean", mean), ("corrected", corrected),
+                              ("persistence", before))}}
 
 
 def _adaptive_method(rate: float, correction: str | None) -> str:
@@ -302,6 +321,7 @@ def rescored_job(path: Path, scale: str, rates) -> dict:
             "members": len(members), "scale": scale,
             "years": len(y) / _basins.DAYS_PER_YEAR,
             "nse": float(nse(y[test, 0][observed], mean[test, 0][observed])),
+            **forecast_skill(y[test, 0], mean[test, 0], centre[n_scores:, 0]),
             "rescored_from": path.name, "error_coefficient": float(phi[0]),
             "methods": methods}
 
@@ -460,6 +480,35 @@ def compact_table(runs: list[dict], rate: float, coverage: str = "0.9") -> str:
     return markdown_table(rows)
 
 
+def forecast_table(runs: list[dict]) -> str:
+    """Per basin (medians over seeds), the test NSE of the members' mean, of the forecast
+    corrected by the last observed error and of persistence, on the same days, and
+    lines that count the basins where the corrected forecast is at or above each; empty
+    where no run recorded them (runs before the corrected forecast was scored)."""
+    by_basin: dict[str, list[dict]] = {}
+    for run in runs:
+        if "forecast_nse" in run and run.get("scale", "flow") == "flow" \
+                and run["calibration"] == "validation":
+            by_basin.setdefault(run["basin"], []).append(run)
+    if not by_basin:
+        return ""
+    rows = []
+    for basin, same in by_basin.items():
+        skill = {name: median([r["forecast_nse"][name] for r in same])
+                 for name in ("mean", "corrected", "persistence")}
+        rows.append({"basin": basin, "years": f"{same[0]['years']:.1f}", "seeds": len(same),
+                     "error coefficient": median([r["error_coefficient"] for r in same]),
+                     **{f"NSE, {name}": value for name, value in skill.items()},
+                     "corrected - mean": skill["corrected"] - skill["mean"],
+                     "corrected - persistence": skill["corrected"] - skill["persistence"]})
+    lines = "".join(
+        f"\nThe corrected forecast at or above {other} on "
+        f"{sum(row['corrected - ' + other] >= 0 for row in rows)} of {len(rows)} basins; "
+        f"median difference {median([row['corrected - ' + other] for row in rows]):+.3f}\n"
+        for other in ("mean", "persistence"))
+    return markdown_table(rows) + lines
+
+
 def growth_table(runs: list[dict]) -> str:
     """Per basin, how the members' growth ended in the validation-calibrated ensembles
     (every member a growing fit at the defaults on the whole fit period; runs recorded
@@ -536,6 +585,9 @@ def run_intervals(args) -> None:
           f"std (fixed bands; {adaptive}: the adaptive band at the default rate)",
           compact_table(runs, ADAPT_RATE)),
          ("Per basin, every band", per_basin),
+         *([("The forecast corrected by the last observed error: test NSE against the "
+             "members' mean and persistence (flow scale, validation calibration)", skill)]
+           if (skill := forecast_table(runs)) else []),
          *([("How the members' growth ended", growth)] if (growth := growth_table(runs))
            else [])],
         {"runs": runs},

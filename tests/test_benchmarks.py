@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sktlag.recipe import auto_batch_size
@@ -460,6 +461,13 @@ def test_interval_study_scores_every_band_and_replays_its_records(tmp_path):
                 band["coverage"], abs=0.01)
             assert same["methods"][method]["levels"][level]["mean_width"] == pytest.approx(
                 band["mean_width"], rel=1e-3)
+    # The corrected forecast's skill: the ensemble's own correction on the fresh fit,
+    # the saved predictions' on the rescore.
+    for name in ("mean", "corrected", "persistence"):
+        assert same["forecast_nse"][name] == pytest.approx(fitted["forecast_nse"][name],
+                                                           abs=1e-5)
+    assert same["forecast_nse"]["corrected"] != same["forecast_nse"]["mean"]
+    assert "The corrected forecast at or above persistence on " in rescored
     assert "| validation adaptive-0.05, flow scale | 1 |" in rescored
     assert "| validation corrected-0.05, flow scale | 1 |" in rescored
     assert ("CRPS of the corrected adaptive band over the one centred on the mean (same "
@@ -468,6 +476,28 @@ def test_interval_study_scores_every_band_and_replays_its_records(tmp_path):
     assert "CRPS with the flow scale over the spread scale's (same ensembles)" in rescored
     assert "| median distance from 90 % | median high-flow coverage | high flows within 10 " \
         "points |" in rescored
+
+
+def test_forecast_skill_scores_each_forecast_on_the_days_persistence_can_be_made():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import ensemble as module
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    y = np.array([1.0, 3.0, np.nan, 4.0, 2.0, 5.0])
+    mean = np.array([1.5, 2.0, 2.0, 3.0, 3.0, 4.0])
+    corrected = np.array([1.5, 2.5, 2.0, 3.5, 2.5, 4.5])
+    skill = module.forecast_skill(y, mean, corrected)["forecast_nse"]
+    # Day 0 has no day before it, days 2 and 3 no observed flow of their own or the
+    # day before: days 1, 4 and 5 are scored, persistence forecasting 1, 4 and 2.
+    days, before = np.array([3.0, 2.0, 5.0]), np.array([1.0, 4.0, 2.0])
+
+    def nse(sim):
+        return 1 - np.sum((days - sim) ** 2) / np.sum((days - days.mean()) ** 2)
+
+    assert skill["persistence"] == pytest.approx(nse(before))
+    assert skill["mean"] == pytest.approx(nse(np.array([2.0, 3.0, 4.0])))
+    assert skill["corrected"] == pytest.approx(nse(np.array([2.5, 2.5, 4.5])))
 
 
 def test_interval_tables_count_basins_against_the_goals():
