@@ -147,6 +147,16 @@ def observations(y, n_rows: int, n_outputs: int, name: str) -> np.ndarray:
     return y2
 
 
+def judged_observations(estimator, rows, observed: np.ndarray) -> np.ndarray:
+    """A copy of ``observed`` (one row per day of ``rows``) without the days predicted from
+    padding: the first ``lookback - 1`` of ``rows`` (the first rows predicted), unless
+    they continue the days given to ``fit``. Their errors judge the padding, not the
+    model, so an adaptive band neither learns from them nor is scored on them."""
+    judged = np.array(observed, dtype=float)
+    judged[: estimator._padded_rows(rows)] = np.nan
+    return judged
+
+
 def _fit_member(estimator, X, y, groups):
     """The fitted member and the warnings its fit raised, as (category, message)."""
     caught: list[warnings.WarningMessage] = []

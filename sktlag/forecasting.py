@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .ensemble import final_ensemble, members_of, observations
+from .ensemble import final_ensemble, judged_observations, members_of, observations
 from .estimator import _check_history_dates
 from .metrics import output_names
 from .report import prediction_table
@@ -137,8 +137,7 @@ def _judged(est, X, history, days: np.ndarray) -> np.ndarray | None:
     """``days`` without the days predicted from padding (the first days of the history,
     or of X without one, unless they continue the fit: the model kept the fit's last
     days as their history); None where no day is left."""
-    judged = days.copy()
-    judged[: est._padded_rows(history if history is not None else X)] = np.nan
+    judged = judged_observations(est, history if history is not None else X, days)
     return judged if np.isfinite(judged).any() else None
 
 

@@ -36,7 +36,13 @@ import pandas as pd
 
 from ._record import EPOCH, VALID_NSE, decision_table, decisions_from_table, describe_decision
 from ._version import __version__
-from .ensemble import CALIBRATION_WINDOWS, final_ensemble, member_template, members_of
+from .ensemble import (
+    CALIBRATION_WINDOWS,
+    final_ensemble,
+    judged_observations,
+    member_template,
+    members_of,
+)
 from .estimator import TLAGRegressor, final_regressor
 from .io import check_destination, hidden_sibling_name, write_table
 from .metrics import evaluate, output_names
@@ -689,10 +695,7 @@ def write_artifacts(
             if ensemble is not None:
                 # The ensemble's own input: after the pipeline's scalers, if any.
                 X_final = model[:-1].transform(X_test) if hasattr(model, "steps") else X_test
-                # Days predicted from padding (a test period that does not continue
-                # the fit): their errors would judge the padding, not the model.
-                judged = observed.copy()
-                judged[:members_of(model)[0]._padded_rows(X_test)] = np.nan
+                judged = judged_observations(members_of(model)[0], X_test, observed)
                 seen = bool(np.isfinite(judged).any())
                 adapt = band == "adaptive" and seen
                 lower, upper = ensemble.predict_interval(
