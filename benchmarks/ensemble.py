@@ -47,6 +47,7 @@ as saved, or it stops), the adaptive band both centred on the mean and corrected
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -271,9 +272,11 @@ def rescored_job(path: Path, scale: str, rates) -> dict:
     adaptive band both centred on the mean and on the corrected forecast."""
     from sktlag.conformal import (
         REPORTED_COVERAGES,
+        LeadCalibration,
         corrected_centre,
         error_coefficient,
         interval_scale,
+        lead_scores,
         scale_levels,
         score_bands,
     )
@@ -306,15 +309,31 @@ def rescored_job(path: Path, scale: str, rates) -> dict:
         np.testing.assert_allclose(corrected_scores[:, 0], saved["corrected_scores"],
                                    atol=1e-5, err_msg=f"{path.name}: the corrected scores "
                                    "differ from the saved ones")
-    bands = {"fixed": (False, ADAPT_RATE, mean[test], u[test], calibration_scores)}
+    flow = level if scale == "flow" else None
+
+    def leads_of(coefficient, first_pool) -> LeadCalibration:
+        """The test days' calibration of every lead, as TLAGEnsemble keeps it."""
+        def pool(lead):
+            if lead <= 1:
+                return (calibration_scores, first_pool)[lead]
+            return lead_scores(y[valid] - mean[valid], mean[valid], coefficient, lead,
+                               lambda c: interval_scale(std[valid], offset, c, flow))
+        return LeadCalibration(mean[test], coefficient,
+                               lambda c: interval_scale(std[test], offset, c, flow),
+                               functools.cache(pool))
+
+    corrected_leads = leads_of(phi, corrected_scores)
+    bands = {"fixed": (False, ADAPT_RATE, mean[test], u[test], calibration_scores, None)}
     for r in rates:
-        bands[_adaptive_method(r, None)] = (True, r, mean[test], u[test], calibration_scores)
+        bands[_adaptive_method(r, None)] = (True, r, mean[test], u[test], calibration_scores,
+                                            leads_of(np.zeros(1), calibration_scores))
         bands[_adaptive_method(r, "ar1")] = (True, r, centre[n_scores:],
-                                             u_corrected[n_scores:], corrected_scores)
+                                             u_corrected[n_scores:], corrected_scores,
+                                             corrected_leads)
     methods = {}
-    for name, (adaptive, rate, centre_, scale_, scores) in bands.items():
+    for name, (adaptive, rate, centre_, scale_, scores, leads) in bands.items():
         out = score_bands(y[test], centre_, scale_, scores, REPORTED_COVERAGES,
-                          saved["threshold"], adaptive, rate)[0]
+                          saved["threshold"], adaptive, rate, leads=leads)[0]
         methods[name] = {**out["levels"][f"{COVERAGE:g}"], **out}
     observed = np.isfinite(y[test, 0])
     return {"basin": basin, "seed": int(seed), "calibration": calibration,
@@ -323,7 +342,38 @@ def rescored_job(path: Path, scale: str, rates) -> dict:
             "nse": float(nse(y[test, 0][observed], mean[test, 0][observed])),
             **forecast_skill(y[test, 0], mean[test, 0], centre[n_scores:, 0]),
             "rescored_from": path.name, "error_coefficient": float(phi[0]),
-            "methods": methods}
+            "methods": methods, "leads": lead_study(corrected_leads, y[test])}
+
+
+#: Days ahead the interval study scores forecasts at (``--rescore``).
+LEADS = (1, 2, 3, 5, 10)
+
+
+def lead_study(leads, y: np.ndarray) -> dict[str, dict]:
+    """Per lead ``k`` of :data:`LEADS`: how the default adaptive band holds for the
+    forecasts issued ``k`` days ahead from every observed test day (the band a day gets
+    ``k`` days after the last observed one), and how the band of the day after the last
+    observation, kept for ``k`` days, held ("frozen": every day after the last
+    observation got it before the longer leads were calibrated). Coverage and width as
+    :func:`sktlag.conformal.interval_coverage` counts them, on the days with a forecast
+    of that lead."""
+    from sktlag.conformal import interval_coverage, lead_bounds
+
+    _, _, one_low, one_high = lead_bounds(leads, y, 1, COVERAGE, ADAPT_RATE)
+    out = {}
+    for k in LEADS:
+        centre, scale, low, high = lead_bounds(leads, y, k, COVERAGE, ADAPT_RATE)
+        days = np.isfinite(centre[:, 0])
+        # The lead-one band issued on the day after the forecast's origin.
+        kept = np.full_like(one_low, np.nan), np.full_like(one_high, np.nan)
+        kept[0][k:], kept[1][k:] = one_low[1:len(y) - k + 1], one_high[1:len(y) - k + 1]
+        observed = np.where(days, y[:, 0], np.nan)
+        scores = {name: interval_coverage(observed, (centre + scale * lo)[:, 0],
+                                          (centre + scale * hi)[:, 0])
+                  for name, (lo, hi) in (("adaptive", (low, high)), ("frozen", kept))}
+        out[str(k)] = {**scores["adaptive"],
+                       **{f"frozen_{key}": value for key, value in scores["frozen"].items()}}
+    return out
 
 
 def _percent(share: float) -> str:
@@ -509,6 +559,42 @@ def forecast_table(runs: list[dict]) -> str:
     return markdown_table(rows) + lines
 
 
+def lead_tables(runs: list[dict]) -> tuple[str, str]:
+    """Across basins and per basin (medians over seeds; flow scale, validation
+    calibration): the default adaptive band of the forecasts issued 1 to 10 days
+    ahead, against the band of the day after the last observation kept that long.
+    Empty where no run scored leads (fresh fits: ``--rescore`` scores them)."""
+    by_basin: dict[str, list[dict]] = {}
+    for run in runs:
+        if "leads" in run and run.get("scale") == "flow" and run["calibration"] == "validation":
+            by_basin.setdefault(run["basin"], []).append(run)
+    if not by_basin:
+        return "", ""
+    leads = list(next(iter(by_basin.values()))[0]["leads"])
+
+    def med(same, lead, key):
+        return median([r["leads"][lead][key] for r in same])
+
+    overall, rows = [], []
+    for lead in leads:
+        row = {"days ahead": lead, "basins": len(by_basin)}
+        for band, prefix in (("adaptive", ""), ("frozen", "frozen_")):
+            covers = [med(same, lead, f"{prefix}coverage") for same in by_basin.values()]
+            row[f"{band}: within 87-93 %"] = f"{sum(0.87 <= c <= 0.93 for c in covers)} of " \
+                                            f"{len(covers)}"
+            row[f"{band}: median coverage"] = _percent(median(covers))
+            row[f"{band}: range"] = spread(covers)
+            row[f"{band}: width / test std"] = median(
+                [med(same, lead, f"{prefix}relative_width") for same in by_basin.values()])
+        overall.append(row)
+    for basin, same in by_basin.items():
+        rows.append({"basin": basin, "years": f"{same[0]['years']:.1f}", "seeds": len(same),
+                     **{f"{lead} d": f"{_percent(med(same, lead, 'coverage'))} / "
+                                     f"{_percent(med(same, lead, 'frozen_coverage'))}"
+                        for lead in leads}})
+    return markdown_table(overall), markdown_table(rows)
+
+
 def growth_table(runs: list[dict]) -> str:
     """Per basin, how the members' growth ended in the validation-calibrated ensembles
     (every member a growing fit at the defaults on the whole fit period; runs recorded
@@ -588,6 +674,11 @@ def run_intervals(args) -> None:
          *([("The forecast corrected by the last observed error: test NSE against the "
              "members' mean and persistence (flow scale, validation calibration)", skill)]
            if (skill := forecast_table(runs)) else []),
+         *([("Forecasts days ahead: the 90 % band of a forecast issued 1 to 10 days "
+             "after the last observed day, against the band of the day after it kept "
+             "that long (frozen); flow scale, validation calibration", by_lead[0]),
+            ("Per basin: 90 % coverage of the forecasts of each lead, adaptive / frozen",
+             by_lead[1])] if (by_lead := lead_tables(runs))[0] else []),
          *([("How the members' growth ended", growth)] if (growth := growth_table(runs))
            else [])],
         {"runs": runs},

@@ -26,6 +26,11 @@ every way the scores were gathered (:class:`sktlag.TLAGEnsemble` says which).
   e.g. Refsgaard 1997, Nordic Hydrology 28:65): a model's errors in discharge last for
   days (a missed flood, a drifting baseflow), so yesterday's error says much about
   today's.
+- :func:`lead_bounds` (with :func:`lead_times`, :func:`lead_shift`,
+  :func:`lead_scores` and :class:`LeadCalibration`): a forecast issued ``k`` days after
+  the last observed day has errors of its own lead, larger than the next day's; its
+  band comes from the calibration scores of that lead and adapts, with delayed
+  feedback, to the same forecasts on the observed days.
 - :func:`interval_bounds`: the band itself, fixed or adapted to observations, and
   never below a lowest value where one is given (discharge is never negative: a band
   reaching below zero on a dry day would spend width on values that cannot occur).
@@ -41,7 +46,9 @@ import bisect
 import itertools
 import math
 from collections import deque
-from numbers import Real
+from collections.abc import Callable
+from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 
@@ -50,6 +57,7 @@ __all__ = [
     "FLOW_FLOOR",
     "HIGH_FLOW_QUANTILE",
     "REPORTED_COVERAGES",
+    "LeadCalibration",
     "adaptive_levels",
     "check_coverage",
     "check_rate",
@@ -59,6 +67,10 @@ __all__ = [
     "interval_bounds",
     "interval_coverage",
     "interval_scale",
+    "lead_bounds",
+    "lead_scores",
+    "lead_shift",
+    "lead_times",
     "level_key",
     "min_calibration_scores",
     "predictive_draws",
@@ -193,11 +205,13 @@ def score_quantiles(scores: np.ndarray, coverage: float) -> tuple[np.ndarray, np
 
 
 def adaptive_levels(
-    calibration: np.ndarray, new_scores: np.ndarray, coverage: float, rate: float
+    calibration: np.ndarray, new_scores: np.ndarray, coverage: float, rate: float,
+    lead: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Adaptive conformal inference over days whose scores become known one by one.
 
-    The interval of day ``t`` uses only the scores of days before ``t``, in two ways:
+    The interval of day ``t`` uses only the scores of days up to ``t - lead`` (with
+    the default ``lead=1``, of the days before ``t``), in two ways:
 
     - the pool of scores slides: every observed day's score replaces the oldest score
       of the pool (the calibration scores first, in their time order), as EnbPI updates
@@ -205,6 +219,11 @@ def adaptive_levels(
     - its miscoverage ``a_t`` starts at ``1 - coverage`` and moves by
       ``rate * ((1 - coverage) - miss)`` after every observed day (Gibbs and Candes
       2021), so a run of misses widens the band until the misses are paid back.
+
+    With ``lead > 1`` the band of day ``t`` is a forecast issued ``lead`` days ahead, on
+    day ``t - lead``: the miss of day ``t`` is counted against that band, when day
+    ``t``'s score arrives (adaptive conformal inference with delayed feedback), so the
+    share of misses is held for the forecasts of that lead.
 
     A day without observation (NaN score) changes neither. A miscoverage at or below 0
     gives the widest interval the pool allows; a score beyond it (a flood larger than
@@ -224,6 +243,8 @@ def adaptive_levels(
         Nominal coverage.
     rate : float > 0
         The step ``gamma`` of the miscoverage.
+    lead : int >= 1, default=1
+        Days between the last score a band reads and the day it is for.
 
     Returns
     -------
@@ -233,6 +254,8 @@ def adaptive_levels(
         ``a_t``, the miscoverage each day's interval was built for.
     """
     coverage, rate = check_coverage(coverage), check_rate(rate)
+    if isinstance(lead, bool) or not isinstance(lead, Integral) or lead < 1:
+        raise ValueError(f"lead must be an int >= 1, got {lead!r}")
     target = 1.0 - coverage
     n_days, n_outputs = new_scores.shape
     _check_calibration(calibration, n_outputs)
@@ -244,21 +267,25 @@ def adaptive_levels(
         pool = sorted(arrival)
         a = target
         for t in range(n_days):
-            # The quantiles at the clipped level; the state itself is not clipped, so a
-            # run of misses is paid back by as many covered days (the guarantee needs it).
-            level = min(max(a, 0.0), 1.0)
-            lo = _ordered_quantile(pool, min(level / 2, 0.5))
-            hi = _ordered_quantile(pool, max(1 - level / 2, 0.5))
-            low[t, k], high[t, k], miscoverage[t, k] = lo, hi, a
-            score = float(new_scores[t, k])
+            # Day t - lead's score arrives: it judges the band issued for that day and
+            # joins the pool.
+            seen = t - lead
+            score = float(new_scores[seen, k]) if seen >= 0 else math.nan
             if math.isfinite(score):
+                lo, hi, issued = low[seen, k], high[seen, k], miscoverage[seen, k]
                 # At a >= 1 the interval is empty by definition, drawn as the median: a
                 # miss even for a score tied with it, which keeps a below
                 # 1 + rate * (1 - coverage) as the guarantee needs.
-                a += rate * (target - float(a >= 1 or score < lo or score > hi))
+                a += rate * (target - float(issued >= 1 or score < lo or score > hi))
                 del pool[bisect.bisect_left(pool, arrival.popleft())]
                 bisect.insort(pool, score)
                 arrival.append(score)
+            # The quantiles at the clipped level; the state itself is not clipped, so a
+            # run of misses is paid back by as many covered days (the guarantee needs it).
+            level = min(max(a, 0.0), 1.0)
+            low[t, k] = _ordered_quantile(pool, min(level / 2, 0.5))
+            high[t, k] = _ordered_quantile(pool, max(1 - level / 2, 0.5))
+            miscoverage[t, k] = a
     return low, high, miscoverage
 
 
@@ -270,11 +297,15 @@ def _last_observed(errors: np.ndarray, starts) -> tuple[np.ndarray, np.ndarray]:
     seen = np.where(np.isfinite(errors), rows, -1)
     last = np.full_like(seen, -1)
     last[1:] = np.maximum.accumulate(seen, axis=0)[:-1]
+    last = np.where(last >= _first_rows(n_rows, starts)[:, None], last, -1)
+    return last, rows - last
+
+
+def _first_rows(n_rows: int, starts) -> np.ndarray:
+    """The first row of each row's series."""
     first = np.zeros(n_rows, dtype=np.int64)
     first[list(starts)] = list(starts)
-    first = np.maximum.accumulate(first)[:, None]
-    last = np.where(last >= first, last, -1)
-    return last, rows - last
+    return np.maximum.accumulate(first)
 
 
 def error_coefficient(errors: np.ndarray, starts=(0,)) -> np.ndarray:
@@ -405,10 +436,141 @@ def scale_levels(mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndar
     return std.mean(axis=0), np.maximum(mean, 0.0).mean(axis=0)
 
 
+def lead_times(observed: np.ndarray, starts=(0,)) -> np.ndarray:
+    """Days from the last observed day before each day (of its series) to the day itself,
+    per output: the lead of the forecast that day gets; 0 where no day before it in its
+    series is observed.
+
+    Parameters
+    ----------
+    observed : ndarray of shape (n_days, n_outputs)
+        NaN where a day is not observed.
+    starts : sequence of int
+        First rows of the series, ascending, beginning with 0.
+
+    Returns
+    -------
+    ndarray of int, shape (n_days, n_outputs)
+    """
+    last, lag = _last_observed(observed, starts)
+    return np.where(last >= 0, lag, 0)
+
+
+def lead_shift(errors: np.ndarray, coefficient: np.ndarray, lead: int,
+               starts=(0,)) -> np.ndarray:
+    """The correction of a forecast issued ``lead`` days ahead: ``phi ** lead`` times the
+    error ``lead`` days before each day, NaN where that day lies before its series'
+    first day or its error is unknown.
+
+    Parameters
+    ----------
+    errors : ndarray of shape (n_days, n_outputs)
+        Observation minus prediction; NaN where unknown.
+    coefficient : ndarray of shape (n_outputs,)
+        ``phi`` of each output (:func:`error_coefficient`).
+    lead : int >= 1
+    starts : sequence of int
+        First rows of the series, ascending, beginning with 0.
+
+    Returns
+    -------
+    ndarray of shape (n_days, n_outputs)
+    """
+    n_days = len(errors)
+    before = np.full(errors.shape, np.nan)
+    if lead < n_days:
+        before[lead:] = errors[:n_days - lead]
+    before[np.arange(n_days) - lead < _first_rows(n_days, starts)] = np.nan
+    with np.errstate(under="ignore"):
+        return np.asarray(coefficient, np.float64) ** lead * before
+
+
+def lead_scores(errors: np.ndarray, mean: np.ndarray, coefficient: np.ndarray, lead: int,
+                scale: Callable[[np.ndarray], np.ndarray], starts=(0,)) -> np.ndarray:
+    """The scores of a forecast issued ``lead`` days ahead on the calibration windows:
+    ``(e_t - phi ** lead * e_{t-lead}) / u(mean_t + phi ** lead * e_{t-lead})``, NaN
+    where the window ``lead`` days before lies outside the stretch (:func:`lead_shift`).
+
+    Parameters
+    ----------
+    errors : ndarray of shape (n_scores, n_outputs)
+        Observation minus the calibration windows' prediction.
+    mean : ndarray of shape (n_scores, n_outputs)
+        The prediction the scale is taken at (the ensemble's mean).
+    coefficient : ndarray of shape (n_outputs,)
+    lead : int >= 1
+    scale : callable
+        ``scale(centre)``: the scale ``u`` of the windows for that centre.
+    starts : sequence of int
+        First windows of the stretches of consecutive windows.
+    """
+    shift = lead_shift(errors, coefficient, lead, starts)
+    return (errors - shift) / scale(mean + shift)
+
+
+@dataclass(frozen=True)
+class LeadCalibration:
+    """What an adaptive band needs on the days more than one day after the last observed
+    one, where its forecast is of a longer lead than the calibration scores'.
+
+    Attributes
+    ----------
+    mean : ndarray of shape (n_days, n_outputs)
+        The forecast before any correction.
+    coefficient : ndarray of shape (n_outputs,)
+        ``phi`` of each output.
+    scale : callable
+        ``scale(centre)``: the scale ``u`` of the days for a band centred on ``centre``
+        (n_days, n_outputs).
+    scores : callable
+        ``scores(lead)``: the calibration scores of the forecast of that lead, (n_scores,
+        n_outputs); ``scores(0)``, those of the forecast without correction, for the
+        days no observed day precedes.
+    """
+
+    mean: np.ndarray
+    coefficient: np.ndarray
+    scale: Callable[[np.ndarray], np.ndarray]
+    scores: Callable[[int], np.ndarray]
+
+
+def lead_bounds(leads: LeadCalibration, observed: np.ndarray, lead: int, coverage: float,
+                rate: float = ADAPT_RATE, starts=(0,)):
+    """The band of every day as a forecast issued ``lead`` days before it.
+
+    Centred on ``mean_t + phi ** lead * (observed_s - mean_s)`` with ``s = t - lead``,
+    in units of the scale of that centre; its quantiles adapt (:func:`adaptive_levels`
+    with ``lead``) to the scores of the same forecast on the days up to ``s``, starting
+    from the calibration scores of that lead. A day whose day ``s`` is not observed
+    has no such forecast (NaN centre). An output with fewer calibration scores of that
+    lead than ``coverage`` needs (:func:`min_calibration_scores`: a lead about as long
+    as the calibration windows) starts from those of the uncorrected forecast
+    (``leads.scores(0)``), which spread at least as widely: an error that lasts by
+    ``phi`` per day varies less after the correction than before it.
+
+    Returns
+    -------
+    centre, scale, low, high : ndarray of shape (n_days, n_outputs)
+    """
+    mean = leads.mean
+    shift = lead_shift(observed - mean, leads.coefficient, lead, starts)
+    centre = mean + shift
+    scale = leads.scale(np.where(np.isfinite(centre), centre, mean))
+    scores = (observed - centre) / scale
+    pool = leads.scores(lead)
+    enough = np.isfinite(pool).sum(axis=0) >= min_calibration_scores(coverage)
+    if not enough.all():
+        pool = np.where(enough, pool, leads.scores(0))
+    low, high = np.empty_like(mean), np.empty_like(mean)
+    for rows in np.split(np.arange(len(mean)), list(starts)[1:]):
+        low[rows], high[rows], _ = adaptive_levels(pool, scores[rows], coverage, rate, lead)
+    return centre, scale, low, high
+
+
 def interval_bounds(
     mean: np.ndarray, scale: np.ndarray, calibration: np.ndarray, coverage: float,
     observed: np.ndarray | None = None, rate: float = ADAPT_RATE, starts=(0,),
-    min_value: np.ndarray | None = None,
+    min_value: np.ndarray | None = None, leads: LeadCalibration | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The band ``mean + scale * [low, high]`` of ``coverage``, per day and output.
 
@@ -434,6 +596,13 @@ def interval_bounds(
         inside the band itself, unless the whole band lies below ``min_value`` and the
         observation equals it. The adaptive band's misses are counted on the band
         itself, so the floor never changes how the band adapts.
+    leads : LeadCalibration, optional
+        With ``observed``: a day ``k >= 2`` days after the last observed one gets the
+        band of a forecast of lead ``k`` (:func:`lead_bounds`), and a day no observed
+        day precedes the quantiles of ``leads.scores(0)`` (``mean`` and ``scale`` must
+        then be the centre and scale of those leads, as :func:`corrected_centre` gives
+        them). Without it, every day's quantiles come from the one adaptive run, whose
+        state stays as it was over the days without observation.
 
     Returns
     -------
@@ -450,6 +619,17 @@ def interval_bounds(
     low, high = np.empty_like(mean), np.empty_like(mean)
     for rows in np.split(np.arange(len(mean)), list(starts)[1:]):
         low[rows], high[rows], _ = adaptive_levels(calibration, scores[rows], coverage, rate)
+    if leads is not None:
+        lead = lead_times(observed, starts)
+        unseen = lead == 0
+        if unseen.any():
+            plain_low, plain_high = score_quantiles(leads.scores(0), coverage)
+            low = np.where(unseen, plain_low, low)
+            high = np.where(unseen, plain_high, high)
+        for k in np.unique(lead[lead >= 2]).tolist():
+            _, _, low_k, high_k = lead_bounds(leads, observed, k, coverage, rate, starts)
+            low = np.where(lead == k, low_k, low)
+            high = np.where(lead == k, high_k, high)
     return _raised(mean + scale * low, min_value), _raised(mean + scale * high, min_value)
 
 
@@ -465,7 +645,7 @@ def _raised(values: np.ndarray, min_value: np.ndarray | None) -> np.ndarray:
 def score_bands(
     y: np.ndarray, mean: np.ndarray, scale: np.ndarray, calibration: np.ndarray,
     coverages, high_flow: np.ndarray, adaptive: bool = False, rate: float = ADAPT_RATE,
-    starts=(0,), min_value: np.ndarray | None = None,
+    starts=(0,), min_value: np.ndarray | None = None, leads: LeadCalibration | None = None,
 ) -> list[dict]:
     """How the bands of several coverages, and the predictive distribution, hold on ``y``.
 
@@ -480,9 +660,9 @@ def score_bands(
     adaptive : bool, default=False
         Each day's band adapts to the observations of the days before it
         (:func:`interval_bounds` with ``observed=y``).
-    rate, starts, min_value
+    rate, starts, min_value, leads
         As for :func:`interval_bounds` (``min_value`` also raises the draws of the
-        predictive distribution).
+        predictive distribution, which are drawn from ``calibration`` on every day).
 
     Returns
     -------
@@ -505,7 +685,7 @@ def score_bands(
     import scoringrules
 
     bands = {c: interval_bounds(mean, scale, calibration, c, y if adaptive else None, rate,
-                                starts, min_value) for c in sorted(set(coverages))}
+                                starts, min_value, leads) for c in sorted(set(coverages))}
     samples = predictive_draws(mean, scale, calibration, min_value)
     outputs = []
     for k in range(y.shape[1]):

@@ -59,6 +59,7 @@ calibration is slightly optimistic; the benchmark measures coverage on unseen da
 
 from __future__ import annotations
 
+import functools
 import warnings
 from numbers import Integral, Real
 
@@ -73,12 +74,14 @@ from .conformal import (
     ADAPT_RATE,
     HIGH_FLOW_QUANTILE,
     REPORTED_COVERAGES,
+    LeadCalibration,
     check_coverage,
     check_rate,
     corrected_centre,
     error_coefficient,
     interval_bounds,
     interval_scale,
+    lead_scores,
     level_key,
     min_calibration_scores,
     predictive_draws,
@@ -253,6 +256,15 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         corrected by the observed errors of the calibration windows before it: the
         adaptive band's first pool (``calibration_scores_`` itself with
         ``error_correction=None``).
+    calibration_errors_, calibration_mean_, calibration_spread_ : ndarray of shape \
+(n_scores, n_outputs)
+        On the calibration windows: observation minus prediction, and the members' mean
+        and spread. The scores of a forecast issued several days ahead come from them
+        (the adaptive band of a day after days without observation; None for
+        ensembles saved before).
+    calibration_starts_ : ndarray of int
+        The first calibration window of each stretch of consecutive windows (of one
+        part and one series): no lead reaches across them.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Defined when ``X`` has string column names.
@@ -448,10 +460,42 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         # prediction (a block's centre is one member's; its scale, the ensemble's).
         self.corrected_scores_ = (y2[rows] - centre[rows] - shift[rows]) / self._scale(
             mean[rows] + shift[rows], spread[rows])
+        # What the scores of longer leads are made of: a forecast issued k days ahead
+        # is corrected by phi ** k times the error k windows before, within a stretch.
+        self.calibration_errors_ = observed[rows] - centre[rows]
+        self.calibration_mean_, self.calibration_spread_ = mean[rows], spread[rows]
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        self.calibration_starts_ = np.union1d(
+            np.concatenate([[0], breaks]), np.flatnonzero(np.isin(rows, starts))
+        ).astype(np.int64)
 
     def _scale(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         return interval_scale(std, self.spread_offset_, mean,
                               self.flow_level_ if self.scale == "flow" else None)
+
+    def _lead_scores(self, lead: int) -> np.ndarray:
+        """The calibration scores of a forecast issued ``lead`` days ahead: those of the
+        uncorrected forecast for 0, the corrected scores for 1, and for longer leads
+        each window corrected by ``phi ** lead`` times the error ``lead`` windows before
+        (windows without one left out, NaN)."""
+        if lead == 0:
+            return self.calibration_scores_
+        if lead == 1:
+            return self.corrected_scores_
+        return lead_scores(self.calibration_errors_, self.calibration_mean_,
+                           self.error_coefficient_, lead,
+                           lambda centre: self._scale(centre, self.calibration_spread_),
+                           self.calibration_starts_)
+
+    def _leads(self, mean, std) -> LeadCalibration | None:
+        """The longer leads' calibration for an adaptive band over these rows (None for
+        an ensemble saved before it was kept: every day then keeps the band of the
+        last observed day's state)."""
+        if getattr(self, "calibration_errors_", None) is None:
+            return None
+        return LeadCalibration(mean, self.error_coefficient_,
+                               lambda centre: self._scale(centre, std),
+                               functools.cache(self._lead_scores))
 
     def __setstate__(self, state):
         # Ensembles saved by sktlag 0.2.0 and earlier calibrated on validation windows
@@ -465,6 +509,11 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             state["high_flow_threshold_"] = np.full(state["calibration_scores_"].shape[1], np.nan)
         # Before the error correction, the adaptive band was centred on the mean.
         state.setdefault("error_correction", None)
+        # Before the longer leads had scores of their own, every day after the last
+        # observed one kept that day's band.
+        for name in ("calibration_errors_", "calibration_mean_", "calibration_spread_",
+                     "calibration_starts_"):
+            state.setdefault(name, None)
         if "calibration_scores_" in state and "corrected_scores_" not in state:
             state["error_coefficient_"] = np.zeros(state["calibration_scores_"].shape[1])
             state["corrected_scores_"] = state["calibration_scores_"]
@@ -536,8 +585,12 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             adaptive conformal inference (:func:`sktlag.conformal.adaptive_levels`),
             and with ``error_correction`` is centred on the mean corrected by the last
             error observed before it (:func:`sktlag.conformal.corrected_centre`): it
-            need not contain the mean. The band learns nothing from the days of
-            ``history``; :func:`sktlag.forecast` also takes their observations.
+            need not contain the mean. A row ``k >= 2`` rows after the last observed one
+            gets the band of a forecast issued ``k`` days ahead, wider as the
+            correction fades (:func:`sktlag.conformal.lead_bounds`), and a row no
+            observed row precedes the band of the uncorrected forecast. The band learns
+            nothing from the days of ``history``; :func:`sktlag.forecast` also takes
+            their observations.
         adapt_rate : float, default=0.05
             Step of the adaptive band's miscoverage per observed row.
 
@@ -557,9 +610,9 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         mean, std, shape = self._mean_and_std(X, groups=groups, history=history)
         if observed is not None:
             observed = self._observations(observed, len(mean), "observed")
-        centre, scale, scores = self._band(mean, std, observed, groups)
+        centre, scale, scores, leads = self._band(mean, std, observed, groups)
         low, high = interval_bounds(centre, scale, scores, coverage, observed, adapt_rate,
-                                    self._starts(groups, len(mean)), self._limit())
+                                    self._starts(groups, len(mean)), self._limit(), leads)
         return shape(low), shape(high)
 
     def predict_corrected(self, X, observed, groups=None, history=None):
@@ -609,9 +662,10 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         band; around the forecast corrected by the errors observed before each row for
         the adaptive one (with ``error_correction``)."""
         if observed is None:
-            return mean, self._scale(mean, std), self.calibration_scores_
+            return mean, self._scale(mean, std), self.calibration_scores_, None
         centre = self._corrected(mean, observed, groups)
-        return centre, self._scale(centre, std), self.corrected_scores_
+        return (centre, self._scale(centre, std), self.corrected_scores_,
+                self._leads(mean, std))
 
     def _corrected(self, mean, observed, groups=None):
         return corrected_centre(mean, observed, self.error_coefficient_,
@@ -689,10 +743,10 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         # The members predict once for every band and the samples.
         mean, std, _ = self._mean_and_std(X, groups=groups, history=history)
         y2 = self._observations(y, len(mean), "y")
-        centre, scale, scores = self._band(mean, std, y2 if adaptive else None, groups)
+        centre, scale, scores, leads = self._band(mean, std, y2 if adaptive else None, groups)
         scored = score_bands(y2, centre, scale, scores,
                              sorted({coverage, *coverages}), self.high_flow_threshold_, adaptive,
-                             adapt_rate, self._starts(groups, len(mean)), self._limit())
+                             adapt_rate, self._starts(groups, len(mean)), self._limit(), leads)
         outputs = [{**out["levels"][level_key(coverage)], **out} for out in scored]
         return {"nominal_coverage": coverage, "method": "adaptive" if adaptive else "fixed",
                 "calibration": self.calibration, "scale": self.scale,

@@ -285,6 +285,7 @@ def _ensemble_payload(ensemble: TLAGEnsemble) -> dict[str, Any]:
         "corrected_scores": torch.from_numpy(
             np.array(ensemble.corrected_scores_, dtype=np.float64)
         ),
+        **_lead_calibration_payload(ensemble),
         # With calibration="blocks" the members' split settings differ from the
         # template's: these two are the template's own.
         "template": {name: to_plain(getattr(template, name))
@@ -605,12 +606,33 @@ def _build_ensemble(data: dict[str, Any], device: str) -> TLAGEnsemble:
     ensemble.corrected_scores_ = (data["corrected_scores"].numpy().astype(np.float64)
                                   if "corrected_scores" in data
                                   else ensemble.calibration_scores_)
+    # Files written before the longer leads had scores of their own have none of these.
+    for name in LEAD_ARRAYS:
+        setattr(ensemble, f"{name}_", data[name].numpy().astype(np.float64)
+                if name in data else None)
+    ensemble.calibration_starts_ = (np.asarray(data["calibration_starts"], dtype=np.int64)
+                                    if "calibration_starts" in data else None)
     _check_ensemble_lengths(ensemble, members)
     ensemble.n_features_in_ = members[0].n_features_in_
     if hasattr(members[0], "feature_names_in_"):
         ensemble.feature_names_in_ = members[0].feature_names_in_
     ensemble.n_outputs_ = members[0].n_outputs_
     return ensemble
+
+
+#: The ensemble's arrays over the calibration windows that the scores of longer leads
+#: are made of (fitted attributes with a trailing underscore).
+LEAD_ARRAYS = ("calibration_errors", "calibration_mean", "calibration_spread")
+
+
+def _lead_calibration_payload(ensemble: TLAGEnsemble) -> dict[str, Any]:
+    """The arrays of the longer leads' scores, where the ensemble has them."""
+    if getattr(ensemble, "calibration_errors_", None) is None:
+        return {}
+    return {**{name: torch.from_numpy(np.array(getattr(ensemble, f"{name}_"),
+                                               dtype=np.float64))
+               for name in LEAD_ARRAYS},
+            "calibration_starts": to_plain(ensemble.calibration_starts_)}
 
 
 def _check_ensemble_lengths(ensemble: TLAGEnsemble, members: list[TLAGRegressor]) -> None:
@@ -631,6 +653,16 @@ def _check_ensemble_lengths(ensemble: TLAGEnsemble, members: list[TLAGRegressor]
     if ensemble.corrected_scores_.shape != scores.shape:
         raise ValueError(f"the corrected scores have shape {ensemble.corrected_scores_.shape}, "
                          f"the calibration scores {scores.shape}")
+    for name in LEAD_ARRAYS:
+        values = getattr(ensemble, f"{name}_")
+        if values is not None and values.shape != scores.shape:
+            raise ValueError(f"{name} has shape {values.shape}, the calibration scores "
+                             f"{scores.shape}")
+    starts = ensemble.calibration_starts_
+    if starts is not None and (starts.ndim != 1 or not len(starts) or starts[0] != 0
+                               or (np.diff(starts) <= 0).any() or starts[-1] >= len(scores)):
+        raise ValueError(f"calibration_starts must rise from 0 within the {len(scores)} "
+                         f"calibration windows, got {starts.tolist()}")
     for name in ("spread_offset_", "flow_level_", "high_flow_threshold_", "min_value_",
                  "error_coefficient_"):
         _check_length(name.rstrip("_"), getattr(ensemble, name), n_outputs, "outputs")

@@ -468,6 +468,12 @@ def test_interval_study_scores_every_band_and_replays_its_records(tmp_path):
                                                            abs=1e-5)
     assert same["forecast_nse"]["corrected"] != same["forecast_nse"]["mean"]
     assert "The corrected forecast at or above persistence on " in rescored
+    # Forecasts days ahead: at one day the frozen band is the band itself.
+    leads = same["leads"]
+    assert list(leads) == ["1", "2", "3", "5", "10"]
+    assert leads["1"]["coverage"] == leads["1"]["frozen_coverage"]
+    assert leads["10"]["n"] < leads["1"]["n"]  # no forecast from before the test days
+    assert "| days ahead | basins | adaptive: within 87-93 % |" in rescored
     assert "| validation adaptive-0.05, flow scale | 1 |" in rescored
     assert "| validation corrected-0.05, flow scale | 1 |" in rescored
     assert ("CRPS of the corrected adaptive band over the one centred on the mean (same "

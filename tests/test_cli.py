@@ -945,7 +945,7 @@ def test_run_with_members_writes_intervals(ensemble_run):
     assert re.search(r"q_kalkofen +90% coverage [\d.]+% \(high flows ([\d.]+%|n/a)\), width "
                      r"[\d.]+ test std, CRPS [\d.e+-]+; coverage at 50/80/90/95 %: ", stdout)
     table = pd.read_excel(out / "predictions.xlsx", index_col="date")
-    assert list(table.columns) == ["observed", "predicted", "lower", "upper"]
+    assert list(table.columns) == ["observed", "predicted", "corrected", "lower", "upper"]
     # Signed calibration scores may shift the whole interval off the mean (a bias seen on
     # the validation days): only its order is certain.
     assert (table["lower"] <= table["upper"]).all() and (table["lower"] >= 0).all()

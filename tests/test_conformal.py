@@ -8,6 +8,7 @@ import pytest
 
 from sktlag.conformal import (
     FLOW_FLOOR,
+    LeadCalibration,
     adaptive_levels,
     conformal_quantile,
     corrected_centre,
@@ -15,6 +16,9 @@ from sktlag.conformal import (
     interval_bounds,
     interval_coverage,
     interval_scale,
+    lead_bounds,
+    lead_shift,
+    lead_times,
     min_calibration_scores,
     predictive_draws,
     score_bands,
@@ -352,3 +356,157 @@ def test_error_coefficient_is_clipped_and_never_pairs_two_series():
     seam = np.array([[1.0], [-1.0], [5.0], [5.0]])
     assert error_coefficient(seam, starts=(0, 2))[0] == pytest.approx((-1 + 25) / (1 + 25))
     assert error_coefficient(seam)[0] == pytest.approx((-1 - 5 + 25) / (1 + 1 + 25))
+
+
+def _delayed_by_definition(calibration, new_scores, coverage, rate, lead):
+    """Forecasts issued ``lead`` days ahead, written out day by day: on each day the
+    band of the day ``lead`` days on is issued from what is known, and a day's
+    observation judges the band issued for it, then joins the pool."""
+    pool = [s for s in calibration if not math.isnan(s)]
+    a, target, issued = 1 - coverage, 1 - coverage, {}
+    for t in range(-lead, len(new_scores)):
+        if t >= 0 and not math.isnan(new_scores[t]):
+            lo, hi, at_issue = issued[t]
+            miss = at_issue >= 1 or new_scores[t] < lo or new_scores[t] > hi
+            a = a + rate * (target - (1.0 if miss else 0.0))
+            pool = pool[1:] + [new_scores[t]]
+        if t + lead < len(new_scores):
+            level = min(max(a, 0.0), 1.0)
+            issued[t + lead] = (conformal_quantile(np.array(pool), min(level / 2, 0.5)),
+                                conformal_quantile(np.array(pool), max(1 - level / 2, 0.5)),
+                                a)
+    return np.array([issued[t] for t in range(len(new_scores))])
+
+
+@pytest.mark.parametrize("lead", [1, 2, 5])
+def test_a_band_issued_days_ahead_follows_its_definition(lead):
+    rng = np.random.default_rng(lead)
+    calibration = rng.normal(size=(40, 1))
+    new = rng.normal(scale=1.5, size=(90, 1))
+    new[[7, 30, 31], 0] = np.nan
+    low, high, miscoverage = adaptive_levels(calibration, new, 0.8, 0.05, lead=lead)
+    expected = _delayed_by_definition(calibration[:, 0], new[:, 0], 0.8, 0.05, lead)
+    np.testing.assert_allclose(np.c_[low[:, 0], high[:, 0], miscoverage[:, 0]], expected)
+    # The first `lead` days know no new score: the split-conformal band.
+    np.testing.assert_allclose(np.c_[low[:lead], high[:lead]].reshape(lead, 2),
+                               np.tile(np.ravel(score_quantiles(calibration, 0.8)), (lead, 1)))
+    with pytest.raises(ValueError, match="lead must be an int >= 1"):
+        adaptive_levels(calibration, new, 0.8, 0.05, lead=0)
+
+
+def test_lead_shift_and_lead_times_follow_their_definitions():
+    rng = np.random.default_rng(1)
+    errors = rng.normal(size=(12, 2))
+    errors[[2, 3], 0] = np.nan
+    phi, starts = np.array([0.8, 0.0]), (0, 7)
+    shift = lead_shift(errors, phi, 3, starts)
+    for t in range(12):
+        first = 7 if t >= 7 else 0
+        for k in range(2):
+            expected = (phi[k] ** 3 * errors[t - 3, k] if t - 3 >= first else math.nan)
+            np.testing.assert_equal(shift[t, k], expected)
+    observed = np.full((10, 1), np.nan)
+    observed[[1, 2, 6], 0] = 1.0
+    np.testing.assert_array_equal(lead_times(observed)[:, 0], [0, 0, 1, 1, 2, 3, 4, 1, 2, 3])
+    np.testing.assert_array_equal(lead_times(observed, (0, 5))[:, 0],
+                                  [0, 0, 1, 1, 2, 0, 0, 1, 2, 3])
+
+
+def _ar1_forecast(n_days, phi, seed):
+    """A forecast whose errors last for days, as a model's discharge errors do: an AR(1)
+    error of coefficient ``phi`` on a seasonal mean."""
+    rng = np.random.default_rng(seed)
+    mean = 5 + np.sin(np.arange(n_days) / 20.0)
+    errors = np.zeros(n_days)
+    for t in range(1, n_days):
+        errors[t] = phi * errors[t - 1] + rng.normal(scale=0.3)
+    return mean[:, None], (mean + errors)[:, None]
+
+
+def _leads_of(mean, calibration_days, phi):
+    """The calibration of every lead from the errors of the calibration days, in units
+    of a scale of 1."""
+    errors = calibration_days[1] - calibration_days[0]
+
+    def scores(lead):
+        return errors if lead == 0 else errors - lead_shift(errors, phi, lead)
+
+    return LeadCalibration(mean, phi, lambda centre: np.ones_like(centre), scores)
+
+
+def test_forecasts_days_ahead_hold_their_coverage_where_the_frozen_band_does_not():
+    phi = np.array([0.9])
+    mean, observed = _ar1_forecast(3000, 0.9, seed=0)
+    leads = _leads_of(mean[1000:], (mean[:1000], observed[:1000]), phi)
+    test, seen = mean[1000:], observed[1000:]
+    for lead in (3, 10):
+        centre, scale, low, high = lead_bounds(leads, seen, lead, 0.9)
+        inside = (seen >= centre + scale * low) & (seen <= centre + scale * high)
+        # Held: the share of misses of the forecasts of this lead stays near nominal.
+        assert abs(inside[lead:].mean() - 0.9) < 0.03
+        # The band of the day after the last observation, kept for `lead` days (what
+        # every day after the last observation got before): far short.
+        one_day = leads.scores(1)
+        one_low, one_high, _ = adaptive_levels(one_day, seen - corrected_centre(
+            test, seen, phi), 0.9, 0.05)
+        frozen = (seen[lead:] >= centre[lead:] + one_low[1:len(test) - lead + 1])
+        frozen &= seen[lead:] <= centre[lead:] + one_high[1:len(test) - lead + 1]
+        assert frozen.mean() < 0.9 - 0.1
+
+
+def test_days_after_the_last_observation_get_the_band_of_their_lead():
+    phi = np.array([0.9])
+    mean, observed = _ar1_forecast(700, 0.9, seed=1)
+    leads = _leads_of(mean[400:], (mean[:400], observed[:400]), phi)
+    test = observed[400:].copy()
+    test[:20] = np.nan          # nothing observed before day 20: no correction
+    test[250:] = np.nan         # the forecast: days 250 to 299 after the last observation
+    centre = corrected_centre(mean[400:], test, phi)
+    scale = np.ones_like(centre)
+    lower, upper = interval_bounds(centre, scale, leads.scores(1), 0.9, test, leads=leads)
+    plain = score_quantiles(leads.scores(0), 0.9)
+    np.testing.assert_allclose(lower[:21, 0], centre[:21, 0] + plain[0][0])
+    for day in (250, 251, 260, 299):
+        lead = day - 249
+        if lead == 1:
+            low, high, _ = adaptive_levels(leads.scores(1), test - centre, 0.9, 0.05)
+        else:
+            _, _, low, high = lead_bounds(leads, test, lead, 0.9)
+        np.testing.assert_allclose([lower[day, 0], upper[day, 0]],
+                                   [centre[day, 0] + low[day, 0], centre[day, 0] + high[day, 0]])
+    # Further ahead, wider: the error of the last observed day says less and less.
+    width = (upper - lower)[250:, 0]
+    assert width[-1] > 1.5 * width[0]
+    # Without the leads' calibration, every day keeps the last observed day's band.
+    frozen_lower, frozen_upper = interval_bounds(centre, scale, leads.scores(1), 0.9, test)
+    np.testing.assert_allclose(np.diff((frozen_upper - frozen_lower)[250:, 0]), 0, atol=1e-12)
+
+
+def test_a_band_issued_days_ahead_reads_only_what_was_known_when_it_was_issued():
+    phi = np.array([0.9])
+    mean, observed = _ar1_forecast(600, 0.9, seed=2)
+    leads = _leads_of(mean[300:], (mean[:300], observed[:300]), phi)
+    test = observed[300:]
+    band = lead_bounds(leads, test, 5, 0.9)
+    later = test.copy()
+    later[196:] += 3.0  # the days after day 195, from which day 200 is forecast
+    moved = lead_bounds(leads, later, 5, 0.9)
+    for before, after in zip(band, moved, strict=True):
+        np.testing.assert_allclose(after[:201], before[:201])
+
+
+def test_a_lead_the_calibration_windows_do_not_reach_starts_from_the_uncorrected_scores():
+    phi = np.array([0.9])
+    mean, observed = _ar1_forecast(200, 0.9, seed=3)
+    leads = _leads_of(mean[30:], (mean[:30], observed[:30]), phi)  # 30 calibration windows
+    assert np.isfinite(leads.scores(25)).sum() < min_calibration_scores(0.9)
+    plain = LeadCalibration(leads.mean, phi, leads.scale,
+                            lambda lead: leads.scores(0) if lead == 25 else leads.scores(lead))
+    for a, b in zip(lead_bounds(leads, observed[30:], 25, 0.9),
+                    lead_bounds(plain, observed[30:], 25, 0.9), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # A lead they reach keeps its own.
+    assert not np.array_equal(lead_bounds(leads, observed[30:], 3, 0.9)[2],
+                              lead_bounds(LeadCalibration(leads.mean, phi, leads.scale,
+                                                          lambda lead: leads.scores(0)),
+                                          observed[30:], 3, 0.9)[2])

@@ -20,6 +20,8 @@ from sktlag.conformal import (
     error_coefficient,
     interval_bounds,
     interval_scale,
+    lead_bounds,
+    score_quantiles,
 )
 
 from .conftest import FAST, make_series
@@ -891,6 +893,9 @@ def _band_by_definition(ens, X, observed, coverage=0.9):
     scale = interval_scale(std, ens.spread_offset_, centre, ens.flow_level_)
     low, high = interval_bounds(centre, scale, ens.corrected_scores_, coverage,
                                 observed[:, None])
+    # The first day follows no observed day: the band of the uncorrected forecast.
+    first_low, first_high = score_quantiles(ens.calibration_scores_, coverage)
+    low[0], high[0] = mean[0] + scale[0] * first_low, mean[0] + scale[0] * first_high
     return low[:, 0], high[:, 0]
 
 
@@ -1055,3 +1060,70 @@ def test_the_architecture_text_names_the_fitted_correction(fitted):
     ens.set_params(error_correction=None)
     assert (f"adaptive band: centred on the mean plus the last observed error times "
             f"{phi:.3f}") in architecture_text(ens)
+
+
+def test_the_scores_of_longer_leads_follow_their_definition(fitted):
+    ens, X, y = fitted
+    n_valid = len(ens.calibration_scores_)
+    valid = np.arange(300 - n_valid, 300)
+    members = np.stack([m.predict(X[:300]) for m in ens.estimators_])[:, valid, None]
+    mean, std = members.mean(axis=0), members.std(axis=0)
+    errors = y[valid, None] - mean
+    np.testing.assert_allclose(ens.calibration_errors_, errors, rtol=1e-10)
+    np.testing.assert_array_equal(ens.calibration_starts_, [0])
+    phi = ens.error_coefficient_
+    for lead in (2, 7):
+        shift = np.full_like(errors, np.nan)
+        shift[lead:] = phi ** lead * errors[:-lead]
+        scale = interval_scale(std, ens.spread_offset_, mean + shift, ens.flow_level_)
+        np.testing.assert_allclose(ens._lead_scores(lead), (errors - shift) / scale,
+                                   rtol=1e-10)
+    np.testing.assert_array_equal(ens._lead_scores(0), ens.calibration_scores_)
+    np.testing.assert_array_equal(ens._lead_scores(1), ens.corrected_scores_)
+
+
+def test_a_forecast_past_the_last_observation_widens_with_its_lead(fitted, tmp_path):
+    from sktlag import load_model, save_model
+
+    ens, X, y = fitted
+    observed = y[300:].copy()
+    observed[60:] = np.nan  # the forecast: 40 days after the last observed one
+    lower, upper = ens.predict_interval(X[300:], observed=observed)
+    mean, std = ens.predict(X[300:], return_std=True)
+    leads = ens._leads(mean[:, None], std[:, None])
+    centre = ens.predict_corrected(X[300:], observed)
+    for day in (61, 70, 99):
+        _, _, low, high = lead_bounds(leads, observed[:, None], day - 59, 0.9)
+        scale = interval_scale(std[:, None], ens.spread_offset_, centre[:, None],
+                               ens.flow_level_)[day, 0]
+        np.testing.assert_allclose([lower[day], upper[day]],
+                                   [centre[day] + scale * low[day, 0],
+                                    centre[day] + scale * high[day, 0]], rtol=1e-10)
+    scales = interval_scale(std[:, None], ens.spread_offset_, centre[:, None],
+                            ens.flow_level_)[:, 0]
+    widths = (upper - lower) / scales  # in units of each day's scale
+    assert widths[99] > 1.2 * widths[60]
+    # A model file keeps what the longer leads need; one written before gives every
+    # day after the last observation the band of the day after it.
+    path = save_model(ens, tmp_path / "ens.pth")
+    again = load_model(path)
+    for a, b in zip(again.predict_interval(X[300:], observed=observed), (lower, upper),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("calibration_errors", "calibration_mean", "calibration_spread",
+                "calibration_starts"):
+        del payload["ensemble"][key]
+    torch.save(payload, path)
+    old = load_model(path)
+    assert old.calibration_errors_ is None
+    old_lower, old_upper = old.predict_interval(X[300:], observed=observed)
+    old_width = (old_upper - old_lower)[60:]
+    np.testing.assert_allclose(old_width / interval_scale(
+        std[60:, None], ens.spread_offset_, centre[60:, None], ens.flow_level_)[:, 0],
+        old_width[0] / interval_scale(std[60:61, None], ens.spread_offset_,
+                                      centre[60:61, None], ens.flow_level_)[0, 0],
+        rtol=1e-10)
+    # (The first day too differs: no observed day precedes it.)
+    np.testing.assert_array_equal(old_lower[1:60], lower[1:60])
+    assert old_lower[0] != lower[0]
