@@ -877,10 +877,14 @@ def _predict(args) -> int:
             print(f"band: {COVERAGE:.0%}, fixed, calibrated on "
                   f"{CALIBRATION_WINDOWS[ensemble.calibration]}{why}")
         else:
-            seen = int(np.isfinite(observed).any(axis=1).sum())
+            days_seen = np.isfinite(observed).any(axis=1)
             print(f"band: {COVERAGE:.0%}, adaptive: each day's band adapts to the observed "
-                  f"discharge of the days before it ({seen} observed days in the history "
-                  f"and the table; rate {ADAPT_RATE:g})")
+                  f"discharge of the days before it ({int(days_seen.sum())} observed days in "
+                  f"the history and the table; rate {ADAPT_RATE:g})")
+            ahead = len(days_seen) - 1 - int(np.flatnonzero(days_seen)[-1])
+            if ahead >= 2:
+                print(f"band: the last {ahead} days follow the last observed one: each has "
+                      f"the band of a forecast 1 to {ahead} days ahead, wider with the lead")
     print(f"{len(frame)} predictions ({_span(X.index)}) written to {out}")
     observed = np.asarray(y, dtype=float) if y is not None else np.empty(0)
     if np.isfinite(observed).sum() >= 2:
