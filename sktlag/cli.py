@@ -882,9 +882,9 @@ def _predict(args) -> int:
                   f"discharge of the days before it ({int(days_seen.sum())} observed days in "
                   f"the history and the table; rate {ADAPT_RATE:g})")
             ahead = len(days_seen) - 1 - int(np.flatnonzero(days_seen)[-1])
-            if ahead >= 2:
-                print(f"band: the last {ahead} days follow the last observed one: each has "
-                      f"the band of a forecast 1 to {ahead} days ahead, wider with the lead")
+            if ahead >= 2 and ensemble.calibration_errors_ is not None:
+                print(f"band: the last {ahead} days follow the last observed day: each has "
+                      f"the band of a forecast as many days ahead (1 to {ahead})")
     print(f"{len(frame)} predictions ({_span(X.index)}) written to {out}")
     observed = np.asarray(y, dtype=float) if y is not None else np.empty(0)
     if np.isfinite(observed).sum() >= 2:

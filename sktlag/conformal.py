@@ -54,8 +54,10 @@ import numpy as np
 
 __all__ = [
     "ADAPT_RATE",
+    "DELAYED_STEP",
     "FLOW_FLOOR",
     "HIGH_FLOW_QUANTILE",
+    "MAX_LEAD",
     "REPORTED_COVERAGES",
     "LeadCalibration",
     "adaptive_levels",
@@ -87,6 +89,18 @@ ADAPT_RATE = 0.05
 
 #: High flows are the days above this quantile of the fit period's discharge.
 HIGH_FLOW_QUANTILE = 0.9
+
+#: The longest lead with a band of its own (days): a forecast further ahead gets the
+#: band of this lead (around its own, barely corrected, centre). It bounds the cost of
+#: a long forecast to this many adaptive runs over the series.
+MAX_LEAD = 60
+
+#: The largest step of a lead's miscoverage times its lead. A forecast's miss is known
+#: only ``lead`` days after its band was issued, so the miscoverage takes ``lead`` steps
+#: before the first of them shows: beyond about one in all, it overshoots and swings
+#: between the widest band the pool allows and an empty one. Leads up to
+#: ``DELAYED_STEP / ADAPT_RATE`` (10 days) keep the full step.
+DELAYED_STEP = 0.5
 
 #: With the flow scale, the share of the typical spread a day of zero predicted flow
 #: keeps (:func:`interval_scale`): where the members agree on a dry day, the band still
@@ -476,6 +490,8 @@ def lead_shift(errors: np.ndarray, coefficient: np.ndarray, lead: int,
     -------
     ndarray of shape (n_days, n_outputs)
     """
+    if isinstance(lead, bool) or not isinstance(lead, Integral) or lead < 1:
+        raise ValueError(f"lead must be an int >= 1, got {lead!r}")
     n_days = len(errors)
     before = np.full(errors.shape, np.nan)
     if lead < n_days:
@@ -540,8 +556,9 @@ def lead_bounds(leads: LeadCalibration, observed: np.ndarray, lead: int, coverag
 
     Centred on ``mean_t + phi ** lead * (observed_s - mean_s)`` with ``s = t - lead``,
     in units of the scale of that centre; its quantiles adapt (:func:`adaptive_levels`
-    with ``lead``) to the scores of the same forecast on the days up to ``s``, starting
-    from the calibration scores of that lead. A day whose day ``s`` is not observed
+    with ``lead``, at the step ``min(rate, DELAYED_STEP / lead)``) to the scores of the
+    same forecast on the days up to ``s``, starting from the calibration scores of that
+    lead. A day whose day ``s`` is not observed
     has no such forecast (NaN centre). An output with fewer calibration scores of that
     lead than ``coverage`` needs (:func:`min_calibration_scores`: a lead about as long
     as the calibration windows) starts from those of the uncorrected forecast
@@ -561,9 +578,10 @@ def lead_bounds(leads: LeadCalibration, observed: np.ndarray, lead: int, coverag
     enough = np.isfinite(pool).sum(axis=0) >= min_calibration_scores(coverage)
     if not enough.all():
         pool = np.where(enough, pool, leads.scores(0))
+    step = min(check_rate(rate), DELAYED_STEP / lead)
     low, high = np.empty_like(mean), np.empty_like(mean)
     for rows in np.split(np.arange(len(mean)), list(starts)[1:]):
-        low[rows], high[rows], _ = adaptive_levels(pool, scores[rows], coverage, rate, lead)
+        low[rows], high[rows], _ = adaptive_levels(pool, scores[rows], coverage, step, lead)
     return centre, scale, low, high
 
 
@@ -597,12 +615,14 @@ def interval_bounds(
         observation equals it. The adaptive band's misses are counted on the band
         itself, so the floor never changes how the band adapts.
     leads : LeadCalibration, optional
-        With ``observed``: a day ``k >= 2`` days after the last observed one gets the
-        band of a forecast of lead ``k`` (:func:`lead_bounds`), and a day no observed
-        day precedes the quantiles of ``leads.scores(0)`` (``mean`` and ``scale`` must
-        then be the centre and scale of those leads, as :func:`corrected_centre` gives
-        them). Without it, every day's quantiles come from the one adaptive run, whose
-        state stays as it was over the days without observation.
+        With ``observed``: a day ``k`` days after the last observed one gets the
+        quantiles of a forecast of lead ``k`` (:func:`lead_bounds`; of lead
+        :data:`MAX_LEAD` beyond it), and a day no observed day precedes those of
+        ``leads.scores(0)`` at ``coverage``; ``mean`` and ``scale`` must then be each
+        day's centre and scale, as :func:`corrected_centre` gives them, and
+        ``calibration`` is not read. Without it, every day's quantiles come from one
+        adaptive run over every observed day's score, whose state stays as it was over
+        the days without observation.
 
     Returns
     -------
@@ -615,22 +635,30 @@ def interval_bounds(
     if observed.shape != mean.shape:
         raise ValueError(f"observed has shape {observed.shape}, the predictions "
                          f"{mean.shape}: one value per row and output")
-    scores = (observed - mean) / scale
-    low, high = np.empty_like(mean), np.empty_like(mean)
-    for rows in np.split(np.arange(len(mean)), list(starts)[1:]):
-        low[rows], high[rows], _ = adaptive_levels(calibration, scores[rows], coverage, rate)
-    if leads is not None:
-        lead = lead_times(observed, starts)
-        unseen = lead == 0
-        if unseen.any():
-            plain_low, plain_high = score_quantiles(leads.scores(0), coverage)
-            low = np.where(unseen, plain_low, low)
-            high = np.where(unseen, plain_high, high)
-        for k in np.unique(lead[lead >= 2]).tolist():
-            _, _, low_k, high_k = lead_bounds(leads, observed, k, coverage, rate, starts)
-            low = np.where(lead == k, low_k, low)
-            high = np.where(lead == k, high_k, high)
+    if leads is None:
+        scores = (observed - mean) / scale
+        low, high = np.empty_like(mean), np.empty_like(mean)
+        for rows in np.split(np.arange(len(mean)), list(starts)[1:]):
+            low[rows], high[rows], _ = adaptive_levels(calibration, scores[rows], coverage,
+                                                       rate)
+    else:
+        low, high = _lead_levels(leads, observed, coverage, rate, starts)
     return _raised(mean + scale * low, min_value), _raised(mean + scale * high, min_value)
+
+
+def _lead_levels(leads: LeadCalibration, observed: np.ndarray, coverage: float, rate: float,
+                 starts) -> tuple[np.ndarray, np.ndarray]:
+    """Each day's score quantiles by its lead: the fixed ones of the uncorrected
+    forecast where no observed day precedes it, else those of its lead's band."""
+    lead = np.minimum(lead_times(observed, starts), MAX_LEAD)
+    plain_low, plain_high = score_quantiles(leads.scores(0), coverage)
+    low = np.broadcast_to(plain_low, observed.shape).copy()
+    high = np.broadcast_to(plain_high, observed.shape).copy()
+    for k in np.unique(lead[lead >= 1]).tolist():
+        _, _, low_k, high_k = lead_bounds(leads, observed, k, coverage, rate, starts)
+        low = np.where(lead == k, low_k, low)
+        high = np.where(lead == k, high_k, high)
+    return low, high
 
 
 def _raised(values: np.ndarray, min_value: np.ndarray | None) -> np.ndarray:

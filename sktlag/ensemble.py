@@ -585,10 +585,10 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             adaptive conformal inference (:func:`sktlag.conformal.adaptive_levels`),
             and with ``error_correction`` is centred on the mean corrected by the last
             error observed before it (:func:`sktlag.conformal.corrected_centre`): it
-            need not contain the mean. A row ``k >= 2`` rows after the last observed one
-            gets the band of a forecast issued ``k`` days ahead, wider as the
-            correction fades (:func:`sktlag.conformal.lead_bounds`), and a row no
-            observed row precedes the band of the uncorrected forecast. The band learns
+            need not contain the mean. A row ``k`` rows after the last observed one
+            gets the band of a forecast issued ``k`` days ahead
+            (:func:`sktlag.conformal.lead_bounds`), and a row no observed row precedes
+            the band of the uncorrected forecast. The band learns
             nothing from the days of ``history``; :func:`sktlag.forecast` also takes
             their observations.
         adapt_rate : float, default=0.05

@@ -607,11 +607,14 @@ def _build_ensemble(data: dict[str, Any], device: str) -> TLAGEnsemble:
                                   if "corrected_scores" in data
                                   else ensemble.calibration_scores_)
     # Files written before the longer leads had scores of their own have none of these.
+    held = [name for name in (*LEAD_ARRAYS, "calibration_starts") if name in data]
+    if held and len(held) < len(LEAD_ARRAYS) + 1:
+        raise ValueError(f"the file holds {held} of what the longer leads' bands are made "
+                         f"of, not all of {[*LEAD_ARRAYS, 'calibration_starts']}")
     for name in LEAD_ARRAYS:
         setattr(ensemble, f"{name}_", data[name].numpy().astype(np.float64)
-                if name in data else None)
-    ensemble.calibration_starts_ = (np.asarray(data["calibration_starts"], dtype=np.int64)
-                                    if "calibration_starts" in data else None)
+                if held else None)
+    ensemble.calibration_starts_ = _lead_starts(data["calibration_starts"]) if held else None
     _check_ensemble_lengths(ensemble, members)
     ensemble.n_features_in_ = members[0].n_features_in_
     if hasattr(members[0], "feature_names_in_"):
@@ -623,6 +626,15 @@ def _build_ensemble(data: dict[str, Any], device: str) -> TLAGEnsemble:
 #: The ensemble's arrays over the calibration windows that the scores of longer leads
 #: are made of (fitted attributes with a trailing underscore).
 LEAD_ARRAYS = ("calibration_errors", "calibration_mean", "calibration_spread")
+
+
+def _lead_starts(values) -> np.ndarray:
+    """The stored first windows of the calibration stretches, as ints (a list of
+    whole numbers; anything else is refused, not truncated)."""
+    if not isinstance(values, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"calibration_starts must be a list of whole numbers, got {values!r}")
+    return np.asarray(values, dtype=np.int64)
 
 
 def _lead_calibration_payload(ensemble: TLAGEnsemble) -> dict[str, Any]:

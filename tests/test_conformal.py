@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 
 from sktlag.conformal import (
+    ADAPT_RATE,
+    DELAYED_STEP,
     FLOW_FLOOR,
+    MAX_LEAD,
     LeadCalibration,
     adaptive_levels,
     conformal_quantile,
@@ -466,14 +469,17 @@ def test_days_after_the_last_observation_get_the_band_of_their_lead():
     lower, upper = interval_bounds(centre, scale, leads.scores(1), 0.9, test, leads=leads)
     plain = score_quantiles(leads.scores(0), 0.9)
     np.testing.assert_allclose(lower[:21, 0], centre[:21, 0] + plain[0][0])
-    for day in (250, 251, 260, 299):
-        lead = day - 249
-        if lead == 1:
-            low, high, _ = adaptive_levels(leads.scores(1), test - centre, 0.9, 0.05)
-        else:
-            _, _, low, high = lead_bounds(leads, test, lead, 0.9)
+    for day in (21, 100, 250, 251, 260, 299):
+        lead = day - 249 if day >= 250 else 1
+        _, _, low, high = lead_bounds(leads, test, lead, 0.9)
         np.testing.assert_allclose([lower[day, 0], upper[day, 0]],
                                    [centre[day, 0] + low[day, 0], centre[day, 0] + high[day, 0]])
+    # The one-day band adapts to the one-day forecasts alone: day 20's score (it
+    # follows no observed day) does not join its pool.
+    errors = test - mean[400:]
+    one_day = mean[400:] + np.r_[[[np.nan]], phi * errors[:-1]]  # NaN on day 20
+    low, _, _ = adaptive_levels(leads.scores(1), test - one_day, 0.9, 0.05)
+    np.testing.assert_allclose(lower[21:250, 0], centre[21:250, 0] + low[21:250, 0])
     # Further ahead, wider: the error of the last observed day says less and less.
     width = (upper - lower)[250:, 0]
     assert width[-1] > 1.5 * width[0]
@@ -510,3 +516,41 @@ def test_a_lead_the_calibration_windows_do_not_reach_starts_from_the_uncorrected
                               lead_bounds(LeadCalibration(leads.mean, phi, leads.scale,
                                                           lambda lead: leads.scores(0)),
                                           observed[30:], 3, 0.9)[2])
+
+
+def test_a_band_far_ahead_neither_swings_nor_collapses():
+    # A miss is known only `lead` days after its band was issued: at the full step the
+    # miscoverage overshoots, between the widest band and an empty one.
+    phi = np.array([0.5])
+    mean, observed = _ar1_forecast(3000, 0.5, seed=4)
+    leads = _leads_of(mean[500:], (mean[:500], observed[:500]), phi)
+    seen = observed[500:]
+    lead = 40
+    centre, scale, low, high = lead_bounds(leads, seen, lead, 0.9)
+    width = (high - low)[lead:, 0]
+    # Steady: no empty band, hardly a day at the widest, a width that varies little.
+    assert (width > 0).all() and np.mean(width >= 0.99 * width.max()) < 0.01
+    assert width.std() / width.mean() < 0.25
+    inside = (seen >= centre + scale * low) & (seen <= centre + scale * high)
+    assert abs(inside[lead:].mean() - 0.9) < 0.03
+    full = adaptive_levels(leads.scores(lead), (seen - centre) / scale, 0.9, ADAPT_RATE,
+                           lead)[2]
+    clipped = lambda a: np.mean((a <= 0) | (a >= 1))  # noqa: E731
+    assert clipped(full[lead:]) > 0.2  # the full step: a fifth of the days at the limits
+    step = adaptive_levels(leads.scores(lead), (seen - centre) / scale, 0.9,
+                           DELAYED_STEP / lead, lead)[2]
+    assert clipped(step[lead:]) < 0.02
+
+
+def test_a_forecast_beyond_the_longest_lead_gets_its_band():
+    phi = np.array([0.5])
+    mean, observed = _ar1_forecast(900, 0.5, seed=5)
+    leads = _leads_of(mean[300:], (mean[:300], observed[:300]), phi)
+    test = observed[300:].copy()
+    test[400:] = np.nan  # 200 days after the last observed one
+    centre = corrected_centre(mean[300:], test, phi)
+    lower, _ = interval_bounds(centre, np.ones_like(centre), leads.scores(1), 0.9, test,
+                               leads=leads)
+    _, _, low, _ = lead_bounds(leads, test, MAX_LEAD, 0.9)
+    for day in (399 + MAX_LEAD, 399 + MAX_LEAD + 1, 599):
+        assert lower[day, 0] == pytest.approx(centre[day, 0] + low[day, 0])

@@ -16,6 +16,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sktlag import TLAGEnsemble, TLAGRegressor
 from sktlag.conformal import (
+    ADAPT_RATE,
+    adaptive_levels,
     corrected_centre,
     error_coefficient,
     interval_bounds,
@@ -385,6 +387,12 @@ def _two_feature_member():
     (lambda e: e.update(corrected_scores=e["corrected_scores"][:-1]),
      r"corrected scores have shape \(\d+, 1\), the calibration scores"),
     (lambda e: e["members"].__setitem__(1, _two_feature_member()), "different numbers"),
+    (lambda e: e.pop("calibration_starts"), r"of what the longer leads' bands are made of"),
+    (lambda e: e.pop("calibration_mean"), r"of what the longer leads' bands are made of"),
+    (lambda e: e.update(calibration_starts=[0, 2.5]), "a list of whole numbers"),
+    (lambda e: e.update(calibration_starts=[0, 0]), "calibration_starts must rise from 0"),
+    (lambda e: e.update(calibration_mean=e["calibration_mean"][:-1]),
+     r"calibration_mean has shape \(\d+, 1\), the calibration scores"),
 ])
 def test_ensemble_entries_that_disagree_are_a_clear_error(fitted, tmp_path, edit, words):
     from sktlag import load_model
@@ -891,12 +899,13 @@ def _band_by_definition(ens, X, observed, coverage=0.9):
     mean, std = members.mean(axis=0), members.std(axis=0)
     centre = corrected_centre(mean, observed[:, None], ens.error_coefficient_)
     scale = interval_scale(std, ens.spread_offset_, centre, ens.flow_level_)
-    low, high = interval_bounds(centre, scale, ens.corrected_scores_, coverage,
-                                observed[:, None])
-    # The first day follows no observed day: the band of the uncorrected forecast.
-    first_low, first_high = score_quantiles(ens.calibration_scores_, coverage)
-    low[0], high[0] = mean[0] + scale[0] * first_low, mean[0] + scale[0] * first_high
-    return low[:, 0], high[:, 0]
+    # Each day's forecast of one day ahead; the first day follows no observed day: no
+    # such forecast, and the band of the uncorrected forecast.
+    scores = (observed[:, None] - centre) / scale
+    scores[0] = np.nan
+    low, high, _ = adaptive_levels(ens.corrected_scores_, scores, coverage, ADAPT_RATE)
+    low[0], high[0] = score_quantiles(ens.calibration_scores_, coverage)
+    return (centre + scale * low)[:, 0], (centre + scale * high)[:, 0]
 
 
 def test_corrected_scores_follow_their_definition(fitted):
@@ -961,12 +970,11 @@ def test_without_error_correction_the_adaptive_band_is_centred_on_the_mean(fitte
                          error_correction=None).fit(X[:300], y[:300])
     np.testing.assert_array_equal(plain.error_coefficient_, [0.0])
     np.testing.assert_array_equal(plain.corrected_scores_, plain.calibration_scores_)
-    mean, std = plain.predict(X[300:], return_std=True)
-    scale = interval_scale(std[:, None], plain.spread_offset_, mean[:, None], plain.flow_level_)
-    low, _ = interval_bounds(mean[:, None], scale, plain.calibration_scores_, 0.9,
-                             y[300:, None])
+    mean = plain.predict(X[300:])
+    # The band's definition with phi = 0: every day's centre is the mean.
+    low, _ = _band_by_definition(plain, X[300:], y[300:])
     np.testing.assert_allclose(plain.predict_interval(X[300:], observed=y[300:])[0],
-                               low[:, 0], rtol=1e-10)
+                               low, rtol=1e-10)
     np.testing.assert_allclose(plain.predict_corrected(X[300:], y[300:]), mean, rtol=1e-12)
 
 
@@ -1003,13 +1011,18 @@ def test_ensembles_saved_before_the_error_correction_centre_the_band_on_the_mean
     scale = interval_scale(std[:, None], ens.spread_offset_, mean[:, None], ens.flow_level_)
     plain, _ = interval_bounds(mean[:, None], scale, ens.calibration_scores_, 0.9,
                                y[300:, None])
+    # (Before the error correction, the longer leads had no scores of their own either.)
+    lead_keys = ("calibration_errors", "calibration_mean", "calibration_spread",
+                 "calibration_starts")
     state = dict(ens.__getstate__())
     del state["error_correction"], state["error_coefficient_"], state["corrected_scores_"]
+    for key in lead_keys:
+        del state[f"{key}_"]
     pickled = TLAGEnsemble.__new__(TLAGEnsemble)
     pickled.__setstate__(pickle.loads(pickle.dumps(state)))
     path = save_model(ens, tmp_path / "old.pth")
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("error_correction", "error_coefficient", "corrected_scores"):
+    for key in ("error_correction", "error_coefficient", "corrected_scores", *lead_keys):
         del payload["ensemble"][key]
     torch.save(payload, path)
     for old in (pickled, load_model(path)):
@@ -1124,6 +1137,5 @@ def test_a_forecast_past_the_last_observation_widens_with_its_lead(fitted, tmp_p
         old_width[0] / interval_scale(std[60:61, None], ens.spread_offset_,
                                       centre[60:61, None], ens.flow_level_)[0, 0],
         rtol=1e-10)
-    # (The first day too differs: no observed day precedes it.)
-    np.testing.assert_array_equal(old_lower[1:60], lower[1:60])
+    # (The first day differs too: no observed day precedes it.)
     assert old_lower[0] != lower[0]
