@@ -908,14 +908,19 @@ def _band_by_definition(ens, X, observed, coverage=0.9):
     return (centre + scale * low)[:, 0], (centre + scale * high)[:, 0]
 
 
+def _on_the_validation_windows(ens, X, y):
+    """The members' mean, spread and errors on the validation windows of a fit on the
+    first 300 rows, and those windows' rows."""
+    valid = np.arange(300 - len(ens.calibration_scores_), 300)
+    members = np.stack([m.predict(X[:300]) for m in ens.estimators_])[:, valid, None]
+    mean = members.mean(axis=0)
+    return mean, members.std(axis=0), y[valid, None] - mean, valid
+
+
 def test_corrected_scores_follow_their_definition(fitted):
     ens, X, y = fitted
-    n_valid = len(ens.calibration_scores_)
-    valid = np.arange(300 - n_valid, 300)
-    members = np.stack([m.predict(X[:300]) for m in ens.estimators_])[:, valid, None]
-    mean, std = members.mean(axis=0), members.std(axis=0)
     # The validation windows' own errors only: the days before them are in sample.
-    errors = y[valid, None] - mean
+    mean, std, errors, valid = _on_the_validation_windows(ens, X, y)
     phi = error_coefficient(errors)
     np.testing.assert_allclose(ens.error_coefficient_, phi, rtol=1e-12)
     assert 0 < phi[0] <= 1
@@ -1077,11 +1082,7 @@ def test_the_architecture_text_names_the_fitted_correction(fitted):
 
 def test_the_scores_of_longer_leads_follow_their_definition(fitted):
     ens, X, y = fitted
-    n_valid = len(ens.calibration_scores_)
-    valid = np.arange(300 - n_valid, 300)
-    members = np.stack([m.predict(X[:300]) for m in ens.estimators_])[:, valid, None]
-    mean, std = members.mean(axis=0), members.std(axis=0)
-    errors = y[valid, None] - mean
+    mean, std, errors, _ = _on_the_validation_windows(ens, X, y)
     np.testing.assert_allclose(ens.calibration_errors_, errors, rtol=1e-10)
     np.testing.assert_array_equal(ens.calibration_starts_, [0])
     phi = ens.error_coefficient_
