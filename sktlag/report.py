@@ -292,10 +292,9 @@ def prediction_table(
     with the forecast corrected by the observed errors, and ``lower`` and ``upper``
     with an interval); several give ``observed_<name>``, ``predicted_<name>``
     (``corrected_<name>``, ``lower_<name>``, ``upper_<name>``) per output.
-    ``y_true=None`` (days without
-    observations) leaves out the observed columns. The index is a
-    :class:`pandas.DatetimeIndex` named ``"date"`` when ``dates`` are known (then
-    :func:`sktlag.io.read_table` reads the written table back, given
+    ``y_true=None`` (days without observations) leaves out the observed columns. The
+    index is a :class:`pandas.DatetimeIndex` named ``"date"`` when ``dates`` are known
+    (then :func:`sktlag.io.read_table` reads the written table back, given
     ``target="observed"``), a row number otherwise; dates with a time zone are given as
     their local wall time (a spreadsheet holds none).
     """
@@ -605,8 +604,8 @@ def write_artifacts(
         in ``lstm_prediction.png``, ``lower`` and ``upper`` columns in
         ``predictions.xlsx`` (see ``band``; with the adaptive band and the ensemble's
         ``error_correction``, also ``corrected``, the band's centre:
-        :meth:`~sktlag.TLAGEnsemble.predict_corrected`), and in ``metrics.json`` the scores of the
-        fixed band and of the band that adapts to each day's observation
+        :meth:`~sktlag.TLAGEnsemble.predict_corrected`), and in ``metrics.json`` the
+        scores of the fixed band and of the band that adapts to each day's observation
         (:meth:`~sktlag.TLAGEnsemble.score_intervals`). Where the test period does not
         continue the fit, its first ``lookback - 1`` days are predicted from padding:
         they neither adapt the band nor count in its scores.
