@@ -605,15 +605,24 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             (:func:`sktlag.conformal.min_calibration_scores`): the band then spans all of
             them and covers less than nominal.
         """
+        _, _, low, high = self._forecast(X, coverage, groups, history, observed, adapt_rate)
+        return low, high
+
+    def _forecast(self, X, coverage, groups=None, history=None, observed=None,
+                  adapt_rate=ADAPT_RATE):
+        """The mean, the band's centre and the band, from one pass of the members (each
+        in the members' output shape): what :meth:`predict`, :meth:`predict_corrected`
+        and :meth:`predict_interval` give, for a caller that needs them all."""
         coverage, adapt_rate = check_coverage(coverage), check_rate(adapt_rate)
-        self._warn_if_too_few_scores(coverage)
+        # 4: past this method and its caller, at the caller's caller.
+        self._warn_if_too_few_scores(coverage, stacklevel=4)
         mean, std, shape = self._mean_and_std(X, groups=groups, history=history)
         if observed is not None:
             observed = self._observations(observed, len(mean), "observed")
         centre, scale, scores, leads = self._band(mean, std, observed, groups)
         low, high = interval_bounds(centre, scale, scores, coverage, observed, adapt_rate,
                                     self._starts(groups, len(mean)), self._limit(), leads)
-        return shape(low), shape(high)
+        return shape(mean), shape(centre), shape(low), shape(high)
 
     def predict_corrected(self, X, observed, groups=None, history=None):
         """The forecast corrected by the last error observed before each row.
@@ -642,7 +651,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         return shape(self._corrected(mean, self._observations(observed, len(mean),
                                                               "observed"), groups))
 
-    def _warn_if_too_few_scores(self, coverage: float) -> None:
+    def _warn_if_too_few_scores(self, coverage: float, stacklevel: int = 3) -> None:
         """Warn, once per call, where an output has too few calibration scores for
         ``coverage``: its band then spans all of them and covers less than nominal."""
         needed = min_calibration_scores(coverage)
@@ -654,7 +663,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                 f"has fewer ({', '.join(short)}): the band spans all of them and covers "
                 "less than nominal; calibrate on more windows (a longer record, or "
                 "calibration='blocks') or ask for a lower coverage",
-                UserWarning, stacklevel=3,
+                UserWarning, stacklevel=stacklevel,
             )
 
     def _band(self, mean, std, observed=None, groups=None):

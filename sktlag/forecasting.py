@@ -181,8 +181,8 @@ def _predict(model, X, history, observed, coverage):
     if final_ensemble(final) is None:
         return final.predict(X, **context), {}
     if observed is None:
-        lower, upper = final.predict_interval(X, coverage, **context)
-        return final.predict(X, **context), {"lower": lower, "upper": upper}
+        pred, _, lower, upper = final._forecast(X, coverage, **context)
+        return pred, {"lower": lower, "upper": upper}
     # The history days are predicted too (the band runs through them into X); the
     # same windows give the predictions of X.
     n = len(X)
@@ -190,10 +190,9 @@ def _predict(model, X, history, observed, coverage):
         X = (pd.concat([history, X]) if isinstance(X, pd.DataFrame)
              and isinstance(history, pd.DataFrame)
              else np.concatenate([np.asarray(history), np.asarray(X)]))
-    pred = final.predict(X)
-    lower, upper = final.predict_interval(X, coverage, observed=observed)
+    pred, centre, lower, upper = final._forecast(X, coverage, observed=observed)
     columns = {"lower": lower[-n:], "upper": upper[-n:]}
     if final.error_correction is not None:
         # The band's centre, as a forecast of its own.
-        columns["corrected"] = final.predict_corrected(X, observed)[-n:]
+        columns["corrected"] = centre[-n:]
     return pred[-n:], columns

@@ -697,13 +697,13 @@ def write_artifacts(
                 judged = judged_observations(members_of(model)[0], X_test, observed)
                 seen = bool(np.isfinite(judged).any())
                 adapt = band == "adaptive" and seen
-                lower, upper = ensemble.predict_interval(
+                _, centre, lower, upper = ensemble._forecast(
                     X_final, coverage, observed=judged if adapt else None)
                 bounds = {"lower": lower, "upper": upper}
                 if adapt and ensemble.error_correction is not None:
                     # The adaptive band's centre, a column of the table (as in
                     # sktlag.forecast), not a line of the figure.
-                    corrected = {"corrected": ensemble.predict_corrected(X_final, judged)}
+                    corrected = {"corrected": centre}
                 if seen:
                     intervals["test"] = {
                         method: ensemble.score_intervals(X_final, judged, coverage,
