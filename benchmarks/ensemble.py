@@ -359,10 +359,11 @@ def lead_study(leads, y: np.ndarray) -> dict[str, dict]:
     of that lead."""
     from sktlag.conformal import interval_coverage, lead_bounds
 
-    _, _, one_low, one_high = lead_bounds(leads, y, 1, COVERAGE, ADAPT_RATE)
+    bands = {k: lead_bounds(leads, y, k, COVERAGE, ADAPT_RATE) for k in {1, *LEADS}}
+    _, _, one_low, one_high = bands[1]
     out = {}
     for k in LEADS:
-        centre, scale, low, high = lead_bounds(leads, y, k, COVERAGE, ADAPT_RATE)
+        centre, scale, low, high = bands[k]
         days = np.isfinite(centre[:, 0])
         # The lead-one band issued on the day after the forecast's origin.
         kept = np.full_like(one_low, np.nan), np.full_like(one_high, np.nan)
