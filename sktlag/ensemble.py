@@ -248,6 +248,10 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         scores on their own.
     min_value_ : ndarray of shape (n_outputs,)
         The lowest value of each output's bands and draws (-inf: no limit).
+    scale_, error_correction_ : str or None
+        ``scale`` and ``error_correction`` as the fit calibrated with them: bands,
+        draws and the corrected forecast follow these until the next fit, whatever
+        :meth:`set_params` sets in between.
     error_coefficient_ : ndarray of shape (n_outputs,)
         The lag-one coefficient ``phi`` of the errors on the calibration windows, in
         [0, 1] (0 with ``error_correction=None``).
@@ -349,6 +353,9 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             elif hasattr(self, "feature_names_in_"):  # a refit on an array: no names now
                 del self.feature_names_in_
             self.n_outputs_ = first.n_outputs_
+            # The settings the calibration follows: prediction keeps to them until the
+            # next fit (scores of one scale read on another would give a wrong band).
+            self.scale_, self.error_correction_ = self.scale, self.error_correction
             self._calibrate(X, y, groups, blocks if self.calibration == "blocks" else None)
             self.min_value_ = self._lowest_values(self.n_outputs_)
         return self
@@ -452,7 +459,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             starts.add(int(part[0]))
         starts = sorted(starts)
         self.error_coefficient_ = (error_coefficient(observed - centre, starts)
-                                   if self.error_correction == "ar1"
+                                   if self.error_correction_ == "ar1"
                                    else np.zeros(y2.shape[1]))
         shift = corrected_centre(centre, observed, self.error_coefficient_, starts) - centre
         rows = np.sort(np.concatenate(parts))
@@ -471,7 +478,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
 
     def _scale(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         return interval_scale(std, self.spread_offset_, mean,
-                              self.flow_level_ if self.scale == "flow" else None)
+                              self.flow_level_ if self.scale_ == "flow" else None)
 
     def _lead_scores(self, lead: int) -> np.ndarray:
         """The calibration scores of a forecast issued ``lead`` days ahead: those of the
@@ -519,6 +526,10 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             state["corrected_scores_"] = state["calibration_scores_"]
         # Before the lowest value, bands had no limit.
         state.setdefault("min_value", None)
+        # Before the fitted copies of the two settings, prediction read the parameters.
+        if "calibration_scores_" in state:
+            state.setdefault("scale_", state["scale"])
+            state.setdefault("error_correction_", state["error_correction"])
         if "calibration_scores_" in state and "min_value_" not in state:
             state["min_value_"] = np.full(state["calibration_scores_"].shape[1], -np.inf)
         super().__setstate__(state)
@@ -758,7 +769,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                              adapt_rate, self._starts(groups, len(mean)), self._limit(), leads)
         outputs = [{**out["levels"][level_key(coverage)], **out} for out in scored]
         return {"nominal_coverage": coverage, "method": "adaptive" if adaptive else "fixed",
-                "calibration": self.calibration, "scale": self.scale,
+                "calibration": self.calibration, "scale": self.scale_,
                 # The limit the bands were raised to (the fit's, whatever the parameter
                 # says now).
                 "min_value": _plain_limit(self._limit()),

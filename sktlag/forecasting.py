@@ -192,7 +192,7 @@ def _predict(model, X, history, observed, coverage):
              else np.concatenate([np.asarray(history), np.asarray(X)]))
     pred, centre, lower, upper = final._forecast(X, coverage, observed=observed)
     columns = {"lower": lower[-n:], "upper": upper[-n:]}
-    if final.error_correction is not None:
+    if final.error_correction_ is not None:
         # The band's centre, as a forecast of its own.
         columns["corrected"] = centre[-n:]
     return pred[-n:], columns

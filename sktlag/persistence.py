@@ -275,12 +275,12 @@ def _ensemble_payload(ensemble: TLAGEnsemble) -> dict[str, Any]:
         ),
         "spread_offset": to_plain(ensemble.spread_offset_),
         "calibration": ensemble.calibration,
-        "scale": ensemble.scale,
+        "scale": ensemble.scale_,
         "flow_level": to_plain(ensemble.flow_level_),
         "high_flow_threshold": to_plain(ensemble.high_flow_threshold_),
         "min_value": to_plain(ensemble.min_value),
         "lowest_values": to_plain(ensemble.min_value_),
-        "error_correction": ensemble.error_correction,
+        "error_correction": ensemble.error_correction_,
         "error_coefficient": to_plain(ensemble.error_coefficient_),
         "corrected_scores": torch.from_numpy(
             np.array(ensemble.corrected_scores_, dtype=np.float64)
@@ -586,6 +586,7 @@ def _build_ensemble(data: dict[str, Any], device: str) -> TLAGEnsemble:
         error_correction=data.get("error_correction"),
     )
     ensemble.estimators_ = members
+    ensemble.scale_, ensemble.error_correction_ = ensemble.scale, ensemble.error_correction
     ensemble.seeds_ = np.asarray(data["seeds"], dtype=np.int64)
     ensemble.calibration_scores_ = data["calibration_scores"].numpy().astype(np.float64)
     ensemble.spread_offset_ = np.asarray(data["spread_offset"], dtype=np.float64)

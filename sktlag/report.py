@@ -218,7 +218,7 @@ def architecture_text(model) -> str:
                  f"{__version__}), seeds {', '.join(map(str, ensemble.seeds_))}",
                  "  prediction: the members' mean; intervals calibrated by conformal scores "
                  f"on {windows} "
-                 f"({CALIBRATION_WINDOWS[ensemble.calibration]}; scale {ensemble.scale})",
+                 f"({CALIBRATION_WINDOWS[ensemble.calibration]}; scale {ensemble.scale_})",
                  f"  adaptive band: centred on {_adaptive_centre(ensemble)}", ""]
         for i, member in enumerate(ensemble.estimators_, start=1):
             lines += [f"=== member {i} (random_state {member.random_state}) ===",
@@ -700,7 +700,7 @@ def write_artifacts(
                 _, centre, lower, upper = ensemble._forecast(
                     X_final, coverage, observed=judged if adapt else None)
                 bounds = {"lower": lower, "upper": upper}
-                if adapt and ensemble.error_correction is not None:
+                if adapt and ensemble.error_correction_ is not None:
                     # The adaptive band's centre, a column of the table (as in
                     # sktlag.forecast), not a line of the figure.
                     corrected = {"corrected": centre}

@@ -1,5 +1,6 @@
 """sktlag.forecasting.forecast: history through the pipeline, observed history into the band."""
 
+import copy
 import warnings
 
 import numpy as np
@@ -89,6 +90,12 @@ def test_only_a_corrected_adaptive_band_gives_the_corrected_column(dated_ensembl
     assert list(forecast(model, days).columns) == bands
     assert list(forecast(model, days, observed=y.iloc[N_FIT:400], band="fixed").columns) \
         == ["observed", *bands]
+    # The column follows what the ensemble was fitted with, as the band does.
+    changed = copy.deepcopy(model)
+    changed[-1].set_params(error_correction=None)
+    table = forecast(changed, days, observed=y.iloc[N_FIT:400])
+    assert list(table.columns) == ["observed", "predicted", "corrected", *bands[1:]]
+    pd.testing.assert_frame_equal(table, forecast(model, days, observed=y.iloc[N_FIT:400]))
     plain = make_pipeline(StandardScaler(), TLAGEnsemble(
         TLAGRegressor(**TINY), n_members=2, random_state=0, error_correction=None))
     plain.fit(X.iloc[:N_FIT], y.iloc[:N_FIT])
