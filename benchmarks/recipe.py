@@ -127,7 +127,7 @@ def basin_label(name: str, years: int | None) -> str:
 def basin_series(source: str, years: int | None, demo_path: str | None, rows: int | None = None):
     """Inputs and target of a basin, of its last ``years`` years, or of its last ``rows``
     rows (quick mode)."""
-    basin = _basins.load_basins([source], demo_path=demo_path)[0]
+    basin, = _basins.load_basins([source], demo_path=demo_path)  # one basin, not a group
     if years:
         basin = _basins.last_years(basin, years)
     X, y = basin.X, basin.y
@@ -366,7 +366,8 @@ def main() -> None:
     configs = args.configs or list(CONFIGS)
     if args.quick:
         configs = args.configs or ["reference", "no-forget-bias"]
-    names = args.basins or [b.name for b in _basins.load_basins(demo_path=args.data)]
+    # Group names stand for their basins, each a job of its own.
+    names = [b.name for b in _basins.load_basins(args.basins, demo_path=args.data)]
     if args.quick and not args.basins:
         names = names[:1]
     args.out.mkdir(parents=True, exist_ok=True)

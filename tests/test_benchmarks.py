@@ -419,6 +419,14 @@ def test_the_batch_size_study_compares_auto_with_every_batch_size(tmp_path):
     assert "batch_size='auto' against the best batch size" in done.stdout
 
 
+def test_a_group_name_runs_each_of_its_basins(tmp_path):
+    run_script("recipe.py", "--quick", "--base", "one-layer", "--basins", "lahn",
+               "--configs", "batch-16", "--out", tmp_path)
+    runs = json.loads((tmp_path / "recipe.json").read_text())["results"]["runs"]
+    assert sorted(r["basin"] for r in runs) == [
+        "lahn_dillenburg", "lahn_kalkofen", "lahn_leun", "lahn_marburg"]
+
+
 def test_interval_study_scores_every_band_and_replays_its_records(tmp_path):
     run_script("ensemble.py", "--intervals", "--quick", "--basins", "lahn_kalkofen_last3y",
                "--rates", "0.05", "--save-predictions", "--out", tmp_path, timeout=600)
