@@ -296,6 +296,8 @@ def batch_table(results: list[dict[str, Any]]
         row.update({"best batch": best, "auto picks": pick,
                     "best - auto": by_size[best] - by_size.get(pick, float("nan")),
                     "auto - 256": by_size.get(pick, float("nan")) - by_size.get(256, float("nan"))})
+        row.update(_shortfall_by_chance([(int(r["config"].split("-")[1]), r["test_nse"])
+                                         for r in mine], pick, row["best - auto"]))
         rows.append(row)
     shortfalls = [r["best - auto"] for r in rows]
     overall = [{
@@ -304,8 +306,41 @@ def batch_table(results: list[dict[str, Any]]
         "median best - auto": C.median(shortfalls),
         "largest best - auto": max(shortfalls, default=float("nan")),
         "median auto - 256": C.median([r["auto - 256"] for r in rows]),
+        "shortfalls beyond chance (p < 0.05)": sum(1 for r in rows
+                                                   if r["p (chance)"] < 0.05),
     }] if rows else []
     return rows, overall
+
+
+#: Relabellings of a basin's runs that :func:`_shortfall_by_chance` draws.
+PERMUTATIONS = 2000
+
+
+def _shortfall_by_chance(runs: list[tuple[int, float]], pick: int, shortfall: float
+                         ) -> dict[str, float]:
+    """How far the best batch size beats ``pick`` if the batch size did not matter.
+
+    The basin's runs ``(batch size, test NSE)`` are relabelled at random (a permutation
+    test): with a few seeds per size, the best median of several sizes beats any one
+    of them by chance. Returns the median shortfall of ``pick`` over the relabellings
+    and the share of them at least as large as the one measured (``p``; NaN where
+    ``pick`` did not run).
+    """
+    import random
+
+    sizes = sorted({size for size, _ in runs})
+    if pick not in sizes or not math.isfinite(shortfall):
+        return {"best - auto by chance": float("nan"), "p (chance)": float("nan")}
+    labels, values = [size for size, _ in runs], [nse for _, nse in runs]
+    draw = random.Random(0)  # the same table on every replay
+    chance = []
+    for _ in range(PERMUTATIONS):
+        draw.shuffle(values)
+        medians = {size: C.median([v for s, v in zip(labels, values, strict=True)
+                                   if s == size]) for size in sizes}
+        chance.append(max(medians.values()) - medians[pick])
+    return {"best - auto by chance": C.median(chance),
+            "p (chance)": sum(c >= shortfall - 1e-12 for c in chance) / len(chance)}
 
 
 def rule_table(years=(2, 3, 4, 5, 7, 10, 15, 20, 30, 40)) -> str:

@@ -630,3 +630,32 @@ def test_the_batch_study_compares_batch_sizes_on_the_same_seeds():
     rows, _ = recipe.batch_table(runs)
     assert rows[0]["seeds"] == 1 and rows[0]["NSE at 16"] == 0.92
     assert rows[0]["best batch"] == 16
+
+
+def test_the_chance_of_a_shortfall_matches_every_relabelling_counted():
+    import itertools
+    import statistics
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import recipe
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    values = [0.0, 0.1, 0.2, 0.8, 0.9, 1.25]
+    runs = list(zip([16, 16, 32, 32, 64, 64], values, strict=True))
+    # Every way to give two of the values to each batch size, counted (16 is the pick).
+    exact = []
+    for first in itertools.combinations(range(6), 2):
+        rest = [i for i in range(6) if i not in first]
+        for second in itertools.combinations(rest, 2):
+            groups = (first, second, [i for i in rest if i not in second])
+            medians = [statistics.median(values[i] for i in group) for group in groups]
+            exact.append(max(medians) - medians[0])
+    measured = 1.075 - 0.05
+    out = recipe._shortfall_by_chance(runs, 16, measured)
+    assert out["p (chance)"] == pytest.approx(
+        sum(e >= measured for e in exact) / len(exact), abs=0.02)
+    assert out["best - auto by chance"] == pytest.approx(statistics.median(exact), abs=0.03)
+    assert statistics.median(exact) > 0.1
+    assert math.isnan(recipe._shortfall_by_chance(runs, 128, 0.1)["p (chance)"])  # not run
