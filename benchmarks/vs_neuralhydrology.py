@@ -630,6 +630,21 @@ def overview_summary(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> 
     return " ".join(parts) + "\n" if parts else ""
 
 
+def last_epoch_summary(runs: list[dict[str, Any]], basins: list[str]) -> str:
+    """sktlag against NH's last epoch: its reference run as it ends after 100 epochs,
+    without choosing an epoch on the validation years (the overview compares with NH's
+    best validation epoch, the counterpart of sktlag's kept best state)."""
+    med = functools.partial(_median_of, runs)
+    ran = {r["basin"] for r in runs if r["model"] == "sktlag"}
+    differences = [med(b, "sktlag", "test_nse") - med(b, "nh-last", "test_nse")
+                   for b in basins if b in ran and np.isfinite(med(b, "nh-last", "test_nse"))]
+    if not differences:
+        return ""
+    return (f"Against NH's last epoch: sktlag at or above it on "
+            f"{sum(d >= 0 for d in differences)} of {len(differences)} basins; median "
+            f"difference {C.median(differences):+.3f}.\n")
+
+
 #: Upper ends (years, inclusive) of the record-length classes a variant is summarised by.
 LENGTH_CLASSES = (2.5, 5.5, 15.0, float("inf"))
 
@@ -794,7 +809,8 @@ def report_records(paths: list[Path], against: list[Path] | None = None,
     shorts = list(dict.fromkeys(r["basin"] for r in runs))
     print("## Overview (medians over seeds)\n")
     rows = overview(runs, shorts)
-    print(C.markdown_table(rows) + "\n" + overview_summary(rows, runs))
+    print(C.markdown_table(rows) + "\n" + overview_summary(rows, runs)
+          + last_epoch_summary(runs, shorts))
     if against:
         compared = variant_rows(runs, _recorded(against), shorts, matched)
         seeds = "the seeds both recorded" if matched else "seeds"

@@ -201,6 +201,21 @@ def test_overview_counts_what_the_recipe_chose_and_how_growth_ended():
         "difference +0.000.")
 
 
+def test_the_last_epoch_line_compares_with_nh_as_its_run_ends():
+    runs = []
+    for seed in (0, 1, 2):
+        runs += [_run("nh-best", "a", seed, 0.9), _run("nh-last", "a", seed, 0.7),
+                 _run("sktlag", "a", seed, 0.8),
+                 _run("nh-best", "b", seed, 0.5), _run("nh-last", "b", seed, 0.4 + seed / 10),
+                 _run("sktlag", "b", seed, 0.45),
+                 _run("sktlag", "c", seed, 0.5)]  # no NH run: not compared
+    # a: +0.1 (below NH's best epoch); b: 0.45 against the median 0.5 of its last epochs.
+    assert V.last_epoch_summary(runs, ["a", "b", "c"]) == (
+        "Against NH's last epoch: sktlag at or above it on 1 of 2 basins; median "
+        "difference +0.025.\n")
+    assert V.last_epoch_summary([r for r in runs if r["model"] != "nh-last"], ["a"]) == ""
+
+
 def test_records_replay_reads_a_jobs_log(tmp_path):
     log = tmp_path / V.JOBS_LOG
     log.write_text("".join(json.dumps(_done(*key)) + "\n"
