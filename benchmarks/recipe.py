@@ -36,6 +36,7 @@ Usage::
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -269,20 +270,8 @@ def batch_table(results: list[dict[str, Any]]
     what ``batch_size="auto"`` picks and what it gives; and a line across basins."""
     from sktlag.recipe import auto_batch_size
 
-    runs = [r for r in results if r["config"].startswith("batch-")]
-    sizes_run = {r["config"] for r in runs}
-    if len(sizes_run) < 2:
-        return [], []  # nothing to compare
     rows = []
-    for basin in dict.fromkeys(r["basin"] for r in runs):
-        mine = [r for r in runs if r["basin"] == basin]
-        # Batch sizes are compared on the seeds every one of them ran: a seed that ran
-        # for some sizes only would move their medians and not the others'.
-        common = set.intersection(*({r["seed"] for r in mine if r["config"] == c}
-                                    for c in sizes_run))
-        mine = [r for r in mine if r["seed"] in common]
-        if not mine:
-            continue  # a basin cut short before every batch size ran is not compared
+    for basin, mine in _batch_runs(results).items():
         n_train, years = mine[0]["train_windows"], mine[0]["years"]
         by_size = {int(c.split("-")[1]): C.median([r["test_nse"] for r in mine
                                                    if r["config"] == c])
@@ -312,7 +301,65 @@ def batch_table(results: list[dict[str, Any]]
     return rows, overall
 
 
-#: Relabellings of a basin's runs that :func:`_shortfall_by_chance` draws.
+def _batch_runs(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The runs of the batch-size study by basin, on the seeds every batch size ran (a
+    seed that ran for some sizes only would move their medians and not the others');
+    empty when fewer than two sizes ran. A basin cut short before every size ran is
+    left out."""
+    runs = [r for r in results if r["config"].startswith("batch-")]
+    sizes_run = {r["config"] for r in runs}
+    if len(sizes_run) < 2:
+        return {}
+    by_basin = {}
+    for basin in dict.fromkeys(r["basin"] for r in runs):
+        mine = [r for r in runs if r["basin"] == basin]
+        common = set.intersection(*({r["seed"] for r in mine if r["config"] == c}
+                                    for c in sizes_run))
+        if common:
+            by_basin[basin] = [r for r in mine if r["seed"] in common]
+    return by_basin
+
+
+def batch_pairs(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each pair of batch sizes across the basins: on how many the smaller one scored at
+    least as well, the median over the basins of the difference of their medians, and
+    how often relabelling each basin's runs of the two at random gives a median
+    difference at least as far from zero (a stratified permutation test, two-sided; the
+    median, so that one basin no model learns, with NSE far below zero, cannot decide
+    it)."""
+    import random
+
+    by_basin = _batch_runs(results)
+    size = lambda run: int(run["config"].split("-")[1])  # noqa: E731
+    sizes = sorted({size(r) for mine in by_basin.values() for r in mine})
+    rows = []
+    for small, large in itertools.combinations(sizes, 2):
+        pairs = [[(size(r), r["test_nse"]) for r in mine if size(r) in (small, large)]
+                 for mine in by_basin.values()]
+
+        def differences(groups):
+            return [C.median([v for s, v in g if s == small])
+                    - C.median([v for s, v in g if s == large]) for g in groups]
+
+        measured = differences(pairs)
+        draw = random.Random(0)  # the same table on every replay
+        observed, extreme = abs(C.median(measured)), 0
+        for _ in range(PERMUTATIONS):
+            shuffled = []
+            for group in pairs:
+                values = [v for _, v in group]
+                draw.shuffle(values)
+                shuffled.append(list(zip([s for s, _ in group], values, strict=True)))
+            extreme += abs(C.median(differences(shuffled))) >= observed - 1e-12
+        rows.append({"smaller": small, "larger": large, "basins": len(pairs),
+                     "smaller at or above": sum(d >= 0 for d in measured),
+                     "median difference (smaller - larger)": C.median(measured),
+                     "p (chance, two-sided)": extreme / PERMUTATIONS})
+    return rows
+
+
+#: Relabellings of a basin's runs that :func:`_shortfall_by_chance` and
+#: :func:`batch_pairs` draw.
 PERMUTATIONS = 2000
 
 
@@ -437,6 +484,7 @@ def main() -> None:
     overall = across_basins(rows, configs, results)
     by_length = across_lengths(rows, configs, results)
     batches, batches_overall = batch_table(results)
+    pairs = batch_pairs(results)
     tables = [("Across basins", C.markdown_table(overall)),
               *([("Across basins, by record length (whole years)",
                   C.markdown_table(by_length))] if by_length else []),
@@ -445,11 +493,13 @@ def main() -> None:
         tables = [("Batch size: batch_size='auto' against the best batch size",
                    C.markdown_table(batches_overall)),
                   ("Batch size per basin (median test NSE over the seeds)",
-                   C.markdown_table(batches)), *tables]
+                   C.markdown_table(batches)),
+                  ("Batch sizes two by two, across basins", C.markdown_table(pairs)),
+                  *tables]
     C.write_results(
         args.out, "recipe", "Training recipe factor study", tables,
         {"per_basin": rows, "across_basins": overall, "across_lengths": by_length,
-         "batch_sizes": batches,
+         "batch_sizes": batches, "batch_pairs": pairs,
          "batch_sizes_overall": batches_overall, "runs": results},
         {"seeds": seeds, "base": args.base, "last_years": args.last_years,
          "reference": REFERENCE, "configs": CONFIGS, "previous": PREVIOUS,

@@ -419,6 +419,43 @@ def test_the_batch_size_study_compares_auto_with_every_batch_size(tmp_path):
     assert "batch_size='auto' against the best batch size" in done.stdout
 
 
+def test_batch_sizes_two_by_two_match_every_relabelling_counted():
+    import itertools
+    import statistics
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import recipe
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    values = {"a": ([0.9, 0.8], [0.5, 0.6]), "b": ([0.3, 0.35], [0.1, 0.4]),
+              "c": ([-9.0, -8.0], [-7.0, -6.5])}  # c: a record no network learns
+    runs = [{"basin": basin, "config": f"batch-{size}", "seed": seed, "test_nse": nse,
+             "train_windows": 800, "years": 5.0}
+            for basin, pair in values.items()
+            for size, nses in zip((16, 32), pair, strict=True)
+            for seed, nse in enumerate(nses)]
+    (row,) = recipe.batch_pairs(runs)
+
+    def median_difference(groups):
+        return statistics.median(statistics.median(g[:2]) - statistics.median(g[2:])
+                                 for g in groups)
+
+    measured = median_difference([p[0] + p[1] for p in values.values()])
+    # Every way to give two of each basin's four runs to batch 16, counted.
+    relabelled = [median_difference([[v[i] for i in (*pick, *sorted(set(range(4)) - set(pick)))]
+                                     for v, pick in zip([p[0] + p[1] for p in values.values()],
+                                                        picks, strict=True)])
+                  for picks in itertools.product(itertools.combinations(range(4), 2),
+                                                 repeat=3)]
+    assert (row["smaller"], row["larger"], row["basins"]) == (16, 32, 3)
+    assert row["smaller at or above"] == 2
+    assert row["median difference (smaller - larger)"] == pytest.approx(measured)
+    assert row["p (chance, two-sided)"] == pytest.approx(
+        sum(abs(r) >= abs(measured) - 1e-12 for r in relabelled) / len(relabelled), abs=0.03)
+
+
 def test_a_group_name_runs_each_of_its_basins(tmp_path):
     run_script("recipe.py", "--quick", "--base", "one-layer", "--basins", "lahn",
                "--configs", "batch-16", "--out", tmp_path)
