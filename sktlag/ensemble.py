@@ -251,7 +251,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     scale_, error_correction_ : str or None
         ``scale`` and ``error_correction`` as the fit calibrated with them: bands,
         draws and the corrected forecast follow these until the next fit, whatever
-        :meth:`set_params` sets in between.
+        ``set_params`` sets in between.
     error_coefficient_ : ndarray of shape (n_outputs,)
         The lag-one coefficient ``phi`` of the errors on the calibration windows, in
         [0, 1] (0 with ``error_correction=None``).
