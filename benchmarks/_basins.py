@@ -779,6 +779,18 @@ def _resolve_names(names: str | Iterable[str] | None) -> set[str]:
     return wanted
 
 
+def basin_names(names: str | Iterable[str] | None = None) -> list[str]:
+    """The basins that ``names`` (basin and group names, as for :func:`load_basins`)
+    stand for, in the order of :data:`BASIN_NAMES`, without reading any data.
+
+    Examples
+    --------
+    >>> basin_names(["spotpy", "lahn_kalkofen_last3y"])
+    ['spotpy_fulda', 'spotpy_hymod', 'lahn_kalkofen_last3y']
+    """
+    return sorted(_resolve_names(names), key=BASIN_NAMES.index)
+
+
 def _usable(basin: Basin) -> bool:
     """Warn and return False when the inputs have gaps or the dates are not daily."""
     problems = []

@@ -285,8 +285,8 @@ def batch_table(results: list[dict[str, Any]]
         row.update({"best batch": best, "auto picks": pick,
                     "best - auto": by_size[best] - by_size.get(pick, float("nan")),
                     "auto - 256": by_size.get(pick, float("nan")) - by_size.get(256, float("nan"))})
-        row.update(_shortfall_by_chance([(int(r["config"].split("-")[1]), r["test_nse"])
-                                         for r in mine], pick, row["best - auto"]))
+        row.update(_shortfall_by_chance([(_batch_of(r), r["test_nse"]) for r in mine],
+                                        pick, row["best - auto"]))
         rows.append(row)
     shortfalls = [r["best - auto"] for r in rows]
     overall = [{
@@ -306,7 +306,9 @@ def _batch_runs(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
     seed that ran for some sizes only would move their medians and not the others');
     empty when fewer than two sizes ran. A basin cut short before every size ran is
     left out."""
-    runs = [r for r in results if r["config"].startswith("batch-")]
+    # A run without a finite NSE (a diverged fit) has no place in a median.
+    runs = [r for r in results if r["config"].startswith("batch-")
+            and math.isfinite(r["test_nse"])]
     sizes_run = {r["config"] for r in runs}
     if len(sizes_run) < 2:
         return {}
@@ -330,37 +332,51 @@ def batch_pairs(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     import random
 
     by_basin = _batch_runs(results)
-    size = lambda run: int(run["config"].split("-")[1])  # noqa: E731
-    sizes = sorted({size(r) for mine in by_basin.values() for r in mine})
+    sizes = sorted({_batch_of(r) for mine in by_basin.values() for r in mine})
     rows = []
     for small, large in itertools.combinations(sizes, 2):
-        pairs = [[(size(r), r["test_nse"]) for r in mine if size(r) in (small, large)]
-                 for mine in by_basin.values()]
-
-        def differences(groups):
-            return [C.median([v for s, v in g if s == small])
-                    - C.median([v for s, v in g if s == large]) for g in groups]
-
-        measured = differences(pairs)
-        draw = random.Random(0)  # the same table on every replay
+        groups = [[(_batch_of(r), r["test_nse"]) for r in mine
+                   if _batch_of(r) in (small, large)] for mine in by_basin.values()]
+        measured = _median_differences(groups, small, large)
         observed, extreme = abs(C.median(measured)), 0
+        draw = random.Random(0)  # the same table on every replay
         for _ in range(PERMUTATIONS):
             shuffled = []
-            for group in pairs:
+            for group in groups:
                 values = [v for _, v in group]
                 draw.shuffle(values)
                 shuffled.append(list(zip([s for s, _ in group], values, strict=True)))
-            extreme += abs(C.median(differences(shuffled))) >= observed - 1e-12
-        rows.append({"smaller": small, "larger": large, "basins": len(pairs),
+            extreme += abs(C.median(_median_differences(shuffled, small, large))) \
+                >= observed - 1e-12
+        rows.append({"smaller": small, "larger": large, "basins": len(groups),
                      "smaller at or above": sum(d >= 0 for d in measured),
                      "median difference (smaller - larger)": C.median(measured),
-                     "p (chance, two-sided)": extreme / PERMUTATIONS})
+                     "p (chance, two-sided)": _p_value(extreme)})
     return rows
+
+
+def _batch_of(run: dict[str, Any]) -> int:
+    """The batch size of a run of the study (its configuration ``batch-<size>``)."""
+    return int(run["config"].split("-")[1])
+
+
+def _median_differences(groups: list[list[tuple[int, float]]], small: int, large: int
+                        ) -> list[float]:
+    """Per basin, the median NSE of batch ``small`` minus that of ``large``."""
+    return [C.median([v for s, v in group if s == small])
+            - C.median([v for s, v in group if s == large]) for group in groups]
 
 
 #: Relabellings of a basin's runs that :func:`_shortfall_by_chance` and
 #: :func:`batch_pairs` draw.
 PERMUTATIONS = 2000
+
+
+def _p_value(extreme: int) -> float:
+    """The p-value of a permutation test whose statistic ``extreme`` of the
+    :data:`PERMUTATIONS` relabellings reached: the measured labelling counts as one of
+    them, so p is never 0 (at least 1 / 2001)."""
+    return (extreme + 1) / (PERMUTATIONS + 1)
 
 
 def _shortfall_by_chance(runs: list[tuple[int, float]], pick: int, shortfall: float
@@ -387,7 +403,7 @@ def _shortfall_by_chance(runs: list[tuple[int, float]], pick: int, shortfall: fl
                                    if s == size]) for size in sizes}
         chance.append(max(medians.values()) - medians[pick])
     return {"best - auto by chance": C.median(chance),
-            "p (chance)": sum(c >= shortfall - 1e-12 for c in chance) / len(chance)}
+            "p (chance)": _p_value(sum(c >= shortfall - 1e-12 for c in chance))}
 
 
 def rule_table(years=(2, 3, 4, 5, 7, 10, 15, 20, 30, 40)) -> str:
@@ -448,18 +464,22 @@ def main() -> None:
     configs = args.configs or list(CONFIGS)
     if args.quick:
         configs = args.configs or ["reference", "no-forget-bias"]
-    # Group names stand for their basins, each a job of its own.
-    names = [b.name for b in _basins.load_basins(args.basins, demo_path=args.data)]
-    if args.quick and not args.basins:
-        names = names[:1]
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "recipe_jobs.jsonl"
     if args.records:
-        # A replay: the tables of recorded runs, nothing is fitted.
+        # A replay: the tables of recorded runs (of the named basins, if any), nothing
+        # is fitted and no data are read.
         done = [run for path in args.records for run in C.read_jsonl(path)]
-        seeds = []
+        if args.basins:
+            wanted = set(_basins.basin_names(args.basins))
+            done = [run for run in done if run["basin"] in wanted]
+        seeds, names = [], []
     else:
         done = C.resumed(log, args.resume)
+        # Group names stand for their basins, each a job of its own.
+        names = [b.name for b in _basins.load_basins(args.basins, demo_path=args.data)]
+        if args.quick and not args.basins:
+            names = names[:1]
     finished = {(r["basin"], r["config"], r["seed"]) for r in done}
     cuts = args.last_years or [None]
     # Seed-major order: every configuration of every basin gets one seed before any

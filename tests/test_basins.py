@@ -40,6 +40,15 @@ def test_unknown_name_raises_and_missing_data_warns(basins_module):
         assert basins_module.load_basins("yuliang") == []
 
 
+def test_basin_names_expand_groups_without_reading_data(basins_module):
+    # No spotpy data on a clean machine: the names come without them.
+    assert basins_module.basin_names(["lahn_kalkofen_last3y", "spotpy"]) == [
+        "spotpy_fulda", "spotpy_hymod", "lahn_kalkofen_last3y"]
+    assert "lahn_kalkofen_last3y" not in basins_module.basin_names()  # cuts: by name only
+    with pytest.raises(ValueError, match="unknown basin"):
+        basins_module.basin_names(["rhine"])
+
+
 def test_split_masks_cover_every_row_once_in_order(basins_module):
     split = basins_module.split_masks(4018)
     assert [int(mask.sum()) for mask in split] == [2571, 643, 804]

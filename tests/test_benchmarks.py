@@ -667,6 +667,24 @@ def test_the_batch_study_compares_batch_sizes_on_the_same_seeds():
     rows, _ = recipe.batch_table(runs)
     assert rows[0]["seeds"] == 1 and rows[0]["NSE at 16"] == 0.92
     assert rows[0]["best batch"] == 16
+    # A diverged fit (no finite NSE) is left out, as if it had not run.
+    rows, _ = recipe.batch_table([*runs, run("batch-256", 1, float("nan"))])
+    assert rows[0]["seeds"] == 1 and rows[0]["NSE at 256"] == 0.9
+    assert recipe.batch_pairs([*runs, run("batch-256", 1, float("nan"))])[0]["basins"] == 1
+
+
+def test_a_replay_of_named_basins_tables_their_runs_only(tmp_path):
+    runs = [{"basin": basin, "config": config, "seed": 0, "test_nse": nse,
+             "train_windows": 800, "years": 5.0, "test_kge": nse, "best_epoch": 10,
+             "epochs": 20, "fit_seconds": 1.0}
+            for basin, nse in (("lahn_kalkofen_last5y", 0.9), ("spotpy_hymod", 0.5))
+            for config in ("batch-16", "batch-32")]
+    log = tmp_path / "recipe_jobs.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in runs))
+    run_script("recipe.py", "--records", log, "--configs", "batch-16", "batch-32",
+               "--basins", "spotpy", "--out", tmp_path / "out")
+    results = json.loads((tmp_path / "out" / "recipe.json").read_text())["results"]
+    assert {r["basin"] for r in results["runs"]} == {"spotpy_hymod"}
 
 
 def test_the_chance_of_a_shortfall_matches_every_relabelling_counted():
@@ -696,3 +714,6 @@ def test_the_chance_of_a_shortfall_matches_every_relabelling_counted():
     assert out["best - auto by chance"] == pytest.approx(statistics.median(exact), abs=0.03)
     assert statistics.median(exact) > 0.1
     assert math.isnan(recipe._shortfall_by_chance(runs, 128, 0.1)["p (chance)"])  # not run
+    # A shortfall no relabelling reaches: the measured labelling is one of them, p > 0.
+    assert recipe._shortfall_by_chance(runs, 16, 5.0)["p (chance)"] == pytest.approx(
+        1 / (recipe.PERMUTATIONS + 1))
