@@ -875,7 +875,7 @@ def _predict(args) -> int:
         if observed is None:
             why = " (no observed discharge to adapt to)" if band_kind == "adaptive" else ""
             print(f"band: {COVERAGE:.0%}, fixed, calibrated on "
-                  f"{CALIBRATION_WINDOWS[ensemble.calibration]}{why}")
+                  f"{CALIBRATION_WINDOWS[ensemble.calibration_]}{why}")
         else:
             days_seen = np.isfinite(observed).any(axis=1)
             print(f"band: {COVERAGE:.0%}, adaptive: each day's band adapts to the observed "

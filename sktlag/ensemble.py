@@ -248,10 +248,10 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         scores on their own.
     min_value_ : ndarray of shape (n_outputs,)
         The lowest value of each output's bands and draws (-inf: no limit).
-    scale_, error_correction_ : str or None
-        ``scale`` and ``error_correction`` as the fit calibrated with them: bands,
-        draws and the corrected forecast follow these until the next fit, whatever
-        ``set_params`` sets in between.
+    calibration_, scale_, error_correction_ : str or None
+        ``calibration``, ``scale`` and ``error_correction`` as the fit calibrated with
+        them: bands, draws, the corrected forecast and what the reports and model files
+        say follow these until the next fit, whatever ``set_params`` sets in between.
     error_coefficient_ : ndarray of shape (n_outputs,)
         The lag-one coefficient ``phi`` of the errors on the calibration windows, in
         [0, 1] (0 with ``error_correction=None``).
@@ -353,8 +353,10 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             elif hasattr(self, "feature_names_in_"):  # a refit on an array: no names now
                 del self.feature_names_in_
             self.n_outputs_ = first.n_outputs_
-            # The settings the calibration follows: prediction keeps to them until the
-            # next fit (scores of one scale read on another would give a wrong band).
+            # The settings the calibration follows: prediction and the reports keep to
+            # them until the next fit (scores of one scale read on another would give a
+            # wrong band).
+            self.calibration_ = self.calibration
             self.scale_, self.error_correction_ = self.scale, self.error_correction
             self._calibrate(X, y, groups, blocks if self.calibration == "blocks" else None)
             self.min_value_ = self._lowest_values(self.n_outputs_)
@@ -528,6 +530,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         state.setdefault("min_value", None)
         # Before the fitted copies of the two settings, prediction read the parameters.
         if "calibration_scores_" in state:
+            state.setdefault("calibration_", state["calibration"])
             state.setdefault("scale_", state["scale"])
             state.setdefault("error_correction_", state["error_correction"])
         if "calibration_scores_" in state and "min_value_" not in state:
@@ -769,7 +772,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                              adapt_rate, self._starts(groups, len(mean)), self._limit(), leads)
         outputs = [{**out["levels"][level_key(coverage)], **out} for out in scored]
         return {"nominal_coverage": coverage, "method": "adaptive" if adaptive else "fixed",
-                "calibration": self.calibration, "scale": self.scale_,
+                "calibration": self.calibration_, "scale": self.scale_,
                 # The limit the bands were raised to (the fit's, whatever the parameter
                 # says now).
                 "min_value": _plain_limit(self._limit()),

@@ -274,7 +274,7 @@ def _ensemble_payload(ensemble: TLAGEnsemble) -> dict[str, Any]:
             np.array(ensemble.calibration_scores_, dtype=np.float64)
         ),
         "spread_offset": to_plain(ensemble.spread_offset_),
-        "calibration": ensemble.calibration,
+        "calibration": ensemble.calibration_,
         "scale": ensemble.scale_,
         "flow_level": to_plain(ensemble.flow_level_),
         "high_flow_threshold": to_plain(ensemble.high_flow_threshold_),
@@ -586,6 +586,7 @@ def _build_ensemble(data: dict[str, Any], device: str) -> TLAGEnsemble:
         error_correction=data.get("error_correction"),
     )
     ensemble.estimators_ = members
+    ensemble.calibration_ = ensemble.calibration
     ensemble.scale_, ensemble.error_correction_ = ensemble.scale, ensemble.error_correction
     ensemble.seeds_ = np.asarray(data["seeds"], dtype=np.int64)
     ensemble.calibration_scores_ = data["calibration_scores"].numpy().astype(np.float64)

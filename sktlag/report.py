@@ -218,7 +218,7 @@ def architecture_text(model) -> str:
                  f"{__version__}), seeds {', '.join(map(str, ensemble.seeds_))}",
                  "  prediction: the members' mean; intervals calibrated by conformal scores "
                  f"on {windows} "
-                 f"({CALIBRATION_WINDOWS[ensemble.calibration]}; scale {ensemble.scale_})",
+                 f"({CALIBRATION_WINDOWS[ensemble.calibration_]}; scale {ensemble.scale_})",
                  f"  adaptive band: centred on {_adaptive_centre(ensemble)}", ""]
         for i, member in enumerate(ensemble.estimators_, start=1):
             lines += [f"=== member {i} (random_state {member.random_state}) ===",

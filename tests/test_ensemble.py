@@ -706,7 +706,7 @@ def test_an_ensemble_saved_before_block_calibration_still_loads(fitted):
                        scale="spread").fit(X[:300], y[:300])
     state = dict(ens.__getstate__())
     del state["calibration"], state["high_flow_threshold_"], state["scale"], state["flow_level_"]
-    del state["scale_"], state["error_correction_"]
+    del state["calibration_"], state["scale_"], state["error_correction_"]
     old = TLAGEnsemble.__new__(TLAGEnsemble)
     old.__setstate__(pickle.loads(pickle.dumps(state)))
     assert old.get_params()["calibration"] == "validation"
@@ -988,7 +988,8 @@ def test_settings_changed_after_fit_change_nothing_until_the_next_fit(fitted, tm
     from sktlag import load_model, save_model
 
     ens, X, y = fitted
-    assert (ens.scale_, ens.error_correction_) == ("flow", "ar1")
+    assert (ens.calibration_, ens.scale_, ens.error_correction_) == ("validation", "flow",
+                                                                     "ar1")
 
     def outputs(model):
         return (*model.predict_interval(X[300:]), *model.predict_interval(X[300:],
@@ -996,17 +997,20 @@ def test_settings_changed_after_fit_change_nothing_until_the_next_fit(fitted, tm
                 model.predict_corrected(X[300:], y[300:]))
 
     before = outputs(ens)
-    changed = copy.deepcopy(ens).set_params(scale="spread", error_correction=None)
+    changed = copy.deepcopy(ens).set_params(scale="spread", error_correction=None,
+                                            calibration="blocks")
     for a, b in zip(outputs(changed), before, strict=True):
         np.testing.assert_array_equal(a, b)
-    assert changed.score_intervals(X[300:], y[300:])["scale"] == "flow"
+    scored = changed.score_intervals(X[300:], y[300:])
+    assert (scored["scale"], scored["calibration"]) == ("flow", "validation")
     # A file keeps what the fit calibrated with, and loads with it as the parameters.
     loaded = load_model(save_model(changed, tmp_path / "changed.pth"))
-    assert (loaded.scale, loaded.error_correction) == ("flow", "ar1")
+    assert (loaded.calibration, loaded.scale, loaded.error_correction) == (
+        "validation", "flow", "ar1")
     for a, b in zip(outputs(loaded), before, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)
     # The next fit follows the parameters.
-    changed.fit(X[:300], y[:300])
+    changed.set_params(calibration="validation").fit(X[:300], y[:300])
     assert (changed.scale_, changed.error_correction_) == ("spread", None)
     np.testing.assert_array_equal(changed.error_coefficient_, [0.0])
 
@@ -1049,7 +1053,8 @@ def test_ensembles_saved_before_the_error_correction_centre_the_band_on_the_mean
                  "calibration_starts")
     state = dict(ens.__getstate__())
     del state["error_correction"], state["error_coefficient_"], state["corrected_scores_"]
-    del state["scale_"], state["error_correction_"]  # (read from the parameters then)
+    # (read from the parameters then)
+    del state["calibration_"], state["scale_"], state["error_correction_"]
     for key in lead_keys:
         del state[f"{key}_"]
     pickled = TLAGEnsemble.__new__(TLAGEnsemble)
