@@ -273,9 +273,8 @@ def batch_table(results: list[dict[str, Any]]
     rows = []
     for basin, mine in _batch_runs(results).items():
         n_train, years = mine[0]["train_windows"], mine[0]["years"]
-        by_size = {int(c.split("-")[1]): C.median([r["test_nse"] for r in mine
-                                                   if r["config"] == c])
-                   for c in dict.fromkeys(r["config"] for r in mine)}
+        by_size = {size: C.median([r["test_nse"] for r in mine if _batch_of(r) == size])
+                   for size in {_batch_of(r) for r in mine}}
         sizes = sorted(by_size)
         best = max(sizes, key=lambda b: by_size[b])
         pick = auto_batch_size(n_train)

@@ -636,8 +636,9 @@ def last_epoch_summary(runs: list[dict[str, Any]], basins: list[str]) -> str:
     best validation epoch, the counterpart of sktlag's kept best state)."""
     med = functools.partial(_median_of, runs)
     ran = {r["basin"] for r in runs if r["model"] == "sktlag"}
-    differences = [med(b, "sktlag", "test_nse") - med(b, "nh-last", "test_nse")
-                   for b in basins if b in ran and np.isfinite(med(b, "nh-last", "test_nse"))]
+    last = {b: med(b, "nh-last", "test_nse") for b in basins if b in ran}
+    differences = [med(b, "sktlag", "test_nse") - nse for b, nse in last.items()
+                   if np.isfinite(nse)]
     if not differences:
         return ""
     return (f"Against NH's last epoch: sktlag at or above it on "

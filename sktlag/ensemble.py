@@ -528,7 +528,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             state["corrected_scores_"] = state["calibration_scores_"]
         # Before the lowest value, bands had no limit.
         state.setdefault("min_value", None)
-        # Before the fitted copies of the two settings, prediction read the parameters.
+        # Before the fitted copies of the three settings, prediction read the parameters.
         if "calibration_scores_" in state:
             state.setdefault("calibration_", state["calibration"])
             state.setdefault("scale_", state["scale"])
