@@ -740,7 +740,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "worker uses --threads torch threads (default 1)")
     parser.add_argument("--records", type=Path, nargs="+", default=None,
                         help="only print the tables of earlier result files (JSON) or "
-                             f"jobs logs ({JOBS_LOG})")
+                             f"jobs logs ({JOBS_LOG}); with --basins, of those basins only")
     parser.add_argument("--against", type=Path, nargs="+", default=None,
                         help="with --records: also compare the sktlag runs of --records (a "
                              "variant) with the sktlag runs of these records (the baseline), "
@@ -801,12 +801,22 @@ def _recorded(paths: list[Path]) -> list[dict[str, Any]]:
     return list(kept.values())
 
 
+def recorded_basin(name: str) -> list[str]:
+    """The basin labels the runs of ``name`` (as ``--basins`` takes it) are recorded
+    under: ``lahn_<gauge>`` for a Lahn gauge's short name, the group's basins for a
+    group."""
+    return [f"lahn_{name}"] if name in LAHN_BASINS else _basins.basin_names([name])
+
+
 def report_records(paths: list[Path], against: list[Path] | None = None,
-                   matched: bool = False) -> None:
+                   matched: bool = False, basins: list[str] | None = None) -> None:
     """Print the tables of earlier runs from their result files or jobs logs (no fitting);
     with ``against``, also their sktlag runs against those of the ``against`` records
-    (``matched``: on the seeds both recorded)."""
+    (``matched``: on the seeds both recorded); with ``basins``, of those basins only."""
     runs = _recorded(paths)
+    if basins:
+        wanted = {label for name in basins for label in recorded_basin(name)}
+        runs = [run for run in runs if run["basin"] in wanted]
     shorts = list(dict.fromkeys(r["basin"] for r in runs))
     print("## Overview (medians over seeds)\n")
     rows = overview(runs, shorts)
@@ -827,7 +837,7 @@ def report_records(paths: list[Path], against: list[Path] | None = None,
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.records:
-        report_records(args.records, args.against, args.matched_seeds)
+        report_records(args.records, args.against, args.matched_seeds, args.basins)
         return
     C.set_threads(args.threads)
     seeds = C.seeds_from(args)
