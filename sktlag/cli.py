@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--lr", type=float, metavar="X", help="Adam learning rate")
     model.add_argument("--batch-size", type=_batch_size, metavar="N",
                        help="windows per training batch, or auto (the default: the largest "
-                       "of 16 to 256 that gives at least 28 updates per epoch)")
+                       "of 16 to 256 that gives at least 45 updates per epoch)")
     model.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
     model.add_argument("--seed", type=int, default=0, metavar="N",
                        help="random seed (default: 0)")

@@ -75,7 +75,8 @@ _HYDROLOGY = {
 #: ``"hydrology"``: the training recipe of the field's reference LSTM
 #: (NeuralHydrology's ``cudalstm`` setup: hidden 64, forget-gate bias 3, dropout 0.4
 #: before the head, gradient norm clipped at 1, 100 epochs, learning rate halved at
-#: epoch 20; batches from the record, ``batch_size="auto"``: 256 on 31 years, as there)
+#: epoch 20; batches from the record, ``batch_size="auto"``: 128 on 31 years, where
+#: NeuralHydrology takes 256)
 #: with a 180-day lookback, which measured as accurate as 365 days at half the cost;
 #: one layer, no growth, every epoch trained, best validation epoch kept.
 #: ``"short_record"``: the same recipe with a fixed batch of 32, for records of about
@@ -441,9 +442,9 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         scaled down to it before the optimizer step. None: no clipping.
     batch_size : int or "auto", default="auto"
         Windows per training batch. ``"auto"`` picks it from the record: the largest
-        of 16, 32, 64, 128 and 256 that gives at least 28 updates per epoch
-        (:func:`sktlag.recipe.auto_batch_size`), so 256 on a record of decades and
-        16 to 32 on one of a few years, where 256 would leave a handful of updates
+        of 16, 32, 64, 128 and 256 that gives at least 45 updates per epoch
+        (:func:`sktlag.recipe.auto_batch_size`), so 128 on a record of 30 years, 32 on
+        one of 10 and 16 on one of a few, where 256 would leave a handful of updates
         per epoch. The value used is ``batch_size_``.
     max_epochs : int, default=80
         Epochs over all architectures together.

@@ -1,11 +1,11 @@
 """What the training recipe adapts to the record at hand, and what a record can carry.
 
-A batch of 256 windows suits a record of decades: 28 updates per epoch on the
-31-year Lahn record. On a record of four years the same batch leaves three or four
-updates per epoch, and early stopping ends training before the network has learned
-anything. ``batch_size="auto"`` therefore picks the batch from the number of training
-windows, so that every record gets about the same number of updates per epoch; the
-rule and its figures are in the user guide and ``docs/benchmarks.md``.
+The reference LSTM's batch of 256 windows gives 28 updates per epoch on the 31-year
+Lahn record and three or four on a record of four years, where early stopping ends
+training before the network has learned anything. ``batch_size="auto"`` therefore picks
+the batch from the number of training windows, so that every record gets about the same
+number of updates per epoch; the rule and its figures are in the user guide and
+``docs/benchmarks.md``.
 
 The checks name what a record cannot carry (too few updates, too much of the record
 spent on history, a validation part shorter than a seasonal cycle), with the number
@@ -36,12 +36,12 @@ __all__ = [
 #: Adam on a GPU): from the reference LSTM's 256 down to 16.
 AUTO_BATCH_SIZES = (16, 32, 64, 128, 256)
 #: Updates per epoch the automatic batch size aims at: the largest batch that still
-#: gives at least this many is chosen. 28 is what the reference recipe's batch of 256
-#: gives on the record it was measured on (the 6,963 training windows of the Lahn
-#: table's default split), so that record keeps 256 and a shorter one gets as many
-#: updates per epoch; on records of 3 to 5 years, batches of 16 beat 32 to 256
-#: (``docs/benchmarks.md``, section 2).
-TARGET_UPDATES_PER_EPOCH = 28
+#: gives at least this many is chosen. With growth on, on records of 5, 10 and 31 to 36
+#: years, the batch that scored best (or level with the best, at 5 years) gave 53 to 65
+#: updates per epoch and the next larger one, which scored lower from 10 years on, 27
+#: to 33 (``docs/benchmarks.md``, section 2); 45 lies between, so records of those
+#: lengths get 16, 32 and 128.
+TARGET_UPDATES_PER_EPOCH = 45
 #: Fewer updates per epoch than this warn: the epochs that early stopping and growth
 #: count become too coarse to train in.
 MIN_UPDATES_PER_EPOCH = 10
@@ -68,9 +68,11 @@ def auto_batch_size(n_train_windows: int) -> int:
 
     Examples
     --------
-    >>> auto_batch_size(7000)  # about 30 years of daily data
-    256
-    >>> auto_batch_size(850)   # about 5 years
+    >>> auto_batch_size(7000)  # the first 25 of 31 years of daily data
+    128
+    >>> auto_batch_size(2000)  # the first 8 of 10 years
+    32
+    >>> auto_batch_size(850)   # the first 4 of 5 years
     16
     """
     fitting = [b for b in AUTO_BATCH_SIZES
