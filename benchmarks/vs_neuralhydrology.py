@@ -803,9 +803,9 @@ def _recorded(paths: list[Path]) -> list[dict[str, Any]]:
 
 def recorded_basin(name: str) -> list[str]:
     """The basin labels the runs of ``name`` (as ``--basins`` takes it) are recorded
-    under: ``lahn_<gauge>`` for a Lahn gauge's short name, the group's basins for a
-    group."""
-    return [f"lahn_{name}"] if name in LAHN_BASINS else _basins.basin_names([name])
+    under: a Lahn gauge's short name itself (the dated split; ``lahn_<gauge>`` is the
+    same gauge in the benchmark set, split 64/16/20 %), the group's basins for a group."""
+    return [name] if name in LAHN_BASINS else _basins.basin_names([name])
 
 
 def report_records(paths: list[Path], against: list[Path] | None = None,
