@@ -623,14 +623,16 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         return low, high
 
     def _forecast(self, X, coverage, groups=None, history=None, observed=None,
-                  adapt_rate=ADAPT_RATE):
+                  adapt_rate=ADAPT_RATE, predicted=None):
         """The mean, the band's centre and the band, from one pass of the members (each
         in the members' output shape): what :meth:`predict`, :meth:`predict_corrected`
-        and :meth:`predict_interval` give, for a caller that needs them all."""
+        and :meth:`predict_interval` give, for a caller that needs them all.
+        ``predicted``: what :meth:`_mean_and_std` gave for ``X``, for a caller that
+        scores the same rows too (the members then do not predict them again)."""
         coverage, adapt_rate = check_coverage(coverage), check_rate(adapt_rate)
         # 4: past this method and its caller, at the caller's caller.
         self._warn_if_too_few_scores(coverage, stacklevel=4)
-        mean, std, shape = self._mean_and_std(X, groups=groups, history=history)
+        mean, std, shape = predicted or self._mean_and_std(X, groups=groups, history=history)
         if observed is not None:
             observed = self._observations(observed, len(mean), "observed")
         centre, scale, scores, leads = self._band(mean, std, observed, groups)
@@ -765,6 +767,12 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         self._warn_if_too_few_scores(coverage)
         # The members predict once for every band and the samples.
         mean, std, _ = self._mean_and_std(X, groups=groups, history=history)
+        return self._scored(mean, std, y, coverage, groups, adaptive, adapt_rate, coverages)
+
+    def _scored(self, mean, std, y, coverage, groups, adaptive, adapt_rate,
+                coverages=REPORTED_COVERAGES) -> dict:
+        """:meth:`score_intervals` from the members' mean and spread on the scored rows
+        (checked ``coverage`` and ``adapt_rate``)."""
         y2 = self._observations(y, len(mean), "y")
         centre, scale, scores, leads = self._band(mean, std, y2 if adaptive else None, groups)
         scored = score_bands(y2, centre, scale, scores,

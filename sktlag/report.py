@@ -36,6 +36,7 @@ import pandas as pd
 
 from ._record import EPOCH, VALID_NSE, decision_table, decisions_from_table, describe_decision
 from ._version import __version__
+from .conformal import ADAPT_RATE, check_coverage
 from .ensemble import (
     CALIBRATION_WINDOWS,
     final_ensemble,
@@ -576,6 +577,35 @@ def _write_figure(fig, path: Path, dpi: int) -> None:
     fig.savefig(path, dpi=dpi)
 
 
+def _ensemble_test_period(model, ensemble, X_test, observed: np.ndarray, coverage,
+                          band: str) -> tuple[np.ndarray, dict, dict, dict]:
+    """An ensemble's mean on the test days, the band shown (``lower``, ``upper``), its
+    centre as a column (``corrected``, for the adaptive band with error correction) and
+    both bands' scores (none without an observed day), from one pass of the members
+    over the test windows (the passes for each of them cost four times as much)."""
+    coverage = check_coverage(coverage)
+    # The ensemble's own input: after the pipeline's scalers, if any.
+    X_final = model[:-1].transform(X_test) if hasattr(model, "steps") else X_test
+    predicted = ensemble._mean_and_std(X_final)
+    mean, std, shape = predicted
+    judged = judged_observations(members_of(model)[0], X_test, observed)
+    seen = bool(np.isfinite(judged).any())
+    adapt = band == "adaptive" and seen
+    _, centre, lower, upper = ensemble._forecast(
+        X_final, coverage, observed=judged if adapt else None, predicted=predicted)
+    # The adaptive band's centre is a column of the table (as in sktlag.forecast), not a
+    # line of the figure.
+    corrected = ({"corrected": centre} if adapt and ensemble.error_correction_ is not None
+                 else {})
+    scored = {}
+    if seen:
+        scored = {method: ensemble._scored(mean, std, judged, coverage, None,
+                                           method == "adaptive", ADAPT_RATE)
+                  for method in ("fixed", "adaptive")}
+        scored["shown"] = "adaptive" if adapt else "fixed"
+    return shape(mean), {"lower": lower, "upper": upper}, corrected, scored
+
+
 def write_artifacts(
     model,
     out_dir: str | os.PathLike[str],
@@ -685,32 +715,18 @@ def write_artifacts(
                                    None if train_dates is None else train_dates[rows])
         intervals, bounds, corrected = {}, {}, {}
         if X_test is not None:
-            test_pred = model.predict(X_test)
             test_dates = pd.DatetimeIndex(dates) if dates is not None else _dates_of(
                 X_test, y_test)
-            names = output_names(y_test, test_pred.reshape(len(test_pred), -1).shape[1])
             observed = np.asarray(y_test, dtype=float)
+            if ensemble is None:
+                test_pred = model.predict(X_test)
+            else:
+                test_pred, bounds, corrected, scored = _ensemble_test_period(
+                    model, ensemble, X_test, observed, coverage, band)
+                if scored:
+                    intervals["test"] = scored
+            names = output_names(y_test, test_pred.reshape(len(test_pred), -1).shape[1])
             periods["test"] = (observed, test_pred, test_dates)
-            if ensemble is not None:
-                # The ensemble's own input: after the pipeline's scalers, if any.
-                X_final = model[:-1].transform(X_test) if hasattr(model, "steps") else X_test
-                judged = judged_observations(members_of(model)[0], X_test, observed)
-                seen = bool(np.isfinite(judged).any())
-                adapt = band == "adaptive" and seen
-                _, centre, lower, upper = ensemble._forecast(
-                    X_final, coverage, observed=judged if adapt else None)
-                bounds = {"lower": lower, "upper": upper}
-                if adapt and ensemble.error_correction_ is not None:
-                    # The adaptive band's centre, a column of the table (as in
-                    # sktlag.forecast), not a line of the figure.
-                    corrected = {"corrected": centre}
-                if seen:
-                    intervals["test"] = {
-                        method: ensemble.score_intervals(X_final, judged, coverage,
-                                                         adaptive=method == "adaptive")
-                        for method in ("fixed", "adaptive")
-                    }
-                    intervals["test"]["shown"] = "adaptive" if adapt else "fixed"
             _write_figure(plot_prediction(y_test, test_pred, test_dates, names=names,
                                           ylabel="discharge", coverage=coverage, unit=unit,
                                           **bounds),

@@ -460,6 +460,24 @@ def test_artifacts_of_an_ensemble_carry_its_intervals(dated_pipeline, tmp_path):
     assert len(decisions) == n_decisions
 
 
+def test_artifacts_of_an_ensemble_run_its_members_once_over_the_test_days(
+        dated_pipeline, tmp_path, monkeypatch):
+    from sktlag import write_artifacts
+
+    pipe, ens, X, y = dated_pipeline
+    calls = []
+    predict = TLAGRegressor.predict
+
+    def counted(self, X, **kwargs):
+        calls.append(len(X))
+        return predict(self, X, **kwargs)
+
+    monkeypatch.setattr(TLAGRegressor, "predict", counted)
+    # The mean, the band shown and both bands' scores come from the same predictions.
+    write_artifacts(pipe, tmp_path / "run", X_test=X[280:], y_test=y[280:])
+    assert calls == [len(X) - 280] * ens.n_members
+
+
 def test_artifacts_of_a_test_period_after_a_gap_leave_its_padded_days_out_of_the_band(
         dated_pipeline, tmp_path):
     import json
