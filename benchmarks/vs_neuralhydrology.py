@@ -63,6 +63,7 @@ import argparse
 import functools
 import json
 import logging
+import math
 import pickle
 import shutil
 import sys
@@ -601,6 +602,29 @@ def overview(runs: list[dict[str, Any]], basins: list[str]) -> list[dict[str, An
     return rows
 
 
+def depth_rows(runs: list[dict[str, Any]], basins: list[str],
+               grid_records: list[Path]) -> list[dict[str, Any]]:
+    """One line per basin, shortest record first: the defaults, NH at its best and last
+    epoch, the best fixed depth of ``growth_pays.py``'s ``grid_records`` on the test
+    days (an upper bound no user gets; the depth that was best in each seed) and the
+    one validation picks, and the batch the recipe chose; empty where not recorded."""
+    import growth_pays  # a replay's only use of it: its module imports fitting code
+
+    grid = growth_pays.defaults_table(growth_pays.load_records(grid_records))
+    fixed = {row["basin"]: row for row in grid if "best fixed NSE" in row}
+    med = functools.partial(_median_of, runs)
+    return [{
+        "basin": row["basin"], "years": row["years"],
+        "sktlag test NSE": row["sktlag test NSE"], "NH best epoch": row["NH test NSE"],
+        "NH last epoch": med(row["basin"], "nh-last", "test_nse"),
+        "best fixed depth NSE": fixed.get(row["basin"], {}).get("best fixed NSE", math.nan),
+        "best depth by seed": fixed.get(row["basin"], {}).get("best fixed depth", ""),
+        "validation pick NSE": fixed.get(row["basin"], {}).get("validation pick NSE",
+                                                              math.nan),
+        "sktlag batch": row["sktlag batch"],
+    } for row in sorted(overview(runs, basins), key=lambda row: row["years"])]
+
+
 def overview_summary(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> str:
     """How many basins sktlag matches or beats NH on, the median difference, on how many
     its median fit took no longer than NH's, and on how many growth ended by its own rule
@@ -745,6 +769,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="with --records: also compare the sktlag runs of --records (a "
                              "variant) with the sktlag runs of these records (the baseline), "
                              "per basin and by record length")
+    parser.add_argument("--fixed-depths", type=Path, nargs="+", default=None,
+                        help="with --records: growth_pays.py jobs logs of fixed depths on "
+                             "the same basins; adds a table per basin of the defaults, NH, "
+                             "the best fixed depth and the batch the recipe chose")
     parser.add_argument("--matched-seeds", action="store_true",
                         help="with --against: compare each basin on the seeds both "
                              "recorded (a variant run on fewer seeds than its baseline)")
@@ -777,6 +805,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--matched-seeds compares a variant with a baseline: give --against")
     if args.against and not args.records:
         parser.error("--against compares recordings: give the variant's with --records")
+    if args.fixed_depths and not args.records:
+        parser.error("--fixed-depths adds to a replay: give the runs with --records")
     if args.parallel < 1:
         parser.error("--parallel must be at least 1")
     return args
@@ -809,10 +839,13 @@ def recorded_basin(name: str) -> list[str]:
 
 
 def report_records(paths: list[Path], against: list[Path] | None = None,
-                   matched: bool = False, basins: list[str] | None = None) -> None:
+                   matched: bool = False, basins: list[str] | None = None,
+                   fixed_depths: list[Path] | None = None) -> None:
     """Print the tables of earlier runs from their result files or jobs logs (no fitting);
     with ``against``, also their sktlag runs against those of the ``against`` records
-    (``matched``: on the seeds both recorded); with ``basins``, of those basins only."""
+    (``matched``: on the seeds both recorded); with ``basins``, of those basins only;
+    with ``fixed_depths`` (``growth_pays.py`` records), also each basin's best fixed
+    depth (:func:`depth_rows`)."""
     runs = _recorded(paths)
     if basins:
         wanted = {label for name in basins for label in recorded_basin(name)}
@@ -822,6 +855,9 @@ def report_records(paths: list[Path], against: list[Path] | None = None,
     rows = overview(runs, shorts)
     print(C.markdown_table(rows) + "\n" + overview_summary(rows, runs)
           + last_epoch_summary(runs, shorts))
+    if fixed_depths:
+        print("## Per basin: the defaults, NH and the best fixed depth (medians over seeds)\n")
+        print(C.markdown_table(depth_rows(runs, shorts, fixed_depths)) + "\n")
     if against:
         compared = variant_rows(runs, _recorded(against), shorts, matched)
         seeds = "the seeds both recorded" if matched else "seeds"
@@ -837,7 +873,8 @@ def report_records(paths: list[Path], against: list[Path] | None = None,
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.records:
-        report_records(args.records, args.against, args.matched_seeds, args.basins)
+        report_records(args.records, args.against, args.matched_seeds, args.basins,
+                       args.fixed_depths)
         return
     C.set_threads(args.threads)
     seeds = C.seeds_from(args)

@@ -310,3 +310,34 @@ def test_a_replay_with_basins_prints_those_basins_only(tmp_path, capsys):
     out = capsys.readouterr().out
     assert [b for b in ("kalkofen", "lahn_kalkofen", "spotpy_fulda", "spotpy_hymod", "yuliang")
             if f"## Basin {b}\n" in out] == ["kalkofen", "spotpy_fulda", "spotpy_hymod"]
+
+
+def test_the_per_basin_table_adds_the_best_fixed_depth_of_a_grid_record():
+    import numpy as np
+
+    grid_record = ROOT / "benchmarks" / "records" / "growth_jobs_10y_grid4_cpu.jsonl"
+    grid = [json.loads(line) for line in grid_record.read_text().splitlines()]
+    runs = [_run(model, basin, seed, nse, years=years, batch_size=32, stop_rule="validation")
+            for basin, years in (("spotpy_fulda", 10.0), ("lahn_kalkofen", 31.2))
+            for seed in (0, 1, 2)
+            for model, nse in (("sktlag", 0.8), ("nh-best", 0.7), ("nh-last", 0.6))]
+    fulda, lahn = V.depth_rows(runs, ["lahn_kalkofen", "spotpy_fulda"], [grid_record])
+    assert (fulda["basin"], lahn["basin"]) == ("spotpy_fulda", "lahn_kalkofen")  # by years
+    assert (fulda["sktlag test NSE"], fulda["NH best epoch"], fulda["NH last epoch"]) == (
+        0.8, 0.7, 0.6)
+    # Against a direct count: each seed's best fixed depth on the test days, and the depth
+    # the validation score picks, medians over the seeds.
+    best, picked, depths = [], [], []
+    for seed in (0, 1, 2):
+        fixed = [r for r in grid if r["basin"] == "spotpy_fulda" and r["seed"] == seed
+                 and r["variant"].startswith("fixed-")]
+        top = max(fixed, key=lambda r: r["test_nse"])
+        best.append(top["test_nse"])
+        depths.append(str(top["n_layers"]))
+        picked.append(max(fixed, key=lambda r: r["valid_nse"])["test_nse"])
+    assert fulda["best fixed depth NSE"] == pytest.approx(np.median(best))
+    assert fulda["validation pick NSE"] == pytest.approx(np.median(picked))
+    assert fulda["best depth by seed"] == " ".join(depths)
+    assert fulda["sktlag batch"] == "32 3"
+    # A basin the grid did not run has no fixed depth.
+    assert np.isnan(lahn["best fixed depth NSE"]) and lahn["best depth by seed"] == ""
