@@ -581,8 +581,8 @@ def _ensemble_test_period(model, ensemble, X_test, observed: np.ndarray, coverag
                           band: str) -> tuple[np.ndarray, dict, dict, dict]:
     """An ensemble's mean on the test days, the band shown (``lower``, ``upper``), its
     centre as a column (``corrected``, for the adaptive band with error correction) and
-    both bands' scores (none without an observed day), from one pass of the members
-    over the test windows (the passes for each of them cost four times as much)."""
+    both bands' scores (none without an observed day), from a single pass of the members
+    over the test windows, which all four share."""
     coverage = check_coverage(coverage)
     # The ensemble's own input: after the pipeline's scalers, if any.
     X_final = model[:-1].transform(X_test) if hasattr(model, "steps") else X_test
