@@ -623,15 +623,18 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         return low, high
 
     def _forecast(self, X, coverage, groups=None, history=None, observed=None,
-                  adapt_rate=ADAPT_RATE, predicted=None):
+                  adapt_rate=ADAPT_RATE, predicted=None, stacklevel=2):
         """The mean, the band's centre and the band, from one pass of the members (each
         in the members' output shape): what :meth:`predict`, :meth:`predict_corrected`
         and :meth:`predict_interval` give, for a caller that needs them all.
         ``predicted``: what :meth:`_mean_and_std` gave for ``X``, for a caller that
-        scores the same rows too (the members then do not predict them again)."""
+        scores the same rows too (the members then do not predict them again).
+        ``stacklevel``: the frame a warning names, counted from the caller as
+        :func:`warnings.warn` counts (2: the caller's caller, the user of a public
+        method that calls this one)."""
         coverage, adapt_rate = check_coverage(coverage), check_rate(adapt_rate)
-        # 4: past this method and its caller, at the caller's caller.
-        self._warn_if_too_few_scores(coverage, stacklevel=4)
+        # + 2: past this method and the one that warns.
+        self._warn_if_too_few_scores(coverage, stacklevel=stacklevel + 2)
         mean, std, shape = predicted or self._mean_and_std(X, groups=groups, history=history)
         if observed is not None:
             observed = self._observations(observed, len(mean), "observed")

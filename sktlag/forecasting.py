@@ -180,8 +180,9 @@ def _predict(model, X, history, observed, coverage):
     context = {} if history is None else {"history": history}
     if final_ensemble(final) is None:
         return final.predict(X, **context), {}
+    # stacklevel 3: a warning names the caller of forecast.
     if observed is None:
-        pred, _, lower, upper = final._forecast(X, coverage, **context)
+        pred, _, lower, upper = final._forecast(X, coverage, stacklevel=3, **context)
         return pred, {"lower": lower, "upper": upper}
     # The history days are predicted too (the band runs through them into X); the
     # same windows give the predictions of X.
@@ -190,7 +191,8 @@ def _predict(model, X, history, observed, coverage):
         X = (pd.concat([history, X]) if isinstance(X, pd.DataFrame)
              and isinstance(history, pd.DataFrame)
              else np.concatenate([np.asarray(history), np.asarray(X)]))
-    pred, centre, lower, upper = final._forecast(X, coverage, observed=observed)
+    pred, centre, lower, upper = final._forecast(X, coverage, observed=observed,
+                                                 stacklevel=3)
     columns = {"lower": lower[-n:], "upper": upper[-n:]}
     if final.error_correction_ is not None:
         # The band's centre, as a forecast of its own.

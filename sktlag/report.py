@@ -591,8 +591,10 @@ def _ensemble_test_period(model, ensemble, X_test, observed: np.ndarray, coverag
     judged = judged_observations(members_of(model)[0], X_test, observed)
     seen = bool(np.isfinite(judged).any())
     adapt = band == "adaptive" and seen
+    # stacklevel 3: the caller of write_artifacts.
     _, centre, lower, upper = ensemble._forecast(
-        X_final, coverage, observed=judged if adapt else None, predicted=predicted)
+        X_final, coverage, observed=judged if adapt else None, predicted=predicted,
+        stacklevel=3)
     # The adaptive band's centre is a column of the table (as in sktlag.forecast), not a
     # line of the figure.
     corrected = ({"corrected": centre} if adapt and ensemble.error_correction_ is not None

@@ -243,22 +243,30 @@ def test_members_fit_in_parallel_processes():
     np.testing.assert_array_equal(parallel.predict(X), serial.predict(X))
 
 
-def test_a_band_from_too_few_calibration_scores_warns_once_per_call(fitted):
+def test_a_band_from_too_few_calibration_scores_warns_once_per_call(fitted, tmp_path):
+    from sktlag import forecast, write_artifacts
+
     ensemble, X, y = fitted
     few = copy.deepcopy(ensemble)
     few.calibration_scores_ = few.calibration_scores_[:10]
-    for call in (lambda: few.predict_interval(X, 0.9),
-                 lambda: few.predict_interval(X, 0.9, observed=y),
-                 lambda: few.score_intervals(X, y, 0.9, adaptive=True)):
+    # Each warning names the line of the call below, not a line inside sktlag.
+    for k, call in enumerate((
+            lambda: few.predict_interval(X, 0.9),
+            lambda: few.predict_interval(X, 0.9, observed=y),
+            lambda: few.score_intervals(X, y, 0.9, adaptive=True),
+            lambda: forecast(few, X),
+            lambda: forecast(few, X, observed=y),
+            lambda: write_artifacts(few, tmp_path / str(k), X_test=X, y_test=y))):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             call()
-        said = [str(w.message) for w in caught if "calibration scores" in str(w.message)]
-        assert said == ["a 0.9 band needs 19 calibration scores, and this ensemble has "
-                        "fewer (output 0: 10): the band spans all of them and covers less "
-                        "than nominal; calibrate on more windows (a longer record, or "
-                        "calibration='blocks') or ask for a lower coverage"]
-        assert caught[0].filename == __file__
+        said = [w for w in caught if "calibration scores" in str(w.message)]
+        assert [str(w.message) for w in said] == [
+            "a 0.9 band needs 19 calibration scores, and this ensemble has fewer (output "
+            "0: 10): the band spans all of them and covers less than nominal; calibrate on "
+            "more windows (a longer record, or calibration='blocks') or ask for a lower "
+            "coverage"]
+        assert said[0].filename == __file__
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         few.predict_interval(X, 0.8)  # 9 scores suffice at 0.8
