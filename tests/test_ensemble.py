@@ -250,13 +250,13 @@ def test_a_band_from_too_few_calibration_scores_warns_once_per_call(fitted, tmp_
     few = copy.deepcopy(ensemble)
     few.calibration_scores_ = few.calibration_scores_[:10]
     # Each warning names the line of the call below, not a line inside sktlag.
-    for k, call in enumerate((
+    for call in (
             lambda: few.predict_interval(X, 0.9),
             lambda: few.predict_interval(X, 0.9, observed=y),
             lambda: few.score_intervals(X, y, 0.9, adaptive=True),
             lambda: forecast(few, X),
             lambda: forecast(few, X, observed=y),
-            lambda: write_artifacts(few, tmp_path / str(k), X_test=X, y_test=y))):
+            lambda: write_artifacts(few, tmp_path / "run", X_test=X, y_test=y)):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             call()
