@@ -604,25 +604,36 @@ def overview(runs: list[dict[str, Any]], basins: list[str]) -> list[dict[str, An
 
 def depth_rows(runs: list[dict[str, Any]], basins: list[str],
                grid_records: list[Path]) -> list[dict[str, Any]]:
-    """One line per basin, shortest record first: the defaults, NH at its best and last
-    epoch, the best fixed depth of ``growth_pays.py``'s ``grid_records`` on the test
-    days (an upper bound no user gets; the depth that was best in each seed) and the
-    one validation picks, and the batch the recipe chose; empty where not recorded."""
+    """One line per basin, shortest record first: the defaults and NH at its best and
+    last epoch (these runs), the recipe's batch, and from ``growth_pays.py``'s
+    ``grid_records`` (a study of its own, with its own fits of the defaults) the best
+    fixed depth on the test days (an upper bound no user gets; the depth that was best
+    in each seed), the one validation picks and that study's defaults; empty where not
+    recorded."""
     import growth_pays  # a replay's only use of it: its module imports fitting code
 
-    grid = growth_pays.defaults_table(growth_pays.load_records(grid_records))
-    fixed = {row["basin"]: row for row in grid if "best fixed NSE" in row}
+    grid = [row for row in growth_pays.defaults_table(growth_pays.load_records(grid_records))
+            if "best fixed NSE" in row]
+    fixed = {row["basin"]: row for row in grid}
+    if len(fixed) < len(grid):
+        raise ValueError("the fixed-depth records hold a basin at several epoch budgets; "
+                         "give the records of one budget")
     med = functools.partial(_median_of, runs)
-    return [{
-        "basin": row["basin"], "years": row["years"],
-        "sktlag test NSE": row["sktlag test NSE"], "NH best epoch": row["NH test NSE"],
-        "NH last epoch": med(row["basin"], "nh-last", "test_nse"),
-        "best fixed depth NSE": fixed.get(row["basin"], {}).get("best fixed NSE", math.nan),
-        "best depth by seed": fixed.get(row["basin"], {}).get("best fixed depth", ""),
-        "validation pick NSE": fixed.get(row["basin"], {}).get("validation pick NSE",
-                                                              math.nan),
-        "sktlag batch": row["sktlag batch"],
-    } for row in sorted(overview(runs, basins), key=lambda row: row["years"])]
+    rows = []
+    for row in overview(runs, basins):
+        depths = fixed.get(row["basin"], {})
+        rows.append({
+            "basin": row["basin"], "years": row["years"],
+            "sktlag test NSE": row["sktlag test NSE"], "NH best epoch": row["NH test NSE"],
+            "NH last epoch": med(row["basin"], "nh-last", "test_nse"),
+            "sktlag batch": row["sktlag batch"],
+            "grid: best fixed depth NSE": depths.get("best fixed NSE", math.nan),
+            "grid: best depth by seed": depths.get("best fixed depth", ""),
+            "grid: validation pick NSE": depths.get("validation pick NSE", math.nan),
+            "grid: defaults NSE": depths.get("test NSE", math.nan),
+        })
+    # Records of unknown length (the dated Lahn split) last.
+    return sorted(rows, key=lambda row: (math.isnan(row["years"]), row["years"]))
 
 
 def overview_summary(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> str:

@@ -312,22 +312,26 @@ def test_a_replay_with_basins_prints_those_basins_only(tmp_path, capsys):
             if f"## Basin {b}\n" in out] == ["kalkofen", "spotpy_fulda", "spotpy_hymod"]
 
 
-def test_the_per_basin_table_adds_the_best_fixed_depth_of_a_grid_record():
+def test_the_per_basin_table_adds_the_best_fixed_depth_of_a_grid_record(tmp_path):
     import numpy as np
 
     grid_record = ROOT / "benchmarks" / "records" / "growth_jobs_10y_grid4_cpu.jsonl"
     grid = [json.loads(line) for line in grid_record.read_text().splitlines()]
     runs = [_run(model, basin, seed, nse, years=years, batch_size=32, stop_rule="validation")
-            for basin, years in (("spotpy_fulda", 10.0), ("lahn_kalkofen", 31.2))
+            for basin, years in (("spotpy_fulda", 10.0), ("lahn_kalkofen", 31.2),
+                                 ("kalkofen", float("nan")))
             for seed in (0, 1, 2)
             for model, nse in (("sktlag", 0.8), ("nh-best", 0.7), ("nh-last", 0.6))]
-    fulda, lahn = V.depth_rows(runs, ["lahn_kalkofen", "spotpy_fulda"], [grid_record])
-    assert (fulda["basin"], lahn["basin"]) == ("spotpy_fulda", "lahn_kalkofen")  # by years
+    fulda, lahn, dated = V.depth_rows(runs, ["kalkofen", "lahn_kalkofen", "spotpy_fulda"],
+                                      [grid_record])
+    # By years; a record of unknown length last.
+    assert [r["basin"] for r in (fulda, lahn, dated)] == [
+        "spotpy_fulda", "lahn_kalkofen", "kalkofen"]
     assert (fulda["sktlag test NSE"], fulda["NH best epoch"], fulda["NH last epoch"]) == (
         0.8, 0.7, 0.6)
-    # Against a direct count: each seed's best fixed depth on the test days, and the depth
-    # the validation score picks, medians over the seeds.
-    best, picked, depths = [], [], []
+    # Against a direct count: each seed's best fixed depth on the test days, the depth
+    # the validation score picks and the grid's own defaults, medians over the seeds.
+    best, picked, depths, defaults = [], [], [], []
     for seed in (0, 1, 2):
         fixed = [r for r in grid if r["basin"] == "spotpy_fulda" and r["seed"] == seed
                  and r["variant"].startswith("fixed-")]
@@ -335,9 +339,18 @@ def test_the_per_basin_table_adds_the_best_fixed_depth_of_a_grid_record():
         best.append(top["test_nse"])
         depths.append(str(top["n_layers"]))
         picked.append(max(fixed, key=lambda r: r["valid_nse"])["test_nse"])
-    assert fulda["best fixed depth NSE"] == pytest.approx(np.median(best))
-    assert fulda["validation pick NSE"] == pytest.approx(np.median(picked))
-    assert fulda["best depth by seed"] == " ".join(depths)
+        defaults += [r["test_nse"] for r in grid if r["basin"] == "spotpy_fulda"
+                     and r["seed"] == seed and r["variant"] == "defaults"]
+    assert fulda["grid: best fixed depth NSE"] == pytest.approx(np.median(best))
+    assert fulda["grid: validation pick NSE"] == pytest.approx(np.median(picked))
+    assert fulda["grid: defaults NSE"] == pytest.approx(np.median(defaults))
+    assert fulda["grid: best depth by seed"] == " ".join(depths)
     assert fulda["sktlag batch"] == "32 3"
     # A basin the grid did not run has no fixed depth.
-    assert np.isnan(lahn["best fixed depth NSE"]) and lahn["best depth by seed"] == ""
+    assert np.isnan(lahn["grid: best fixed depth NSE"]) and lahn["grid: best depth by seed"] == ""
+    # The same basin at two epoch budgets has no one best depth.
+    other = tmp_path / "budget120.jsonl"
+    other.write_text("".join(json.dumps({**r, "seed": r["seed"] + 3, "max_epochs": 120})
+                             + "\n" for r in grid))
+    with pytest.raises(ValueError, match="several epoch budgets"):
+        V.depth_rows(runs, ["spotpy_fulda"], [grid_record, other])
