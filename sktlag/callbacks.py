@@ -15,7 +15,9 @@ One concern per class; they talk through ``net.history``:
 - :class:`TopologicalGrowth` reacts to a plateau: back to the architecture's best
   weights, compute the topological derivatives, insert a layer or end growth. Growth
   that ends at an architecture's epoch budget, not at its own plateau, lets it train on
-  to that plateau; growth that ends at a plateau ends training.
+  to that plateau; growth that ends at a plateau ends training, unless the layer just
+  grown did not pay and its parent had been cut short by that budget: the parent then
+  trains on to its own plateau.
 
 Only finite weights are ever stored, so whatever happens during training (a NaN loss,
 a failed growth decision, a ``KeyboardInterrupt`` at any point), the state restored at
@@ -395,11 +397,7 @@ class ArchitectureCheckpoint(Callback):
             spec, state, which = self.start_spec_, self.start_state_, "start"
         if state is None:
             return None
-        if spec != net.module_.get_spec():
-            device = next(net.module_.parameters()).device
-            net.module_ = GrowingLSTM.from_spec(spec).to(device)
-        net.module_.load_state_dict(state)
-        net.initialize_optimizer()
+        _load_network(net, spec, state)
         return which
 
     def on_train_end(self, net, **kwargs):
@@ -412,6 +410,16 @@ class ArchitectureCheckpoint(Callback):
         # device could not be loaded where that device does not exist.
         self.best_state_ = self.arch_best_state_ = None
         self.start_state_ = self.arch_start_state_ = None
+
+
+def _load_network(net, spec: dict, state: dict) -> None:
+    """Make ``net.module_`` the architecture ``spec`` holding ``state``, with a fresh
+    optimizer."""
+    if spec != net.module_.get_spec():
+        device = next(net.module_.parameters()).device
+        net.module_ = GrowingLSTM.from_spec(spec).to(device)
+    net.module_.load_state_dict(state)
+    net.initialize_optimizer()
 
 
 def _flag_epoch(history, epoch, key: str) -> None:
@@ -510,6 +518,19 @@ class PlateauDetector(Callback):
         """Let the current architecture train on until its own plateau."""
         self.capped_ = False
 
+    def snapshot(self) -> dict:
+        """The current architecture's count, for :meth:`resume`."""
+        return {"scores": list(self.scores_), "best_ma": self.best_ma_,
+                "since_best": self.since_best_}
+
+    def resume(self, snapshot: dict) -> None:
+        """Count on for an architecture from its :meth:`snapshot`, without the cap."""
+        self.scores_ = list(snapshot["scores"])
+        self.best_ma_ = snapshot["best_ma"]
+        self.since_best_ = snapshot["since_best"]
+        self.capped_ = False
+        self.at_cap_only_ = False
+
     def on_epoch_end(self, net, **kwargs):
         score = net.history[-1].get(self.monitor, -np.inf)
         self.scores_.append(score if np.isfinite(score) else -np.inf)
@@ -576,7 +597,12 @@ class TopologicalGrowth(Callback):
     architecture was still improving, the cap, which only kept epochs for growth, is
     lifted: the network goes back to the weights and optimizer it had before the
     decision and trains on until its own plateau or the epoch budget, exactly as if it
-    had never been capped.
+    had never been capped. The epochs the cap kept are given back in the same way when a
+    layer inserted at a cap does not pay: where the validation rule ends growth at the
+    grown architecture's own plateau and its parent was still improving when the cap
+    ended it, the parent comes back (without the new layer, with the weights, Adam
+    moments and moving average it had at its cap) and trains on to its own plateau or
+    the budget. Only the random streams of training have moved on meanwhile.
 
     A decision is recorded in ``decisions_`` as soon as :func:`sktlag.growth.grow`
     returns, before anything else can be interrupted, so a recorded insertion always
@@ -612,6 +638,9 @@ class TopologicalGrowth(Callback):
         self.stopped_ = False
         self._end_training = False
         self._unsent = []
+        # The architecture a layer was just inserted into at its cap, while it was
+        # still improving (see Notes); None otherwise.
+        self._capped_parent = None
         return self
 
     def _send(self):
@@ -625,9 +654,10 @@ class TopologicalGrowth(Callback):
     def on_train_end(self, net, **kwargs):
         self._send()
         # The samples reference the training series, which a fitted estimator (and its
-        # pickle) should not carry around.
+        # pickle) should not carry around; nor should a parent's weights.
         self.sample = None
         self.holdout = None
+        self._capped_parent = None
 
     def on_train_begin(self, net, **kwargs):
         self.first_epoch_ = len(net.history) + 1
@@ -657,14 +687,18 @@ class TopologicalGrowth(Callback):
             return
         # Where training may go on after the decision, it goes on from here.
         current = _finite_state(net.module_) if self.plateau.at_cap_only_ else None
+        if current is not None:
+            current = self._capture(net, current)
         self.checkpoint.restore_architecture_best(net)
         best_before = self.checkpoint.best_arch_score_
         score = self.checkpoint.close_architecture(net)
         depth = net.module_.num_layers  # before a decision inserts a layer
         decision = self._validation_rule(net, score, best_before) or self._decide(net)
+        parent, self._capped_parent = self._capped_parent, None
         if decision.inserted:
             self._record(net, decision, score, depth)
             net.history.record(LAYER_ADDED, decision.position)
+            self._capped_parent = current
             self.checkpoint.reset_architecture(net)
             self.plateau.reset_architecture()
             if self.keep_optimizer:
@@ -674,14 +708,36 @@ class TopologicalGrowth(Callback):
                 net.initialize_optimizer()
             return
         self._stop(net, decision, score, depth)
+        if current is None and parent is not None and decision.rule == "validation":
+            # The new layer did not pay, and the parent had not finished.
+            self._resume(net, parent)
+            return
         if current is None:
             self._end_training = True
             return
         # The decision touched neither the optimizer nor the random streams of
         # training (it runs on its own generator, in eval mode): with the weights back,
         # training continues as if the cap had never been.
-        net.module_.load_state_dict(current)
+        net.module_.load_state_dict(current["state"])
         self.plateau.lift_cap()
+
+    def _capture(self, net, state: dict) -> dict:
+        """What an architecture at its cap needs to train on later: its architecture,
+        weights (``state``), the optimizer's state of each parameter and its count."""
+        optimizer_state = net.optimizer_.state
+        moments = {name: copy.deepcopy(optimizer_state[p])
+                   for name, p in net.module_.named_parameters() if p in optimizer_state}
+        return {"spec": net.module_.get_spec(), "state": state, "moments": moments,
+                "plateau": self.plateau.snapshot()}
+
+    def _resume(self, net, parent: dict) -> None:
+        """Go back to ``parent`` as :meth:`_capture` kept it, to train on uncapped."""
+        _load_network(net, parent["spec"], parent["state"])
+        for name, p in net.module_.named_parameters():
+            if name in parent["moments"]:
+                net.optimizer_.state[p] = parent["moments"][name]
+        self.checkpoint.reset_architecture(net)
+        self.plateau.resume(parent["plateau"])
 
     def _validation_rule(self, net, score: float, best_before: float):
         """The decision that ends growth when the last grown architecture did not beat

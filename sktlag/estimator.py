@@ -408,8 +408,10 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
     inserted, and the layer goes where it is largest, if it exceeds
     ``topo_derivative_threshold`` and the depth is below ``max_layers``. Otherwise
     growth ends, and training with it, unless the decision came at the architecture's
-    ``max_epochs_per_layer`` cap: then it trains on to its own plateau. The fitted model
-    is the best validation state of the whole run.
+    ``max_epochs_per_layer`` cap: then it trains on to its own plateau. Likewise, when
+    the validation rule finds that a layer inserted at a cap did not pay, the
+    architecture before it trains on from its cap. The fitted model is the best
+    validation state of the whole run.
 
     Parameters
     ----------
@@ -452,7 +454,8 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         Epochs one architecture may train before a growth decision is forced. It only
         keeps epochs for growth: once a decision declines to grow (including at
         ``max_layers``), the network trains on to its own plateau (``patience``) or
-        ``max_epochs``.
+        ``max_epochs``; so does an architecture whose grown successor did not pay
+        (the ``"validation"`` rule), from where its cap had stopped it.
     patience : int, default=8
         Epochs without improvement of the moving-average validation NSE that end an
         architecture's training.

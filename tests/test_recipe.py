@@ -402,6 +402,62 @@ def test_after_growth_ends_at_the_cap_training_ends_at_the_architectures_own_pla
     assert est.history_[-1]["plateau"] and est.growth_stop_rule_ == "validation"
 
 
+class StatesAtEpochBegin(Callback):
+    """At the start of every epoch: the network's weights and the optimizer's state of
+    each parameter, by parameter name."""
+
+    def on_train_begin(self, net, **kwargs):
+        self.states = []
+
+    def on_epoch_begin(self, net, **kwargs):
+        optimizer_state = net.optimizer_.state
+        weights = {k: v.clone() for k, v in net.module_.state_dict().items()}
+        moments = {name: copy.deepcopy(optimizer_state[p])
+                   for name, p in net.module_.named_parameters() if p in optimizer_state}
+        self.states.append((weights, moments))
+
+
+def test_a_layer_that_did_not_pay_gives_the_epochs_of_the_cap_back_to_its_parent(data):
+    # The parent is still improving when its cap of 8 epochs forces a decision; the
+    # layer inserted then ends at its own plateau without paying. The parent comes
+    # back as it was at its cap and trains on to its own plateau: from the same weights,
+    # Adam moments and moving average as a run whose decision at the cap declined.
+    X, y = data
+    cap = 8
+    params = {**FAST, "max_epochs": 30, "max_epochs_per_layer": cap, "patience": 1,
+              "moving_avg_window": 2, "lr": 0.1, "min_improvement": 1.0}
+    grown_states, declined_states = StatesAtEpochBegin(), StatesAtEpochBegin()
+    grown = TLAGRegressor(**params, topo_derivative_threshold=0.0, random_state=0,
+                          callbacks=[grown_states]).fit(X, y)
+    declined = TLAGRegressor(**params, topo_derivative_threshold=1e9, random_state=0,
+                             callbacks=[declined_states]).fit(X, y)
+    # The decision at the cap came while the parent was still improving: it trained on.
+    assert declined.history_[cap - 1]["plateau"] and len(declined.history_) > cap
+    depths = list(grown.history_[:, "n_layers"])
+    child = depths.count(2)
+    assert 0 < child < cap
+    assert depths[: cap + child] == [1] * cap + [2] * child
+    assert depths[cap + child :] == [1] * (len(depths) - cap - child) and len(depths) > cap + child
+    assert list(grown.derivative_history_["rule"]) == ["inserted", "validation"]
+    assert grown.history_[-1]["plateau"]
+    weights, moments = grown_states.states[cap + child]
+    at_cap_weights, at_cap_moments = declined_states.states[cap]
+    assert weights.keys() == at_cap_weights.keys() and moments.keys() == at_cap_moments.keys()
+    for key in weights:
+        torch.testing.assert_close(weights[key], at_cap_weights[key], rtol=0, atol=0)
+    for name in moments:
+        torch.testing.assert_close(moments[name], at_cap_moments[name], rtol=0, atol=0)
+    resumed = grown.history_[cap + child]
+    last_at_cap = grown.history_[cap - 1]["valid_score"]
+    assert resumed["valid_nse_ma"] == pytest.approx((last_at_cap + resumed["valid_score"]) / 2)
+    # A fit whose budget ends while the grown network is on trial keeps no copy of the
+    # parent (a pickle would carry it).
+    cut = TLAGRegressor(**{**params, "max_epochs": cap + 2}, topo_derivative_threshold=0.0,
+                        random_state=0).fit(X, y)
+    assert list(cut.history_[:, "n_layers"]) == [1] * cap + [2, 2]
+    assert dict(cut.net_.callbacks_)["growth"]._capped_parent is None
+
+
 def _new_epoch(net, epoch, **record):
     """Fill every weight with the epoch number (a restored state then tells its epoch)
     and write the epoch's history row."""
