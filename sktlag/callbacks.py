@@ -412,6 +412,28 @@ class ArchitectureCheckpoint(Callback):
         self.start_state_ = self.arch_start_state_ = None
 
 
+def _random_streams(device) -> list[torch.Tensor]:
+    """The states of the generators training draws from on ``device`` (batch order and
+    dropout): the CPU's, and the device's own where it has one."""
+    device = torch.device(device)
+    states = [torch.random.get_rng_state()]
+    if device.type == "cuda":
+        states.append(torch.cuda.get_rng_state(device))
+    elif device.type != "cpu":
+        states.append(torch.get_device_module(device.type).get_rng_state())
+    return states
+
+
+def _set_random_streams(device, states: list[torch.Tensor]) -> None:
+    """Set the generators :func:`_random_streams` reads back to ``states``."""
+    device = torch.device(device)
+    torch.random.set_rng_state(states[0])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(states[1], device)
+    elif device.type != "cpu":
+        torch.get_device_module(device.type).set_rng_state(states[1])
+
+
 def _load_network(net, spec: dict, state: dict) -> None:
     """Make ``net.module_`` the architecture ``spec`` holding ``state``, with a fresh
     optimizer."""
@@ -601,8 +623,10 @@ class TopologicalGrowth(Callback):
     layer inserted at a cap does not pay: where the validation rule ends growth at the
     grown architecture's own plateau and its parent was still improving when the cap
     ended it, the parent comes back (without the new layer, with the weights, Adam
-    moments and moving average it had at its cap) and trains on to its own plateau or
-    the budget. Only the random streams of training have moved on meanwhile.
+    moments, moving average and random streams of training it had at its cap) and
+    trains on to its own plateau or the budget, epoch for epoch as it would have
+    trained had the cap not stopped it, in the epochs the budget has left (at the
+    learning rate :class:`LearningRateSchedule` gives those epochs of the run).
 
     A decision is recorded in ``decisions_`` as soon as :func:`sktlag.growth.grow`
     returns, before anything else can be interrupted, so a recorded insertion always
@@ -722,13 +746,15 @@ class TopologicalGrowth(Callback):
         self.plateau.lift_cap()
 
     def _capture(self, net, state: dict) -> dict:
-        """What an architecture at its cap needs to train on later: its architecture,
-        weights (``state``), the optimizer's state of each parameter and its count."""
+        """What an architecture at its cap needs to train on later as if it had never
+        been capped: its architecture, weights (``state``), the optimizer's state of
+        each parameter, its plateau count and the random streams of training."""
         optimizer_state = net.optimizer_.state
         moments = {name: copy.deepcopy(optimizer_state[p])
                    for name, p in net.module_.named_parameters() if p in optimizer_state}
         return {"spec": net.module_.get_spec(), "state": state, "moments": moments,
-                "plateau": self.plateau.snapshot()}
+                "plateau": self.plateau.snapshot(),
+                "random_streams": _random_streams(net.device)}
 
     def _resume(self, net, parent: dict) -> None:
         """Go back to ``parent`` as :meth:`_capture` kept it, to train on uncapped."""
@@ -738,6 +764,9 @@ class TopologicalGrowth(Callback):
                 net.optimizer_.state[p] = parent["moments"][name]
         self.checkpoint.reset_architecture(net)
         self.plateau.resume(parent["plateau"])
+        # The grown network's epochs drew batch orders and dropout masks; the parent
+        # draws what it would have drawn had the cap not stopped it.
+        _set_random_streams(net.device, parent["random_streams"])
 
     def _validation_rule(self, net, score: float, best_before: float):
         """The decision that ends growth when the last grown architecture did not beat
