@@ -233,13 +233,6 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     seconds = {}
     for row in est.history_:
         seconds[row["n_layers"]] = seconds.get(row["n_layers"], 0.0) + float(row["dur"])
-    archs = [
-        {"n_layers": a["n_layers"], "epochs": a["last_epoch"] - a["first_epoch"] + 1,
-         "seconds": seconds.get(a["n_layers"], 0.0),
-         "best_valid": a["best_valid_nse"], "best_valid_ma": a["best_valid_nse_ma"],
-         "test_nse": arch_test.get(a["n_layers"])}
-        for a in est.growth_history_
-    ]
     return {
         **{k: job[k] for k in ("basin", "variant", "seed", "device")},
         "test_nse": float(nse(obs[keep], pred[keep])),
@@ -248,6 +241,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "n_layers": int(est.n_layers_),
         "stop_rule": est.growth_stop_rule_,
         "max_epochs": est.max_epochs,
+        "max_epochs_per_layer": est.max_epochs_per_layer,
         "epochs": len(est.history_),
         # Every epoch's moving-average validation score: where two runs share their
         # first architecture, this shows they trained alike.
@@ -255,17 +249,36 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "fit_seconds": fit_seconds,
         "growth_seconds": sum(d["seconds"] for d in decisions),
         "decisions": decisions,
-        "architectures": archs,
+        "architectures": architectures(est.growth_history_, seconds, arch_test),
     }
 
 
+def architectures(growth_history, seconds: dict[int, float],
+                  test_nse: dict[int, float]) -> list[dict[str, Any]]:
+    """A record's architectures from ``growth_history_``, one per depth: a parent that
+    trained on after its grown successor did not pay appears twice in the history, but
+    is one architecture (its epochs in ``stretches``, first and last of each)."""
+    archs = {}
+    for a in growth_history:
+        arch = archs.setdefault(a["n_layers"], {
+            "n_layers": a["n_layers"], "epochs": 0, "stretches": [],
+            "seconds": seconds.get(a["n_layers"], 0.0), "best_valid": -math.inf,
+            "best_valid_ma": -math.inf, "test_nse": test_nse.get(a["n_layers"])})
+        arch["epochs"] += a["last_epoch"] - a["first_epoch"] + 1
+        arch["stretches"].append([a["first_epoch"], a["last_epoch"]])
+        arch["best_valid"] = max(arch["best_valid"], a["best_valid_nse"])
+        arch["best_valid_ma"] = max(arch["best_valid_ma"], a["best_valid_nse_ma"])
+    return list(archs.values())
+
+
 # ------------------------------------------------------------------------ analysis
-def load_records(paths: list[Path]) -> list[dict[str, Any]]:
+def load_records(paths: list[Path], cap: int | None = None) -> list[dict[str, Any]]:
     """The runs of several ``growth_jobs.jsonl`` records, taken together.
 
     Records may come from different machines (each run names its device); a run of the
     same basin, variant and seed in two of them is an error, since a replay pairs each
-    growing run with the fixed-depth runs of its basin and seed.
+    growing run with the fixed-depth runs of its basin and seed. Runs recorded before
+    runs named their ``max_epochs_per_layer`` get ``cap`` (when given).
     """
     results, seen = [], {}
     for path in paths:
@@ -278,6 +291,8 @@ def load_records(paths: list[Path]) -> list[dict[str, Any]]:
                 raise ValueError(f"{path}: basin {key[0]!r}, variant {key[1]!r}, seed "
                                  f"{key[2]} was already read from {seen[key]}")
             seen[key] = path
+            if cap is not None:
+                run.setdefault("max_epochs_per_layer", cap)
             results.append(run)
     return results
 
@@ -315,7 +330,10 @@ def replay(run: dict[str, Any], threshold: float, margin: float, select: str,
     after it exactly as the package trains on); without it, the replay says
     ``"exact": False``. A stop at a later architecture's cap is replayed as if training
     ended there (at the defaults the budget ends before a second architecture has its
-    cap).
+    cap). Nor is a validation stop exact where the recording grew on: when the
+    architecture it rejects ended before its cap and its parent at the cap (the run's
+    ``max_epochs_per_layer``), the package trains that parent on, which the recording
+    did not do.
     """
     if not replayable(run, criterion):
         raise ValueError(f"the run recorded no {criterion!r} values to replay")
@@ -323,6 +341,7 @@ def replay(run: dict[str, Any], threshold: float, margin: float, select: str,
     visited = [run["architectures"][0]["n_layers"]]
     best_ma = archs[visited[0]]["best_valid_ma"]
     stop = "recorded run ended"
+    parent_trains_on = False
     for decision in run["decisions"]:
         depth = decision["n_layers_before"]
         if depth != visited[-1]:
@@ -347,6 +366,12 @@ def replay(run: dict[str, Any], threshold: float, margin: float, select: str,
             break
         if not score > best_ma + margin:
             stop = "validation"
+            run_cap = run.get("max_epochs_per_layer")
+            recorded_here = any(d["n_layers_before"] == nxt and d["rule"] == "validation"
+                                for d in run["decisions"])
+            parent_trains_on = (run_cap is not None and not recorded_here
+                                and archs[depth]["epochs"] >= run_cap
+                                and archs[nxt]["epochs"] < run_cap)
             break
         best_ma = max(best_ma, score)
     first_decision_stop = len(visited) == 1 and stop != "recorded run ended"
@@ -373,7 +398,7 @@ def replay(run: dict[str, Any], threshold: float, margin: float, select: str,
                 x["seconds"] for x in run["decisions"]
                 if x["n_layers_before"] < visited[-1]
                 or (x["n_layers_before"] == visited[-1] and stop != "validation")),
-            "exact": not first_decision_stop}
+            "exact": not (first_decision_stop or parent_trains_on)}
 
 
 def trained_on(results, run: dict[str, Any]) -> dict[str, Any] | None:
@@ -739,11 +764,15 @@ def late_gains(run: dict[str, Any], last: int) -> list[float]:
     """Per architecture of ``run``: how much its moving-average validation score rose in
     its ``last`` epochs (its last value less the best before them; NaN where the run
     recorded no per-epoch scores or the architecture trained no more than ``last``
-    epochs). Above zero, the architecture was still improving when it ended."""
+    epochs; the epochs of a parent that trained on after its grown successor count
+    together). Above zero, the architecture was still improving when it ended."""
     ma = [math.nan if v is None else v for v in run.get("valid_ma") or []]
     out, start = [], 0
     for a in run["architectures"]:
-        scores = ma[start:start + a["epochs"]]
+        # The epochs it trained (records before parents could train on again name none:
+        # there each architecture's epochs follow the last one's).
+        stretches = a.get("stretches") or [[start + 1, start + a["epochs"]]]
+        scores = [v for first, end in stretches for v in ma[first - 1:end]]
         start += a["epochs"]
         before = [v for v in scores[:-last] if math.isfinite(v)]
         if len(scores) != a["epochs"] or not before or not math.isfinite(scores[-1]):
@@ -889,10 +918,12 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true",
                         help="skip jobs already in growth_jobs.jsonl in --out")
     parser.add_argument("--cap", type=int, default=None,
-                        help="the recording's max_epochs_per_layer: the per-basin table "
-                        "then also says how growth ends when the architecture the budget "
-                        "ends at its cap is judged by the validation rule (default: the "
-                        "estimator's, or the quick settings')")
+                        help="the recording's max_epochs_per_layer (of runs that do not "
+                        "name their own): the per-basin table then also says how growth "
+                        "ends when the architecture the budget ends at its cap is judged "
+                        "by the validation rule, and a replay knows where the package "
+                        "trains a capped parent on (default: the estimator's, or the "
+                        "quick settings')")
     args = parser.parse_args()
     from sktlag import TLAGRegressor
 
@@ -903,7 +934,7 @@ def main() -> None:
                     else TLAGRegressor().max_epochs_per_layer)
     machine = C.machine_info(args.threads)
     if args.replay is not None:
-        results = load_records(args.replay)
+        results = load_records(args.replay, args.cap)
         report(results, args, machine, 0.0)
         return
     seeds = C.seeds_from(args)

@@ -1,5 +1,6 @@
 """The benchmark scripts run in quick mode and write readable results."""
 
+import copy
 import json
 import math
 import subprocess
@@ -222,6 +223,45 @@ def test_a_replay_stopping_at_the_first_decision_trains_on_as_the_fixed_run(grow
     assert at_threshold_3([run])["runs not replayable"] == 1
     with_fixed = at_threshold_3([run, fixed])
     assert with_fixed["runs"] == 1 and with_fixed["median basin NSE"] == 0.82
+
+
+def test_a_replay_that_rejects_a_layer_grown_at_a_cap_is_not_exact(growth_pays):
+    # The package trains a parent the cap cut short on when its grown successor does
+    # not pay; a recording that grew on from there did not, so that replay is not exact.
+    run = _recorded_run()
+    run["architectures"][0]["epochs"] = 40
+    at_cap = {**run, "max_epochs_per_layer": 40}
+    out = growth_pays.replay(at_cap, 0.1, 0.06, "moving_average", "relative")
+    assert out["stop"] == "validation" and out["depths_tried"] == 2 and not out["exact"]
+    # Exact where the parent ended before its cap, the successor at its own, the run
+    # names no cap, or the recording stopped there as well (and trained the parent on).
+    assert growth_pays.replay(run, 0.1, 0.06, "moving_average", "relative")["exact"]
+    for changed in ({"max_epochs_per_layer": 41}, {"max_epochs_per_layer": 10}):
+        assert growth_pays.replay({**at_cap, **changed}, 0.1, 0.06, "moving_average",
+                                  "relative")["exact"]
+    stopped = copy.deepcopy(at_cap)
+    stopped["decisions"][1]["rule"] = "validation"
+    assert growth_pays.replay(stopped, 0.1, 0.06, "moving_average", "relative")["exact"]
+
+
+def test_a_parent_that_trained_on_is_one_architecture_of_the_record(growth_pays):
+    history = [
+        {"n_layers": 1, "first_epoch": 1, "last_epoch": 4, "best_valid_nse": 0.6,
+         "best_valid_nse_ma": 0.55},
+        {"n_layers": 2, "first_epoch": 5, "last_epoch": 6, "best_valid_nse": 0.7,
+         "best_valid_nse_ma": 0.5},
+        {"n_layers": 1, "first_epoch": 7, "last_epoch": 9, "best_valid_nse": 0.65,
+         "best_valid_nse_ma": 0.6},
+    ]
+    archs = growth_pays.architectures(history, {1: 7.0, 2: 2.0}, {1: 0.8, 2: 0.7})
+    assert [a["n_layers"] for a in archs] == [1, 2]
+    assert archs[0]["epochs"] == 7 and archs[0]["stretches"] == [[1, 4], [7, 9]]
+    assert (archs[0]["best_valid"], archs[0]["best_valid_ma"]) == (0.65, 0.6)
+    assert archs[0]["seconds"] == 7.0 and archs[0]["test_nse"] == 0.8
+    # Its late gain is over its own epochs, the ones after the successor's included.
+    ma = [0.1, 0.2, 0.3, 0.4, 0.9, 0.9, 0.45, 0.5, 0.55]
+    gains = growth_pays.late_gains({"valid_ma": ma, "architectures": archs}, 2)
+    assert gains[0] == pytest.approx(0.55 - 0.45) and math.isnan(gains[1])
 
 
 def test_gain_table_has_a_row_per_recording_variant(growth_pays):
