@@ -754,7 +754,8 @@ class TopologicalGrowth(Callback):
                    for name, p in net.module_.named_parameters() if p in optimizer_state}
         return {"spec": net.module_.get_spec(), "state": state, "moments": moments,
                 "plateau": self.plateau.snapshot(),
-                "random_streams": _random_streams(net.device)}
+                "random_streams": _random_streams(net.device),
+                "epoch": net.history[-1][EPOCH]}
 
     def _resume(self, net, parent: dict) -> None:
         """Go back to ``parent`` as :meth:`_capture` kept it, to train on uncapped."""
@@ -767,6 +768,9 @@ class TopologicalGrowth(Callback):
         # The grown network's epochs drew batch orders and dropout masks; the parent
         # draws what it would have drawn had the cap not stopped it.
         _set_random_streams(net.device, parent["random_streams"])
+        self._unsent.append(
+            f"epoch {net.history[-1][EPOCH]}: back to {net.module_.num_layers} layer(s) as "
+            f"at epoch {parent['epoch']}, where the cap stopped them; they train on")
 
     def _validation_rule(self, net, score: float, best_before: float):
         """The decision that ends growth when the last grown architecture did not beat

@@ -417,7 +417,7 @@ class StatesAtEpochBegin(Callback):
         self.states.append((weights, moments))
 
 
-def test_a_layer_that_did_not_pay_gives_the_epochs_of_the_cap_back_to_its_parent(data):
+def test_a_layer_that_did_not_pay_gives_the_epochs_of_the_cap_back_to_its_parent(data, capsys):
     # The parent is still improving when its cap of 8 epochs forces a decision; the
     # layer inserted then ends at its own plateau without paying. The parent comes
     # back as it was at its cap and trains on to its own plateau, epoch for epoch as in
@@ -429,7 +429,8 @@ def test_a_layer_that_did_not_pay_gives_the_epochs_of_the_cap_back_to_its_parent
               "min_improvement": 1.0}
     grown_states, declined_states = StatesAtEpochBegin(), StatesAtEpochBegin()
     grown = TLAGRegressor(**params, topo_derivative_threshold=0.0, random_state=0,
-                          callbacks=[grown_states]).fit(X, y)
+                          callbacks=[grown_states], verbose=1).fit(X, y)
+    printed = capsys.readouterr().out
     declined = TLAGRegressor(**params, topo_derivative_threshold=1e9, random_state=0,
                              callbacks=[declined_states]).fit(X, y)
     # The decision at the cap came while the parent was still improving: it trained on.
@@ -440,6 +441,8 @@ def test_a_layer_that_did_not_pay_gives_the_epochs_of_the_cap_back_to_its_parent
     assert depths[: cap + child] == [1] * cap + [2] * child
     assert depths[cap + child :] == [1] * (len(declined.history_) - cap)
     assert list(grown.derivative_history_["rule"]) == ["inserted", "validation"]
+    assert (f"epoch {cap + child}: back to 1 layer(s) as at epoch {cap}, where the cap "
+            "stopped them; they train on") in printed
     # Back to the weights and Adam moments of the cap ...
     weights, moments = grown_states.states[cap + child]
     at_cap_weights, at_cap_moments = declined_states.states[cap]
