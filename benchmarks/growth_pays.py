@@ -249,11 +249,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "fit_seconds": fit_seconds,
         "growth_seconds": sum(d["seconds"] for d in decisions),
         "decisions": decisions,
-        "architectures": architectures(est.growth_history_, seconds, arch_test),
+        "architectures": record_architectures(est.growth_history_, seconds, arch_test),
     }
 
 
-def architectures(growth_history, seconds: dict[int, float],
+def record_architectures(growth_history, seconds: dict[int, float],
                   test_nse: dict[int, float]) -> list[dict[str, Any]]:
     """A record's architectures from ``growth_history_``, one per depth: a parent that
     trained on after its grown successor did not pay appears twice in the history, but

@@ -253,7 +253,7 @@ def test_a_parent_that_trained_on_is_one_architecture_of_the_record(growth_pays)
         {"n_layers": 1, "first_epoch": 7, "last_epoch": 9, "best_valid_nse": 0.65,
          "best_valid_nse_ma": 0.6},
     ]
-    archs = growth_pays.architectures(history, {1: 7.0, 2: 2.0}, {1: 0.8, 2: 0.7})
+    archs = growth_pays.record_architectures(history, {1: 7.0, 2: 2.0}, {1: 0.8, 2: 0.7})
     assert [a["n_layers"] for a in archs] == [1, 2]
     assert archs[0]["epochs"] == 7 and archs[0]["stretches"] == [[1, 4], [7, 9]]
     assert (archs[0]["best_valid"], archs[0]["best_valid_ma"]) == (0.65, 0.6)
