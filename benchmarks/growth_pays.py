@@ -254,7 +254,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def record_architectures(growth_history, seconds: dict[int, float],
-                  test_nse: dict[int, float]) -> list[dict[str, Any]]:
+                         test_nse: dict[int, float]) -> list[dict[str, Any]]:
     """A record's architectures from ``growth_history_``, one per depth: a parent that
     trained on after its grown successor did not pay appears twice in the history, but
     is one architecture (its epochs in ``stretches``, first and last of each)."""
