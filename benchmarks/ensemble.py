@@ -275,6 +275,7 @@ def rescored_job(path: Path, scale: str, rates) -> dict:
         LeadCalibration,
         corrected_centre,
         error_coefficient,
+        high_flow_classes,
         interval_scale,
         lead_scores,
         scale_levels,
@@ -323,17 +324,21 @@ def rescored_job(path: Path, scale: str, rates) -> dict:
                                functools.cache(pool))
 
     corrected_leads = leads_of(phi, corrected_scores)
-    bands = {"fixed": (False, ADAPT_RATE, mean[test], u[test], calibration_scores, None)}
+    # The days and windows the mean forecasts above the high-flow threshold, and the rest.
+    classes = tuple(high_flow_classes(mean[part], saved["threshold"]) for part in (test, valid))
+    bands = {"fixed": (False, ADAPT_RATE, mean[test], u[test], calibration_scores, None, None)}
     for r in rates:
         bands[_adaptive_method(r, None)] = (True, r, mean[test], u[test], calibration_scores,
-                                            leads_of(np.zeros(1), calibration_scores))
-        bands[_adaptive_method(r, "ar1")] = (True, r, centre[n_scores:],
-                                             u_corrected[n_scores:], corrected_scores,
-                                             corrected_leads)
+                                            leads_of(np.zeros(1), calibration_scores), None)
+        corrected = (True, r, centre[n_scores:], u_corrected[n_scores:], corrected_scores,
+                     corrected_leads)
+        bands[_adaptive_method(r, "ar1")] = (*corrected, None)
+        bands[f"{_adaptive_method(r, 'ar1')} {CLASSES}"] = (*corrected, classes)
     methods = {}
-    for name, (adaptive, rate, centre_, scale_, scores, leads) in bands.items():
+    for name, (adaptive, rate, centre_, scale_, scores, leads, classes_) in bands.items():
         out = score_bands(y[test], centre_, scale_, scores, REPORTED_COVERAGES,
-                          saved["threshold"], adaptive, rate, leads=leads)[0]
+                          saved["threshold"], adaptive, rate, leads=leads,
+                          classes=classes_)[0]
         methods[name] = {**out["levels"][f"{COVERAGE:g}"], **out}
     observed = np.isfinite(y[test, 0])
     return {"basin": basin, "seed": int(seed), "calibration": calibration,
@@ -343,6 +348,11 @@ def rescored_job(path: Path, scale: str, rates) -> dict:
             **forecast_skill(y[test, 0], mean[test, 0], centre[n_scores:, 0]),
             "rescored_from": path.name, "error_coefficient": float(phi[0]),
             "methods": methods, "leads": lead_study(corrected_leads, y[test])}
+
+
+#: The name's tail of a band with a class of its own for the forecast floods
+#: (``--rescore``).
+CLASSES = "by high-flow class"
 
 
 #: Days ahead the interval study scores forecasts at (``--rescore``).
@@ -479,6 +489,15 @@ def interval_tables(runs: list[dict], coverage: str = "0.9") -> tuple[str, str]:
                 r["methods"][method]["crps"] / r["methods"][plain]["crps"])
     note += _median_line("CRPS of the corrected adaptive band over the one centred on the "
                          "mean (same ensembles)", corrected)
+    # What a band of its own for the forecast floods costs in width, on the same ensembles.
+    widths: dict[str, list[float]] = {}
+    for r in runs:
+        if (by_class := r["methods"].get(f"{method} {CLASSES}")) is not None:
+            widths.setdefault(r["basin"], []).append(
+                by_class["levels"][coverage]["mean_width"]
+                / r["methods"][method]["levels"][coverage]["mean_width"])
+    note += _median_line(f"Width of the corrected adaptive band {CLASSES} over the "
+                         "corrected adaptive band's (same ensembles)", widths)
     return markdown_table(overall) + note, markdown_table(rows)
 
 

@@ -327,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "corrects the mean by the last observed error, carried over by the "
                        "lag-one coefficient of the calibration errors per day; none keeps "
                        "the mean")
+    model.add_argument("--band-classes", choices=("high_flow", "none"), default=None,
+                       help="high_flow gives the days an ensemble forecasts above the fit "
+                       "period's 90th percentile a band of their own, calibrated on the "
+                       "validation windows it forecast so; none, one band for all days "
+                       "(default: the ensemble's, "
+                       f"{TLAGEnsemble().band_classes or 'none'})")
     model.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
                        help="processes fitting ensemble members at once (default: all "
                        "--members; on fewer cores they share them, which keeps every core "
@@ -529,7 +535,8 @@ def _run(args) -> int:
         raise CommandError("--jobs needs --members 2 or more: it sets how many processes "
                            "fit ensemble members at once")
     for option, value in (("--interval-scale", args.interval_scale), ("--band", args.band),
-                          ("--error-correction", args.error_correction)):
+                          ("--error-correction", args.error_correction),
+                          ("--band-classes", args.band_classes)):
         if value is not None and args.members < 2:
             raise CommandError(f"{option} needs --members 2 or more: intervals come from "
                                "an ensemble")
@@ -552,6 +559,9 @@ def _run(args) -> int:
         if args.error_correction is not None:
             final.set_params(error_correction=None if args.error_correction == "none"
                              else args.error_correction)
+        if args.band_classes is not None:
+            final.set_params(band_classes=None if args.band_classes == "none"
+                             else args.band_classes)
     pipe = Pipeline([("scaler", StandardScaler()), ("tlag", final)])
     pipe.set_output(transform="pandas")
     start = time.perf_counter()
@@ -679,6 +689,14 @@ def _correction_text(intervals: dict) -> str:
     return f"; centred on the forecast corrected by the last observed error, times {phi} a day"
 
 
+def _classes_text(intervals: dict) -> str:
+    """The bands' classes of ``metrics.json`` in words ("" for one band for all days, and
+    in files written before the classes)."""
+    if intervals.get("band_classes") != "high_flow":
+        return ""
+    return "; the days forecast above the high-flow threshold have bands of their own"
+
+
 def _interval_lines(intervals: dict | None) -> list[str]:
     """Per band and output of ``metrics.json``: coverage at every level, width, high flows."""
     if not intervals:
@@ -687,7 +705,7 @@ def _interval_lines(intervals: dict | None) -> list[str]:
     floor = _floor_text(intervals.get("min_value"), intervals["bands"])
     described = {
         "fixed": f"fixed band (calibrated on {CALIBRATION_WINDOWS[intervals['calibration']]}"
-                 f", scale {intervals['scale']}{floor})",
+                 f", scale {intervals['scale']}{floor}{_classes_text(intervals)})",
         "adaptive": f"adaptive band (each day adapts to the observations before it, rate "
                     f"{intervals['adapt_rate']:g}{_correction_text(intervals)})"
                     if intervals["adapt_rate"] else "",

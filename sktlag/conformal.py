@@ -34,6 +34,10 @@ every way the scores were gathered (:class:`sktlag.TLAGEnsemble` says which).
 - :func:`interval_bounds`: the band itself, fixed or adapted to observations, and
   never below a lowest value where one is given (discharge is never negative: a band
   reaching below zero on a dry day would spend width on values that cannot occur).
+  With classes (:func:`high_flow_classes`) every class of days gets a band of its own,
+  from its own calibration scores and adapting to its own days (Mondrian conformal
+  prediction, Vovk et al. 2005): the errors of a forecast flood are not those
+  of a dry spell, and one pool spends the band's misses on the floods.
 - :func:`interval_coverage`: what a hydrologist reads of a band (coverage, width
   relative to the spread of the observations, coverage of high flows), and
   :func:`score_bands`, the same at several coverages with the CRPS of the predictive
@@ -66,6 +70,7 @@ __all__ = [
     "conformal_quantile",
     "corrected_centre",
     "error_coefficient",
+    "high_flow_classes",
     "interval_bounds",
     "interval_coverage",
     "interval_scale",
@@ -551,7 +556,7 @@ class LeadCalibration:
 
 
 def lead_bounds(leads: LeadCalibration, observed: np.ndarray, lead: int, coverage: float,
-                rate: float = ADAPT_RATE, starts=(0,)):
+                rate: float = ADAPT_RATE, starts=(0,), within=None):
     """The band of every day as a forecast issued ``lead`` days before it.
 
     Centred on ``mean_t + phi ** lead * (observed_s - mean_s)`` with ``s = t - lead``,
@@ -565,6 +570,12 @@ def lead_bounds(leads: LeadCalibration, observed: np.ndarray, lead: int, coverag
     (``leads.scores(0)``), which spread at least as widely: an error that lasts by
     ``phi`` per day varies less after the correction than before it.
 
+    ``within``, a pair of boolean masks ``(days, windows)`` of shapes (n_days,
+    n_outputs) and (n_scores, n_outputs), restricts the band to one class
+    (:func:`interval_bounds` with ``classes``): it starts from the scores of the class's
+    calibration windows (all of them where the class has fewer than ``coverage``
+    needs) and adapts to the class's days alone.
+
     Returns
     -------
     centre, scale, low, high : ndarray of shape (n_days, n_outputs)
@@ -574,10 +585,12 @@ def lead_bounds(leads: LeadCalibration, observed: np.ndarray, lead: int, coverag
     centre = mean + shift
     scale = leads.scale(np.where(np.isfinite(centre), centre, mean))
     scores = (observed - centre) / scale
-    pool = leads.scores(lead)
+    if within is not None:
+        scores = np.where(within[0], scores, np.nan)
+    pool = _class_pool(leads.scores(lead), within, coverage)
     enough = np.isfinite(pool).sum(axis=0) >= min_calibration_scores(coverage)
     if not enough.all():
-        pool = np.where(enough, pool, leads.scores(0))
+        pool = np.where(enough, pool, _class_pool(leads.scores(0), within, coverage))
     step = min(check_rate(rate), DELAYED_STEP / lead)
     low, high = np.empty_like(mean), np.empty_like(mean)
     for rows in np.split(np.arange(len(mean)), list(starts)[1:]):
@@ -589,6 +602,7 @@ def interval_bounds(
     mean: np.ndarray, scale: np.ndarray, calibration: np.ndarray, coverage: float,
     observed: np.ndarray | None = None, rate: float = ADAPT_RATE, starts=(0,),
     min_value: np.ndarray | None = None, leads: LeadCalibration | None = None,
+    classes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The band ``mean + scale * [low, high]`` of ``coverage``, per day and output.
 
@@ -623,39 +637,104 @@ def interval_bounds(
         ``calibration`` is not read. Without it, every day's quantiles come from one
         adaptive run over every observed day's score, whose state stays as it was over
         the days without observation.
+    classes : (days, windows), optional
+        Integer labels of shapes (n_days, n_outputs) and (n_scores, n_outputs): the
+        class of each day and of each calibration window (of the scores of every lead
+        with ``leads``), e.g. :func:`high_flow_classes`. Each class gets the band above
+        from the scores of its own windows, adapting to its own days alone (Mondrian
+        conformal prediction); a class with fewer windows of an output than
+        ``coverage`` needs (:func:`min_calibration_scores`) starts from all of them.
 
     Returns
     -------
     lower, upper : ndarray of shape (n_days, n_outputs)
     """
     _check_calibration(calibration, mean.shape[1])
-    if observed is None:
-        low, high = score_quantiles(calibration, coverage)
-        return _raised(mean + scale * low, min_value), _raised(mean + scale * high, min_value)
-    if observed.shape != mean.shape:
+    if observed is not None and observed.shape != mean.shape:
         raise ValueError(f"observed has shape {observed.shape}, the predictions "
                          f"{mean.shape}: one value per row and output")
-    if leads is None:
-        scores = (observed - mean) / scale
-        low, high = np.empty_like(mean), np.empty_like(mean)
-        for rows in np.split(np.arange(len(mean)), list(starts)[1:]):
-            low[rows], high[rows], _ = adaptive_levels(calibration, scores[rows], coverage,
-                                                       rate)
+    if classes is None:
+        low, high = _score_levels(mean, scale, calibration, coverage, observed, rate,
+                                  starts, leads)
     else:
-        low, high = _lead_levels(leads, observed, coverage, rate, starts)
+        days, windows = _checked_classes(classes, mean.shape, calibration.shape)
+        low, high = np.empty_like(mean), np.empty_like(mean)
+        for label in np.unique(days).tolist():
+            within = (days == label, windows == label)
+            low_c, high_c = _score_levels(mean, scale, calibration, coverage, observed,
+                                          rate, starts, leads, within)
+            low, high = np.where(within[0], low_c, low), np.where(within[0], high_c, high)
     return _raised(mean + scale * low, min_value), _raised(mean + scale * high, min_value)
 
 
+def high_flow_classes(mean: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """The class of each day by its forecast: 1 where ``mean`` lies above the output's
+    high-flow ``threshold`` (a forecast flood), else 0.
+
+    Parameters
+    ----------
+    mean : ndarray of shape (n_days, n_outputs)
+        The forecast the class is read from (the ensemble's mean, before any correction:
+        the same for the band of every lead).
+    threshold : ndarray of shape (n_outputs,)
+
+    Returns
+    -------
+    ndarray of int of shape (n_days, n_outputs)
+    """
+    return (np.asarray(mean) > np.asarray(threshold)).astype(np.int64)
+
+
+def _checked_classes(classes, days_shape, windows_shape) -> tuple[np.ndarray, np.ndarray]:
+    """``classes`` as two integer arrays of the days' and the windows' shapes."""
+    days, windows = (np.asarray(part) for part in classes)
+    for part, shape, name in ((days, days_shape, "days"), (windows, windows_shape,
+                                                            "calibration windows")):
+        if part.shape != shape:
+            raise ValueError(f"the classes of the {name} have shape {part.shape}, not "
+                             f"{shape}: one label per {name[:-1]} and output")
+    return days, windows
+
+
+def _class_pool(pool: np.ndarray, within, coverage: float) -> np.ndarray:
+    """The scores of ``pool`` of one class's windows (NaN elsewhere, so left out), or
+    all of an output's scores where the class has fewer than ``coverage`` needs."""
+    if within is None:
+        return pool
+    own = np.where(within[1], pool, np.nan)
+    enough = np.isfinite(own).sum(axis=0) >= min_calibration_scores(coverage)
+    return np.where(enough, own, pool)
+
+
+def _score_levels(mean, scale, calibration, coverage, observed, rate, starts, leads,
+                  within=None) -> tuple[np.ndarray, np.ndarray]:
+    """The score quantiles of :func:`interval_bounds` (of one class's band ``within``):
+    fixed ones of shape (n_outputs,) without ``observed``, else one per day."""
+    if observed is None:
+        return score_quantiles(_class_pool(calibration, within, coverage), coverage)
+    if leads is not None:
+        return _lead_levels(leads, observed, coverage, rate, starts, within)
+    scores = (observed - mean) / scale
+    if within is not None:
+        scores = np.where(within[0], scores, np.nan)
+    pool = _class_pool(calibration, within, coverage)
+    low, high = np.empty_like(mean), np.empty_like(mean)
+    for rows in np.split(np.arange(len(mean)), list(starts)[1:]):
+        low[rows], high[rows], _ = adaptive_levels(pool, scores[rows], coverage, rate)
+    return low, high
+
+
 def _lead_levels(leads: LeadCalibration, observed: np.ndarray, coverage: float, rate: float,
-                 starts) -> tuple[np.ndarray, np.ndarray]:
+                 starts, within=None) -> tuple[np.ndarray, np.ndarray]:
     """Each day's score quantiles by its lead: the fixed ones of the uncorrected
     forecast where no observed day precedes it, else those of its lead's band."""
     lead = np.minimum(lead_times(observed, starts), MAX_LEAD)
-    plain_low, plain_high = score_quantiles(leads.scores(0), coverage)
+    plain_low, plain_high = score_quantiles(_class_pool(leads.scores(0), within, coverage),
+                                            coverage)
     low = np.broadcast_to(plain_low, observed.shape).copy()
     high = np.broadcast_to(plain_high, observed.shape).copy()
     for k in np.unique(lead[lead >= 1]).tolist():
-        _, _, low_k, high_k = lead_bounds(leads, observed, k, coverage, rate, starts)
+        _, _, low_k, high_k = lead_bounds(leads, observed, k, coverage, rate, starts, within)
         low = np.where(lead == k, low_k, low)
         high = np.where(lead == k, high_k, high)
     return low, high
@@ -674,6 +753,7 @@ def score_bands(
     y: np.ndarray, mean: np.ndarray, scale: np.ndarray, calibration: np.ndarray,
     coverages, high_flow: np.ndarray, adaptive: bool = False, rate: float = ADAPT_RATE,
     starts=(0,), min_value: np.ndarray | None = None, leads: LeadCalibration | None = None,
+    classes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[dict]:
     """How the bands of several coverages, and the predictive distribution, hold on ``y``.
 
@@ -688,9 +768,10 @@ def score_bands(
     adaptive : bool, default=False
         Each day's band adapts to the observations of the days before it
         (:func:`interval_bounds` with ``observed=y``).
-    rate, starts, min_value, leads
+    rate, starts, min_value, leads, classes
         As for :func:`interval_bounds` (``min_value`` also raises the draws of the
-        predictive distribution, which are drawn from ``calibration`` on every day).
+        predictive distribution, which are drawn from all of ``calibration`` on every
+        day, whatever its class).
 
     Returns
     -------
@@ -713,7 +794,8 @@ def score_bands(
     import scoringrules
 
     bands = {c: interval_bounds(mean, scale, calibration, c, y if adaptive else None, rate,
-                                starts, min_value, leads) for c in sorted(set(coverages))}
+                                starts, min_value, leads, classes)
+             for c in sorted(set(coverages))}
     samples = predictive_draws(mean, scale, calibration, min_value)
     outputs = []
     for k in range(y.shape[1]):

@@ -51,6 +51,14 @@ corrected forecast on the calibration windows. A model's errors in discharge las
 days (a missed flood, a drifting baseflow); a forecaster who sees yesterday's error
 carries most of it into today.
 
+With ``band_classes="high_flow"`` the days the ensemble's mean forecasts above the
+high-flow threshold (the fit period's 90th percentile) and the other days each get a
+band of their own (:func:`sktlag.conformal.high_flow_classes`): from the scores of the
+calibration windows of their class, adapting to the observations of their class alone
+(Mondrian conformal prediction). A forecast flood errs by more than a forecast dry
+spell, even in units of the flow scale; one pool of scores spends the band's misses
+on the floods.
+
 The same scores define a predictive distribution (``mean + u * r_j`` over all scores
 ``r_j``), which :meth:`~sktlag.TLAGEnsemble.score_intervals` scores with the CRPS of the
 ``scoringrules`` package. Validation days also chose each member's best state, so the
@@ -79,6 +87,7 @@ from .conformal import (
     check_rate,
     corrected_centre,
     error_coefficient,
+    high_flow_classes,
     interval_bounds,
     interval_scale,
     lead_scores,
@@ -224,6 +233,11 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         mean. On the new years of twenty-eight basins the corrected band held its
         coverage at half the width, and covered at least 83 % of the high flows on
         every record of three years or more (``docs/forecasting.md``).
+    band_classes : {"high_flow"} or None, default=None
+        A band of their own for the days the mean forecasts above
+        ``high_flow_threshold_`` and for the other days (see the module notes), or one
+        band for all days (None). Both hold the share of all days alike; the classes
+        cover more of the high flows.
 
     Attributes
     ----------
@@ -248,10 +262,11 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         scores on their own.
     min_value_ : ndarray of shape (n_outputs,)
         The lowest value of each output's bands and draws (-inf: no limit).
-    calibration_, scale_, error_correction_ : str or None
-        ``calibration``, ``scale`` and ``error_correction`` as the fit calibrated with
-        them: bands, draws, the corrected forecast and what the reports and model files
-        say follow these until the next fit, whatever ``set_params`` sets in between.
+    calibration_, scale_, error_correction_, band_classes_ : str or None
+        ``calibration``, ``scale``, ``error_correction`` and ``band_classes`` as the
+        fit calibrated with them: bands, draws, the corrected forecast and what the
+        reports and model files say follow these until the next fit, whatever
+        ``set_params`` sets in between.
     error_coefficient_ : ndarray of shape (n_outputs,)
         The lag-one coefficient ``phi`` of the errors on the calibration windows, in
         [0, 1] (0 with ``error_correction=None``).
@@ -294,11 +309,12 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         # -inf is no limit, as in a list; +inf and NaN are refused in fit, with a reason.
         "min_value": [Interval(Real, None, None, closed="both"), "array-like", None],
         "error_correction": [StrOptions({"ar1"}), None],
+        "band_classes": [StrOptions({"high_flow"}), None],
     }
 
     def __init__(self, estimator=None, n_members=5, n_jobs=None, random_state=None,
                  calibration="validation", scale="flow", min_value=None,
-                 error_correction="ar1"):
+                 error_correction="ar1", band_classes=None):
         self.estimator = estimator
         self.n_members = n_members
         self.n_jobs = n_jobs
@@ -307,6 +323,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         self.scale = scale
         self.min_value = min_value
         self.error_correction = error_correction
+        self.band_classes = band_classes
 
     # ------------------------------------------------------------------ fitting
     @_fit_context(prefer_skip_nested_validation=False)
@@ -358,6 +375,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             # wrong band).
             self.calibration_ = self.calibration
             self.scale_, self.error_correction_ = self.scale, self.error_correction
+            self.band_classes_ = self.band_classes
             self._calibrate(X, y, groups, blocks if self.calibration == "blocks" else None)
             self.min_value_ = self._lowest_values(self.n_outputs_)
         return self
@@ -533,6 +551,10 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             state.setdefault("calibration_", state["calibration"])
             state.setdefault("scale_", state["scale"])
             state.setdefault("error_correction_", state["error_correction"])
+        # Before the classes, one band for all days.
+        state.setdefault("band_classes", None)
+        if "calibration_scores_" in state:
+            state.setdefault("band_classes_", None)
         if "calibration_scores_" in state and "min_value_" not in state:
             state["min_value_"] = np.full(state["calibration_scores_"].shape[1], -np.inf)
         super().__setstate__(state)
@@ -640,7 +662,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             observed = self._observations(observed, len(mean), "observed")
         centre, scale, scores, leads = self._band(mean, std, observed, groups)
         low, high = interval_bounds(centre, scale, scores, coverage, observed, adapt_rate,
-                                    self._starts(groups, len(mean)), self._limit(), leads)
+                                    self._starts(groups, len(mean)), self._limit(), leads,
+                                    self._classes(mean))
         return shape(mean), shape(centre), shape(low), shape(high)
 
     def predict_corrected(self, X, observed, groups=None, history=None):
@@ -695,6 +718,15 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         return (centre, self._scale(centre, std), self.corrected_scores_,
                 self._leads(mean, std))
 
+    def _classes(self, mean):
+        """The classes of the days (by the members' mean) and of the calibration windows,
+        or None for one band (also for an ensemble saved before the windows' mean was
+        kept)."""
+        if self.band_classes_ is None or self.calibration_mean_ is None:
+            return None
+        return (high_flow_classes(mean, self.high_flow_threshold_),
+                high_flow_classes(self.calibration_mean_, self.high_flow_threshold_))
+
     def _corrected(self, mean, observed, groups=None):
         return corrected_centre(mean, observed, self.error_coefficient_,
                                 self._starts(groups, len(mean)))
@@ -745,8 +777,9 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         -------
         dict
             ``nominal_coverage``, ``method`` (``"fixed"`` or ``"adaptive"``),
-            ``calibration``, ``scale``, ``min_value`` (the bands' lowest value: None,
-            one number, or a list of one per output where they differ, -inf for none),
+            ``calibration``, ``scale``, ``band_classes``, ``min_value`` (the bands'
+            lowest value: None, one number, or a list of one per output where they
+            differ, -inf for none),
             ``adapt_rate`` and ``error_coefficient`` (the lag-one coefficient of each
             output's errors that corrects the adaptive band's centre; both None for
             the fixed band) and ``outputs``,
@@ -758,7 +791,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             scores than the level needs: its band spans all of them and covers less
             than nominal); ``crps`` (mean CRPS of the predictive distribution, units of
             ``y``, from ``scoringrules.crps_ensemble``; for the adaptive method around
-            the corrected forecast, with the corrected scores); ``n``
+            the corrected forecast, with the corrected scores; of all of them, whatever
+            ``band_classes``); ``n``
             and ``n_high_flow`` (rows scored).
 
         Warns
@@ -780,10 +814,12 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         centre, scale, scores, leads = self._band(mean, std, y2 if adaptive else None, groups)
         scored = score_bands(y2, centre, scale, scores,
                              sorted({coverage, *coverages}), self.high_flow_threshold_, adaptive,
-                             adapt_rate, self._starts(groups, len(mean)), self._limit(), leads)
+                             adapt_rate, self._starts(groups, len(mean)), self._limit(), leads,
+                             self._classes(mean))
         outputs = [{**out["levels"][level_key(coverage)], **out} for out in scored]
         return {"nominal_coverage": coverage, "method": "adaptive" if adaptive else "fixed",
                 "calibration": self.calibration_, "scale": self.scale_,
+                "band_classes": self.band_classes_,
                 # The limit the bands were raised to (the fit's, whatever the parameter
                 # says now).
                 "min_value": _plain_limit(self._limit()),

@@ -281,6 +281,7 @@ def _ensemble_payload(ensemble: TLAGEnsemble) -> dict[str, Any]:
         "min_value": to_plain(ensemble.min_value),
         "lowest_values": to_plain(ensemble.min_value_),
         "error_correction": ensemble.error_correction_,
+        "band_classes": ensemble.band_classes_,
         "error_coefficient": to_plain(ensemble.error_coefficient_),
         "corrected_scores": torch.from_numpy(
             np.array(ensemble.corrected_scores_, dtype=np.float64)
@@ -584,10 +585,13 @@ def _build_ensemble(data: dict[str, Any], device: str) -> TLAGEnsemble:
         min_value=data.get("min_value"),
         # Files written before the error correction centred every band on the mean.
         error_correction=data.get("error_correction"),
+        # Files written before the classes had one band for all days.
+        band_classes=data.get("band_classes"),
     )
     ensemble.estimators_ = members
     ensemble.calibration_ = ensemble.calibration
     ensemble.scale_, ensemble.error_correction_ = ensemble.scale, ensemble.error_correction
+    ensemble.band_classes_ = ensemble.band_classes
     ensemble.seeds_ = np.asarray(data["seeds"], dtype=np.int64)
     ensemble.calibration_scores_ = data["calibration_scores"].numpy().astype(np.float64)
     ensemble.spread_offset_ = np.asarray(data["spread_offset"], dtype=np.float64)

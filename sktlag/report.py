@@ -36,7 +36,7 @@ import pandas as pd
 
 from ._record import EPOCH, VALID_NSE, decision_table, decisions_from_table, describe_decision
 from ._version import __version__
-from .conformal import ADAPT_RATE, check_coverage
+from .conformal import ADAPT_RATE, HIGH_FLOW_QUANTILE, check_coverage
 from .ensemble import (
     CALIBRATION_WINDOWS,
     final_ensemble,
@@ -204,6 +204,12 @@ def _adaptive_centre(ensemble) -> str:
             "(lag-one coefficient of the calibration errors)")
 
 
+def _thresholds(ensemble) -> str:
+    """The high-flow threshold of each output, in words."""
+    return " / ".join(f"{t:.4g}" for t in ensemble.high_flow_threshold_) + (
+        f" (high-flow threshold, the fit period's {HIGH_FLOW_QUANTILE:.0%} quantile)")
+
+
 def architecture_text(model) -> str:
     """The content of ``adaptive_lstm_architecture.txt``: network, growth and settings.
 
@@ -220,7 +226,10 @@ def architecture_text(model) -> str:
                  "  prediction: the members' mean; intervals calibrated by conformal scores "
                  f"on {windows} "
                  f"({CALIBRATION_WINDOWS[ensemble.calibration_]}; scale {ensemble.scale_})",
-                 f"  adaptive band: centred on {_adaptive_centre(ensemble)}", ""]
+                 f"  adaptive band: centred on {_adaptive_centre(ensemble)}",
+                 *([f"  bands of their own for the days forecast above "
+                    f"{_thresholds(ensemble)} and for the others"]
+                   if ensemble.band_classes_ is not None else []), ""]
         for i, member in enumerate(ensemble.estimators_, start=1):
             lines += [f"=== member {i} (random_state {member.random_state}) ===",
                       *architecture_text(member).splitlines()[1:], ""]
@@ -438,6 +447,8 @@ def metrics_summary(
                 "nominal_coverage": first["nominal_coverage"],
                 "calibration": first["calibration"],
                 "scale": first["scale"],
+                # Records of ensembles before the classes: one band.
+                "band_classes": first.get("band_classes"),
                 "min_value": first["min_value"],
                 "adapt_rate": bands["adaptive"]["adapt_rate"] if "adaptive" in bands else None,
                 "error_coefficient": (dict(zip(period_names,

@@ -909,6 +909,7 @@ def test_predict_warmup_options_are_checked(run, tmp_path):
 
 # ---------------------------------------------------------------- ensembles
 OTHER_SCALE = "spread" if TLAGEnsemble().scale == "flow" else "flow"
+OTHER_CLASSES = None if TLAGEnsemble().band_classes else "high_flow"
 
 @pytest.fixture(scope="module")
 def ensemble_run(tmp_path_factory):
@@ -918,7 +919,7 @@ def ensemble_run(tmp_path_factory):
     # Not the ensemble's default scale: the option reaches the ensemble.
     code, stdout, stderr = run_main(["run", table, "--out", out, *FAST_OPTIONS,
                                      "--members", "2", "--jobs", "1", "--interval-scale",
-                                     OTHER_SCALE])
+                                     OTHER_SCALE, "--band-classes", OTHER_CLASSES or "none"])
     return {"base": base, "table": table, "out": out, "code": code, "stdout": stdout,
             "stderr": stderr}
 
@@ -932,10 +933,18 @@ def test_run_with_members_writes_intervals(ensemble_run):
     stdout = ensemble_run["stdout"]
     assert "member 2:" in stdout
     assert ensemble.scale == OTHER_SCALE
+    assert ensemble.band_classes == OTHER_CLASSES
+    classes_said = "; the days forecast above the high-flow threshold have bands of their own"
+    assert (classes_said in stdout) == (OTHER_CLASSES is not None)
+    text = (out / "adaptive_lstm_architecture.txt").read_text()
+    assert ("bands of their own for the days forecast above" in text) == (
+        OTHER_CLASSES is not None)
+    intervals = json.loads((out / "metrics.json").read_text())["periods"]["test"]["intervals"]
+    assert intervals["band_classes"] == OTHER_CLASSES
     # Discharge: the band never reaches below zero.
     assert ensemble.min_value == 0.0
     assert (f"fixed band (calibrated on the validation windows, scale {OTHER_SCALE}, never "
-            "below 0):") in stdout
+            f"below 0{classes_said if OTHER_CLASSES else ''}):") in stdout
     # The table shows the band of a forecaster, who observes each day before the next.
     phi = ensemble.error_coefficient_[0]
     assert 0 < phi <= 1
@@ -1228,7 +1237,8 @@ def test_block_calibration_needs_several_members(tmp_path):
 
 
 @pytest.mark.parametrize(("option", "value"), [("--interval-scale", "flow"),
-                                               ("--error-correction", "none")])
+                                               ("--error-correction", "none"),
+                                               ("--band-classes", "high_flow")])
 def test_interval_options_need_several_members(tmp_path, option, value):
     code, _, stderr = run_main(["run", "--out", tmp_path / "out", *FAST_OPTIONS,
                                 option, value])

@@ -16,6 +16,7 @@ from sktlag.conformal import (
     conformal_quantile,
     corrected_centre,
     error_coefficient,
+    high_flow_classes,
     interval_bounds,
     interval_coverage,
     interval_scale,
@@ -554,3 +555,123 @@ def test_a_forecast_beyond_the_longest_lead_gets_its_band():
     _, _, low, _ = lead_bounds(leads, test, MAX_LEAD, 0.9)
     for day in (399 + MAX_LEAD, 399 + MAX_LEAD + 1, 599):
         assert lower[day, 0] == pytest.approx(centre[day, 0] + low[day, 0])
+
+
+def _floods_with_larger_errors(n_days, seed):
+    """A forecast whose errors are three times as large on the days it puts above its
+    90th percentile (forecast floods) as on the others, in units of a scale of 1."""
+    rng = np.random.default_rng(seed)
+    mean = rng.gamma(0.7, 10.0, size=(n_days, 1))
+    flood = mean > np.quantile(mean, 0.9)
+    return mean, mean + rng.standard_normal(mean.shape) * np.where(flood, 3.0, 1.0)
+
+
+def test_each_class_gets_the_band_of_its_own_scores():
+    rng = np.random.default_rng(4)
+    calibration = rng.normal(size=(60, 2))
+    windows = np.zeros((60, 2), dtype=int)
+    windows[:30, 0] = 1
+    windows[:5, 1] = 1  # too few for a 0.9 band: that class starts from all the scores
+    mean, scale = rng.normal(size=(80, 2)), np.full((80, 2), 2.0)
+    days = rng.integers(0, 2, size=(80, 2))
+    observed = mean + scale * rng.normal(scale=1.5, size=(80, 2))
+    observed[[3, 40], 0] = np.nan
+    fixed = interval_bounds(mean, scale, calibration, 0.9, classes=(days, windows))
+    adapted = interval_bounds(mean, scale, calibration, 0.9, observed, classes=(days, windows))
+    scores = (observed - mean) / scale
+    for k in range(2):
+        for label in (0, 1):
+            own, pool = days[:, k] == label, calibration[windows[:, k] == label, k]
+            if len(pool) < min_calibration_scores(0.9):
+                pool = calibration[:, k]
+            low, high = score_quantiles(pool[:, None], 0.9)
+            np.testing.assert_allclose(fixed[0][own, k], mean[own, k] + 2.0 * low[0])
+            np.testing.assert_allclose(fixed[1][own, k], mean[own, k] + 2.0 * high[0])
+            # The adaptive band of a class adapts to the scores of its own days alone,
+            # as if the other days did not exist.
+            low, high, _ = adaptive_levels(pool[:, None], scores[own, k:k + 1], 0.9, 0.05)
+            np.testing.assert_allclose(adapted[0][own, k], mean[own, k] + 2.0 * low[:, 0])
+            np.testing.assert_allclose(adapted[1][own, k], mean[own, k] + 2.0 * high[:, 0])
+
+
+def test_one_class_is_the_band_without_classes():
+    phi = np.array([0.9])
+    mean, observed = _ar1_forecast(700, 0.9, seed=5)
+    leads = _leads_of(mean[400:], (mean[:400], observed[:400]), phi)
+    test = observed[400:].copy()
+    test[250:] = np.nan  # days ahead: the bands of their leads
+    centre = corrected_centre(mean[400:], test, phi)
+    scale = np.ones_like(centre)
+    one = (np.zeros(centre.shape, dtype=int), np.zeros((400, 1), dtype=int))
+    for observed_, leads_ in ((None, None), (test, None), (test, leads)):
+        np.testing.assert_array_equal(
+            interval_bounds(centre, scale, leads.scores(1), 0.9, observed_, leads=leads_),
+            interval_bounds(centre, scale, leads.scores(1), 0.9, observed_, leads=leads_,
+                            classes=one))
+
+
+def test_the_days_ahead_of_a_class_adapt_to_its_own_forecasts():
+    phi = np.array([0.9])
+    mean, observed = _ar1_forecast(700, 0.9, seed=6)
+    leads = _leads_of(mean[400:], (mean[:400], observed[:400]), phi)
+    test = observed[400:].copy()
+    test[250:] = np.nan  # day 249 is the last observed: day 249 + k is k days ahead
+    days, windows = (mean[400:] > 5.5).astype(int), (mean[:400] > 5.5).astype(int)
+    centre = corrected_centre(mean[400:], test, phi)
+    lower, upper = interval_bounds(centre, np.ones_like(centre), leads.scores(1), 0.9, test,
+                                   leads=leads, classes=(days, windows))
+    for label in (0, 1):
+        within = (days == label, windows == label)
+        own = days[:, 0] == label
+        for lead in (1, 5, 30):
+            _, _, low, high = lead_bounds(leads, test, lead, 0.9, within=within)
+            ahead = [day for day in ([*range(1, 250)] if lead == 1 else [249 + lead])
+                     if own[day]]
+            np.testing.assert_allclose(lower[ahead, 0], centre[ahead, 0] + low[ahead, 0])
+            np.testing.assert_allclose(upper[ahead, 0], centre[ahead, 0] + high[ahead, 0])
+        # The next day's band of a class: its own windows' scores, its own days'.
+        _, _, low, _ = lead_bounds(leads, test, 1, 0.9, within=within)
+        scores = test - corrected_centre(mean[400:], test, phi)
+        scores[0] = np.nan  # no day before it: no forecast of lead 1
+        expected, _, _ = adaptive_levels(leads.scores(1)[windows[:, 0] == label],
+                                         scores[own], 0.9, 0.05)
+        np.testing.assert_allclose(low[own, 0], expected[:, 0])
+
+
+def test_a_band_of_its_own_covers_the_forecast_floods_where_one_band_does_not():
+    mean, y = _floods_with_larger_errors(8000, seed=0)
+    scale = np.ones_like(mean)
+    fit, test = slice(0, 4000), slice(4000, None)
+    threshold = np.quantile(mean[fit], 0.9, axis=0)
+    classes = (high_flow_classes(mean[test], threshold),
+               high_flow_classes(mean[fit], threshold))
+    scores = y[fit] - mean[fit]
+    floods = classes[0][:, 0] == 1
+    for observed in (None, y[test]):
+        pooled = interval_bounds(mean[test], scale[test], scores, 0.9, observed)
+        own = interval_bounds(mean[test], scale[test], scores, 0.9, observed,
+                              classes=classes)
+        inside = {name: (y[test] >= low) & (y[test] <= high)
+                  for name, (low, high) in (("pooled", pooled), ("own", own))}
+        # Both hold the share of all days; only the classes hold it on the floods (about
+        # 400 test days: the fixed band's quantiles from 400 windows vary by a few points).
+        assert abs(inside["own"].mean() - 0.9) < 0.02
+        assert abs(inside["pooled"].mean() - 0.9) < 0.02
+        assert abs(inside["own"][floods].mean() - 0.9) < (0.05 if observed is None else 0.02)
+        assert inside["pooled"][floods].mean() < 0.6
+
+
+def test_classes_of_another_shape_are_refused():
+    mean = np.zeros((10, 1))
+    with pytest.raises(ValueError, match=r"classes of the days have shape \(9, 1\)"):
+        interval_bounds(mean, np.ones_like(mean), np.zeros((30, 1)), 0.9,
+                        classes=(np.zeros((9, 1)), np.zeros((30, 1))))
+    with pytest.raises(ValueError, match="classes of the calibration windows"):
+        interval_bounds(mean, np.ones_like(mean), np.zeros((30, 1)), 0.9,
+                        classes=(np.zeros((10, 1)), np.zeros(30)))
+
+
+def test_high_flow_classes_mark_forecast_floods():
+    mean = np.array([[1.0, 5.0], [3.0, 2.0], [np.nan, 9.0]])
+    np.testing.assert_array_equal(high_flow_classes(mean, np.array([2.0, 5.0])),
+                                  [[0, 0], [1, 0], [0, 1]])

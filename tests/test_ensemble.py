@@ -20,6 +20,7 @@ from sktlag.conformal import (
     adaptive_levels,
     corrected_centre,
     error_coefficient,
+    high_flow_classes,
     interval_bounds,
     interval_scale,
     lead_bounds,
@@ -1200,3 +1201,41 @@ def test_a_forecast_past_the_last_observation_widens_with_its_lead(fitted, tmp_p
         rtol=1e-10)
     # (The first day differs too: no observed day precedes it.)
     assert old_lower[0] != lower[0]
+
+
+def test_forecast_floods_get_a_band_of_their_own(fitted, tmp_path):
+    from sktlag import load_model, save_model
+
+    ens, X, y = fitted
+    classed = TLAGEnsemble(TLAGRegressor(**TINY), n_members=3, random_state=0,
+                           band_classes="high_flow").fit(X[:300], y[:300])
+    assert classed.band_classes_ == "high_flow" and ens.band_classes_ is None
+    np.testing.assert_array_equal(classed.calibration_scores_, ens.calibration_scores_)
+    # The tiny members forecast no flood above the 90th percentile: a lower threshold
+    # gives both classes enough windows.
+    for model in (classed, ens):
+        model.high_flow_threshold_ = np.quantile(ens.calibration_mean_, 0.6, axis=0)
+    mean, std = (a[:, None] for a in classed.predict(X[300:], return_std=True))
+    classes = tuple(high_flow_classes(m, classed.high_flow_threshold_)
+                    for m in (mean, classed.calibration_mean_))
+    assert classes[0].any() and not classes[0].all()
+    expected = interval_bounds(mean, classed._scale(mean, std), classed.calibration_scores_,
+                               0.9, classes=classes)
+    for got, want, pooled in zip(classed.predict_interval(X[300:]), expected,
+                                 ens.predict_interval(X[300:]), strict=True):
+        np.testing.assert_allclose(got, want[:, 0], rtol=1e-12)
+        assert not np.allclose(got, pooled)
+    observed = y[300:, None]
+    centre = corrected_centre(mean, observed, classed.error_coefficient_)
+    expected = interval_bounds(centre, classed._scale(centre, std), classed.corrected_scores_,
+                               0.9, observed, leads=classed._leads(mean, std), classes=classes)
+    adaptive = classed.predict_interval(X[300:], observed=y[300:])
+    for got, want in zip(adaptive, expected, strict=True):
+        np.testing.assert_allclose(got, want[:, 0], rtol=1e-12)
+    assert classed.score_intervals(X[300:], y[300:])["band_classes"] == "high_flow"
+    # A file keeps the classes.
+    loaded = load_model(save_model(classed, tmp_path / "classed.pth"))
+    assert (loaded.band_classes, loaded.band_classes_) == ("high_flow", "high_flow")
+    for got, want in zip(loaded.predict_interval(X[300:], observed=y[300:]), adaptive,
+                         strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
