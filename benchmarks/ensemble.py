@@ -326,7 +326,8 @@ def rescored_job(path: Path, scale: str, rates) -> dict:
     corrected_leads = leads_of(phi, corrected_scores)
     # The days and windows the mean forecasts above the high-flow threshold, and the rest.
     classes = tuple(high_flow_classes(mean[part], saved["threshold"]) for part in (test, valid))
-    bands = {"fixed": (False, ADAPT_RATE, mean[test], u[test], calibration_scores, None, None)}
+    fixed = (False, ADAPT_RATE, mean[test], u[test], calibration_scores, None)
+    bands = {"fixed": (*fixed, None), f"fixed {CLASSES}": (*fixed, classes)}
     for r in rates:
         bands[_adaptive_method(r, None)] = (True, r, mean[test], u[test], calibration_scores,
                                             leads_of(np.zeros(1), calibration_scores), None)
@@ -515,8 +516,9 @@ def compact_table(runs: list[dict], rate: float, coverage: str = "0.9") -> str:
     """Per basin, at ``coverage``: the fixed band of each calibration and the adaptive
     band of ``rate`` of the validation calibration, with the spread scale, and the same
     two of the validation calibration with the flow scale where runs have it, and the
-    corrected adaptive band of the same rate: coverage (of all days / of the high
-    flows) and width over the test days' standard deviation; medians over seeds."""
+    corrected adaptive band of the same rate, also by high-flow class: coverage (of all
+    days / of the high flows) and width over the test days' standard deviation; medians
+    over seeds."""
     rows = []
     years = {r["basin"]: r["years"] for r in runs}
     adaptive, corrected = (_adaptive_method(rate, c) for c in (None, "ar1"))
@@ -525,7 +527,9 @@ def compact_table(runs: list[dict], rate: float, coverage: str = "0.9") -> str:
                ("validation", adaptive, "spread", adaptive),
                ("validation", "fixed", "flow", "fixed, flow scale"),
                ("validation", adaptive, "flow", f"{adaptive}, flow scale"),
-               ("validation", corrected, "flow", f"{corrected}, flow scale")]
+               ("validation", corrected, "flow", f"{corrected}, flow scale"),
+               ("validation", f"{corrected} {CLASSES}", "flow",
+                f"{corrected} {CLASSES}, flow scale")]
     # Only the columns some run has.
     present = {(r["calibration"], m, r.get("scale", "spread")) for r in runs
                for m in r["methods"]}

@@ -249,7 +249,11 @@ def test_a_band_from_too_few_calibration_scores_warns_once_per_call(fitted, tmp_
 
     ensemble, X, y = fitted
     few = copy.deepcopy(ensemble)
-    few.calibration_scores_ = few.calibration_scores_[:10]
+    # The first 10 calibration windows, as if there were no more.
+    for name in ("calibration_scores_", "corrected_scores_", "calibration_errors_",
+                 "calibration_mean_", "calibration_spread_"):
+        setattr(few, name, getattr(few, name)[:10])
+    few.calibration_starts_ = few.calibration_starts_[few.calibration_starts_ < 10]
     # Each warning names the line of the call below, not a line inside sktlag.
     for call in (
             lambda: few.predict_interval(X, 0.9),
@@ -1206,9 +1210,10 @@ def test_a_forecast_past_the_last_observation_widens_with_its_lead(fitted, tmp_p
 def test_forecast_floods_get_a_band_of_their_own(fitted, tmp_path):
     from sktlag import load_model, save_model
 
-    ens, X, y = fitted
-    classed = TLAGEnsemble(TLAGRegressor(**TINY), n_members=3, random_state=0,
-                           band_classes="high_flow").fit(X[:300], y[:300])
+    fitted_ens, X, y = fitted
+    classed = copy.deepcopy(fitted_ens)
+    ens = TLAGEnsemble(TLAGRegressor(**TINY), n_members=3, random_state=0,
+                       band_classes=None).fit(X[:300], y[:300])
     assert classed.band_classes_ == "high_flow" and ens.band_classes_ is None
     np.testing.assert_array_equal(classed.calibration_scores_, ens.calibration_scores_)
     # The tiny members forecast no flood above the 90th percentile: a lower threshold
