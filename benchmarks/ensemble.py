@@ -27,7 +27,9 @@ on the last 20 % with the fixed band and with the adaptive band at each rate of
 ``--rates`` (each test day's band adapts to the observations of the days before it;
 ``corrected-<rate>`` in the records: centred on the forecast corrected by the last
 observed error, the ensemble's default; ``adaptive-<rate>``: centred on the mean, as
-every record before the correction).
+every record before the correction), each also ``by high-flow class`` (the days the
+mean forecasts above the high-flow threshold with a band of their own, the ensemble's
+default).
 Per method: coverage at 50/80/90/95 %, mean width over the test days' standard
 deviation, coverage of the high flows (days above the fit period's 90th percentile)
 and CRPS; and the test NSE of the forecast corrected by the last observed error (the
@@ -42,7 +44,8 @@ one after another on one torch thread, and are appended to ``intervals_jobs.json
 again, with the scores in units of each scale of ``--scales`` (``spread``, ``flow``:
 ``TLAGEnsemble(scale=...)``), from the members' predictions alone: the same bands
 without refitting (validation calibration; the scores of a saved scale must come out
-as saved, or it stops), the adaptive band both centred on the mean and corrected.
+as saved, or it stops), the adaptive band both centred on the mean and corrected, and
+the fixed and the corrected band by high-flow class.
 """
 
 from __future__ import annotations
@@ -212,10 +215,17 @@ def interval_job(job: dict) -> dict:
     observed = ~np.isnan(y[n:])
     mean = ensemble.predict(test, history=history)
     corrected = ensemble.predict_corrected(test, y[n:], history=history)
-    methods = {"fixed": ensemble.score_intervals(test, y[n:], history=history)}
-    for rate in job["rates"]:
-        methods[_adaptive_method(rate, ensemble.error_correction)] = ensemble.score_intervals(
-            test, y[n:], history=history, adaptive=True, adapt_rate=rate)
+    methods = {}
+    # The bands with and without the classes of the forecast floods (the fit does not
+    # depend on them), named as --rescore names the same bands.
+    for classes in (None, "high_flow"):
+        ensemble.band_classes_ = classes
+        tail = f" {CLASSES}" if classes else ""
+        methods[f"fixed{tail}"] = ensemble.score_intervals(test, y[n:], history=history)
+        for rate in job["rates"]:
+            methods[_adaptive_method(rate, ensemble.error_correction) + tail] = (
+                ensemble.score_intervals(test, y[n:], history=history, adaptive=True,
+                                         adapt_rate=rate))
     if job.get("save_predictions"):
         # Everything a new band needs, to be scored without refitting.
         members = np.stack([m.predict(X) for m in ensemble.estimators_])

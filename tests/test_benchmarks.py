@@ -510,8 +510,10 @@ def test_interval_study_scores_every_band_and_replays_its_records(tmp_path):
     runs = json.loads((tmp_path / "intervals.json").read_text())["results"]["runs"]
     assert sorted(r["calibration"] for r in runs) == ["blocks", "validation"]
     for run in runs:
-        # The ensemble's adaptive band is centred on the corrected forecast.
-        assert set(run["methods"]) == {"fixed", "corrected-0.05"}
+        # The ensemble's adaptive band is centred on the corrected forecast; both bands
+        # with and without the classes of the forecast floods.
+        assert set(run["methods"]) == {"fixed", "corrected-0.05", "fixed by high-flow class",
+                                       "corrected-0.05 by high-flow class"}
         fixed = run["methods"]["fixed"]
         assert list(fixed["levels"]) == ["0.5", "0.8", "0.9", "0.95"]
         assert fixed["coverage"] == fixed["levels"]["0.9"]["coverage"]
@@ -561,6 +563,11 @@ def test_interval_study_scores_every_band_and_replays_its_records(tmp_path):
     assert "| days ahead | basins | adaptive: within 87-93 % |" in rescored
     assert "| validation adaptive-0.05, flow scale | 1 |" in rescored
     assert "| validation corrected-0.05, flow scale | 1 |" in rescored
+    # The ensemble's default bands by high-flow class, and the same without the classes.
+    assert "| validation corrected-0.05 by high-flow class, flow scale | 1 |" in rescored
+    assert "| validation fixed by high-flow class, flow scale | 1 |" in rescored
+    assert ("Width of the corrected adaptive band by high-flow class over the corrected "
+            "adaptive band's (same ensembles): median ") in rescored
     assert ("CRPS of the corrected adaptive band over the one centred on the mean (same "
             "ensembles): median ") in rescored
     assert "| validation adaptive-0.05 | 1 |" in rescored  # the spread scale
