@@ -500,16 +500,37 @@ def interval_tables(runs: list[dict], coverage: str = "0.9") -> tuple[str, str]:
                 r["methods"][method]["crps"] / r["methods"][plain]["crps"])
     note += _median_line("CRPS of the corrected adaptive band over the one centred on the "
                          "mean (same ensembles)", corrected)
-    # What a band of its own for the forecast floods costs in width, on the same ensembles.
-    widths: dict[str, list[float]] = {}
-    for r in runs:
-        if (by_class := r["methods"].get(f"{method} {CLASSES}")) is not None:
-            widths.setdefault(r["basin"], []).append(
-                by_class["levels"][coverage]["mean_width"]
-                / r["methods"][method]["levels"][coverage]["mean_width"])
-    note += _median_line(f"Width of the corrected adaptive band {CLASSES} over the "
-                         "corrected adaptive band's (same ensembles)", widths)
+    note += _classes_lines(runs, method, coverage)
     return markdown_table(overall) + note, markdown_table(rows)
+
+
+def _classes_lines(runs: list[dict], method: str, coverage: str) -> str:
+    """What a band of its own for the forecast floods changes in the band ``method`` of
+    the flow scale, on the same ensembles: its width, and its coverage of the high flows
+    basin by basin (medians over seeds)."""
+    widths: dict[str, list[float]] = {}
+    high: dict[str, tuple[list[float], list[float]]] = {}
+    for r in runs:
+        by_class = r["methods"].get(f"{method} {CLASSES}")
+        if by_class is None or r.get("scale", "spread") != "flow":
+            continue
+        one, own = (m["levels"][coverage] for m in (r["methods"][method], by_class))
+        widths.setdefault(r["basin"], []).append(own["mean_width"] / one["mean_width"])
+        pair = high.setdefault(r["basin"], ([], []))
+        pair[0].append(one["high_flow_coverage"])
+        pair[1].append(own["high_flow_coverage"])
+    note = _median_line(f"Width of the corrected adaptive band {CLASSES} over the "
+                        "corrected adaptive band's (flow scale, same ensembles)", widths)
+    changes = [median(own) - median(one) for one, own in high.values()
+               if median(one) == median(one)]  # NaN: no high flow among the test days
+    if changes:
+        higher = sum(round(c, 9) > 0 for c in changes)
+        lower = sum(round(c, 9) < 0 for c in changes)
+        note += (f"\nIts coverage of the high flows against the corrected adaptive band's: "
+                 f"higher on {higher}, lower on {lower}, the same on "
+                 f"{len(changes) - higher - lower} of {len(changes)} basins (median change "
+                 f"{median(changes):+.3f}, from {min(changes):+.3f} to {max(changes):+.3f})\n")
+    return note
 
 
 def _median_line(label: str, by_basin: dict[str, list[float]], form: str = ".3f") -> str:

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from ._command import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, INTERRUPTED
 from ._record import N_LAYERS, VALID_NSE, decisions_from_table, describe_decision
 from ._version import __version__
-from .conformal import ADAPT_RATE, interval_coverage
+from .conformal import ADAPT_RATE, HIGH_FLOW_QUANTILE, interval_coverage
 from .datasets import load_lahn
 from .ensemble import CALIBRATION_WINDOWS, TLAGEnsemble, final_ensemble, members_of
 from .estimator import PRESETS, TLAGRegressor
@@ -329,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "the mean")
     model.add_argument("--band-classes", choices=("high_flow", "none"), default=None,
                        help="high_flow gives the days an ensemble forecasts above the fit "
-                       "period's 90th percentile a band of their own, calibrated on the "
+                       f"period's {HIGH_FLOW_QUANTILE * 100:g} %% quantile a band of their own, "
+                       "calibrated on the "
                        "validation windows it forecast so; none, one band for all days "
                        "(default: the ensemble's, "
                        f"{TLAGEnsemble().band_classes or 'none'})")

@@ -637,13 +637,14 @@ def interval_bounds(
         ``calibration`` is not read. Without it, every day's quantiles come from one
         adaptive run over every observed day's score, whose state stays as it was over
         the days without observation.
-    classes : (days, windows), optional
-        Integer labels of shapes (n_days, n_outputs) and (n_scores, n_outputs): the
-        class of each day and of each calibration window (of the scores of every lead
-        with ``leads``), e.g. :func:`high_flow_classes`. Each class gets the band above
-        from the scores of its own windows, adapting to its own days alone (Mondrian
-        conformal prediction); a class with fewer windows of an output than
-        ``coverage`` needs (:func:`min_calibration_scores`) starts from all of them.
+    classes : tuple, optional
+        ``(days, windows)``, two arrays of integer labels of shapes (n_days,
+        n_outputs) and (n_scores, n_outputs): the class of each day and of each
+        calibration window (of the scores of every lead with ``leads``), e.g.
+        :func:`high_flow_classes`. Each class gets the band above from the scores of its
+        own windows, adapting to its own days alone (Mondrian conformal prediction); a
+        class with fewer windows of an output than ``coverage`` needs
+        (:func:`min_calibration_scores`) starts from all of them.
 
     Returns
     -------

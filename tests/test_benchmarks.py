@@ -567,7 +567,7 @@ def test_interval_study_scores_every_band_and_replays_its_records(tmp_path):
     assert "| validation corrected-0.05 by high-flow class, flow scale | 1 |" in rescored
     assert "| validation fixed by high-flow class, flow scale | 1 |" in rescored
     assert ("Width of the corrected adaptive band by high-flow class over the corrected "
-            "adaptive band's (same ensembles): median ") in rescored
+            "adaptive band's (flow scale, same ensembles): median ") in rescored
     assert ("CRPS of the corrected adaptive band over the one centred on the mean (same "
             "ensembles): median ") in rescored
     assert "| validation adaptive-0.05 | 1 |" in rescored  # the spread scale
