@@ -1244,3 +1244,33 @@ def test_forecast_floods_get_a_band_of_their_own(fitted, tmp_path):
     for got, want in zip(loaded.predict_interval(X[300:], observed=y[300:]), adaptive,
                          strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_files_and_pickles_from_before_the_classes_keep_one_band(fitted, tmp_path):
+    import pickle
+
+    import torch
+
+    from sktlag import load_model, save_model
+
+    classed, X, _ = fitted
+    classed = copy.deepcopy(classed)
+    # A threshold the tiny members' mean crosses: the classes change the band.
+    classed.high_flow_threshold_ = np.quantile(classed.calibration_mean_, 0.6, axis=0)
+    one = copy.deepcopy(classed).set_params(band_classes=None)
+    one.band_classes_ = None
+    assert not np.allclose(classed.predict_interval(X[300:])[0],
+                           one.predict_interval(X[300:])[0])
+    path = save_model(classed, tmp_path / "old.pth")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    del payload["ensemble"]["band_classes"]
+    torch.save(payload, path)
+    state = classed.__getstate__()
+    del state["band_classes"], state["band_classes_"]
+    unpickled = pickle.loads(pickle.dumps(classed))
+    unpickled.__setstate__(state)
+    for old in (load_model(path), unpickled):
+        assert (old.band_classes, old.band_classes_) == (None, None)
+        for a, b in zip(old.predict_interval(X[300:]), one.predict_interval(X[300:]),
+                        strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12)
