@@ -447,7 +447,7 @@ def metrics_summary(
                 "nominal_coverage": first["nominal_coverage"],
                 "calibration": first["calibration"],
                 "scale": first["scale"],
-                # Records of ensembles before the classes: one band.
+                # Scores a caller gathered without the key (one band): null.
                 "band_classes": first.get("band_classes"),
                 "min_value": first["min_value"],
                 "adapt_rate": bands["adaptive"]["adapt_rate"] if "adaptive" in bands else None,
