@@ -548,8 +548,8 @@ def compact_table(runs: list[dict], rate: float, coverage: str = "0.9") -> str:
     band of ``rate`` of the validation calibration, with the spread scale, and the same
     two of the validation calibration with the flow scale where runs have it, and the
     corrected adaptive band of the same rate, also by high-flow class: coverage (of all
-    days / of the high flows) and width over the test days' standard deviation; medians
-    over seeds."""
+    days / of the high flows) and width over the test days' standard deviation, and the
+    number of high-flow test days; medians over seeds."""
     rows = []
     years = {r["basin"]: r["years"] for r in runs}
     adaptive, corrected = (_adaptive_method(rate, c) for c in (None, "ar1"))
@@ -581,6 +581,12 @@ def compact_table(runs: list[dict], rate: float, coverage: str = "0.9") -> str:
             if method == "fixed" and scale == "spread":
                 row[f"NSE, {calibration}"] = median([r["nse"] for r in same])
         row["seeds"] = len({r["seed"] for r in runs if r["basin"] == basin})
+        # How many days the high-flow coverage counts: on a few, one day moves it by
+        # tens of points.
+        counts = [level["n_high_flow"] for r in runs if r["basin"] == basin
+                  for level in [r["methods"]["fixed"]["levels"][coverage]]
+                  if "n_high_flow" in level]
+        row["high-flow test days"] = f"{median(counts):g}" if counts else "n/a"
         rows.append(row)
     return markdown_table(rows)
 

@@ -607,7 +607,7 @@ def test_interval_tables_count_basins_against_the_goals():
 
     def run(basin, cover, high, scale="flow"):
         level = {"coverage": cover, "mean_width": 1.0, "relative_width": 1.0,
-                 "high_flow_coverage": high}
+                 "high_flow_coverage": high, "n_high_flow": 0 if high != high else 5}
         return {"basin": basin, "seed": 0, "calibration": "validation", "scale": scale,
                 "years": 5.0, "nse": 0.5,
                 "methods": {"fixed": {"levels": {"0.9": level}, "crps": 1.0}}}
@@ -622,6 +622,11 @@ def test_interval_tables_count_basins_against_the_goals():
     assert cells[2] == "2 of 3"  # within 87-93 %: 0.93 and 0.90, not 0.86
     assert cells[5] == "3.0%"  # median distance from 90 %: of 3, 4 and 0 points
     assert cells[7] == "1 of 2"  # high flows within 10 points
+    # Per basin, the high-flow days those coverages count.
+    per_basin = module.compact_table(runs, 0.05).splitlines()
+    assert per_basin[0].endswith("| seeds | high-flow test days |")
+    assert per_basin[2].startswith("| a |") and per_basin[2].endswith("| 1 | 5 |")
+    assert per_basin[4].startswith("| c |") and per_basin[4].endswith("| 1 | 0 |")
     # How the members' growth ended: a basin counts where most of its members (over all
     # its runs) ended by the threshold or the validation rule; runs without records of
     # their members' growth are left out.
