@@ -62,6 +62,7 @@ __all__ = [
     "FLOW_FLOOR",
     "HIGH_FLOW_QUANTILE",
     "MAX_LEAD",
+    "MIN_CLASS_WINDOWS",
     "REPORTED_COVERAGES",
     "LeadCalibration",
     "adaptive_levels",
@@ -182,6 +183,15 @@ def min_calibration_scores(coverage: float) -> int:
     """
     coverage = check_coverage(coverage)
     return math.ceil(_snapped(2 / (1 - coverage))) - 1
+
+
+#: The fewest calibration windows of an output a class of days needs for a band from
+#: scores of its own (:func:`interval_bounds` with ``classes``): those of a 90 % band,
+#: the default. One count for every coverage, so that the bands of several coverages
+#: stay nested: with a count that grew with the coverage, a small class would switch
+#: from its own scores to all of them between two coverages, and its wider band could
+#: come out narrower.
+MIN_CLASS_WINDOWS = min_calibration_scores(0.9)
 
 
 def _check_calibration(calibration: np.ndarray, n_outputs: int) -> None:
@@ -573,8 +583,8 @@ def lead_bounds(leads: LeadCalibration, observed: np.ndarray, lead: int, coverag
     ``within``, a pair of boolean masks ``(days, windows)`` of shapes (n_days,
     n_outputs) and (n_scores, n_outputs), restricts the band to one class
     (:func:`interval_bounds` with ``classes``): it starts from the scores of the class's
-    calibration windows (all of them where the class has fewer than ``coverage``
-    needs) and adapts to the class's days alone.
+    calibration windows (all of them where the class has fewer than
+    :data:`MIN_CLASS_WINDOWS`) and adapts to the class's days alone.
 
     Returns
     -------
@@ -587,10 +597,10 @@ def lead_bounds(leads: LeadCalibration, observed: np.ndarray, lead: int, coverag
     scores = (observed - centre) / scale
     if within is not None:
         scores = np.where(within[0], scores, np.nan)
-    pool = _class_pool(leads.scores(lead), within, coverage)
+    pool = _class_pool(leads.scores(lead), within)
     enough = np.isfinite(pool).sum(axis=0) >= min_calibration_scores(coverage)
     if not enough.all():
-        pool = np.where(enough, pool, _class_pool(leads.scores(0), within, coverage))
+        pool = np.where(enough, pool, _class_pool(leads.scores(0), within))
     step = min(check_rate(rate), DELAYED_STEP / lead)
     low, high = np.empty_like(mean), np.empty_like(mean)
     for rows in np.split(np.arange(len(mean)), list(starts)[1:]):
@@ -643,8 +653,8 @@ def interval_bounds(
         calibration window (of the scores of every lead with ``leads``), e.g.
         :func:`high_flow_classes`. Each class gets the band above from the scores of its
         own windows, adapting to its own days alone (Mondrian conformal prediction); a
-        class with fewer windows of an output than ``coverage`` needs
-        (:func:`min_calibration_scores`) starts from all of them.
+        class with fewer windows of an output than :data:`MIN_CLASS_WINDOWS` (what a
+        90 % band needs, at every coverage) starts from all of them.
 
     Returns
     -------
@@ -691,19 +701,23 @@ def _checked_classes(classes, days_shape, windows_shape) -> tuple[np.ndarray, np
     days, windows = (np.asarray(part) for part in classes)
     for part, shape, name in ((days, days_shape, "days"), (windows, windows_shape,
                                                             "calibration windows")):
+        # A float label may be NaN, which equals no label: its days would get no band.
+        if not (np.issubdtype(part.dtype, np.integer) or part.dtype == np.bool_):
+            raise ValueError(f"the classes of the {name} are of type {part.dtype}: "
+                             "integer labels are needed")
         if part.shape != shape:
             raise ValueError(f"the classes of the {name} have shape {part.shape}, not "
                              f"{shape}: one label per {name[:-1]} and output")
     return days, windows
 
 
-def _class_pool(pool: np.ndarray, within, coverage: float) -> np.ndarray:
+def _class_pool(pool: np.ndarray, within) -> np.ndarray:
     """The scores of ``pool`` of one class's windows (NaN elsewhere, so left out), or
-    all of an output's scores where the class has fewer than ``coverage`` needs."""
+    all of an output's scores where the class has fewer than :data:`MIN_CLASS_WINDOWS`."""
     if within is None:
         return pool
     own = np.where(within[1], pool, np.nan)
-    enough = np.isfinite(own).sum(axis=0) >= min_calibration_scores(coverage)
+    enough = np.isfinite(own).sum(axis=0) >= MIN_CLASS_WINDOWS
     return np.where(enough, own, pool)
 
 
@@ -712,13 +726,13 @@ def _score_levels(mean, scale, calibration, coverage, observed, rate, starts, le
     """The score quantiles of :func:`interval_bounds` (of one class's band ``within``):
     fixed ones of shape (n_outputs,) without ``observed``, else one per day."""
     if observed is None:
-        return score_quantiles(_class_pool(calibration, within, coverage), coverage)
+        return score_quantiles(_class_pool(calibration, within), coverage)
     if leads is not None:
         return _lead_levels(leads, observed, coverage, rate, starts, within)
     scores = (observed - mean) / scale
     if within is not None:
         scores = np.where(within[0], scores, np.nan)
-    pool = _class_pool(calibration, within, coverage)
+    pool = _class_pool(calibration, within)
     low, high = np.empty_like(mean), np.empty_like(mean)
     for rows in np.split(np.arange(len(mean)), list(starts)[1:]):
         low[rows], high[rows], _ = adaptive_levels(pool, scores[rows], coverage, rate)
@@ -730,8 +744,7 @@ def _lead_levels(leads: LeadCalibration, observed: np.ndarray, coverage: float, 
     """Each day's score quantiles by its lead: the fixed ones of the uncorrected
     forecast where no observed day precedes it, else those of its lead's band."""
     lead = np.minimum(lead_times(observed, starts), MAX_LEAD)
-    plain_low, plain_high = score_quantiles(_class_pool(leads.scores(0), within, coverage),
-                                            coverage)
+    plain_low, plain_high = score_quantiles(_class_pool(leads.scores(0), within), coverage)
     low = np.broadcast_to(plain_low, observed.shape).copy()
     high = np.broadcast_to(plain_high, observed.shape).copy()
     for k in np.unique(lead[lead >= 1]).tolist():

@@ -239,6 +239,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         band for all days (None, the only band before sktlag 0.3). On the new years of
         thirty-two records both held the share of all days alike, at the same width,
         and the classes covered more of the high flows (``docs/forecasting.md``).
+        Fitted with ``groups``, the threshold is one for all series: the floods of a
+        series whose forecasts never reach it share the band of the other days.
 
     Attributes
     ----------

@@ -588,6 +588,9 @@ def _build_ensemble(data: dict[str, Any], device: str) -> TLAGEnsemble:
         # Files written before the classes had one band for all days.
         band_classes=data.get("band_classes"),
     )
+    # The parameter checks of fit: a setting the ensemble does not know ("none" for
+    # None) fails here, naming it, rather than giving bands it never describes.
+    ensemble._validate_params()
     ensemble.estimators_ = members
     ensemble.calibration_ = ensemble.calibration
     ensemble.scale_, ensemble.error_correction_ = ensemble.scale, ensemble.error_correction

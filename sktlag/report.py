@@ -398,7 +398,8 @@ def metrics_summary(
         in that period as ``intervals``: ``nominal_coverage``, ``calibration``,
         ``scale``, ``min_value``, ``adapt_rate``, ``error_coefficient`` (per output, the
         lag-one coefficient of the errors that corrects the adaptive band's centre; 0
-        without correction) and ``bands``, per band and output its
+        without correction), ``band_classes`` (``"high_flow"`` or None) and ``bands``,
+        per band and output its
         scores (``coverage``, ``mean_width``, ``relative_width``, ``high_flow_coverage``,
         ``crps``, ``n``, ``n_high_flow`` and the same at every level of ``levels``); an
         optional entry ``"shown"`` names the band the figure and the table show, stored

@@ -11,6 +11,7 @@ from sktlag.conformal import (
     DELAYED_STEP,
     FLOW_FLOOR,
     MAX_LEAD,
+    MIN_CLASS_WINDOWS,
     LeadCalibration,
     adaptive_levels,
     conformal_quantile,
@@ -582,7 +583,7 @@ def test_each_class_gets_the_band_of_its_own_scores():
     for k in range(2):
         for label in (0, 1):
             own, pool = days[:, k] == label, calibration[windows[:, k] == label, k]
-            if len(pool) < min_calibration_scores(0.9):
+            if len(pool) < MIN_CLASS_WINDOWS:
                 pool = calibration[:, k]
             low, high = score_quantiles(pool[:, None], 0.9)
             np.testing.assert_allclose(fixed[0][own, k], mean[own, k] + 2.0 * low[0])
@@ -665,10 +666,48 @@ def test_classes_of_another_shape_are_refused():
     mean = np.zeros((10, 1))
     with pytest.raises(ValueError, match=r"classes of the days have shape \(9, 1\)"):
         interval_bounds(mean, np.ones_like(mean), np.zeros((30, 1)), 0.9,
-                        classes=(np.zeros((9, 1)), np.zeros((30, 1))))
+                        classes=(np.zeros((9, 1), dtype=int), np.zeros((30, 1), dtype=int)))
     with pytest.raises(ValueError, match="classes of the calibration windows"):
         interval_bounds(mean, np.ones_like(mean), np.zeros((30, 1)), 0.9,
-                        classes=(np.zeros((10, 1)), np.zeros(30)))
+                        classes=(np.zeros((10, 1), dtype=int), np.zeros(30, dtype=int)))
+
+
+def test_labels_that_are_not_integers_are_refused():
+    # A NaN label equals no label: its day would get no band at all.
+    mean = np.zeros((5, 1))
+    days = np.array([[0.0], [1.0], [np.nan], [1.0], [0.0]])
+    with pytest.raises(ValueError, match="classes of the days are of type float64: "
+                                         "integer labels are needed"):
+        interval_bounds(mean, np.ones_like(mean), np.zeros((30, 1)), 0.9,
+                        classes=(days, np.zeros((30, 1), dtype=int)))
+    # Booleans are labels too.
+    interval_bounds(mean, np.ones_like(mean), np.zeros((30, 1)), 0.9,
+                    classes=(np.zeros((5, 1), dtype=bool), np.zeros((30, 1), dtype=bool)))
+
+
+def test_a_small_class_keeps_its_bands_of_several_coverages_nested():
+    # 25 forecast floods among 300 windows, with errors five times as large: enough
+    # windows for the 80 % and 90 % bands, not for the 95 % one. Had the 95 % band
+    # alone started from all the scores, it would be narrower than the 90 % band.
+    rng = np.random.default_rng(7)
+    calibration = rng.normal(size=(300, 1))
+    windows = np.zeros((300, 1), dtype=int)
+    windows[::12] = 1
+    calibration[windows == 1] *= 5.0
+    assert min_calibration_scores(0.9) <= 25 < min_calibration_scores(0.95)
+    mean, scale = np.zeros((4, 1)), np.ones((4, 1))
+    days = np.array([[0], [1], [0], [1]])
+    widths = []
+    for coverage in (0.5, 0.8, 0.9, 0.95):
+        low, high = interval_bounds(mean, scale, calibration, coverage,
+                                    classes=(days, windows))
+        widths.append((high - low)[:, 0])
+    widths = np.array(widths)
+    assert (np.diff(widths, axis=0) >= 0).all(), widths
+    # The floods' band comes from their own scores at every coverage.
+    low, high = score_quantiles(calibration[windows[:, 0] == 1], 0.8)
+    assert widths[1, 1] == pytest.approx(high[0] - low[0])
+    assert MIN_CLASS_WINDOWS == min_calibration_scores(0.9)
 
 
 def test_high_flow_classes_mark_forecast_floods():

@@ -1246,6 +1246,23 @@ def test_forecast_floods_get_a_band_of_their_own(fitted, tmp_path):
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
+@pytest.mark.parametrize("key, value", [("band_classes", "none"), ("scale", "log"),
+                                        ("calibration", "block"),
+                                        ("error_correction", "ar2")])
+def test_a_model_file_with_an_unknown_band_setting_is_refused(fitted, tmp_path, key, value):
+    import torch
+
+    from sktlag import load_model, save_model
+    from sktlag.persistence import ModelFileError
+
+    path = save_model(fitted[0], tmp_path / "edited.pth")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload["ensemble"][key] = value
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match=rf"inconsistent: .*'{key}' parameter"):
+        load_model(path)
+
+
 def test_files_and_pickles_from_before_the_classes_keep_one_band(fitted, tmp_path):
     import pickle
 
