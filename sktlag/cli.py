@@ -605,12 +605,19 @@ def _run(args) -> int:
         print(f"sktlag: training interrupted; the artifacts in {out_dir} hold {held}",
               file=sys.stderr)
     print(f"fitted in {seconds:.0f} s")
-    print(f"  batch size {_batch_line(members[0], len(periods['train']))}")
+    batch_lines = [_batch_line(member, len(periods["train"])) for member in members]
+    # Members that left out blocks of different sizes trained on different windows, and
+    # batch_size="auto" may have chosen differently for them: then each says its own.
+    one_batch_line = len(set(batch_lines)) == 1
+    if one_batch_line:
+        print(f"  batch size {batch_lines[0]}")
     for i, member in enumerate(members, start=1):
         which = f"member {i}: " if len(members) > 1 else ""
         layers = "LSTM layer" if member.n_layers_ == 1 else "LSTM layers"
         print(f"  {which}{member.n_layers_} {layers} (best epoch {member.best_epoch_} of "
               f"{len(member.history_)})")
+        if not one_batch_line:
+            print(f"    batch size {batch_lines[i - 1]}")
         if not args.quiet:
             print("  growth decisions:")
             print("\n".join("  " + line for line in _growth_lines(member)))

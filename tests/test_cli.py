@@ -1215,6 +1215,27 @@ def test_run_with_block_calibration_names_the_windows_a_member_trained_on(tmp_pa
     assert split["member_training_windows"] == [n_train - len(b) for b in blocks]
 
 
+def test_members_that_trained_on_different_windows_each_name_their_batch(tmp_path):
+    # 2,817 training windows in two blocks of 1,409 and 1,408: the members train on
+    # 1,408 and 1,409 windows, on either side of a step of batch_size="auto".
+    table = research_table(tmp_path / "lahn.csv", slice(0, 4414))
+    out = tmp_path / "blocks"
+    code, stdout, stderr = run_main(["run", table, "--out", out, *FAST_OPTIONS,
+                                     "--max-epochs", "1", "--members", "2", "--jobs", "1",
+                                     "--calibration", "blocks", "--batch-size", "auto",
+                                     "--quiet"])
+    assert code == 0, stderr
+    windows = json.loads((out / "metrics.json").read_text())["metadata"]["split"][
+        "member_training_windows"]
+    sizes = [auto_batch_size(n) for n in windows]
+    assert sizes[0] != sizes[1], windows
+    for i, (n, size) in enumerate(zip(windows, sizes, strict=True), start=1):
+        assert re.search(
+            rf"  member {i}: \d+ LSTM layers? \(best epoch \d+ of \d+\)\n    batch size "
+            rf"{size} \(chosen by batch_size='auto' for {n} training windows: "
+            rf"{updates_per_epoch(n, size)} updates per epoch\)", stdout), stdout
+
+
 @pytest.mark.filterwarnings("default::sktlag.recipe.ShortRecordWarning")
 def test_warnings_are_one_line_each_and_said_once(tmp_path):
     # Two members in two processes fit the same short record: its warning once, in the
