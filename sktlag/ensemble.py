@@ -104,6 +104,7 @@ from .estimator import (
     final_regressor,
     final_step,
     naming_errors,
+    observations,
 )
 from .windows import fit_split, group_starts
 
@@ -134,29 +135,10 @@ def _as_2d(y) -> np.ndarray:
     return y.reshape(y.shape[0], -1)
 
 
-def _outputs(n: int) -> str:
-    return f"{n} output" if n == 1 else f"{n} outputs"
-
-
 def _warn_each_once(said, stacklevel: int) -> None:
     """Raise each distinct ``(category, message)`` of ``said`` once, in order."""
     for category, message in dict.fromkeys(said):
         warnings.warn(message, category, stacklevel=stacklevel + 1)
-
-
-def observations(y, n_rows: int, n_outputs: int, name: str) -> np.ndarray:
-    """``y`` as (n_rows, n_outputs) floats, NaN where a day has no observation; a
-    ValueError for another shape or an infinite value."""
-    y2 = np.asarray(y, dtype=float)
-    shape = (len(y2), 1 if y2.ndim == 1 else y2.shape[1]) if y2.ndim in (1, 2) else None
-    if shape != (n_rows, n_outputs):
-        held = (f"{shape[0]} rows of {_outputs(shape[1])}" if shape
-                else f"an array of shape {y2.shape}")
-        raise ValueError(f"{name} holds {held}; the model predicts {n_rows} rows of "
-                         f"{_outputs(n_outputs)} for X")
-    y2 = y2.reshape(n_rows, -1)
-    _check_finite(y2, name, None, allow_nan=True)
-    return y2
 
 
 def judged_observations(estimator, rows, observed: np.ndarray) -> np.ndarray:

@@ -44,7 +44,7 @@ from ._training import (
     train,
 )
 from .growth import CRITERIA, EIGENSOLVERS, HESSIAN_PRODUCTS, INSERTION_STRATEGIES
-from .io import MISSING_CODES
+from .io import LARGEST_VALUE, MISSING_CODES
 from .metrics import _constant_columns
 from .recipe import ShortRecordWarning, record_problems, resolve_batch_size
 from .windows import (
@@ -176,17 +176,56 @@ def _check_finite(values: np.ndarray, what: str, columns: list[str] | None, allo
         )
 
 
-def _check_missing_codes(y: np.ndarray) -> None:
+def _check_magnitude(values: np.ndarray, what: str, columns: list[str] | None) -> None:
+    """Raise a ValueError naming the first value beyond :data:`~sktlag.io.LARGEST_VALUE`
+    by row and column: in float32, where the network computes, it would be infinite."""
+    with np.errstate(invalid="ignore"):  # NaN compares False: a masked target
+        found = _first_bad(values, lambda v: np.abs(v) > LARGEST_VALUE)
+    if found is None:
+        return
+    row, col, count = found
+    name = repr(columns[col]) if columns is not None else str(col)
+    value = values.reshape(len(values), -1)[row, col]
+    raise ValueError(
+        f"{what} holds {value:g} at row {row}, column {name} ({count} value(s) beyond "
+        f"{LARGEST_VALUE:.3g} in total): too large for float32, where the network "
+        "computes; check the units or rescale"
+    )
+
+
+def _check_missing_codes(y: np.ndarray, what: str = "y") -> None:
     """Refuse targets that hold a code agencies write for a missing value (-999 ...)."""
     for code in MISSING_CODES:
         rows = np.flatnonzero((y == code).reshape(len(y), -1).any(axis=1))
         if len(rows):
             shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
             raise ValueError(
-                f"y holds {code:g} in rows {shown} ({len(rows)} in total): the "
+                f"{what} holds {code:g} in rows {shown} ({len(rows)} in total): the "
                 "missing-value code of GRDC, CAMELS and many agencies, not a discharge; "
                 "replace it with NaN (missing_target='mask' leaves those days out)"
             )
+
+
+def _outputs(n: int) -> str:
+    return f"{n} output" if n == 1 else f"{n} outputs"
+
+
+def observations(y, n_rows: int, n_outputs: int, name: str) -> np.ndarray:
+    """``y`` as (n_rows, n_outputs) floats, NaN where a day has no observation; a
+    ValueError for another shape, an infinite value, a value beyond float32 or a
+    missing-value code."""
+    y2 = np.asarray(y, dtype=float)
+    shape = (len(y2), 1 if y2.ndim == 1 else y2.shape[1]) if y2.ndim in (1, 2) else None
+    if shape != (n_rows, n_outputs):
+        held = (f"{shape[0]} rows of {_outputs(shape[1])}" if shape
+                else f"an array of shape {y2.shape}")
+        raise ValueError(f"{name} holds {held}; the model predicts {n_rows} rows of "
+                         f"{_outputs(n_outputs)} for X")
+    y2 = y2.reshape(n_rows, -1)
+    _check_finite(y2, name, None, allow_nan=True)
+    _check_magnitude(y2, name, None)
+    _check_missing_codes(y2, name)
+    return y2
 
 
 def _check_numeric_frame(X, what: str) -> None:
@@ -281,8 +320,11 @@ class SeriesRegressorMixin:
         masked = self._missing_target() == "mask"
         y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y",
                         ensure_all_finite="allow-nan" if masked else True)
-        observed = y.reshape(len(y), -1)
-        predicted = np.asarray(self.predict(X, groups=groups)).reshape(observed.shape)
+        predicted = np.asarray(self.predict(X, groups=groups))
+        predicted = predicted.reshape(len(predicted), -1)
+        # One row per row of X and one column per output: a y of the same size in
+        # another shape (two outputs in one long column) would be scored all the same.
+        observed = observations(y, *predicted.shape, "y")
         weights = (None if sample_weight is None
                    else _check_sample_weight(sample_weight, observed, dtype=np.float64))
         scores = []
@@ -811,6 +853,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                 ensure_all_finite=False, ensure_min_samples=1,
             )
         _check_finite(X, what, columns)
+        _check_magnitude(X, what, columns)
         return X
 
     def _validate_y(self, y, n_rows: int) -> np.ndarray:
@@ -829,6 +872,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
                 f"X and y must have the same number of rows, got {n_rows} and {len(y)}"
             )
         _check_finite(y, "y", columns, allow_nan=self.missing_target == "mask")
+        _check_magnitude(y, "y", columns)
         _check_missing_codes(y)
         return y
 

@@ -18,8 +18,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .ensemble import final_ensemble, judged_observations, members_of, observations
-from .estimator import _check_history_dates
+from .ensemble import final_ensemble, judged_observations, members_of
+from .estimator import _check_history_dates, observations
 from .metrics import output_names
 from .report import prediction_table
 

@@ -39,6 +39,7 @@ import pandas as pd
 __all__ = [
     "DISCHARGE_WORDS",
     "FLAG_WORDS",
+    "LARGEST_VALUE",
     "MISSING_CODES",
     "NAME_UNITS",
     "NOT_OBSERVED_WORDS",
@@ -73,6 +74,9 @@ NOT_OBSERVED_WORDS = (
 #: Numbers that agencies write for a missing value (GRDC -999.000, CAMELS -999, many
 #: others -9999): read as numbers, they would be taken for flows and rain.
 MISSING_CODES = (-999.0, -9999.0)
+#: The largest magnitude of a value: the network computes in float32, where a larger
+#: number is infinite (and a scaler would square it into an overflow before that).
+LARGEST_VALUE = float(np.finfo(np.float32).max)
 #: How the target of a table was chosen (:attr:`TableData.target_rule`).
 TARGET_RULES = ("argument", "position", "name", "none")
 # Texts that mark an empty cell (besides blank cells), in CSV files and workbooks alike.
@@ -794,6 +798,23 @@ def _check_missing_codes(parsed: pd.DataFrame, names: list[str], columns: list[s
         )
 
 
+def _check_magnitudes(parsed: pd.DataFrame, names: list[str], columns: list[str],
+                      label: str) -> None:
+    """A TableError for cells beyond :data:`LARGEST_VALUE`."""
+    details = []
+    for name in names:
+        rows = parsed.index[parsed[name].abs() > LARGEST_VALUE]
+        if len(rows):
+            cells = [f"row {row} ({parsed.at[row, name]:g})" for row in rows]
+            details.append(f"column {_column_where(name, columns)}: {_preview(cells)}")
+    if details:
+        raise TableError(
+            f"{label}: numbers too large for the model, which computes in float32 "
+            f"(largest {LARGEST_VALUE:.3g}): {'; '.join(details)}. Check the cells and "
+            "the units."
+        )
+
+
 def _check_values(
     data: pd.DataFrame,
     parsed: pd.DataFrame,
@@ -818,6 +839,7 @@ def _check_values(
             details.append(f"column {_column_where(name, columns)}: {_preview(cells)}")
         raise TableError(f"{label}: cells that are not numbers: {'; '.join(details)}.")
     _check_missing_codes(parsed, [*target, *features], columns, label)
+    _check_magnitudes(parsed, [*target, *features], columns, label)
     checked = features if allow_missing_target else [*target, *features]
     details = []
     for name in checked:
@@ -968,7 +990,8 @@ def read_table(
         mean discharge where another's does, flag columns among the default
         features, unknown target or feature names, invalid, repeated or unsorted
         dates, missing days, cells that are not numbers, cells holding a missing-value
-        code (:data:`MISSING_CODES`), empty cells, comment lines (``#``) above the
+        code (:data:`MISSING_CODES`), numbers beyond float32 (:data:`LARGEST_VALUE`),
+        empty cells, comment lines (``#``) above the
         header, a CSV header with semicolons or tabs, and tables without numeric
         feature columns. The message names the file and sheet,
         the columns and the rows; rows are numbered like in a spreadsheet,

@@ -686,6 +686,21 @@ def test_a_block_calibrated_ensemble_round_trips_through_a_model_file(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_observations_with_a_missing_value_code_or_beyond_float32_are_refused(fitted):
+    # Scored against -999 (a gauge's missing day) the band would miss it, and an adaptive
+    # band would widen for it.
+    ens, X, y = fitted
+    coded = y[300:].copy()
+    coded[12] = -999.0
+    with pytest.raises(ValueError, match="y holds -999 in rows 12"):
+        ens.score_intervals(X[300:], coded)
+    with pytest.raises(ValueError, match="observed holds -999 in rows 12"):
+        ens.predict_interval(X[300:], observed=coded)
+    coded[12] = 1e300
+    with pytest.raises(ValueError, match=r"y holds 1e\+300 at row 12"):
+        ens.score_intervals(X[300:], coded)
+
+
 def test_block_calibration_keeps_the_templates_rule_on_missing_targets():
     X, y = make_series(n_rows=300)
     y = y.copy()

@@ -412,6 +412,24 @@ def test_score_leaves_out_the_days_without_an_observation_when_masking(series, f
     assert np.isnan(est.score(X, np.column_stack([one, one])))
 
 
+def test_score_refuses_a_target_of_another_shape(series, fast_params):
+    # Two outputs of 240 days in one long column of 480 values held as many numbers
+    # as the predictions and were scored against them.
+    X, y = series
+    y2 = np.column_stack([y, 2 * y])
+    est = TLAGRegressor(**fast_params, random_state=0).fit(X, y2)
+    with pytest.raises(ValueError, match=f"y holds {2 * len(y)} rows of 1 output; the "
+                                         f"model predicts {len(y)} rows of 2 outputs"):
+        est.score(X, y2.T.reshape(-1))
+    with pytest.raises(ValueError, match=f"y holds {len(y) - 1} rows of 2 outputs"):
+        est.score(X, y2[1:])
+    # A missing-value code is no discharge to score against, as it is none to fit.
+    coded = y2.copy()
+    coded[7, 1] = -999.0
+    with pytest.raises(ValueError, match="y holds -999 in rows 7"):
+        est.score(X, coded)
+
+
 def test_an_output_never_observed_in_training_is_named(series, fast_params):
     # Masking keeps a window while any output is observed: an output observed only in
     # the validation part would be predicted as NaN.

@@ -86,6 +86,25 @@ def test_nan_inputs_stay_an_error_even_with_mask():
         TLAGRegressor(**PARAMS, missing_target="mask").fit(X, y)
 
 
+def test_values_too_large_for_float32_are_named_where_they_are():
+    # Cast to float32 they are infinite: the loss turned NaN and the fit "succeeded" on
+    # its first weights; a target of 1e200 made every prediction infinite.
+    X, y = make_series()
+    large = X.copy()
+    large[12, 2] = 1e39
+    with pytest.raises(ValueError, match=r"X holds 1e\+39 at row 12, column 2 \(1 value"):
+        TLAGRegressor(**PARAMS).fit(large, y)
+    large = y.copy()
+    large[[10, 20]] = [np.nan, -1e200]
+    with pytest.raises(ValueError, match=r"y holds -1e\+200 at row 20, column 0 "):
+        TLAGRegressor(**PARAMS, missing_target="mask").fit(X, large)
+    est = TLAGRegressor(**PARAMS, random_state=0).fit(X, y)
+    large = X.copy()
+    large[:, 1] = 1e300
+    with pytest.raises(ValueError, match=r"X holds 1e\+300 at row 0, column 1 \(240 value"):
+        est.predict(large)
+
+
 def _frame(n_rows=400):
     X, y = make_series(n_rows=n_rows)
     index = pd.date_range("2001-01-01", periods=n_rows, freq="D", name="date")

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from sktlag.datasets import load_lahn
 from sktlag.io import (
+    LARGEST_VALUE,
     MISSING_CODES,
     TableData,
     TableError,
@@ -1046,8 +1047,10 @@ FAULTS = ["missing", "text", "duplicate", "unsorted", "gap", "bad_date", "no_row
 TEXTS = ["abc", "1,5", "n.a.", "--", "#DIV/0!", "x1"]
 # Workbooks written by openpyxl keep 16 significant digits, so generated values
 # carry at most 15 (the precision of a spreadsheet cell).
-values = st.floats(min_value=-1e300, max_value=1e300).map(lambda x: float(f"{x:.15g}")).filter(
-    lambda x: x not in MISSING_CODES)  # a fault of its own (test above)
+# Missing-value codes and numbers beyond float32 are faults of their own (tests above).
+values = st.floats(min_value=-LARGEST_VALUE, max_value=LARGEST_VALUE).map(
+    lambda x: float(f"{x:.15g}")).filter(
+    lambda x: x not in MISSING_CODES and abs(x) <= LARGEST_VALUE)
 
 
 @st.composite
@@ -1222,6 +1225,23 @@ def test_missing_value_codes_are_refused_not_read_as_values(tmp_path, code, colu
     assert "missing-value code" in text
     frame.loc[[3, 7], column] = code + 0.5  # a value near the code is a value
     assert read_table(write(frame, tmp_path / "values.csv")).X.shape == (30, 2)
+
+
+@pytest.mark.parametrize("column", ["flow", "rain"])
+def test_numbers_too_large_for_the_model_are_refused_where_they_are(tmp_path, column):
+    # 1e200 is a finite number, but in float32 it is infinite, and a scaler squares it
+    # into an overflow: the error would name a NaN in a row that holds none.
+    frame = tidy_frame()
+    frame[column] = frame[column].astype(float)
+    frame.loc[[3], column] = 1e200
+    frame.loc[[7], column] = -4e38
+    with pytest.raises(TableError) as excinfo:
+        read_table(write(frame, tmp_path / "large.csv"))
+    text = message(excinfo)
+    assert f"'{column}'" in text and "row 5 (1e+200), row 9 (-4e+38)" in text
+    assert "too large for the model, which computes in float32" in text
+    frame.loc[[3, 7], column] = 3e38  # within float32
+    assert read_table(write(frame, tmp_path / "fits.csv")).X.shape == (30, 2)
 
 
 def test_research_layout_does_not_take_rain_for_discharge_named_elsewhere(tmp_path):
