@@ -495,8 +495,12 @@ def _target_names(y) -> list[str]:
 
 def _lowest_value(y) -> float | list[float] | None:
     """The lowest value of an ensemble's bands: 0 for a target that is a discharge
-    (never negative), no limit (-inf) for any other; one number where they agree."""
-    limits = [0.0 if means_discharge(name) else -math.inf for name in _target_names(y)]
+    (never negative), no limit (-inf) for any other, nor for one whose name means
+    discharge but whose values go below 0 (net or anomaly flows: a floor would cut their
+    band); one number where they agree."""
+    frame = y if isinstance(y, pd.DataFrame) else y.to_frame()
+    limits = [0.0 if means_discharge(name) and not (frame[column] < 0).any() else -math.inf
+              for name, column in zip(_target_names(y), frame.columns, strict=True)]
     if len(set(limits)) > 1:
         return limits
     return None if limits[0] == -math.inf else limits[0]

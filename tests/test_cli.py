@@ -988,6 +988,11 @@ def test_only_a_discharge_target_gets_bands_that_never_reach_below_zero():
     assert _lowest_value(pd.Series([1.0], name="stage_cm")) is None
     # Per output where only some targets are discharge (all or nothing before).
     assert _lowest_value(pd.DataFrame({"q_up": [1.0], "temperature": [2.0]})) == [0.0, -np.inf]
+    # A discharge below 0 (a net flow, an anomaly) is a value the band must reach: a
+    # floor at 0 cut the bands of such a record to [0, 0] on its negative days.
+    assert _lowest_value(pd.Series([1.0, -0.5, np.nan], name="Q")) is None
+    assert _lowest_value(pd.DataFrame({"q_up": [1.0, 2.0], "q_net": [1.0, -2.0]})) == [
+        0.0, -np.inf]
 
 
 def test_predict_with_an_ensemble_writes_its_intervals(ensemble_run, tmp_path):
