@@ -644,7 +644,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         self._warn_if_too_few_scores(coverage, stacklevel=stacklevel + 2)
         mean, std, shape = predicted or self._mean_and_std(X, groups=groups, history=history)
         if observed is not None:
-            observed = self._observations(observed, len(mean), "observed")
+            observed = self._observations(observed, len(mean), "observed", X)
         centre, scale, scores, leads = self._band(mean, std, observed, groups)
         low, high = interval_bounds(centre, scale, scores, coverage, observed, adapt_rate,
                                     self._starts(groups, len(mean)), self._limit(), leads,
@@ -676,7 +676,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         """
         mean, _, shape = self._mean_and_std(X, groups=groups, history=history)
         return shape(self._corrected(mean, self._observations(observed, len(mean),
-                                                              "observed"), groups))
+                                                              "observed", X), groups))
 
     def _warn_if_too_few_scores(self, coverage: float, stacklevel: int = 3) -> None:
         """Warn, once per call, where an output has too few calibration scores for
@@ -716,8 +716,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         return corrected_centre(mean, observed, self.error_coefficient_,
                                 self._starts(groups, len(mean)))
 
-    def _observations(self, y, n_rows: int, name: str) -> np.ndarray:
-        return observations(y, n_rows, self.n_outputs_, name)
+    def _observations(self, y, n_rows: int, name: str, X=None) -> np.ndarray:
+        return observations(y, n_rows, self.n_outputs_, name, X)
 
     def _limit(self) -> np.ndarray | None:
         """``min_value_``, or None where no output has a limit (nothing to raise)."""
@@ -789,7 +789,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         self._warn_if_too_few_scores(coverage)
         # The members predict once for every band and the samples.
         mean, std, _ = self._mean_and_std(X, groups=groups, history=history)
-        return self._scored(mean, std, y, coverage, groups, adaptive, adapt_rate, coverages)
+        return self._scored(mean, std, self._observations(y, len(mean), "y", X), coverage,
+                            groups, adaptive, adapt_rate, coverages)
 
     def _scored(self, mean, std, y, coverage, groups, adaptive, adapt_rate,
                 coverages=REPORTED_COVERAGES) -> dict:

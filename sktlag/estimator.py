@@ -210,10 +210,28 @@ def _outputs(n: int) -> str:
     return f"{n} output" if n == 1 else f"{n} outputs"
 
 
-def observations(y, n_rows: int, n_outputs: int, name: str) -> np.ndarray:
+def _check_same_dates(X, y, name: str) -> None:
+    """Refuse a dated ``y`` of as many rows as a dated ``X`` but other dates: rows are
+    paired by position, so a shifted or reversed ``y`` would give each day the flow of
+    another."""
+    if not (isinstance(X, pd.DataFrame) and isinstance(X.index, pd.DatetimeIndex)
+            and isinstance(y, pd.Series | pd.DataFrame)
+            and isinstance(y.index, pd.DatetimeIndex)) \
+            or len(y) != len(X) or y.index.equals(X.index):
+        return
+    row = next(i for i, (a, b) in enumerate(zip(y.index, X.index, strict=True)) if a != b)
+    raise ValueError(
+        f"{name} is dated otherwise than X: its row {row} is {_stamp_text(y.index[row])}, "
+        f"that of X {_stamp_text(X.index[row])}; rows are paired by position, so give "
+        f"{name} the dates of X (e.g. {name}.reindex(X.index))"
+    )
+
+
+def observations(y, n_rows: int, n_outputs: int, name: str, X=None) -> np.ndarray:
     """``y`` as (n_rows, n_outputs) floats, NaN where a day has no observation; a
-    ValueError for another shape, an infinite value, a value beyond float32 or a
-    missing-value code."""
+    ValueError for another shape, other dates than a dated ``X``, an infinite value, a
+    value beyond float32 or a missing-value code."""
+    _check_same_dates(X, y, name)
     y2 = np.asarray(y, dtype=float)
     shape = (len(y2), 1 if y2.ndim == 1 else y2.shape[1]) if y2.ndim in (1, 2) else None
     if shape != (n_rows, n_outputs):
@@ -238,14 +256,19 @@ def _check_numeric_frame(X, what: str) -> None:
             )
 
 
-def _check_time_order(X, groups) -> None:
-    """Refuse dates that go back or repeat within a series (each group, or all of ``X``).
+def _check_time_order(X, groups, what: str = "X") -> None:
+    """Refuse dates that are missing (NaT), go back or repeat within a series (each
+    group, or all of ``X``, named ``what``).
 
     Only a :class:`~pandas.DatetimeIndex` says when a row is; other indexes (row numbers,
     labels) are taken as given in time order.
     """
     if not isinstance(X, pd.DataFrame) or not isinstance(X.index, pd.DatetimeIndex):
         return
+    if X.index.hasnans:  # NaT compares False with every date: no order to check
+        row = int(np.flatnonzero(X.index.isna())[0])
+        raise ValueError(f"{what} has no date in row {row} (NaT): every row needs its date; "
+                         "give it or drop the row")
     dates = X.index.to_numpy()
     back = dates[1:] <= dates[:-1]
     if groups is not None:  # a new series may start on any date
@@ -257,15 +280,15 @@ def _check_time_order(X, groups) -> None:
     how = (f"repeats the date of row {row - 1}" if day == before
            else f"comes after row {row - 1} ({_stamp_text(before)})")
     if groups is None:
-        remedy = ("sort them with X.sort_index() and drop repeated dates (several series "
-                  "one after another: pass groups)")
+        remedy = (f"sort them with {what}.sort_index() and drop repeated dates (several "
+                  "series one after another: pass groups)")
     else:
         label = groups[row]
         label = label.item() if isinstance(label, np.generic) else label  # np.int64(0): 0
         remedy = f"sort the rows of series {label!r} by date and drop repeated dates"
     raise ValueError(
-        f"X is not in time order: row {row} ({_stamp_text(day)}) {how}; the rows must run "
-        f"forward in time, one per time step: {remedy}"
+        f"{what} is not in time order: row {row} ({_stamp_text(day)}) {how}; the rows must "
+        f"run forward in time, one per time step: {remedy}"
     )
 
 
@@ -318,6 +341,7 @@ class SeriesRegressorMixin:
         # Days without an observation are left out where the fit masks them, as in
         # the validation NSE; elsewhere a NaN target is an error, as in fit.
         masked = self._missing_target() == "mask"
+        _check_same_dates(X, y, "y")
         y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y",
                         ensure_all_finite="allow-nan" if masked else True)
         predicted = np.asarray(self.predict(X, groups=groups))
@@ -405,8 +429,9 @@ def _usual_step(index: pd.Index):
 
 
 def _check_history_dates(history, X) -> None:
-    """Refuse a dated ``history`` that does not end the day (the step) before ``X``
-    begins: it would be read as the days before ``X`` all the same."""
+    """Refuse a dated ``history`` out of time order, or that does not end the day (the
+    step) before ``X`` begins: it would be read as the days before ``X`` all the same."""
+    _check_time_order(history, None, "history")
     if not (isinstance(history, pd.DataFrame) and isinstance(X, pd.DataFrame)
             and isinstance(history.index, pd.DatetimeIndex)
             and isinstance(X.index, pd.DatetimeIndex) and len(history) >= 2 and len(X)):
@@ -958,6 +983,7 @@ class TLAGRegressor(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         """
         self._check_hyperparameters()
         X = self._validate_X(X, reset=not continuing)
+        _check_same_dates(frame, y, "y")
         y = self._validate_y(y, len(X))
         if continuing:
             self._check_continuation(y.reshape(len(y), -1))

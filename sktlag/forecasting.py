@@ -163,7 +163,7 @@ def _days_observed(X, history, observed, history_observed, n_outputs) -> np.ndar
     parts = [(history, history_observed, "history_observed"), (X, observed, "observed")]
     return np.concatenate([
         np.full((len(rows), n_outputs), np.nan) if values is None
-        else observations(values, len(rows), n_outputs, name)
+        else observations(values, len(rows), n_outputs, name, rows)
         for rows, values, name in parts if rows is not None
     ])
 

@@ -434,6 +434,26 @@ def dated_pipeline():
     return pipe, ens, X, y
 
 
+def test_observations_dated_otherwise_than_x_are_refused(dated_pipeline):
+    import pandas as pd
+
+    from sktlag import forecast
+
+    pipe, ens, X, y = dated_pipeline
+    scaled = pipe[:-1].transform(X[280:])
+    late = y[280:].shift(1, freq="D")
+    match = r"is dated otherwise than X: its row 0 is 2000-10-08, that of X 2000-10-07"
+    with pytest.raises(ValueError, match="y " + match):
+        ens.score_intervals(scaled, late)
+    with pytest.raises(ValueError, match="observed " + match):
+        ens.predict_interval(scaled, observed=late)
+    with pytest.raises(ValueError, match="observed " + match):
+        ens.predict_corrected(scaled, late)
+    with pytest.raises(ValueError, match="observed " + match):
+        forecast(pipe, X[280:], observed=late)
+    assert isinstance(forecast(pipe, X[280:], observed=y[280:]), pd.DataFrame)
+
+
 def test_artifacts_of_an_ensemble_carry_its_intervals(dated_pipeline, tmp_path):
     import json
 

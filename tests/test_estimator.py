@@ -560,6 +560,35 @@ def test_a_failed_refit_leaves_the_fitted_model_as_it_was(series, fast_params):
     np.testing.assert_array_equal(est.predict(X), before)
 
 
+def test_a_row_without_a_date_is_refused(series, fast_params):
+    # NaT compares False with every date: a repeated date beside it went unseen.
+    X, y = series
+    dates = pd.date_range("2001-01-01", periods=len(X), freq="D").to_series()
+    dates.iloc[50], dates.iloc[51] = pd.NaT, dates.iloc[49]
+    with pytest.raises(ValueError, match=r"X has no date in row 50 \(NaT\)"):
+        TLAGRegressor(**fast_params).fit(pd.DataFrame(X, index=pd.DatetimeIndex(dates)), y)
+
+
+def test_a_target_dated_otherwise_than_x_is_refused(series, fast_params):
+    # Rows are paired by position: a target a year late, or newest first, trained each
+    # day on another day's flow without a word.
+    X, y = series
+    dates = pd.date_range("2001-01-01", periods=len(X), freq="D")
+    frame, target = pd.DataFrame(X, index=dates), pd.Series(y, index=dates)
+    late = target.set_axis(dates + pd.Timedelta(days=365))
+    with pytest.raises(ValueError, match=r"y is dated otherwise than X: its row 0 is "
+                                         r"2002-01-01, that of X 2001-01-01"):
+        TLAGRegressor(**fast_params).fit(frame, late)
+    with pytest.raises(ValueError, match=r"y is dated otherwise than X: its row 0 is "
+                                         r"2001-08-28.*y.reindex\(X.index\)"):
+        TLAGRegressor(**fast_params).fit(frame, target.iloc[::-1])
+    est = TLAGRegressor(**fast_params, random_state=0).fit(frame, target)
+    with pytest.raises(ValueError, match="y is dated otherwise than X"):
+        est.score(frame, late)
+    # Undated targets are paired by position, as ever.
+    assert np.isfinite(est.score(frame, y))
+
+
 def test_a_failed_first_fit_leaves_the_estimator_unfitted(series, fast_params):
     X, y = series
     est = TLAGRegressor(**fast_params)

@@ -165,6 +165,12 @@ def test_bad_history_is_named_as_the_history():
         est.predict(X.iloc[300:], history=history)
     with pytest.raises(ValueError, match="^history: X has 2 features"):
         est.predict(X.iloc[300:], history=X.iloc[280:300, :2].to_numpy())
+    # Its days in time order, as those of X: only its last day was compared with X's
+    # first, so swapped or repeated days were read as the days before X.
+    swapped = X.iloc[np.r_[280:283, 284, 283, 285:300]]
+    with pytest.raises(ValueError, match=r"history is not in time order: row 4 "
+                                         r"\(2001-10-11\) comes after row 3"):
+        est.predict(X.iloc[300:], history=swapped)
     ensemble = TLAGEnsemble(TLAGRegressor(**PARAMS), n_members=1, random_state=0)
     ensemble.fit(X.iloc[:300], y.iloc[:300])
     renamed = X.iloc[280:300].rename(columns={"p1": "rain"})
@@ -179,12 +185,13 @@ def test_a_dated_history_must_end_where_the_frame_begins():
     for history, words in ((X.iloc[250:270], "ends on 2001-09-27, so X should start on "
                                              "2001-09-28"),
                            (X.iloc[300:320], "ends on 2001-11-16, so X should start on "
-                                             "2001-11-17"),
-                           (X.iloc[280:300].iloc[::-1], "ends on 2001-10-08, so X should "
-                                                        "start on 2001-10-07")):
+                                             "2001-11-17")):
         with pytest.raises(ValueError, match=f"history {words}, but it starts on "
                                              "2001-10-28"):
             est.predict(X.iloc[300:], history=history)
+    # Newest first, its last row is its first day: said as such.
+    with pytest.raises(ValueError, match="history is not in time order: row 1"):
+        est.predict(X.iloc[300:], history=X.iloc[280:300].iloc[::-1])
     # A history of one day, or without dates, cannot say; the right one is taken.
     est.predict(X.iloc[300:], history=X.iloc[299:300])
     est.predict(X.iloc[300:], history=X.iloc[250:270].to_numpy())
