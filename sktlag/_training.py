@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from numbers import Integral, Real
@@ -103,18 +104,26 @@ class GrowingNet(NeuralNet):
                 raise
 
 
+#: Held while a block works on torch's process-wide state (its thread count, its global
+#: generators): fits in threads of one process (a joblib Parallel nested in a search's
+#: worker runs in threads) take turns, or each would reseed the others' generators in
+#: the middle of training and restore the thread count another one saved.
+_TORCH_STATE = threading.RLock()
+
+
 @contextlib.contextmanager
 def torch_threads(n: int | None):
     """Run the block with ``n`` torch CPU threads (None: leave torch's setting)."""
     if n is None:
         yield
         return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    with _TORCH_STATE:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
 
 
 def flushing_subnormals() -> bool:
@@ -137,19 +146,20 @@ def seeded(seed: int, device):
     cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else []
     other = None if device.type in ("cpu", "cuda") else torch.get_device_module(device.type)
-    saved = None if other is None else other.get_rng_state()
-    try:
-        with torch.random.fork_rng(devices=cuda):
-            torch.random.default_generator.manual_seed(seed)
-            for index in cuda:
-                with torch.cuda.device(index):
-                    torch.cuda.manual_seed(seed)
+    with _TORCH_STATE:
+        saved = None if other is None else other.get_rng_state()
+        try:
+            with torch.random.fork_rng(devices=cuda):
+                torch.random.default_generator.manual_seed(seed)
+                for index in cuda:
+                    with torch.cuda.device(index):
+                        torch.cuda.manual_seed(seed)
+                if other is not None:
+                    other.manual_seed(seed)
+                yield
+        finally:
             if other is not None:
-                other.manual_seed(seed)
-            yield
-    finally:
-        if other is not None:
-            other.set_rng_state(saved)
+                other.set_rng_state(saved)
 
 
 @contextlib.contextmanager

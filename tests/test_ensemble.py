@@ -40,6 +40,25 @@ def fitted():
     return ens.fit(X[:300], y[:300]), X, y
 
 
+def test_members_fitted_in_threads_are_those_fitted_one_after_another():
+    # A joblib Parallel nested in a search's worker runs in threads: each fit reseeded
+    # the others' torch generators mid-training and restored a thread count another one
+    # had saved, so the members depended on timing and torch's state was left changed.
+    import torch
+    from joblib import parallel_backend
+
+    X, y = make_series(n_rows=300)
+    one_by_one = TLAGEnsemble(TLAGRegressor(**TINY), n_members=4, n_jobs=1,
+                              random_state=0).fit(X, y).predict(X)
+    threads, state = torch.get_num_threads(), torch.random.get_rng_state()
+    with parallel_backend("threading", n_jobs=4):
+        threaded = TLAGEnsemble(TLAGRegressor(**TINY), n_members=4, n_jobs=4,
+                                random_state=0).fit(X, y).predict(X)
+    np.testing.assert_array_equal(threaded, one_by_one)
+    assert torch.get_num_threads() == threads
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
 def test_members_differ_by_seed_and_the_mean_is_their_average(fitted):
     ens, X, _ = fitted
     assert len(ens.estimators_) == 3 and len(set(ens.seeds_.tolist())) == 3
