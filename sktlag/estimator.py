@@ -248,6 +248,11 @@ def observations(y, n_rows: int, n_outputs: int, name: str, X=None) -> np.ndarra
 
 def _check_numeric_frame(X, what: str) -> None:
     if isinstance(X, pd.DataFrame):
+        repeated = X.columns[X.columns.duplicated()].unique().tolist()
+        if repeated:
+            # X[name] would be a frame of those columns, not one of them.
+            raise ValueError(f"{what} has the column name(s) {repeated} more than once; "
+                             "give each column a name of its own")
         bad = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
         if bad:
             raise TypeError(

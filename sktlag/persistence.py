@@ -265,7 +265,9 @@ def _ensemble_payload(ensemble: TLAGEnsemble) -> dict[str, Any]:
     random_state = ensemble.random_state
     template = member_template(ensemble)
     return {
-        "n_members": int(ensemble.n_members),
+        # The members fitted, not the parameter: set_params(n_members=...) after the
+        # fit changes no member, and a file that disagreed would not load.
+        "n_members": len(ensemble.estimators_),
         "n_jobs": to_plain(ensemble.n_jobs),
         # A RandomState instance is state, not a setting.
         "random_state": int(random_state) if isinstance(random_state, Integral) else None,

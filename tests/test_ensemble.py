@@ -1317,6 +1317,17 @@ def test_a_model_file_with_an_unknown_band_setting_is_refused(fitted, tmp_path, 
         load_model(path)
 
 
+def test_a_model_file_holds_the_members_fitted_whatever_n_members_says_since(
+        fitted, tmp_path):
+    from sktlag import load_model, save_model
+
+    ens, X, _ = fitted
+    changed = copy.deepcopy(ens).set_params(n_members=5)
+    loaded = load_model(save_model(changed, tmp_path / "changed.pth"))
+    assert loaded.n_members == len(loaded.estimators_) == 3
+    np.testing.assert_array_equal(loaded.predict(X[300:]), ens.predict(X[300:]))
+
+
 def test_files_and_pickles_from_before_the_classes_keep_one_band(fitted, tmp_path):
     import pickle
 

@@ -560,6 +560,16 @@ def test_a_failed_refit_leaves_the_fitted_model_as_it_was(series, fast_params):
     np.testing.assert_array_equal(est.predict(X), before)
 
 
+def test_repeated_column_names_are_named(series, fast_params):
+    X, y = series
+    frame = pd.DataFrame(X, columns=["p", "p", "t"])
+    with pytest.raises(ValueError, match=r"X has the column name\(s\) \['p'\] more than once"):
+        TLAGRegressor(**fast_params).fit(frame, y)
+    target = pd.DataFrame({"q": y, "r": y}).rename(columns={"r": "q"})
+    with pytest.raises(ValueError, match=r"y has the column name\(s\) \['q'\]"):
+        TLAGRegressor(**fast_params).fit(X, target)
+
+
 def test_a_row_without_a_date_is_refused(series, fast_params):
     # NaT compares False with every date: a repeated date beside it went unseen.
     X, y = series
