@@ -721,6 +721,23 @@ def _class_pool(pool: np.ndarray, within) -> np.ndarray:
     return np.where(enough, own, pool)
 
 
+def _smallest_pools(calibration: np.ndarray, classes=None) -> np.ndarray:
+    """Per output, the fewest calibration scores a band draws on: all of the output's,
+    or with ``classes`` those of the smallest class of the days with windows enough of
+    its own (:data:`MIN_CLASS_WINDOWS`; a class with fewer draws on all of them)."""
+    finite = np.isfinite(calibration)
+    smallest = finite.sum(axis=0)
+    if classes is None:
+        return smallest
+    days, windows = (np.asarray(part) for part in classes)
+    for k in range(calibration.shape[1]):
+        for label in np.unique(days[:, k]).tolist():
+            own = int((finite[:, k] & (windows[:, k] == label)).sum())
+            if own >= MIN_CLASS_WINDOWS:
+                smallest[k] = min(smallest[k], own)
+    return smallest
+
+
 def _score_levels(mean, scale, calibration, coverage, observed, rate, starts, leads,
                   within=None) -> tuple[np.ndarray, np.ndarray]:
     """The score quantiles of :func:`interval_bounds` (of one class's band ``within``):
@@ -792,7 +809,8 @@ def score_bands(
     outputs : list of dict
         One per output. ``levels``: per coverage (keyed :func:`level_key`),
         :func:`interval_coverage` of its band and ``spans_all_scores``, whether the
-        output has fewer calibration scores than the coverage needs
+        output has fewer calibration scores than the coverage needs, or with
+        ``classes`` one of its classes of days, of those it draws on
         (:func:`min_calibration_scores`: the band then spans all of them and covers
         less than nominal); ``crps``: the mean CRPS of the predictive
         distribution ``mean + scale * r`` over the calibration scores ``r``
@@ -811,6 +829,7 @@ def score_bands(
                                 starts, min_value, leads, classes)
              for c in sorted(set(coverages))}
     samples = predictive_draws(mean, scale, calibration, min_value)
+    pools = _smallest_pools(calibration, classes)
     outputs = []
     for k in range(y.shape[1]):
         seen = np.isfinite(y[:, k])
@@ -821,11 +840,10 @@ def score_bands(
         # fair estimator, a different score.
         crps = (scoringrules.crps_ensemble(y[seen, k], draws, estimator="qd")
                 if seen.any() else None)
-        n_scores = int(np.isfinite(calibration[:, k]).sum())
         outputs.append({
             "levels": {level_key(c): {**interval_coverage(y[:, k], low[:, k], high[:, k],
                                                        high_flow[k]),
-                                  "spans_all_scores": n_scores < min_calibration_scores(c)}
+                                  "spans_all_scores": pools[k] < min_calibration_scores(c)}
                        for c, (low, high) in bands.items()},
             "crps": float(np.mean(crps)) if crps is not None else math.nan,
         })

@@ -83,6 +83,7 @@ from .conformal import (
     HIGH_FLOW_QUANTILE,
     REPORTED_COVERAGES,
     LeadCalibration,
+    _smallest_pools,
     check_coverage,
     check_rate,
     corrected_centre,
@@ -641,14 +642,15 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         method that calls this one)."""
         coverage, adapt_rate = check_coverage(coverage), check_rate(adapt_rate)
         # + 2: past this method and the one that warns.
-        self._warn_if_too_few_scores(coverage, stacklevel=stacklevel + 2)
         mean, std, shape = predicted or self._mean_and_std(X, groups=groups, history=history)
+        classes = self._classes(mean)
+        self._warn_if_too_few_scores(coverage, classes, stacklevel=stacklevel + 2)
         if observed is not None:
             observed = self._observations(observed, len(mean), "observed", X)
         centre, scale, scores, leads = self._band(mean, std, observed, groups)
         low, high = interval_bounds(centre, scale, scores, coverage, observed, adapt_rate,
                                     self._starts(groups, len(mean)), self._limit(), leads,
-                                    self._classes(mean))
+                                    classes)
         return shape(mean), shape(centre), shape(low), shape(high)
 
     def predict_corrected(self, X, observed, groups=None, history=None):
@@ -678,11 +680,13 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         return shape(self._corrected(mean, self._observations(observed, len(mean),
                                                               "observed", X), groups))
 
-    def _warn_if_too_few_scores(self, coverage: float, stacklevel: int = 3) -> None:
-        """Warn, once per call, where an output has too few calibration scores for
-        ``coverage``: its band then spans all of them and covers less than nominal."""
+    def _warn_if_too_few_scores(self, coverage: float, classes=None,
+                                stacklevel: int = 3) -> None:
+        """Warn, once per call, where an output (or one of its ``classes`` of days) has
+        too few calibration scores for ``coverage``: its band then spans all of them and
+        covers less than nominal."""
         needed = min_calibration_scores(coverage)
-        counts = np.isfinite(self.calibration_scores_).sum(axis=0)
+        counts = _smallest_pools(self.calibration_scores_, classes)
         short = [f"output {k}: {n}" for k, n in enumerate(counts) if n < needed]
         if short:
             warnings.warn(
@@ -786,9 +790,9 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             As :meth:`predict_interval`, for ``coverage``.
         """
         coverage, adapt_rate = check_coverage(coverage), check_rate(adapt_rate)
-        self._warn_if_too_few_scores(coverage)
         # The members predict once for every band and the samples.
         mean, std, _ = self._mean_and_std(X, groups=groups, history=history)
+        self._warn_if_too_few_scores(coverage, self._classes(mean))
         return self._scored(mean, std, self._observations(y, len(mean), "y", X), coverage,
                             groups, adaptive, adapt_rate, coverages)
 

@@ -1328,6 +1328,32 @@ def test_a_model_file_holds_the_members_fitted_whatever_n_members_says_since(
     np.testing.assert_array_equal(loaded.predict(X[300:]), ens.predict(X[300:]))
 
 
+def test_a_class_with_too_few_windows_for_a_coverage_is_said_to_span_them_all(fitted):
+    # 60 calibration windows are enough for a 95 % band; the 25 forecast floods and the
+    # 35 other windows, each a band of its own, are not, and the band said nothing.
+    import warnings
+
+    ens, X, y = fitted
+    classed = copy.deepcopy(ens)
+    classed.band_classes_ = "high_flow"
+    classed.high_flow_threshold_ = np.sort(classed.calibration_mean_[:, 0])[-26:-25]
+    assert (classed.calibration_mean_[:, 0] > classed.high_flow_threshold_[0]).sum() == 25
+    with pytest.warns(UserWarning, match=r"a 0.95 band needs 39 calibration scores, and "
+                                         r"this ensemble has fewer \(output 0: 25\)"):
+        levels = classed.score_intervals(X[300:], y[300:], coverage=0.95)["outputs"][0][
+            "levels"]
+    assert levels["0.95"]["spans_all_scores"] and not levels["0.9"]["spans_all_scores"]
+    with pytest.warns(UserWarning, match="a 0.95 band needs 39"):
+        classed.predict_interval(X[300:], coverage=0.95)
+    one = copy.deepcopy(classed)
+    one.band_classes_ = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        levels = one.score_intervals(X[300:], y[300:])["outputs"][0]["levels"]
+        one.predict_interval(X[300:], coverage=0.95)
+    assert not levels["0.95"]["spans_all_scores"]
+
+
 def test_files_and_pickles_from_before_the_classes_keep_one_band(fitted, tmp_path):
     import pickle
 
