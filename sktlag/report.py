@@ -521,6 +521,13 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False,
     if out_dir.exists() or out_dir.is_symlink():
         if not out_dir.is_dir():
             raise FileExistsError(f"'{given}' exists and is not a directory")
+        if os.path.ismount(out_dir):
+            # Found now, not after the fit: a mount point cannot be renamed away.
+            raise ValueError(
+                f"output directory '{given}' is a mount point; the artifacts replace "
+                "their directory as a whole, which cannot be done to one: choose a "
+                "directory inside it"
+            )
         if not overwrite and any(out_dir.iterdir()):
             raise FileExistsError(
                 f"output directory '{given}' is not empty; choose a new directory or "
@@ -583,6 +590,17 @@ def _publish(staging: Path, out_dir: Path, overwrite: bool) -> None:
     if retired.exists() or retired.is_symlink():
         warnings.warn(f"the replaced '{out_dir.name}' could not be removed completely: "
                       f"'{retired}' is left", UserWarning, stacklevel=3)
+
+
+def _remove_unfinished(staging: Path, created: list[Path]) -> None:
+    """Remove the staging directory of a write that failed, and the folders above it
+    that the write created (nearest first; any that holds something else stays)."""
+    shutil.rmtree(staging, ignore_errors=True)
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _write_figure(fig, path: Path, dpi: int) -> None:
@@ -705,6 +723,8 @@ def write_artifacts(
     out_dir = check_output_dir(out_dir, overwrite)
     if (X_test is None) != (y_test is None) or (X_train is None) != (y_train is None):
         raise ValueError("pass X_test with y_test and X_train with y_train")
+    # The folders above it this call creates go again if it fails.
+    created = [p for p in (out_dir.parent, *out_dir.parent.parents) if not p.exists()]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = _fresh_sibling(out_dir, "tmp")
     written: dict[str, Path] = {}
@@ -763,7 +783,7 @@ def write_artifacts(
         making.clear()
         _publish(staging, out_dir, overwrite)
     except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove_unfinished(staging, created)
         # A full disk or a file size limit (a system error, with its number) while a
         # file was written: say which file, for which directory.
         if not making or exc.errno is None:
@@ -771,6 +791,6 @@ def write_artifacts(
         raise OSError(exc.errno, f"cannot write {making[0]} for '{out_dir}': "
                                  f"{exc.strerror or exc}", exc.filename) from exc
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove_unfinished(staging, created)
         raise
     return {key: written[key] for key in ARTIFACT_FILES if key in written}

@@ -1,6 +1,7 @@
 """The artifacts: every file written, parsable, with the expected content; all or nothing."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -260,7 +261,25 @@ def test_an_error_leaves_no_partial_output(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="plotting failed"):
         write_artifacts(study().model, old, overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == ["old"]
+    # Nor the folders above it that it created (Ctrl-C included); one it did not
+    # create stays.
+    monkeypatch.setattr(report_module, "plot_loss", lambda model: (_ for _ in ()).throw(
+        KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        write_artifacts(study().model, tmp_path / "old" / "new" / "deeper" / "out")
+    assert [p.name for p in tmp_path.iterdir()] == ["old"]
     assert [p.name for p in old.iterdir()] == ["metrics.json"]
+
+
+def test_a_mount_point_is_refused_before_the_work(tmp_path, monkeypatch):
+    # Renaming it away failed only once the fit was done, and the fit was lost.
+    out = tmp_path / "volume"
+    out.mkdir()
+    monkeypatch.setattr(report_module.os.path, "ismount", lambda path: Path(path) == out)
+    with pytest.raises(ValueError, match="'.*volume' is a mount point.*choose a directory "
+                                         "inside it"):
+        check_output_dir(out)
+    check_output_dir(out / "run")
 
 
 def test_a_failed_write_names_the_artifact_and_leaves_nothing(tmp_path, monkeypatch):
