@@ -503,7 +503,8 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False,
         ``overwrite`` is False, or holds anything but artifacts.
     ValueError
         If it is the working directory or holds it, or holds one of ``inputs``: the
-        artifacts replace their directory as a whole, which would delete them.
+        artifacts replace their directory as a whole, which would delete them; or if it
+        is a mount point, which cannot be replaced.
     OSError
         If it cannot be created where it is (:func:`sktlag.io.check_destination`: a
         file above it, a folder without write permission).
