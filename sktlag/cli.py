@@ -47,7 +47,13 @@ from ._record import N_LAYERS, VALID_NSE, decisions_from_table, describe_decisio
 from ._version import __version__
 from .conformal import ADAPT_RATE, HIGH_FLOW_QUANTILE, interval_coverage
 from .datasets import load_lahn
-from .ensemble import CALIBRATION_WINDOWS, TLAGEnsemble, final_ensemble, members_of
+from .ensemble import (
+    CALIBRATION_WINDOWS,
+    TLAGEnsemble,
+    final_ensemble,
+    judged_observations,
+    members_of,
+)
 from .estimator import PRESETS, TLAGRegressor
 from .forecasting import band_observations, forecast
 from .growth import CRITERIA
@@ -916,7 +922,7 @@ def _predict(args) -> int:
                 print(f"band: the last {ahead} days follow the last observed day: each has "
                       f"the band of a forecast as many days ahead (1 to {ahead})")
     print(f"{len(frame)} predictions ({_span(X.index)}) written to {out}")
-    observed = np.asarray(y, dtype=float) if y is not None else np.empty(0)
+    observed = _scored_observations(est, X, history, y)
     if np.isfinite(observed).sum() >= 2:
         for key, title in (("predicted", None),
                            ("corrected", "corrected by the last observed error (the band's "
@@ -927,12 +933,25 @@ def _predict(args) -> int:
                 continue
             if title:
                 print(title)
-            summary = metrics_summary(model, {"table": (y, pred, X.index)}, names=names)
+            summary = metrics_summary(model, {"table": (observed, pred, X.index)},
+                                      names=names)
             print("\n".join(_metric_lines(summary, "table")))
         if ensemble is not None:
             band = {key: prediction_columns(frame, key, names) for key in ("lower", "upper")}
             print("\n".join(_band_lines(ensemble, observed, band, names)))
     return EXIT_OK
+
+
+def _scored_observations(est, X, history, y) -> np.ndarray:
+    """The table's observations the printed scores count, in the shape of ``y``: NaN on
+    the days predicted from padding (the padding warning names them), whose errors judge
+    the padding, not the model, as in the scores of ``sktlag run``."""
+    if y is None:
+        return np.empty(0)
+    observed = np.asarray(y, dtype=float)
+    known = 0 if history is None else len(history)
+    days = np.concatenate([np.full((known, *observed.shape[1:]), np.nan), observed])
+    return judged_observations(est, history if history is not None else X, days)[known:]
 
 
 def _band_lines(ensemble, observed: np.ndarray, band: dict, names: list[str]) -> list[str]:

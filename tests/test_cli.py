@@ -850,6 +850,23 @@ def test_predict_writes_observed_values_when_the_table_has_them(run, tmp_path):
     assert written["observed"].isna().all() and "nse" not in stdout
 
 
+def test_predict_scores_leave_out_the_days_predicted_from_padding(run, tmp_path):
+    # Without history the first lookback - 1 = 4 days read padding: the printed NSE
+    # counted their errors, which judge the padding, not the model.
+    table = feature_table(tmp_path / "observed.csv", slice(N_FIT + 20, N_ROWS), target="Qobs")
+    out = tmp_path / "p.csv"
+    code, stdout, stderr = run_main(["predict", run["out"] / MODEL, table, "--out", out,
+                                     "--target", "Qobs"])
+    assert code == 0 and "the first 4 prediction(s) read padding" in stderr, stderr
+    written = predict_csv(out)
+    lines = stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("output"))
+    printed = float(lines[header + 1].split()[lines[header].split().index("nse")])
+    expected = nse(written["observed"].iloc[4:], written["predicted"].iloc[4:])
+    assert printed == pytest.approx(expected, abs=6e-4)
+    assert nse(written["observed"], written["predicted"]) != pytest.approx(expected, abs=6e-4)
+
+
 def _forecast_error(run, tmp_path, table, options, *fragments):
     out = tmp_path / "forecast.csv"
     line = _expect_error(["predict", run["out"] / MODEL, table, "--out", out, *options],
