@@ -544,9 +544,14 @@ def _lanczos(n: int, max_hvp: int, seed: int, tol: float) -> _Solver:
     basis = np.zeros((steps, n))
     alphas, betas = [], []
     q = _start_vector(n, seed)
+    # The operator's own scale, for the test of an invariant subspace: a Hessian of a
+    # loss 1e-10 times as large has betas 1e-10 times as small, and an absolute floor
+    # would stop it after one product on the start vector's Rayleigh quotient.
+    size = 0.0
     for k in range(steps):
         basis[k] = q
         w = yield q
+        size = max(size, float(np.linalg.norm(w)))
         alpha = float(q @ w)
         w = w - basis[: k + 1].T @ (basis[: k + 1] @ w)
         w = w - basis[: k + 1].T @ (basis[: k + 1] @ w)  # twice is enough (Kahan)
@@ -554,7 +559,8 @@ def _lanczos(n: int, max_hvp: int, seed: int, tol: float) -> _Solver:
         alphas.append(alpha)
         values, vectors = eigh_tridiagonal(np.array(alphas), np.array(betas))
         theta, s = values[-1], vectors[:, -1]
-        if beta <= 1e-12 * max(abs(theta), 1.0) or abs(beta * s[-1]) <= tol * max(
+        # (A beta that overflowed is no invariant subspace: eigh_tridiagonal refuses it.)
+        if (math.isfinite(beta) and beta <= 1e-12 * size) or abs(beta * s[-1]) <= tol * max(
             abs(theta), 1e-30
         ):
             break
@@ -1386,6 +1392,10 @@ def _insert_with_backtracking(
         return _sample_loss(module, X, y, loss_fn)
 
     depth = module.num_layers
+    # Building the layer draws its (then overwritten) initial weights from torch's CPU
+    # generator: an insertion undone gives the draws back, so that a decision that
+    # inserts nothing leaves the random streams of training as they were.
+    random_state = torch.random.get_rng_state()
     try:  # whatever stops it (an error, an interrupt), no layer is left behind
         layer = module.insert_layer(best.position)
         params.update(layer.lstm.named_parameters())
@@ -1408,4 +1418,5 @@ def _insert_with_backtracking(
     except BaseException:
         if module.num_layers > depth:
             del module.layers[best.position]
+            torch.random.set_rng_state(random_state)
         raise

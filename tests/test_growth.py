@@ -351,9 +351,11 @@ def _scaled_copy(m, c):
     return scaled
 
 
-def test_relative_derivative_does_not_depend_on_the_target_scale():
+@pytest.mark.parametrize("c", [7.0, 1e-5])
+def test_relative_derivative_does_not_depend_on_the_target_scale(c):
+    # 1e-5: a loss 1e-10 times as large, whose Lanczos betas an absolute floor took for
+    # an invariant subspace after one product.
     m, X, y = _tiny_network(seed=1, layers=3)
-    c = 7.0
     scaled = _scaled_copy(m, c)
     with torch.no_grad():
         torch.testing.assert_close(scaled(X), c * m(X))
@@ -871,6 +873,26 @@ def test_backtracking_refuses_a_direction_that_raises_the_loss(monkeypatch):
     assert not _inserted_parameters(bad, decision.position).any()
     assert decision.loss_after == decision.loss_before
     assert _loss(bad, X, y) == base  # a zero residual layer changes nothing
+
+
+def test_an_insertion_undone_leaves_no_layer_and_the_random_streams_as_they_were(
+        monkeypatch):
+    # A failure while backtracking (e.g. out of memory) removes the layer; the draws of
+    # its initial weights stayed taken, so training went on with other dropout masks and
+    # batch orders than a decision that inserts nothing promises.
+    from sktlag import growth
+
+    m, X, y = _backtracking_problem()
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(growth, "_sample_loss", out_of_memory)
+    before = torch.random.get_rng_state()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        grow(m, X, y, masked_mse, threshold=-np.inf, max_layers=5, max_hvp=40)
+    assert m.num_layers == 3
+    assert torch.equal(torch.random.get_rng_state(), before)
 
 
 # ---------------------------------------------------------------- held-out statistic
