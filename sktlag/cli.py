@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from ._command import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, INTERRUPTED
 from ._record import N_LAYERS, VALID_NSE, decisions_from_table, describe_decision
 from ._version import __version__
-from .conformal import ADAPT_RATE, HIGH_FLOW_QUANTILE, interval_coverage
+from .conformal import ADAPT_RATE, HIGH_FLOW_QUANTILE, MAX_LEAD, interval_coverage
 from .datasets import load_lahn
 from .ensemble import (
     CALIBRATION_WINDOWS,
@@ -819,8 +819,8 @@ def _padding_warning(est, X: pd.DataFrame, history: pd.DataFrame | None) -> str 
     return (
         f"{known} history day(s) before {_day(X.index[0])}, but the model's lookback of "
         f"{est.lookback} days needs {needed}: the first {padded} prediction(s) read "
-        "padding (the training means of the inputs) for the missing days; give the days "
-        "before with --history or --warmup-days"
+        "padding (the means of the inputs given to fit) for the missing days; give the "
+        "days before with --history or --warmup-days"
     )
 
 
@@ -919,8 +919,10 @@ def _predict(args) -> int:
                   f"the history and the table; rate {ADAPT_RATE:g})")
             ahead = len(days_seen) - 1 - int(np.flatnonzero(days_seen)[-1])
             if ahead >= 2 and ensemble.calibration_errors_ is not None:
+                beyond = (f"; beyond {MAX_LEAD} days, that of {MAX_LEAD}" if ahead > MAX_LEAD
+                          else "")
                 print(f"band: the last {ahead} days follow the last observed day: each has "
-                      f"the band of a forecast as many days ahead (1 to {ahead})")
+                      f"the band of a forecast as many days ahead (1 to {ahead}{beyond})")
     print(f"{len(frame)} predictions ({_span(X.index)}) written to {out}")
     observed = _scored_observations(est, X, history, y)
     if np.isfinite(observed).sum() >= 2:

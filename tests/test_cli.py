@@ -1062,7 +1062,8 @@ def test_predict_adapts_an_ensembles_band_to_observed_history(ensemble_run, tmp_
                      "--out", tmp_path / "again.csv"])[1]
     assert "adapts to the observed discharge of the days before it (56 observed days" in said
     assert (f"band: the last {N_ROWS - start} days follow the last observed day: each has "
-            f"the band of a forecast as many days ahead (1 to {N_ROWS - start})") in said
+            f"the band of a forecast as many days ahead (1 to {N_ROWS - start}; beyond 60 "
+            "days, that of 60)") in said
     model = load_model(ensemble_run["out"] / MODEL)
     both = model[:-1].transform(table_rows(slice(start - 60, N_ROWS)))
     observed = np.r_[load_lahn(as_frame=True).frame["q_kalkofen"].to_numpy()[start - 60:start],
