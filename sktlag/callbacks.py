@@ -287,15 +287,36 @@ class ArchitectureCheckpoint(Callback):
         self.arch_best_spec_ = None
         self.arch_best_epoch_ = None
         self.arch_first_epoch_ = None
+        self.arch_depth_ = None
         self.arch_start_state_ = None if net is None else _finite_state(net.module_)
+
+    _ARCHITECTURE_FIELDS = ("arch_best_score_", "arch_best_state_", "arch_best_spec_",
+                            "arch_best_epoch_", "arch_first_epoch_", "arch_depth_",
+                            "arch_start_state_")
+
+    def snapshot(self) -> dict:
+        """The current architecture's best so far, to take up again (:meth:`resume`)."""
+        return {name: getattr(self, name) for name in self._ARCHITECTURE_FIELDS}
+
+    def resume(self, snapshot: dict) -> None:
+        """Take up an architecture where :meth:`snapshot` left it: a parent that trains
+        on after a grown network did not pay keeps its best epochs from before its cap,
+        as a run that was never capped would (the grown network's epochs in between, of
+        another depth, are not its own)."""
+        for name in self._ARCHITECTURE_FIELDS:
+            setattr(self, name, snapshot[name])
+
+    def _architecture_rows(self, net) -> list:
+        """The history rows of the current architecture (none before its first epoch)."""
+        if self.arch_first_epoch_ is None:
+            return []
+        return [row for row in net.history if row[EPOCH] >= self.arch_first_epoch_
+                and row.get(N_LAYERS) == self.arch_depth_]
 
     def architecture_has_full_window(self, net) -> bool:
         """Whether the current architecture has trained a full moving-average window
         (before that its score is only the mean of its first epochs)."""
-        if self.arch_first_epoch_ is None:
-            return False
-        averages = (row.get(self.ma_key) for row in net.history
-                    if row[EPOCH] >= self.arch_first_epoch_)
+        averages = (row.get(self.ma_key) for row in self._architecture_rows(net))
         return any(value is not None and not math.isnan(value) for value in averages)
 
     def architecture_score(self, net) -> float:
@@ -303,8 +324,7 @@ class ArchitectureCheckpoint(Callback):
         see ``architecture_score`` in ``sktlag._record``)."""
         if self.arch_first_epoch_ is None:
             return -np.inf
-        rows = [row for row in net.history if row[EPOCH] >= self.arch_first_epoch_]
-        return architecture_score(rows, self.monitor, self.ma_key)
+        return architecture_score(self._architecture_rows(net), self.monitor, self.ma_key)
 
     def close_architecture(self, net) -> float:
         """Let the current architecture compete for the run's best; its score.
@@ -352,6 +372,7 @@ class ArchitectureCheckpoint(Callback):
         net.history.record(N_LAYERS, module.num_layers)
         if self.arch_first_epoch_ is None:
             self.arch_first_epoch_ = net.history[-1][EPOCH]
+            self.arch_depth_ = module.num_layers
         score = net.history[-1].get(self.monitor, -np.inf)
         if not (np.isfinite(score) and score > self.arch_best_score_):
             return
@@ -748,12 +769,14 @@ class TopologicalGrowth(Callback):
     def _capture(self, net, state: dict) -> dict:
         """What an architecture at its cap needs to train on later as if it had never
         been capped: its architecture, weights (``state``), the optimizer's state of
-        each parameter, its plateau count and the random streams of training."""
+        each parameter, its plateau count, its best epochs so far and the random
+        streams of training."""
         optimizer_state = net.optimizer_.state
         moments = {name: copy.deepcopy(optimizer_state[p])
                    for name, p in net.module_.named_parameters() if p in optimizer_state}
         return {"spec": net.module_.get_spec(), "state": state, "moments": moments,
                 "plateau": self.plateau.snapshot(),
+                "checkpoint": self.checkpoint.snapshot(),
                 "random_streams": _random_streams(net.device),
                 "epoch": net.history[-1][EPOCH]}
 
@@ -763,7 +786,7 @@ class TopologicalGrowth(Callback):
         for name, p in net.module_.named_parameters():
             if name in parent["moments"]:
                 net.optimizer_.state[p] = parent["moments"][name]
-        self.checkpoint.reset_architecture(net)
+        self.checkpoint.resume(parent["checkpoint"])
         self.plateau.resume(parent["plateau"])
         # The grown network's epochs drew batch orders and dropout masks; the parent
         # draws what it would have drawn had the cap not stopped it.

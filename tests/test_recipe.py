@@ -499,6 +499,42 @@ def test_an_architecture_closed_twice_keeps_its_latest_best_epoch():
     assert once.best_epoch_ == twice.best_epoch_ == 4
 
 
+def test_a_parent_that_trains_on_keeps_its_best_epoch_from_before_its_cap():
+    # The parent's single best epoch (2) came before its cap (epoch 3); the grown layer
+    # (epochs 4-5) did not pay and the parent trained on (6-8) to a better moving
+    # average. Uncapped, its weights are those of epoch 2; resumed as a new architecture
+    # from epoch 6, they were those of epoch 8.
+    def run(capped):
+        torch.manual_seed(0)
+        net = SimpleNamespace(history=History(), initialize_optimizer=lambda: None,
+                              module_=GrowingLSTM(n_features=2, hidden_size=3))
+        checkpoint = ArchitectureCheckpoint().initialize()
+        checkpoint.on_train_begin(net)
+
+        def train(epochs):
+            for epoch, score, ma in epochs:
+                _new_epoch(net, epoch, valid_score=score, valid_nse_ma=ma)
+                checkpoint.on_epoch_end(net)
+
+        train([(1, 0.50, math.nan), (2, 0.90, 0.70), (3, 0.60, 0.75)])
+        if capped:  # what GrowthCallback does at the cap, then when the child fails
+            parent = checkpoint.snapshot()
+            state = copy.deepcopy(net.module_.state_dict())
+            checkpoint.close_architecture(net)
+            net.module_.insert_layer(1)
+            checkpoint.reset_architecture(net)
+            train([(4, 0.55, math.nan), (5, 0.56, 0.555)])
+            checkpoint.close_architecture(net)
+            del net.module_.layers[1]
+            net.module_.load_state_dict(state)
+            checkpoint.resume(parent)
+        train([(6, 0.80, 0.70), (7, 0.82, 0.81), (8, 0.83, 0.825)])
+        checkpoint.on_train_end(net)
+        return checkpoint.best_epoch_, float(next(net.module_.parameters()).flatten()[0])
+
+    assert run(capped=False) == run(capped=True) == (2, 2.0)
+
+
 def test_a_layer_inserted_but_not_yet_recorded_is_left_behind_at_the_end():
     # An interrupt between an insertion and the next epoch ends training on a module
     # one layer deeper than the weights kept for its architecture: those weights, with
