@@ -843,7 +843,7 @@ def score_bands(
         outputs.append({
             "levels": {level_key(c): {**interval_coverage(y[:, k], low[:, k], high[:, k],
                                                        high_flow[k]),
-                                  "spans_all_scores": pools[k] < min_calibration_scores(c)}
+                                  "spans_all_scores": int(pools[k]) < min_calibration_scores(c)}
                        for c, (low, high) in bands.items()},
             "crps": float(np.mean(crps)) if crps is not None else math.nan,
         })

@@ -1,5 +1,6 @@
 """The conformal arithmetic on scores: quantile ranks, the adaptive band, band scores."""
 
+import json
 import math
 from fractions import Fraction
 
@@ -263,6 +264,8 @@ def test_levels_a_calibration_cannot_carry_are_marked_per_output():
         assert [level["spans_all_scores"] for level in scored[0]["levels"].values()] \
             == [False, False, True]
         assert not any(level["spans_all_scores"] for level in scored[1]["levels"].values())
+        # Plain Python truth values: the scores go into JSON files as they are.
+        assert json.dumps(scored[0]["levels"]["0.95"]["spans_all_scores"]) == "true"
 
 
 @pytest.mark.parametrize("n_columns", [1, 4])
