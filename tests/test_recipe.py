@@ -474,16 +474,23 @@ def _new_epoch(net, epoch, **record):
         net.history.record(key, value)
 
 
+def _checkpointed_net():
+    """A stand-in for a skorch net (a history and a one-layer module) and an
+    ArchitectureCheckpoint whose training has begun on it."""
+    torch.manual_seed(0)
+    net = SimpleNamespace(history=History(), initialize_optimizer=lambda: None,
+                          module_=GrowingLSTM(n_features=2, hidden_size=3))
+    checkpoint = ArchitectureCheckpoint().initialize()
+    checkpoint.on_train_begin(net)
+    return net, checkpoint
+
+
 def test_an_architecture_closed_twice_keeps_its_latest_best_epoch():
     # An architecture closed at a decision, trained on, then closed again at the end
     # holds the run's best as if it had been closed once: its best single epoch may
     # come after the first close at the same moving average.
     def run(close_midway):
-        torch.manual_seed(0)
-        net = SimpleNamespace(history=History(), initialize_optimizer=lambda: None,
-                              module_=GrowingLSTM(n_features=2, hidden_size=3))
-        checkpoint = ArchitectureCheckpoint().initialize()
-        checkpoint.on_train_begin(net)
+        net, checkpoint = _checkpointed_net()
         scores, mas = [0.5, 0.7, 0.45, 0.75], [0.5, 0.6, 0.575, 0.6]
         for epoch, (score, ma) in enumerate(zip(scores, mas, strict=True), start=1):
             _new_epoch(net, epoch, valid_score=score, valid_nse_ma=ma)
@@ -505,11 +512,7 @@ def test_a_parent_that_trains_on_keeps_its_best_epoch_from_before_its_cap():
     # average. Uncapped, its weights are those of epoch 2; resumed as a new architecture
     # from epoch 6, they were those of epoch 8.
     def run(capped):
-        torch.manual_seed(0)
-        net = SimpleNamespace(history=History(), initialize_optimizer=lambda: None,
-                              module_=GrowingLSTM(n_features=2, hidden_size=3))
-        checkpoint = ArchitectureCheckpoint().initialize()
-        checkpoint.on_train_begin(net)
+        net, checkpoint = _checkpointed_net()
 
         def train(epochs):
             for epoch, score, ma in epochs:
@@ -539,11 +542,7 @@ def test_a_layer_inserted_but_not_yet_recorded_is_left_behind_at_the_end():
     # An interrupt between an insertion and the next epoch ends training on a module
     # one layer deeper than the weights kept for its architecture: those weights, with
     # their own architecture, are what the fit ends on.
-    torch.manual_seed(0)
-    net = SimpleNamespace(history=History(), initialize_optimizer=lambda: None,
-                          module_=GrowingLSTM(n_features=2, hidden_size=3))
-    checkpoint = ArchitectureCheckpoint().initialize()
-    checkpoint.on_train_begin(net)
+    net, checkpoint = _checkpointed_net()
     for epoch, score in enumerate([0.5, 0.7], start=1):
         _new_epoch(net, epoch, valid_score=score, valid_nse_ma=score)
         checkpoint.on_epoch_end(net)
