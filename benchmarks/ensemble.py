@@ -583,7 +583,8 @@ def compact_table(runs: list[dict], rate: float, coverage: str = "0.9") -> str:
         row["seeds"] = len({r["seed"] for r in runs if r["basin"] == basin})
         # How many days the high-flow coverage counts: on a few, one day moves it by
         # tens of points.
-        counts = [level["n_high_flow"] for r in runs if r["basin"] == basin
+        counts = [level["n_high_flow"] for r in runs
+                  if r["basin"] == basin and "fixed" in r["methods"]
                   for level in [r["methods"]["fixed"]["levels"][coverage]]
                   if "n_high_flow" in level]
         row["high-flow test days"] = f"{median(counts):g}" if counts else "n/a"

@@ -104,10 +104,12 @@ class GrowingNet(NeuralNet):
                 raise
 
 
-#: Held while a block works on torch's process-wide state (its thread count, its global
-#: generators): fits in threads of one process (a joblib Parallel nested in a search's
-#: worker runs in threads) take turns, or each would reseed the others' generators in
-#: the middle of training and restore the thread count another one saved.
+#: Held by a fit for its whole training, which works on torch's process-wide state (its
+#: global generators, its thread count): fits in threads of one process (a joblib
+#: Parallel nested in a search's worker runs in threads) take turns, or each would
+#: reseed the others' generators in the middle of training and restore the thread count
+#: another one saved. Predictions draw nothing and do not take it: they never wait for
+#: a fit in another thread.
 _TORCH_STATE = threading.RLock()
 
 
@@ -117,13 +119,12 @@ def torch_threads(n: int | None):
     if n is None:
         yield
         return
-    with _TORCH_STATE:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(n)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(previous)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def flushing_subnormals() -> bool:
@@ -401,7 +402,7 @@ def train(
     its pickle should not carry them), and an interrupted run's history loses the epoch
     cut short.
     """
-    with torch_threads(params["n_threads"]), subnormals_flushed(), \
+    with _TORCH_STATE, torch_threads(params["n_threads"]), subnormals_flushed(), \
             seeded(seed, params["device"]):
         if continuing:
             initial = validation_score(*_targets_and_predictions(net.module_, valid_set,

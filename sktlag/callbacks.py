@@ -290,21 +290,32 @@ class ArchitectureCheckpoint(Callback):
         self.arch_depth_ = None
         self.arch_start_state_ = None if net is None else _finite_state(net.module_)
 
-    _ARCHITECTURE_FIELDS = ("arch_best_score_", "arch_best_state_", "arch_best_spec_",
-                            "arch_best_epoch_", "arch_first_epoch_", "arch_depth_",
-                            "arch_start_state_")
+    # What snapshot and resume keep: the current architecture's best so far, and the
+    # run's best before it closed.
+    _SNAPSHOT_FIELDS = ("arch_best_score_", "arch_best_state_", "arch_best_spec_",
+                        "arch_best_epoch_", "arch_first_epoch_", "arch_depth_",
+                        "arch_start_state_", "best_score_", "best_spec_", "best_state_",
+                        "best_epoch_", "best_arch_score_", "best_arch_first_epoch_")
 
     def snapshot(self) -> dict:
-        """The current architecture's best so far, to take up again (:meth:`resume`)."""
-        return {name: getattr(self, name) for name in self._ARCHITECTURE_FIELDS}
+        """The current architecture's best so far and the run's, before the architecture
+        closes, to take up again (:meth:`resume`)."""
+        return {name: getattr(self, name) for name in self._SNAPSHOT_FIELDS}
 
-    def resume(self, snapshot: dict) -> None:
-        """Take up an architecture where :meth:`snapshot` left it: a parent that trains
-        on after a grown network did not pay keeps its best epochs from before its cap,
-        as a run that was never capped would (the grown network's epochs in between, of
-        another depth, are not its own)."""
-        for name in self._ARCHITECTURE_FIELDS:
+    def resume(self, snapshot: dict, net) -> None:
+        """Take up an architecture where :meth:`snapshot` left it, as if it had never
+        closed: a parent that trains on after the network grown at its cap did not pay
+        keeps its best epochs from before the cap, and neither its close at the cap nor
+        the grown network (rejected, its epochs of another depth) counts for the run's
+        best, as in a run that was never capped."""
+        for name in self._SNAPSHOT_FIELDS:
             setattr(self, name, snapshot[name])
+        if self.best_epoch_ is not None:
+            _flag_epoch(net.history, self.best_epoch_, BEST)
+        else:
+            for row in net.history:
+                if row.get(BEST):
+                    row[BEST] = False
 
     def _architecture_rows(self, net) -> list:
         """The history rows of the current architecture (none before its first epoch)."""
@@ -786,7 +797,7 @@ class TopologicalGrowth(Callback):
         for name, p in net.module_.named_parameters():
             if name in parent["moments"]:
                 net.optimizer_.state[p] = parent["moments"][name]
-        self.checkpoint.resume(parent["checkpoint"])
+        self.checkpoint.resume(parent["checkpoint"], net)
         self.plateau.resume(parent["plateau"])
         # The grown network's epochs drew batch orders and dropout masks; the parent
         # draws what it would have drawn had the cap not stopped it.

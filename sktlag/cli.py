@@ -502,8 +502,9 @@ def _target_names(y) -> list[str]:
 def _lowest_value(y) -> float | list[float] | None:
     """The lowest value of an ensemble's bands: 0 for a target that is a discharge
     (never negative), no limit (-inf) for any other, nor for one whose name means
-    discharge but whose values go below 0 (net or anomaly flows: a floor would cut their
-    band); one number where they agree."""
+    discharge but whose values (of the fit period, the days the ensemble learns from) go
+    below 0 (net or anomaly flows: a floor would cut their band); one number where they
+    agree."""
     frame = y if isinstance(y, pd.DataFrame) else y.to_frame()
     limits = [0.0 if means_discharge(name) and not (frame[column] < 0).any() else -math.inf
               for name, column in zip(_target_names(y), frame.columns, strict=True)]
@@ -564,7 +565,7 @@ def _run(args) -> int:
                 print(f"fitting {args.members} members in {jobs} processes ...")
         final = TLAGEnsemble(est, n_members=args.members, n_jobs=jobs,
                              random_state=args.seed, calibration=args.calibration,
-                             min_value=_lowest_value(y))
+                             min_value=_lowest_value(y_fit))
         if args.interval_scale is not None:
             final.set_params(scale=args.interval_scale)
         if args.error_correction is not None:

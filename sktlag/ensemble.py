@@ -623,7 +623,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         Warns
         -----
         UserWarning
-            Where an output has fewer calibration scores than ``coverage`` needs
+            Where an output (with ``band_classes``, one of its classes of days) has
+            fewer calibration scores than ``coverage`` needs
             (:func:`sktlag.conformal.min_calibration_scores`): the band then spans all of
             them and covers less than nominal.
         """
@@ -776,9 +777,10 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
             inside), ``mean_width`` (units of ``y``), ``relative_width`` (over the
             observations' standard deviation) and ``high_flow_coverage`` (days above
             ``high_flow_threshold_``); ``levels``, the same four at each of
-            ``coverages``, with ``spans_all_scores`` (the output has fewer calibration
-            scores than the level needs: its band spans all of them and covers less
-            than nominal); ``crps`` (mean CRPS of the predictive distribution, units of
+            ``coverages``, with ``spans_all_scores`` (the output, or with
+            ``band_classes`` one of its classes of days, has fewer calibration scores
+            than the level needs: its band spans all of them and covers less than
+            nominal); ``crps`` (mean CRPS of the predictive distribution, units of
             ``y``, from ``scoringrules.crps_ensemble``; for the adaptive method around
             the corrected forecast, with the corrected scores; of all of them, whatever
             ``band_classes``); ``n``

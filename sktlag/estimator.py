@@ -211,19 +211,26 @@ def _outputs(n: int) -> str:
 
 
 def _check_same_dates(X, y, name: str) -> None:
-    """Refuse a dated ``y`` of as many rows as a dated ``X`` but other dates: rows are
+    """Refuse a dated ``y`` of as many rows as a dated ``X`` but on other days: rows are
     paired by position, so a shifted or reversed ``y`` would give each day the flow of
-    another."""
+    another. Days, not stamps: a daily mean stamped 08:00 pairs with the inputs of its
+    day stamped at midnight."""
     if not (isinstance(X, pd.DataFrame) and isinstance(X.index, pd.DatetimeIndex)
             and isinstance(y, pd.Series | pd.DataFrame)
-            and isinstance(y.index, pd.DatetimeIndex)) \
-            or len(y) != len(X) or y.index.equals(X.index):
+            and isinstance(y.index, pd.DatetimeIndex)) or len(y) != len(X):
         return
-    row = next(i for i, (a, b) in enumerate(zip(y.index, X.index, strict=True)) if a != b)
+    days = y.index
+    if days.tz is not None and X.index.tz is not None:
+        days = days.tz_convert(X.index.tz)  # the same instants, on X's calendar
+    # Elementwise: the same days in another unit are the same days.
+    other = np.flatnonzero(np.asarray(days.normalize() != X.index.normalize()))
+    if not len(other):
+        return
+    row = int(other[0])
     raise ValueError(
         f"{name} is dated otherwise than X: its row {row} is {_stamp_text(y.index[row])}, "
         f"that of X {_stamp_text(X.index[row])}; rows are paired by position, so give "
-        f"{name} the dates of X (e.g. {name}.reindex(X.index))"
+        f"{name} one row per row of X, of the same day and in the same order"
     )
 
 
@@ -285,8 +292,9 @@ def _check_time_order(X, groups, what: str = "X") -> None:
     how = (f"repeats the date of row {row - 1}" if day == before
            else f"comes after row {row - 1} ({_stamp_text(before)})")
     if groups is None:
-        remedy = (f"sort them with {what}.sort_index() and drop repeated dates (several "
-                  "series one after another: pass groups)")
+        remedy = f"sort them with {what}.sort_index() and drop repeated dates"
+        if what == "X":
+            remedy += " (several series one after another: pass groups)"
     else:
         label = groups[row]
         label = label.item() if isinstance(label, np.generic) else label  # np.int64(0): 0

@@ -593,10 +593,12 @@ def _publish(staging: Path, out_dir: Path, overwrite: bool) -> None:
                       f"'{retired}' is left", UserWarning, stacklevel=3)
 
 
-def _remove_unfinished(staging: Path, created: list[Path]) -> None:
-    """Remove the staging directory of a write that failed, and the folders above it
-    that the write created (nearest first; any that holds something else stays)."""
-    shutil.rmtree(staging, ignore_errors=True)
+def _remove_unfinished(staging: Path | None, created: list[Path]) -> None:
+    """Remove the staging directory of a write that failed (if it was made), and the
+    folders above it that the write created (nearest first; any that holds something
+    else stays)."""
+    if staging is not None:
+        shutil.rmtree(staging, ignore_errors=True)
     for folder in created:
         try:
             folder.rmdir()
@@ -726,8 +728,12 @@ def write_artifacts(
         raise ValueError("pass X_test with y_test and X_train with y_train")
     # The folders above it this call creates go again if it fails.
     created = [p for p in (out_dir.parent, *out_dir.parent.parents) if not p.exists()]
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = _fresh_sibling(out_dir, "tmp")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = _fresh_sibling(out_dir, "tmp")
+    except BaseException:
+        _remove_unfinished(None, created)
+        raise
     written: dict[str, Path] = {}
 
     making: list[str] = []  # the artifact being made, for the message of an error

@@ -570,6 +570,38 @@ def test_repeated_column_names_are_named(series, fast_params):
         TLAGRegressor(**fast_params).fit(X, target)
 
 
+def test_a_prediction_does_not_wait_for_a_fit_in_another_thread(series, fast_params):
+    # Fits in threads of one process take turns on torch's generators; a prediction
+    # draws nothing, and waiting for a fit would stall a server, or deadlock a fit
+    # whose callback waits for one.
+    import threading
+
+    from skorch.callbacks import Callback
+
+    X, y = series
+    fitted = TLAGRegressor(**{**fast_params, "n_threads": 1}, random_state=0).fit(X, y)
+    started, release, predicted = threading.Event(), threading.Event(), threading.Event()
+
+    class Hold(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            started.set()
+            release.wait(60)
+
+    other = TLAGRegressor(**{**fast_params, "n_threads": 1, "max_epochs": 1},
+                          random_state=0, callbacks=[Hold()])
+    fitting = threading.Thread(target=other.fit, args=(X, y))
+    fitting.start()
+    try:
+        assert started.wait(60)
+        predicting = threading.Thread(target=lambda: (fitted.predict(X), predicted.set()))
+        predicting.start()
+        predicting.join(30)
+        assert predicted.is_set()
+    finally:
+        release.set()
+        fitting.join()
+
+
 def test_a_row_without_a_date_is_refused(series, fast_params):
     # NaT compares False with every date: a repeated date beside it went unseen.
     X, y = series
@@ -590,8 +622,17 @@ def test_a_target_dated_otherwise_than_x_is_refused(series, fast_params):
                                          r"2002-01-01, that of X 2001-01-01"):
         TLAGRegressor(**fast_params).fit(frame, late)
     with pytest.raises(ValueError, match=r"y is dated otherwise than X: its row 0 is "
-                                         r"2001-08-28.*y.reindex\(X.index\)"):
+                                         r"2001-08-28.*of the same day and in the same "
+                                         r"order"):
         TLAGRegressor(**fast_params).fit(frame, target.iloc[::-1])
+    # The same days stamped otherwise (a daily mean at 08:00, another time zone or
+    # unit) pair as they are.
+    for same in (target.set_axis(dates + pd.Timedelta(hours=8)),
+                 target.set_axis(dates.as_unit("s"))):
+        TLAGRegressor(**{**fast_params, "max_epochs": 1}).fit(frame, same)
+    zoned = frame.tz_localize("UTC")
+    TLAGRegressor(**{**fast_params, "max_epochs": 1}).fit(
+        zoned, target.tz_localize("UTC").tz_convert("Europe/Berlin"))
     est = TLAGRegressor(**fast_params, random_state=0).fit(frame, target)
     with pytest.raises(ValueError, match="y is dated otherwise than X"):
         est.score(frame, late)

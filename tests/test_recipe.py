@@ -451,9 +451,13 @@ def test_a_layer_that_did_not_pay_gives_the_epochs_of_the_cap_back_to_its_parent
         torch.testing.assert_close(weights[key], at_cap_weights[key], rtol=0, atol=0)
     for name in moments:
         torch.testing.assert_close(moments[name], at_cap_moments[name], rtol=0, atol=0)
-    # ... and on from there as the uncapped parent, to the same plateau.
+    # ... and on from there as the uncapped parent, to the same plateau, and the same
+    # weights kept: its best epochs from before the cap count as the uncapped's do.
     for key in ("valid_score", "valid_nse_ma", "plateau"):
         assert grown.history_[cap + child :, key] == declined.history_[cap:, key]
+    assert grown.best_epoch_ == declined.best_epoch_ + (child if declined.best_epoch_ > cap
+                                                        else 0)
+    np.testing.assert_array_equal(grown.predict(X), declined.predict(X))
     # A fit whose budget ends while the grown network is on trial keeps no copy of the
     # parent (a pickle would carry it).
     cut = TLAGRegressor(**{**params, "max_epochs": cap + 2}, topo_derivative_threshold=0.0,
@@ -530,7 +534,7 @@ def test_a_parent_that_trains_on_keeps_its_best_epoch_from_before_its_cap():
             checkpoint.close_architecture(net)
             del net.module_.layers[1]
             net.module_.load_state_dict(state)
-            checkpoint.resume(parent)
+            checkpoint.resume(parent, net)
         train([(6, 0.80, 0.70), (7, 0.82, 0.81), (8, 0.83, 0.825)])
         checkpoint.on_train_end(net)
         return checkpoint.best_epoch_, float(next(net.module_.parameters()).flatten()[0])
