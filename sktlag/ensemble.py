@@ -220,7 +220,7 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         A band of their own for the days the mean forecasts above
         ``high_flow_threshold_`` and for the other days (see the module notes), or one
         band for all days (None, the only band before sktlag 0.3). On the new years of
-        thirty-six records both held the share of all days alike, at the same width,
+        thirty-eight records both held the share of all days alike, at the same width,
         and the classes covered more of the high flows (``docs/forecasting.md``).
         Fitted with ``groups``, the threshold is one for all series: the floods of a
         series whose forecasts never reach it share the band of the other days.
