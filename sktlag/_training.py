@@ -147,20 +147,19 @@ def seeded(seed: int, device):
     cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else []
     other = None if device.type in ("cpu", "cuda") else torch.get_device_module(device.type)
-    with _TORCH_STATE:
-        saved = None if other is None else other.get_rng_state()
-        try:
-            with torch.random.fork_rng(devices=cuda):
-                torch.random.default_generator.manual_seed(seed)
-                for index in cuda:
-                    with torch.cuda.device(index):
-                        torch.cuda.manual_seed(seed)
-                if other is not None:
-                    other.manual_seed(seed)
-                yield
-        finally:
+    saved = None if other is None else other.get_rng_state()
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            torch.random.default_generator.manual_seed(seed)
+            for index in cuda:
+                with torch.cuda.device(index):
+                    torch.cuda.manual_seed(seed)
             if other is not None:
-                other.set_rng_state(saved)
+                other.manual_seed(seed)
+            yield
+    finally:
+        if other is not None:
+            other.set_rng_state(saved)
 
 
 @contextlib.contextmanager

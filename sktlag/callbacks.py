@@ -310,12 +310,7 @@ class ArchitectureCheckpoint(Callback):
         best, as in a run that was never capped."""
         for name in self._SNAPSHOT_FIELDS:
             setattr(self, name, snapshot[name])
-        if self.best_epoch_ is not None:
-            _flag_epoch(net.history, self.best_epoch_, BEST)
-        else:
-            for row in net.history:
-                if row.get(BEST):
-                    row[BEST] = False
+        _flag_epoch(net.history, self.best_epoch_, BEST)  # None: no row flagged
 
     def _architecture_rows(self, net) -> list:
         """The history rows of the current architecture (none before its first epoch)."""

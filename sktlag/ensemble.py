@@ -102,6 +102,7 @@ from .estimator import (
     SeriesRegressorMixin,
     TLAGRegressor,
     _check_finite,
+    _check_same_dates,
     final_regressor,
     final_step,
     naming_errors,
@@ -795,8 +796,8 @@ class TLAGEnsemble(SeriesRegressorMixin, RegressorMixin, BaseEstimator):
         # The members predict once for every band and the samples.
         mean, std, _ = self._mean_and_std(X, groups=groups, history=history)
         self._warn_if_too_few_scores(coverage, self._classes(mean))
-        return self._scored(mean, std, self._observations(y, len(mean), "y", X), coverage,
-                            groups, adaptive, adapt_rate, coverages)
+        _check_same_dates(X, y, "y")  # the rest of y's checks are _scored's
+        return self._scored(mean, std, y, coverage, groups, adaptive, adapt_rate, coverages)
 
     def _scored(self, mean, std, y, coverage, groups, adaptive, adapt_rate,
                 coverages=REPORTED_COVERAGES) -> dict:

@@ -179,7 +179,12 @@ def _check_finite(values: np.ndarray, what: str, columns: list[str] | None, allo
 def _check_magnitude(values: np.ndarray, what: str, columns: list[str] | None) -> None:
     """Raise a ValueError naming the first value beyond :data:`~sktlag.io.LARGEST_VALUE`
     by row and column: in float32, where the network computes, it would be infinite."""
-    with np.errstate(invalid="ignore"):  # NaN compares False: a masked target
+    # Fast path without an array-sized temporary (a NaN, of a masked target, sends us
+    # to the exact check, where it compares False).
+    if values.size == 0 or (values.max() <= LARGEST_VALUE
+                            and values.min() >= -LARGEST_VALUE):
+        return
+    with np.errstate(invalid="ignore"):
         found = _first_bad(values, lambda v: np.abs(v) > LARGEST_VALUE)
     if found is None:
         return
